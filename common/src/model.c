@@ -1,0 +1,411 @@
+/* Sequential model construction, initialization and inference. */
+#include "maas/base.h"
+#include "maas/gemm.h"
+#include "maas/model.h"
+
+static const char *const init_names[MAAS_INIT__COUNT] = {
+    [MAAS_INIT_GLOROT_UNIFORM] = "glorot_uniform",
+    [MAAS_INIT_HE_NORMAL] = "he_normal",
+    [MAAS_INIT_ZEROS] = "zeros",
+};
+
+const char *maas_init_name(maas_init init) {
+    if ((int)init < 0 || init >= MAAS_INIT__COUNT) return "?";
+    return init_names[init];
+}
+
+maas_err maas_init_from_name(const char *name, maas_init *out, char *errstr, size_t errstr_size) {
+    for (int i = 0; i < MAAS_INIT__COUNT; i++) {
+        if (name && !strcmp(name, init_names[i])) {
+            *out = (maas_init)i;
+            return MAAS_OK;
+        }
+    }
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                     "unknown initializer '%s' (known: glorot_uniform, he_normal, zeros)",
+                     name ? name : "(null)");
+}
+
+maas_layer_spec maas_dense(int units, maas_act act) {
+    maas_layer_spec s;
+    memset(&s, 0, sizeof(s));
+    s.kind = MAAS_LAYER_DENSE;
+    s.units = units;
+    s.use_bias = 1;
+    s.act = act;
+    s.kernel_init = MAAS_INIT_GLOROT_UNIFORM;
+    s.bias_init = MAAS_INIT_ZEROS;
+    return s;
+}
+
+maas_layer_spec maas_dropout(float rate) {
+    maas_layer_spec s;
+    memset(&s, 0, sizeof(s));
+    s.kind = MAAS_LAYER_DROPOUT;
+    s.rate = rate;
+    return s;
+}
+
+static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_out,
+                       maas_rng *rng) {
+    switch (init) {
+    case MAAS_INIT_GLOROT_UNIFORM: {
+        double limit = sqrt(6.0 / (double)(fan_in + fan_out));
+        for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * maas_rng_uniform(rng) - 1.0) * limit);
+        break;
+    }
+    case MAAS_INIT_HE_NORMAL: {
+        /* Keras VarianceScaling(2, fan_in, truncated_normal): the stddev is
+         * corrected for the truncation at two standard deviations. */
+        double stddev = sqrt(2.0 / (double)fan_in) / 0.87962566103423978;
+        for (size_t i = 0; i < n; i++) w[i] = (float)(maas_rng_truncated_normal(rng) * stddev);
+        break;
+    }
+    case MAAS_INIT_ZEROS:
+    case MAAS_INIT__COUNT:
+        memset(w, 0, n * sizeof(float));
+        break;
+    }
+}
+
+maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, size_t errstr_size) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        int need_rng = l->spec.kernel_init != MAAS_INIT_ZEROS ||
+                       (l->spec.use_bias && l->spec.bias_init != MAAS_INIT_ZEROS);
+        if (need_rng && !rng)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                             "layer '%s' needs a random generator for its initializer",
+                             l->spec.name);
+        init_block(m->params + l->w_off, (size_t)l->n_in * l->n_out, l->spec.kernel_init, l->n_in,
+                   l->n_out, rng);
+        if (l->spec.use_bias)
+            init_block(m->params + l->b_off, (size_t)l->n_out, l->spec.bias_init, l->n_in,
+                       l->n_out, rng);
+    }
+    maas_model_set_standardization(m, NULL, NULL, NULL, 0);
+    return MAAS_OK;
+}
+
+static maas_err check_spec(int idx, const maas_layer_spec *s, char *errstr, size_t errstr_size) {
+    if (s->kind == MAAS_LAYER_DENSE) {
+        if (s->units < 1 || s->units > MAAS_MAX_UNITS)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                             "layer %d: units must be in 1..%d, got %d", idx, MAAS_MAX_UNITS,
+                             s->units);
+        if ((int)s->act < 0 || s->act >= MAAS_ACT__COUNT)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                             "layer %d: unknown activation %d", idx, (int)s->act);
+        if ((int)s->kernel_init < 0 || s->kernel_init >= MAAS_INIT__COUNT ||
+            (int)s->bias_init < 0 || s->bias_init >= MAAS_INIT__COUNT)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                             "layer %d: unknown initializer", idx);
+        if (!isfinite(s->act_alpha))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                             "layer %d: activation alpha is not finite", idx);
+        if (s->act == MAAS_ACT_SOFTMAX && s->units < 1)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d: empty softmax", idx);
+    } else if (s->kind == MAAS_LAYER_DROPOUT) {
+        if (!(s->rate >= 0.0f && s->rate < 1.0f))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                             "layer %d: dropout rate must be in [0, 1), got %g", idx,
+                             (double)s->rate);
+    } else {
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: unknown layer kind %d",
+                         idx, (int)s->kind);
+    }
+    if (memchr(s->name, '\0', sizeof(s->name)) == NULL)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d: name not terminated", idx);
+    if (strchr(s->name, '/'))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "layer %d: name '%s' must not contain '/'", idx, s->name);
+    return MAAS_OK;
+}
+
+/* Keras names unnamed layers dense, dense_1, ..., dropout, dropout_1, ... */
+static void default_name(maas_layer *layers, int i) {
+    maas_layer_spec *s = &layers[i].spec;
+    if (s->name[0]) return;
+    const char *base = s->kind == MAAS_LAYER_DENSE ? "dense" : "dropout";
+    int seen = 0;
+    for (int j = 0; j < i; j++)
+        if (layers[j].spec.kind == s->kind) seen++;
+    if (seen == 0)
+        snprintf(s->name, sizeof(s->name), "%s", base);
+    else
+        snprintf(s->name, sizeof(s->name), "%s_%d", base, seen);
+}
+
+/* Validates the specs and allocates a model with zeroed weights. */
+static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                               char *errstr, size_t errstr_size) {
+    if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "input width must be in 1..%d, got %d",
+                  MAAS_MAX_UNITS, n_inputs);
+        return NULL;
+    }
+    if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "a model needs 1..%d layers, got %d",
+                  MAAS_MAX_LAYERS, n_layers);
+        return NULL;
+    }
+    /* Validate and size everything before the first allocation. */
+    size_t n_params = 0;
+    int width = n_inputs, n_dense = 0;
+    for (int i = 0; i < n_layers; i++) {
+        if (check_spec(i, &specs[i], errstr, errstr_size) != MAAS_OK) return NULL;
+        if (specs[i].kind == MAAS_LAYER_DENSE) {
+            n_params += (size_t)width * (size_t)specs[i].units;
+            if (specs[i].use_bias) n_params += (size_t)specs[i].units;
+            if (n_params > MAAS_MAX_PARAMS) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                          "model exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
+                return NULL;
+            }
+            width = specs[i].units;
+            n_dense++;
+        }
+    }
+    if (n_dense == 0) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a model needs at least one Dense layer");
+        return NULL;
+    }
+    for (int i = 0; i < n_layers; i++)
+        for (int j = 0; j < i; j++)
+            if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name)) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
+                          specs[i].name);
+                return NULL;
+            }
+
+    maas_model *m = calloc(1, sizeof(*m));
+    if (m) m->layers = calloc((size_t)n_layers, sizeof(*m->layers));
+    if (m && m->layers) m->params = calloc(n_params, sizeof(float));
+    if (!m || !m->layers || !m->params) {
+        maas_model_free(m);
+        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for %zu parameters",
+                  n_params);
+        return NULL;
+    }
+    m->n_inputs = n_inputs;
+    m->n_layers = n_layers;
+    m->n_params = n_params;
+    size_t off = 0;
+    width = n_inputs;
+    for (int i = 0; i < n_layers; i++) {
+        maas_layer *l = &m->layers[i];
+        l->spec = specs[i];
+        l->n_in = width;
+        if (specs[i].kind == MAAS_LAYER_DENSE) {
+            l->n_out = specs[i].units;
+            l->w_off = off;
+            off += (size_t)l->n_in * l->n_out;
+            l->b_off = off;
+            if (specs[i].use_bias) off += (size_t)l->n_out;
+        } else {
+            l->n_out = width;
+        }
+        width = l->n_out;
+        default_name(m->layers, i);
+    }
+    for (int i = 0; i < n_layers; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(m->layers[i].spec.name, m->layers[j].spec.name)) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
+                          m->layers[i].spec.name);
+                maas_model_free(m);
+                return NULL;
+            }
+    m->n_outputs = width;
+    return m;
+}
+
+maas_model *maas_model_new(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                           maas_rng *rng, char *errstr, size_t errstr_size) {
+    maas_model *m = model_build(n_inputs, specs, n_layers, errstr, errstr_size);
+    if (m && maas_model_init_weights(m, rng, errstr, errstr_size) != MAAS_OK) {
+        maas_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void maas_model_free(maas_model *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m->params);
+    free(m->feat_mean);
+    free(m->feat_std);
+    free(m);
+}
+
+maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_size) {
+    maas_layer_spec specs[MAAS_MAX_LAYERS];
+    for (int i = 0; i < src->n_layers; i++) specs[i] = src->layers[i].spec;
+    maas_model *m = model_build(src->n_inputs, specs, src->n_layers, errstr, errstr_size);
+    if (!m) return NULL;
+    memcpy(m->params, src->params, src->n_params * sizeof(float));
+    if (maas_model_set_standardization(m, src->feat_mean, src->feat_std, errstr, errstr_size) !=
+        MAAS_OK) {
+        maas_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+maas_err maas_model_set_standardization(maas_model *m, const float *mean, const float *std,
+                                        char *errstr, size_t errstr_size) {
+    if (!mean || !std) {
+        free(m->feat_mean);
+        free(m->feat_std);
+        m->feat_mean = m->feat_std = NULL;
+        return MAAS_OK;
+    }
+    for (int i = 0; i < m->n_inputs; i++)
+        if (!isfinite(mean[i]) || !isfinite(std[i]) || std[i] < 0.0f)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                             "standardization of feature %d is invalid (mean %g, std %g)", i,
+                             (double)mean[i], (double)std[i]);
+    if (!m->feat_mean) m->feat_mean = malloc((size_t)m->n_inputs * sizeof(float));
+    if (!m->feat_std) m->feat_std = malloc((size_t)m->n_inputs * sizeof(float));
+    if (!m->feat_mean || !m->feat_std) {
+        maas_model_set_standardization(m, NULL, NULL, NULL, 0);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < m->n_inputs; i++) {
+        m->feat_mean[i] = mean[i];
+        m->feat_std[i] = std[i] < 1e-7f ? 1.0f : std[i];
+    }
+    return MAAS_OK;
+}
+
+float *maas_model_kernel(maas_model *m, int i) {
+    if (i < 0 || i >= m->n_layers || m->layers[i].spec.kind != MAAS_LAYER_DENSE) return NULL;
+    return m->params + m->layers[i].w_off;
+}
+
+float *maas_model_bias(maas_model *m, int i) {
+    if (!maas_model_kernel(m, i) || !m->layers[i].spec.use_bias) return NULL;
+    return m->params + m->layers[i].b_off;
+}
+
+maas_err maas_model_check_finite(const maas_model *m, char *errstr, size_t errstr_size) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        size_t n = (size_t)l->n_in * l->n_out + (l->spec.use_bias ? (size_t)l->n_out : 0);
+        const float *p = m->params + l->w_off;
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(p[k]))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                                 "layer '%s' has a non-finite weight", l->spec.name);
+    }
+    return MAAS_OK;
+}
+
+/* ---- inference ---- */
+
+struct maas_infer {
+    const maas_model *m;
+    int max_batch;
+    int max_width;
+    float *buf[2]; /* ping-pong activations, max_batch x max_width each */
+    float *xin;    /* standardized input, max_batch x n_inputs */
+};
+
+maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, size_t errstr_size) {
+    if (max_batch < 1 || max_batch > 1 << 20) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "batch size must be in 1..%d, got %d",
+                  1 << 20, max_batch);
+        return NULL;
+    }
+    int w = m->n_inputs;
+    for (int i = 0; i < m->n_layers; i++) w = m->layers[i].n_out > w ? m->layers[i].n_out : w;
+    maas_infer *inf = calloc(1, sizeof(*inf));
+    if (!inf) goto oom;
+    inf->m = m;
+    inf->max_batch = max_batch;
+    inf->max_width = w;
+    size_t cells = (size_t)max_batch * (size_t)w;
+    inf->buf[0] = malloc(cells * sizeof(float));
+    inf->buf[1] = malloc(cells * sizeof(float));
+    inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
+    if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
+    return inf;
+oom:
+    maas_infer_free(inf);
+    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for an inference context");
+    return NULL;
+}
+
+void maas_infer_free(maas_infer *inf) {
+    if (!inf) return;
+    free(inf->buf[0]);
+    free(inf->buf[1]);
+    free(inf->xin);
+    free(inf);
+}
+
+/* Forward pass of `rows` rows; returns the buffer holding the output. */
+static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
+    const maas_model *m = inf->m;
+    const float *in = x;
+    if (m->feat_mean) {
+        int n = m->n_inputs;
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < n; j++)
+                inf->xin[(size_t)r * n + j] = (x[(size_t)r * n + j] - m->feat_mean[j]) /
+                                              m->feat_std[j];
+        in = inf->xin;
+    }
+    int which = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* Dropout is identity here */
+        float *out = inf->buf[which];
+        const float *w = m->params + l->w_off;
+        if (l->spec.use_bias) {
+            const float *b = m->params + l->b_off;
+            for (int r = 0; r < rows; r++)
+                memcpy(out + (size_t)r * l->n_out, b, (size_t)l->n_out * sizeof(float));
+        }
+        float beta = l->spec.use_bias ? 1.0f : 0.0f;
+        if (rows == 1)
+            maas_gemv(1, l->n_in, l->n_out, 1.0f, w, l->n_out, in, beta, out);
+        else
+            maas_gemm(0, 0, rows, l->n_out, l->n_in, 1.0f, in, l->n_in, w, l->n_out, beta, out,
+                      l->n_out);
+        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+        in = out;
+        which ^= 1;
+    }
+    return in;
+}
+
+maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out, char *errstr,
+                        size_t errstr_size) {
+    const maas_model *m = inf->m;
+    if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "no rows to predict");
+    size_t n_in = (size_t)m->n_inputs;
+    for (size_t i = 0; i < rows * n_in; i++)
+        if (!isfinite(x[i]))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                             "input row %zu, column %zu is not finite", i / n_in, i % n_in);
+    for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->max_batch) {
+        int n = (int)(rows - r0 < (size_t)inf->max_batch ? rows - r0 : (size_t)inf->max_batch);
+        const float *y = infer_chunk(inf, x + r0 * n_in, n);
+        memcpy(out + r0 * (size_t)m->n_outputs, y, (size_t)n * m->n_outputs * sizeof(float));
+    }
+    return MAAS_OK;
+}
+
+maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, float *out,
+                            char *errstr, size_t errstr_size) {
+    int batch = rows > 1024 ? 1024 : (int)(rows ? rows : 1);
+    maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
+    if (!inf) return MAAS_ERR_NOMEM;
+    maas_err err = maas_infer_run(inf, x, rows, out, errstr, errstr_size);
+    maas_infer_free(inf);
+    return err;
+}

@@ -1,0 +1,597 @@
+/* Losses, optimizers, metrics, and the trainer that runs forward/backward passes. */
+#include "maas/base.h"
+#include "maas/gemm.h"
+#include "maas/train.h"
+#include "train_internal.h"
+
+#define CLIP_EPS 1e-7f /* Keras backend.epsilon() */
+
+static const char *const loss_names[MAAS_LOSS__COUNT] = {
+    [MAAS_LOSS_BINARY_CROSSENTROPY] = "binary_crossentropy",
+    [MAAS_LOSS_CATEGORICAL_CROSSENTROPY] = "categorical_crossentropy",
+    [MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY] = "sparse_categorical_crossentropy",
+    [MAAS_LOSS_MSE] = "mse",
+    [MAAS_LOSS_MAE] = "mae",
+};
+
+static const char *const opt_names[MAAS_OPT__COUNT] = {
+    [MAAS_OPT_SGD] = "sgd",
+    [MAAS_OPT_ADAM] = "adam",
+    [MAAS_OPT_RMSPROP] = "rmsprop",
+};
+
+const char *maas_loss_name(maas_loss loss) {
+    if ((int)loss < 0 || loss >= MAAS_LOSS__COUNT) return "?";
+    return loss_names[loss];
+}
+
+maas_err maas_loss_from_name(const char *name, maas_loss *out, char *errstr, size_t errstr_size) {
+    static const struct {
+        const char *alias;
+        maas_loss loss;
+    } aliases[] = {
+        {"mean_squared_error", MAAS_LOSS_MSE},
+        {"mean_absolute_error", MAAS_LOSS_MAE},
+    };
+    for (int i = 0; name && i < MAAS_LOSS__COUNT; i++)
+        if (!strcmp(name, loss_names[i])) return *out = (maas_loss)i, MAAS_OK;
+    for (size_t i = 0; name && i < MAAS_ARRAY_LEN(aliases); i++)
+        if (!strcmp(name, aliases[i].alias)) return *out = aliases[i].loss, MAAS_OK;
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                     "unknown loss '%s' (known: binary_crossentropy, categorical_crossentropy, "
+                     "sparse_categorical_crossentropy, mse, mae)",
+                     name ? name : "(null)");
+}
+
+const char *maas_opt_name(maas_opt opt) {
+    if ((int)opt < 0 || opt >= MAAS_OPT__COUNT) return "?";
+    return opt_names[opt];
+}
+
+maas_err maas_opt_from_name(const char *name, maas_opt *out, char *errstr, size_t errstr_size) {
+    for (int i = 0; name && i < MAAS_OPT__COUNT; i++)
+        if (!strcasecmp(name, opt_names[i])) return *out = (maas_opt)i, MAAS_OK;
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                     "unknown optimizer '%s' (known: sgd, adam, rmsprop)",
+                     name ? name : "(null)");
+}
+
+void maas_optim_defaults(maas_optim_spec *o, maas_opt kind) {
+    memset(o, 0, sizeof(*o));
+    o->kind = kind;
+    o->learning_rate = kind == MAAS_OPT_SGD ? 0.01f : 0.001f;
+    o->beta_1 = 0.9f;
+    o->beta_2 = 0.999f;
+    o->epsilon = 1e-7f;
+    o->rho = 0.9f;
+}
+
+int maas_label_cols(const maas_model *m, maas_loss loss) {
+    return loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? 1 : m->n_outputs;
+}
+
+maas_acc_kind maas_acc_resolve(const maas_model *m, const maas_compile *c) {
+    if (!c->accuracy) return MAAS_ACC_NONE;
+    if (c->loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) return MAAS_ACC_SPARSE;
+    if (c->loss == MAAS_LOSS_BINARY_CROSSENTROPY || m->n_outputs == 1) return MAAS_ACC_BINARY;
+    return MAAS_ACC_CATEGORICAL;
+}
+
+maas_err maas_compile_check(const maas_model *m, const maas_compile *c, char *errstr,
+                            size_t errstr_size) {
+    const maas_optim_spec *o = &c->optim;
+    if ((int)c->loss < 0 || c->loss >= MAAS_LOSS__COUNT)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "unknown loss %d", (int)c->loss);
+    if ((int)o->kind < 0 || o->kind >= MAAS_OPT__COUNT)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "unknown optimizer %d",
+                         (int)o->kind);
+    if (!(o->learning_rate > 0.0f && o->learning_rate <= 10.0f))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "learning rate must be in (0, 10], got %g", (double)o->learning_rate);
+    if (!(o->momentum >= 0.0f && o->momentum < 1.0f))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "momentum must be in [0, 1), got %g",
+                         (double)o->momentum);
+    if (o->kind == MAAS_OPT_ADAM &&
+        !(o->beta_1 >= 0.0f && o->beta_1 < 1.0f && o->beta_2 >= 0.0f && o->beta_2 < 1.0f))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "adam betas must be in [0, 1)");
+    if (o->kind == MAAS_OPT_RMSPROP && !(o->rho >= 0.0f && o->rho < 1.0f))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "rmsprop rho must be in [0, 1)");
+    if (o->kind != MAAS_OPT_SGD && !(o->epsilon > 0.0f && o->epsilon < 1.0f))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "epsilon must be in (0, 1), got %g",
+                         (double)o->epsilon);
+    if ((c->loss == MAAS_LOSS_CATEGORICAL_CROSSENTROPY ||
+         c->loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) &&
+        m->n_outputs < 2)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                         "%s needs at least 2 output units, the model has %d",
+                         maas_loss_name(c->loss), m->n_outputs);
+    return MAAS_OK;
+}
+
+maas_err maas_labels_check(const maas_model *m, maas_loss loss, const float *y, size_t rows,
+                           char *errstr, size_t errstr_size) {
+    int k = maas_label_cols(m, loss);
+    for (size_t r = 0; r < rows; r++) {
+        for (int j = 0; j < k; j++) {
+            float v = y[r * (size_t)k + j];
+            if (!isfinite(v))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                                 "label row %zu, column %d is not finite", r, j);
+            switch (loss) {
+            case MAAS_LOSS_BINARY_CROSSENTROPY:
+                if (v < 0.0f || v > 1.0f)
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                                     "label row %zu is %g; binary_crossentropy needs labels in "
+                                     "[0, 1]",
+                                     r, (double)v);
+                break;
+            case MAAS_LOSS_CATEGORICAL_CROSSENTROPY:
+                if (v < 0.0f)
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                                     "label row %zu, column %d is negative (%g)", r, j, (double)v);
+                break;
+            case MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY:
+                if (v != floorf(v) || v < 0.0f || v >= (float)m->n_outputs)
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                                     "label row %zu is %g; sparse_categorical_crossentropy needs "
+                                     "a class index in 0..%d",
+                                     r, (double)v, m->n_outputs - 1);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    return MAAS_OK;
+}
+
+/* ---- the trainer ---- */
+
+struct maas_trainer {
+    maas_model *m;
+    maas_compile c;
+    maas_acc_kind acc;
+    int batch;
+    maas_rng *rng;
+    int fused; /* output layer's activation folded into the loss (logits path) */
+    /* Per layer: pre-activation z (Dense) and output a; masks for Dropout. */
+    float **z, **a, **mask;
+    const float **in; /* input of each layer during the last forward */
+    float *d[2];      /* ping-pong deltas, batch x max width */
+    float *grad;      /* n_params */
+    float *slot[3];   /* optimizer state, n_params each (NULL when unused) */
+    long long iterations;
+    float *block; /* one allocation for all activations */
+};
+
+void maas_trainer_free(maas_trainer *tr) {
+    if (!tr) return;
+    free(tr->z);
+    free(tr->a);
+    free(tr->mask);
+    free(tr->in);
+    free(tr->grad);
+    for (int i = 0; i < 3; i++) free(tr->slot[i]);
+    free(tr->block);
+    free(tr);
+}
+
+static int output_is_fused(const maas_model *m, maas_loss loss) {
+    const maas_layer *last = &m->layers[m->n_layers - 1];
+    if (last->spec.kind != MAAS_LAYER_DENSE) return 0;
+    if (loss == MAAS_LOSS_BINARY_CROSSENTROPY) return last->spec.act == MAAS_ACT_SIGMOID;
+    if (loss == MAAS_LOSS_CATEGORICAL_CROSSENTROPY ||
+        loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY)
+        return last->spec.act == MAAS_ACT_SOFTMAX;
+    return 0;
+}
+
+static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch, maas_rng *rng,
+                                 int for_training, char *errstr, size_t errstr_size) {
+    if (maas_compile_check(m, c, errstr, errstr_size) != MAAS_OK) return NULL;
+    if (batch < 1 || batch > 1 << 20) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "batch size must be in 1..%d, got %d",
+                  1 << 20, batch);
+        return NULL;
+    }
+    int maxw = m->n_inputs;
+    size_t cells = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        maxw = l->n_out > maxw ? l->n_out : maxw;
+        /* Dense: z and a; Dropout: a and mask. */
+        cells += 2 * (size_t)batch * (size_t)l->n_out;
+    }
+    cells += 2 * (size_t)batch * (size_t)maxw;
+    if (cells > ((size_t)1 << 31)) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                  "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch,
+                  cells);
+        return NULL;
+    }
+    maas_trainer *tr = calloc(1, sizeof(*tr));
+    if (!tr) goto oom;
+    tr->m = m;
+    tr->c = *c;
+    tr->acc = maas_acc_resolve(m, c);
+    tr->batch = batch;
+    tr->rng = rng;
+    tr->fused = output_is_fused(m, c->loss);
+    size_t nl = (size_t)m->n_layers;
+    tr->z = calloc(nl, sizeof(float *));
+    tr->a = calloc(nl, sizeof(float *));
+    tr->mask = calloc(nl, sizeof(float *));
+    tr->in = calloc(nl, sizeof(float *));
+    tr->block = malloc(cells * sizeof(float));
+    tr->grad = calloc(m->n_params, sizeof(float));
+    if (!tr->z || !tr->a || !tr->mask || !tr->in || !tr->block || !tr->grad) goto oom;
+    float *p = tr->block;
+    for (int i = 0; i < m->n_layers; i++) {
+        size_t n = (size_t)batch * (size_t)m->layers[i].n_out;
+        if (m->layers[i].spec.kind == MAAS_LAYER_DENSE)
+            tr->z[i] = p;
+        else
+            tr->mask[i] = p;
+        tr->a[i] = p + n;
+        p += 2 * n;
+    }
+    tr->d[0] = p;
+    tr->d[1] = p + (size_t)batch * (size_t)maxw;
+    if (for_training) {
+        int nslots = 0;
+        switch (c->optim.kind) {
+        case MAAS_OPT_SGD:
+            nslots = c->optim.momentum > 0.0f ? 1 : 0;
+            break;
+        case MAAS_OPT_ADAM:
+            nslots = 2;
+            break;
+        case MAAS_OPT_RMSPROP:
+            nslots = c->optim.momentum > 0.0f ? 2 : 1;
+            break;
+        default:
+            break;
+        }
+        for (int i = 0; i < nslots; i++) {
+            tr->slot[i] = calloc(m->n_params, sizeof(float));
+            if (!tr->slot[i]) goto oom;
+        }
+    }
+    return tr;
+oom:
+    maas_trainer_free(tr);
+    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for a trainer (batch %d)",
+              batch);
+    return NULL;
+}
+
+maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size,
+                               maas_rng *rng, char *errstr, size_t errstr_size) {
+    return trainer_new(m, c, batch_size, rng, 1, errstr, errstr_size);
+}
+
+/* Forward pass; returns the output buffer (rows x n_outputs). */
+static const float *forward(maas_trainer *tr, const float *x, int rows, int training) {
+    const maas_model *m = tr->m;
+    const float *in = x;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        tr->in[i] = in;
+        size_t n = (size_t)rows * (size_t)l->n_out;
+        if (l->spec.kind == MAAS_LAYER_DENSE) {
+            float *z = tr->z[i];
+            const float *w = m->params + l->w_off;
+            float beta = 0.0f;
+            if (l->spec.use_bias) {
+                const float *b = m->params + l->b_off;
+                for (int r = 0; r < rows; r++)
+                    memcpy(z + (size_t)r * l->n_out, b, (size_t)l->n_out * sizeof(float));
+                beta = 1.0f;
+            }
+            maas_gemm(0, 0, rows, l->n_out, l->n_in, 1.0f, in, l->n_in, w, l->n_out, beta, z,
+                      l->n_out);
+            memcpy(tr->a[i], z, n * sizeof(float));
+            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), tr->a[i], (size_t)rows,
+                             l->n_out);
+            in = tr->a[i];
+        } else if (training && l->spec.rate > 0.0f) {
+            /* Inverted dropout: keep with probability 1 - rate, scale by 1 / (1 - rate). */
+            float keep = 1.0f - l->spec.rate, scale = 1.0f / keep;
+            for (size_t k = 0; k < n; k++) {
+                tr->mask[i][k] = maas_rng_uniform(tr->rng) < (double)keep ? scale : 0.0f;
+                tr->a[i][k] = in[k] * tr->mask[i][k];
+            }
+            in = tr->a[i];
+        } else {
+            for (size_t k = 0; k < n; k++) tr->mask[i][k] = 1.0f;
+            /* identity: pass the input through without a copy */
+        }
+    }
+    return in;
+}
+
+static inline float clampf(float v, float lo, float hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int j = 1; j < n; j++)
+        if (v[j] > v[best]) best = j;
+    return best;
+}
+
+/* Summed accuracy of rows (each row counts 1 at most). */
+static double accuracy_sum(const maas_trainer *tr, const float *p, const float *y, int rows) {
+    int k = tr->m->n_outputs;
+    double sum = 0.0;
+    for (int r = 0; r < rows; r++) {
+        const float *pr = p + (size_t)r * k;
+        switch (tr->acc) {
+        case MAAS_ACC_BINARY: {
+            const float *yr = y + (size_t)r * k;
+            int hits = 0;
+            for (int j = 0; j < k; j++) hits += (pr[j] > 0.5f ? 1.0f : 0.0f) == yr[j];
+            sum += (double)hits / k;
+            break;
+        }
+        case MAAS_ACC_CATEGORICAL:
+            sum += argmax(pr, k) == argmax(y + (size_t)r * k, k);
+            break;
+        case MAAS_ACC_SPARSE:
+            sum += argmax(pr, k) == (int)y[r];
+            break;
+        case MAAS_ACC_NONE:
+            break;
+        }
+    }
+    return sum;
+}
+
+/*
+ * Loss of the batch (mean over rows) and, if g is non-NULL, its gradient with
+ * respect to the output layer: dL/dz when the output is fused, else dL/da.
+ */
+static double loss_and_grad(const maas_trainer *tr, const float *out, const float *z,
+                            const float *y, int rows, float *g) {
+    int k = tr->m->n_outputs;
+    double total = 0.0;
+    float inv_b = 1.0f / (float)rows;
+    for (int r = 0; r < rows; r++) {
+        const float *p = out + (size_t)r * k;
+        const float *zr = z ? z + (size_t)r * k : NULL;
+        const float *yr = y + (size_t)r * maas_label_cols(tr->m, tr->c.loss);
+        float *gr = g ? g + (size_t)r * k : NULL;
+        double row = 0.0;
+        switch (tr->c.loss) {
+        case MAAS_LOSS_BINARY_CROSSENTROPY:
+            for (int j = 0; j < k; j++) {
+                if (tr->fused) {
+                    /* sigmoid_cross_entropy_with_logits */
+                    float x = zr[j];
+                    row += (double)fmaxf(x, 0.0f) - (double)x * yr[j] + log1p(exp(-fabs(x)));
+                    if (gr) gr[j] = (p[j] - yr[j]) * inv_b / (float)k;
+                } else {
+                    float pc = clampf(p[j], CLIP_EPS, 1.0f - CLIP_EPS);
+                    row -= yr[j] * log((double)pc) + (1.0 - yr[j]) * log(1.0 - (double)pc);
+                    if (gr) {
+                        int inside = p[j] > CLIP_EPS && p[j] < 1.0f - CLIP_EPS;
+                        gr[j] = inside ? (pc - yr[j]) / (pc * (1.0f - pc)) * inv_b / (float)k
+                                       : 0.0f;
+                    }
+                }
+            }
+            row /= k;
+            break;
+        case MAAS_LOSS_CATEGORICAL_CROSSENTROPY:
+        case MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY: {
+            int sparse = tr->c.loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+            int label = sparse ? (int)yr[0] : -1;
+#define YTRUE(j) (sparse ? ((j) == label ? 1.0f : 0.0f) : yr[j])
+            if (tr->fused) {
+                /* softmax_cross_entropy_with_logits: sum_j y_j (lse(z) - z_j) */
+                float mx = zr[0];
+                for (int j = 1; j < k; j++) mx = fmaxf(mx, zr[j]);
+                double se = 0.0, ysum = 0.0;
+                for (int j = 0; j < k; j++) se += exp((double)zr[j] - mx);
+                double lse = mx + log(se);
+                for (int j = 0; j < k; j++) {
+                    row += YTRUE(j) * (lse - zr[j]);
+                    ysum += YTRUE(j);
+                }
+                if (gr)
+                    for (int j = 0; j < k; j++)
+                        gr[j] = (p[j] * (float)ysum - YTRUE(j)) * inv_b;
+            } else {
+                /* Keras: p / sum(p), clipped, -sum y log p; chain rule through both. */
+                float s = 0.0f;
+                for (int j = 0; j < k; j++) s += p[j];
+                float gdot = 0.0f;
+                for (int j = 0; j < k; j++) {
+                    float q = p[j] / s;
+                    float qc = clampf(q, CLIP_EPS, 1.0f - CLIP_EPS);
+                    row -= YTRUE(j) * log((double)qc);
+                    if (gr) {
+                        int inside = q > CLIP_EPS && q < 1.0f - CLIP_EPS;
+                        gr[j] = inside ? -YTRUE(j) / qc : 0.0f; /* dL/dq */
+                        gdot += gr[j] * q;
+                    }
+                }
+                if (gr)
+                    for (int j = 0; j < k; j++) gr[j] = (gr[j] - gdot) / s * inv_b;
+            }
+#undef YTRUE
+            break;
+        }
+        case MAAS_LOSS_MSE:
+            for (int j = 0; j < k; j++) {
+                float d = p[j] - yr[j];
+                row += (double)d * d;
+                if (gr) gr[j] = 2.0f * d * inv_b / (float)k;
+            }
+            row /= k;
+            break;
+        case MAAS_LOSS_MAE:
+            for (int j = 0; j < k; j++) {
+                float d = p[j] - yr[j];
+                row += fabs((double)d);
+                if (gr) gr[j] = (float)((d > 0.0f) - (d < 0.0f)) * inv_b / (float)k;
+            }
+            row /= k;
+            break;
+        default:
+            break;
+        }
+        total += row;
+    }
+    return total / rows;
+}
+
+/* Backward pass from the output gradient in tr->d[0]; fills tr->grad. */
+static void backward(maas_trainer *tr, int rows) {
+    const maas_model *m = tr->m;
+    int cur = 0;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const maas_layer *l = &m->layers[i];
+        float *g = tr->d[cur];
+        if (l->spec.kind == MAAS_LAYER_DROPOUT) {
+            size_t n = (size_t)rows * (size_t)l->n_out;
+            for (size_t k = 0; k < n; k++) g[k] *= tr->mask[i][k];
+            continue;
+        }
+        if (!(tr->fused && i == m->n_layers - 1))
+            maas_act_backward(l->spec.act, maas_act_alpha(&l->spec), tr->z[i], tr->a[i], g,
+                              (size_t)rows, l->n_out);
+        /* dW = in^T . dz ; db = column sums of dz ; dx = dz . W^T */
+        maas_gemm(1, 0, l->n_in, l->n_out, rows, 1.0f, tr->in[i], l->n_in, g, l->n_out, 0.0f,
+                  tr->grad + l->w_off, l->n_out);
+        if (l->spec.use_bias) {
+            float *db = tr->grad + l->b_off;
+            memcpy(db, g, (size_t)l->n_out * sizeof(float));
+            for (int r = 1; r < rows; r++) {
+                const float *gr = g + (size_t)r * l->n_out;
+                for (int j = 0; j < l->n_out; j++) db[j] += gr[j];
+            }
+        }
+        int earlier_dense = 0;
+        for (int j = 0; j < i; j++) earlier_dense |= m->layers[j].spec.kind == MAAS_LAYER_DENSE;
+        if (!earlier_dense) break; /* no gradient needed below the first Dense */
+        maas_gemm(0, 1, rows, l->n_in, l->n_out, 1.0f, g, l->n_out, m->params + l->w_off,
+                  l->n_out, 0.0f, tr->d[cur ^ 1], l->n_in);
+        cur ^= 1;
+    }
+}
+
+static void apply_update(maas_trainer *tr) {
+    const maas_optim_spec *o = &tr->c.optim;
+    float *w = tr->m->params;
+    const float *g = tr->grad;
+    size_t n = tr->m->n_params;
+    tr->iterations++;
+    switch (o->kind) {
+    case MAAS_OPT_SGD:
+        if (o->momentum == 0.0f) {
+            for (size_t i = 0; i < n; i++) w[i] -= o->learning_rate * g[i];
+        } else {
+            float *v = tr->slot[0], mu = o->momentum;
+            for (size_t i = 0; i < n; i++) {
+                v[i] = mu * v[i] - o->learning_rate * g[i];
+                w[i] += o->nesterov ? mu * v[i] - o->learning_rate * g[i] : v[i];
+            }
+        }
+        break;
+    case MAAS_OPT_ADAM: {
+        /* Keras: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps). */
+        double t = (double)tr->iterations;
+        float b1 = o->beta_1, b2 = o->beta_2;
+        float alpha = (float)(o->learning_rate * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+        float *mo = tr->slot[0], *ve = tr->slot[1];
+        for (size_t i = 0; i < n; i++) {
+            mo[i] += (g[i] - mo[i]) * (1.0f - b1);
+            ve[i] += (g[i] * g[i] - ve[i]) * (1.0f - b2);
+            w[i] -= alpha * mo[i] / (sqrtf(ve[i]) + o->epsilon);
+        }
+        break;
+    }
+    case MAAS_OPT_RMSPROP: {
+        float *ve = tr->slot[0], *mo = tr->slot[1], rho = o->rho;
+        for (size_t i = 0; i < n; i++) {
+            ve[i] = rho * ve[i] + (1.0f - rho) * g[i] * g[i];
+            float inc = o->learning_rate * g[i] / sqrtf(ve[i] + o->epsilon);
+            if (mo) {
+                mo[i] = o->momentum * mo[i] + inc;
+                w[i] -= mo[i];
+            } else {
+                w[i] -= inc;
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static maas_err check_rows(const maas_trainer *tr, int rows, char *errstr, size_t errstr_size) {
+    if (rows < 1 || rows > tr->batch)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                         "batch has %d rows; the trainer takes 1..%d", rows, tr->batch);
+    return MAAS_OK;
+}
+
+static maas_err run_grad(maas_trainer *tr, const float *x, const float *y, int rows, int training,
+                         double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
+    maas_err err = check_rows(tr, rows, errstr, errstr_size);
+    if (err) return err;
+    const float *out = forward(tr, x, rows, training);
+    int last = tr->m->n_layers - 1;
+    const float *z = tr->m->layers[last].spec.kind == MAAS_LAYER_DENSE ? tr->z[last] : NULL;
+    double l = loss_and_grad(tr, out, z, y, rows, tr->d[0]);
+    if (!isfinite(l))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_DIVERGED,
+                         "loss is not finite (%g); lower the learning rate or standardize inputs",
+                         l);
+    if (loss) *loss = l;
+    if (acc_sum) *acc_sum = accuracy_sum(tr, out, y, rows);
+    backward(tr, rows);
+    return MAAS_OK;
+}
+
+maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows,
+                           double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
+    maas_err err = run_grad(tr, x, y, rows, 1, loss, acc_sum, errstr, errstr_size);
+    if (err) return err;
+    apply_update(tr);
+    return MAAS_OK;
+}
+
+maas_err maas_trainer_gradient(maas_trainer *tr, const float *x, const float *y, int rows,
+                               double *loss, const float **grad, char *errstr,
+                               size_t errstr_size) {
+    maas_err err = run_grad(tr, x, y, rows, 0, loss, NULL, errstr, errstr_size);
+    if (err) return err;
+    *grad = tr->grad;
+    return MAAS_OK;
+}
+
+maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int rows,
+                           double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
+    maas_err err = check_rows(tr, rows, errstr, errstr_size);
+    if (err) return err;
+    const float *out = forward(tr, x, rows, 0);
+    int last = tr->m->n_layers - 1;
+    const float *z = tr->m->layers[last].spec.kind == MAAS_LAYER_DENSE ? tr->z[last] : NULL;
+    if (loss) *loss = loss_and_grad(tr, out, z, y, rows, NULL);
+    if (acc_sum) *acc_sum = accuracy_sum(tr, out, y, rows);
+    return MAAS_OK;
+}
+
+maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,
+                                     char *errstr, size_t errstr_size) {
+    /* The trainer never writes the model when it does not step. */
+    return trainer_new((maas_model *)m, c, batch, NULL, 0, errstr, errstr_size);
+}
+
+int maas__trainer_batch(const maas_trainer *tr) {
+    return tr->batch;
+}

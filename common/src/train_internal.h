@@ -1,0 +1,12 @@
+/* Private to the compute core: what fit.c needs from train.c. */
+#ifndef MAAS_TRAIN_INTERNAL_H
+#define MAAS_TRAIN_INTERNAL_H
+
+#include "maas/train.h"
+
+/* A trainer that only evaluates (no optimizer state); it never writes m. */
+maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,
+                                     char *errstr, size_t errstr_size);
+int maas__trainer_batch(const maas_trainer *tr);
+
+#endif

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every system package maas needs to build, test and run, from Debian's
+# packages. Idempotent: packages already present are skipped, and apt is only
+# touched when something is missing. Run as root (or with sudo available).
+set -euo pipefail
+
+# Build and runtime libraries (each sits behind one adapter file in common/).
+PKGS_BUILD=(
+  build-essential cmake pkg-config clang-format
+  libopenblas-dev     # GEMM wrapper (common/src/gemm.c)
+  libhdf5-dev         # model files (model_h5)
+  librdkafka-dev      # Kafka adapter
+  libmsgpack-dev      # codec (msgpack-c)
+  libhiredis-dev      # Redis adapter
+  libcjson-dev        # JSON (Keras model_config, schemas)
+  libcsv-dev          # CSV reader for datasets
+  libcmocka-dev       # unit test framework
+  zlib1g-dev          # gzip-compressed IDX datasets
+)
+# Test-only: reference implementations and data.
+PKGS_TEST=(
+  python3 python3-numpy python3-torch python3-h5py
+  dataset-fashion-mnist
+)
+
+want=("${PKGS_BUILD[@]}" "${PKGS_TEST[@]}")
+if [[ "${1:-}" == "--build-only" ]]; then want=("${PKGS_BUILD[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#want[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
