@@ -41,9 +41,9 @@ static void on_field(void *s, size_t len, void *ud) {
         return;
     }
     if (st->col >= t->cols) {
-        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
-                            "csv row %zu has more than the header's %d columns", st->record,
-                            t->cols);
+        st->err =
+            maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
+                      "csv row %zu has more than the header's %d columns", st->record, t->cols);
         return;
     }
     char buf[64];

@@ -45,8 +45,7 @@ maas_err maas_idx_read(const char *path, maas_idx *out, char *errstr, size_t err
         out->dims[i] = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
         if (out->dims[i] == 0 || count > MAAS_DATA_MAX_CELLS / out->dims[i]) {
             err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
-                            "'%s': dimension %d (%u) is zero or too large", path, i,
-                            out->dims[i]);
+                            "'%s': dimension %d (%u) is zero or too large", path, i, out->dims[i]);
             goto done;
         }
         count *= out->dims[i];

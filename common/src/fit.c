@@ -127,9 +127,9 @@ static maas_err check_opts(const maas_model *m, const maas_compile *c, const maa
                          "batch size must be in 1..1048576, got %d", o->batch_size);
     if (!(o->validation_split >= 0.0f && o->validation_split < 1.0f))
         return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
-                         "validation split must be in [0, 1), got %g",
-                         (double)o->validation_split);
-    if (!o->rng) return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "fit needs a random generator");
+                         "validation split must be in [0, 1), got %g", (double)o->validation_split);
+    if (!o->rng)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "fit needs a random generator");
     if (o->early_stopping) {
         const char *mon = o->monitor ? o->monitor : "val_loss";
         int val = !strncmp(mon, "val_", 4);
@@ -162,9 +162,8 @@ static double monitored(const maas_fit_opts *o, const maas_epoch_log *e) {
     return e->val_loss;
 }
 
-maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y,
-                  size_t rows, const maas_fit_opts *o, maas_history *hist, char *errstr,
-                  size_t errstr_size) {
+maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
+                  const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;
     maas_err err = check_opts(m, c, o, &is_max, errstr, errstr_size);
     if (!err) err = maas_compile_check(m, c, errstr, errstr_size);
@@ -259,8 +258,8 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
         e->accuracy = acc_on ? asum / (double)n_train : NAN;
         e->val_loss = e->val_accuracy = NAN;
         if (n_val > 0) {
-            err = eval_rows(tr, m, c, vx, vy, n_val, xb, yb, &e->val_loss, &e->val_accuracy,
-                            errstr, errstr_size);
+            err = eval_rows(tr, m, c, vx, vy, n_val, xb, yb, &e->val_loss, &e->val_accuracy, errstr,
+                            errstr_size);
             if (err) goto done;
             e->has_val = 1;
         }

@@ -46,8 +46,7 @@ maas_layer_spec maas_dropout(float rate) {
     return s;
 }
 
-static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_out,
-                       maas_rng *rng) {
+static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_out, maas_rng *rng) {
     switch (init) {
     case MAAS_INIT_GLOROT_UNIFORM: {
         double limit = sqrt(6.0 / (double)(fan_in + fan_out));
@@ -81,8 +80,8 @@ maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, siz
         init_block(m->params + l->w_off, (size_t)l->n_in * l->n_out, l->spec.kernel_init, l->n_in,
                    l->n_out, rng);
         if (l->spec.use_bias)
-            init_block(m->params + l->b_off, (size_t)l->n_out, l->spec.bias_init, l->n_in,
-                       l->n_out, rng);
+            init_block(m->params + l->b_off, (size_t)l->n_out, l->spec.bias_init, l->n_in, l->n_out,
+                       rng);
     }
     maas_model_set_standardization(m, NULL, NULL, NULL, 0);
     return MAAS_OK;
@@ -99,8 +98,8 @@ static maas_err check_spec(int idx, const maas_layer_spec *s, char *errstr, size
                              "layer %d: unknown activation %d", idx, (int)s->act);
         if ((int)s->kernel_init < 0 || s->kernel_init >= MAAS_INIT__COUNT ||
             (int)s->bias_init < 0 || s->bias_init >= MAAS_INIT__COUNT)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
-                             "layer %d: unknown initializer", idx);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: unknown initializer",
+                             idx);
         if (!isfinite(s->act_alpha))
             return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
                              "layer %d: activation alpha is not finite", idx);
@@ -221,8 +220,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     return m;
 }
 
-maas_model *maas_model_new(int n_inputs, const maas_layer_spec *specs, int n_layers,
-                           maas_rng *rng, char *errstr, size_t errstr_size) {
+maas_model *maas_model_new(int n_inputs, const maas_layer_spec *specs, int n_layers, maas_rng *rng,
+                           char *errstr, size_t errstr_size) {
     maas_model *m = model_build(n_inputs, specs, n_layers, errstr, errstr_size);
     if (m && maas_model_init_weights(m, rng, errstr, errstr_size) != MAAS_OK) {
         maas_model_free(m);
@@ -355,8 +354,8 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         int n = m->n_inputs;
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < n; j++)
-                inf->xin[(size_t)r * n + j] = (x[(size_t)r * n + j] - m->feat_mean[j]) /
-                                              m->feat_std[j];
+                inf->xin[(size_t)r * n + j] =
+                    (x[(size_t)r * n + j] - m->feat_mean[j]) / m->feat_std[j];
         in = inf->xin;
     }
     int which = 0;

@@ -52,8 +52,7 @@ maas_err maas_opt_from_name(const char *name, maas_opt *out, char *errstr, size_
     for (int i = 0; name && i < MAAS_OPT__COUNT; i++)
         if (!strcasecmp(name, opt_names[i])) return *out = (maas_opt)i, MAAS_OK;
     return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
-                     "unknown optimizer '%s' (known: sgd, adam, rmsprop)",
-                     name ? name : "(null)");
+                     "unknown optimizer '%s' (known: sgd, adam, rmsprop)", name ? name : "(null)");
 }
 
 void maas_optim_defaults(maas_optim_spec *o, maas_opt kind) {
@@ -205,8 +204,7 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     cells += 2 * (size_t)batch * (size_t)maxw;
     if (cells > ((size_t)1 << 31)) {
         maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
-                  "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch,
-                  cells);
+                  "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch, cells);
         return NULL;
     }
     maas_trainer *tr = calloc(1, sizeof(*tr));
@@ -260,13 +258,12 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     return tr;
 oom:
     maas_trainer_free(tr);
-    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for a trainer (batch %d)",
-              batch);
+    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for a trainer (batch %d)", batch);
     return NULL;
 }
 
-maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size,
-                               maas_rng *rng, char *errstr, size_t errstr_size) {
+maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size, maas_rng *rng,
+                               char *errstr, size_t errstr_size) {
     return trainer_new(m, c, batch_size, rng, 1, errstr, errstr_size);
 }
 
@@ -376,8 +373,8 @@ static double loss_and_grad(const maas_trainer *tr, const float *out, const floa
                     row -= yr[j] * log((double)pc) + (1.0 - yr[j]) * log(1.0 - (double)pc);
                     if (gr) {
                         int inside = p[j] > CLIP_EPS && p[j] < 1.0f - CLIP_EPS;
-                        gr[j] = inside ? (pc - yr[j]) / (pc * (1.0f - pc)) * inv_b / (float)k
-                                       : 0.0f;
+                        gr[j] =
+                            inside ? (pc - yr[j]) / (pc * (1.0f - pc)) * inv_b / (float)k : 0.0f;
                     }
                 }
             }
@@ -400,8 +397,7 @@ static double loss_and_grad(const maas_trainer *tr, const float *out, const floa
                     ysum += YTRUE(j);
                 }
                 if (gr)
-                    for (int j = 0; j < k; j++)
-                        gr[j] = (p[j] * (float)ysum - YTRUE(j)) * inv_b;
+                    for (int j = 0; j < k; j++) gr[j] = (p[j] * (float)ysum - YTRUE(j)) * inv_b;
             } else {
                 /* Keras: p / sum(p), clipped, -sum y log p; chain rule through both. */
                 float s = 0.0f;
@@ -476,8 +472,8 @@ static void backward(maas_trainer *tr, int rows) {
         int earlier_dense = 0;
         for (int j = 0; j < i; j++) earlier_dense |= m->layers[j].spec.kind == MAAS_LAYER_DENSE;
         if (!earlier_dense) break; /* no gradient needed below the first Dense */
-        maas_gemm(0, 1, rows, l->n_in, l->n_out, 1.0f, g, l->n_out, m->params + l->w_off,
-                  l->n_out, 0.0f, tr->d[cur ^ 1], l->n_in);
+        maas_gemm(0, 1, rows, l->n_in, l->n_out, 1.0f, g, l->n_out, m->params + l->w_off, l->n_out,
+                  0.0f, tr->d[cur ^ 1], l->n_in);
         cur ^= 1;
     }
 }
@@ -557,8 +553,8 @@ static maas_err run_grad(maas_trainer *tr, const float *x, const float *y, int r
     return MAAS_OK;
 }
 
-maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows,
-                           double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
+maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
+                           double *acc_sum, char *errstr, size_t errstr_size) {
     maas_err err = run_grad(tr, x, y, rows, 1, loss, acc_sum, errstr, errstr_size);
     if (err) return err;
     apply_update(tr);
@@ -566,16 +562,15 @@ maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int
 }
 
 maas_err maas_trainer_gradient(maas_trainer *tr, const float *x, const float *y, int rows,
-                               double *loss, const float **grad, char *errstr,
-                               size_t errstr_size) {
+                               double *loss, const float **grad, char *errstr, size_t errstr_size) {
     maas_err err = run_grad(tr, x, y, rows, 0, loss, NULL, errstr, errstr_size);
     if (err) return err;
     *grad = tr->grad;
     return MAAS_OK;
 }
 
-maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int rows,
-                           double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
+maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
+                           double *acc_sum, char *errstr, size_t errstr_size) {
     maas_err err = check_rows(tr, rows, errstr, errstr_size);
     if (err) return err;
     const float *out = forward(tr, x, rows, 0);

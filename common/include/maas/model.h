@@ -91,8 +91,8 @@ typedef struct maas_model {
  * Checks every size against the limits above before allocating.
  * Returns a model to free with maas_model_free(), or NULL with errstr filled.
  */
-maas_model *maas_model_new(int n_inputs, const maas_layer_spec *layers, int n_layers,
-                           maas_rng *rng, char *errstr, size_t errstr_size);
+maas_model *maas_model_new(int n_inputs, const maas_layer_spec *layers, int n_layers, maas_rng *rng,
+                           char *errstr, size_t errstr_size);
 
 /* Frees a model and everything it owns. NULL is fine. */
 void maas_model_free(maas_model *m);

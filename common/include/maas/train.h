@@ -25,7 +25,12 @@ typedef enum maas_loss {
     MAAS_LOSS__COUNT
 } maas_loss;
 
-typedef enum maas_opt { MAAS_OPT_SGD = 0, MAAS_OPT_ADAM, MAAS_OPT_RMSPROP, MAAS_OPT__COUNT } maas_opt;
+typedef enum maas_opt {
+    MAAS_OPT_SGD = 0,
+    MAAS_OPT_ADAM,
+    MAAS_OPT_RMSPROP,
+    MAAS_OPT__COUNT
+} maas_opt;
 
 typedef struct maas_optim_spec {
     maas_opt kind;
@@ -84,8 +89,8 @@ maas_err maas_labels_check(const maas_model *m, maas_loss loss, const float *y, 
  */
 typedef struct maas_trainer maas_trainer;
 
-maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size,
-                               maas_rng *rng, char *errstr, size_t errstr_size);
+maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size, maas_rng *rng,
+                               char *errstr, size_t errstr_size);
 void maas_trainer_free(maas_trainer *tr);
 
 /*
@@ -94,8 +99,8 @@ void maas_trainer_free(maas_trainer *tr);
  * maas_label_cols() columns. Outputs (optional): mean loss of the batch and the
  * summed per-row accuracy (divide by rows for the batch accuracy).
  */
-maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows,
-                           double *loss, double *acc_sum, char *errstr, size_t errstr_size);
+maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
+                           double *acc_sum, char *errstr, size_t errstr_size);
 
 /*
  * Forward + backward without updating: the mean loss and a pointer to the
@@ -103,12 +108,11 @@ maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int
  * until the next call). Dropout is off. For gradient checks.
  */
 maas_err maas_trainer_gradient(maas_trainer *tr, const float *x, const float *y, int rows,
-                               double *loss, const float **grad, char *errstr,
-                               size_t errstr_size);
+                               double *loss, const float **grad, char *errstr, size_t errstr_size);
 
 /* Forward only, dropout off: mean loss and summed accuracy over rows. */
-maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int rows,
-                           double *loss, double *acc_sum, char *errstr, size_t errstr_size);
+maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
+                           double *acc_sum, char *errstr, size_t errstr_size);
 
 /* One epoch's figures, as Keras's History records them. */
 typedef struct maas_epoch_log {
@@ -149,7 +153,7 @@ typedef struct maas_fit_opts {
     int restore_best;    /* restore the best epoch's weights when training ends */
     maas_epoch_fn on_epoch;
     maas_batch_fn on_batch;
-    void *ud;     /* passed to both callbacks */
+    void *ud;      /* passed to both callbacks */
     maas_rng *rng; /* shuffling and dropout; required */
 } maas_fit_opts;
 
@@ -170,9 +174,8 @@ void maas_history_release(maas_history *h);
  * Validates everything (shapes, NaN/Inf, label ranges, settings) first.
  * hist (optional) is filled; release it with maas_history_release().
  */
-maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y,
-                  size_t rows, const maas_fit_opts *o, maas_history *hist, char *errstr,
-                  size_t errstr_size);
+maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
+                  const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size);
 
 /* Keras's model.evaluate(): mean loss and accuracy (NaN if not tracked) on raw inputs. */
 maas_err maas_evaluate(const maas_model *m, const maas_compile *c, const float *x, const float *y,

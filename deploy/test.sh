@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, configures, builds and runs
+# every test through ctest. `.ci/run` calls exactly this.
+#   deploy/test.sh              build/ (RelWithDebInfo, warnings as errors)
+#   deploy/test.sh --sanitize   build-asan/ (AddressSanitizer + UBSan)
+# Extra arguments after `--` go to ctest (e.g. -- -L unit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+cmake_args=(-DMAAS_WERROR=ON)
+if [[ "${1:-}" == "--sanitize" ]]; then
+  build=build-asan
+  cmake_args+=(-DMAAS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+  shift
+fi
+[[ "${1:-}" == "--" ]] && shift
+
+deploy/install-deps.sh
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+  cmake -S . -B "$build" "${generator[@]}" "${cmake_args[@]}"
+else
+  cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
+fi
+cmake --build "$build" -j "$(nproc)"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$build" --output-on-failure "$@"
