@@ -132,3 +132,22 @@ void maas_act_backward(maas_act act, float alpha, const float *z, const float *y
         break;
     }
 }
+
+size_t maas_find_nonfinite(const float *v, size_t n) {
+    /* Scan blocks with a branch-free OR of "exponent all ones" flags, and only
+     * look for the exact index inside a block that has one. */
+    const size_t block = 256;
+    for (size_t b = 0; b < n; b += block) {
+        size_t end = b + block < n ? b + block : n;
+        uint32_t bad = 0;
+        for (size_t i = b; i < end; i++) {
+            uint32_t bits;
+            memcpy(&bits, &v[i], sizeof(bits));
+            bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad)
+            for (size_t i = b; i < end; i++)
+                if (!isfinite(v[i])) return i;
+    }
+    return n;
+}

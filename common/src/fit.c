@@ -30,10 +30,10 @@ static maas_err check_inputs(const maas_model *m, const float *x, size_t rows, c
     if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "%s has no rows", what);
     if (!x) return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s is missing", what);
     size_t n = (size_t)m->n_inputs;
-    for (size_t i = 0; i < rows * n; i++)
-        if (!isfinite(x[i]))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
-                             "%s row %zu, column %zu is not finite", what, i / n, i % n);
+    size_t bad = maas_find_nonfinite(x, rows * n);
+    if (bad < rows * n)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                         "%s row %zu, column %zu is not finite", what, bad / n, bad % n);
     return MAAS_OK;
 }
 

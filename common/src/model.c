@@ -387,10 +387,10 @@ maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out
     const maas_model *m = inf->m;
     if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "no rows to predict");
     size_t n_in = (size_t)m->n_inputs;
-    for (size_t i = 0; i < rows * n_in; i++)
-        if (!isfinite(x[i]))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
-                             "input row %zu, column %zu is not finite", i / n_in, i % n_in);
+    size_t bad = maas_find_nonfinite(x, rows * n_in);
+    if (bad < rows * n_in)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                         "input row %zu, column %zu is not finite", bad / n_in, bad % n_in);
     for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->max_batch) {
         int n = (int)(rows - r0 < (size_t)inf->max_batch ? rows - r0 : (size_t)inf->max_batch);
         const float *y = infer_chunk(inf, x + r0 * n_in, n);

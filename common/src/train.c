@@ -478,51 +478,65 @@ static void backward(maas_trainer *tr, int rows) {
     }
 }
 
+/* The update rules, one loop per optimizer over the whole parameter block;
+ * restrict lets the compiler vectorize them. */
+static void sgd_update(float *restrict w, const float *restrict g, float *restrict v, size_t n,
+                       const maas_optim_spec *o) {
+    float lr = o->learning_rate, mu = o->momentum;
+    if (!v) {
+        for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i] = mu * v[i] - lr * g[i];
+        w[i] += o->nesterov ? mu * v[i] - lr * g[i] : v[i];
+    }
+}
+
+static void adam_update(float *restrict w, const float *restrict g, float *restrict mo,
+                        float *restrict ve, size_t n, float alpha, const maas_optim_spec *o) {
+    /* Keras: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps). */
+    float b1c = 1.0f - o->beta_1, b2c = 1.0f - o->beta_2, eps = o->epsilon;
+    for (size_t i = 0; i < n; i++) {
+        mo[i] += (g[i] - mo[i]) * b1c;
+        ve[i] += (g[i] * g[i] - ve[i]) * b2c;
+        w[i] -= alpha * mo[i] / (sqrtf(ve[i]) + eps);
+    }
+}
+
+static void rmsprop_update(float *restrict w, const float *restrict g, float *restrict ve,
+                           float *restrict mo, size_t n, const maas_optim_spec *o) {
+    float rho = o->rho, lr = o->learning_rate, eps = o->epsilon, mu = o->momentum;
+    for (size_t i = 0; i < n; i++) {
+        ve[i] = rho * ve[i] + (1.0f - rho) * g[i] * g[i];
+        float inc = lr * g[i] / sqrtf(ve[i] + eps);
+        if (mo) {
+            mo[i] = mu * mo[i] + inc;
+            w[i] -= mo[i];
+        } else {
+            w[i] -= inc;
+        }
+    }
+}
+
 static void apply_update(maas_trainer *tr) {
     const maas_optim_spec *o = &tr->c.optim;
-    float *w = tr->m->params;
-    const float *g = tr->grad;
     size_t n = tr->m->n_params;
     tr->iterations++;
     switch (o->kind) {
     case MAAS_OPT_SGD:
-        if (o->momentum == 0.0f) {
-            for (size_t i = 0; i < n; i++) w[i] -= o->learning_rate * g[i];
-        } else {
-            float *v = tr->slot[0], mu = o->momentum;
-            for (size_t i = 0; i < n; i++) {
-                v[i] = mu * v[i] - o->learning_rate * g[i];
-                w[i] += o->nesterov ? mu * v[i] - o->learning_rate * g[i] : v[i];
-            }
-        }
+        sgd_update(tr->m->params, tr->grad, o->momentum > 0.0f ? tr->slot[0] : NULL, n, o);
         break;
     case MAAS_OPT_ADAM: {
-        /* Keras: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps). */
         double t = (double)tr->iterations;
-        float b1 = o->beta_1, b2 = o->beta_2;
-        float alpha = (float)(o->learning_rate * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
-        float *mo = tr->slot[0], *ve = tr->slot[1];
-        for (size_t i = 0; i < n; i++) {
-            mo[i] += (g[i] - mo[i]) * (1.0f - b1);
-            ve[i] += (g[i] * g[i] - ve[i]) * (1.0f - b2);
-            w[i] -= alpha * mo[i] / (sqrtf(ve[i]) + o->epsilon);
-        }
+        float alpha =
+            (float)(o->learning_rate * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
+        adam_update(tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, alpha, o);
         break;
     }
-    case MAAS_OPT_RMSPROP: {
-        float *ve = tr->slot[0], *mo = tr->slot[1], rho = o->rho;
-        for (size_t i = 0; i < n; i++) {
-            ve[i] = rho * ve[i] + (1.0f - rho) * g[i] * g[i];
-            float inc = o->learning_rate * g[i] / sqrtf(ve[i] + o->epsilon);
-            if (mo) {
-                mo[i] = o->momentum * mo[i] + inc;
-                w[i] -= mo[i];
-            } else {
-                w[i] -= inc;
-            }
-        }
+    case MAAS_OPT_RMSPROP:
+        rmsprop_update(tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, o);
         break;
-    }
     default:
         break;
     }

@@ -108,6 +108,25 @@ static void test_activation_values(void **state) {
     assert_true(big[0] == 0.0f && big[1] == 1.0f);
 }
 
+static void test_find_nonfinite(void **state) {
+    (void)state;
+    float v[1000];
+    for (int i = 0; i < 1000; i++) v[i] = (float)i - 500.0f;
+    v[10] = FLT_MIN / 4; /* subnormal: finite */
+    v[11] = -FLT_MAX;
+    assert_int_equal(maas_find_nonfinite(v, 1000), 1000);
+    assert_int_equal(maas_find_nonfinite(v, 0), 0);
+    const float bad[] = {NAN, INFINITY, -INFINITY, -NAN};
+    const size_t at[] = {0, 255, 256, 999};
+    for (size_t b = 0; b < 4; b++)
+        for (size_t a = 0; a < 4; a++) {
+            float keep = v[at[a]];
+            v[at[a]] = bad[b];
+            assert_int_equal(maas_find_nonfinite(v, 1000), at[a]);
+            v[at[a]] = keep;
+        }
+}
+
 static void test_names(void **state) {
     (void)state;
     maas_act a;
@@ -489,6 +508,7 @@ int main(void) {
         cmocka_unit_test(test_rng_reproducible),
         cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_activation_values),
+        cmocka_unit_test(test_find_nonfinite),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_optimizer_updates),
         cmocka_unit_test(test_fit_reproducible_and_learns),

@@ -157,6 +157,13 @@ void maas_act_forward(maas_act act, float alpha, float *z, size_t rows, int n);
 void maas_act_backward(maas_act act, float alpha, const float *z, const float *y, float *g,
                        size_t rows, int n);
 
+/*
+ * Index of the first NaN or Inf among n floats, or n if all are finite.
+ * Vectorizes (an integer test on the exponent bits), so checking a batch of
+ * inputs costs far less than the forward pass it guards.
+ */
+size_t maas_find_nonfinite(const float *v, size_t n);
+
 /* The alpha a layer really uses (its own, or the Keras default when 0). */
 float maas_act_alpha(const maas_layer_spec *spec);
 

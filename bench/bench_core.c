@@ -1,0 +1,211 @@
+/*
+ * maas-bench-core - compute-core benchmarks, printed as `key value` lines for
+ * bench/run.py, which runs the PyTorch reference in the same run and prints
+ * the ratios.
+ *
+ *   fashion_epoch_sps   Fashion-MNIST 784-256-128-10, Adam, batch 128: samples/s (median epoch)
+ *   pima_10ep_s         seed model, 10 epochs, batch 32 on Pima: seconds (median of runs)
+ *   predict1_us         single-row predict latency on the Fashion model: microseconds (median)
+ *   predict1024_sps     batch-1024 predict throughput: samples/s (median)
+ *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine
+ *   sgemm_train_gflops  sgemm alone on the training step's GEMM shapes
+ *   train_gemm_gflops   training step's GEMM FLOPs / whole step time
+ *
+ * usage: maas-bench-core [--repeats N] [--threads N] [--fashion-dir DIR] [--pima CSV]
+ */
+#include "maas/base.h"
+#include "maas/dataset.h"
+#include "maas/gemm.h"
+#include "maas/model.h"
+#include "maas/train.h"
+
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void die(const char *what, const char *err) {
+    fprintf(stderr, "maas-bench-core: %s: %s\n", what, err);
+    exit(1);
+}
+
+static maas_model *fashion_model(maas_rng *rng) {
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(256, MAAS_ACT_RELU), maas_dense(128, MAAS_ACT_RELU),
+                           maas_dense(10, MAAS_ACT_SOFTMAX)};
+    maas_model *m = maas_model_new(784, l, 3, rng, err, sizeof(err));
+    if (!m) die("model", err);
+    return m;
+}
+
+typedef struct {
+    double t0, last;
+    double times[64];
+    int n;
+} epoch_timer;
+
+static int on_epoch(void *ud, const maas_epoch_log *e) {
+    epoch_timer *t = ud;
+    if (t->n < 64) t->times[t->n++] = e->seconds;
+    return 0;
+}
+
+/* sgemm GFLOP/s for C[m x n] = A[m x k] B[k x n] with the given transposes. */
+static double sgemm_gflops(int ta, int tb, int m, int n, int k, double min_seconds) {
+    float *a = calloc((size_t)m * k, sizeof(float)), *b = calloc((size_t)k * n, sizeof(float));
+    float *c = calloc((size_t)m * n, sizeof(float));
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)k * n; i++) b[i] = (float)(i % 5) * 0.1f;
+    int lda = ta ? m : k, ldb = tb ? k : n;
+    maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n); /* warm up */
+    long iters = 0;
+    double t0 = now(), t;
+    do {
+        maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+        iters++;
+    } while ((t = now() - t0) < min_seconds);
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * m * n * (double)k * iters / t / 1e9;
+}
+
+int main(int argc, char **argv) {
+    int repeats = 3, threads = 1;
+    const char *fdir = "/usr/share/datasets/fashion-mnist";
+    const char *pima = "examples/data/pima-indians-diabetes.csv";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+            repeats = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--fashion-dir") && i + 1 < argc)
+            fdir = argv[++i];
+        else if (!strcmp(argv[i], "--pima") && i + 1 < argc)
+            pima = argv[++i];
+        else {
+            fprintf(stderr,
+                    "usage: %s [--repeats N] [--threads N] [--fashion-dir DIR] [--pima CSV]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (repeats < 1 || repeats > 64) repeats = 3;
+    maas_blas_set_threads(threads);
+    printf("blas_core %s\nthreads %d\n", maas_blas_describe(), threads);
+    char err[MAAS_ERRSTR_SIZE], path[512];
+
+    /* Fashion-MNIST: one epoch at a time, median of `repeats` epochs. */
+    maas_idx xi, yi;
+    snprintf(path, sizeof(path), "%s/train-images-idx3-ubyte.gz", fdir);
+    if (maas_idx_read(path, &xi, err, sizeof(err))) die("fashion images", err);
+    snprintf(path, sizeof(path), "%s/train-labels-idx1-ubyte.gz", fdir);
+    if (maas_idx_read(path, &yi, err, sizeof(err))) die("fashion labels", err);
+    for (size_t i = 0; i < xi.count; i++) xi.data[i] /= 255.0f;
+    size_t rows = yi.count;
+    maas_rng rng;
+    maas_rng_init(&rng, 1);
+    maas_model *m = fashion_model(&rng);
+    maas_compile c = {.loss = MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, .accuracy = 1};
+    maas_optim_defaults(&c.optim, MAAS_OPT_ADAM);
+    maas_fit_opts o;
+    maas_fit_opts_init(&o);
+    o.epochs = repeats;
+    o.batch_size = 128;
+    o.rng = &rng;
+    epoch_timer et = {0};
+    o.on_epoch = on_epoch;
+    o.ud = &et;
+    if (maas_fit(m, &c, xi.data, yi.data, rows, &o, NULL, err, sizeof(err))) die("fit", err);
+    double ep = median(et.times, et.n);
+    printf("fashion_epoch_s %.4f\nfashion_epoch_sps %.0f\n", ep, rows / ep);
+
+    /* GEMM efficiency of the training step. */
+    const int dims[4] = {784, 256, 128, 10};
+    double flops_step = 0.0, t_sgemm_alone = 0.0;
+    for (int l = 0; l < 3; l++) {
+        int in = dims[l], out = dims[l + 1], b = 128;
+        double f_fwd = 2.0 * b * in * out;
+        /* forward, weight gradient, and (except the first layer) input gradient */
+        flops_step += f_fwd * (l == 0 ? 2 : 3);
+        t_sgemm_alone += f_fwd / (sgemm_gflops(0, 0, b, out, in, 0.2) * 1e9);
+        t_sgemm_alone += f_fwd / (sgemm_gflops(1, 0, in, out, b, 0.2) * 1e9);
+        if (l > 0) t_sgemm_alone += f_fwd / (sgemm_gflops(0, 1, b, in, out, 0.2) * 1e9);
+    }
+    double steps = (double)((rows + 127) / 128);
+    printf("sgemm_peak_gflops %.2f\n", sgemm_gflops(0, 0, 1024, 1024, 1024, 1.0));
+    printf("sgemm_train_gflops %.2f\n", flops_step / t_sgemm_alone / 1e9);
+    printf("train_gemm_gflops %.2f\n", flops_step * steps / ep / 1e9);
+
+    /* Predict: single-row latency and batch-1024 throughput. */
+    maas_infer *inf = maas_infer_new(m, 1024, err, sizeof(err));
+    if (!inf) die("infer", err);
+    float out[1024 * 10];
+    double lat[64];
+    for (int r = 0; r < repeats * 5 && r < 64; r++) {
+        int n = 2000;
+        double t0 = now();
+        for (int i = 0; i < n; i++)
+            maas_infer_run(inf, xi.data + (size_t)(i % 1000) * 784, 1, out, err, sizeof(err));
+        lat[r] = (now() - t0) / n * 1e6;
+    }
+    printf("predict1_us %.2f\n", median(lat, repeats * 5 < 64 ? repeats * 5 : 64));
+    double tp[64];
+    for (int r = 0; r < repeats * 5 && r < 64; r++) {
+        int n = 20;
+        double t0 = now();
+        for (int i = 0; i < n; i++)
+            maas_infer_run(inf, xi.data + (size_t)(i % 50) * 1024 * 784, 1024, out, err,
+                           sizeof(err));
+        tp[r] = 1024.0 * n / (now() - t0);
+    }
+    printf("predict1024_sps %.0f\n", median(tp, repeats * 5 < 64 ? repeats * 5 : 64));
+    maas_infer_free(inf);
+    maas_model_free(m);
+    maas_idx_release(&xi);
+    maas_idx_release(&yi);
+
+    /* The seed model: 10 epochs on Pima, batch 32, standardized. */
+    maas_table t;
+    if (maas_csv_read(pima, &t, err, sizeof(err))) die("pima", err);
+    float *x, *y;
+    if (maas_table_split(&t, t.cols - 1, &x, &y, err, sizeof(err))) die("pima", err);
+    double pt[64];
+    int pr = repeats * 5 < 64 ? repeats * 5 : 64;
+    for (int r = 0; r < pr; r++) {
+        maas_rng_init(&rng, (uint64_t)r);
+        maas_layer_spec l[] = {maas_dense(10, MAAS_ACT_RELU), maas_dense(1, MAAS_ACT_SIGMOID)};
+        maas_model *pm = maas_model_new(8, l, 2, &rng, err, sizeof(err));
+        maas_compile pc = {.loss = MAAS_LOSS_BINARY_CROSSENTROPY, .accuracy = 1};
+        maas_optim_defaults(&pc.optim, MAAS_OPT_ADAM);
+        maas_fit_opts po;
+        maas_fit_opts_init(&po);
+        po.epochs = 10;
+        po.batch_size = 32;
+        po.standardize = 1;
+        po.rng = &rng;
+        double t0 = now();
+        if (maas_fit(pm, &pc, x, y, t.rows * 8 / 10, &po, NULL, err, sizeof(err)))
+            die("pima fit", err);
+        pt[r] = now() - t0;
+        maas_model_free(pm);
+    }
+    printf("pima_10ep_s %.6f\n", median(pt, pr));
+    free(x);
+    free(y);
+    maas_table_release(&t);
+    return 0;
+}

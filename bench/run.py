@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+"""Runs maas-bench-core and the PyTorch reference in one run and prints the ratios.
+
+usage: /usr/bin/python3 bench/run.py [--build build] [--repeats 3] [--threads 1]
+The targets are those of issue 2; a ratio > 1 means maas is better.
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    vals = {}
+    for line in out.splitlines():
+        k, _, v = line.partition(" ")
+        vals[k] = v
+    return vals
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    args = ["--repeats", str(a.repeats), "--threads", str(a.threads)]
+    m = run([os.path.join(ROOT, a.build, "bin", "maas-bench-core")] + args)
+    t = run([sys.executable, os.path.join(HERE, "torch_bench.py")] + args)
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {cpu}, {os.cpu_count()} cores, {platform.machine()}; "
+          f"BLAS kernel {m['blas_core']}; torch {t['torch']}; threads {a.threads}; "
+          f"medians of {a.repeats} epochs / {a.repeats * 5} runs")
+    print(f"{'benchmark':38} {'maas':>12} {'pytorch':>12} {'ratio':>8}  target")
+    f = float
+
+    def row(name, mv, tv, ratio, target, fmt="{:.0f}"):
+        tv_s = fmt.format(tv) if tv is not None else "-"
+        print(f"{name:38} {fmt.format(mv):>12} {tv_s:>12} {ratio:>7.2f}x  {target}")
+
+    row("fashion epoch, batch 128 (samples/s)", f(m["fashion_epoch_sps"]),
+        f(t["fashion_epoch_sps"]), f(m["fashion_epoch_sps"]) / f(t["fashion_epoch_sps"]),
+        ">= 1.5x")
+    row("pima seed model, 10 epochs (ms)", f(m["pima_10ep_s"]) * 1e3, f(t["pima_10ep_s"]) * 1e3,
+        f(t["pima_10ep_s"]) / f(m["pima_10ep_s"]), ">= 30x", "{:.2f}")
+    row("single-row predict (us)", f(m["predict1_us"]), f(t["predict1_us"]),
+        f(t["predict1_us"]) / f(m["predict1_us"]), "<= 15 us (maas)", "{:.2f}")
+    row("batch-1024 predict (samples/s)", f(m["predict1024_sps"]), f(t["predict1024_sps"]),
+        f(m["predict1024_sps"]) / f(t["predict1024_sps"]), ">= 1.5x")
+    eff = f(m["train_gemm_gflops"]) / f(m["sgemm_peak_gflops"])
+    print(f"{'training GEMM GFLOP/s vs sgemm peak':38} {f(m['train_gemm_gflops']):>12.1f} "
+          f"{f(m['sgemm_peak_gflops']):>12.1f} {eff:>7.2f}x  >= 0.70x "
+          f"(sgemm on the step's own shapes: {f(m['sgemm_train_gflops']):.1f})")
+
+
+if __name__ == "__main__":
+    main()
