@@ -408,3 +408,69 @@ maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, fl
     maas_infer_free(inf);
     return err;
 }
+
+maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int *n, char *errstr,
+                           size_t errstr_size) {
+    *n = 0;
+    if (!text || !*text)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the layer list is empty");
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[96];
+        if (len == 0 || len >= sizeof(item))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                             "layer %d of '%s' is empty or too long", *n + 1, text);
+        if (*n >= max)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "more than %d layers", max);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        maas_layer_spec s;
+        char *colon = strchr(item, ':');
+        if (colon) *colon = '\0';
+        const char *arg = colon ? colon + 1 : NULL;
+        char *e;
+        if (!strcmp(item, "dropout")) {
+            double rate = arg ? strtod(arg, &e) : -1.0;
+            if (!arg || *e || !(rate >= 0.0 && rate < 1.0))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                                 "layer %d: dropout needs a rate in [0, 1), e.g. dropout:0.2",
+                                 *n + 1);
+            s = maas_dropout((float)rate);
+        } else {
+            errno = 0;
+            long units = strtol(item, &e, 10);
+            if (*e || e == item || units < 1 || units > MAAS_MAX_UNITS || errno)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                                 "layer %d: '%s' is not UNITS[:ACTIVATION[:nobias]] or "
+                                 "dropout:RATE (units in 1..%d)",
+                                 *n + 1, item, MAAS_MAX_UNITS);
+            maas_act act = MAAS_ACT_LINEAR;
+            int bias = 1;
+            if (arg) {
+                char a[64];
+                snprintf(a, sizeof(a), "%s", arg);
+                char *opt = strchr(a, ':');
+                if (opt) {
+                    *opt++ = '\0';
+                    if (strcmp(opt, "nobias"))
+                        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                                         "layer %d: unknown option '%s' (known: nobias)", *n + 1,
+                                         opt);
+                    bias = 0;
+                }
+                char sub[MAAS_ERRSTR_SIZE];
+                if (maas_act_from_name(a, &act, sub, sizeof(sub)))
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: %s", *n + 1,
+                                     sub);
+            }
+            s = maas_dense((int)units, act);
+            s.use_bias = bias;
+        }
+        out[(*n)++] = s;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return MAAS_OK;
+}

@@ -41,6 +41,13 @@ int maas_table_col(const maas_table *t, const char *name_or_index);
 maas_err maas_table_split(const maas_table *t, int label_col, float **x, float **y, char *errstr,
                           size_t errstr_size);
 
+/*
+ * Reads a 1-D or 2-D numeric dataset from an HDF5 file (path, dataset path
+ * such as "/x") as a table with columns named "0", "1", ... (HDF5 adapter).
+ */
+maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *out, char *errstr,
+                             size_t errstr_size);
+
 /* An IDX tensor (unsigned byte data), converted to float. */
 typedef struct maas_idx {
     int ndim;

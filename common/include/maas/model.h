@@ -66,6 +66,14 @@ maas_layer_spec maas_dense(int units, maas_act act);
 /* Returns a Dropout spec. */
 maas_layer_spec maas_dropout(float rate);
 
+/*
+ * Parses a compact layer list such as "10:relu,dropout:0.2,1:sigmoid": each
+ * item is UNITS[:ACTIVATION[:nobias]] (a Dense layer, linear by default) or
+ * dropout:RATE. Fills up to max specs and *n.
+ */
+maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int *n, char *errstr,
+                           size_t errstr_size);
+
 /* A built layer: its spec plus where its parameters sit in model->params. */
 typedef struct maas_layer {
     maas_layer_spec spec;

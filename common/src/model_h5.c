@@ -1,0 +1,1032 @@
+/*
+ * Keras model.h5 files (the only file that includes hdf5.h). The layout is
+ * documented in schemas/model-h5.md.
+ */
+#include "maas/base.h"
+#include "maas/dataset.h"
+#include "maas/model_io.h"
+#include "keras_json.h"
+
+#include <hdf5.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KERAS_DIALECT_VERSION "2.15.0" /* the tf.keras dialect we write, see schemas/ */
+#define MAX_NAMES 4096                 /* entries in layer_names / weight_names */
+#define MAX_NAME_LEN 1024
+
+/*
+ * Debian's serial HDF5 is not thread-safe and keeps process-wide state (the
+ * error-printing hook), so every entry point holds this lock. It is the one
+ * piece of global mutable state in common/, forced by the library.
+ */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+
+typedef struct h5_guard {
+    H5E_auto2_t func;
+    void *data;
+} h5_guard;
+
+static void guard_enter(h5_guard *g) {
+    pthread_mutex_lock(&h5_lock);
+    H5Eget_auto2(H5E_DEFAULT, &g->func, &g->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages replace HDF5's printing */
+}
+
+static void guard_leave(h5_guard *g) {
+    H5Eclear2(H5E_DEFAULT);
+    H5Eset_auto2(H5E_DEFAULT, g->func, g->data);
+    pthread_mutex_unlock(&h5_lock);
+}
+
+#define CLOSE(fn, id)                                                                              \
+    do {                                                                                           \
+        if ((id) >= 0) fn(id);                                                                     \
+        (id) = H5I_INVALID_HID;                                                                    \
+    } while (0)
+
+/* ---------------------------------------------------------------- writing */
+
+static int attr_write_str(hid_t obj, const char *name, const char *value, H5T_cset_t cset) {
+    hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR), a = H5I_INVALID_HID;
+    int ok = t >= 0 && s >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, cset) >= 0;
+    if (ok) a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    ok = ok && a >= 0 && H5Awrite(a, t, &value) >= 0;
+    CLOSE(H5Aclose, a);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Tclose, t);
+    return ok;
+}
+
+/* A 1-D list of strings; an empty list is a zero-length float64 array, as h5py writes it. */
+static int attr_write_list(hid_t obj, const char *name, const char *const *v, hsize_t n) {
+    hid_t t = n ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_NATIVE_DOUBLE);
+    hid_t s = H5Screate_simple(1, &n, NULL), a = H5I_INVALID_HID;
+    int ok = t >= 0 && s >= 0;
+    if (ok && n) ok = H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0;
+    if (ok) a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    ok = ok && a >= 0;
+    if (ok && n) ok = H5Awrite(a, t, v) >= 0;
+    CLOSE(H5Aclose, a);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Tclose, t);
+    return ok;
+}
+
+static int write_dataset(hid_t group, const char *path, int rank, const hsize_t *dims,
+                         const float *data) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), s = H5Screate_simple(rank, dims, NULL);
+    hid_t d = H5I_INVALID_HID;
+    int ok = lcpl >= 0 && s >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
+    if (ok) d = H5Dcreate2(group, path, H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    CLOSE(H5Dclose, d);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Pclose, lcpl);
+    return ok;
+}
+
+static const char *norm_layer_name(const maas_model *m) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (!strcmp(m->layers[i].spec.name, "normalization")) return "maas_normalization";
+    return "normalization";
+}
+
+/* Writes the model into an open file. */
+static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c, char *errstr,
+                            size_t errstr_size) {
+    const char *norm = norm_layer_name(m);
+    char *cfg = NULL, *train = NULL;
+    maas_err err = maas__keras_arch_write(m, norm, &cfg, errstr, errstr_size);
+    if (!err && c) err = maas__keras_training_write(c, &train, errstr, errstr_size);
+    if (err) {
+        free(cfg);
+        return err;
+    }
+    int ok = attr_write_str(f, "keras_version", KERAS_DIALECT_VERSION, H5T_CSET_UTF8) &&
+             attr_write_str(f, "backend", "tensorflow", H5T_CSET_UTF8) &&
+             attr_write_str(f, "maas_version", "0.1.0", H5T_CSET_UTF8) &&
+             attr_write_str(f, "model_config", cfg, H5T_CSET_ASCII) &&
+             (!train || attr_write_str(f, "training_config", train, H5T_CSET_ASCII));
+    free(cfg);
+    free(train);
+    hid_t mw = ok ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    ok = ok && mw >= 0;
+    const char *names[MAAS_MAX_LAYERS + 1];
+    int n = 0;
+    if (m->feat_mean) names[n++] = norm;
+    for (int i = 0; i < m->n_layers; i++) names[n++] = m->layers[i].spec.name;
+    ok = ok && attr_write_list(mw, "layer_names", names, (hsize_t)n) &&
+         attr_write_str(mw, "keras_version", KERAS_DIALECT_VERSION, H5T_CSET_UTF8) &&
+         attr_write_str(mw, "backend", "tensorflow", H5T_CSET_UTF8);
+    for (int i = 0; ok && i < n; i++) {
+        hid_t g = H5Gcreate2(mw, names[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        ok = g >= 0;
+        const maas_layer *l = NULL;
+        for (int j = 0; j < m->n_layers; j++)
+            if (m->layers[j].spec.name == names[i]) l = &m->layers[j];
+        if (ok && l && l->spec.kind == MAAS_LAYER_DENSE) {
+            /* tf.keras 2.x names: <layer>/<layer>/kernel:0 */
+            char kname[2 * MAAS_LAYER_NAME_MAX + 16], bname[2 * MAAS_LAYER_NAME_MAX + 16];
+            snprintf(kname, sizeof(kname), "%s/kernel:0", names[i]);
+            snprintf(bname, sizeof(bname), "%s/bias:0", names[i]);
+            const char *w[2] = {kname, bname};
+            hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
+            ok = attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
+                 write_dataset(g, kname, 2, kd, m->params + l->w_off) &&
+                 (!l->spec.use_bias || write_dataset(g, bname, 1, bd, m->params + l->b_off));
+        } else if (ok) {
+            ok = attr_write_list(g, "weight_names", NULL, 0);
+        }
+        CLOSE(H5Gclose, g);
+    }
+    CLOSE(H5Gclose, mw);
+    if (!ok)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_IO, "HDF5 failed while writing the model");
+    return MAAS_OK;
+}
+
+static maas_err save_image_locked(const maas_model *m, const maas_compile *c, unsigned char **buf,
+                                  size_t *len, char *errstr, size_t errstr_size) {
+    *buf = NULL;
+    *len = 0;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = H5I_INVALID_HID;
+    maas_err err = MAAS_OK;
+    /* The core driver without a backing store keeps the whole file in memory. */
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
+        (f = H5Fcreate("maas-model.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot create an in-memory HDF5 file");
+        goto done;
+    }
+    if ((err = write_model(f, m, c, errstr, errstr_size))) goto done;
+    H5Fflush(f, H5F_SCOPE_GLOBAL);
+    ssize_t size = H5Fget_file_image(f, NULL, 0);
+    if (size <= 0 || (size_t)size > MAAS_H5_MAX_IMAGE) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model file image size %zd", size);
+        goto done;
+    }
+    *buf = malloc((size_t)size);
+    if (!*buf) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for the model file");
+        goto done;
+    }
+    if (H5Fget_file_image(f, *buf, (size_t)size) != size) {
+        free(*buf);
+        *buf = NULL;
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot copy the HDF5 file image");
+        goto done;
+    }
+    *len = (size_t)size;
+done:
+    CLOSE(H5Fclose, f);
+    CLOSE(H5Pclose, fapl);
+    return err;
+}
+
+maas_err maas_model_save_image(const maas_model *m, const maas_compile *c, unsigned char **buf,
+                               size_t *len, char *errstr, size_t errstr_size) {
+    if (c && maas_compile_check(m, c, errstr, errstr_size)) return MAAS_ERR_ARG;
+    h5_guard g;
+    guard_enter(&g);
+    maas_err err = save_image_locked(m, c, buf, len, errstr, errstr_size);
+    guard_leave(&g);
+    return err;
+}
+
+maas_err maas_model_save(const maas_model *m, const maas_compile *c, const char *path, char *errstr,
+                         size_t errstr_size) {
+    unsigned char *buf;
+    size_t len;
+    maas_err err = maas_model_save_image(m, c, &buf, &len, errstr, errstr_size);
+    if (err) return err;
+    /* Same bytes as the image; written beside the target and renamed into place. */
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+        free(buf);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "path too long: %s", path);
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(buf);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot write '%s': %s", path,
+                         strerror(errno));
+    }
+    int ok = fwrite(buf, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot write '%s': %s", path,
+                         strerror(e));
+    }
+    return MAAS_OK;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct strlist {
+    int n;
+    char **v;
+} strlist;
+
+static void strlist_release(strlist *l) {
+    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->n = 0;
+    l->v = NULL;
+}
+
+/*
+ * Reads a string attribute (vlen or fixed-length, scalar or 1-D) as a list.
+ * A missing attribute, an empty dataspace or a zero-length non-string array
+ * (h5py's empty list) gives an empty list. Returns 0 on a malformed attribute.
+ */
+static int attr_read_list(hid_t obj, const char *name, size_t max_len, strlist *out) {
+    memset(out, 0, sizeof(*out));
+    if (H5Aexists(obj, name) <= 0) return 1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), t = -1, s = -1, mt = -1;
+    int ok = 0;
+    char **vbuf = NULL;
+    char *fbuf = NULL;
+    if (a < 0 || (t = H5Aget_type(a)) < 0 || (s = H5Aget_space(a)) < 0) goto done;
+    hssize_t npts = H5Sget_simple_extent_npoints(s);
+    int rank = H5Sget_simple_extent_ndims(s);
+    if (H5Sget_simple_extent_type(s) == H5S_NULL || npts == 0) {
+        ok = 1;
+        goto done;
+    }
+    if (npts < 0 || npts > MAX_NAMES || rank > 1 || H5Tget_class(t) != H5T_STRING) goto done;
+    out->v = calloc((size_t)npts, sizeof(char *));
+    if (!out->v) goto done;
+    htri_t vlen = H5Tis_variable_str(t);
+    if (vlen > 0) {
+        mt = H5Tcopy(H5T_C_S1);
+        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0)
+            goto done;
+        vbuf = calloc((size_t)npts, sizeof(char *));
+        if (!vbuf || H5Aread(a, mt, vbuf) < 0) goto done;
+        ok = 1;
+        for (hssize_t i = 0; i < npts; i++) {
+            size_t len = vbuf[i] ? strlen(vbuf[i]) : 0;
+            if (len > max_len || !(out->v[i] = malloc(len + 1))) {
+                ok = 0;
+                break;
+            }
+            memcpy(out->v[i], vbuf[i] ? vbuf[i] : "", len + 1);
+            out->n++;
+        }
+        H5Dvlen_reclaim(mt, s, H5P_DEFAULT, vbuf);
+    } else if (vlen == 0) {
+        size_t w = H5Tget_size(t);
+        if (w == 0 || w > max_len || (size_t)npts * w > MAAS_H5_MAX_JSON) goto done;
+        mt = H5Tcopy(t);
+        fbuf = malloc((size_t)npts * w);
+        if (mt < 0 || !fbuf || H5Aread(a, mt, fbuf) < 0) goto done;
+        H5T_str_t pad = H5Tget_strpad(t);
+        ok = 1;
+        for (hssize_t i = 0; i < npts; i++) {
+            const char *p = fbuf + (size_t)i * w;
+            size_t len = 0;
+            while (len < w && p[len]) len++;
+            if (pad == H5T_STR_SPACEPAD)
+                while (len > 0 && p[len - 1] == ' ') len--;
+            if (!(out->v[i] = malloc(len + 1))) {
+                ok = 0;
+                break;
+            }
+            memcpy(out->v[i], p, len);
+            out->v[i][len] = '\0';
+            out->n++;
+        }
+    }
+done:
+    free(vbuf);
+    free(fbuf);
+    CLOSE(H5Tclose, mt);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Aclose, a);
+    if (!ok) strlist_release(out);
+    return ok;
+}
+
+/* A list attribute, or Keras's chunked form name0, name1, ... for long lists. */
+static int attr_read_names(hid_t obj, const char *name, strlist *out) {
+    if (!attr_read_list(obj, name, MAX_NAME_LEN, out)) return 0;
+    if (out->n > 0 || H5Aexists(obj, name) > 0) return 1;
+    for (int chunk = 0; chunk < 64; chunk++) {
+        char cname[128];
+        snprintf(cname, sizeof(cname), "%s%d", name, chunk);
+        if (H5Aexists(obj, cname) <= 0) break;
+        strlist part;
+        if (!attr_read_list(obj, cname, MAX_NAME_LEN, &part)) return strlist_release(out), 0;
+        if (out->n + part.n > MAX_NAMES) {
+            strlist_release(&part);
+            strlist_release(out);
+            return 0;
+        }
+        char **nv = realloc(out->v, (size_t)(out->n + part.n) * sizeof(char *));
+        if (!nv) {
+            strlist_release(&part);
+            strlist_release(out);
+            return 0;
+        }
+        out->v = nv;
+        memcpy(out->v + out->n, part.v, (size_t)part.n * sizeof(char *));
+        out->n += part.n;
+        free(part.v);
+    }
+    return 1;
+}
+
+/* A scalar string attribute into a malloc'ed string (NULL if absent or malformed). */
+static char *attr_read_string(hid_t obj, const char *name, size_t max_len, int *malformed) {
+    strlist l;
+    *malformed = 0;
+    if (!attr_read_list(obj, name, max_len, &l)) {
+        *malformed = 1;
+        return NULL;
+    }
+    char *s = l.n == 1 ? l.v[0] : NULL;
+    if (l.n == 1) l.n = 0;
+    if (l.n > 1) *malformed = 1;
+    strlist_release(&l);
+    return s;
+}
+
+/*
+ * Every component of a relative path must be a hard link: soft links can point
+ * anywhere in the file and external links out of it (Keras 3 refuses both).
+ */
+static int path_is_hard(hid_t loc, const char *path) {
+    char buf[MAX_NAME_LEN + 1];
+    size_t len = strlen(path);
+    if (len == 0 || len > MAX_NAME_LEN || path[0] == '/' || strstr(path, "//") ||
+        path[len - 1] == '/')
+        return 0;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 0; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        H5L_info_t info;
+        int ok = H5Lexists(loc, buf, H5P_DEFAULT) > 0 &&
+                 H5Lget_info(loc, buf, &info, H5P_DEFAULT) >= 0 && info.type == H5L_TYPE_HARD;
+        buf[i] = saved;
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* Opens a float dataset of the given rank after the safety checks; fills dims. */
+static hid_t open_weights(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
+                          maas_err *err, char *errstr, size_t errstr_size) {
+    if (!path_is_hard(g, path)) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "layer '%s': weight '%s' is missing or is a link", layer, path);
+        return H5I_INVALID_HID;
+    }
+    hid_t d = H5Dopen2(g, path, H5P_DEFAULT), t = -1, s = -1, dcpl = -1;
+    int ok = 0;
+    if (d < 0 || (t = H5Dget_type(d)) < 0 || (s = H5Dget_space(d)) < 0 ||
+        (dcpl = H5Dget_create_plist(d)) < 0) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "layer '%s': cannot open weight '%s'", layer, path);
+        goto done;
+    }
+    if (H5Tget_class(t) != H5T_FLOAT) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "layer '%s': weight '%s' is not floating point", layer, path);
+        goto done;
+    }
+    if (H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "layer '%s': weight '%s' is stored outside the file", layer, path);
+        goto done;
+    }
+    if (H5Sget_simple_extent_type(s) != H5S_SIMPLE || H5Sget_simple_extent_ndims(s) != rank) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE, "layer '%s': weight '%s' is not %d-D",
+                         layer, path, rank);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] < 1 || dims[i] > MAAS_MAX_UNITS) {
+            *err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                             "layer '%s': weight '%s' has dimension %llu, outside 1..%d", layer,
+                             path, (unsigned long long)dims[i], MAAS_MAX_UNITS);
+            goto done;
+        }
+    ok = 1;
+done:
+    CLOSE(H5Pclose, dcpl);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Tclose, t);
+    if (!ok) CLOSE(H5Dclose, d);
+    return d;
+}
+
+/* One layer group listed in layer_names that carries weights. */
+typedef struct weighted {
+    char *name;
+    strlist w;
+} weighted;
+
+typedef struct load_state {
+    hid_t f, mw;
+    maas_keras_arch arch;
+    int arch_ok;
+    weighted *wl;
+    int n_wl;
+} load_state;
+
+static void load_state_release(load_state *st) {
+    for (int i = 0; i < st->n_wl; i++) {
+        free(st->wl[i].name);
+        strlist_release(&st->wl[i].w);
+    }
+    free(st->wl);
+    if (st->arch_ok) maas__keras_arch_release(&st->arch);
+    CLOSE(H5Gclose, st->mw);
+    CLOSE(H5Fclose, st->f);
+}
+
+/* Collects the layer groups that have weights, in layer_names order. */
+static maas_err collect_weighted(load_state *st, char *errstr, size_t errstr_size) {
+    strlist names;
+    if (!attr_read_names(st->mw, "layer_names", &names))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "model_weights has a malformed layer_names attribute");
+    maas_err err = MAAS_OK;
+    st->wl = calloc((size_t)names.n + 1, sizeof(weighted));
+    if (!st->wl) err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    for (int i = 0; !err && i < names.n; i++) {
+        if (!path_is_hard(st->mw, names.v[i]) || strchr(names.v[i], '/')) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                            "layer '%s' is listed in layer_names but has no group", names.v[i]);
+            break;
+        }
+        hid_t g = H5Gopen2(st->mw, names.v[i], H5P_DEFAULT);
+        strlist w;
+        int ok = g >= 0 && attr_read_names(g, "weight_names", &w);
+        CLOSE(H5Gclose, g);
+        if (!ok) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                            "layer '%s' has a malformed weight_names attribute", names.v[i]);
+            break;
+        }
+        if (w.n == 0) continue;
+        st->wl[st->n_wl].name = names.v[i];
+        st->wl[st->n_wl++].w = w;
+        names.v[i] = NULL;
+    }
+    strlist_release(&names); /* the names moved into wl are NULL here */
+    return err;
+}
+
+static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_model_info *info,
+                            char *errstr, size_t errstr_size) {
+    maas_err err = MAAS_OK;
+    *out = NULL;
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    if (len < 8 || memcmp(buf, sig, 8) != 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "not an HDF5 file");
+        return err;
+    }
+    if (len > MAAS_H5_MAX_IMAGE) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model file is larger than %zu bytes",
+                        MAAS_H5_MAX_IMAGE);
+        return err;
+    }
+    load_state st = {.f = H5I_INVALID_HID, .mw = H5I_INVALID_HID};
+    maas_model *m = NULL;
+    char *cfg = NULL, *train = NULL, *kv = NULL, *be = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
+        H5Pset_file_image(fapl, (void *)buf, len) < 0 ||
+        (st.f = H5Fopen("maas-model.h5", H5F_ACC_RDONLY, fapl)) < 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                        "the HDF5 file is truncated or corrupt (%zu bytes)", len);
+        goto done;
+    }
+    int bad;
+    cfg = attr_read_string(st.f, "model_config", MAAS_H5_MAX_JSON, &bad);
+    if (!cfg) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                        bad ? "the model_config attribute is malformed or too large"
+                            : "no model_config attribute: not a Keras model file");
+        goto done;
+    }
+    if ((err = maas__keras_arch_parse(cfg, strlen(cfg), &st.arch, errstr, errstr_size))) goto done;
+    st.arch_ok = 1;
+    if (!path_is_hard(st.f, "model_weights") ||
+        (st.mw = H5Gopen2(st.f, "model_weights", H5P_DEFAULT)) < 0) {
+        err =
+            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the file has no model_weights group");
+        goto done;
+    }
+    if ((err = collect_weighted(&st, errstr, errstr_size))) goto done;
+
+    /* Pair the file's weighted layers with the config's, in order, as Keras does. */
+    maas_keras_arch *a = &st.arch;
+    int norm_weights = a->norm && !a->norm_mean;
+    int expect = norm_weights;
+    for (int i = 0; i < a->n_layers; i++) expect += a->layers[i].kind == MAAS_LAYER_DENSE;
+    if (st.n_wl != expect) {
+        err = maas_errf(
+            errstr, errstr_size, MAAS_ERR_FORMAT,
+            "the file has weights for %d layers but model_config has %d layers with weights",
+            st.n_wl, expect);
+        goto done;
+    }
+    /* Shapes first: everything is checked before the model is allocated. */
+    int w_idx = 0, width = a->n_inputs;
+    hsize_t dims[2];
+    if (norm_weights) {
+        weighted *e = &st.wl[w_idx++];
+        if (e->w.n < 2) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                            "Normalization layer '%s' needs mean and variance weights", e->name);
+            goto done;
+        }
+        hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+        hid_t dm = g >= 0 ? open_weights(g, e->w.v[0], 1, dims, e->name, &err, errstr, errstr_size)
+                          : H5I_INVALID_HID;
+        hsize_t vd[2];
+        hid_t dv = dm >= 0 ? open_weights(g, e->w.v[1], 1, vd, e->name, &err, errstr, errstr_size)
+                           : H5I_INVALID_HID;
+        int ok = dm >= 0 && dv >= 0 && vd[0] == dims[0];
+        if (ok && (width == 0 || (hsize_t)width == dims[0])) {
+            width = a->n_inputs = (int)dims[0];
+            a->n_norm = width;
+            a->norm_mean = malloc((size_t)width * sizeof(float));
+            a->norm_var = malloc((size_t)width * sizeof(float));
+            ok = a->norm_mean && a->norm_var &&
+                 H5Dread(dm, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->norm_mean) >= 0 &&
+                 H5Dread(dv, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->norm_var) >= 0;
+        } else if (ok) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                            "Normalization layer '%s' has %llu features, the input has %d", e->name,
+                            (unsigned long long)dims[0], width);
+            ok = 0;
+        }
+        CLOSE(H5Dclose, dm);
+        CLOSE(H5Dclose, dv);
+        CLOSE(H5Gclose, g);
+        if (!ok) {
+            if (!errstr || !errstr[0])
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                "Normalization layer '%s' has unreadable statistics", e->name);
+            goto done;
+        }
+    }
+    for (int i = 0, k = w_idx; i < a->n_layers; i++) {
+        maas_layer_spec *s = &a->layers[i];
+        if (s->kind != MAAS_LAYER_DENSE) continue;
+        weighted *e = &st.wl[k++];
+        if (e->w.n != (s->use_bias ? 2 : 1)) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                            "Dense layer '%s' has %d weights in the file, expected %d", s->name,
+                            e->w.n, s->use_bias ? 2 : 1);
+            goto done;
+        }
+        hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+        hid_t d = g >= 0 ? open_weights(g, e->w.v[0], 2, dims, e->name, &err, errstr, errstr_size)
+                         : H5I_INVALID_HID;
+        int ok = d >= 0;
+        CLOSE(H5Dclose, d);
+        if (ok && width == 0) width = a->n_inputs = (int)dims[0];
+        if (ok && (dims[0] != (hsize_t)width || dims[1] != (hsize_t)s->units)) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                            "Dense layer '%s': kernel is %llux%llu, the model needs %dx%d", s->name,
+                            (unsigned long long)dims[0], (unsigned long long)dims[1], width,
+                            s->units);
+            ok = 0;
+        }
+        if (ok && s->use_bias) {
+            hsize_t bd[2];
+            d = open_weights(g, e->w.v[1], 1, bd, e->name, &err, errstr, errstr_size);
+            ok = d >= 0;
+            CLOSE(H5Dclose, d);
+            if (ok && bd[0] != (hsize_t)s->units) {
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                                "Dense layer '%s': bias has %llu entries, the model needs %d",
+                                s->name, (unsigned long long)bd[0], s->units);
+                ok = 0;
+            }
+        }
+        CLOSE(H5Gclose, g);
+        if (!ok) goto done;
+        width = s->units;
+    }
+    /* Build with zero initializers (weights come from the file), then restore the specs. */
+    maas_layer_spec specs[MAAS_MAX_LAYERS];
+    for (int i = 0; i < a->n_layers; i++) {
+        specs[i] = a->layers[i];
+        specs[i].kernel_init = specs[i].bias_init = MAAS_INIT_ZEROS;
+    }
+    m = maas_model_new(a->n_inputs, specs, a->n_layers, NULL, errstr, errstr_size);
+    if (!m) {
+        err = MAAS_ERR_FORMAT; /* the file describes a model maas cannot build */
+        goto done;
+    }
+    for (int i = 0; i < m->n_layers; i++) { /* keep the default names assigned by new */
+        if (a->layers[i].name[0] == '\0')
+            snprintf(a->layers[i].name, sizeof(a->layers[i].name), "%s", m->layers[i].spec.name);
+        m->layers[i].spec = a->layers[i];
+    }
+    for (int i = 0, k = w_idx; i < m->n_layers; i++) {
+        maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        weighted *e = &st.wl[k++];
+        hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+        for (int w = 0; w < e->w.n; w++) {
+            hid_t d = open_weights(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name, &err, errstr,
+                                   errstr_size);
+            int ok = d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                       m->params + (w == 0 ? l->w_off : l->b_off)) >= 0;
+            CLOSE(H5Dclose, d);
+            if (!ok) {
+                CLOSE(H5Gclose, g);
+                err =
+                    maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                              "Dense layer '%s': cannot read weight '%s'", l->spec.name, e->w.v[w]);
+                maas_model_free(m);
+                m = NULL;
+                goto done;
+            }
+        }
+        CLOSE(H5Gclose, g);
+    }
+    if ((err = maas_model_check_finite(m, errstr, errstr_size))) {
+        maas_model_free(m);
+        m = NULL;
+        goto done;
+    }
+    if (a->norm) {
+        int n = m->n_inputs;
+        float *mean = malloc((size_t)n * sizeof(float)), *std = malloc((size_t)n * sizeof(float));
+        int ok = mean && std && (a->n_norm == 1 || a->n_norm == n);
+        for (int i = 0; ok && i < n; i++) {
+            int j = a->n_norm == 1 ? 0 : i;
+            mean[i] = a->norm_mean[j];
+            std[i] = sqrtf(a->norm_var[j]);
+            ok = isfinite(mean[i]) && isfinite(std[i]);
+        }
+        if (!ok || (err = maas_model_set_standardization(m, mean, std, errstr, errstr_size))) {
+            if (!ok)
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                                "Normalization layer '%s' has invalid statistics", a->norm_name);
+            maas_model_free(m);
+            m = NULL;
+        }
+        free(mean);
+        free(std);
+        if (!m) goto done;
+    }
+    if (info) {
+        memset(info, 0, sizeof(*info));
+        snprintf(info->name, sizeof(info->name), "%s", a->name);
+        kv = attr_read_string(st.f, "keras_version", 64, &bad);
+        be = attr_read_string(st.f, "backend", 64, &bad);
+        snprintf(info->keras_version, sizeof(info->keras_version), "%s", kv ? kv : "");
+        snprintf(info->backend, sizeof(info->backend), "%s", be ? be : "");
+        train = attr_read_string(st.f, "training_config", MAAS_H5_MAX_JSON, &bad);
+        if (train) {
+            /* A training config we don't understand does not stop serving the model. */
+            char note[MAAS_ERRSTR_SIZE];
+            if (maas__keras_training_parse(train, strlen(train), &info->compile, note,
+                                           sizeof(note)) == MAAS_OK &&
+                maas_compile_check(m, &info->compile, note, sizeof(note)) == MAAS_OK)
+                info->has_compile = 1;
+            else
+                snprintf(info->compile_note, sizeof(info->compile_note), "%s", note);
+        }
+    }
+done:
+    free(cfg);
+    free(train);
+    free(kv);
+    free(be);
+    CLOSE(H5Pclose, fapl);
+    load_state_release(&st);
+    if (!m && !err) err = MAAS_ERR_FORMAT;
+    *out = m;
+    return err;
+}
+
+/*
+ * Isolation. HDF5 1.10 can crash on corrupted files (seen here: a flipped byte
+ * in a global-heap string makes H5Aread copy out of bounds), and model files
+ * are untrusted. So the file is parsed in a forked child that sends the model
+ * back through a pipe; a child that crashes or hangs becomes a BAD_FORMAT
+ * error instead of taking the worker down. A model load is rare (versions are
+ * cached), so the fork is cheap by comparison.
+ */
+#define ISOLATE_MAGIC 0x6d616173u /* "maas" */
+/* A healthy load takes well under a second per 100 MiB; a file that keeps HDF5
+ * busy longer than this is treated as corrupt. */
+#define ISOLATE_TIMEOUT_MS(len) (5000LL + (long long)((len) >> 20) * 20)
+
+typedef struct iso_header {
+    uint32_t magic;
+    int32_t err;
+    char errstr[MAAS_ERRSTR_SIZE];
+    int32_t n_inputs, n_layers, has_std;
+    uint64_t n_params;
+    maas_model_info info;
+} iso_header;
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 1;
+}
+
+/* Reads exactly n bytes before the deadline (CLOCK_MONOTONIC ms). */
+static int read_all(int fd, void *p, size_t n, long long deadline_ms) {
+    char *c = p;
+    while (n > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long long left = deadline_ms - (ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
+        if (left <= 0) return 0;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) return 0;
+        ssize_t r = read(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 1;
+}
+
+static void child_load(int fd, const void *buf, size_t len) {
+    /* A crash must end this child, not run the parent's handlers (a test
+     * framework's would resume the parent's work in here). */
+    const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(fatal); i++) signal(fatal[i], SIG_DFL);
+    iso_header h;
+    memset(&h, 0, sizeof(h));
+    h.magic = ISOLATE_MAGIC;
+    maas_model *m = NULL;
+    h.err = load_locked(buf, len, &m, &h.info, h.errstr, sizeof(h.errstr));
+    int ok;
+    if (m) {
+        h.n_inputs = m->n_inputs;
+        h.n_layers = m->n_layers;
+        h.n_params = m->n_params;
+        h.has_std = m->feat_mean != NULL;
+        ok = write_all(fd, &h, sizeof(h));
+        for (int i = 0; ok && i < m->n_layers; i++)
+            ok = write_all(fd, &m->layers[i].spec, sizeof(maas_layer_spec));
+        ok = ok && write_all(fd, m->params, m->n_params * sizeof(float));
+        if (ok && h.has_std)
+            ok = write_all(fd, m->feat_mean, (size_t)m->n_inputs * sizeof(float)) &&
+                 write_all(fd, m->feat_std, (size_t)m->n_inputs * sizeof(float));
+    } else {
+        ok = write_all(fd, &h, sizeof(h));
+    }
+    _exit(ok ? 0 : 1);
+}
+
+static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_info *info,
+                               char *errstr, size_t errstr_size) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + ISOLATE_TIMEOUT_MS(len);
+    iso_header *h = malloc(sizeof(*h));
+    maas_layer_spec *specs = malloc(MAAS_MAX_LAYERS * sizeof(*specs));
+    float *mean = NULL, *std = NULL;
+    maas_model *m = NULL;
+    maas_err err = MAAS_ERR_FORMAT;
+    if (!h || !specs) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (!read_all(fd, h, sizeof(*h), deadline) || h->magic != ISOLATE_MAGIC) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                  "the HDF5 library failed on this file (corrupt file)");
+        goto done;
+    }
+    h->errstr[sizeof(h->errstr) - 1] = '\0';
+    if (h->err != MAAS_OK) {
+        err = (h->err > 0 && h->err < MAAS_ERR__COUNT) ? (maas_err)h->err : MAAS_ERR_FORMAT;
+        maas_errf(errstr, errstr_size, err, "%s", h->errstr);
+        goto done;
+    }
+    /* The child is our code, but it read untrusted bytes: check what it sends. */
+    if (h->n_layers < 1 || h->n_layers > MAAS_MAX_LAYERS || h->n_inputs < 1 ||
+        h->n_inputs > MAAS_MAX_UNITS || h->n_params > MAAS_MAX_PARAMS ||
+        !read_all(fd, specs, (size_t)h->n_layers * sizeof(*specs), deadline)) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+        goto done;
+    }
+    maas_layer_spec zeroed[MAAS_MAX_LAYERS];
+    for (int i = 0; i < h->n_layers; i++) {
+        specs[i].name[MAAS_LAYER_NAME_MAX - 1] = '\0';
+        zeroed[i] = specs[i];
+        zeroed[i].kernel_init = zeroed[i].bias_init = MAAS_INIT_ZEROS;
+    }
+    m = maas_model_new(h->n_inputs, zeroed, h->n_layers, NULL, errstr, errstr_size);
+    if (!m || m->n_params != h->n_params ||
+        !read_all(fd, m->params, m->n_params * sizeof(float), deadline)) {
+        if (m) maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+        maas_model_free(m);
+        m = NULL;
+        goto done;
+    }
+    for (int i = 0; i < m->n_layers; i++) m->layers[i].spec = specs[i];
+    if (h->has_std) {
+        size_t n = (size_t)m->n_inputs;
+        mean = malloc(n * sizeof(float));
+        std = malloc(n * sizeof(float));
+        if (!mean || !std || !read_all(fd, mean, n * sizeof(float), deadline) ||
+            !read_all(fd, std, n * sizeof(float), deadline) ||
+            maas_model_set_standardization(m, mean, std, errstr, errstr_size) != MAAS_OK) {
+            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+            maas_model_free(m);
+            m = NULL;
+            goto done;
+        }
+    }
+    if (maas_model_check_finite(m, errstr, errstr_size)) {
+        maas_model_free(m);
+        m = NULL;
+        err = MAAS_ERR_NONFINITE;
+        goto done;
+    }
+    if (info) {
+        *info = h->info;
+        info->compile_note[sizeof(info->compile_note) - 1] = '\0';
+        info->keras_version[sizeof(info->keras_version) - 1] = '\0';
+        info->backend[sizeof(info->backend) - 1] = '\0';
+        info->name[sizeof(info->name) - 1] = '\0';
+    }
+    err = MAAS_OK;
+done:
+    free(mean);
+    free(std);
+    free(specs);
+    free(h);
+    *out = m;
+    return err;
+}
+
+maas_err maas_model_load_image(const void *buf, size_t len, maas_model **out, maas_model_info *info,
+                               char *errstr, size_t errstr_size) {
+    if (errstr && errstr_size) errstr[0] = '\0';
+    *out = NULL;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_IO, "pipe: %s", strerror(errno));
+    h5_guard g;
+    guard_enter(&g); /* no other thread is inside HDF5 while we fork */
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        child_load(fds[1], buf, len); /* does not return */
+    }
+    guard_leave(&g);
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "fork: %s", strerror(errno));
+    }
+    maas_err err = parent_receive(fds[0], len, out, info, errstr, errstr_size);
+    close(fds[0]);
+    int status = 0;
+    if (err == MAAS_OK) {
+        waitpid(pid, &status, 0);
+    } else {
+        /* a hung or crashed child: make sure it is gone */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                      "the file is corrupt (the HDF5 library crashed reading it: signal %d)",
+                      WTERMSIG(status));
+    }
+    return err;
+}
+
+maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *info, char *errstr,
+                         size_t errstr_size) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot open '%s': %s", path,
+                         strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || (size_t)size > MAAS_H5_MAX_IMAGE || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return maas_errf(errstr, errstr_size, size < 0 ? MAAS_ERR_IO : MAAS_ERR_LIMIT,
+                         "'%s': unreadable or larger than %zu bytes", path, MAAS_H5_MAX_IMAGE);
+    }
+    unsigned char *buf = malloc(size ? (size_t)size : 1);
+    size_t got = buf ? fread(buf, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (!buf || got != (size_t)size) {
+        free(buf);
+        return maas_errf(errstr, errstr_size, buf ? MAAS_ERR_IO : MAAS_ERR_NOMEM,
+                         "cannot read '%s'", path);
+    }
+    char sub[MAAS_ERRSTR_SIZE];
+    maas_err err = maas_model_load_image(buf, (size_t)size, out, info, sub, sizeof(sub));
+    free(buf);
+    if (err) maas_errf(errstr, errstr_size, err, "%s: %s", path, sub);
+    return err;
+}
+
+/* ---------------------------------------------------------------- datasets */
+
+maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *out, char *errstr,
+                             size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    h5_guard g;
+    guard_enter(&g);
+    maas_err err = MAAS_OK;
+    hid_t f = H5I_INVALID_HID, d = H5I_INVALID_HID, s = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    hid_t dcpl = H5I_INVALID_HID;
+    const char *rel = dataset[0] == '/' ? dataset + 1 : dataset;
+    if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot open '%s' as HDF5", path);
+        goto done;
+    }
+    if (!path_is_hard(f, rel) || (d = H5Dopen2(f, rel, H5P_DEFAULT)) < 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "'%s' has no dataset '%s'", path,
+                        dataset);
+        goto done;
+    }
+    s = H5Dget_space(d);
+    t = H5Dget_type(d);
+    dcpl = H5Dget_create_plist(d);
+    int rank = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    if (rank < 1 || rank > 2 || (cls != H5T_FLOAT && cls != H5T_INTEGER) || dcpl < 0 ||
+        H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                        "'%s:%s' must be a 1-D or 2-D numeric dataset stored in the file", path,
+                        dataset);
+        goto done;
+    }
+    hsize_t dims[2] = {0, 1};
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    if (dims[0] == 0 || dims[1] == 0 || dims[1] > MAAS_DATA_MAX_COLS ||
+        dims[0] > MAAS_DATA_MAX_CELLS / dims[1]) {
+        err = maas_errf(errstr, errstr_size, dims[0] ? MAAS_ERR_LIMIT : MAAS_ERR_EMPTY,
+                        "'%s:%s' is %llux%llu, empty or too large", path, dataset,
+                        (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        goto done;
+    }
+    out->rows = (size_t)dims[0];
+    out->cols = (int)dims[1];
+    out->data = malloc(out->rows * (size_t)out->cols * sizeof(float));
+    out->names = calloc((size_t)out->cols, sizeof(char *));
+    if (!out->data || !out->names) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory reading '%s'", path);
+        goto done;
+    }
+    for (int i = 0; i < out->cols; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "%d", i);
+        if (!(out->names[i] = malloc(strlen(name) + 1))) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(out->names[i], name, strlen(name) + 1);
+    }
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "cannot read '%s:%s'", path, dataset);
+        goto done;
+    }
+    size_t bad = maas_find_nonfinite(out->data, out->rows * (size_t)out->cols);
+    if (bad < out->rows * (size_t)out->cols)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                        "'%s:%s' row %zu, column %zu is not finite", path, dataset,
+                        bad / (size_t)out->cols, bad % (size_t)out->cols);
+done:
+    CLOSE(H5Pclose, dcpl);
+    CLOSE(H5Tclose, t);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Dclose, d);
+    CLOSE(H5Fclose, f);
+    guard_leave(&g);
+    if (err) maas_table_release(out);
+    return err;
+}

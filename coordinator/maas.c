@@ -1,0 +1,58 @@
+/*
+ * maas - the command line. Local mode trains, evaluates, predicts with and
+ * inspects Keras model.h5 files on this machine, with no cluster.
+ */
+#include "maas/base.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: maas COMMAND [OPTIONS]\n"
+    "\n"
+    "Local mode (no cluster needed):\n"
+    "  fit        train a model on a CSV or HDF5 dataset and save it as a Keras model.h5\n"
+    "  evaluate   loss and accuracy of a model.h5 on labelled data\n"
+    "  predict    outputs of a model.h5 for each input row (CSV or JSON on stdout)\n"
+    "  inspect    layers, shapes, parameters and training config of a model.h5\n"
+    "\n"
+    "Run 'maas COMMAND --help' for a command's options.\n";
+
+int maas_cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "maas %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int maas_cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "maas %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(run 'maas %s --help' for usage)\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"fit", maas_cli_fit},
+        {"evaluate", maas_cli_evaluate},
+        {"predict", maas_cli_predict},
+        {"inspect", maas_cli_inspect},
+    };
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(cmds); i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "maas: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+}
