@@ -17,6 +17,8 @@ fi
 [[ "${1:-}" == "--" ]] && shift
 
 deploy/install-deps.sh
+# The sanitizer build uses clang, which also builds the libFuzzer targets.
+if [[ "$build" == build-asan ]]; then export CC=clang; fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 if [[ ! -f "$build/CMakeCache.txt" ]]; then

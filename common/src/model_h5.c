@@ -6,6 +6,7 @@
 #include "maas/dataset.h"
 #include "maas/model_io.h"
 #include "keras_json.h"
+#include "model_h5_internal.h"
 
 #include <hdf5.h>
 #include <poll.h>
@@ -717,6 +718,15 @@ done:
     load_state_release(&st);
     if (!m && !err) err = MAAS_ERR_FORMAT;
     *out = m;
+    return err;
+}
+
+maas_err maas__model_load_image_direct(const void *buf, size_t len, maas_model **out,
+                                       maas_model_info *info, char *errstr, size_t errstr_size) {
+    h5_guard g;
+    guard_enter(&g);
+    maas_err err = load_locked(buf, len, out, info, errstr, errstr_size);
+    guard_leave(&g);
     return err;
 }
 

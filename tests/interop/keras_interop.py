@@ -1,0 +1,106 @@
+"""Real Keras 3 against maas, both directions (run by tests/interop/keras_interop.sh).
+
+1. `maas fit` trains the seed model; keras.models.load_model loads the file and
+   predicts what `maas predict` prints, within 1e-5.
+2. Keras trains and saves model.h5 files (the seed model with an adapted
+   Normalization layer and Dropout; a 3-class softmax model); `maas predict`
+   serves them with Keras's predictions, within 1e-5; `maas evaluate` uses the
+   file's training config.
+usage: python keras_interop.py MAAS_BINARY PIMA_CSV WORKDIR
+"""
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+MAAS, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(WORK, exist_ok=True)
+failures = []
+
+
+def maas(*args):
+    r = subprocess.run([MAAS, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"maas {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+    return r.stdout
+
+
+def compare(what, ours, theirs, tol=1e-5):
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    if ours.shape != theirs.shape:
+        failures.append(f"{what}: shapes {ours.shape} vs {theirs.shape}")
+        return
+    err = np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-3))
+    print(f"{what}: {ours.shape[0]} rows, max relative difference {err:.2e}")
+    if not err <= tol:
+        failures.append(f"{what}: max relative difference {err:.2e} > {tol}")
+
+
+data = np.loadtxt(PIMA, delimiter=",", skiprows=1, dtype=np.float32)
+x, y = data[:, :8], data[:, 8:]
+x_csv = os.path.join(WORK, "pima_x.csv")
+np.savetxt(x_csv, x, delimiter=",", fmt="%.9g", comments="",
+           header="pregnant,glucose,pressure,triceps,insulin,mass,pedigree,age")
+print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
+
+# 1. maas -> Keras
+m_path = os.path.join(WORK, "maas_seed.h5")
+maas("fit", "--data", PIMA, "--label", "diabetes", "--layers", "10:relu,dropout:0.1,1:sigmoid",
+     "--epochs", "10", "--batch-size", "32", "--standardize", "--seed", "7", "-q", "-o", m_path)
+km = keras.models.load_model(m_path)
+ours = np.loadtxt(maas("predict", "-m", m_path, "--data", x_csv).splitlines(), ndmin=2)
+compare("maas fit -> keras load_model predict", ours, km.predict(x, verbose=0))
+if km.loss is None or "binary_crossentropy" not in str(km.loss):
+    failures.append(f"keras did not restore the loss from training_config: {km.loss}")
+res = km.evaluate(x, y, verbose=0, return_dict=True)
+ev = maas("evaluate", "-m", m_path, "--data", PIMA, "--label", "diabetes", "--format", "json")
+import json  # noqa: E402
+ev = json.loads(ev)
+compare("evaluate loss (maas vs keras)", [ev["loss"]], [res["loss"]], 1e-4)
+compare("evaluate accuracy (maas vs keras)", [ev["accuracy"]], [res["accuracy"]], 1e-6)
+
+# 2. Keras -> maas: the seed model with an adapted Normalization layer and Dropout
+keras.utils.set_random_seed(3)
+norm = keras.layers.Normalization()
+norm.adapt(x)
+k1 = keras.Sequential([keras.Input((8,)), norm, keras.layers.Dense(10, activation="relu"),
+                       keras.layers.Dropout(0.2), keras.layers.Dense(1, activation="sigmoid")])
+k1.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+k1.fit(x, y, epochs=3, batch_size=32, verbose=0)
+k1_path = os.path.join(WORK, "keras_seed.h5")
+k1.save(k1_path)
+ours = np.loadtxt(maas("predict", "-m", k1_path, "--data", x_csv).splitlines(), ndmin=2)
+compare("keras fit+save -> maas predict (seed + Normalization)", ours, k1.predict(x, verbose=0))
+ev = json.loads(maas("evaluate", "-m", k1_path, "--data", PIMA, "--label", "diabetes",
+                     "--format", "json"))
+res = k1.evaluate(x, y, verbose=0, return_dict=True)
+compare("keras model: evaluate loss (maas vs keras)", [ev["loss"]], [res["loss"]], 1e-4)
+
+# ... and a 3-class softmax model with every supported activation
+rng = np.random.default_rng(1)
+x3 = rng.normal(size=(300, 5)).astype(np.float32)
+y3 = (x3[:, 0] > 0).astype(int) + (x3[:, 1] > 0.5).astype(int)
+k2 = keras.Sequential([keras.Input((5,)), keras.layers.Dense(16, activation="tanh"),
+                       keras.layers.Dense(12, activation="gelu"),
+                       keras.layers.Dense(10, activation="elu"),
+                       keras.layers.Dense(8, activation="leaky_relu", use_bias=False),
+                       keras.layers.Dense(3, activation="softmax")])
+k2.compile(optimizer=keras.optimizers.RMSprop(0.01), loss="sparse_categorical_crossentropy",
+           metrics=["accuracy"])
+k2.fit(x3, y3, epochs=5, verbose=0)
+k2_path = os.path.join(WORK, "keras_softmax.h5")
+k2.save(k2_path)
+x3_csv = os.path.join(WORK, "x3.csv")
+np.savetxt(x3_csv, x3, delimiter=",", fmt="%.9g", comments="", header="a,b,c,d,e")
+ours = np.loadtxt(maas("predict", "-m", k2_path, "--data", x3_csv).splitlines(), delimiter=",",
+                  ndmin=2)
+compare("keras fit+save -> maas predict (softmax, 5 activations)", ours, k2.predict(x3, verbose=0))
+print(maas("inspect", k2_path))
+
+if failures:
+    print("FAILED:\n  " + "\n  ".join(failures))
+    sys.exit(1)
+print("keras interop: all checks passed")
