@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The maas CLI's local mode, as a user runs it: outputs, exit codes and error messages.
+# usage: test_cli.sh MAAS_BINARY PIMA_CSV WORKDIR
+set -uo pipefail
+maas="$(realpath "$1")" pima="$(realpath "$2")" work="$3"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect RC SUBSTRING-OF-STDERR -- command...
+expect() {
+  local want_rc="$1" want_err="$2"; shift 3
+  "$@" > out.txt 2> err.txt
+  local rc=$?
+  if [[ $rc -ne $want_rc ]]; then bad "$* -> rc $rc, want $want_rc ($(head -c 300 err.txt))"; return; fi
+  if [[ -n "$want_err" ]] && ! grep -qF -- "$want_err" err.txt; then
+    bad "$* -> stderr lacks '$want_err': $(head -c 300 err.txt)"; return
+  fi
+  ok
+}
+
+# --- the happy path
+expect 0 "saved model.h5" -- "$maas" fit --data "$pima" --label diabetes --layers 10:relu,1:sigmoid \
+  --epochs 10 --batch-size 32 --validation-split 0.2 --standardize --seed 7 -o model.h5
+[[ $(grep -c '^Epoch ' out.txt) -eq 10 ]] && grep -q '^Epoch 10/10 - .* - val_accuracy: ' out.txt && ok \
+  || bad "fit epoch lines: $(cat out.txt)"
+grep -q $'\r' err.txt && bad "progress bar drawn on a non-terminal" || ok
+[[ -s model.h5 ]] && ok || bad "model.h5 not written"
+
+expect 0 "" -- "$maas" predict -m model.h5 --data "$pima" --drop diabetes
+[[ $(wc -l < out.txt) -eq 768 ]] && ok || bad "predict printed $(wc -l < out.txt) lines, want 768"
+awk '!($1 >= 0 && $1 <= 1) { exit 1 }' out.txt && ok || bad "predict outputs outside [0, 1]"
+cp out.txt probs.txt
+expect 0 "" -- "$maas" predict -m model.h5 --data "$pima" --drop diabetes --classes
+paste probs.txt out.txt | awk '{ if (($1 > 0.5) != $2) exit 1 }' && ok || bad "--classes disagrees with 0.5"
+expect 0 "" -- "$maas" predict -m model.h5 --data "$pima" --drop diabetes --format json
+/usr/bin/python3 -c 'import json,sys; r=json.load(open("out.txt")); assert len(r)==768 and len(r[0])==1' \
+  && ok || bad "predict --format json is not a 768-row JSON array"
+
+expect 0 "" -- "$maas" evaluate -m model.h5 --data "$pima" --label diabetes
+grep -qE '^768 rows - loss: [0-9.]+ - accuracy: 0\.[0-9]+$' out.txt && ok || bad "evaluate: $(cat out.txt)"
+expect 0 "" -- "$maas" inspect model.h5
+grep -q 'dense_1 .*sigmoid' out.txt && grep -q 'standardized' out.txt && grep -q 'loss binary_crossentropy' out.txt \
+  && ok || bad "inspect: $(cat out.txt)"
+
+# --- HDF5 datasets, categorical labels as class indices
+/usr/bin/python3 - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(0)
+x = r.normal(size=(200, 4)).astype("float32")
+y = (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0).astype("int64")
+with h5py.File("d.h5", "w") as f:
+    f["x"] = x
+    f["y"] = y
+PY
+expect 0 "" -- "$maas" fit --data d.h5:/x --labels d.h5:/y --layers 16:relu,3:softmax --epochs 30 \
+  --lr 0.01 --seed 1 -q -o m3.h5
+expect 0 "" -- "$maas" fit --data d.h5:/x --labels d.h5:/y --layers 16:relu,3:softmax \
+  --loss categorical_crossentropy --epochs 2 --seed 1 -q -o m3c.h5
+expect 0 "" -- "$maas" evaluate -m m3.h5 --data d.h5:/x --labels d.h5:/y --format json
+/usr/bin/python3 -c 'import json; r=json.load(open("out.txt")); assert r["rows"]==200 and r["accuracy"]>0.8, r' \
+  && ok || bad "evaluate on HDF5 data: $(cat out.txt)"
+expect 0 "" -- "$maas" predict -m m3.h5 --data d.h5:/x
+[[ $(wc -l < out.txt) -eq 200 && $(head -1 out.txt | tr ',' '\n' | wc -l) -eq 3 ]] && ok || bad "3-class predict shape"
+
+# --- a progress bar on a terminal
+if command -v script >/dev/null; then
+  script -qec "$maas fit --data $pima --label diabetes --layers 10:relu,1:sigmoid --epochs 2 --seed 1 -o tty.h5" \
+    /dev/null > tty.txt 2>&1
+  grep -q 'ETA' tty.txt && ok || bad "no progress bar on a terminal"
+fi
+
+# --- errors: named, non-zero, nothing partial on stdout
+printf 'a,b\n1,2\n3\n' > ragged.csv
+printf 'a,b\n1,2\n3,x\n' > text.csv
+expect 1 "no column 'nope'" -- "$maas" fit --data "$pima" --label nope --layers 1:sigmoid -o x.h5
+expect 1 "ragged.csv: csv row 2 has 1 columns" -- "$maas" fit --data ragged.csv --label b --layers 1:sigmoid -o x.h5
+expect 1 "row 2, column 'b': 'x' is not a finite number" -- "$maas" fit --data text.csv --label a --layers 1 -o x.h5
+expect 1 "has 9 feature columns; the model takes 8" -- "$maas" predict -m model.h5 --data "$pima"
+[[ -s out.txt ]] && bad "predict printed output on error" || ok
+expect 1 "labels have 4 columns; sparse_categorical_crossentropy on this model needs 1" -- "$maas" evaluate -m m3.h5 --data d.h5:/x --labels d.h5:/x
+expect 2 "-o model.h5 is required" -- "$maas" fit --data "$pima" --label diabetes --layers 1:sigmoid
+expect 2 "unknown activation 'swish'" -- "$maas" fit --data "$pima" --label diabetes --layers 10:swish -o x.h5
+expect 2 "--epochs must be" -- "$maas" fit --data "$pima" --label diabetes --layers 1:sigmoid --epochs 0 -o x.h5
+expect 2 "unknown loss 'hinge'" -- "$maas" fit --data "$pima" --label diabetes --layers 1:sigmoid --loss hinge -o x.h5
+expect 1 "binary_crossentropy needs labels in [0, 1]" -- "$maas" fit --data "$pima" --label age --layers 1:sigmoid -o x.h5
+expect 1 "cannot write" -- "$maas" fit --data "$pima" --label diabetes --layers 1:sigmoid --epochs 1 -o /nonexistent/x.h5
+head -c 3000 model.h5 > broken.h5
+expect 1 "broken.h5: the HDF5 file is truncated or corrupt" -- "$maas" predict -m broken.h5 --data "$pima"
+expect 1 "not an HDF5 file" -- "$maas" inspect "$pima"
+expect 1 "has no dataset '/nope'" -- "$maas" predict -m m3.h5 --data d.h5:/nope
+expect 2 "unknown command 'train'" -- "$maas" train
+for sub in fit evaluate predict inspect; do
+  expect 0 "" -- "$maas" "$sub" --help
+  grep -q "^usage: maas $sub" out.txt && ok || bad "$sub --help"
+done
+
+echo "cli: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]
