@@ -22,6 +22,7 @@ PKGS_TEST=(
   python3 python3-numpy python3-torch python3-h5py python3-venv
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
+  redis-server redis-tools default-jre-headless maven   # the local stack and integration tests
 )
 
 want=("${PKGS_BUILD[@]}" "${PKGS_TEST[@]}")

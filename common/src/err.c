@@ -15,7 +15,15 @@ static const char *const err_codes[MAAS_ERR__COUNT] = {
     [MAAS_ERR_FORMAT] = "BAD_FORMAT",
     [MAAS_ERR_CANCELLED] = "CANCELLED",
     [MAAS_ERR_DIVERGED] = "DIVERGED",
+    [MAAS_ERR_UNAVAILABLE] = "UNAVAILABLE",
+    [MAAS_ERR_TIMEOUT] = "TIMEOUT",
+    [MAAS_ERR_CONFLICT] = "CONFLICT",
 };
+
+int maas_err_retriable(maas_err err) {
+    return err == MAAS_ERR_UNAVAILABLE || err == MAAS_ERR_TIMEOUT || err == MAAS_ERR_CONFLICT ||
+           err == MAAS_ERR_NOMEM;
+}
 
 const char *maas_err_code(maas_err err) {
     if ((int)err < 0 || err >= MAAS_ERR__COUNT) return "UNKNOWN_ERROR";

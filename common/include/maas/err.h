@@ -13,20 +13,30 @@
 
 typedef enum maas_err {
     MAAS_OK = 0,
-    MAAS_ERR_ARG,       /* an argument or setting is invalid */
-    MAAS_ERR_UNKNOWN,   /* an unknown name: activation, loss, optimizer, layer */
-    MAAS_ERR_SHAPE,     /* shapes do not fit together */
-    MAAS_ERR_NONFINITE, /* NaN or Inf in data, labels or weights */
-    MAAS_ERR_EMPTY,     /* zero rows where some are needed */
-    MAAS_ERR_LABEL,     /* a label outside its allowed range */
-    MAAS_ERR_LIMIT,     /* a size beyond the documented limits */
-    MAAS_ERR_NOMEM,     /* allocation failed */
-    MAAS_ERR_IO,        /* reading or writing a file failed */
-    MAAS_ERR_FORMAT,    /* a malformed file or message */
-    MAAS_ERR_CANCELLED, /* the caller asked to stop */
-    MAAS_ERR_DIVERGED,  /* training produced a non-finite loss */
+    MAAS_ERR_ARG,         /* an argument or setting is invalid */
+    MAAS_ERR_UNKNOWN,     /* an unknown name: activation, loss, optimizer, layer */
+    MAAS_ERR_SHAPE,       /* shapes do not fit together */
+    MAAS_ERR_NONFINITE,   /* NaN or Inf in data, labels or weights */
+    MAAS_ERR_EMPTY,       /* zero rows where some are needed */
+    MAAS_ERR_LABEL,       /* a label outside its allowed range */
+    MAAS_ERR_LIMIT,       /* a size beyond the documented limits */
+    MAAS_ERR_NOMEM,       /* allocation failed */
+    MAAS_ERR_IO,          /* reading or writing a file failed */
+    MAAS_ERR_FORMAT,      /* a malformed file or message */
+    MAAS_ERR_CANCELLED,   /* the caller asked to stop */
+    MAAS_ERR_DIVERGED,    /* training produced a non-finite loss */
+    MAAS_ERR_UNAVAILABLE, /* Kafka or Redis cannot be reached: retry later */
+    MAAS_ERR_TIMEOUT,     /* a deadline passed */
+    MAAS_ERR_CONFLICT,    /* the state changed under us (e.g. an alias moved); retry */
     MAAS_ERR__COUNT
 } maas_err;
+
+/*
+ * Retriable errors mean "back off and try again without giving up the job"
+ * (UNAVAILABLE, TIMEOUT, CONFLICT, NOMEM); every other code is permanent for
+ * the input that caused it.
+ */
+int maas_err_retriable(maas_err err);
 
 /* Recommended size of an errstr buffer. */
 #define MAAS_ERRSTR_SIZE 256

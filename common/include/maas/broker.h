@@ -1,0 +1,130 @@
+/*
+ * broker.h - the Kafka adapter (librdkafka; broker_kafka.c is the only file
+ * that includes rdkafka.h).
+ *
+ * Settings are string key/value pairs; keys starting with "kafka." go to
+ * librdkafka with the prefix removed (so TLS, SASL, timeouts are a matter of
+ * configuration), e.g. {"kafka.security.protocol", "SASL_SSL"}.
+ */
+#ifndef MAAS_BROKER_H
+#define MAAS_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "maas/err.h"
+
+typedef struct maas_setting {
+    const char *key;
+    const char *value;
+} maas_setting;
+
+/* ---- admin ---- */
+
+/* Waits until the cluster answers a metadata request, up to timeout_ms. */
+maas_err maas_kafka_wait_ready(const char *brokers, const maas_setting *settings, int n_settings,
+                               int timeout_ms, char *errstr, size_t errstr_size);
+
+typedef struct maas_topic_spec {
+    const char *name;
+    int partitions;
+} maas_topic_spec;
+
+/* Creates topics (replication factor 1 unless "replication" says more); ones that exist are fine.
+ */
+maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *settings, int n_settings,
+                                  const maas_topic_spec *topics, int n_topics, int replication,
+                                  int timeout_ms, char *errstr, size_t errstr_size);
+
+/* Number of partitions of a topic (metadata request), or an error. */
+maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *settings,
+                                     int n_settings, const char *topic, int *partitions,
+                                     int timeout_ms, char *errstr, size_t errstr_size);
+
+/* ---- producer ---- */
+
+typedef struct maas_producer maas_producer;
+
+/*
+ * Delivery report: called from maas_producer_poll()/flush() on the calling
+ * thread, once per message, with the opaque given to send. err is MAAS_OK when
+ * the broker acknowledged it (acks=all), else UNAVAILABLE/TIMEOUT with errstr.
+ */
+typedef void (*maas_delivery_fn)(void *ud, void *msg_opaque, maas_err err, const char *errstr,
+                                 int32_t partition, int64_t offset);
+
+/* An idempotent producer (enable.idempotence=true, acks=all). Free with maas_producer_free(). */
+maas_producer *maas_producer_new(const char *brokers, const maas_setting *settings, int n_settings,
+                                 maas_delivery_fn on_delivery, void *ud, char *errstr,
+                                 size_t errstr_size);
+
+/* Queues a message (key and value are copied). Non-blocking; the report comes later. */
+maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key, size_t key_len,
+                            const void *value, size_t value_len, void *msg_opaque, char *errstr,
+                            size_t errstr_size);
+
+/* Serves delivery reports for up to timeout_ms; returns how many were served. */
+int maas_producer_poll(maas_producer *p, int timeout_ms);
+
+/* Waits until every queued message is reported, up to timeout_ms. */
+maas_err maas_producer_flush(maas_producer *p, int timeout_ms, char *errstr, size_t errstr_size);
+
+/* Flushes (up to 10 s) and frees. NULL is fine. */
+void maas_producer_free(maas_producer *p);
+
+/* ---- consumer ---- */
+
+typedef struct maas_consumer maas_consumer;
+
+/*
+ * A consumer-group member subscribed to topics. Offsets are stored only by
+ * maas_consumer_store() (enable.auto.offset.store=false) and committed in the
+ * background (enable.auto.commit) or by maas_consumer_commit(). Free with
+ * maas_consumer_free(), which leaves the group cleanly.
+ */
+maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
+                                 const char *const *topics, int n_topics,
+                                 const maas_setting *settings, int n_settings, char *errstr,
+                                 size_t errstr_size);
+
+/* A received message. Valid until maas_message_release(). */
+typedef struct maas_message {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    void *handle_; /* owned librdkafka message */
+} maas_message;
+
+/*
+ * Waits up to timeout_ms for a message. Returns MAAS_OK with msg->handle_ set
+ * when one arrived, MAAS_OK with msg->handle_ NULL when none did, or an error
+ * (UNAVAILABLE for a broker-side problem worth logging; the consumer goes on).
+ */
+maas_err maas_consumer_poll(maas_consumer *c, int timeout_ms, maas_message *msg, char *errstr,
+                            size_t errstr_size);
+void maas_message_release(maas_message *msg);
+
+/*
+ * Marks everything before next_offset on (topic, partition) as done. Fails with
+ * CONFLICT when the partition is no longer assigned to this member (its jobs
+ * will be redelivered elsewhere).
+ */
+maas_err maas_consumer_store(maas_consumer *c, const char *topic, int32_t partition,
+                             int64_t next_offset, char *errstr, size_t errstr_size);
+
+/* Commits the stored offsets now (synchronously). */
+maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size);
+
+/* Pauses / resumes fetching on every assigned partition (keep polling meanwhile). */
+maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t errstr_size);
+
+/* Number of partitions currently assigned to this member. */
+int maas_consumer_assigned(maas_consumer *c);
+
+void maas_consumer_free(maas_consumer *c);
+
+#endif

@@ -1,0 +1,374 @@
+/* The Kafka adapter (the only file that includes rdkafka.h). */
+#include "maas/base.h"
+#include "maas/broker.h"
+
+#include <librdkafka/rdkafka.h>
+
+/* Applies defaults, then "kafka.*" settings (prefix removed) on top. */
+static rd_kafka_conf_t *make_conf(const char *brokers, const char *const *defaults,
+                                  const maas_setting *settings, int n_settings, char *errstr,
+                                  size_t errstr_size) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[512];
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) != RD_KAFKA_CONF_OK)
+        goto bad;
+    for (int i = 0; defaults && defaults[i]; i += 2)
+        if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], err, sizeof(err)) !=
+            RD_KAFKA_CONF_OK)
+            goto bad;
+    for (int i = 0; i < n_settings; i++) {
+        if (strncmp(settings[i].key, "kafka.", 6) != 0) continue;
+        if (rd_kafka_conf_set(conf, settings[i].key + 6, settings[i].value, err, sizeof(err)) !=
+            RD_KAFKA_CONF_OK)
+            goto bad;
+    }
+    return conf;
+bad:
+    rd_kafka_conf_destroy(conf);
+    maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "kafka setting: %s", err);
+    return NULL;
+}
+
+static rd_kafka_t *make_client(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                               size_t errstr_size) {
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "kafka client: %s", err);
+    }
+    return rk; /* rd_kafka_new owns conf on success */
+}
+
+static maas_err map_err(rd_kafka_resp_err_t e) {
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return MAAS_OK;
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        return MAAS_ERR_TIMEOUT;
+    case RD_KAFKA_RESP_ERR__STATE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+        return MAAS_ERR_CONFLICT;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        return MAAS_ERR_ARG;
+    default:
+        return MAAS_ERR_UNAVAILABLE;
+    }
+}
+
+/* A short-lived producer handle for admin and metadata requests. */
+static rd_kafka_t *admin_client(const char *brokers, const maas_setting *s, int n, char *errstr,
+                                size_t errstr_size) {
+    static const char *const defaults[] = {"log_level", "3", NULL};
+    rd_kafka_conf_t *conf = make_conf(brokers, defaults, s, n, errstr, errstr_size);
+    return conf ? make_client(RD_KAFKA_PRODUCER, conf, errstr, errstr_size) : NULL;
+}
+
+maas_err maas_kafka_wait_ready(const char *brokers, const maas_setting *settings, int n_settings,
+                               int timeout_ms, char *errstr, size_t errstr_size) {
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_ARG;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    maas_err err = MAAS_OK;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
+                        "kafka at %s did not answer a metadata request: %s", brokers,
+                        rd_kafka_err2str(e));
+    else if (md->broker_cnt < 1)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "kafka at %s lists no brokers",
+                        brokers);
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *settings,
+                                     int n_settings, const char *topic, int *partitions,
+                                     int timeout_ms, char *errstr, size_t errstr_size) {
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_ARG;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    maas_err err = MAAS_OK;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "topic '%s': %s", topic,
+                        rd_kafka_err2str(e ? e : md->topics[0].err));
+    else
+        *partitions = md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *settings, int n_settings,
+                                  const maas_topic_spec *topics, int n_topics, int replication,
+                                  int timeout_ms, char *errstr, size_t errstr_size) {
+    if (n_topics < 1 || n_topics > 64)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "1..64 topics, got %d", n_topics);
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_ARG;
+    rd_kafka_NewTopic_t *nt[64];
+    maas_err err = MAAS_OK;
+    char e[512];
+    int made = 0;
+    for (; made < n_topics; made++) {
+        nt[made] = rd_kafka_NewTopic_new(topics[made].name, topics[made].partitions,
+                                         replication < 1 ? 1 : replication, e, sizeof(e));
+        if (!nt[made]) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "topic '%s': %s", topics[made].name,
+                            e);
+            break;
+        }
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, e, sizeof(e));
+    if (!err) {
+        rd_kafka_CreateTopics(rk, nt, (size_t)n_topics, opt, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+        const rd_kafka_CreateTopics_result_t *res =
+            ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+        if (!ev || !res) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_TIMEOUT,
+                            "kafka at %s did not answer CreateTopics", brokers);
+        } else if (rd_kafka_event_error(ev)) {
+            err = maas_errf(errstr, errstr_size, map_err(rd_kafka_event_error(ev)),
+                            "CreateTopics: %s", rd_kafka_event_error_string(ev));
+        } else {
+            size_t cnt;
+            const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+            for (size_t i = 0; i < cnt && !err; i++) {
+                rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+                if (te && te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                    err = maas_errf(errstr, errstr_size, map_err(te), "topic '%s': %s",
+                                    rd_kafka_topic_result_name(tr[i]),
+                                    rd_kafka_topic_result_error_string(tr[i]));
+            }
+        }
+        if (ev) rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < made; i++) rd_kafka_NewTopic_destroy(nt[i]);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+/* ---- producer ---- */
+
+struct maas_producer {
+    rd_kafka_t *rk;
+    maas_delivery_fn on_delivery;
+    void *ud;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    maas_producer *p = opaque;
+    if (!p->on_delivery) return;
+    char err[256] = "";
+    if (m->err) snprintf(err, sizeof(err), "delivery failed: %s", rd_kafka_err2str(m->err));
+    p->on_delivery(p->ud, m->_private, map_err(m->err), err, m->partition, m->offset);
+}
+
+maas_producer *maas_producer_new(const char *brokers, const maas_setting *settings, int n_settings,
+                                 maas_delivery_fn on_delivery, void *ud, char *errstr,
+                                 size_t errstr_size) {
+    static const char *const defaults[] = {
+        "enable.idempotence", "true", "acks", "all", "linger.ms", "1", "log_level", "4", NULL};
+    maas_producer *p = calloc(1, sizeof(*p));
+    if (!p) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = make_conf(brokers, defaults, settings, n_settings, errstr, errstr_size);
+    if (!conf) {
+        free(p);
+        return NULL;
+    }
+    p->on_delivery = on_delivery;
+    p->ud = ud;
+    rd_kafka_conf_set_opaque(conf, p);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    p->rk = make_client(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (!p->rk) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key, size_t key_len,
+                            const void *value, size_t value_len, void *msg_opaque, char *errstr,
+                            size_t errstr_size) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        rd_kafka_poll(p->rk, 100); /* make room by serving reports, then try once more */
+        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
+                              RD_KAFKA_V_VALUE((void *)value, value_len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    }
+    if (e)
+        return maas_errf(errstr, errstr_size, map_err(e), "produce to '%s': %s", topic,
+                         rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+int maas_producer_poll(maas_producer *p, int timeout_ms) {
+    return rd_kafka_poll(p->rk, timeout_ms);
+}
+
+maas_err maas_producer_flush(maas_producer *p, int timeout_ms, char *errstr, size_t errstr_size) {
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, timeout_ms);
+    if (e)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_TIMEOUT,
+                         "%d messages still undelivered after %d ms", rd_kafka_outq_len(p->rk),
+                         timeout_ms);
+    return MAAS_OK;
+}
+
+void maas_producer_free(maas_producer *p) {
+    if (!p) return;
+    rd_kafka_flush(p->rk, 10000);
+    rd_kafka_destroy(p->rk);
+    free(p);
+}
+
+/* ---- consumer ---- */
+
+struct maas_consumer {
+    rd_kafka_t *rk;
+};
+
+maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
+                                 const char *const *topics, int n_topics,
+                                 const maas_setting *settings, int n_settings, char *errstr,
+                                 size_t errstr_size) {
+    const char *defaults[] = {"group.id",
+                              group_id,
+                              "enable.auto.commit",
+                              "true",
+                              "enable.auto.offset.store",
+                              "false",
+                              "auto.offset.reset",
+                              "earliest",
+                              "auto.commit.interval.ms",
+                              "1000",
+                              "partition.assignment.strategy",
+                              "range,roundrobin",
+                              "enable.partition.eof",
+                              "false",
+                              "log_level",
+                              "4",
+                              NULL};
+    maas_consumer *c = calloc(1, sizeof(*c));
+    if (!c) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_t *conf = make_conf(brokers, defaults, settings, n_settings, errstr, errstr_size);
+    if (!conf || !(c->rk = make_client(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
+        free(c);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(n_topics);
+    for (int i = 0; i < n_topics; i++)
+        rd_kafka_topic_partition_list_add(sub, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        maas_errf(errstr, errstr_size, map_err(e), "subscribe: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(c->rk);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+maas_err maas_consumer_poll(maas_consumer *c, int timeout_ms, maas_message *msg, char *errstr,
+                            size_t errstr_size) {
+    memset(msg, 0, sizeof(*msg));
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (!m) return MAAS_OK;
+    if (m->err) {
+        maas_err err = maas_errf(errstr, errstr_size, map_err(m->err), "consume: %s",
+                                 rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return err;
+    }
+    msg->topic = rd_kafka_topic_name(m->rkt);
+    msg->partition = m->partition;
+    msg->offset = m->offset;
+    msg->key = m->key;
+    msg->key_len = m->key_len;
+    msg->value = m->payload;
+    msg->value_len = m->len;
+    msg->handle_ = m;
+    return MAAS_OK;
+}
+
+void maas_message_release(maas_message *msg) {
+    if (msg && msg->handle_) rd_kafka_message_destroy(msg->handle_);
+    if (msg) memset(msg, 0, sizeof(*msg));
+}
+
+maas_err maas_consumer_store(maas_consumer *c, const char *topic, int32_t partition,
+                             int64_t next_offset, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = next_offset;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    if (!e) e = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return maas_errf(errstr, errstr_size, map_err(e), "store offset %s[%d]@%lld: %s", topic,
+                         (int)partition, (long long)next_offset, rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size) {
+    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return maas_errf(errstr, errstr_size, map_err(e), "commit: %s", rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_assignment(c->rk, &l);
+    if (!e) e = pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    if (l) rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return maas_errf(errstr, errstr_size, map_err(e), "%s: %s", pause ? "pause" : "resume",
+                         rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+int maas_consumer_assigned(maas_consumer *c) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    int n = 0;
+    if (rd_kafka_assignment(c->rk, &l) == RD_KAFKA_RESP_ERR_NO_ERROR && l) n = l->cnt;
+    if (l) rd_kafka_topic_partition_list_destroy(l);
+    return n;
+}
+
+void maas_consumer_free(maas_consumer *c) {
+    if (!c) return;
+    rd_kafka_consumer_close(c->rk); /* commits stored offsets and leaves the group */
+    rd_kafka_destroy(c->rk);
+    free(c);
+}

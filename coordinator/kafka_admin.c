@@ -1,0 +1,90 @@
+/*
+ * maas-kafka-admin - what the deploy scripts need from Kafka, at protocol level:
+ *   maas-kafka-admin [--brokers B] [-X kafka.key=value]... wait [--timeout SECONDS]
+ *   maas-kafka-admin [--brokers B] [-X ...] create-topics [--prefix P] [--timeout SECONDS]
+ *   maas-kafka-admin [--brokers B] [-X ...] partitions TOPIC
+ */
+#include "maas/base.h"
+#include "maas/broker.h"
+#include "maas/protocol.h"
+
+static int usage(void) {
+    fprintf(stderr, "usage: maas-kafka-admin [--brokers HOST:PORT] [-X kafka.KEY=VALUE]...\n"
+                    "         wait [--timeout SECONDS] | create-topics [--prefix P] "
+                    "[--timeout SECONDS] | partitions TOPIC\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *brokers = getenv("MAAS_KAFKA_BROKERS");
+    if (!brokers) brokers = "127.0.0.1:19092";
+    const char *prefix = getenv("MAAS_TOPIC_PREFIX");
+    if (!prefix) prefix = MAAS_TOPIC_PREFIX_DEFAULT;
+    maas_setting settings[32];
+    char *owned[32];
+    int n_settings = 0, i = 1, timeout_s = 10;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
+            brokers = argv[++i];
+        } else if (!strcmp(argv[i], "-X") && i + 1 < argc && n_settings < 32) {
+            char *kv = strdup(argv[++i]), *eq = kv ? strchr(kv, '=') : NULL;
+            if (!eq) return usage();
+            *eq = '\0';
+            owned[n_settings] = kv;
+            settings[n_settings++] = (maas_setting){kv, eq + 1};
+        } else {
+            return usage();
+        }
+    }
+    if (i >= argc) return usage();
+    const char *cmd = argv[i++];
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+            timeout_s = (int)strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
+            prefix = argv[++i];
+        else
+            break;
+    }
+    char err[MAAS_ERRSTR_SIZE];
+    int rc = 0;
+    if (!strcmp(cmd, "wait")) {
+        if (maas_kafka_wait_ready(brokers, settings, n_settings, timeout_s * 1000, err,
+                                  sizeof(err))) {
+            fprintf(stderr, "maas-kafka-admin: %s\n", err);
+            rc = 1;
+        }
+    } else if (!strcmp(cmd, "create-topics")) {
+        int n;
+        const maas_topic_def *defs = maas_topics(&n);
+        maas_topic_spec specs[8];
+        char names[8][256];
+        for (int t = 0; t < n && !rc; t++) {
+            if (maas_topic_name(prefix, defs[t].suffix, names[t], sizeof(names[t]), err,
+                                sizeof(err))) {
+                fprintf(stderr, "maas-kafka-admin: %s\n", err);
+                rc = 2;
+            }
+            specs[t] = (maas_topic_spec){names[t], defs[t].partitions};
+        }
+        if (!rc && maas_kafka_create_topics(brokers, settings, n_settings, specs, n, 1,
+                                            timeout_s * 1000, err, sizeof(err))) {
+            fprintf(stderr, "maas-kafka-admin: %s\n", err);
+            rc = 1;
+        }
+        for (int t = 0; t < n && !rc; t++) printf("%s %d\n", specs[t].name, specs[t].partitions);
+    } else if (!strcmp(cmd, "partitions") && i < argc) {
+        int parts;
+        if (maas_kafka_topic_partitions(brokers, settings, n_settings, argv[i], &parts,
+                                        timeout_s * 1000, err, sizeof(err))) {
+            fprintf(stderr, "maas-kafka-admin: %s\n", err);
+            rc = 1;
+        } else {
+            printf("%d\n", parts);
+        }
+    } else {
+        rc = usage();
+    }
+    for (int k = 0; k < n_settings; k++) free(owned[k]);
+    return rc;
+}

@@ -1,0 +1,47 @@
+# Shared settings for the deploy/local scripts (sourced, not run).
+# Everything binds to 127.0.0.1; ports and folders come from the environment.
+MAAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+MAAS_STATE_DIR="${MAAS_STATE_DIR:-$MAAS_ROOT/.local/state}"   # gitignored
+MAAS_CACHE_DIR="${MAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/maas}"
+MAAS_KAFKA_VERSION="${MAAS_KAFKA_VERSION:-3.9.1}"
+MAAS_KAFKA_PORT="${MAAS_KAFKA_PORT:-19092}"
+MAAS_KAFKA_CONTROLLER_PORT="${MAAS_KAFKA_CONTROLLER_PORT:-19093}"
+MAAS_REDIS_PORT="${MAAS_REDIS_PORT:-16379}"
+MAAS_KAFKA_HEAP="${MAAS_KAFKA_HEAP:-512m}"
+
+log() { echo "[$(basename "$0" .sh)] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Prints the pid recorded in FILE if that process is alive and is what we started.
+live_pid() {
+  local file="$1" want="$2" pid
+  [[ -f "$file" ]] || return 1
+  pid="$(cat "$file")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  grep -qa -- "$want" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Stops the process recorded in FILE (by pid, never by name): TERM, then KILL after a grace.
+stop_pid() {
+  local file="$1" want="$2" name="$3" pid i
+  if ! pid="$(live_pid "$file" "$want")"; then
+    rm -f "$file"
+    log "$name is not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) did not stop in 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+  log "$name stopped (pid $pid)"
+}
+
+tail_log() { [[ -f "$1" ]] && { echo "--- last lines of $1:" >&2; tail -n "${2:-40}" "$1" >&2; }; }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A local Redis for maas: start | stop | status | wait.
+# Debian's redis-server on 127.0.0.1:$MAAS_REDIS_PORT with AOF (appendfsync everysec),
+# data and log under $MAAS_STATE_DIR/redis. Stopped by pid, never by name.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+dir="$MAAS_STATE_DIR/redis"
+pidfile="$dir/redis.pid"
+logfile="$dir/redis.log"
+
+ping() { redis-cli -h 127.0.0.1 -p "$MAAS_REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+wait_ready() {
+  local deadline=$((SECONDS + ${1:-30}))
+  while ((SECONDS < deadline)); do
+    ping && return 0
+    live_pid "$pidfile" redis-server >/dev/null || break
+    sleep 0.1
+  done
+  log "redis did not answer PING on 127.0.0.1:$MAAS_REDIS_PORT"
+  tail_log "$logfile"
+  return 1
+}
+
+case "${1:-}" in
+  start)
+    command -v redis-server >/dev/null || die "redis-server is not installed (deploy/install-deps.sh)"
+    mkdir -p "$dir"
+    if pid="$(live_pid "$pidfile" redis-server)"; then
+      log "redis already running (pid $pid)"
+    else
+      redis-server --bind 127.0.0.1 --port "$MAAS_REDIS_PORT" --protected-mode yes \
+        --dir "$dir" --appendonly yes --appendfsync everysec --save "" \
+        --daemonize yes --pidfile "$pidfile" --logfile "$logfile"
+      for ((i = 0; i < 50; i++)); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
+    fi
+    wait_ready 30 || exit 1
+    log "redis ready on 127.0.0.1:$MAAS_REDIS_PORT (pid $(cat "$pidfile"), AOF everysec, data in $dir)"
+    ;;
+  stop) stop_pid "$pidfile" redis-server redis ;;
+  status)
+    if pid="$(live_pid "$pidfile" redis-server)" && ping; then
+      echo "redis: running, pid $pid, 127.0.0.1:$MAAS_REDIS_PORT"
+    else
+      echo "redis: not running"; exit 1
+    fi ;;
+  wait) wait_ready "${2:-30}" ;;
+  *) echo "usage: $0 start|stop|status|wait [seconds]" >&2; exit 2 ;;
+esac
