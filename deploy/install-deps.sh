@@ -12,6 +12,7 @@ PKGS_BUILD=(
   librdkafka-dev      # Kafka adapter
   libmsgpack-dev      # codec (msgpack-c)
   libhiredis-dev      # Redis adapter
+  libssl-dev          # SHA-256 of model versions (libcrypto)
   libcjson-dev        # JSON (Keras model_config, schemas)
   libcsv-dev          # CSV reader for datasets
   libcmocka-dev       # unit test framework

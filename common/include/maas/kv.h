@@ -1,0 +1,177 @@
+/*
+ * kv.h - the Redis adapter (hiredis; kv_redis.c is the only file that
+ * includes hiredis.h): job records, the model registry and datasets.
+ *
+ * The key layout (schemas/redis-keys.md) puts everything that must change
+ * atomically under one hash tag — a job's keys under {job-id}, a model's under
+ * {model-name} — so every multi-key script runs unchanged on Redis Cluster.
+ * Names (job ids, model names, aliases, datasets) are 1..128 characters of
+ * [A-Za-z0-9._-], which keeps them out of the hash-tag syntax.
+ *
+ * A maas_kv is one connection; use one per thread. Every call reconnects once
+ * when the connection dropped; a server that cannot be reached gives
+ * MAAS_ERR_UNAVAILABLE (retriable).
+ */
+#ifndef MAAS_KV_H
+#define MAAS_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "maas/broker.h" /* maas_setting */
+#include "maas/err.h"
+
+#define MAAS_NAME_MAX 128
+
+typedef struct maas_kv maas_kv;
+
+/*
+ * Connects to url, "redis://[[user]:password@]host[:port][/db]" (default
+ * redis://127.0.0.1:6379). Settings: redis.user, redis.password (override the
+ * URL's), redis.prefix (key prefix, default "maas:"), redis.timeout_ms (5000).
+ * Free with maas_kv_free().
+ */
+maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
+                         char *errstr, size_t errstr_size);
+void maas_kv_free(maas_kv *kv);
+maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size);
+
+/* Checks a job id / model name / alias against the name rules. */
+maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size);
+
+/* ---- job records ---- */
+
+typedef enum maas_job_state {
+    MAAS_JOB_UNKNOWN = 0, /* no record: never submitted, or its TTL ran out */
+    MAAS_JOB_QUEUED,
+    MAAS_JOB_RUNNING,
+    MAAS_JOB_SUCCEEDED,
+    MAAS_JOB_FAILED,
+    MAAS_JOB_EXPIRED,
+    MAAS_JOB_CANCELLED,
+    MAAS_JOB__COUNT
+} maas_job_state;
+
+#define MAAS_JOB_FINAL(s)                                                                          \
+    ((s) == MAAS_JOB_SUCCEEDED || (s) == MAAS_JOB_FAILED || (s) == MAAS_JOB_EXPIRED ||             \
+     (s) == MAAS_JOB_CANCELLED)
+
+const char *maas_job_state_name(maas_job_state s);
+maas_job_state maas_job_state_from_name(const char *name);
+
+/* A job record as stored (a Redis hash). Strings are "" when unset. */
+typedef struct maas_job_record {
+    char id[MAAS_NAME_MAX + 1];
+    char type[16]; /* train, infer, evaluate, optimize */
+    char model[2 * MAAS_NAME_MAX + 2];
+    maas_job_state state;
+    int attempts;
+    char worker[MAAS_NAME_MAX + 1];
+    int64_t created_ms, started_ms, finished_ms, heartbeat_ms, deadline_ms;
+    char error_code[32];
+    char error_message[512];
+    char *progress;        /* JSON text or NULL; owned */
+    unsigned char *result; /* msgpack bytes or NULL; owned */
+    size_t result_len;
+    int cancel_requested;
+} maas_job_record;
+
+void maas_job_record_release(maas_job_record *r);
+
+/*
+ * Creates the record (state queued) if no record with this id exists. Returns
+ * CONFLICT when one does (the id is an idempotency key: the caller reads it).
+ * ttl_s > 0 expires the record that many seconds after it becomes final.
+ */
+maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, char *errstr,
+                            size_t errstr_size);
+
+/* Reads a record; a missing one gives MAAS_OK with r->state == MAAS_JOB_UNKNOWN. */
+maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *errstr,
+                         size_t errstr_size);
+
+/*
+ * Moves a job to `to` atomically if its state is one of `from` (a bitmask of
+ * 1 << state); CONFLICT otherwise (the record keeps its state). On entering
+ * running: attempts + 1, worker, started_ms. On a final state: finished_ms,
+ * the result or the error, the TTL, and a notification (see maas_kv_job_wait).
+ */
+typedef struct maas_job_update {
+    maas_job_state to;
+    unsigned from_mask;
+    const char *worker;
+    const unsigned char *result;
+    size_t result_len;
+    const char *error_code;
+    const char *error_message;
+    int ttl_s;
+} maas_job_update;
+
+maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
+                                size_t errstr_size);
+
+/* Heartbeat and live progress (JSON) of a running job held by worker; CONFLICT if not. */
+maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
+                               const char *progress_json, char *errstr, size_t errstr_size);
+
+/* Asks a job to stop (the worker checks between batches). */
+maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t errstr_size);
+
+/*
+ * Blocks up to timeout_ms until the job is final (no polling: BLPOP on the
+ * job's notification list, which a final transition fills). *state receives
+ * the state then (or the current one on timeout).
+ */
+maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_state *state,
+                          char *errstr, size_t errstr_size);
+
+/* ---- model registry ---- */
+
+typedef struct maas_version_meta {
+    int version;
+    int parent;                  /* 0 = none */
+    char job[MAAS_NAME_MAX + 1]; /* the job that produced it */
+    char sha256[65];
+    size_t size;
+    int64_t created_ms;
+    char *metrics; /* JSON or NULL; owned */
+    char *config;  /* JSON or NULL; owned */
+} maas_version_meta;
+
+void maas_version_meta_release(maas_version_meta *m);
+
+/*
+ * Registers a new immutable version (numbered atomically: 1, 2, ...) holding
+ * the h5 bytes, and moves the alias "latest" to it. Idempotent by job: a second
+ * call with the same job returns the version the first one made
+ * (*created = 0) and stores nothing.
+ */
+maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job, int parent,
+                                const void *h5, size_t len, const char *metrics_json,
+                                const char *config_json, int *version, int *created, char *errstr,
+                                size_t errstr_size);
+
+/*
+ * Resolves ref — "7", "latest", "production", ... — to a version number.
+ * Unknown model, version or alias: MAAS_ERR_UNKNOWN with a message naming it.
+ */
+maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref, int *version,
+                                 char *errstr, size_t errstr_size);
+
+/* A version's h5 bytes (*h5 malloc'ed; free()) and metadata (meta may be NULL). */
+maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsigned char **h5,
+                             size_t *len, maas_version_meta *meta, char *errstr,
+                             size_t errstr_size);
+
+/*
+ * Points alias at version, atomically. With expect >= 0 only if the alias
+ * currently points at expect (0 = unset): CONFLICT otherwise. The version must
+ * exist (UNKNOWN otherwise).
+ */
+maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, int version,
+                           int expect, char *errstr, size_t errstr_size);
+
+/* Model names, sorted; *names is an array of n malloc'ed strings (free each, then it). */
+maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,771 @@
+/* The Redis adapter (the only file that includes hiredis.h). Key layout: schemas/redis-keys.md. */
+#include "maas/base.h"
+#include "maas/digest.h"
+#include "maas/kv.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+#include <time.h>
+
+struct maas_kv {
+    redisContext *ctx;
+    char host[256];
+    int port;
+    int db;
+    char user[128];
+    char password[256];
+    char prefix[64];
+    int timeout_ms;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size) {
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > MAAS_NAME_MAX)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s must be 1..%d characters", what,
+                         MAAS_NAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                             "%s '%s' may use only letters, digits, '.', '_' and '-'", what, name);
+    }
+    return MAAS_OK;
+}
+
+/* ---- connection ---- */
+
+static maas_err parse_url(maas_kv *kv, const char *url, char *errstr, size_t errstr_size) {
+    snprintf(kv->host, sizeof(kv->host), "127.0.0.1");
+    kv->port = 6379;
+    if (!url || !*url) return MAAS_OK;
+    const char *p = url;
+    if (!strncmp(p, "redis://", 8))
+        p += 8;
+    else if (strstr(p, "://"))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "redis URL '%s': only redis:// is supported (hiredis 0.14 has no TLS)",
+                         url);
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (colon) {
+            snprintf(kv->user, sizeof(kv->user), "%.*s", (int)(colon - p), p);
+            snprintf(kv->password, sizeof(kv->password), "%.*s", (int)(at - colon - 1), colon + 1);
+        } else {
+            snprintf(kv->password, sizeof(kv->password), "%.*s", (int)(at - p), p);
+        }
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    const char *colon = strchr(p, ':');
+    size_t hlen = colon && (!slash || colon < slash) ? (size_t)(colon - p)
+                                                     : (slash ? (size_t)(slash - p) : strlen(p));
+    if (hlen >= sizeof(kv->host))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': host too long", url);
+    if (hlen) snprintf(kv->host, sizeof(kv->host), "%.*s", (int)hlen, p);
+    char *end;
+    if (colon && (!slash || colon < slash)) {
+        long port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || port < 1 || port > 65535 || (*end && *end != '/'))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': bad port", url);
+        kv->port = (int)port;
+    }
+    if (slash && slash[1]) {
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0 || db > 1000)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': bad db", url);
+        kv->db = (int)db;
+    }
+    return MAAS_OK;
+}
+
+static maas_err reply_err(redisReply *r, const char *what, char *errstr, size_t errstr_size) {
+    maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", what,
+                           r && r->str ? r->str : "error");
+    if (r) freeReplyObject(r);
+    return e;
+}
+
+static maas_err kv_open(maas_kv *kv, char *errstr, size_t errstr_size) {
+    if (kv->ctx) redisFree(kv->ctx);
+    struct timeval tv = {kv->timeout_ms / 1000, (kv->timeout_ms % 1000) * 1000};
+    kv->ctx = redisConnectWithTimeout(kv->host, kv->port, tv);
+    if (!kv->ctx || kv->ctx->err) {
+        maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
+                               "cannot connect to redis at %s:%d: %s", kv->host, kv->port,
+                               kv->ctx ? kv->ctx->errstr : "out of memory");
+        if (kv->ctx) redisFree(kv->ctx);
+        kv->ctx = NULL;
+        return e;
+    }
+    redisSetTimeout(kv->ctx, tv);
+    redisReply *r = NULL;
+    if (kv->password[0]) {
+        if (kv->user[0])
+            r = redisCommand(kv->ctx, "AUTH %s %s", kv->user, kv->password);
+        else
+            r = redisCommand(kv->ctx, "AUTH %s", kv->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis AUTH failed: %s",
+                                   r && r->str ? r->str : kv->ctx->errstr);
+            if (r) freeReplyObject(r);
+            redisFree(kv->ctx);
+            kv->ctx = NULL;
+            return e;
+        }
+        freeReplyObject(r);
+    }
+    if (kv->db) {
+        r = redisCommand(kv->ctx, "SELECT %d", kv->db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            maas_err e = reply_err(r, "SELECT", errstr, errstr_size);
+            redisFree(kv->ctx);
+            kv->ctx = NULL;
+            return e;
+        }
+        freeReplyObject(r);
+    }
+    return MAAS_OK;
+}
+
+maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
+                         char *errstr, size_t errstr_size) {
+    maas_kv *kv = calloc(1, sizeof(*kv));
+    if (!kv) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    kv->timeout_ms = 5000;
+    snprintf(kv->prefix, sizeof(kv->prefix), "maas:");
+    if (parse_url(kv, url, errstr, errstr_size)) goto fail;
+    for (int i = 0; i < n_settings; i++) {
+        const char *k = settings[i].key, *v = settings[i].value;
+        if (!strcmp(k, "redis.user"))
+            snprintf(kv->user, sizeof(kv->user), "%s", v);
+        else if (!strcmp(k, "redis.password"))
+            snprintf(kv->password, sizeof(kv->password), "%s", v);
+        else if (!strcmp(k, "redis.prefix"))
+            snprintf(kv->prefix, sizeof(kv->prefix), "%s", v);
+        else if (!strcmp(k, "redis.timeout_ms"))
+            kv->timeout_ms = (int)strtol(v, NULL, 10);
+        else if (!strncmp(k, "redis.", 6)) {
+            maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                      "unknown setting '%s' (known: redis.user, redis.password, redis.prefix, "
+                      "redis.timeout_ms)",
+                      k);
+            goto fail;
+        }
+    }
+    if (kv->timeout_ms < 10 || kv->timeout_ms > 600000) kv->timeout_ms = 5000;
+    if (maas_name_check("redis.prefix", kv->prefix[0] ? "x" : "", errstr, errstr_size)) goto fail;
+    if (kv_open(kv, errstr, errstr_size)) goto fail;
+    return kv;
+fail:
+    free(kv);
+    return NULL;
+}
+
+void maas_kv_free(maas_kv *kv) {
+    if (!kv) return;
+    if (kv->ctx) redisFree(kv->ctx);
+    free(kv);
+}
+
+/*
+ * Runs a command (binary-safe argv), reconnecting once if the connection is
+ * gone. Returns the reply (free with freeReplyObject) or NULL with errstr.
+ */
+static redisReply *cmd(maas_kv *kv, int argc, const char **argv, const size_t *lens, char *errstr,
+                       size_t errstr_size) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!kv->ctx && kv_open(kv, errstr, errstr_size)) return NULL;
+        redisReply *r = redisCommandArgv(kv->ctx, argc, argv, lens);
+        if (r) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
+                          r->str);
+                freeReplyObject(r);
+                return NULL;
+            }
+            return r;
+        }
+        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
+                  kv->ctx->errstr);
+        redisFree(kv->ctx); /* the context is unusable after an I/O error */
+        kv->ctx = NULL;
+    }
+    return NULL;
+}
+
+maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size) {
+    const char *argv[] = {"PING"};
+    redisReply *r = cmd(kv, 1, argv, NULL, errstr, errstr_size);
+    if (!r) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(r);
+    return MAAS_OK;
+}
+
+/* A small argv builder for EVAL and HSET calls. */
+typedef struct argv_buf {
+    int n;
+    const char *v[48];
+    size_t len[48];
+    char num[16][24];
+    int n_num;
+} argv_buf;
+
+static void arg(argv_buf *a, const void *p, size_t len) {
+    if (a->n < 48) {
+        a->v[a->n] = p;
+        a->len[a->n++] = len;
+    }
+}
+static void arg_s(argv_buf *a, const char *s) {
+    arg(a, s ? s : "", s ? strlen(s) : 0);
+}
+static void arg_i(argv_buf *a, long long v) {
+    if (a->n_num >= 16) return;
+    char *b = a->num[a->n_num++];
+    snprintf(b, 24, "%lld", v);
+    arg_s(a, b);
+}
+
+#define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)
+
+/* ---- job records ---- */
+
+static const char *const state_names[MAAS_JOB__COUNT] = {
+    "unknown", "queued", "running", "succeeded", "failed", "expired", "cancelled",
+};
+
+const char *maas_job_state_name(maas_job_state s) {
+    return (int)s >= 0 && s < MAAS_JOB__COUNT ? state_names[s] : "unknown";
+}
+
+maas_job_state maas_job_state_from_name(const char *name) {
+    for (int i = 1; name && i < MAAS_JOB__COUNT; i++)
+        if (!strcmp(name, state_names[i])) return (maas_job_state)i;
+    return MAAS_JOB_UNKNOWN;
+}
+
+void maas_job_record_release(maas_job_record *r) {
+    if (!r) return;
+    free(r->progress);
+    free(r->result);
+    r->progress = NULL;
+    r->result = NULL;
+    r->result_len = 0;
+}
+
+static const char job_create_lua[] = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+                                     "redis.call('HSET', KEYS[1], unpack(ARGV))\n"
+                                     "return 1\n";
+
+maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, char *errstr,
+                            size_t errstr_size) {
+    maas_err err = maas_name_check("job id", r->id, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}", r->id);
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, job_create_lua);
+    arg_s(&a, "1");
+    arg_s(&a, key);
+    arg_s(&a, "id"), arg_s(&a, r->id);
+    arg_s(&a, "type"), arg_s(&a, r->type);
+    arg_s(&a, "model"), arg_s(&a, r->model);
+    arg_s(&a, "state"), arg_s(&a, "queued");
+    arg_s(&a, "attempts"), arg_i(&a, 0);
+    arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : now_ms());
+    arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
+    arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long created = rep->integer;
+    freeReplyObject(rep);
+    if (!created)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
+    return MAAS_OK;
+}
+
+static void copy_field(char *dst, size_t size, const redisReply *v) {
+    size_t n = v->len < size - 1 ? v->len : size - 1;
+    memcpy(dst, v->str, n);
+    dst[n] = '\0';
+}
+
+static int64_t field_i64(const redisReply *v) {
+    char b[32];
+    copy_field(b, sizeof(b), v);
+    return strtoll(b, NULL, 10);
+}
+
+maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *errstr,
+                         size_t errstr_size) {
+    memset(r, 0, sizeof(*r));
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}", id);
+    const char *argv[] = {"HGETALL", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *f = rep->element[i]->str;
+        const redisReply *v = rep->element[i + 1];
+        if (!strcmp(f, "state")) {
+            char s[32];
+            copy_field(s, sizeof(s), v);
+            r->state = maas_job_state_from_name(s);
+        } else if (!strcmp(f, "type"))
+            copy_field(r->type, sizeof(r->type), v);
+        else if (!strcmp(f, "model"))
+            copy_field(r->model, sizeof(r->model), v);
+        else if (!strcmp(f, "worker"))
+            copy_field(r->worker, sizeof(r->worker), v);
+        else if (!strcmp(f, "error_code"))
+            copy_field(r->error_code, sizeof(r->error_code), v);
+        else if (!strcmp(f, "error_message"))
+            copy_field(r->error_message, sizeof(r->error_message), v);
+        else if (!strcmp(f, "attempts"))
+            r->attempts = (int)field_i64(v);
+        else if (!strcmp(f, "created_ms"))
+            r->created_ms = field_i64(v);
+        else if (!strcmp(f, "started_ms"))
+            r->started_ms = field_i64(v);
+        else if (!strcmp(f, "finished_ms"))
+            r->finished_ms = field_i64(v);
+        else if (!strcmp(f, "heartbeat_ms"))
+            r->heartbeat_ms = field_i64(v);
+        else if (!strcmp(f, "deadline_ms"))
+            r->deadline_ms = field_i64(v);
+        else if (!strcmp(f, "cancel_requested"))
+            r->cancel_requested = field_i64(v) != 0;
+        else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
+            memcpy(r->progress, v->str, v->len);
+            r->progress[v->len] = '\0';
+        } else if (!strcmp(f, "result") && !r->result &&
+                   (r->result = malloc(v->len ? v->len : 1))) {
+            memcpy(r->result, v->str, v->len);
+            r->result_len = v->len;
+        }
+    }
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+static const char job_transition_lua[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if not st then return {-1, ''} end\n"
+    "local idx = {queued=1, running=2, succeeded=3, failed=4, expired=5, cancelled=6}\n"
+    "local i = idx[st] or 0\n"
+    "if math.floor(tonumber(ARGV[1]) / (2 ^ i)) % 2 ~= 1 then return {0, st} end\n"
+    "local to, now = ARGV[2], ARGV[3]\n"
+    "redis.call('HSET', KEYS[1], 'state', to)\n"
+    "if to == 'running' then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
+    "  redis.call('HSET', KEYS[1], 'worker', ARGV[4], 'started_ms', now, 'heartbeat_ms', now)\n"
+    "end\n"
+    "if to == 'queued' then redis.call('HDEL', KEYS[1], 'worker') end\n"
+    "if to == 'succeeded' or to == 'failed' or to == 'expired' or to == 'cancelled' then\n"
+    "  redis.call('HSET', KEYS[1], 'finished_ms', now)\n"
+    "  if ARGV[9] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end\n"
+    "  if ARGV[6] ~= '' then\n"
+    "    redis.call('HSET', KEYS[1], 'error_code', ARGV[6], 'error_message', ARGV[7])\n"
+    "  end\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('RPUSH', KEYS[2], to)\n"
+    "  local ttl = tonumber(ARGV[8])\n"
+    "  if ttl <= 0 then ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or '0') end\n"
+    "  if ttl > 0 then\n"
+    "    redis.call('EXPIRE', KEYS[1], ttl)\n"
+    "    redis.call('EXPIRE', KEYS[2], ttl)\n"
+    "  end\n"
+    "  redis.call('PUBLISH', KEYS[3], to)\n"
+    "end\n"
+    "return {1, st}\n";
+
+maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
+                                size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], done[256], chan[256];
+    KEY(key, kv, "job:{%s}", id);
+    KEY(done, kv, "job:{%s}:done", id);
+    KEY(chan, kv, "job:{%s}:events", id);
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, job_transition_lua);
+    arg_s(&a, "3");
+    arg_s(&a, key);
+    arg_s(&a, done);
+    arg_s(&a, chan);
+    arg_i(&a, (long long)u->from_mask);
+    arg_s(&a, maas_job_state_name(u->to));
+    arg_i(&a, now_ms());
+    arg_s(&a, u->worker);
+    arg(&a, u->result ? (const void *)u->result : "", u->result ? u->result_len : 0);
+    arg_s(&a, u->error_code);
+    arg_s(&a, u->error_message);
+    arg_i(&a, u->ttl_s);
+    arg_s(&a, u->result ? "1" : "0");
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long ok = rep->elements >= 1 ? rep->element[0]->integer : -1;
+    char from[32] = "";
+    if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
+        copy_field(from, sizeof(from), rep->element[1]);
+    freeReplyObject(rep);
+    if (ok < 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "job '%s' has no record", id);
+    if (ok == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' is %s, not moved to %s",
+                         id, from, maas_job_state_name(u->to));
+    return MAAS_OK;
+}
+
+static const char job_heartbeat_lua[] =
+    "if redis.call('HGET', KEYS[1], 'state') ~= 'running' or\n"
+    "   redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'heartbeat_ms', ARGV[2])\n"
+    "if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end\n"
+    "redis.call('PUBLISH', KEYS[2], 'progress')\n"
+    "return tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0') + 1\n";
+
+maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
+                               const char *progress_json, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], chan[256];
+    KEY(key, kv, "job:{%s}", id);
+    KEY(chan, kv, "job:{%s}:events", id);
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, job_heartbeat_lua);
+    arg_s(&a, "2");
+    arg_s(&a, key);
+    arg_s(&a, chan);
+    arg_s(&a, worker);
+    arg_i(&a, now_ms());
+    arg_s(&a, progress_json);
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    if (v == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
+                         "job '%s' is not running on worker '%s'", id, worker);
+    if (v > 1)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CANCELLED, "job '%s' was cancelled", id);
+    return MAAS_OK;
+}
+
+static const char job_cancel_lua[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if not st then return 'unknown' end\n"
+    "if st == 'queued' then\n"
+    "  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[1],\n"
+    "             'cancel_requested', 1)\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "  redis.call('RPUSH', KEYS[2], 'cancelled')\n"
+    "  local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or '0')\n"
+    "  if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) redis.call('EXPIRE', KEYS[2], ttl) end\n"
+    "  redis.call('PUBLISH', KEYS[3], 'cancelled')\n"
+    "  return 'cancelled'\n"
+    "end\n"
+    "if st == 'running' then redis.call('HSET', KEYS[1], 'cancel_requested', 1) end\n"
+    "return st\n";
+
+maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], done[256], chan[256];
+    KEY(key, kv, "job:{%s}", id);
+    KEY(done, kv, "job:{%s}:done", id);
+    KEY(chan, kv, "job:{%s}:events", id);
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, job_cancel_lua);
+    arg_s(&a, "3");
+    arg_s(&a, key);
+    arg_s(&a, done);
+    arg_s(&a, chan);
+    arg_i(&a, now_ms());
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    int unknown = rep->str && !strcmp(rep->str, "unknown");
+    freeReplyObject(rep);
+    if (unknown) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no job '%s'", id);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_state *state,
+                          char *errstr, size_t errstr_size) {
+    maas_job_record r;
+    maas_err err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+    maas_job_record_release(&r);
+    if (err) return err;
+    *state = r.state;
+    if (MAAS_JOB_FINAL(r.state) || r.state == MAAS_JOB_UNKNOWN) return MAAS_OK;
+    char done[256], secs[32];
+    KEY(done, kv, "job:{%s}:done", id);
+    snprintf(secs, sizeof(secs), "%.3f", timeout_ms / 1000.0);
+    /* BLMOVE the list onto itself: waits without consuming, so every waiter wakes. */
+    const char *argv[] = {"BLMOVE", done, done, "RIGHT", "LEFT", secs};
+    struct timeval tv = {(kv->timeout_ms + timeout_ms) / 1000,
+                         ((kv->timeout_ms + timeout_ms) % 1000) * 1000};
+    if (!kv->ctx && (err = kv_open(kv, errstr, errstr_size))) return err;
+    redisSetTimeout(kv->ctx, tv);
+    redisReply *rep = cmd(kv, 6, argv, NULL, errstr, errstr_size);
+    if (kv->ctx) {
+        struct timeval base = {kv->timeout_ms / 1000, (kv->timeout_ms % 1000) * 1000};
+        redisSetTimeout(kv->ctx, base);
+    }
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+    maas_job_record_release(&r);
+    *state = r.state;
+    return err;
+}
+
+/* ---- model registry ---- */
+
+void maas_version_meta_release(maas_version_meta *m) {
+    if (!m) return;
+    free(m->metrics);
+    free(m->config);
+    m->metrics = m->config = NULL;
+}
+
+static const char version_create_lua[] =
+    "local v = redis.call('HGET', KEYS[3], ARGV[1])\n"
+    "if v then return {tonumber(v), 0} end\n"
+    "local n = redis.call('HINCRBY', KEYS[1], 'next_version', 1)\n"
+    "redis.call('HSETNX', KEYS[1], 'created_ms', ARGV[2])\n"
+    "for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], n .. '.' .. ARGV[i], ARGV[i + 1]) end\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], n)\n"
+    "redis.call('HSET', KEYS[4], 'latest', n)\n"
+    "return {n, 1}\n";
+
+maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job, int parent,
+                                const void *h5, size_t len, const char *metrics_json,
+                                const char *config_json, int *version, int *created, char *errstr,
+                                size_t errstr_size) {
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (!err) err = maas_name_check("job id", job, errstr, errstr_size);
+    if (err) return err;
+    char km[256], kver[256], kjobs[256], kal[256], sha[65];
+    KEY(km, kv, "model:{%s}", model);
+    KEY(kver, kv, "model:{%s}:versions", model);
+    KEY(kjobs, kv, "model:{%s}:jobs", model);
+    KEY(kal, kv, "model:{%s}:aliases", model);
+    maas_sha256_hex(h5, len, sha);
+    int64_t t = now_ms();
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, version_create_lua);
+    arg_s(&a, "4");
+    arg_s(&a, km);
+    arg_s(&a, kver);
+    arg_s(&a, kjobs);
+    arg_s(&a, kal);
+    arg_s(&a, job);
+    arg_i(&a, t);
+    arg_s(&a, "h5"), arg(&a, h5, len);
+    arg_s(&a, "sha256"), arg_s(&a, sha);
+    arg_s(&a, "size"), arg_i(&a, (long long)len);
+    arg_s(&a, "parent"), arg_i(&a, parent);
+    arg_s(&a, "job"), arg_s(&a, job);
+    arg_s(&a, "created_ms"), arg_i(&a, t);
+    if (metrics_json) arg_s(&a, "metrics"), arg_s(&a, metrics_json);
+    if (config_json) arg_s(&a, "config"), arg_s(&a, config_json);
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    *version = rep->elements == 2 ? (int)rep->element[0]->integer : 0;
+    if (created) *created = rep->elements == 2 ? (int)rep->element[1]->integer : 0;
+    freeReplyObject(rep);
+    /* The model list lives in another hash slot: added after, idempotently. */
+    char kmodels[128];
+    snprintf(kmodels, sizeof(kmodels), "%smodels", kv->prefix);
+    const char *sadd[] = {"SADD", kmodels, model};
+    rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    return *version > 0 ? MAAS_OK
+                        : maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
+                                    "redis returned no version number");
+}
+
+maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref, int *version,
+                                 char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (!err) err = maas_name_check("version or alias", ref, errstr, errstr_size);
+    if (err) return err;
+    char *end;
+    long v = strtol(ref, &end, 10);
+    char key[256], field[64];
+    redisReply *rep;
+    if (*end == '\0' && v > 0 && v < INT_MAX) {
+        KEY(key, kv, "model:{%s}:versions", model);
+        snprintf(field, sizeof(field), "%ld.size", v);
+        const char *argv[] = {"HEXISTS", key, field};
+        if (!(rep = cmd(kv, 3, argv, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+        int exists = rep->integer == 1;
+        freeReplyObject(rep);
+        if (!exists)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %ld",
+                             model, v);
+        *version = (int)v;
+        return MAAS_OK;
+    }
+    KEY(key, kv, "model:{%s}:aliases", model);
+    const char *argv[] = {"HGET", key, ref};
+    if (!(rep = cmd(kv, 3, argv, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    long got = rep->type == REDIS_REPLY_STRING ? strtol(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    if (got <= 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no alias '%s'",
+                         model, ref);
+    *version = (int)got;
+    return MAAS_OK;
+}
+
+maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsigned char **h5,
+                             size_t *len, maas_version_meta *meta, char *errstr,
+                             size_t errstr_size) {
+    *h5 = NULL;
+    *len = 0;
+    if (meta) memset(meta, 0, sizeof(*meta));
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "model:{%s}:versions", model);
+    static const char *const fields[] = {"h5",  "sha256",     "size",    "parent",
+                                         "job", "created_ms", "metrics", "config"};
+    char names[8][32];
+    argv_buf a = {0};
+    arg_s(&a, "HMGET");
+    arg_s(&a, key);
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof(names[i]), "%d.%s", version, fields[i]);
+        arg_s(&a, names[i]);
+    }
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->elements != 8 || rep->element[0]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+                         model, version);
+    }
+    redisReply **e = rep->element;
+    *h5 = malloc(e[0]->len ? e[0]->len : 1);
+    if (!*h5) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(*h5, e[0]->str, e[0]->len);
+    *len = e[0]->len;
+    if (meta) {
+        meta->version = version;
+        if (e[1]->type == REDIS_REPLY_STRING) copy_field(meta->sha256, sizeof(meta->sha256), e[1]);
+        if (e[2]->type == REDIS_REPLY_STRING) meta->size = (size_t)field_i64(e[2]);
+        if (e[3]->type == REDIS_REPLY_STRING) meta->parent = (int)field_i64(e[3]);
+        if (e[4]->type == REDIS_REPLY_STRING) copy_field(meta->job, sizeof(meta->job), e[4]);
+        if (e[5]->type == REDIS_REPLY_STRING) meta->created_ms = field_i64(e[5]);
+        for (int k = 6; k < 8; k++) {
+            if (e[k]->type != REDIS_REPLY_STRING) continue;
+            char *s = malloc(e[k]->len + 1);
+            if (!s) continue;
+            memcpy(s, e[k]->str, e[k]->len);
+            s[e[k]->len] = '\0';
+            if (k == 6)
+                meta->metrics = s;
+            else
+                meta->config = s;
+        }
+    }
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+static const char alias_set_lua[] =
+    "if redis.call('HEXISTS', KEYS[2], ARGV[2] .. '.size') == 0 then return -1 end\n"
+    "if ARGV[3] ~= '-1' then\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'\n"
+    "  if cur ~= ARGV[3] then return -2 end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "return 1\n";
+
+maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, int version,
+                           int expect, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (!err) err = maas_name_check("alias", alias, errstr, errstr_size);
+    if (err) return err;
+    if (alias[0] >= '0' && alias[0] <= '9')
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "alias '%s' must not start with a digit (that reads as a version)", alias);
+    char kal[256], kver[256];
+    KEY(kal, kv, "model:{%s}:aliases", model);
+    KEY(kver, kv, "model:{%s}:versions", model);
+    argv_buf a = {0};
+    arg_s(&a, "EVAL");
+    arg_s(&a, alias_set_lua);
+    arg_s(&a, "2");
+    arg_s(&a, kal);
+    arg_s(&a, kver);
+    arg_s(&a, alias);
+    arg_i(&a, version);
+    arg_i(&a, expect < 0 ? -1 : expect);
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long r = rep->integer;
+    freeReplyObject(rep);
+    if (r == -1)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+                         model, version);
+    if (r == -2)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
+                         "alias '%s' of model '%s' no longer points at version %d", alias, model,
+                         expect);
+    return MAAS_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size) {
+    *names = NULL;
+    *n = 0;
+    char key[128];
+    snprintf(key, sizeof(key), "%smodels", kv->prefix);
+    const char *argv[] = {"SMEMBERS", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    char **v = calloc(rep->elements + 1, sizeof(char *));
+    if (!v) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        v[i] = malloc(rep->element[i]->len + 1);
+        if (!v[i]) break;
+        copy_field(v[i], rep->element[i]->len + 1, rep->element[i]);
+        (*n)++;
+    }
+    freeReplyObject(rep);
+    qsort(v, (size_t)*n, sizeof(char *), cmp_str);
+    *names = v;
+    return MAAS_OK;
+}

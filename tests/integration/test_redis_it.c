@@ -1,0 +1,305 @@
+/*
+ * The Redis adapter against a real redis-server (started by the services
+ * fixture): job records and their state machine, waiting without polling,
+ * cancel, the model registry's atomic numbering, idempotency by job, and the
+ * atomic alias move.
+ */
+#include "../unit/testutil.h"
+
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "maas/kv.h"
+
+static char err[MAAS_ERRSTR_SIZE];
+static char prefix[64];
+
+static maas_kv *connect_kv(void) {
+    const char *url = getenv("MAAS_REDIS_URL");
+    maas_setting s[] = {{"redis.prefix", prefix}};
+    maas_kv *kv = maas_kv_connect(url, s, 1, err, sizeof(err));
+    if (!kv) fail_msg("connect %s: %s", url ? url : "(default)", err);
+    return kv;
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(prefix, sizeof(prefix), "it%ld.%ld:", (long)getpid(), (long)time(NULL));
+    return 0;
+}
+
+static maas_job_record job(const char *id) {
+    maas_job_record r;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    snprintf(r.type, sizeof(r.type), "infer");
+    snprintf(r.model, sizeof(r.model), "pima:latest");
+    return r;
+}
+
+#define FROM(s) (1u << (s))
+
+static void test_job_lifecycle(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    assert_ok(maas_kv_ping(kv, err, sizeof(err)), err);
+    maas_job_record r = job("job-1"), got;
+    assert_ok(maas_kv_job_create(kv, &r, 3600, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_CONFLICT, maas_kv_job_create(kv, &r, 3600, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_get(kv, "job-1", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_QUEUED);
+    assert_string_equal(got.model, "pima:latest");
+    assert_true(got.created_ms > 0);
+    maas_job_record_release(&got);
+
+    maas_job_update run = {
+        .to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w1"};
+    assert_ok(maas_kv_job_transition(kv, "job-1", &run, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_CONFLICT, maas_kv_job_transition(kv, "job-1", &run, err, sizeof(err)), err);
+    assert_mentions(err, "is running");
+    assert_ok(maas_kv_job_heartbeat(kv, "job-1", "w1", "{\"epoch\": 3}", err, sizeof(err)), err);
+    assert_err(MAAS_ERR_CONFLICT, maas_kv_job_heartbeat(kv, "job-1", "w2", NULL, err, sizeof(err)),
+               err);
+    assert_ok(maas_kv_job_get(kv, "job-1", &got, err, sizeof(err)), err);
+    assert_int_equal(got.attempts, 1);
+    assert_string_equal(got.worker, "w1");
+    assert_string_equal(got.progress, "{\"epoch\": 3}");
+    maas_job_record_release(&got);
+
+    const unsigned char result[] = {0x81, 0xa1, 'p', 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0};
+    maas_job_update done = {.to = MAAS_JOB_SUCCEEDED,
+                            .from_mask = FROM(MAAS_JOB_RUNNING),
+                            .result = result,
+                            .result_len = sizeof(result)};
+    assert_ok(maas_kv_job_transition(kv, "job-1", &done, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_get(kv, "job-1", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
+    assert_int_equal(got.result_len, sizeof(result)); /* binary-safe, with a NUL inside */
+    assert_memory_equal(got.result, result, sizeof(result));
+    assert_true(got.finished_ms >= got.started_ms);
+    maas_job_record_release(&got);
+    /* a redelivered job finds the record final and does nothing */
+    assert_err(MAAS_ERR_CONFLICT, maas_kv_job_transition(kv, "job-1", &run, err, sizeof(err)), err);
+    maas_job_state st;
+    assert_ok(maas_kv_job_wait(kv, "job-1", 1000, &st, err, sizeof(err)), err);
+    assert_int_equal(st, MAAS_JOB_SUCCEEDED);
+
+    /* unknown ids are told apart from pending and finished ones */
+    assert_ok(maas_kv_job_get(kv, "no-such-job", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_UNKNOWN);
+    assert_err(MAAS_ERR_UNKNOWN, maas_kv_job_transition(kv, "no-such-job", &run, err, sizeof(err)),
+               err);
+    assert_err(MAAS_ERR_ARG, maas_kv_job_get(kv, "bad{id}", &got, err, sizeof(err)), err);
+    maas_kv_free(kv);
+}
+
+typedef struct {
+    const char *id;
+    int delay_ms;
+} finisher_arg;
+
+static void *finisher(void *p) {
+    finisher_arg *a = p;
+    char e[MAAS_ERRSTR_SIZE];
+    maas_kv *kv = connect_kv();
+    usleep((useconds_t)a->delay_ms * 1000);
+    maas_job_update f = {.to = MAAS_JOB_FAILED,
+                         .from_mask = FROM(MAAS_JOB_RUNNING),
+                         .error_code = "SHAPE_MISMATCH",
+                         .error_message = "field inputs.shape[1]: expected 8, got 9"};
+    if (maas_kv_job_transition(kv, a->id, &f, e, sizeof(e))) fprintf(stderr, "finisher: %s\n", e);
+    maas_kv_free(kv);
+    return NULL;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void test_wait_without_polling(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    maas_job_record r = job("job-wait");
+    assert_ok(maas_kv_job_create(kv, &r, 0, err, sizeof(err)), err);
+    maas_job_update run = {
+        .to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"};
+    assert_ok(maas_kv_job_transition(kv, "job-wait", &run, err, sizeof(err)), err);
+    maas_job_state st;
+    double t0 = now_s();
+    assert_ok(maas_kv_job_wait(kv, "job-wait", 300, &st, err, sizeof(err)), err);
+    assert_int_equal(st, MAAS_JOB_RUNNING); /* timed out, still running */
+    assert_true(now_s() - t0 >= 0.25);
+    pthread_t th;
+    finisher_arg a = {"job-wait", 300};
+    pthread_create(&th, NULL, finisher, &a);
+    t0 = now_s();
+    assert_ok(maas_kv_job_wait(kv, "job-wait", 10000, &st, err, sizeof(err)), err);
+    double waited = now_s() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(st, MAAS_JOB_FAILED);
+    assert_true(waited < 5.0); /* woken by the transition, not by the timeout */
+    /* every waiter wakes: the notification is not consumed */
+    assert_ok(maas_kv_job_wait(kv, "job-wait", 10000, &st, err, sizeof(err)), err);
+    assert_int_equal(st, MAAS_JOB_FAILED);
+    maas_job_record got;
+    assert_ok(maas_kv_job_get(kv, "job-wait", &got, err, sizeof(err)), err);
+    assert_string_equal(got.error_code, "SHAPE_MISMATCH");
+    assert_mentions(got.error_message, "expected 8, got 9");
+    maas_job_record_release(&got);
+    maas_kv_free(kv);
+}
+
+static void test_cancel(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    maas_job_record q = job("job-cq"), r = job("job-cr"), got;
+    assert_ok(maas_kv_job_create(kv, &q, 0, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_cancel(kv, "job-cq", err, sizeof(err)), err);
+    assert_ok(maas_kv_job_get(kv, "job-cq", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_CANCELLED); /* queued: cancelled at once */
+    maas_job_record_release(&got);
+    assert_ok(maas_kv_job_create(kv, &r, 0, err, sizeof(err)), err);
+    maas_job_update run = {
+        .to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"};
+    assert_ok(maas_kv_job_transition(kv, "job-cr", &run, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_cancel(kv, "job-cr", err, sizeof(err)), err);
+    /* running: the worker learns it at its next heartbeat */
+    assert_err(MAAS_ERR_CANCELLED, maas_kv_job_heartbeat(kv, "job-cr", "w", NULL, err, sizeof(err)),
+               err);
+    assert_err(MAAS_ERR_UNKNOWN, maas_kv_job_cancel(kv, "job-none", err, sizeof(err)), err);
+    maas_kv_free(kv);
+}
+
+static void test_registry(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    unsigned char h5a[1000], h5b[2000];
+    for (size_t i = 0; i < sizeof(h5a); i++) h5a[i] = (unsigned char)(i * 7);
+    for (size_t i = 0; i < sizeof(h5b); i++) h5b[i] = (unsigned char)(i * 13);
+    int v, created;
+    assert_ok(maas_kv_version_create(kv, "pima", "train-1", 0, h5a, sizeof(h5a), "{\"acc\":0.74}",
+                                     NULL, &v, &created, err, sizeof(err)),
+              err);
+    assert_int_equal(v, 1);
+    assert_true(created);
+    /* the same job again (a redelivery): no second version */
+    assert_ok(maas_kv_version_create(kv, "pima", "train-1", 0, h5a, sizeof(h5a), NULL, NULL, &v,
+                                     &created, err, sizeof(err)),
+              err);
+    assert_int_equal(v, 1);
+    assert_false(created);
+    assert_ok(maas_kv_version_create(kv, "pima", "train-2", 1, h5b, sizeof(h5b), NULL, "{}", &v,
+                                     &created, err, sizeof(err)),
+              err);
+    assert_int_equal(v, 2);
+    int r;
+    assert_ok(maas_kv_version_resolve(kv, "pima", "latest", &r, err, sizeof(err)), err);
+    assert_int_equal(r, 2);
+    assert_ok(maas_kv_version_resolve(kv, "pima", "1", &r, err, sizeof(err)), err);
+    assert_int_equal(r, 1);
+    assert_err(MAAS_ERR_UNKNOWN, maas_kv_version_resolve(kv, "pima", "9", &r, err, sizeof(err)),
+               err);
+    assert_mentions(err, "no version 9");
+    assert_err(MAAS_ERR_UNKNOWN,
+               maas_kv_version_resolve(kv, "pima", "production", &r, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN,
+               maas_kv_version_resolve(kv, "nope", "latest", &r, err, sizeof(err)), err);
+
+    unsigned char *bytes;
+    size_t len;
+    maas_version_meta meta;
+    assert_ok(maas_kv_version_get(kv, "pima", 1, &bytes, &len, &meta, err, sizeof(err)), err);
+    assert_int_equal(len, sizeof(h5a));
+    assert_memory_equal(bytes, h5a, len);
+    assert_int_equal(meta.parent, 0);
+    assert_string_equal(meta.job, "train-1");
+    assert_string_equal(meta.metrics, "{\"acc\":0.74}");
+    assert_int_equal(strlen(meta.sha256), 64);
+    free(bytes);
+    maas_version_meta_release(&meta);
+    assert_ok(maas_kv_version_get(kv, "pima", 2, &bytes, &len, &meta, err, sizeof(err)), err);
+    assert_int_equal(meta.parent, 1);
+    free(bytes);
+    maas_version_meta_release(&meta);
+
+    /* aliases: set, compare-and-set, refuse a missing version */
+    assert_ok(maas_kv_alias_set(kv, "pima", "production", 1, 0, err, sizeof(err)), err);
+    assert_ok(maas_kv_version_resolve(kv, "pima", "production", &r, err, sizeof(err)), err);
+    assert_int_equal(r, 1);
+    assert_err(MAAS_ERR_CONFLICT,
+               maas_kv_alias_set(kv, "pima", "production", 2, 0, err, sizeof(err)), err);
+    assert_ok(maas_kv_alias_set(kv, "pima", "production", 2, 1, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN,
+               maas_kv_alias_set(kv, "pima", "production", 7, -1, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_ARG, maas_kv_alias_set(kv, "pima", "3rd", 1, -1, err, sizeof(err)), err);
+
+    char **names;
+    int n;
+    assert_ok(maas_kv_models(kv, &names, &n, err, sizeof(err)), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "pima");
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    maas_kv_free(kv);
+}
+
+typedef struct {
+    int thread;
+    int versions[20];
+    int moves_won;
+} racer;
+
+static void *race_versions(void *p) {
+    racer *rc = p;
+    char e[MAAS_ERRSTR_SIZE], jobid[64];
+    maas_kv *kv = connect_kv();
+    unsigned char blob[16] = {1, 2, 3};
+    for (int i = 0; i < 20; i++) {
+        snprintf(jobid, sizeof(jobid), "race-%d-%d", rc->thread, i);
+        if (maas_kv_version_create(kv, "race", jobid, 0, blob, sizeof(blob), NULL, NULL,
+                                   &rc->versions[i], NULL, e, sizeof(e)))
+            rc->versions[i] = -1;
+    }
+    /* both threads try to move "production" from 1 to their own version at once */
+    for (int i = 0; i < 20; i++)
+        if (maas_kv_alias_set(kv, "race", "canary", rc->versions[i],
+                              i == 0 ? 0 : rc->versions[i - 1], e, sizeof(e)) == MAAS_OK)
+            rc->moves_won++;
+    maas_kv_free(kv);
+    return NULL;
+}
+
+static void test_atomic_under_concurrency(void **state) {
+    (void)state;
+    racer r[2] = {{.thread = 0}, {.thread = 1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, race_versions, &r[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    int seen[41] = {0};
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 20; i++) {
+            int v = r[t].versions[i];
+            assert_true(v >= 1 && v <= 40);
+            assert_int_equal(seen[v], 0); /* no number handed out twice */
+            seen[v] = 1;
+        }
+    /* compare-and-set: a chain of moves where each expects its own previous value.
+     * The first move of exactly one thread wins (expect 0); the other's chain fails
+     * from the start, so the winners' count is 20 and the loser's 0. */
+    assert_int_equal(r[0].moves_won + r[1].moves_won, 20);
+    assert_true(r[0].moves_won == 0 || r[1].moves_won == 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_job_lifecycle),
+        cmocka_unit_test(test_wait_without_polling),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_atomic_under_concurrency),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
