@@ -23,11 +23,14 @@ PKGS_TEST=(
   python3 python3-numpy python3-torch python3-h5py python3-venv
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
-  redis-server redis-tools default-jre-headless maven   # the local stack and integration tests
 )
+# The local stack (and the integration tests): Redis, and Java + Maven for the Kafka broker.
+PKGS_STACK=(redis-server redis-tools default-jre-headless maven)
 
-want=("${PKGS_BUILD[@]}" "${PKGS_TEST[@]}")
+# no argument: everything; --build-only: the build; --stack: the local stack
+want=("${PKGS_BUILD[@]}" "${PKGS_TEST[@]}" "${PKGS_STACK[@]}")
 if [[ "${1:-}" == "--build-only" ]]; then want=("${PKGS_BUILD[@]}"); fi
+if [[ "${1:-}" == "--stack" ]]; then want=("${PKGS_STACK[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do

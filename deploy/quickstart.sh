@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Quickstart: installs what is needed, builds, and runs the seed scenario.
+# Quickstart: installs what is needed, builds, starts the local stack (Redis +
+# Kafka), and runs the seed scenario.
 #
 # The seed scenario: Pima Indians diabetes (8 features) -> Dense(10, relu) ->
 # Dense(1, sigmoid), binary cross-entropy, Adam, 10 epochs, batch 32; save,
-# load, predict. Today it runs through the local `maas` CLI; the Kafka/Redis
-# cluster (coordinator + workers) is not built yet (README, "Status").
+# load, predict. Today it runs through the local `maas` CLI: the coordinator and
+# workers that will run it as cluster jobs are not built yet (README, "Status").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "==> installing dependencies (Debian packages)"
 deploy/install-deps.sh --build-only
+deploy/install-deps.sh --stack
 echo "==> building into build/"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 [[ -f build/CMakeCache.txt ]] || cmake -S . -B build "${generator[@]}" >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 maas=build/bin/maas
+echo "==> starting the local stack: Redis and Kafka on 127.0.0.1"
+deploy/local/stack.sh up
 
 work=.local/quickstart
 mkdir -p "$work"
@@ -37,4 +41,6 @@ $maas predict -m "$work/model.h5" --data "$work/test.csv" --drop diabetes | head
   paste -d' ' - <(tail -n +2 "$work/test.csv" | head -n 5 | cut -d, -f9)
 echo
 echo "The model is $work/model.h5, a Keras file: keras.models.load_model() opens it."
+echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092};"
+echo "logs in .local/state/{redis/redis.log,kafka/kafka.log}; stop it with 'deploy/local/stack.sh down'."
 echo "Next: 'build/bin/maas --help'; the whole test suite is 'deploy/test.sh'."
