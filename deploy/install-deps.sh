@@ -21,6 +21,7 @@ PKGS_BUILD=(
 # Test-only: reference implementations and data.
 PKGS_TEST=(
   python3 python3-numpy python3-torch python3-h5py python3-venv
+  python3-jsonschema python3-msgpack   # the protocol schema tests
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
 )

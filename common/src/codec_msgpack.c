@@ -1,0 +1,1190 @@
+/*
+ * The job protocol codec (the only file that includes msgpack.h). No I/O.
+ * Wire format: schemas/protocol.md. Every message is one msgpack map.
+ */
+#include "maas/base.h"
+#include "maas/job.h"
+#include "keras_json.h"
+
+#include <msgpack.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the codec assumes a little-endian host for float32 matrices"
+#endif
+
+static const char *const type_names[] = {"", "train", "infer", "evaluate", "optimize"};
+
+const char *maas_job_type_name(maas_job_type t) {
+    return (int)t >= 0 && t <= MAAS_JOBTYPE_OPTIMIZE ? type_names[t] : "";
+}
+
+/* ------------------------------------------------------------ prescan */
+
+/*
+ * msgpack-c allocates an array's element slots when it reads the header, so a
+ * 6-byte message claiming 2^32 elements would ask for 100 GB. This scan walks
+ * the bytes first: every count must fit the bytes left, nesting and the total
+ * object count are bounded, and nothing follows the top-level value.
+ */
+typedef struct scan {
+    const uint8_t *p;
+    size_t len, pos, objects;
+} scan;
+
+static int need(scan *s, size_t n) {
+    return s->len - s->pos >= n;
+}
+
+static uint64_t be(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static int scan_value(scan *s, int depth) {
+    if (depth > MAAS_MSG_MAX_DEPTH || ++s->objects > MAAS_MSG_MAX_OBJECTS || !need(s, 1)) return -1;
+    uint8_t t = s->p[s->pos++];
+    uint64_t n = 0;
+    int items = 0; /* 1 = array of n, 2 = map of n */
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    if ((t & 0xf0) == 0x80)
+        n = t & 0x0f, items = 2;
+    else if ((t & 0xf0) == 0x90)
+        n = t & 0x0f, items = 1;
+    else if ((t & 0xe0) == 0xa0)
+        n = t & 0x1f;
+    else {
+        static const struct {
+            uint8_t tag;
+            int hdr;  /* bytes of length (or of payload for fixed-size types) */
+            int kind; /* 0 fixed payload, 1 length-prefixed bytes, 2 ext (len + 1 type byte),
+                         3 array, 4 map */
+        } fmt[] = {
+            {0xc4, 1, 1}, {0xc5, 2, 1}, {0xc6, 4, 1},  {0xc7, 1, 2}, {0xc8, 2, 2}, {0xc9, 4, 2},
+            {0xca, 4, 0}, {0xcb, 8, 0}, {0xcc, 1, 0},  {0xcd, 2, 0}, {0xce, 4, 0}, {0xcf, 8, 0},
+            {0xd0, 1, 0}, {0xd1, 2, 0}, {0xd2, 4, 0},  {0xd3, 8, 0}, {0xd4, 2, 0}, {0xd5, 3, 0},
+            {0xd6, 5, 0}, {0xd7, 9, 0}, {0xd8, 17, 0}, {0xd9, 1, 1}, {0xda, 2, 1}, {0xdb, 4, 1},
+            {0xdc, 2, 3}, {0xdd, 4, 3}, {0xde, 2, 4},  {0xdf, 4, 4},
+        };
+        size_t k = 0;
+        while (k < MAAS_ARRAY_LEN(fmt) && fmt[k].tag != t) k++;
+        if (k == MAAS_ARRAY_LEN(fmt)) return -1; /* 0xc1 is never used */
+        int h = fmt[k].hdr;
+        if (!need(s, (size_t)h)) return -1;
+        if (fmt[k].kind == 0) {
+            s->pos += (size_t)h;
+            return 0;
+        }
+        n = be(s->p + s->pos, h);
+        s->pos += (size_t)h;
+        if (fmt[k].kind == 2) n += 1;
+        if (fmt[k].kind == 3) items = 1;
+        if (fmt[k].kind == 4) items = 2;
+    }
+    if (!items) {
+        if (!need(s, n)) return -1;
+        s->pos += n;
+        return 0;
+    }
+    if (n > (s->len - s->pos) / (size_t)items) return -1; /* each item takes >= 1 byte */
+    for (uint64_t i = 0; i < n * (uint64_t)items; i++)
+        if (scan_value(s, depth + 1)) return -1;
+    return 0;
+}
+
+static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_unpacked *out,
+                       char *errstr, size_t errstr_size) {
+    if (len == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s is empty", what);
+    if (len > MAAS_MSG_MAX_BYTES)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "%s is %zu bytes, over the %zu limit",
+                         what, len, MAAS_MSG_MAX_BYTES);
+    scan s = {buf, len, 0, 0};
+    if (scan_value(&s, 0))
+        return maas_errf(errstr, errstr_size,
+                         s.objects > MAAS_MSG_MAX_OBJECTS ? MAAS_ERR_LIMIT : MAAS_ERR_FORMAT,
+                         "%s is not valid msgpack (truncated, a bad count, nested deeper than %d, "
+                         "or over %zu objects) at byte %zu",
+                         what, MAAS_MSG_MAX_DEPTH, MAAS_MSG_MAX_OBJECTS, s.pos);
+    if (s.pos != len)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "%s has %zu trailing bytes after the message", what, len - s.pos);
+    msgpack_unpacked_init(out);
+    size_t off = 0;
+    if (msgpack_unpack_next(out, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+        msgpack_unpacked_destroy(out);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s could not be unpacked", what);
+    }
+    if (out->data.type != MSGPACK_OBJECT_MAP) {
+        msgpack_unpacked_destroy(out);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s is not a msgpack map", what);
+    }
+    return MAAS_OK;
+}
+
+/* ------------------------------------------------------------ reading */
+
+typedef struct dec {
+    char *errstr;
+    size_t errstr_size;
+    maas_err err;
+} dec;
+
+static int fail(dec *d, maas_err code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(dec *d, maas_err code, const char *path, const char *fmt, ...) {
+    if (d->err) return -1;
+    char msg[MAAS_ERRSTR_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    d->err = maas_errf(d->errstr, d->errstr_size, code, "field %s: %s", path, msg);
+    return -1;
+}
+
+static int key_is(const msgpack_object *k, const char *name) {
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static const msgpack_object *get(const msgpack_object *map, const char *key) {
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (key_is(&map->via.map.ptr[i].key, key)) return &map->via.map.ptr[i].val;
+    return NULL;
+}
+
+/* Every key must be a string from `allowed` (NULL-terminated), each at most once. */
+static int check_keys(dec *d, const msgpack_object *map, const char *path,
+                      const char *const *allowed) {
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        char full[160];
+        if (k->type != MSGPACK_OBJECT_STR)
+            return fail(d, MAAS_ERR_FORMAT, path[0] ? path : "(top)", "a map key is not a string");
+        int known = 0;
+        for (int a = 0; allowed[a] && !known; a++) known = key_is(k, allowed[a]);
+        snprintf(full, sizeof(full), "%s%s%.*s", path, path[0] ? "." : "",
+                 (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
+        if (!known) return fail(d, MAAS_ERR_FORMAT, full, "unknown field");
+        for (uint32_t j = 0; j < i; j++)
+            if (map->via.map.ptr[j].key.type == MSGPACK_OBJECT_STR &&
+                map->via.map.ptr[j].key.via.str.size == k->via.str.size &&
+                !memcmp(map->via.map.ptr[j].key.via.str.ptr, k->via.str.ptr, k->via.str.size))
+                return fail(d, MAAS_ERR_FORMAT, full, "appears twice");
+    }
+    return 0;
+}
+
+static int as_int(dec *d, const msgpack_object *o, const char *path, int64_t lo, int64_t hi,
+                  int64_t *out) {
+    int64_t v = 0;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (o->via.u64 > (uint64_t)INT64_MAX) return fail(d, MAAS_ERR_FORMAT, path, "too large");
+        v = (int64_t)o->via.u64;
+    } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        v = o->via.i64;
+    } else {
+        return fail(d, MAAS_ERR_FORMAT, path, "expected an integer");
+    }
+    if (v < lo || v > hi)
+        return fail(d, MAAS_ERR_FORMAT, path, "expected %lld..%lld, got %lld", (long long)lo,
+                    (long long)hi, (long long)v);
+    *out = v;
+    return 0;
+}
+
+static int as_i32(dec *d, const msgpack_object *o, const char *path, int lo, int hi, int *out) {
+    int64_t v = 0;
+    if (as_int(d, o, path, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int as_num(dec *d, const msgpack_object *o, const char *path, double lo, double hi,
+                  double *out) {
+    double v = 0;
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        v = o->via.f64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        v = (double)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        v = (double)o->via.i64;
+    else
+        return fail(d, MAAS_ERR_FORMAT, path, "expected a number");
+    if (!isfinite(v)) return fail(d, MAAS_ERR_NONFINITE, path, "is not finite");
+    if (v < lo || v > hi)
+        return fail(d, MAAS_ERR_FORMAT, path, "expected %g..%g, got %g", lo, hi, v);
+    *out = v;
+    return 0;
+}
+
+static int as_f32(dec *d, const msgpack_object *o, const char *path, double lo, double hi,
+                  float *out) {
+    double v = 0;
+    if (as_num(d, o, path, lo, hi, &v)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+static int as_bool(dec *d, const msgpack_object *o, const char *path, int *out) {
+    if (o->type != MSGPACK_OBJECT_BOOLEAN)
+        return fail(d, MAAS_ERR_FORMAT, path, "expected true or false");
+    *out = o->via.boolean;
+    return 0;
+}
+
+/* A string into a fixed buffer (size includes the NUL). */
+static int as_str(dec *d, const msgpack_object *o, const char *path, char *out, size_t size) {
+    if (o->type != MSGPACK_OBJECT_STR) return fail(d, MAAS_ERR_FORMAT, path, "expected a string");
+    if (o->via.str.size >= size)
+        return fail(d, MAAS_ERR_LIMIT, path, "longer than %zu bytes", size - 1);
+    if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+        return fail(d, MAAS_ERR_FORMAT, path, "contains a NUL byte");
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return 0;
+}
+
+static int as_name(dec *d, const msgpack_object *o, const char *path, char *out, size_t size) {
+    if (as_str(d, o, path, out, size)) return -1;
+    char sub[MAAS_ERRSTR_SIZE];
+    if (maas_name_check(path, out, sub, sizeof(sub)))
+        return fail(d, MAAS_ERR_FORMAT, path,
+                    "1..%d characters of letters, digits, '.', '_', "
+                    "'-'",
+                    MAAS_NAME_MAX);
+    return 0;
+}
+
+static void matrix_release(maas_matrix *m) {
+    free(m->data);
+    memset(m, 0, sizeof(*m));
+}
+
+/*
+ * A matrix: {"shape": [rows, cols], "dtype": "float32", "data": bin} (row-major
+ * little-endian float32), or rows as nested arrays of numbers ([[1, 2], [3, 4]];
+ * a flat array is one row).
+ */
+static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_matrix *m) {
+    char sub[160];
+    memset(m, 0, sizeof(*m));
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        static const char *const keys[] = {"shape", "dtype", "data", NULL};
+        if (check_keys(d, o, path, keys)) return -1;
+        const msgpack_object *shape = get(o, "shape"), *dtype = get(o, "dtype"),
+                             *data = get(o, "data");
+        snprintf(sub, sizeof(sub), "%s.shape", path);
+        if (!shape || shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size != 2)
+            return fail(d, MAAS_ERR_FORMAT, sub, "expected [rows, columns]");
+        int64_t r = 0, c = 0;
+        snprintf(sub, sizeof(sub), "%s.shape[0]", path);
+        if (as_int(d, &shape->via.array.ptr[0], sub, 1, MAAS_MSG_MAX_ROWS, &r)) return -1;
+        snprintf(sub, sizeof(sub), "%s.shape[1]", path);
+        if (as_int(d, &shape->via.array.ptr[1], sub, 1, MAAS_MAX_UNITS, &c)) return -1;
+        if (dtype) {
+            char dt[16];
+            snprintf(sub, sizeof(sub), "%s.dtype", path);
+            if (as_str(d, dtype, sub, dt, sizeof(dt))) return -1;
+            if (strcmp(dt, "float32"))
+                return fail(d, MAAS_ERR_FORMAT, sub, "expected \"float32\", got \"%s\"", dt);
+        }
+        snprintf(sub, sizeof(sub), "%s.data", path);
+        if (!data || data->type != MSGPACK_OBJECT_BIN)
+            return fail(d, MAAS_ERR_FORMAT, sub, "expected bin (little-endian float32)");
+        uint64_t want = (uint64_t)r * (uint64_t)c * 4;
+        if (want > MAAS_MSG_MAX_BYTES) return fail(d, MAAS_ERR_LIMIT, sub, "matrix too large");
+        if (data->via.bin.size != want)
+            return fail(d, MAAS_ERR_SHAPE, sub, "expected %llu bytes (%lld x %lld float32), got %u",
+                        (unsigned long long)want, (long long)r, (long long)c, data->via.bin.size);
+        m->data = malloc(want);
+        if (!m->data) return fail(d, MAAS_ERR_NOMEM, path, "out of memory");
+        memcpy(m->data, data->via.bin.ptr, want);
+        m->rows = (uint32_t)r;
+        m->cols = (uint32_t)c;
+    } else if (o->type == MSGPACK_OBJECT_ARRAY) {
+        uint32_t rows = o->via.array.size;
+        if (rows == 0) return fail(d, MAAS_ERR_EMPTY, path, "has no rows");
+        int nested = o->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY;
+        uint32_t cols = nested ? o->via.array.ptr[0].via.array.size : rows;
+        if (!nested) rows = 1;
+        if (cols == 0 || cols > MAAS_MAX_UNITS)
+            return fail(d, MAAS_ERR_FORMAT, path, "rows must have 1..%d numbers", MAAS_MAX_UNITS);
+        m->data = malloc((size_t)rows * cols * sizeof(float));
+        if (!m->data) return fail(d, MAAS_ERR_NOMEM, path, "out of memory");
+        m->rows = rows;
+        m->cols = cols;
+        for (uint32_t i = 0; i < rows; i++) {
+            const msgpack_object *row = nested ? &o->via.array.ptr[i] : o;
+            snprintf(sub, sizeof(sub), "%s[%u]", path, i);
+            if (nested && (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != cols)) {
+                matrix_release(m);
+                return fail(d, MAAS_ERR_SHAPE, sub, "expected a row of %u numbers (like row 0)",
+                            cols);
+            }
+            for (uint32_t j = 0; j < cols; j++) {
+                snprintf(sub, sizeof(sub), nested ? "%s[%u][%u]" : "%s[%u]", path, nested ? i : j,
+                         j);
+                double v = 0;
+                if (as_num(d, &row->via.array.ptr[j], sub, -FLT_MAX, FLT_MAX, &v)) {
+                    matrix_release(m);
+                    return -1;
+                }
+                m->data[(size_t)i * cols + j] = (float)v;
+            }
+        }
+    } else {
+        return fail(d, MAAS_ERR_FORMAT, path, "expected a matrix ({shape, dtype, data} or rows)");
+    }
+    size_t cells = (size_t)m->rows * m->cols;
+    size_t bad = maas_find_nonfinite(m->data, cells);
+    if (bad < cells) {
+        snprintf(sub, sizeof(sub), "%s", path);
+        fail(d, MAAS_ERR_NONFINITE, sub, "row %zu, column %zu is not finite", bad / m->cols,
+             bad % m->cols);
+        matrix_release(m);
+        return -1;
+    }
+    return 0;
+}
+
+static int as_data(dec *d, const msgpack_object *o, const char *path, maas_data *out) {
+    static const char *const keys[] = {"x", "y", "dataset", NULL};
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(d, MAAS_ERR_FORMAT, path, "expected a map");
+    if (check_keys(d, o, path, keys)) return -1;
+    const msgpack_object *x = get(o, "x"), *y = get(o, "y"), *ds = get(o, "dataset");
+    char sub[160];
+    if (ds) {
+        if (x || y) return fail(d, MAAS_ERR_FORMAT, path, "give either dataset or x and y");
+        snprintf(sub, sizeof(sub), "%s.dataset", path);
+        return as_name(d, ds, sub, out->dataset, sizeof(out->dataset));
+    }
+    if (!x || !y) return fail(d, MAAS_ERR_FORMAT, path, "needs x and y, or dataset");
+    snprintf(sub, sizeof(sub), "%s.x", path);
+    if (as_matrix(d, x, sub, &out->x)) return -1;
+    snprintf(sub, sizeof(sub), "%s.y", path);
+    if (as_matrix(d, y, sub, &out->y)) return -1;
+    if (out->x.rows != out->y.rows) {
+        snprintf(sub, sizeof(sub), "%s.y", path);
+        return fail(d, MAAS_ERR_SHAPE, sub, "has %u rows, x has %u", out->y.rows, out->x.rows);
+    }
+    return 0;
+}
+
+static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1 ||
+        o->via.array.size > MAAS_MAX_LAYERS)
+        return fail(d, MAAS_ERR_FORMAT, "layers", "expected 1..%d layer maps", MAAS_MAX_LAYERS);
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *l = &o->via.array.ptr[i];
+        char path[64], sub[96];
+        snprintf(path, sizeof(path), "layers[%u]", i);
+        if (l->type != MSGPACK_OBJECT_MAP) return fail(d, MAAS_ERR_FORMAT, path, "expected a map");
+        maas_layer_spec s = maas_dropout(0.0f);
+        const msgpack_object *v;
+        if ((v = get(l, "dropout"))) {
+            static const char *const keys[] = {"dropout", "name", NULL};
+            if (check_keys(d, l, path, keys)) return -1;
+            float rate;
+            snprintf(sub, sizeof(sub), "%s.dropout", path);
+            if (as_f32(d, v, sub, 0.0, 0.999999, &rate)) return -1;
+            s = maas_dropout(rate);
+        } else {
+            static const char *const keys[] = {"units", "activation",         "use_bias",
+                                               "name",  "kernel_initializer", NULL};
+            if (check_keys(d, l, path, keys)) return -1;
+            int units;
+            snprintf(sub, sizeof(sub), "%s.units", path);
+            if (!(v = get(l, "units")))
+                return fail(d, MAAS_ERR_FORMAT, sub, "missing (or give \"dropout\": rate)");
+            if (as_i32(d, v, sub, 1, MAAS_MAX_UNITS, &units)) return -1;
+            s = maas_dense(units, MAAS_ACT_LINEAR);
+            if ((v = get(l, "activation"))) {
+                char a[32], e[MAAS_ERRSTR_SIZE];
+                snprintf(sub, sizeof(sub), "%s.activation", path);
+                if (as_str(d, v, sub, a, sizeof(a))) return -1;
+                if (maas_act_from_name(a, &s.act, e, sizeof(e)))
+                    return fail(d, MAAS_ERR_UNKNOWN, sub, "%s", e);
+            }
+            if ((v = get(l, "use_bias"))) {
+                snprintf(sub, sizeof(sub), "%s.use_bias", path);
+                if (as_bool(d, v, sub, &s.use_bias)) return -1;
+            }
+            if ((v = get(l, "kernel_initializer"))) {
+                char a[32], e[MAAS_ERRSTR_SIZE];
+                snprintf(sub, sizeof(sub), "%s.kernel_initializer", path);
+                if (as_str(d, v, sub, a, sizeof(a))) return -1;
+                if (maas_init_from_name(a, &s.kernel_init, e, sizeof(e)))
+                    return fail(d, MAAS_ERR_UNKNOWN, sub, "%s", e);
+            }
+        }
+        if ((v = get(l, "name"))) {
+            snprintf(sub, sizeof(sub), "%s.name", path);
+            if (as_name(d, v, sub, s.name, sizeof(s.name))) return -1;
+        }
+        t->layers[t->n_layers++] = s;
+    }
+    return 0;
+}
+
+static int as_optimizer(dec *d, const msgpack_object *o, maas_optim_spec *opt) {
+    char name[32], e[MAAS_ERRSTR_SIZE];
+    maas_opt kind;
+    const msgpack_object *v = o;
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        static const char *const keys[] = {"name",     "learning_rate", "beta_1",
+                                           "beta_2",   "epsilon",       "momentum",
+                                           "nesterov", "rho",           NULL};
+        if (check_keys(d, o, "optimizer", keys)) return -1;
+        if (!(v = get(o, "name"))) return fail(d, MAAS_ERR_FORMAT, "optimizer.name", "missing");
+    }
+    if (as_str(d, v, o->type == MSGPACK_OBJECT_MAP ? "optimizer.name" : "optimizer", name,
+               sizeof(name)))
+        return -1;
+    if (maas_opt_from_name(name, &kind, e, sizeof(e)))
+        return fail(d, MAAS_ERR_UNKNOWN, "optimizer", "%s", e);
+    maas_optim_defaults(opt, kind);
+    if (o->type != MSGPACK_OBJECT_MAP) return 0;
+    if ((v = get(o, "learning_rate")) &&
+        as_f32(d, v, "optimizer.learning_rate", 1e-12, 10.0, &opt->learning_rate))
+        return -1;
+    if ((v = get(o, "beta_1")) && as_f32(d, v, "optimizer.beta_1", 0.0, 0.999999, &opt->beta_1))
+        return -1;
+    if ((v = get(o, "beta_2")) && as_f32(d, v, "optimizer.beta_2", 0.0, 0.999999, &opt->beta_2))
+        return -1;
+    if ((v = get(o, "epsilon")) && as_f32(d, v, "optimizer.epsilon", 1e-12, 0.5, &opt->epsilon))
+        return -1;
+    if ((v = get(o, "momentum")) &&
+        as_f32(d, v, "optimizer.momentum", 0.0, 0.999999, &opt->momentum))
+        return -1;
+    if ((v = get(o, "rho")) && as_f32(d, v, "optimizer.rho", 0.0, 0.999999, &opt->rho)) return -1;
+    if ((v = get(o, "nesterov")) && as_bool(d, v, "optimizer.nesterov", &opt->nesterov)) return -1;
+    return 0;
+}
+
+static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
+    maas_train_spec *t = &j->train;
+    const msgpack_object *v;
+    const msgpack_object *layers = get(m, "layers"), *kc = get(m, "keras_config");
+    if (!layers == !kc) return fail(d, MAAS_ERR_FORMAT, "layers", "give layers or keras_config");
+    if (layers && as_layers(d, layers, t)) return -1;
+    if (kc) {
+        if (kc->type != MSGPACK_OBJECT_STR || kc->via.str.size > MAAS_MSG_MAX_TEXT)
+            return fail(d, MAAS_ERR_FORMAT, "keras_config",
+                        "expected model.to_json() text up to %zu bytes", MAAS_MSG_MAX_TEXT);
+        if (memchr(kc->via.str.ptr, '\0', kc->via.str.size))
+            return fail(d, MAAS_ERR_FORMAT, "keras_config", "contains a NUL byte");
+        maas_keras_arch a;
+        char e[MAAS_ERRSTR_SIZE];
+        maas_err err = maas__keras_arch_parse(kc->via.str.ptr, kc->via.str.size, &a, e, sizeof(e));
+        if (err) return fail(d, err, "keras_config", "%s", e);
+        int has_norm = a.norm;
+        maas__keras_arch_release(&a);
+        if (has_norm)
+            return fail(d, MAAS_ERR_UNKNOWN, "keras_config",
+                        "a Normalization layer is not accepted here; send \"standardize\": true");
+        memcpy(t->layers, a.layers, sizeof(a.layers));
+        t->n_layers = a.n_layers;
+        t->from_keras = 1;
+        t->keras_config = malloc(kc->via.str.size + 1);
+        if (!t->keras_config) return fail(d, MAAS_ERR_NOMEM, "keras_config", "out of memory");
+        memcpy(t->keras_config, kc->via.str.ptr, kc->via.str.size);
+        t->keras_config[kc->via.str.size] = '\0';
+    }
+    if (!(v = get(m, "loss"))) return fail(d, MAAS_ERR_FORMAT, "loss", "missing");
+    char loss[48], e[MAAS_ERRSTR_SIZE];
+    if (as_str(d, v, "loss", loss, sizeof(loss))) return -1;
+    if (maas_loss_from_name(loss, &t->compile.loss, e, sizeof(e)))
+        return fail(d, MAAS_ERR_UNKNOWN, "loss", "%s", e);
+    if ((v = get(m, "optimizer")) && as_optimizer(d, v, &t->compile.optim)) return -1;
+    if ((v = get(m, "metrics"))) {
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > 4)
+            return fail(d, MAAS_ERR_FORMAT, "metrics", "expected a list such as [\"accuracy\"]");
+        t->compile.accuracy = 0;
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            char name[32], path[32];
+            snprintf(path, sizeof(path), "metrics[%u]", i);
+            if (as_str(d, &v->via.array.ptr[i], path, name, sizeof(name))) return -1;
+            if (strcmp(name, "accuracy") && strcmp(name, "acc"))
+                return fail(d, MAAS_ERR_UNKNOWN, path, "unknown metric '%s' (known: accuracy)",
+                            name);
+            t->compile.accuracy = 1;
+        }
+    }
+    if ((v = get(m, "epochs")) && as_i32(d, v, "epochs", 1, 1000000, &t->epochs)) return -1;
+    if ((v = get(m, "batch_size")) && as_i32(d, v, "batch_size", 1, 1 << 20, &t->batch_size))
+        return -1;
+    if ((v = get(m, "validation_split")) &&
+        as_f32(d, v, "validation_split", 0.0, 0.99, &t->validation_split))
+        return -1;
+    if ((v = get(m, "shuffle")) && as_bool(d, v, "shuffle", &t->shuffle)) return -1;
+    if ((v = get(m, "standardize")) && as_bool(d, v, "standardize", &t->standardize)) return -1;
+    if ((v = get(m, "seed"))) {
+        int64_t s = 0;
+        if (as_int(d, v, "seed", 0, INT64_MAX, &s)) return -1;
+        t->seed = (uint64_t)s;
+        t->has_seed = 1;
+    }
+    if ((v = get(m, "early_stopping"))) {
+        static const char *const keys[] = {"monitor", "patience", "min_delta", "restore_best",
+                                           NULL};
+        if (v->type != MSGPACK_OBJECT_MAP)
+            return fail(d, MAAS_ERR_FORMAT, "early_stopping", "expected a map");
+        if (check_keys(d, v, "early_stopping", keys)) return -1;
+        t->early_stopping = 1;
+        const msgpack_object *w;
+        if ((w = get(v, "monitor"))) {
+            if (as_str(d, w, "early_stopping.monitor", t->monitor, sizeof(t->monitor))) return -1;
+            if (strcmp(t->monitor, "loss") && strcmp(t->monitor, "val_loss") &&
+                strcmp(t->monitor, "accuracy") && strcmp(t->monitor, "val_accuracy"))
+                return fail(d, MAAS_ERR_FORMAT, "early_stopping.monitor",
+                            "expected loss, val_loss, accuracy or val_accuracy");
+        }
+        if ((w = get(v, "patience")) &&
+            as_i32(d, w, "early_stopping.patience", 0, 1000000, &t->patience))
+            return -1;
+        if ((w = get(v, "min_delta")) &&
+            as_f32(d, w, "early_stopping.min_delta", 0.0, 1e30, &t->min_delta))
+            return -1;
+        if ((w = get(v, "restore_best")) &&
+            as_bool(d, w, "early_stopping.restore_best", &t->restore_best))
+            return -1;
+    }
+    if ((v = get(m, "from"))) {
+        char text[2 * MAAS_NAME_MAX + 2];
+        if (as_str(d, v, "from", text, sizeof(text))) return -1;
+        if (maas_model_ref_parse(text, &t->from, e, sizeof(e)))
+            return fail(d, MAAS_ERR_FORMAT, "from", "%s", e);
+        t->has_from = 1;
+    }
+    return 0;
+}
+
+void maas_job_init(maas_job *j, maas_job_type type) {
+    memset(j, 0, sizeof(*j));
+    j->v = MAAS_PROTOCOL_VERSION;
+    j->type = type;
+    j->priority = 5;
+    j->train.epochs = 10;
+    j->train.batch_size = 32;
+    j->train.shuffle = 1;
+    j->train.patience = 2;
+    snprintf(j->train.monitor, sizeof(j->train.monitor), "val_loss");
+    j->train.compile.accuracy = 1;
+    maas_optim_defaults(&j->train.compile.optim, MAAS_OPT_ADAM);
+    snprintf(j->model.ref, sizeof(j->model.ref), "latest");
+}
+
+void maas_job_release(maas_job *j) {
+    if (!j) return;
+    matrix_release(&j->inputs);
+    matrix_release(&j->data.x);
+    matrix_release(&j->data.y);
+    free(j->train.keras_config);
+    j->train.keras_config = NULL;
+}
+
+maas_err maas_model_ref_parse(const char *text, maas_model_ref *out, char *errstr,
+                              size_t errstr_size) {
+    memset(out, 0, sizeof(*out));
+    const char *sep = strpbrk(text, ":@");
+    size_t n = sep ? (size_t)(sep - text) : strlen(text);
+    if (n == 0 || n > MAAS_NAME_MAX)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "model reference '%s' is not NAME, NAME:VERSION or NAME@ALIAS", text);
+    memcpy(out->name, text, n);
+    snprintf(out->ref, sizeof(out->ref), "latest");
+    maas_err err = maas_name_check("model name", out->name, errstr, errstr_size);
+    if (err) return err;
+    if (!sep) return MAAS_OK;
+    const char *r = sep + 1;
+    if (*sep == ':') {
+        char *end;
+        long v = strtol(r, &end, 10);
+        if (end == r || *end || v < 1 || v > INT_MAX)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                             "model reference '%s': version must be a number >= 1", text);
+    } else if (*r >= '0' && *r <= '9') {
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "model reference '%s': an alias cannot start with a digit", text);
+    }
+    if (strlen(r) > MAAS_NAME_MAX || maas_name_check("alias", r, errstr, errstr_size))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "model reference '%s': bad version or alias", text);
+    snprintf(out->ref, sizeof(out->ref), "%s", r);
+    return MAAS_OK;
+}
+
+void maas_model_ref_format(const maas_model_ref *r, char *out, size_t size) {
+    if (!r->ref[0] || !strcmp(r->ref, "latest"))
+        snprintf(out, size, "%s", r->name);
+    else if (r->ref[0] >= '0' && r->ref[0] <= '9')
+        snprintf(out, size, "%s:%s", r->name, r->ref);
+    else
+        snprintf(out, size, "%s@%s", r->name, r->ref);
+}
+
+static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, size_t errstr_size) {
+    dec d = {errstr, errstr_size, MAAS_OK};
+    const msgpack_object *v;
+    /* The id first, so a failure can still be reported against it. */
+    if ((v = get(m, "id")) && v->type == MSGPACK_OBJECT_STR) {
+        char id[MAAS_NAME_MAX + 1];
+        dec quiet = {NULL, 0, MAAS_OK};
+        if (as_name(&quiet, v, "id", id, sizeof(id)) == 0) snprintf(j->id, sizeof(j->id), "%s", id);
+    }
+    int64_t ver = 0;
+    if (!(v = get(m, "v")))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "field v: missing (the protocol version)");
+    if (as_int(&d, v, "v", 0, INT32_MAX, &ver)) return d.err;
+    if (ver != MAAS_PROTOCOL_VERSION)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "field v: protocol version %lld is not supported (this build speaks %d)",
+                         (long long)ver, MAAS_PROTOCOL_VERSION);
+    char type[16];
+    if (!(v = get(m, "type")))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field type: missing");
+    if (as_str(&d, v, "type", type, sizeof(type))) return d.err;
+    maas_job_type t = MAAS_JOBTYPE_NONE;
+    for (int i = 1; i <= MAAS_JOBTYPE_OPTIMIZE; i++)
+        if (!strcmp(type, type_names[i])) t = (maas_job_type)i;
+    if (!t)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "field type: unknown job type '%s' (known: train, infer, evaluate, "
+                         "optimize)",
+                         type);
+    char keep_id[MAAS_NAME_MAX + 1];
+    snprintf(keep_id, sizeof(keep_id), "%s", j->id);
+    maas_job_init(j, t);
+    snprintf(j->id, sizeof(j->id), "%s", keep_id);
+
+    static const char *const common[] = {"v",          "id",          "type",  "model",
+                                         "created_ms", "deadline_ms", "ttl_s", "priority"};
+    static const char *const infer_keys[] = {"inputs", "output"};
+    static const char *const train_keys[] = {"layers",      "keras_config", "loss",
+                                             "optimizer",   "metrics",      "epochs",
+                                             "batch_size",  "shuffle",      "validation_split",
+                                             "standardize", "seed",         "early_stopping",
+                                             "from",        "data"};
+    static const char *const eval_keys[] = {"data"};
+    static const char *const opt_keys[] = {"quantize", "prune", "finetune_epochs", "data"};
+    const char *allowed[40];
+    int na = 0;
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(common); i++) allowed[na++] = common[i];
+    const char *const *extra = t == MAAS_JOBTYPE_INFER      ? infer_keys
+                               : t == MAAS_JOBTYPE_TRAIN    ? train_keys
+                               : t == MAAS_JOBTYPE_EVALUATE ? eval_keys
+                                                            : opt_keys;
+    size_t ne = t == MAAS_JOBTYPE_INFER      ? MAAS_ARRAY_LEN(infer_keys)
+                : t == MAAS_JOBTYPE_TRAIN    ? MAAS_ARRAY_LEN(train_keys)
+                : t == MAAS_JOBTYPE_EVALUATE ? MAAS_ARRAY_LEN(eval_keys)
+                                             : MAAS_ARRAY_LEN(opt_keys);
+    for (size_t i = 0; i < ne; i++) allowed[na++] = extra[i];
+    allowed[na] = NULL;
+    if (check_keys(&d, m, "", allowed)) return d.err;
+
+    if (!j->id[0]) {
+        char bad[MAAS_NAME_MAX + 1];
+        if (!(v = get(m, "id")))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field id: missing");
+        as_name(&d, v, "id", bad, sizeof(bad));
+        return d.err ? d.err : MAAS_ERR_FORMAT;
+    }
+    char text[2 * MAAS_NAME_MAX + 2], e[MAAS_ERRSTR_SIZE];
+    if (!(v = get(m, "model")))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field model: missing");
+    if (as_str(&d, v, "model", text, sizeof(text))) return d.err;
+    if (maas_model_ref_parse(text, &j->model, e, sizeof(e)))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field model: %s", e);
+    if (t == MAAS_JOBTYPE_TRAIN && strcmp(j->model.ref, "latest"))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "field model: a train job names the model only (it makes the next "
+                         "version); start from a version with \"from\"");
+    if ((v = get(m, "created_ms")) && as_int(&d, v, "created_ms", 0, INT64_MAX, &j->created_ms))
+        return d.err;
+    if ((v = get(m, "deadline_ms")) && as_int(&d, v, "deadline_ms", 0, INT64_MAX, &j->deadline_ms))
+        return d.err;
+    if ((v = get(m, "ttl_s")) && as_i32(&d, v, "ttl_s", 0, 365 * 86400, &j->ttl_s)) return d.err;
+    if ((v = get(m, "priority")) && as_i32(&d, v, "priority", 0, 9, &j->priority)) return d.err;
+
+    switch (t) {
+    case MAAS_JOBTYPE_INFER:
+        if (!(v = get(m, "inputs")))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field inputs: missing");
+        if (as_matrix(&d, v, "inputs", &j->inputs)) return d.err;
+        if ((v = get(m, "output"))) {
+            char out[32];
+            if (as_str(&d, v, "output", out, sizeof(out))) return d.err;
+            if (!strcmp(out, "classes"))
+                j->want_classes = 1;
+            else if (strcmp(out, "probabilities"))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                 "field output: expected \"probabilities\" or \"classes\"");
+        }
+        break;
+    case MAAS_JOBTYPE_TRAIN:
+        if (as_train(&d, m, j)) return d.err;
+        if (!(v = get(m, "data")))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field data: missing");
+        if (as_data(&d, v, "data", &j->data)) return d.err;
+        break;
+    case MAAS_JOBTYPE_EVALUATE:
+        if (!(v = get(m, "data")))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field data: missing");
+        if (as_data(&d, v, "data", &j->data)) return d.err;
+        break;
+    case MAAS_JOBTYPE_OPTIMIZE:
+        if ((v = get(m, "quantize"))) {
+            char q[16];
+            if (as_str(&d, v, "quantize", q, sizeof(q))) return d.err;
+            if (strcmp(q, "int8"))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                 "field quantize: expected \"int8\", got \"%s\"", q);
+            j->optimize.quantize_int8 = 1;
+        }
+        if ((v = get(m, "prune")) && as_f32(&d, v, "prune", 0.0, 0.99, &j->optimize.prune))
+            return d.err;
+        if ((v = get(m, "finetune_epochs")) &&
+            as_i32(&d, v, "finetune_epochs", 0, 10000, &j->optimize.finetune_epochs))
+            return d.err;
+        if ((v = get(m, "data")) && as_data(&d, v, "data", &j->data)) return d.err;
+        if (!j->optimize.quantize_int8 && j->optimize.prune == 0.0f)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                             "field quantize: an optimize job needs quantize or prune");
+        if (j->optimize.finetune_epochs > 0 && !get(m, "data"))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                             "field data: fine-tuning needs data");
+        break;
+    default:
+        break;
+    }
+    return MAAS_OK;
+}
+
+maas_err maas_job_decode(const void *buf, size_t len, maas_job *out, char *errstr,
+                         size_t errstr_size) {
+    maas_job_init(out, MAAS_JOBTYPE_NONE);
+    msgpack_unpacked u;
+    maas_err err = unpack(buf, len, "job message", &u, errstr, errstr_size);
+    if (err) return err;
+    err = decode_job(&u.data, out, errstr, errstr_size);
+    msgpack_unpacked_destroy(&u);
+    if (err) {
+        char id[MAAS_NAME_MAX + 1];
+        snprintf(id, sizeof(id), "%s", out->id);
+        maas_job_release(out);
+        maas_job_init(out, MAAS_JOBTYPE_NONE);
+        snprintf(out->id, sizeof(out->id), "%s", id);
+    }
+    return err;
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void pk_str(msgpack_packer *pk, const char *s) {
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pk_matrix(msgpack_packer *pk, const maas_matrix *m) {
+    msgpack_pack_map(pk, 3);
+    pk_str(pk, "shape");
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_uint32(pk, m->rows);
+    msgpack_pack_uint32(pk, m->cols);
+    pk_str(pk, "dtype");
+    pk_str(pk, "float32");
+    pk_str(pk, "data");
+    size_t n = (size_t)m->rows * m->cols * sizeof(float);
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, m->data, n);
+}
+
+static void pk_data(msgpack_packer *pk, const maas_data *d) {
+    if (d->dataset[0]) {
+        msgpack_pack_map(pk, 1);
+        pk_str(pk, "dataset");
+        pk_str(pk, d->dataset);
+        return;
+    }
+    msgpack_pack_map(pk, 2);
+    pk_str(pk, "x");
+    pk_matrix(pk, &d->x);
+    pk_str(pk, "y");
+    pk_matrix(pk, &d->y);
+}
+
+static maas_err finish(msgpack_sbuffer *sb, unsigned char **buf, size_t *len, char *errstr,
+                       size_t errstr_size) {
+    if (!sb->data) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory encoding");
+    if (sb->size > MAAS_MSG_MAX_BYTES) {
+        msgpack_sbuffer_destroy(sb);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                         "the message would be %zu bytes, over the %zu limit (use a dataset)",
+                         sb->size, MAAS_MSG_MAX_BYTES);
+    }
+    *buf = (unsigned char *)sb->data; /* malloc'ed by the sbuffer */
+    *len = sb->size;
+    return MAAS_OK;
+}
+
+static int matrix_ok(const maas_matrix *m) {
+    return m->rows >= 1 && m->cols >= 1 && m->data;
+}
+
+maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, char *errstr,
+                         size_t errstr_size) {
+    *buf = NULL;
+    *len = 0;
+    maas_err err = maas_name_check("job id", j->id, errstr, errstr_size);
+    if (err) return err;
+    if (j->type < MAAS_JOBTYPE_TRAIN || j->type > MAAS_JOBTYPE_OPTIMIZE)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "unknown job type %d", (int)j->type);
+    int has_data = j->data.dataset[0] || matrix_ok(&j->data.x);
+    if (j->type == MAAS_JOBTYPE_INFER && !matrix_ok(&j->inputs))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "an infer job needs inputs");
+    if ((j->type == MAAS_JOBTYPE_TRAIN || j->type == MAAS_JOBTYPE_EVALUATE) && !has_data)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a %s job needs data",
+                         maas_job_type_name(j->type));
+    if (j->type == MAAS_JOBTYPE_TRAIN && j->train.n_layers < 1 && !j->train.keras_config)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a train job needs layers");
+    char ref[2 * MAAS_NAME_MAX + 2];
+    maas_model_ref_format(&j->model, ref, sizeof(ref));
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int n = 6 + (j->deadline_ms > 0) + (j->ttl_s > 0);
+    const maas_train_spec *t = &j->train;
+    switch (j->type) {
+    case MAAS_JOBTYPE_INFER:
+        n += 1 + j->want_classes;
+        break;
+    case MAAS_JOBTYPE_TRAIN:
+        n += 10 + t->has_seed + t->early_stopping + t->has_from;
+        break;
+    case MAAS_JOBTYPE_EVALUATE:
+        n += 1;
+        break;
+    default:
+        n += 2 + has_data + j->optimize.quantize_int8;
+        break;
+    }
+    msgpack_pack_map(&pk, (size_t)n);
+    pk_str(&pk, "v");
+    msgpack_pack_int(&pk, MAAS_PROTOCOL_VERSION);
+    pk_str(&pk, "id");
+    pk_str(&pk, j->id);
+    pk_str(&pk, "type");
+    pk_str(&pk, maas_job_type_name(j->type));
+    pk_str(&pk, "model");
+    pk_str(&pk, ref);
+    pk_str(&pk, "created_ms");
+    msgpack_pack_int64(&pk, j->created_ms);
+    pk_str(&pk, "priority");
+    msgpack_pack_int(&pk, j->priority);
+    if (j->deadline_ms > 0) {
+        pk_str(&pk, "deadline_ms");
+        msgpack_pack_int64(&pk, j->deadline_ms);
+    }
+    if (j->ttl_s > 0) {
+        pk_str(&pk, "ttl_s");
+        msgpack_pack_int(&pk, j->ttl_s);
+    }
+    switch (j->type) {
+    case MAAS_JOBTYPE_INFER:
+        pk_str(&pk, "inputs");
+        pk_matrix(&pk, &j->inputs);
+        if (j->want_classes) {
+            pk_str(&pk, "output");
+            pk_str(&pk, "classes");
+        }
+        break;
+    case MAAS_JOBTYPE_TRAIN: {
+        if (t->keras_config) {
+            pk_str(&pk, "keras_config");
+            pk_str(&pk, t->keras_config);
+        } else {
+            pk_str(&pk, "layers");
+            msgpack_pack_array(&pk, (size_t)t->n_layers);
+            for (int i = 0; i < t->n_layers; i++) {
+                const maas_layer_spec *s = &t->layers[i];
+                if (s->kind == MAAS_LAYER_DROPOUT) {
+                    msgpack_pack_map(&pk, 1 + (s->name[0] != 0));
+                    pk_str(&pk, "dropout");
+                    msgpack_pack_double(&pk, s->rate);
+                } else {
+                    msgpack_pack_map(&pk, 4 + (s->name[0] != 0));
+                    pk_str(&pk, "units");
+                    msgpack_pack_int(&pk, s->units);
+                    pk_str(&pk, "activation");
+                    pk_str(&pk, maas_act_name(s->act));
+                    pk_str(&pk, "use_bias");
+                    s->use_bias ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+                    pk_str(&pk, "kernel_initializer");
+                    pk_str(&pk, maas_init_name(s->kernel_init));
+                }
+                if (s->name[0]) {
+                    pk_str(&pk, "name");
+                    pk_str(&pk, s->name);
+                }
+            }
+        }
+        const maas_optim_spec *o = &t->compile.optim;
+        pk_str(&pk, "loss");
+        pk_str(&pk, maas_loss_name(t->compile.loss));
+        pk_str(&pk, "optimizer");
+        msgpack_pack_map(&pk, 8);
+        pk_str(&pk, "name");
+        pk_str(&pk, maas_opt_name(o->kind));
+        pk_str(&pk, "learning_rate");
+        msgpack_pack_double(&pk, o->learning_rate);
+        pk_str(&pk, "beta_1");
+        msgpack_pack_double(&pk, o->beta_1);
+        pk_str(&pk, "beta_2");
+        msgpack_pack_double(&pk, o->beta_2);
+        pk_str(&pk, "epsilon");
+        msgpack_pack_double(&pk, o->epsilon);
+        pk_str(&pk, "momentum");
+        msgpack_pack_double(&pk, o->momentum);
+        pk_str(&pk, "nesterov");
+        o->nesterov ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        pk_str(&pk, "rho");
+        msgpack_pack_double(&pk, o->rho);
+        pk_str(&pk, "metrics");
+        msgpack_pack_array(&pk, t->compile.accuracy ? 1 : 0);
+        if (t->compile.accuracy) pk_str(&pk, "accuracy");
+        pk_str(&pk, "epochs");
+        msgpack_pack_int(&pk, t->epochs);
+        pk_str(&pk, "batch_size");
+        msgpack_pack_int(&pk, t->batch_size);
+        pk_str(&pk, "shuffle");
+        t->shuffle ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        pk_str(&pk, "validation_split");
+        msgpack_pack_double(&pk, t->validation_split);
+        pk_str(&pk, "standardize");
+        t->standardize ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        if (t->has_seed) {
+            pk_str(&pk, "seed");
+            msgpack_pack_uint64(&pk, t->seed);
+        }
+        if (t->early_stopping) {
+            pk_str(&pk, "early_stopping");
+            msgpack_pack_map(&pk, 4);
+            pk_str(&pk, "monitor");
+            pk_str(&pk, t->monitor[0] ? t->monitor : "val_loss");
+            pk_str(&pk, "patience");
+            msgpack_pack_int(&pk, t->patience);
+            pk_str(&pk, "min_delta");
+            msgpack_pack_double(&pk, t->min_delta);
+            pk_str(&pk, "restore_best");
+            t->restore_best ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        }
+        if (t->has_from) {
+            char from[2 * MAAS_NAME_MAX + 2];
+            maas_model_ref_format(&t->from, from, sizeof(from));
+            pk_str(&pk, "from");
+            pk_str(&pk, from);
+        }
+        pk_str(&pk, "data");
+        pk_data(&pk, &j->data);
+        break;
+    }
+    case MAAS_JOBTYPE_EVALUATE:
+        pk_str(&pk, "data");
+        pk_data(&pk, &j->data);
+        break;
+    default:
+        if (j->optimize.quantize_int8) {
+            pk_str(&pk, "quantize");
+            pk_str(&pk, "int8");
+        }
+        pk_str(&pk, "prune");
+        msgpack_pack_double(&pk, j->optimize.prune);
+        pk_str(&pk, "finetune_epochs");
+        msgpack_pack_int(&pk, j->optimize.finetune_epochs);
+        if (has_data) {
+            pk_str(&pk, "data");
+            pk_data(&pk, &j->data);
+        }
+        break;
+    }
+    return finish(&sb, buf, len, errstr, errstr_size);
+}
+
+/* ------------------------------------------------------------ results */
+
+void maas_result_init(maas_result *r, maas_job_type type) {
+    memset(r, 0, sizeof(*r));
+    r->v = MAAS_PROTOCOL_VERSION;
+    r->type = type;
+    r->loss = r->accuracy = NAN;
+}
+
+void maas_result_release(maas_result *r) {
+    if (!r) return;
+    matrix_release(&r->outputs);
+    free(r->classes);
+    free(r->history);
+    r->classes = NULL;
+    r->history = NULL;
+    r->n_history = 0;
+}
+
+static void pk_num_opt(msgpack_packer *pk, const char *key, double v, int *n_written) {
+    if (isnan(v)) return;
+    pk_str(pk, key);
+    msgpack_pack_double(pk, v);
+    (*n_written)++;
+}
+
+maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *len, char *errstr,
+                            size_t errstr_size) {
+    *buf = NULL;
+    *len = 0;
+    if (r->type < MAAS_JOBTYPE_TRAIN || r->type > MAAS_JOBTYPE_OPTIMIZE)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "unknown result type");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int infer = r->type == MAAS_JOBTYPE_INFER;
+    int n = 4;
+    if (infer)
+        n += 1 + (r->classes != NULL);
+    else
+        n += 1 + !isnan(r->loss) + !isnan(r->accuracy) + (r->type == MAAS_JOBTYPE_TRAIN ? 2 : 0);
+    msgpack_pack_map(&pk, (size_t)n);
+    pk_str(&pk, "v");
+    msgpack_pack_int(&pk, r->v);
+    pk_str(&pk, "type");
+    pk_str(&pk, maas_job_type_name(r->type));
+    pk_str(&pk, "model");
+    pk_str(&pk, r->model);
+    pk_str(&pk, "version");
+    msgpack_pack_int(&pk, r->version);
+    if (infer) {
+        pk_str(&pk, "outputs");
+        pk_matrix(&pk, &r->outputs);
+        if (r->classes) {
+            pk_str(&pk, "classes");
+            msgpack_pack_array(&pk, r->outputs.rows);
+            for (uint32_t i = 0; i < r->outputs.rows; i++) msgpack_pack_int32(&pk, r->classes[i]);
+        }
+    } else {
+        int w = 0;
+        pk_str(&pk, "rows");
+        msgpack_pack_uint64(&pk, r->rows);
+        pk_num_opt(&pk, "loss", r->loss, &w);
+        pk_num_opt(&pk, "accuracy", r->accuracy, &w);
+        if (r->type == MAAS_JOBTYPE_TRAIN) {
+            pk_str(&pk, "created");
+            r->created ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+            pk_str(&pk, "history");
+            msgpack_pack_array(&pk, (size_t)r->n_history);
+            for (int i = 0; i < r->n_history; i++) {
+                const maas_history_entry *h = &r->history[i];
+                int m = 2 + !isnan(h->accuracy) + !isnan(h->val_loss) + !isnan(h->val_accuracy);
+                msgpack_pack_map(&pk, (size_t)m);
+                pk_str(&pk, "epoch");
+                msgpack_pack_int(&pk, h->epoch);
+                int dummy = 0;
+                pk_str(&pk, "loss");
+                msgpack_pack_double(&pk, h->loss);
+                pk_num_opt(&pk, "accuracy", h->accuracy, &dummy);
+                pk_num_opt(&pk, "val_loss", h->val_loss, &dummy);
+                pk_num_opt(&pk, "val_accuracy", h->val_accuracy, &dummy);
+            }
+        }
+    }
+    return finish(&sb, buf, len, errstr, errstr_size);
+}
+
+maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char *errstr,
+                            size_t errstr_size) {
+    maas_result_init(out, MAAS_JOBTYPE_NONE);
+    msgpack_unpacked u;
+    maas_err err = unpack(buf, len, "result", &u, errstr, errstr_size);
+    if (err) return err;
+    const msgpack_object *m = &u.data, *v;
+    dec d = {errstr, errstr_size, MAAS_OK};
+    static const char *const keys[] = {"v",    "type", "model",    "version", "outputs", "classes",
+                                       "rows", "loss", "accuracy", "created", "history", NULL};
+    char type[16];
+    int64_t ver = 0;
+    if (check_keys(&d, m, "", keys)) goto done;
+    if (!(v = get(m, "v")) || as_int(&d, v, "v", 1, 1, &ver)) {
+        if (!d.err) fail(&d, MAAS_ERR_FORMAT, "v", "missing");
+        goto done;
+    }
+    if (!(v = get(m, "type")) || as_str(&d, v, "type", type, sizeof(type))) {
+        if (!d.err) fail(&d, MAAS_ERR_FORMAT, "type", "missing");
+        goto done;
+    }
+    for (int i = 1; i <= MAAS_JOBTYPE_OPTIMIZE; i++)
+        if (!strcmp(type, type_names[i])) out->type = (maas_job_type)i;
+    if (!out->type) {
+        fail(&d, MAAS_ERR_FORMAT, "type", "unknown result type '%s'", type);
+        goto done;
+    }
+    if ((v = get(m, "model")) && as_name(&d, v, "model", out->model, sizeof(out->model))) goto done;
+    if ((v = get(m, "version")) && as_i32(&d, v, "version", 0, INT32_MAX, &out->version)) goto done;
+    if ((v = get(m, "outputs")) && as_matrix(&d, v, "outputs", &out->outputs)) goto done;
+    if ((v = get(m, "classes"))) {
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != out->outputs.rows) {
+            fail(&d, MAAS_ERR_SHAPE, "classes", "expected one class per output row");
+            goto done;
+        }
+        out->classes = malloc((out->outputs.rows ? out->outputs.rows : 1) * sizeof(int32_t));
+        for (uint32_t i = 0; out->classes && i < v->via.array.size; i++)
+            if (as_i32(&d, &v->via.array.ptr[i], "classes[]", 0, MAAS_MAX_UNITS, &out->classes[i]))
+                goto done;
+    }
+    int64_t rows = 0;
+    if ((v = get(m, "rows")) && as_int(&d, v, "rows", 0, INT64_MAX, &rows)) goto done;
+    out->rows = (size_t)rows;
+    if ((v = get(m, "loss")) && as_num(&d, v, "loss", -1e300, 1e300, &out->loss)) goto done;
+    if ((v = get(m, "accuracy")) && as_num(&d, v, "accuracy", 0, 1, &out->accuracy)) goto done;
+    if ((v = get(m, "created")) && as_bool(&d, v, "created", &out->created)) goto done;
+    if ((v = get(m, "history"))) {
+        if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > 1000000) {
+            fail(&d, MAAS_ERR_FORMAT, "history", "expected a list");
+            goto done;
+        }
+        out->history = calloc(v->via.array.size + 1, sizeof(*out->history));
+        if (!out->history) {
+            fail(&d, MAAS_ERR_NOMEM, "history", "out of memory");
+            goto done;
+        }
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            const msgpack_object *h = &v->via.array.ptr[i], *w;
+            maas_history_entry *e = &out->history[out->n_history++];
+            e->accuracy = e->val_loss = e->val_accuracy = NAN;
+            static const char *const hk[] = {"epoch",    "loss",         "accuracy",
+                                             "val_loss", "val_accuracy", NULL};
+            if (h->type != MSGPACK_OBJECT_MAP || check_keys(&d, h, "history[]", hk)) {
+                if (!d.err) fail(&d, MAAS_ERR_FORMAT, "history[]", "expected a map");
+                goto done;
+            }
+            if ((w = get(h, "epoch")) && as_i32(&d, w, "history[].epoch", 1, INT32_MAX, &e->epoch))
+                goto done;
+            if ((w = get(h, "loss")) && as_num(&d, w, "history[].loss", -1e300, 1e300, &e->loss))
+                goto done;
+            if ((w = get(h, "accuracy")) && as_num(&d, w, "history[].accuracy", 0, 1, &e->accuracy))
+                goto done;
+            if ((w = get(h, "val_loss")) &&
+                as_num(&d, w, "history[].val_loss", -1e300, 1e300, &e->val_loss))
+                goto done;
+            if ((w = get(h, "val_accuracy")) &&
+                as_num(&d, w, "history[].val_accuracy", 0, 1, &e->val_accuracy))
+                goto done;
+        }
+    }
+done:
+    msgpack_unpacked_destroy(&u);
+    if (d.err) maas_result_release(out);
+    return d.err;
+}
