@@ -229,6 +229,25 @@ maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key
     return MAAS_OK;
 }
 
+maas_err maas_producer_send_headers(maas_producer *p, const char *topic, const void *key,
+                                    size_t key_len, const void *value, size_t value_len,
+                                    const maas_setting *headers, int n_headers, void *msg_opaque,
+                                    char *errstr, size_t errstr_size) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new((size_t)n_headers);
+    for (int i = 0; i < n_headers; i++)
+        rd_kafka_header_add(h, headers[i].key, -1, headers[i].value, -1);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
+        RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h); /* only freed by us when producev failed */
+        return maas_errf(errstr, errstr_size, map_err(e), "produce to '%s': %s", topic,
+                         rd_kafka_err2str(e));
+    }
+    return MAAS_OK;
+}
+
 int maas_producer_poll(maas_producer *p, int timeout_ms) {
     return rd_kafka_poll(p->rk, timeout_ms);
 }
@@ -345,6 +364,25 @@ maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size
     rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         return maas_errf(errstr, errstr_size, map_err(e), "commit: %s", rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+maas_err maas_consumer_seek(maas_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                            char *errstr, size_t errstr_size) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+    rd_kafka_resp_err_t pe = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        maas_err err = maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "seek %s[%d]: %s", topic,
+                                 (int)partition, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return err;
+    }
+    if (pe)
+        return maas_errf(errstr, errstr_size, map_err(pe), "seek %s[%d]: %s", topic, (int)partition,
+                         rd_kafka_err2str(pe));
     return MAAS_OK;
 }
 

@@ -1188,3 +1188,50 @@ done:
     if (d.err) maas_result_release(out);
     return d.err;
 }
+
+/* ------------------------------------------------------------ datasets */
+
+void maas_matrix_release(maas_matrix *m) {
+    matrix_release(m);
+}
+
+maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigned char **buf,
+                             size_t *len, char *errstr, size_t errstr_size) {
+    *buf = NULL;
+    *len = 0;
+    if (!matrix_ok(x) || !matrix_ok(y) || x->rows != y->rows)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                         "a dataset needs x and y with the same number of rows");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    pk_str(&pk, "x");
+    pk_matrix(&pk, x);
+    pk_str(&pk, "y");
+    pk_matrix(&pk, y);
+    return finish(&sb, buf, len, errstr, errstr_size);
+}
+
+maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char *errstr,
+                             size_t errstr_size) {
+    msgpack_unpacked u;
+    maas_err err = unpack(buf, len, "dataset", &u, errstr, errstr_size);
+    if (err) return err;
+    dec d = {errstr, errstr_size, MAAS_OK};
+    maas_data tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    as_data(&d, &u.data, "dataset", &tmp);
+    msgpack_unpacked_destroy(&u);
+    if (d.err || tmp.dataset[0]) {
+        matrix_release(&tmp.x);
+        matrix_release(&tmp.y);
+        return d.err ? d.err
+                     : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                 "a dataset must hold x and y, not another dataset's name");
+    }
+    data->x = tmp.x;
+    data->y = tmp.y;
+    return MAAS_OK;
+}

@@ -18,6 +18,7 @@ static const char *const err_codes[MAAS_ERR__COUNT] = {
     [MAAS_ERR_UNAVAILABLE] = "UNAVAILABLE",
     [MAAS_ERR_TIMEOUT] = "TIMEOUT",
     [MAAS_ERR_CONFLICT] = "CONFLICT",
+    [MAAS_ERR_UNSUPPORTED] = "UNSUPPORTED",
 };
 
 int maas_err_retriable(maas_err err) {

@@ -365,6 +365,12 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
 
 static const char job_transition_lua[] =
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if not st and ARGV[10] == '1' then\n"
+    "  redis.call('HSET', KEYS[1], 'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13],\n"
+    "             'state', 'queued', 'attempts', 0, 'created_ms', ARGV[14],\n"
+    "             'deadline_ms', ARGV[15], 'ttl_s', ARGV[16])\n"
+    "  st = 'queued'\n"
+    "end\n"
     "if not st then return {-1, ''} end\n"
     "local idx = {queued=1, running=2, succeeded=3, failed=4, expired=5, cancelled=6}\n"
     "local i = idx[st] or 0\n"
@@ -418,6 +424,14 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     arg_s(&a, u->error_message);
     arg_i(&a, u->ttl_s);
     arg_s(&a, u->result ? "1" : "0");
+    const maas_job_record *c = u->create;
+    arg_s(&a, c ? "1" : "0");
+    arg_s(&a, id);
+    arg_s(&a, c ? c->type : "");
+    arg_s(&a, c ? c->model : "");
+    arg_i(&a, c && c->created_ms ? c->created_ms : now_ms());
+    arg_i(&a, c ? c->deadline_ms : 0);
+    arg_i(&a, u->ttl_s);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
     long long ok = rep->elements >= 1 ? rep->element[0]->integer : -1;
@@ -767,5 +781,92 @@ maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t
     freeReplyObject(rep);
     qsort(v, (size_t)*n, sizeof(char *), cmp_str);
     *names = v;
+    return MAAS_OK;
+}
+
+/* ---- datasets ---- */
+
+maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, size_t len,
+                             char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("dataset name", name, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "dataset:{%s}", name);
+    const char *argv[] = {"SET", key, bytes};
+    size_t lens[] = {3, strlen(key), len};
+    redisReply *rep = cmd(kv, 3, argv, lens, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_dataset_get(maas_kv *kv, const char *name, unsigned char **bytes, size_t *len,
+                             char *errstr, size_t errstr_size) {
+    *bytes = NULL;
+    *len = 0;
+    maas_err err = maas_name_check("dataset name", name, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "dataset:{%s}", name);
+    const char *argv[] = {"GET", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no dataset '%s'", name);
+    }
+    *bytes = malloc(rep->len ? rep->len : 1);
+    if (!*bytes) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(*bytes, rep->str, rep->len);
+    *len = rep->len;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("dataset name", name, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "dataset:{%s}", name);
+    const char *argv[] = {"DEL", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long n = rep->integer;
+    freeReplyObject(rep);
+    return n ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no dataset '%s'", name);
+}
+
+/* ---- the fleet ---- */
+
+maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting *fields,
+                                 int n_fields, int ttl_s, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("worker id", id, errstr, errstr_size);
+    if (err) return err;
+    if (n_fields < 1 || n_fields > 20)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "1..20 worker fields");
+    char key[256], kset[128];
+    KEY(key, kv, "worker:{%s}", id);
+    snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
+    argv_buf a = {0};
+    arg_s(&a, "HSET");
+    arg_s(&a, key);
+    for (int i = 0; i < n_fields; i++) {
+        arg_s(&a, fields[i].key);
+        arg_s(&a, fields[i].value);
+    }
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 30);
+    const char *ex[] = {"EXPIRE", key, ttl};
+    if (!(rep = cmd(kv, 3, ex, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    const char *sadd[] = {"SADD", kset, id};
+    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
     return MAAS_OK;
 }

@@ -63,6 +63,12 @@ maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key
                             const void *value, size_t value_len, void *msg_opaque, char *errstr,
                             size_t errstr_size);
 
+/* The same with message headers (e.g. the reason a job was dead-lettered). */
+maas_err maas_producer_send_headers(maas_producer *p, const char *topic, const void *key,
+                                    size_t key_len, const void *value, size_t value_len,
+                                    const maas_setting *headers, int n_headers, void *msg_opaque,
+                                    char *errstr, size_t errstr_size);
+
 /* Serves delivery reports for up to timeout_ms; returns how many were served. */
 int maas_producer_poll(maas_producer *p, int timeout_ms);
 
@@ -118,6 +124,13 @@ maas_err maas_consumer_store(maas_consumer *c, const char *topic, int32_t partit
 
 /* Commits the stored offsets now (synchronously). */
 maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size);
+
+/*
+ * Rewinds (topic, partition) to offset so the messages from there are delivered
+ * again (a job that failed for a retriable reason is retried this way).
+ */
+maas_err maas_consumer_seek(maas_consumer *c, const char *topic, int32_t partition, int64_t offset,
+                            char *errstr, size_t errstr_size);
 
 /* Pauses / resumes fetching on every assigned partition (keep polling meanwhile). */
 maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t errstr_size);

@@ -28,6 +28,7 @@ typedef enum maas_err {
     MAAS_ERR_UNAVAILABLE, /* Kafka or Redis cannot be reached: retry later */
     MAAS_ERR_TIMEOUT,     /* a deadline passed */
     MAAS_ERR_CONFLICT,    /* the state changed under us (e.g. an alias moved); retry */
+    MAAS_ERR_UNSUPPORTED, /* a valid request this build cannot carry out yet */
     MAAS_ERR__COUNT
 } maas_err;
 

@@ -118,6 +118,14 @@ maas_err maas_job_decode(const void *buf, size_t len, maas_job *out, char *errst
 maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, char *errstr,
                          size_t errstr_size);
 
+/* A dataset blob (stored in Redis by name): the msgpack map {"x": matrix, "y": matrix}. */
+maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigned char **buf,
+                             size_t *len, char *errstr, size_t errstr_size);
+/* Fills data->x and data->y (owned by data; free with maas_job_release on the job, or each). */
+maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char *errstr,
+                             size_t errstr_size);
+void maas_matrix_release(maas_matrix *m);
+
 /* ---- results (the job record's `result` field) ---- */
 
 typedef struct maas_history_entry {

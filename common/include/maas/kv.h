@@ -105,6 +105,9 @@ typedef struct maas_job_update {
     const char *error_code;
     const char *error_message;
     int ttl_s;
+    /* When the job has no record (a client produced it straight to Kafka), create
+     * one from this first (state queued), then apply the transition. NULL: no. */
+    const maas_job_record *create;
 } maas_job_update;
 
 maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
@@ -170,6 +173,25 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
  */
 maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, int version,
                            int expect, char *errstr, size_t errstr_size);
+
+/* ---- datasets: named blobs (msgpack {"x", "y"}, see job.h) a job can reference ---- */
+
+maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, size_t len,
+                             char *errstr, size_t errstr_size);
+/* *bytes malloc'ed (free()); UNKNOWN when there is no such dataset. */
+maas_err maas_kv_dataset_get(maas_kv *kv, const char *name, unsigned char **bytes, size_t *len,
+                             char *errstr, size_t errstr_size);
+maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, size_t errstr_size);
+
+/* ---- the fleet ---- */
+
+/*
+ * A worker announces itself (hash maas:worker:{ID}, expiring after ttl_s) with
+ * free-form fields (host, pid, loaded versions, jobs done...). Call it every
+ * few seconds; a worker that stops announcing drops out of the list.
+ */
+maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting *fields,
+                                 int n_fields, int ttl_s, char *errstr, size_t errstr_size);
 
 /* Model names, sorted; *names is an array of n malloc'ed strings (free each, then it). */
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""maas-worker against real Kafka and Redis (the services fixture): the
+semantics the worker promises, checked from the outside with a plain Python
+client (confluent-kafka, redis-py, msgpack from Debian).
+
+ 1. two workers share a stream of inference and training jobs; every job ends in
+    exactly one final record, every training job in exactly one model version;
+ 2. kill -9 of the worker running a training job: it completes on the other
+    worker, with exactly one version;
+ 3. a training job longer than max.poll.interval.ms completes once, no rebalance;
+ 4. a poison corpus gives a failed record or a dead letter for each message, and
+    the worker keeps serving;
+ 5. cancel, deadline expiry, alias moves.
+usage: test_worker.py WORKER_BINARY WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
+"""
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+import uuid
+
+import msgpack
+import redis
+from confluent_kafka import Consumer, Producer
+
+WORKER, WORK = sys.argv[1], sys.argv[2]
+BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
+REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
+os.makedirs(WORK, exist_ok=True)
+R = redis.Redis.from_url(REDIS_URL)
+P = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
+RUN = uuid.uuid4().hex[:8]
+FAST = ["-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500",
+        "-X", "kafka.max.poll.interval.ms=7000"]
+failures = []
+workers = {}
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def start_worker(name, *extra):
+    log = open(os.path.join(WORK, f"{name}.log"), "w")
+    p = subprocess.Popen([WORKER, "--brokers", BROKERS, "--redis", REDIS_URL, "--id", name,
+                          *FAST, *extra], stderr=log, stdout=log)
+    workers[name] = p
+    return p
+
+
+def stop_all():
+    for p in workers.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for name, p in workers.items():
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def mat(rows):
+    flat = [v for r in rows for v in r]
+    return {"shape": [len(rows), len(rows[0])], "dtype": "float32",
+            "data": struct.pack("<%df" % len(flat), *flat)}
+
+
+def send(topic, job, raw=None):
+    P.produce(topic, key=job.get("id", "x") if job else "x",
+              value=raw if raw is not None else msgpack.packb(job))
+    P.flush(10)
+
+
+def rec(jid):
+    return {k.decode(): v for k, v in R.hgetall(f"maas:job:{{{jid}}}").items()}
+
+
+def wait_final(ids, timeout):
+    end = time.time() + timeout
+    pending = set(ids)
+    while pending and time.time() < end:
+        for jid in list(pending):
+            if R.hget(f"maas:job:{{{jid}}}", "state") in (b"succeeded", b"failed", b"expired",
+                                                          b"cancelled"):
+                pending.discard(jid)
+        time.sleep(0.05)
+    return pending
+
+
+def wait_state(jid, states, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        s = R.hget(f"maas:job:{{{jid}}}", "state")
+        if s and s.decode() in states:
+            return s.decode()
+        time.sleep(0.05)
+    return None
+
+
+def train_job(jid, model, rows_x, rows_y, epochs=5, **kw):
+    j = {"v": 1, "id": jid, "type": "train", "model": model,
+         "layers": kw.pop("layers", [{"units": 16, "activation": "relu"},
+                                     {"units": 1, "activation": "sigmoid"}]),
+         "loss": kw.pop("loss", "binary_crossentropy"), "epochs": epochs, "batch_size": 32,
+         "seed": 3, "data": {"x": mat(rows_x), "y": mat(rows_y)}}
+    j.update(kw)
+    return j
+
+
+def infer_job(jid, model, rows, **kw):
+    j = {"v": 1, "id": jid, "type": "infer", "model": model, "inputs": rows}
+    j.update(kw)
+    return j
+
+
+rng = random.Random(5)
+X = [[rng.gauss(0, 1) for _ in range(8)] for _ in range(400)]
+Y = [[1.0 if r[0] + r[1] > 0 else 0.0] for r in X]
+
+try:
+    start_worker("wa")
+    start_worker("wb")
+    time.sleep(2)
+
+    # 1. a mixed stream shared by two workers
+    model = f"mix-{RUN}"
+    first = f"t0-{RUN}"
+    send("maas.jobs.work", train_job(first, model, X, Y))
+    check(wait_final([first], 60) == set(), "the first training job finishes")
+    trains = [f"t{i}-{RUN}" for i in range(1, 5)]
+    infers = [f"i{i}-{RUN}" for i in range(300)]
+    for i, jid in enumerate(infers):
+        P.produce("maas.jobs.infer", key=jid, value=msgpack.packb(infer_job(jid, model, [X[i]])))
+        if i % 75 == 0:
+            t = trains[i // 75]
+            P.produce("maas.jobs.work", key=t, value=msgpack.packb(train_job(t, model, X, Y, 3)))
+    P.flush(10)
+    left = wait_final(infers + trains, 120)
+    check(not left, f"300 inference + 4 training jobs all final ({len(left)} left)")
+    states = [rec(j).get("state") for j in infers + trains]
+    check(all(s == b"succeeded" for s in states), "every job succeeded")
+    check(all(rec(j).get("attempts") in (b"0", b"1") for j in infers + trains),
+          "every job ran once (attempts <= 1)")
+    served = {rec(j).get("worker", b"").decode() for j in trains}
+    versions = R.hgetall(f"maas:model:{{{model}}}:jobs")
+    check(len(versions) == 5 and sorted(int(v) for v in versions.values()) == [1, 2, 3, 4, 5],
+          f"5 training jobs made exactly versions 1..5 ({sorted(versions.values())})")
+    res = msgpack.unpackb(rec(infers[0])["result"])
+    check(res["model"] == model and len(res["outputs"]["data"]) == 4, "an inference result holds one output")
+    inf_workers = {rec(j).get("worker", b"").decode() for j in infers}
+    print(f"     training ran on {sorted(served)}; partitions shared by both workers: "
+          f"{len(set(rec(j).get('worker') for j in infers + trains))} worker ids in records")
+
+    # 5a. alias moves take effect on the next job
+    R.hset(f"maas:model:{{{model}}}:aliases", "production", 2)
+    a1 = f"alias1-{RUN}"
+    send("maas.jobs.infer", infer_job(a1, f"{model}@production", [X[0]]))
+    wait_final([a1], 20)
+    R.hset(f"maas:model:{{{model}}}:aliases", "production", 4)
+    a2 = f"alias2-{RUN}"
+    send("maas.jobs.infer", infer_job(a2, f"{model}@production", [X[0]]))
+    wait_final([a2], 20)
+    v1 = msgpack.unpackb(rec(a1)["result"])["version"]
+    v2 = msgpack.unpackb(rec(a2)["result"])["version"]
+    check((v1, v2) == (2, 4), f"moving production from 2 to 4 takes effect at once ({v1}, {v2})")
+
+    # 5b. deadlines: a job past its deadline is not computed
+    d1 = f"late-{RUN}"
+    send("maas.jobs.infer", infer_job(d1, model, [X[0]], deadline_ms=int(time.time() * 1000) - 1000))
+    wait_final([d1], 20)
+    check(rec(d1).get("state") == b"expired" and b"result" not in rec(d1), "a late job is expired, not computed")
+
+    # 4. poison: every bad message gets a failed record or a dead letter; serving goes on
+    dlq = Consumer({"bootstrap.servers": BROKERS, "group.id": f"dlq-{RUN}", "auto.offset.reset": "earliest"})
+    dlq.subscribe(["maas.jobs.dlq"])
+    poison = {
+        f"p-shape-{RUN}": infer_job(f"p-shape-{RUN}", model, [[1.0] * 9]),
+        f"p-nomodel-{RUN}": infer_job(f"p-nomodel-{RUN}", f"nope-{RUN}", [X[0]]),
+        f"p-noalias-{RUN}": infer_job(f"p-noalias-{RUN}", f"{model}@canary", [X[0]]),
+        f"p-nan-{RUN}": None,
+        f"p-types-{RUN}": {"v": 1, "id": f"p-types-{RUN}", "type": "infer", "model": model, "inputs": "lots"},
+        f"p-huge-{RUN}": {"v": 1, "id": f"p-huge-{RUN}", "type": "infer", "model": model,
+                          "inputs": {"shape": [16000000, 65536], "dtype": "float32", "data": b"\0" * 8}},
+        f"p-train-{RUN}": train_job(f"p-train-{RUN}", f"div-{RUN}", X, [[5.0]] * 400),
+        f"p-opt-{RUN}": {"v": 1, "id": f"p-opt-{RUN}", "type": "optimize", "model": model, "quantize": "int8"},
+    }
+    nan = msgpack.packb(infer_job(f"p-nan-{RUN}", model, [X[0]]))
+    nan = nan.replace(struct.pack(">d", X[0][0]), struct.pack(">d", float("nan")))
+    for jid, job in poison.items():
+        topic = "maas.jobs.work" if job and job["type"] in ("train", "optimize") else "maas.jobs.infer"
+        send(topic, job, raw=nan if job is None else None)
+    garbage = [b"\x00\x01garbage", msgpack.packb({"v": 1, "id": "t"})[:-2], b"\xc1", b""]
+    for g in garbage:
+        send("maas.jobs.infer", None, raw=g)
+    left = wait_final(list(poison), 60)
+    check(not left, f"every poison job with an id has a final record ({sorted(left)})")
+    codes = {jid: rec(jid).get("error_code", b"").decode() for jid in poison}
+    check(all(rec(j).get("state") == b"failed" for j in poison), f"all failed: {codes}")
+    check(codes[f"p-shape-{RUN}"] == "SHAPE_MISMATCH" and codes[f"p-nomodel-{RUN}"] == "UNKNOWN_NAME"
+          and codes[f"p-nan-{RUN}"] == "NON_FINITE" and codes[f"p-types-{RUN}"] == "BAD_FORMAT"
+          and codes[f"p-train-{RUN}"] == "LABEL_OUT_OF_RANGE" and codes[f"p-opt-{RUN}"] == "UNSUPPORTED",
+          "each failure has the right code")
+    check(b"expected 8, got 9" in rec(f"p-shape-{RUN}").get("error_message", b""),
+          "the shape error names the field")
+    seen, end = [], time.time() + 30
+    while len(seen) < len(poison) + len(garbage) and time.time() < end:
+        m = dlq.poll(0.5)
+        if m is not None and not m.error():
+            seen.append(dict((k, v) for k, v in (m.headers() or [])))
+    dlq.close()
+    check(len(seen) >= len(poison) + len(garbage),
+          f"every poison message reached the dead-letter topic ({len(seen)} of {len(poison) + len(garbage)})")
+    check(all("maas-error-code" in h for h in seen), "dead letters carry the reason in headers")
+    ok = f"after-poison-{RUN}"
+    send("maas.jobs.infer", infer_job(ok, model, [X[1]]))
+    check(wait_final([ok], 20) == set() and rec(ok).get("state") == b"succeeded",
+          "the workers keep serving after the poison")
+    check(all(p.poll() is None for p in workers.values()), "no worker exited")
+
+    # 5c. cancel a long training job
+    BIGX = [[rng.gauss(0, 1) for _ in range(64)] for _ in range(20000)]
+    BIGY = [[float(rng.randrange(10))] for _ in range(20000)]
+    big = dict(layers=[{"units": 512, "activation": "relu"}, {"units": 512, "activation": "relu"},
+                       {"units": 10, "activation": "softmax"}],
+               loss="sparse_categorical_crossentropy")
+    # 5 MB of data: too big for a Kafka message, so it goes in as a dataset
+    R.set(f"maas:dataset:{{big-{RUN}}}", msgpack.packb({"x": mat(BIGX), "y": mat(BIGY)}))
+    big["data"] = {"dataset": f"big-{RUN}"}
+    c1 = f"cancel-{RUN}"
+    send("maas.jobs.work", train_job(c1, f"big-{RUN}", X[:1], Y[:1], epochs=200, **big))
+    check(wait_state(c1, ["running"], 30) == "running", "the long job starts")
+    time.sleep(1.5)
+    prog = rec(c1).get("progress")
+    R.hset(f"maas:job:{{{c1}}}", "cancel_requested", 1)
+    check(wait_state(c1, ["cancelled"], 30) == "cancelled", "a cancel request stops it")
+    check(prog is not None and b"epoch" in prog, f"a running job reports live progress ({prog})")
+
+    # 3. a job longer than max.poll.interval.ms (7 s) completes once, with no rebalance
+    L = f"long-{RUN}"
+    send("maas.jobs.work", train_job(L, f"long-{RUN}", X[:1], Y[:1], epochs=25, **big))
+    check(wait_final([L], 120) == set(), "the long job finishes")
+    r = rec(L)
+    took = (int(r.get("finished_ms", b"0")) - int(r.get("started_ms", b"0"))) / 1000
+    check(r.get("state") == b"succeeded" and r.get("attempts") == b"1",
+          f"it ran once ({took:.1f} s > 7 s max.poll.interval.ms, attempts {r.get('attempts')})")
+    check(took > 7, "it really outlasted max.poll.interval.ms")
+    check(len(R.hgetall(f"maas:model:{{long-{RUN}}}:jobs")) == 1, "one version")
+
+    # 2. kill -9 of the worker running a training job
+    K = f"kill-{RUN}"
+    send("maas.jobs.work", train_job(K, f"kill-{RUN}", X[:1], Y[:1], epochs=25, **big))
+    check(wait_state(K, ["running"], 30) == "running", "the job to kill starts")
+    victim = rec(K)["worker"].decode()
+    workers[victim].kill()
+    workers[victim].wait()
+    print(f"     killed {victim} (kill -9) while it trained {K}", flush=True)
+    start_worker(victim + "-new")  # the fleet is back to two
+    check(wait_final([K], 180) == set(), "the job completes on another worker")
+    r = rec(K)
+    check(r.get("state") == b"succeeded" and r.get("worker", b"").decode() != victim,
+          f"succeeded on {r.get('worker')} after {r.get('attempts')} attempts")
+    check(len(R.hgetall(f"maas:model:{{kill-{RUN}}}:jobs")) == 1 and
+          R.hget(f"maas:model:{{kill-{RUN}}}", "next_version") == b"1", "exactly one model version")
+finally:
+    stop_all()
+
+codes = {n: p.returncode for n, p in workers.items()}
+check(all(c in (0, -9) for c in codes.values()), f"workers exit 0 on SIGTERM ({codes})")
+if failures:
+    for name in workers:
+        print(f"--- {name}.log (tail)")
+        with open(os.path.join(WORK, f"{name}.log")) as f:
+            print("".join(f.readlines()[-25:]))
+print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failed checks")
+sys.exit(1 if failures else 0)

@@ -1,0 +1,80 @@
+/*
+ * The model cache: versions loaded from Redis (their h5 bytes), keyed by the
+ * immutable (name, version) pair, bounded by a memory budget with LRU
+ * eviction. Aliases are resolved per job, so moving `production` takes effect
+ * on the next job.
+ */
+#include "maas/base.h"
+#include "worker.h"
+
+void cache_init(model_cache *c, size_t budget_bytes) {
+    memset(c, 0, sizeof(*c));
+    c->budget = budget_bytes;
+}
+
+static void drop(model_cache *c, int i) {
+    maas_infer_free(c->e[i].infer);
+    maas_model_free(c->e[i].model);
+    c->bytes -= c->e[i].bytes;
+    c->e[i] = c->e[--c->n];
+}
+
+void cache_release(model_cache *c) {
+    while (c->n) drop(c, c->n - 1);
+}
+
+maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **entry, char *errstr,
+                   size_t errstr_size) {
+    model_cache *c = &w->cache;
+    int version;
+    maas_err err = maas_kv_version_resolve(w->kv, name, ref, &version, errstr, errstr_size);
+    if (err) return err;
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].version == version && !strcmp(c->e[i].name, name)) {
+            c->e[i].last_used = ++c->tick;
+            c->hits++;
+            *entry = &c->e[i];
+            return MAAS_OK;
+        }
+    c->misses++;
+    unsigned char *h5;
+    size_t len;
+    if ((err = maas_kv_version_get(w->kv, name, version, &h5, &len, NULL, errstr, errstr_size)))
+        return err;
+    maas_model *m;
+    maas_model_info info;
+    char sub[MAAS_ERRSTR_SIZE];
+    err = maas_model_load_image(h5, len, &m, &info, sub, sizeof(sub));
+    free(h5);
+    if (err)
+        return maas_errf(errstr, errstr_size, err, "model %s version %d: %s", name, version, sub);
+    size_t bytes = m->n_params * sizeof(float) * 3 + len; /* weights + two activations, roughly */
+    while (c->n > 0 && (c->bytes + bytes > c->budget || c->n == (int)MAAS_ARRAY_LEN(c->e))) {
+        int lru = 0;
+        for (int i = 1; i < c->n; i++)
+            if (c->e[i].last_used < c->e[lru].last_used) lru = i;
+        wlog(w, "info", NULL, "model cache: evicting %s:%d", c->e[lru].name, c->e[lru].version);
+        drop(c, lru);
+        c->evictions++;
+    }
+    maas_infer *inf = maas_infer_new(m, w->cfg.batch_max * 64 > 4096 ? 4096 : w->cfg.batch_max * 64,
+                                     errstr, errstr_size);
+    if (!inf) {
+        maas_model_free(m);
+        return MAAS_ERR_NOMEM;
+    }
+    cache_entry *e = &c->e[c->n++];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->version = version;
+    e->model = m;
+    e->info = info;
+    e->infer = inf;
+    e->bytes = bytes;
+    e->last_used = ++c->tick;
+    c->bytes += bytes;
+    wlog(w, "info", NULL, "model cache: loaded %s:%d (%zu parameters, %zu bytes of h5)", name,
+         version, m->n_params, len);
+    *entry = e;
+    return MAAS_OK;
+}

@@ -1,0 +1,389 @@
+/*
+ * maas-worker - consumes jobs from Kafka, runs the compute core, writes results
+ * and model versions to Redis, and stores offsets only after that write.
+ * Stateless: start as many as there are partitions to share.
+ *
+ * Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when it cannot
+ * start (bad settings, Kafka or Redis unreachable at start), 2 on usage errors.
+ */
+#include "maas/base.h"
+#include "maas/gemm.h"
+#include "maas/protocol.h"
+#include "worker.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    for (char *p = msg; *p; p++)
+        if (*p == '"' || *p == '\n') *p = '\'';
+    fprintf(stderr, "ts=%s.%03ldZ level=%s worker=%s%s%s msg=\"%s\"\n", when, ts.tv_nsec / 1000000,
+            level, w ? w->cfg.id : "-", job ? " job=" : "", job ? job : "", msg);
+}
+
+static const char usage[] =
+    "usage: maas-worker [options]\n"
+    "  --brokers HOST:PORT     Kafka (env MAAS_KAFKA_BROKERS; default 127.0.0.1:19092)\n"
+    "  --redis URL             Redis (env MAAS_REDIS_URL; default redis://127.0.0.1:16379)\n"
+    "  --id ID                 worker id (env MAAS_WORKER_ID; default host-pid)\n"
+    "  --topic-prefix P        (env MAAS_TOPIC_PREFIX; default maas.)\n"
+    "  --config FILE           key=value lines: any option below as name=value, kafka.*, redis.*\n"
+    "  -X key=value            a setting: kafka.* goes to librdkafka, redis.* to Redis\n"
+    "  --batch-max N           inference: up to N jobs per forward pass (default 64)\n"
+    "  --batch-wait-ms T       ... gathered for at most T ms after the first (default 2)\n"
+    "  --cache-mb N            model cache budget (default 512)\n"
+    "  --max-attempts N        a job started N times without finishing is dead-lettered (3)\n"
+    "  --max-rows N            rows per job (default 10000000)\n"
+    "  --max-params N          parameters per trained network (default 50000000)\n"
+    "  --max-epochs N          epochs per training job (default 10000)\n"
+    "  --grace-s N             on SIGTERM, let a running job finish this long (default 30)\n"
+    "  --ttl-s N               job records expire N s after they end (default 604800; 0 never)\n"
+    "  --threads N             BLAS threads (default 1)\n";
+
+static char *keep(worker_config *c, const char *s) {
+    char *d = strdup(s);
+    if (d && c->n_owned < (int)MAAS_ARRAY_LEN(c->owned)) c->owned[c->n_owned++] = d;
+    return d;
+}
+
+static int set_opt(worker_config *c, const char *name, const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    int numeric = *v && !*end;
+    struct {
+        const char *name;
+        long *lp;
+        int *ip;
+        long lo, hi;
+    } nums[] = {
+        {"batch-max", NULL, &c->batch_max, 1, 4096},
+        {"batch-wait-ms", NULL, &c->batch_wait_ms, 0, 1000},
+        {"cache-mb", &c->cache_mb, NULL, 16, 1 << 20},
+        {"max-attempts", NULL, &c->max_attempts, 1, 100},
+        {"max-rows", &c->max_rows, NULL, 1, 1L << 32},
+        {"max-params", &c->max_params, NULL, 1, MAAS_MAX_PARAMS},
+        {"max-epochs", NULL, &c->max_epochs, 1, 1000000},
+        {"grace-s", NULL, &c->grace_s, 0, 3600},
+        {"ttl-s", NULL, &c->default_ttl_s, 0, 365 * 86400},
+        {"threads", NULL, &c->threads, 1, 256},
+    };
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(nums); i++) {
+        if (strcmp(name, nums[i].name)) continue;
+        if (!numeric || n < nums[i].lo || n > nums[i].hi) {
+            fprintf(stderr, "maas-worker: --%s must be an integer in %ld..%ld, got '%s'\n", name,
+                    nums[i].lo, nums[i].hi, v);
+            return 2;
+        }
+        if (nums[i].lp)
+            *nums[i].lp = n;
+        else
+            *nums[i].ip = (int)n;
+        return 0;
+    }
+    struct {
+        const char *name;
+        char *buf;
+        size_t size;
+    } strs[] = {
+        {"brokers", c->brokers, sizeof(c->brokers)},
+        {"redis", c->redis_url, sizeof(c->redis_url)},
+        {"id", c->id, sizeof(c->id)},
+        {"topic-prefix", c->topic_prefix, sizeof(c->topic_prefix)},
+    };
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(strs); i++)
+        if (!strcmp(name, strs[i].name)) {
+            snprintf(strs[i].buf, strs[i].size, "%s", v);
+            return 0;
+        }
+    if (!strncmp(name, "kafka.", 6) || !strncmp(name, "redis.", 6)) {
+        if (c->n_settings == MAX_SETTINGS) return 2;
+        c->settings[c->n_settings++] = (maas_setting){keep(c, name), keep(c, v)};
+        return 0;
+    }
+    fprintf(stderr, "maas-worker: unknown setting '%s'\n%s", name, usage);
+    return 2;
+}
+
+static int load_file(worker_config *c, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "maas-worker: cannot read config '%s': %s\n", path, strerror(errno));
+        return 1;
+    }
+    char line[1024];
+    int rc = 0, ln = 0;
+    while (!rc && fgets(line, sizeof(line), f)) {
+        ln++;
+        line[strcspn(line, "\r\n")] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            fprintf(stderr, "maas-worker: %s:%d: expected name=value\n", path, ln);
+            rc = 2;
+            break;
+        }
+        *eq = '\0';
+        char *k = p, *v = eq + 1;
+        for (char *q = eq - 1; q >= k && (*q == ' ' || *q == '\t'); q--) *q = '\0';
+        while (*v == ' ' || *v == '\t') v++;
+        rc = set_opt(c, k, v);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int configure(worker_config *c, int argc, char **argv) {
+    memset(c, 0, sizeof(*c));
+    snprintf(c->brokers, sizeof(c->brokers), "%s",
+             getenv("MAAS_KAFKA_BROKERS") ? getenv("MAAS_KAFKA_BROKERS") : "127.0.0.1:19092");
+    snprintf(c->redis_url, sizeof(c->redis_url), "%s",
+             getenv("MAAS_REDIS_URL") ? getenv("MAAS_REDIS_URL") : "redis://127.0.0.1:16379");
+    snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s",
+             getenv("MAAS_TOPIC_PREFIX") ? getenv("MAAS_TOPIC_PREFIX") : MAAS_TOPIC_PREFIX_DEFAULT);
+    if (getenv("MAAS_WORKER_ID")) snprintf(c->id, sizeof(c->id), "%s", getenv("MAAS_WORKER_ID"));
+    c->batch_max = 64;
+    c->batch_wait_ms = 2;
+    c->cache_mb = 512;
+    c->max_attempts = 3;
+    c->max_rows = 10000000;
+    c->max_params = 50000000;
+    c->max_epochs = 10000;
+    c->grace_s = 30;
+    c->default_ttl_s = 7 * 86400;
+    c->threads = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        int rc;
+        if (!strcmp(a, "-X") && i + 1 < argc) {
+            char *kv = keep(c, argv[++i]), *eq = kv ? strchr(kv, '=') : NULL;
+            if (!eq) {
+                fprintf(stderr, "maas-worker: -X needs key=value\n");
+                return 2;
+            }
+            *eq = '\0';
+            rc = set_opt(c, kv, eq + 1);
+        } else if (!strcmp(a, "--config") && i + 1 < argc) {
+            rc = load_file(c, argv[++i]);
+        } else if (!strncmp(a, "--", 2) && i + 1 < argc) {
+            rc = set_opt(c, a + 2, argv[++i]);
+        } else {
+            fprintf(stderr, "maas-worker: unexpected argument '%s'\n%s", a, usage);
+            return 2;
+        }
+        if (rc) return rc;
+    }
+    if (!c->id[0]) {
+        char host[64] = "worker";
+        gethostname(host, sizeof(host) - 1);
+        for (char *p = host; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+                *p = '-';
+        snprintf(c->id, sizeof(c->id), "%s-%ld", host, (long)getpid());
+    }
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_name_check("worker id", c->id, e, sizeof(e))) {
+        fprintf(stderr, "maas-worker: %s\n", e);
+        return 2;
+    }
+    snprintf(c->group_infer, sizeof(c->group_infer), "%sworkers.infer", c->topic_prefix);
+    snprintf(c->group_work, sizeof(c->group_work), "%sworkers.work", c->topic_prefix);
+    return 0;
+}
+
+static int secret(const char *key) {
+    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.oauthbearer");
+}
+
+static void log_config(const worker *w) {
+    const worker_config *c = &w->cfg;
+    char url[512];
+    snprintf(url, sizeof(url), "%s", c->redis_url);
+    char *at = strrchr(url, '@'), *scheme = strstr(url, "://");
+    if (at && scheme) snprintf(scheme + 3, sizeof(url) - (size_t)(scheme + 3 - url), "***%s", at);
+    wlog(w, "info", NULL,
+         "config: brokers=%s redis=%s topic_prefix=%s batch_max=%d batch_wait_ms=%d cache_mb=%ld "
+         "max_attempts=%d max_rows=%ld max_params=%ld max_epochs=%d grace_s=%d ttl_s=%d threads=%d",
+         c->brokers, url, c->topic_prefix, c->batch_max, c->batch_wait_ms, c->cache_mb,
+         c->max_attempts, c->max_rows, c->max_params, c->max_epochs, c->grace_s, c->default_ttl_s,
+         c->threads);
+    for (int i = 0; i < c->n_settings; i++)
+        wlog(w, "info", NULL, "config: %s=%s", c->settings[i].key,
+             secret(c->settings[i].key) ? "***" : c->settings[i].value);
+}
+
+static void announce(worker *w) {
+    char e[MAAS_ERRSTR_SIZE], host[64] = "?", pid[16], done[24], failed[24], since[24], loaded[512];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    snprintf(done, sizeof(done), "%lu", w->jobs_done);
+    snprintf(failed, sizeof(failed), "%lu", w->jobs_failed);
+    snprintf(since, sizeof(since), "%lld", (long long)now_ms());
+    int n = 0;
+    loaded[0] = '\0';
+    for (int i = 0; i < w->cache.n && n < (int)sizeof(loaded) - 140; i++)
+        n += snprintf(loaded + n, sizeof(loaded) - (size_t)n, "%s%s:%d", i ? "," : "",
+                      w->cache.e[i].name, w->cache.e[i].version);
+    maas_setting f[] = {{"id", w->cfg.id},
+                        {"host", host},
+                        {"pid", pid},
+                        {"jobs_done", done},
+                        {"jobs_failed", failed},
+                        {"last_seen_ms", since},
+                        {"loaded", loaded},
+                        {"busy", w->task ? w->task->job.id : ""}};
+    if (maas_kv_worker_announce(w->kv, w->cfg.id, f, (int)MAAS_ARRAY_LEN(f), 15, e, sizeof(e)))
+        wlog(w, "warn", NULL, "announce: %s", e);
+}
+
+int main(int argc, char **argv) {
+    static worker w;
+    int rc = configure(&w.cfg, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    w.started = now_s();
+    srand((unsigned)(getpid() ^ (unsigned)now_ms()));
+    maas_blas_set_threads(w.cfg.threads);
+    log_config(&w);
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.topic_infer, sizeof(w.topic_infer),
+                        e, sizeof(e)) ||
+        maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_WORK, w.topic_work, sizeof(w.topic_work), e,
+                        sizeof(e)) ||
+        maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_DLQ, w.topic_dlq, sizeof(w.topic_dlq), e,
+                        sizeof(e))) {
+        wlog(&w, "error", NULL, "%s", e);
+        return 2;
+    }
+    cache_init(&w.cache, (size_t)w.cfg.cache_mb << 20);
+    if (!(w.kv =
+              maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e, sizeof(e)))) {
+        wlog(&w, "error", NULL, "%s", e);
+        return 1;
+    }
+    if (!(w.producer = maas_producer_new(w.cfg.brokers, w.cfg.settings, w.cfg.n_settings, NULL,
+                                         NULL, e, sizeof(e)))) {
+        wlog(&w, "error", NULL, "%s", e);
+        return 1;
+    }
+    const char *ti[] = {w.topic_infer}, *tw[] = {w.topic_work};
+    /* The work consumer prefetches little: a paused partition's prefetch is thrown away. */
+    maas_setting ws[MAX_SETTINGS + 2];
+    int nws = 0;
+    ws[nws++] = (maas_setting){"kafka.queued.min.messages", "1"};
+    ws[nws++] = (maas_setting){"kafka.queued.max.messages.kbytes", "1024"};
+    for (int i = 0; i < w.cfg.n_settings; i++) ws[nws++] = w.cfg.settings[i];
+    w.infer_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_infer, ti, 1, w.cfg.settings,
+                                  w.cfg.n_settings, e, sizeof(e));
+    if (w.infer_c)
+        w.work_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_work, tw, 1, ws, nws, e, sizeof(e));
+    if (!w.infer_c || !w.work_c) {
+        wlog(&w, "error", NULL, "%s", e);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    wlog(&w, "info", NULL, "ready in %.0f ms: consuming %s and %s", (now_s() - w.started) * 1e3,
+         w.topic_infer, w.topic_work);
+    announce(&w);
+
+    maas_message *batch = calloc((size_t)w.cfg.batch_max, sizeof(maas_message));
+    double last_announce = now_s(), stop_at = 0;
+    while (1) {
+        if (stop_requested && stop_at == 0) {
+            stop_at = now_s() + w.cfg.grace_s;
+            wlog(&w, "info", NULL, "stopping: no new jobs%s",
+                 w.task ? "; finishing the current one" : "");
+        }
+        if (stop_at && !w.task) break;
+        if (stop_at && w.task && now_s() > stop_at && !atomic_load(&w.task->stop)) {
+            wlog(&w, "warn", w.task->job.id, "grace period over: abandoning it for redelivery");
+            atomic_store(&w.task->stop, 1);
+        }
+        poll_work_task(&w);
+        maas_message m;
+        /* the work consumer: polled always (it is paused while a job runs) */
+        if (maas_consumer_poll(w.work_c, 0, &m, e, sizeof(e)) == MAAS_OK && m.handle_) {
+            if (!w.task && !stop_at) {
+                start_work_job(&w, &m);
+            } else {
+                /* fetched before the pause took effect: hand it back */
+                maas_consumer_seek(w.work_c, m.topic, m.partition, m.offset, e, sizeof(e));
+            }
+            maas_message_release(&m);
+        }
+        if (stop_at) {
+            struct timespec ts = {0, 20000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* inference: gather up to batch_max jobs, for at most batch_wait_ms after the first */
+        int n = 0;
+        if (maas_consumer_poll(w.infer_c, w.task ? 20 : 50, &batch[0], e, sizeof(e)) == MAAS_OK &&
+            batch[0].handle_) {
+            n = 1;
+            double until = now_s() + w.cfg.batch_wait_ms / 1000.0;
+            while (n < w.cfg.batch_max) {
+                int left = (int)((until - now_s()) * 1000);
+                if (maas_consumer_poll(w.infer_c, left > 0 ? left : 0, &batch[n], e, sizeof(e)) !=
+                        MAAS_OK ||
+                    !batch[n].handle_)
+                    break;
+                n++;
+            }
+            process_infer_batch(&w, batch, n);
+            for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
+        }
+        if (now_s() - last_announce > 5.0) {
+            announce(&w);
+            last_announce = now_s();
+        }
+    }
+    free(batch);
+    wlog(&w, "info", NULL, "leaving the groups: %lu jobs done, %lu failed", w.jobs_done,
+         w.jobs_failed);
+    maas_consumer_free(w.work_c); /* commits stored offsets, leaves the group */
+    maas_consumer_free(w.infer_c);
+    maas_producer_free(w.producer);
+    cache_release(&w.cache);
+    maas_kv_free(w.kv);
+    for (int i = 0; i < w.cfg.n_owned; i++) free(w.cfg.owned[i]);
+    return 0;
+}

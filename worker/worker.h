@@ -1,0 +1,111 @@
+/* maas-worker internals shared by its files. */
+#ifndef MAAS_WORKER_H
+#define MAAS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "maas/broker.h"
+#include "maas/job.h"
+#include "maas/kv.h"
+#include "maas/model.h"
+#include "maas/model_io.h"
+
+#define MAX_SETTINGS 64
+
+typedef struct worker_config {
+    char brokers[512];
+    char redis_url[512];
+    char topic_prefix[64];
+    char id[MAAS_NAME_MAX + 1];
+    char group_infer[128], group_work[128];
+    int batch_max;     /* inference batch: up to this many jobs ... */
+    int batch_wait_ms; /* ... or this long after the first */
+    long cache_mb;     /* model cache budget */
+    int max_attempts;  /* a job started this often without finishing is dead-lettered */
+    long max_rows;     /* per job */
+    long max_params;
+    int max_epochs;
+    int grace_s;       /* shutdown: finish the current training job for up to this long */
+    int default_ttl_s; /* job records live this long after they end (0 = forever) */
+    int threads;       /* BLAS threads */
+    maas_setting settings[MAX_SETTINGS]; /* kafka.* and redis.* pass-through */
+    int n_settings;
+    char *owned[MAX_SETTINGS * 2];
+    int n_owned;
+} worker_config;
+
+/* A cached model version: immutable, shared by every job that uses it. */
+typedef struct cache_entry {
+    char name[MAAS_NAME_MAX + 1];
+    int version;
+    maas_model *model;
+    maas_model_info info;
+    maas_infer *infer;
+    size_t bytes;
+    unsigned long long last_used;
+} cache_entry;
+
+typedef struct model_cache {
+    cache_entry e[64];
+    int n;
+    size_t bytes, budget;
+    unsigned long long tick;
+    unsigned long hits, misses, evictions;
+} model_cache;
+
+/* The long-running job a compute thread works on while the main thread polls. */
+typedef struct work_task {
+    maas_job job;
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+    unsigned char *raw; /* the message, for the DLQ */
+    size_t raw_len;
+    maas_model *model; /* owned (train: the new model; evaluate: a clone) */
+    maas_compile compile;
+    int parent_version;
+    pthread_t thread;
+    atomic_int done, cancel, stop;
+    int joined;
+    maas_err err;
+    char errstr[MAAS_ERRSTR_SIZE];
+    maas_history history;
+    double loss, accuracy;
+    size_t rows;
+    pthread_mutex_t lock; /* guards progress */
+    maas_epoch_log progress;
+    double started, last_heartbeat;
+} work_task;
+
+typedef struct worker {
+    worker_config cfg;
+    maas_kv *kv;
+    maas_producer *producer;
+    maas_consumer *infer_c, *work_c;
+    char topic_infer[256], topic_work[256], topic_dlq[256];
+    model_cache cache;
+    work_task *task; /* NULL when no long job runs */
+    unsigned long jobs_done, jobs_failed, batches, batched_jobs;
+    double started;
+} worker;
+
+/* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
+void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+double now_s(void);
+int64_t now_ms(void);
+
+/* cache.c */
+void cache_init(model_cache *c, size_t budget_bytes);
+void cache_release(model_cache *c);
+/* Resolves ref, loads the version if needed; *entry borrowed until the next cache call. */
+maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **entry, char *errstr,
+                   size_t errstr_size);
+
+/* jobs.c */
+void process_infer_batch(worker *w, maas_message *msgs, int n);
+void start_work_job(worker *w, maas_message *msg);
+void poll_work_task(worker *w);
+
+#endif
