@@ -43,6 +43,7 @@ static maas_err fail_job(worker *w, const maas_job *j, const void *raw, size_t r
         record_for(j, &rec);
         maas_job_update u = {.to = MAAS_JOB_FAILED,
                              .from_mask = FROM_ACTIVE,
+                             .worker = w->cfg.id,
                              .error_code = maas_err_code(code),
                              .error_message = message,
                              .ttl_s = ttl_of(w, j),
@@ -115,6 +116,7 @@ static maas_err finish_infer(worker *w, infer_item *it, const cache_entry *ce, c
     record_for(&it->job, &rec);
     maas_job_update u = {.to = MAAS_JOB_SUCCEEDED,
                          .from_mask = FROM_ACTIVE,
+                         .worker = w->cfg.id,
                          .result = buf,
                          .result_len = len,
                          .ttl_s = ttl_of(w, &it->job),

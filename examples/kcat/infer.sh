@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One inference job, by hand: the msgpack bytes written with printf, produced
+# with kcat, the result awaited and read with redis-cli. No maas code involved.
+#
+#   examples/kcat/infer.sh [MODEL] [JOB_ID]
+#
+# The job is the msgpack map (JSON view)
+#   {"v": 1, "id": JOB_ID, "type": "infer", "model": MODEL,
+#    "inputs": [[6, 148, 72, 35, 0, 33.6, 0.627, 50]]}
+# i.e. one row of the Pima data set; MODEL must take 8 features.
+set -euo pipefail
+model="${1:-pima}"
+id="${2:-kcat-$(date +%s%N)}"
+brokers="${MAAS_KAFKA_BROKERS:-127.0.0.1:19092}"
+redis_url="${MAAS_REDIS_URL:-redis://127.0.0.1:16379}"
+topic="${MAAS_TOPIC_PREFIX:-maas.}jobs.infer"
+[[ ${#model} -lt 32 && ${#id} -lt 32 ]] || { echo "infer.sh: keep MODEL and JOB_ID under 32 characters" >&2; exit 2; }
+
+# A msgpack string under 32 bytes is one byte 0xa0 + length, then the bytes.
+str() { printf "\\x$(printf %x $((0xa0 + ${#1})))%s" "$1"; }
+job="$(mktemp)"
+trap 'rm -f "$job"' EXIT
+{
+  printf '\x85'                                # a map of 5 entries
+  printf '\xa1v\x01'                           # "v": 1
+  printf '\xa2id'; str "$id"                   # "id": JOB_ID
+  printf '\xa4type\xa5infer'                   # "type": "infer"
+  printf '\xa5model'; str "$model"             # "model": MODEL
+  printf '\xa6inputs\x91\x98'                  # "inputs": [[ 8 numbers
+  printf '\x06\xcc\x94\x48\x23\x00'            #   6, 148, 72, 35, 0,
+  printf '\xcb\x40\x40\xcc\xcc\xcc\xcc\xcc\xcd' #   33.6 (float64),
+  printf '\xcb\x3f\xe4\x10\x62\x4d\xd2\xf1\xaa' #   0.627,
+  printf '\x32'                                #   50 ]]
+} > "$job"
+
+# kcat sends each file argument as one message; the key is the job id.
+kcat -P -b "$brokers" -t "$topic" -k "$id" "$job"
+echo "produced job $id to $topic"
+
+# Wait without polling: the job's done-list gets its final state; BLMOVE onto itself
+# waits for it without consuming it.
+rc=(redis-cli -u "$redis_url" --no-auth-warning)
+state="$("${rc[@]}" BLMOVE "maas:job:{$id}:done" "maas:job:{$id}:done" RIGHT LEFT 30)"
+echo "state: ${state:-still pending after 30 s}"
+"${rc[@]}" HMGET "maas:job:{$id}" model worker attempts error_code error_message
+# The result is msgpack ({"v", "type", "model", "version", "outputs": {"shape", "dtype",
+# "data": <float32 bytes>}}); here as hex: the last 4 bytes are the probability.
+"${rc[@]}" --raw HGET "maas:job:{$id}" result | od -An -tx1 | tr -s ' \n' ' '
+echo
+[[ "$state" == succeeded ]]
