@@ -16,6 +16,7 @@ PKGS_BUILD=(
   libcjson-dev        # JSON (Keras model_config, schemas)
   libcsv-dev          # CSV reader for datasets
   libcmocka-dev       # unit test framework
+  libmicrohttpd-dev   # HTTP endpoints (worker /metrics, coordinator API)
   zlib1g-dev          # gzip-compressed IDX datasets
 )
 # Test-only: reference implementations and data.

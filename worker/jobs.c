@@ -38,6 +38,7 @@ static maas_err fail_job(worker *w, const maas_job *j, const void *raw, size_t r
     const char *id = j && j->id[0] ? j->id : "";
     wlog(w, "warn", id[0] ? id : NULL, "job failed: %s: %s", maas_err_code(code), message);
     w->jobs_failed++;
+    metrics_job(&w->metrics, j ? j->type : MAAS_JOBTYPE_NONE, OUT_FAILED);
     if (id[0]) {
         maas_job_record rec;
         record_for(j, &rec);
@@ -124,7 +125,10 @@ static maas_err finish_infer(worker *w, infer_item *it, const cache_entry *ce, c
     err = maas_kv_job_transition(w->kv, it->job.id, &u, e, sizeof(e));
     free(buf);
     if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* final already: a redelivered job */
-    if (err) wlog(w, "error", it->job.id, "cannot write the result: %s", e);
+    if (err)
+        wlog(w, "error", it->job.id, "cannot write the result: %s", e);
+    else
+        metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
     return err;
 }
 
@@ -193,7 +197,10 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first) {
         memcpy(x + at * cols, in->data, (size_t)in->rows * cols * sizeof(float));
         at += in->rows;
     }
+    double t0 = now_s();
     err = maas_infer_run(ce->infer, x, rows, y, e, sizeof(e));
+    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, now_s() - t0);
+    metrics_batch(&w->metrics, nm);
     free(x);
     w->batches++;
     w->batched_jobs += (unsigned long)nm;
@@ -237,10 +244,15 @@ void process_infer_batch(worker *w, maas_message *msgs, int n) {
                                  .create = &rec};
             err = maas_kv_job_transition(w->kv, it->job.id, &u, e, sizeof(e));
             if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
-            if (!err) wlog(w, "info", it->job.id, "expired before it was computed");
+            if (!err) {
+                wlog(w, "info", it->job.id, "expired before it was computed");
+                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_EXPIRED);
+            }
             it->state = 1;
             continue;
         }
+        if (!de && it->job.created_ms > 0)
+            metrics_queue_time(&w->metrics, 1, (double)(now - it->job.created_ms) / 1000.0);
         if (de) {
             err = fail_job(w, &it->job, msgs[i].value, msgs[i].value_len, msgs[i].topic,
                            msgs[i].partition, msgs[i].offset, de, e);
@@ -478,6 +490,8 @@ void start_work_job(worker *w, maas_message *msg) {
     }
     maas_job_record rec;
     record_for(j, &rec);
+    if (j->created_ms > 0)
+        metrics_queue_time(&w->metrics, 0, (double)(now_ms() - j->created_ms) / 1000.0);
     if (j->deadline_ms > 0 && now_ms() > j->deadline_ms) {
         maas_job_update u = {.to = MAAS_JOB_EXPIRED,
                              .from_mask = FROM_ACTIVE,
@@ -489,6 +503,7 @@ void start_work_job(worker *w, maas_message *msg) {
         if (!err || err == MAAS_ERR_CONFLICT)
             store_work_offset(w, t->topic, t->partition, t->offset);
         wlog(w, "info", j->id, "expired before it was computed");
+        metrics_job(&w->metrics, j->type, OUT_EXPIRED);
         task_free(t);
         return;
     }
@@ -589,6 +604,7 @@ static maas_err finalize(worker *w, work_task *t) {
         err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
         wlog(w, "info", j->id, "cancelled after %.1fs", now_s() - t->started);
+        metrics_job(&w->metrics, j->type, OUT_CANCELLED);
         store_work_offset(w, t->topic, t->partition, t->offset);
         return MAAS_OK;
     }
@@ -615,8 +631,8 @@ static maas_err finalize(worker *w, work_task *t) {
             store_work_offset(w, t->topic, t->partition, t->offset);
             return MAAS_OK;
         }
-        char metrics[512], config[256];
-        metrics_json(t, metrics, sizeof(metrics));
+        char metrics_text[512], config[256];
+        metrics_json(t, metrics_text, sizeof(metrics_text));
         snprintf(config, sizeof(config),
                  "{\"loss\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %.9g, "
                  "\"epochs\": %d, \"batch_size\": %d}",
@@ -624,7 +640,7 @@ static maas_err finalize(worker *w, work_task *t) {
                  (double)t->compile.optim.learning_rate, j->train.epochs, j->train.batch_size);
         int version, created;
         err = maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
-                                     metrics, config, &version, &created, e, sizeof(e));
+                                     metrics_text, config, &version, &created, e, sizeof(e));
         free(h5);
         if (err) {
             wlog(w, "warn", j->id, "cannot store the version: %s", e);
@@ -656,6 +672,8 @@ static maas_err finalize(worker *w, work_task *t) {
     free(buf);
     if (err && err != MAAS_ERR_CONFLICT) return err;
     w->jobs_done++;
+    metrics_job(&w->metrics, j->type, OUT_SUCCEEDED);
+    metrics_compute_time(&w->metrics, j->type, now_s() - t->started);
     wlog(w, "info", j->id, "%s done in %.1fs: version %d, loss %.4f", maas_job_type_name(j->type),
          now_s() - t->started, r.version, t->loss);
     store_work_offset(w, t->topic, t->partition, t->offset);

@@ -69,7 +69,8 @@ static const char usage[] =
     "  --max-epochs N          epochs per training job (default 10000)\n"
     "  --grace-s N             on SIGTERM, let a running job finish this long (default 30)\n"
     "  --ttl-s N               job records expire N s after they end (default 604800; 0 never)\n"
-    "  --threads N             BLAS threads (default 1)\n";
+    "  --threads N             BLAS threads (default 1)\n"
+    "  --http ADDR:PORT        serve /metrics, /healthz, /readyz (env MAAS_WORKER_HTTP; off)\n";
 
 static char *keep(worker_config *c, const char *s) {
     char *d = strdup(s);
@@ -120,6 +121,7 @@ static int set_opt(worker_config *c, const char *name, const char *v) {
         {"redis", c->redis_url, sizeof(c->redis_url)},
         {"id", c->id, sizeof(c->id)},
         {"topic-prefix", c->topic_prefix, sizeof(c->topic_prefix)},
+        {"http", c->http, sizeof(c->http)},
     };
     for (size_t i = 0; i < MAAS_ARRAY_LEN(strs); i++)
         if (!strcmp(name, strs[i].name)) {
@@ -174,6 +176,8 @@ static int configure(worker_config *c, int argc, char **argv) {
     snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s",
              getenv("MAAS_TOPIC_PREFIX") ? getenv("MAAS_TOPIC_PREFIX") : MAAS_TOPIC_PREFIX_DEFAULT);
     if (getenv("MAAS_WORKER_ID")) snprintf(c->id, sizeof(c->id), "%s", getenv("MAAS_WORKER_ID"));
+    if (getenv("MAAS_WORKER_HTTP"))
+        snprintf(c->http, sizeof(c->http), "%s", getenv("MAAS_WORKER_HTTP"));
     c->batch_max = 64;
     c->batch_wait_ms = 2;
     c->cache_mb = 512;
@@ -316,6 +320,22 @@ int main(int argc, char **argv) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
     }
+    metrics_init(&w.metrics);
+    if (w.cfg.http[0]) {
+        char addr[64];
+        snprintf(addr, sizeof(addr), "%s", w.cfg.http);
+        char *colon = strrchr(addr, ':');
+        int port = colon ? (int)strtol(colon + 1, NULL, 10) : 0;
+        if (colon) *colon = '\0';
+        if (!colon || port < 0 || port > 65535 ||
+            !(w.http = maas_http_start(addr, port, metrics_http, &w, e, sizeof(e)))) {
+            wlog(&w, "error", NULL, "--http %s: %s", w.cfg.http, colon ? e : "expected ADDR:PORT");
+            return 1;
+        }
+        wlog(&w, "info", NULL, "serving /metrics, /healthz, /readyz on %s:%d", addr,
+             maas_http_port(w.http));
+    }
+    metrics_refresh(&w);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -325,10 +345,11 @@ int main(int argc, char **argv) {
     announce(&w);
 
     maas_message *batch = calloc((size_t)w.cfg.batch_max, sizeof(maas_message));
-    double last_announce = now_s(), stop_at = 0;
+    double last_announce = now_s(), last_refresh = now_s(), stop_at = 0;
     while (1) {
         if (stop_requested && stop_at == 0) {
             stop_at = now_s() + w.cfg.grace_s;
+            w.stopping = 1;
             wlog(&w, "info", NULL, "stopping: no new jobs%s",
                  w.task ? "; finishing the current one" : "");
         }
@@ -371,12 +392,17 @@ int main(int argc, char **argv) {
             process_infer_batch(&w, batch, n);
             for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
         }
+        if (now_s() - last_refresh > 1.0) {
+            metrics_refresh(&w);
+            last_refresh = now_s();
+        }
         if (now_s() - last_announce > 5.0) {
             announce(&w);
             last_announce = now_s();
         }
     }
     free(batch);
+    maas_http_stop(w.http);
     wlog(&w, "info", NULL, "leaving the groups: %lu jobs done, %lu failed", w.jobs_done,
          w.jobs_failed);
     maas_consumer_free(w.work_c); /* commits stored offsets, leaves the group */

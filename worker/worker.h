@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "maas/broker.h"
+#include "maas/http.h"
 #include "maas/job.h"
 #include "maas/kv.h"
 #include "maas/model.h"
@@ -29,6 +30,7 @@ typedef struct worker_config {
     int grace_s;       /* shutdown: finish the current training job for up to this long */
     int default_ttl_s; /* job records live this long after they end (0 = forever) */
     int threads;       /* BLAS threads */
+    char http[64];     /* "ADDR:PORT" of /metrics, /healthz, /readyz; "" = off */
     maas_setting settings[MAX_SETTINGS]; /* kafka.* and redis.* pass-through */
     int n_settings;
     char *owned[MAX_SETTINGS * 2];
@@ -78,6 +80,33 @@ typedef struct work_task {
     double started, last_heartbeat;
 } work_task;
 
+#define N_TIME_BUCKETS 16
+#define N_SIZE_BUCKETS 10
+typedef enum { OUT_SUCCEEDED, OUT_FAILED, OUT_EXPIRED, OUT_CANCELLED, N_OUTCOMES } job_outcome;
+
+typedef struct histogram {
+    unsigned long buckets[N_TIME_BUCKETS > N_SIZE_BUCKETS ? N_TIME_BUCKETS : N_SIZE_BUCKETS];
+    unsigned long count;
+    double sum;
+} histogram;
+
+/* What /metrics, /healthz and /readyz report; written by the main thread under lock. */
+typedef struct metrics {
+    pthread_mutex_t lock;
+    unsigned long jobs[MAAS_JOBTYPE_OPTIMIZE + 1][N_OUTCOMES];
+    histogram queue[2]; /* work, infer */
+    histogram compute[MAAS_JOBTYPE_OPTIMIZE + 1];
+    histogram batch;
+    unsigned long cache_hits, cache_misses, cache_evictions;
+    size_t cache_bytes;
+    int cache_models;
+    long long lag[2];
+    long rebalances[2];
+    int assigned[2];
+    int busy, stopping, redis_ok, kafka_ok;
+    double checked_at;
+} metrics;
+
 typedef struct worker {
     worker_config cfg;
     maas_kv *kv;
@@ -88,6 +117,9 @@ typedef struct worker {
     work_task *task; /* NULL when no long job runs */
     unsigned long jobs_done, jobs_failed, batches, batched_jobs;
     double started;
+    int stopping;
+    metrics metrics;
+    maas_http *http;
 } worker;
 
 /* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
@@ -102,6 +134,15 @@ void cache_release(model_cache *c);
 /* Resolves ref, loads the version if needed; *entry borrowed until the next cache call. */
 maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **entry, char *errstr,
                    size_t errstr_size);
+
+/* metrics.c */
+void metrics_init(metrics *m);
+void metrics_job(metrics *m, maas_job_type type, job_outcome outcome);
+void metrics_queue_time(metrics *m, int infer, double seconds);
+void metrics_compute_time(metrics *m, maas_job_type type, double seconds);
+void metrics_batch(metrics *m, int jobs);
+void metrics_refresh(worker *w);
+void metrics_http(void *ud, const maas_http_request *req, maas_http_response *res);
 
 /* jobs.c */
 void process_infer_batch(worker *w, maas_message *msgs, int n);

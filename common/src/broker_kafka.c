@@ -272,7 +272,19 @@ void maas_producer_free(maas_producer *p) {
 
 struct maas_consumer {
     rd_kafka_t *rk;
+    long rebalances;
 };
+
+/* The default eager assignment, counted. Runs on the polling thread. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    maas_consumer *c = opaque;
+    c->rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        rd_kafka_assign(rk, parts);
+    else
+        rd_kafka_assign(rk, NULL); /* revoked: commits stored offsets first (auto commit) */
+}
 
 maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
                                  const char *const *topics, int n_topics,
@@ -301,6 +313,10 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
         return NULL;
     }
     rd_kafka_conf_t *conf = make_conf(brokers, defaults, settings, n_settings, errstr, errstr_size);
+    if (conf) {
+        rd_kafka_conf_set_opaque(conf, c);
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    }
     if (!conf || !(c->rk = make_client(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
         free(c);
         return NULL;
@@ -393,6 +409,38 @@ maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t e
     if (l) rd_kafka_topic_partition_list_destroy(l);
     if (e)
         return maas_errf(errstr, errstr_size, map_err(e), "%s: %s", pause ? "pause" : "resume",
+                         rd_kafka_err2str(e));
+    return MAAS_OK;
+}
+
+long long maas_consumer_lag(maas_consumer *c) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    long long lag = 0;
+    if (rd_kafka_assignment(c->rk, &l) || !l) return 0;
+    rd_kafka_position(c->rk, l);
+    for (int i = 0; i < l->cnt; i++) {
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(c->rk, l->elems[i].topic, l->elems[i].partition, &lo,
+                                           &hi) ||
+            hi < 0)
+            continue;
+        int64_t pos = l->elems[i].offset;
+        if (pos >= 0 && hi > pos) lag += hi - pos;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return lag;
+}
+
+long maas_consumer_rebalances(const maas_consumer *c) {
+    return c->rebalances;
+}
+
+maas_err maas_consumer_ping(maas_consumer *c, int timeout_ms, char *errstr, size_t errstr_size) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, NULL, &md, timeout_ms);
+    if (md) rd_kafka_metadata_destroy(md);
+    if (e)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "kafka: %s",
                          rd_kafka_err2str(e));
     return MAAS_OK;
 }

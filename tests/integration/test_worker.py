@@ -22,6 +22,9 @@ import sys
 import time
 import uuid
 
+import urllib.error
+import urllib.request
+
 import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
@@ -124,8 +127,8 @@ X = [[rng.gauss(0, 1) for _ in range(8)] for _ in range(400)]
 Y = [[1.0 if r[0] + r[1] > 0 else 0.0] for r in X]
 
 try:
-    start_worker("wa")
-    start_worker("wb")
+    start_worker("wa", "--http", "127.0.0.1:29101")
+    start_worker("wb", "--http", "127.0.0.1:29102")
     time.sleep(2)
 
     # 1. a mixed stream shared by two workers
@@ -222,6 +225,29 @@ try:
     check(wait_final([ok], 20) == set() and rec(ok).get("state") == b"succeeded",
           "the workers keep serving after the poison")
     check(all(p.poll() is None for p in workers.values()), "no worker exited")
+
+    # the HTTP endpoint: /healthz, /readyz, /metrics
+    def get(port, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    st, body = get(29101, "/healthz")
+    check(st == 200 and '"kafka": true' in body and '"redis": true' in body, f"/healthz: {st} {body.strip()}")
+    st, body = get(29102, "/readyz")
+    check(st == 200 and '"ready": true' in body, f"/readyz: {st} {body.strip()}")
+    metrics = get(29101, "/metrics")[1] + get(29102, "/metrics")[1]
+    served = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                 if l.startswith('maas_worker_jobs_total{type="infer",outcome="succeeded"}'))
+    failed = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                 if l.startswith("maas_worker_jobs_total{") and 'outcome="failed"' in l)
+    check(served >= 300, f"/metrics counts the inference jobs ({served:.0f})")
+    check(failed >= len(poison) + len(garbage), f"/metrics counts the failures ({failed:.0f})")
+    check("maas_worker_infer_batch_jobs_count" in metrics and "maas_worker_consumer_lag" in metrics
+          and "maas_worker_model_cache_hits_total" in metrics and "maas_worker_rebalances_total" in metrics,
+          "/metrics has batch sizes, lag, cache and rebalance figures")
+    check(get(29101, "/nope")[0] == 404, "unknown paths get 404")
 
     # the kcat + redis-cli recipe (examples/kcat/infer.sh): no maas code on the client side
     kc = subprocess.run([os.path.join(os.path.dirname(__file__), "../../examples/kcat/infer.sh"),

@@ -135,6 +135,18 @@ maas_err maas_consumer_seek(maas_consumer *c, const char *topic, int32_t partiti
 /* Pauses / resumes fetching on every assigned partition (keep polling meanwhile). */
 maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t errstr_size);
 
+/*
+ * Messages behind on the assigned partitions: the sum of high watermark minus
+ * position, from what the consumer already knows (no request). 0 when unknown.
+ */
+long long maas_consumer_lag(maas_consumer *c);
+
+/* Rebalances (assignments and revocations) this member went through. */
+long maas_consumer_rebalances(const maas_consumer *c);
+
+/* A metadata round trip through this consumer's connection: is Kafka answering? */
+maas_err maas_consumer_ping(maas_consumer *c, int timeout_ms, char *errstr, size_t errstr_size);
+
 /* Number of partitions currently assigned to this member. */
 int maas_consumer_assigned(maas_consumer *c);
 

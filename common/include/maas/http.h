@@ -1,0 +1,52 @@
+/*
+ * http.h - a small embedded HTTP server (libmicrohttpd; http_mhd.c is its one
+ * adapter) for /metrics, health checks and JSON APIs. Requests are served on
+ * the library's own thread: the handler must be thread-safe with respect to
+ * whatever it reads.
+ */
+#ifndef MAAS_HTTP_H
+#define MAAS_HTTP_H
+
+#include <stddef.h>
+
+#include "maas/err.h"
+
+#define MAAS_HTTP_MAX_BODY ((size_t)64 << 20)
+
+typedef struct maas_http_request {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* "/metrics" (no query string) */
+    const char *query;  /* the raw query string or "" */
+    const char *body;   /* the request body (not NUL-terminated) */
+    size_t body_len;
+    /* a request header by name (case-insensitive), or NULL; valid during the handler */
+    const char *(*header)(const struct maas_http_request *req, const char *name);
+    void *conn_;
+} maas_http_request;
+
+typedef struct maas_http_response {
+    int status;
+    char content_type[64];
+    char *body; /* malloc'ed by the handler; the server frees it */
+    size_t body_len;
+} maas_http_response;
+
+typedef void (*maas_http_handler)(void *ud, const maas_http_request *req, maas_http_response *res);
+
+typedef struct maas_http maas_http;
+
+/*
+ * Serves on addr:port (addr "127.0.0.1" by default; port 0 picks a free one,
+ * see maas_http_port) until maas_http_stop(). Bodies over MAAS_HTTP_MAX_BODY
+ * get 413 without reaching the handler.
+ */
+maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler, void *ud,
+                           char *errstr, size_t errstr_size);
+int maas_http_port(const maas_http *h);
+void maas_http_stop(maas_http *h);
+
+/* Convenience: sets a response from a printf-style text. */
+void maas_http_reply(maas_http_response *res, int status, const char *content_type, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+
+#endif

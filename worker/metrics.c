@@ -1,0 +1,197 @@
+/*
+ * The worker's HTTP endpoint: /metrics (Prometheus text format), /healthz and
+ * /readyz. The main thread records into `metrics` under its lock; the HTTP
+ * thread only reads a consistent copy.
+ */
+#include "maas/base.h"
+#include "worker.h"
+
+static const double time_buckets[N_TIME_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+static const double size_buckets[N_SIZE_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
+
+static const char *const type_label[] = {"unknown", "train", "infer", "evaluate", "optimize"};
+static const char *const outcome_label[] = {"succeeded", "failed", "expired", "cancelled"};
+
+void metrics_init(metrics *m) {
+    memset(m, 0, sizeof(*m));
+    pthread_mutex_init(&m->lock, NULL);
+}
+
+static void observe(histogram *h, const double *bounds, int nb, double v) {
+    for (int i = 0; i < nb; i++)
+        if (v <= bounds[i]) h->buckets[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void metrics_job(metrics *m, maas_job_type type, job_outcome outcome) {
+    pthread_mutex_lock(&m->lock);
+    m->jobs[type <= MAAS_JOBTYPE_OPTIMIZE ? type : 0][outcome]++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_queue_time(metrics *m, int infer, double seconds) {
+    pthread_mutex_lock(&m->lock);
+    observe(&m->queue[infer ? 1 : 0], time_buckets, N_TIME_BUCKETS, seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_compute_time(metrics *m, maas_job_type type, double seconds) {
+    pthread_mutex_lock(&m->lock);
+    observe(&m->compute[type <= MAAS_JOBTYPE_OPTIMIZE ? type : 0], time_buckets, N_TIME_BUCKETS,
+            seconds);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_batch(metrics *m, int jobs) {
+    pthread_mutex_lock(&m->lock);
+    observe(&m->batch, size_buckets, N_SIZE_BUCKETS, jobs);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_refresh(worker *w) {
+    metrics *m = &w->metrics;
+    char e[MAAS_ERRSTR_SIZE];
+    double now = now_s();
+    int check = now - m->checked_at > 5.0;
+    int redis_ok = m->redis_ok, kafka_ok = m->kafka_ok;
+    if (check) {
+        redis_ok = maas_kv_ping(w->kv, e, sizeof(e)) == MAAS_OK;
+        kafka_ok = maas_consumer_ping(w->infer_c, 1000, e, sizeof(e)) == MAAS_OK;
+    }
+    pthread_mutex_lock(&m->lock);
+    if (check) {
+        m->redis_ok = redis_ok;
+        m->kafka_ok = kafka_ok;
+        m->checked_at = now;
+    }
+    m->cache_hits = w->cache.hits;
+    m->cache_misses = w->cache.misses;
+    m->cache_evictions = w->cache.evictions;
+    m->cache_bytes = w->cache.bytes;
+    m->cache_models = w->cache.n;
+    m->lag[0] = maas_consumer_lag(w->work_c);
+    m->lag[1] = maas_consumer_lag(w->infer_c);
+    m->rebalances[0] = maas_consumer_rebalances(w->work_c);
+    m->rebalances[1] = maas_consumer_rebalances(w->infer_c);
+    m->assigned[0] = maas_consumer_assigned(w->work_c);
+    m->assigned[1] = maas_consumer_assigned(w->infer_c);
+    m->busy = w->task != NULL;
+    m->stopping = w->stopping;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* A growing text buffer. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = (t->len + (size_t)n + 1) * 2;
+        char *np = realloc(t->p, cap);
+        if (!np) return;
+        t->p = np;
+        t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static void put_hist(text *t, const char *name, const char *labels, const histogram *h,
+                     const double *bounds, int nb) {
+    for (int i = 0; i < nb; i++)
+        put(t, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, *labels ? "," : "", bounds[i],
+            h->buckets[i]);
+    put(t, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, *labels ? "," : "", h->count);
+    put(t, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, h->sum, name, labels, h->count);
+}
+
+void metrics_http(void *ud, const maas_http_request *req, maas_http_response *res) {
+    worker *w = ud;
+    metrics copy;
+    pthread_mutex_lock(&w->metrics.lock);
+    memcpy(&copy, &w->metrics, sizeof(copy));
+    pthread_mutex_unlock(&w->metrics.lock);
+    int healthy = copy.redis_ok && copy.kafka_ok;
+    if (strcmp(req->method, "GET")) {
+        maas_http_reply(res, 405, "text/plain", "only GET\n");
+    } else if (!strcmp(req->path, "/healthz")) {
+        maas_http_reply(res, healthy ? 200 : 503, "application/json",
+                        "{\"status\": \"%s\", \"worker\": \"%s\", \"kafka\": %s, \"redis\": %s}\n",
+                        healthy ? "ok" : "unhealthy", w->cfg.id, copy.kafka_ok ? "true" : "false",
+                        copy.redis_ok ? "true" : "false");
+    } else if (!strcmp(req->path, "/readyz")) {
+        int ready = healthy && !copy.stopping && (copy.assigned[0] + copy.assigned[1]) > 0;
+        maas_http_reply(res, ready ? 200 : 503, "application/json",
+                        "{\"ready\": %s, \"partitions\": {\"work\": %d, \"infer\": %d}, "
+                        "\"stopping\": %s}\n",
+                        ready ? "true" : "false", copy.assigned[0], copy.assigned[1],
+                        copy.stopping ? "true" : "false");
+    } else if (!strcmp(req->path, "/metrics")) {
+        text t = {0};
+        put(&t, "# HELP maas_worker_jobs_total Jobs that reached a final state here.\n"
+                "# TYPE maas_worker_jobs_total counter\n");
+        for (int ty = 0; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++)
+            for (int o = 0; o < N_OUTCOMES; o++)
+                put(&t, "maas_worker_jobs_total{type=\"%s\",outcome=\"%s\"} %lu\n", type_label[ty],
+                    outcome_label[o], copy.jobs[ty][o]);
+        put(&t, "# HELP maas_worker_queue_seconds From a job's created_ms to a worker taking it.\n"
+                "# TYPE maas_worker_queue_seconds histogram\n");
+        put_hist(&t, "maas_worker_queue_seconds", "topic=\"work\"", &copy.queue[0], time_buckets,
+                 N_TIME_BUCKETS);
+        put_hist(&t, "maas_worker_queue_seconds", "topic=\"infer\"", &copy.queue[1], time_buckets,
+                 N_TIME_BUCKETS);
+        put(&t, "# HELP maas_worker_compute_seconds Compute time per job (inference: per batch).\n"
+                "# TYPE maas_worker_compute_seconds histogram\n");
+        for (int ty = 1; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++) {
+            char labels[32];
+            snprintf(labels, sizeof(labels), "type=\"%s\"", type_label[ty]);
+            put_hist(&t, "maas_worker_compute_seconds", labels, &copy.compute[ty], time_buckets,
+                     N_TIME_BUCKETS);
+        }
+        put(&t, "# HELP maas_worker_infer_batch_jobs Inference jobs per forward pass.\n"
+                "# TYPE maas_worker_infer_batch_jobs histogram\n");
+        put_hist(&t, "maas_worker_infer_batch_jobs", "", &copy.batch, size_buckets, N_SIZE_BUCKETS);
+        put(&t,
+            "# TYPE maas_worker_model_cache_hits_total counter\nmaas_worker_model_cache_hits_total "
+            "%lu\n# TYPE maas_worker_model_cache_misses_total counter\n"
+            "maas_worker_model_cache_misses_total %lu\n"
+            "# TYPE maas_worker_model_cache_evictions_total counter\n"
+            "maas_worker_model_cache_evictions_total %lu\n"
+            "# TYPE maas_worker_model_cache_bytes gauge\nmaas_worker_model_cache_bytes %zu\n"
+            "# TYPE maas_worker_model_cache_models gauge\nmaas_worker_model_cache_models %d\n",
+            copy.cache_hits, copy.cache_misses, copy.cache_evictions, copy.cache_bytes,
+            copy.cache_models);
+        put(&t,
+            "# HELP maas_worker_consumer_lag Messages behind on the assigned partitions.\n"
+            "# TYPE maas_worker_consumer_lag gauge\nmaas_worker_consumer_lag{topic=\"work\"} %lld\n"
+            "maas_worker_consumer_lag{topic=\"infer\"} %lld\n"
+            "# TYPE maas_worker_rebalances_total counter\n"
+            "maas_worker_rebalances_total{topic=\"work\"} %ld\n"
+            "maas_worker_rebalances_total{topic=\"infer\"} %ld\n"
+            "# TYPE maas_worker_assigned_partitions gauge\n"
+            "maas_worker_assigned_partitions{topic=\"work\"} %d\n"
+            "maas_worker_assigned_partitions{topic=\"infer\"} %d\n"
+            "# TYPE maas_worker_busy gauge\nmaas_worker_busy %d\n"
+            "# TYPE maas_worker_up gauge\nmaas_worker_up{kafka=\"%d\",redis=\"%d\"} 1\n",
+            copy.lag[0], copy.lag[1], copy.rebalances[0], copy.rebalances[1], copy.assigned[0],
+            copy.assigned[1], copy.busy, copy.kafka_ok, copy.redis_ok);
+        res->status = 200;
+        snprintf(res->content_type, sizeof(res->content_type), "text/plain; version=0.0.4");
+        res->body = t.p;
+        res->body_len = t.len;
+    } else {
+        maas_http_reply(res, 404, "text/plain", "not found: try /metrics, /healthz, /readyz\n");
+    }
+}
