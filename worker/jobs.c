@@ -83,8 +83,9 @@ typedef struct infer_item {
     int state; /* 0 pending, 1 done (record final or dead-lettered) */
 } infer_item;
 
-static maas_err finish_infer(worker *w, infer_item *it, const cache_entry *ce, const float *out) {
-    char e[MAAS_ERRSTR_SIZE];
+/* The msgpack result of one inference job (outputs, and classes if asked). */
+static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce, const float *out,
+                                    unsigned char **buf, size_t *len, char *e, size_t es) {
     maas_result r;
     maas_result_init(&r, MAAS_JOBTYPE_INFER);
     snprintf(r.model, sizeof(r.model), "%s", ce->name);
@@ -108,27 +109,57 @@ static maas_err finish_infer(worker *w, infer_item *it, const cache_entry *ce, c
         }
         r.classes = classes;
     }
-    unsigned char *buf;
-    size_t len;
-    maas_err err = maas_result_encode(&r, &buf, &len, e, sizeof(e));
+    maas_err err = maas_result_encode(&r, buf, len, e, es);
     free(classes);
-    if (err) return err;
-    maas_job_record rec;
-    record_for(&it->job, &rec);
-    maas_job_update u = {.to = MAAS_JOB_SUCCEEDED,
-                         .from_mask = FROM_ACTIVE,
-                         .worker = w->cfg.id,
-                         .result = buf,
-                         .result_len = len,
-                         .ttl_s = ttl_of(w, &it->job),
-                         .create = &rec};
-    err = maas_kv_job_transition(w->kv, it->job.id, &u, e, sizeof(e));
-    free(buf);
-    if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* final already: a redelivered job */
-    if (err)
-        wlog(w, "error", it->job.id, "cannot write the result: %s", e);
-    else
-        metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+    return err;
+}
+
+/* Writes the results of a group's jobs in one pipelined round trip. */
+static maas_err finish_group(worker *w, infer_item *items, const int *members, int nm,
+                             const cache_entry *ce, const float *y) {
+    char e[MAAS_ERRSTR_SIZE];
+    const char **ids = calloc((size_t)nm, sizeof(*ids));
+    maas_job_update *ups = calloc((size_t)nm, sizeof(*ups));
+    maas_job_record *recs = calloc((size_t)nm, sizeof(*recs));
+    unsigned char **bufs = calloc((size_t)nm, sizeof(*bufs));
+    maas_err *res = calloc((size_t)nm, sizeof(*res));
+    maas_err err = (!ids || !ups || !recs || !bufs || !res) ? MAAS_ERR_NOMEM : MAAS_OK;
+    size_t at = 0;
+    int outs = ce->model->n_outputs;
+    for (int k = 0; k < nm && !err; k++) {
+        infer_item *it = &items[members[k]];
+        size_t len;
+        err = encode_infer_result(it, ce, y + at * outs, &bufs[k], &len, e, sizeof(e));
+        at += it->job.inputs.rows;
+        record_for(&it->job, &recs[k]);
+        ids[k] = it->job.id;
+        ups[k] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
+                                   .from_mask = FROM_ACTIVE,
+                                   .worker = w->cfg.id,
+                                   .result = bufs[k],
+                                   .result_len = len,
+                                   .ttl_s = ttl_of(w, &it->job),
+                                   .create = &recs[k]};
+    }
+    if (!err) err = maas_kv_job_transition_batch(w->kv, nm, ids, ups, res, e, sizeof(e));
+    if (err) {
+        wlog(w, "error", NULL, "cannot write %d results: %s", nm, e);
+    } else {
+        for (int k = 0; k < nm; k++) {
+            /* CONFLICT: final already, a redelivered job; nothing to do */
+            items[members[k]].state = 1;
+            if (res[k] == MAAS_OK) {
+                w->jobs_done++;
+                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+            }
+        }
+    }
+    for (int k = 0; bufs && k < nm; k++) free(bufs[k]);
+    free(ids);
+    free(ups);
+    free(recs);
+    free(bufs);
+    free(res);
     return err;
 }
 
@@ -204,16 +235,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first) {
     free(x);
     w->batches++;
     w->batched_jobs += (unsigned long)nm;
-    at = 0;
-    for (int k = 0; k < nm && !err; k++) {
-        infer_item *it = &items[members[k]];
-        err = finish_infer(w, it, ce, y + at * outs);
-        at += it->job.inputs.rows;
-        if (!err) {
-            it->state = 1;
-            w->jobs_done++;
-        }
-    }
+    if (!err) err = finish_group(w, items, members, nm, ce, y);
     free(y);
     return err;
 }

@@ -16,6 +16,7 @@ struct maas_kv {
     char password[256];
     char prefix[64];
     int timeout_ms;
+    char transition_sha[41]; /* SCRIPT LOAD of job_transition_lua on this connection */
 };
 
 static int64_t now_ms(void) {
@@ -95,6 +96,7 @@ static maas_err reply_err(redisReply *r, const char *what, char *errstr, size_t 
 
 static maas_err kv_open(maas_kv *kv, char *errstr, size_t errstr_size) {
     if (kv->ctx) redisFree(kv->ctx);
+    kv->transition_sha[0] = '\0'; /* the server may have lost its script cache */
     struct timeval tv = {kv->timeout_ms / 1000, (kv->timeout_ms % 1000) * 1000};
     kv->ctx = redisConnectWithTimeout(kv->host, kv->port, tv);
     if (!kv->ctx || kv->ctx->err) {
@@ -365,37 +367,41 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
 
 static const char job_transition_lua[] =
     "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "local f, attempts, new = {}, nil, false\n"
     "if not st and ARGV[10] == '1' then\n"
-    "  redis.call('HSET', KEYS[1], 'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13],\n"
-    "             'state', 'queued', 'attempts', 0, 'created_ms', ARGV[14],\n"
-    "             'deadline_ms', ARGV[15], 'ttl_s', ARGV[16])\n"
-    "  st = 'queued'\n"
+    "  f = {'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13], 'created_ms', ARGV[14],\n"
+    "       'deadline_ms', ARGV[15], 'ttl_s', ARGV[16]}\n"
+    "  st, attempts, new = 'queued', 0, true\n"
     "end\n"
     "if not st then return {-1, ''} end\n"
     "local idx = {queued=1, running=2, succeeded=3, failed=4, expired=5, cancelled=6}\n"
     "local i = idx[st] or 0\n"
     "if math.floor(tonumber(ARGV[1]) / (2 ^ i)) % 2 ~= 1 then return {0, st} end\n"
     "local to, now = ARGV[2], ARGV[3]\n"
-    "redis.call('HSET', KEYS[1], 'state', to)\n"
-    "if to == 'running' then\n"
-    "  redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
-    "  redis.call('HSET', KEYS[1], 'worker', ARGV[4], 'started_ms', now, 'heartbeat_ms', now)\n"
+    "local final = to == 'succeeded' or to == 'failed' or to == 'expired' or to == 'cancelled'\n"
+    "local function add(k, v) f[#f + 1] = k; f[#f + 1] = v end\n"
+    "add('state', to)\n"
+    "if to == 'running' or (final and st == 'queued' and ARGV[4] ~= '') then\n"
+    "  if not attempts then attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') "
     "end\n"
+    "  attempts = attempts + 1\n"
+    "end\n"
+    "if attempts then add('attempts', attempts) end\n"
+    "if to == 'running' then add('worker', ARGV[4]); add('started_ms', now); add('heartbeat_ms', "
+    "now) end\n"
+    "if final then\n"
+    "  if ARGV[4] ~= '' then add('worker', ARGV[4]) end\n"
+    "  add('finished_ms', now)\n"
+    "  if ARGV[9] == '1' then add('result', ARGV[5]) end\n"
+    "  if ARGV[6] ~= '' then add('error_code', ARGV[6]); add('error_message', ARGV[7]) end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], unpack(f))\n"
     "if to == 'queued' then redis.call('HDEL', KEYS[1], 'worker') end\n"
-    "if to ~= 'running' and to ~= 'queued' and ARGV[4] ~= '' then\n"
-    "  redis.call('HSET', KEYS[1], 'worker', ARGV[4])\n"
-    "  if st == 'queued' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end\n"
-    "end\n"
-    "if to == 'succeeded' or to == 'failed' or to == 'expired' or to == 'cancelled' then\n"
-    "  redis.call('HSET', KEYS[1], 'finished_ms', now)\n"
-    "  if ARGV[9] == '1' then redis.call('HSET', KEYS[1], 'result', ARGV[5]) end\n"
-    "  if ARGV[6] ~= '' then\n"
-    "    redis.call('HSET', KEYS[1], 'error_code', ARGV[6], 'error_message', ARGV[7])\n"
-    "  end\n"
-    "  redis.call('DEL', KEYS[2])\n"
+    "if final then\n"
     "  redis.call('RPUSH', KEYS[2], to)\n"
     "  local ttl = tonumber(ARGV[8])\n"
-    "  if ttl <= 0 then ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or '0') end\n"
+    "  if ttl <= 0 and not new then ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or '0') "
+    "end\n"
     "  if ttl > 0 then\n"
     "    redis.call('EXPIRE', KEYS[1], ttl)\n"
     "    redis.call('EXPIRE', KEYS[2], ttl)\n"
@@ -404,51 +410,140 @@ static const char job_transition_lua[] =
     "end\n"
     "return {1, st}\n";
 
-maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
-                                size_t errstr_size) {
-    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
-    if (err) return err;
+/* The arguments of one transition script call; the key buffers live in it. */
+typedef struct transition_call {
+    argv_buf a;
     char key[256], done[256], chan[256];
-    KEY(key, kv, "job:{%s}", id);
-    KEY(done, kv, "job:{%s}:done", id);
-    KEY(chan, kv, "job:{%s}:events", id);
-    argv_buf a = {0};
-    arg_s(&a, "EVAL");
-    arg_s(&a, job_transition_lua);
-    arg_s(&a, "3");
-    arg_s(&a, key);
-    arg_s(&a, done);
-    arg_s(&a, chan);
-    arg_i(&a, (long long)u->from_mask);
-    arg_s(&a, maas_job_state_name(u->to));
-    arg_i(&a, now_ms());
-    arg_s(&a, u->worker);
-    arg(&a, u->result ? (const void *)u->result : "", u->result ? u->result_len : 0);
-    arg_s(&a, u->error_code);
-    arg_s(&a, u->error_message);
-    arg_i(&a, u->ttl_s);
-    arg_s(&a, u->result ? "1" : "0");
-    const maas_job_record *c = u->create;
-    arg_s(&a, c ? "1" : "0");
-    arg_s(&a, id);
-    arg_s(&a, c ? c->type : "");
-    arg_s(&a, c ? c->model : "");
-    arg_i(&a, c && c->created_ms ? c->created_ms : now_ms());
-    arg_i(&a, c ? c->deadline_ms : 0);
-    arg_i(&a, u->ttl_s);
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+} transition_call;
+
+/* Loads the transition script once per connection; EVALSHA then saves Redis the
+ * hashing of 2 KB of script text per job. */
+static maas_err load_transition(maas_kv *kv, char *errstr, size_t errstr_size) {
+    if (kv->transition_sha[0]) return MAAS_OK;
+    const char *argv[] = {"SCRIPT", "LOAD", job_transition_lua};
+    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->type == REDIS_REPLY_STRING && rep->len == 40)
+        copy_field(kv->transition_sha, sizeof(kv->transition_sha), rep);
+    freeReplyObject(rep);
+    return kv->transition_sha[0] ? MAAS_OK
+                                 : maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
+                                             "redis SCRIPT LOAD returned no hash");
+}
+
+static void build_transition(maas_kv *kv, transition_call *t, const char *id,
+                             const maas_job_update *u, int64_t now) {
+    memset(&t->a, 0, sizeof(t->a));
+    KEY(t->key, kv, "job:{%s}", id);
+    KEY(t->done, kv, "job:{%s}:done", id);
+    KEY(t->chan, kv, "job:{%s}:events", id);
+    argv_buf *a = &t->a;
+    arg_s(a, "EVALSHA");
+    arg_s(a, kv->transition_sha);
+    arg_s(a, "3");
+    arg_s(a, t->key);
+    arg_s(a, t->done);
+    arg_s(a, t->chan);
+    arg_i(a, (long long)u->from_mask);
+    arg_s(a, maas_job_state_name(u->to));
+    arg_i(a, now);
+    arg_s(a, u->worker);
+    arg(a, u->result ? (const void *)u->result : "", u->result ? u->result_len : 0);
+    arg_s(a, u->error_code);
+    arg_s(a, u->error_message);
+    arg_i(a, u->ttl_s);
+    arg_s(a, u->result ? "1" : "0");
+    const maas_job_record *c = u->create;
+    arg_s(a, c ? "1" : "0");
+    arg_s(a, id);
+    arg_s(a, c ? c->type : "");
+    arg_s(a, c ? c->model : "");
+    arg_i(a, c && c->created_ms ? c->created_ms : now);
+    arg_i(a, c ? c->deadline_ms : 0);
+    arg_i(a, u->ttl_s);
+}
+
+static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
+                                 char *errstr, size_t errstr_size) {
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis EVAL: %s",
+                         rep && rep->str ? rep->str : "no reply");
     long long ok = rep->elements >= 1 ? rep->element[0]->integer : -1;
     char from[32] = "";
     if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
         copy_field(from, sizeof(from), rep->element[1]);
-    freeReplyObject(rep);
     if (ok < 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "job '%s' has no record", id);
     if (ok == 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' is %s, not moved to %s",
                          id, from, maas_job_state_name(u->to));
     return MAAS_OK;
+}
+
+maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
+                                size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    transition_call t;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((err = load_transition(kv, errstr, errstr_size))) return err;
+        build_transition(kv, &t, id, u, now_ms());
+        redisReply *rep = cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
+        if (!rep) {
+            if (errstr && strstr(errstr, "NOSCRIPT")) { /* SCRIPT FLUSH or a restart */
+                kv->transition_sha[0] = '\0';
+                continue;
+            }
+            return MAAS_ERR_UNAVAILABLE;
+        }
+        err = transition_reply(rep, id, u, errstr, errstr_size);
+        freeReplyObject(rep);
+        return err;
+    }
+    return MAAS_ERR_UNAVAILABLE;
+}
+
+maas_err maas_kv_job_transition_batch(maas_kv *kv, int n, const char *const *ids,
+                                      const maas_job_update *updates, maas_err *results,
+                                      char *errstr, size_t errstr_size) {
+    if (n <= 0) return MAAS_OK;
+    for (int i = 0; i < n; i++) {
+        maas_err err = maas_name_check("job id", ids[i], errstr, errstr_size);
+        if (err) return err;
+    }
+    transition_call *calls = malloc((size_t)n * sizeof(*calls));
+    if (!calls) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    int64_t now = now_ms();
+    maas_err err = load_transition(kv, errstr, errstr_size);
+    /* Pipelined: every script is sent before the first reply is read. */
+    for (int i = 0; i < n && !err; i++) {
+        build_transition(kv, &calls[i], ids[i], &updates[i], now);
+        if (redisAppendCommandArgv(kv->ctx, calls[i].a.n, calls[i].a.v, calls[i].a.len) != REDIS_OK)
+            err =
+                maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", kv->ctx->errstr);
+    }
+    for (int i = 0; i < n && !err; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(kv->ctx, (void **)&rep) != REDIS_OK || !rep) {
+            err =
+                maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", kv->ctx->errstr);
+            break;
+        }
+        char sub[MAAS_ERRSTR_SIZE];
+        if (rep->type == REDIS_REPLY_ERROR && rep->str && !strncmp(rep->str, "NOSCRIPT", 8))
+            kv->transition_sha[0] = '\0'; /* reloaded next time; this batch is retried */
+        results[i] = transition_reply(rep, ids[i], &updates[i], sub, sizeof(sub));
+        if (results[i] == MAAS_ERR_UNAVAILABLE && !err)
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "%s", sub);
+        freeReplyObject(rep);
+    }
+    if (err && kv->ctx) {
+        /* a half-read pipeline leaves the connection unusable: start over next time */
+        redisFree(kv->ctx);
+        kv->ctx = NULL;
+    }
+    free(calls);
+    return err;
 }
 
 static const char job_heartbeat_lua[] =

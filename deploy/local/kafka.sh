@@ -92,7 +92,6 @@ group.min.session.timeout.ms=1000
 num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
-log.flush.interval.messages=1
 CFG
   cat > "$dir/log4j.properties" <<CFG
 log4j.rootLogger=INFO, out

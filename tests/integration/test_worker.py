@@ -13,6 +13,7 @@ client (confluent-kafka, redis-py, msgpack from Debian).
  5. cancel, deadline expiry, alias moves.
 usage: test_worker.py WORKER_BINARY WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
 """
+import json
 import os
 import random
 import signal
@@ -267,16 +268,23 @@ try:
     c1 = f"cancel-{RUN}"
     send("maas.jobs.work", train_job(c1, f"big-{RUN}", X[:1], Y[:1], epochs=200, **big))
     check(wait_state(c1, ["running"], 30) == "running", "the long job starts")
-    time.sleep(1.5)
-    prog = rec(c1).get("progress")
+    # calibrate: how long does an epoch take here (a sanitizer build is much slower)?
+    t0, epoch, prog = time.time(), 0, None
+    while time.time() - t0 < 120 and epoch < 2:
+        time.sleep(0.2)
+        prog = rec(c1).get("progress")
+        epoch = 0 if prog is None else json.loads(prog)["epoch"]
+    per_epoch = (time.time() - t0) / max(epoch, 1)
+    print(f"     an epoch of the big job takes {per_epoch:.2f} s here", flush=True)
     R.hset(f"maas:job:{{{c1}}}", "cancel_requested", 1)
     check(wait_state(c1, ["cancelled"], 30) == "cancelled", "a cancel request stops it")
     check(prog is not None and b"epoch" in prog, f"a running job reports live progress ({prog})")
 
     # 3. a job longer than max.poll.interval.ms (7 s) completes once, with no rebalance
     L = f"long-{RUN}"
-    send("maas.jobs.work", train_job(L, f"long-{RUN}", X[:1], Y[:1], epochs=25, **big))
-    check(wait_final([L], 120) == set(), "the long job finishes")
+    long_epochs = max(2, int(12 / per_epoch) + 1)  # ~12 s, over the 7 s max.poll.interval.ms
+    send("maas.jobs.work", train_job(L, f"long-{RUN}", X[:1], Y[:1], epochs=long_epochs, **big))
+    check(wait_final([L], 60 + 4 * long_epochs * per_epoch) == set(), "the long job finishes")
     r = rec(L)
     took = (int(r.get("finished_ms", b"0")) - int(r.get("started_ms", b"0"))) / 1000
     check(r.get("state") == b"succeeded" and r.get("attempts") == b"1",
@@ -286,14 +294,14 @@ try:
 
     # 2. kill -9 of the worker running a training job
     K = f"kill-{RUN}"
-    send("maas.jobs.work", train_job(K, f"kill-{RUN}", X[:1], Y[:1], epochs=25, **big))
+    send("maas.jobs.work", train_job(K, f"kill-{RUN}", X[:1], Y[:1], epochs=long_epochs, **big))
     check(wait_state(K, ["running"], 30) == "running", "the job to kill starts")
     victim = rec(K)["worker"].decode()
     workers[victim].kill()
     workers[victim].wait()
     print(f"     killed {victim} (kill -9) while it trained {K}", flush=True)
     start_worker(victim + "-new")  # the fleet is back to two
-    check(wait_final([K], 180) == set(), "the job completes on another worker")
+    check(wait_final([K], 120 + 4 * long_epochs * per_epoch) == set(), "the job completes on another worker")
     r = rec(K)
     check(r.get("state") == b"succeeded" and r.get("worker", b"").decode() != victim,
           f"succeeded on {r.get('worker')} after {r.get('attempts')} attempts")

@@ -113,6 +113,16 @@ typedef struct maas_job_update {
 maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
                                 size_t errstr_size);
 
+/*
+ * Many transitions in one pipelined round trip (the worker finishing an
+ * inference batch). results[i] gets each job's outcome (OK, CONFLICT, UNKNOWN);
+ * the return value is an error only when Redis itself failed, in which case
+ * any of them may or may not have been applied (each is idempotent).
+ */
+maas_err maas_kv_job_transition_batch(maas_kv *kv, int n, const char *const *ids,
+                                      const maas_job_update *updates, maas_err *results,
+                                      char *errstr, size_t errstr_size);
+
 /* Heartbeat and live progress (JSON) of a running job held by worker; CONFLICT if not. */
 maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
                                const char *progress_json, char *errstr, size_t errstr_size);

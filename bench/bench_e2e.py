@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""End-to-end inference through real Kafka and Redis: produce -> worker -> result
+readable in Redis, with 1 and 2 maas workers and the plain Python worker
+(bench/py_worker.py) on the same jobs; prints throughput, p50/p99 latency and
+the ratios against the Python worker, plus idle RSS and start-to-ready.
+
+It starts its own Redis and Kafka (deploy/local, ports 39092/36379, state in
+.local/bench) and stops them at the end.
+usage: /usr/bin/python3 bench/bench_e2e.py [--jobs N] [--build build]
+Latency = a job's finished_ms (set in the same Redis script that stores the
+result) minus its created_ms (set by the producer).
+"""
+import argparse
+import csv
+import os
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+import msgpack
+import redis
+from confluent_kafka import Producer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, MAAS_KAFKA_PORT="39092", MAAS_KAFKA_CONTROLLER_PORT="39093",
+           MAAS_REDIS_PORT="36379", MAAS_STATE_DIR=os.path.join(ROOT, ".local/bench"))
+BROKERS, REDIS_URL = "127.0.0.1:39092", "redis://127.0.0.1:36379"
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, env=ENV, **kw)
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p / 100 * len(v)))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=20000)
+    ap.add_argument("--build", default="build")
+    a = ap.parse_args()
+    worker_bin = os.path.join(ROOT, a.build, "bin", "maas-worker")
+    admin = os.path.join(ROOT, a.build, "bin", "maas-kafka-admin")
+    ENV["MAAS_KAFKA_ADMIN"] = admin
+    sh(os.path.join(ROOT, "deploy/local/redis.sh"), "start", stderr=subprocess.DEVNULL)
+    sh(os.path.join(ROOT, "deploy/local/kafka.sh"), "start", stderr=subprocess.DEVNULL)
+    r = redis.Redis.from_url(REDIS_URL)
+    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
+    procs = []
+    logdir = os.path.join(ROOT, ".local/bench")
+    try:
+        rows = list(csv.reader(open(os.path.join(ROOT, "examples/data/pima-indians-diabetes.csv"))))[1:]
+        X = [[float(v) for v in row[:8]] for row in rows]
+        Y = [[float(row[8])] for row in rows]
+
+        def start_worker(prefix, name, *extra):
+            log = open(os.path.join(logdir, f"{name}.log"), "w")
+            w = subprocess.Popen([worker_bin, "--brokers", BROKERS, "--redis", REDIS_URL, "--id", name,
+                                  "--topic-prefix", prefix, *extra], stderr=log, stdout=log, env=ENV)
+            procs.append(w)
+            return w
+
+        def topics(prefix):
+            sh(admin, "--brokers", BROKERS, "create-topics", "--prefix", prefix, stdout=subprocess.DEVNULL)
+
+        # a model: the seed network trained through a worker
+        topics("setup.")
+        w0 = start_worker("setup.", "setup")
+        def mat(m):
+            return {"shape": [len(m), len(m[0])], "dtype": "float32",
+                    "data": struct.pack("<%df" % (len(m) * len(m[0])), *[v for row in m for v in row])}
+        tid = f"bench-train-{time.time_ns()}"
+        p.produce("setup.jobs.work", key=tid, value=msgpack.packb({
+            "v": 1, "id": tid, "type": "train", "model": "pima",
+            "layers": [{"units": 10, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}],
+            "loss": "binary_crossentropy", "epochs": 10, "standardize": True, "seed": 7,
+            "data": {"x": mat(X[:614]), "y": mat(Y[:614])}}))
+        p.flush()
+        end = time.time() + 60
+        while r.hget(f"maas:job:{{{tid}}}", "state") != b"succeeded" and time.time() < end:
+            time.sleep(0.05)
+        time.sleep(2)
+        rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{w0.pid}/status").read()).group(1))
+        ready = re.search(r"ready in (\d+) ms", open(os.path.join(logdir, "setup.log")).read()).group(1)
+        w0.terminate()
+        w0.wait()
+
+        def produce(prefix, n, tag, rate=None):
+            ids = []
+            t0 = time.time()
+            for i in range(n):
+                jid = f"{tag}-{i}"
+                ids.append(jid)
+                p.produce(f"{prefix}jobs.infer", key=jid, value=msgpack.packb({
+                    "v": 1, "id": jid, "type": "infer", "model": "pima",
+                    "created_ms": int(time.time() * 1000), "inputs": [X[i % len(X)]]}))
+                if rate and i % 50 == 0:
+                    ahead = i / rate - (time.time() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                if i % 1000 == 0:
+                    p.poll(0)
+            p.flush()
+            return ids
+
+        def wait_all(ids, timeout=300):
+            end = time.time() + timeout
+            pend = list(ids)
+            while pend and time.time() < end:
+                pipe = r.pipeline()
+                for j in pend[:2000]:
+                    pipe.hget(f"maas:job:{{{j}}}", "finished_ms")
+                got = pipe.execute()
+                done = {pend[i] for i, v in enumerate(got) if v}
+                if not done:
+                    time.sleep(0.05)
+                pend = [j for j in pend if j not in done]
+            pipe = r.pipeline()
+            for j in ids:
+                pipe.hmget(f"maas:job:{{{j}}}", "created_ms", "finished_ms")
+            return [(int(c), int(f)) for c, f in pipe.execute() if c and f]
+
+        def drain(prefix, n, starter):
+            """n jobs queued first, then the workers start: throughput = n / (last - first finish)."""
+            topics(prefix)
+            ids = produce(prefix, n, f"{prefix}drain")
+            ws = starter()
+            times = wait_all(ids)
+            fin = sorted(f for _, f in times)
+            span = (fin[-1] - fin[0]) / 1000 if len(fin) > 1 else float("nan")
+            for w in ws:
+                w.terminate()
+                w.wait()
+            return len(times) / span if span > 0 else float("nan"), len(times)
+
+        def latency(prefix, rate, seconds, starter):
+            topics(prefix)
+            ws = starter()
+            time.sleep(3)  # group join
+            ids = produce(prefix, int(rate * seconds), f"{prefix}lat", rate=rate)
+            times = wait_all(ids)
+            for w in ws:
+                w.terminate()
+                w.wait()
+            lat = [f - c for c, f in times]
+            return pct(lat, 50), pct(lat, 99), len(lat)
+
+        results = {}
+        n = a.jobs
+        results["maas1"] = drain("m1.", n, lambda: [start_worker("m1.", "m1a")])
+        results["maas2"] = drain("m2.", n, lambda: [start_worker("m2.", "m2a"), start_worker("m2.", "m2b")])
+        py = os.path.join(ROOT, "bench/py_worker.py")
+        def start_py(prefix, name):
+            log = open(os.path.join(logdir, f"{name}.log"), "w")
+            w = subprocess.Popen([sys.executable, py, BROKERS, REDIS_URL, f"{prefix}jobs.infer", f"{prefix}py"],
+                                 stderr=log, stdout=log)
+            procs.append(w)
+            return w
+        results["py1"] = drain("p1.", max(2000, n // 10), lambda: [start_py("p1.", "py1")])
+        peak1 = results["maas1"][0]
+        lat1 = latency("l1.", peak1 / 2, 5, lambda: [start_worker("l1.", "l1a")])
+        lat_py = latency("lp.", results["py1"][0] / 2, 5, lambda: [start_py("lp.", "lpy")])
+
+        print(f"end-to-end inference, 1-row jobs of the seed model; Kafka {ENV.get('MAAS_KAFKA_VERSION', '3.9.1')}, "
+              f"Redis on loopback, {os.cpu_count()} cores")
+        print(f"{'':34} {'jobs/s':>10} {'vs python':>10}")
+        for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2"), ("py1", "python worker x1")):
+            print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   ({results[k][1]} jobs)")
+        print(f"latency at half of peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s)")
+        print(f"latency at half of peak, python:   p50 {lat_py[0]} ms, p99 {lat_py[1]} ms ({lat_py[2]} jobs)")
+        print(f"idle maas-worker RSS: {rss / 1024:.1f} MB; start to ready (before the group join): {ready} ms")
+    finally:
+        for w in procs:
+            if w.poll() is None:
+                w.terminate()
+                try:
+                    w.wait(10)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+        sh(os.path.join(ROOT, "deploy/local/kafka.sh"), "stop", stderr=subprocess.DEVNULL)
+        sh(os.path.join(ROOT, "deploy/local/redis.sh"), "stop", stderr=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
