@@ -68,6 +68,14 @@ def main():
         def topics(prefix):
             sh(admin, "--brokers", BROKERS, "create-topics", "--prefix", prefix, stdout=subprocess.DEVNULL)
 
+        # idle RSS: a fresh worker that has taken no job yet
+        topics("idle.")
+        wi = start_worker("idle.", "idle")
+        time.sleep(3)
+        rss_idle = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{wi.pid}/status").read()).group(1))
+        wi.terminate()
+        wi.wait()
+
         # a model: the seed network trained through a worker
         topics("setup.")
         w0 = start_worker("setup.", "setup")
@@ -173,7 +181,8 @@ def main():
             print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   ({results[k][1]} jobs)")
         print(f"latency at half of peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s)")
         print(f"latency at half of peak, python:   p50 {lat_py[0]} ms, p99 {lat_py[1]} ms ({lat_py[2]} jobs)")
-        print(f"idle maas-worker RSS: {rss / 1024:.1f} MB; start to ready (before the group join): {ready} ms")
+        print(f"maas-worker RSS: {rss_idle / 1024:.1f} MB idle (fresh), {rss / 1024:.1f} MB idle after a "
+              f"training job; start to ready (before the group join): {ready} ms")
     finally:
         for w in procs:
             if w.poll() is None:
