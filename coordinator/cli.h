@@ -8,6 +8,40 @@ int maas_cli_evaluate(int argc, char **argv);
 int maas_cli_predict(int argc, char **argv);
 int maas_cli_inspect(int argc, char **argv);
 
+/* Cluster mode: jobs through Kafka, results and the registry in Redis. */
+int maas_cli_dataset(int argc, char **argv);
+int maas_cli_submit(int argc, char **argv);
+int maas_cli_job(int argc, char **argv);
+int maas_cli_cancel(int argc, char **argv);
+int maas_cli_models(int argc, char **argv);
+int maas_cli_versions(int argc, char **argv);
+int maas_cli_alias(int argc, char **argv);
+int maas_cli_export(int argc, char **argv);
+int maas_cli_import(int argc, char **argv);
+
+/* ---- shared by the subcommands (cli_local.c) ---- */
+
+#include <stddef.h>
+
+/* Features (and optionally labels) read from a CSV or an HDF5 dataset. */
+typedef struct cli_data {
+    size_t rows;
+    int n_features;
+    float *x; /* rows x n_features */
+    int y_cols;
+    float *y; /* rows x y_cols, or NULL */
+} cli_data;
+
+void cli_data_release(cli_data *d);
+/* Features from spec (CSV or FILE.h5:/x); labels from the column `label` or `labels_spec`. */
+int cli_load_data(const char *cmd, const char *spec, const char *label, const char *labels_spec,
+                  const char *const *drops, int n_drops, cli_data *out);
+int cli_parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *v, double lo, double hi,
+                    double *out);
+int cli_wants_help(int argc, char **argv);
+int cli_parse_format(const char *cmd, const char *v, int *json);
+
 /* Prints "maas CMD: message" on stderr and returns 1 (runtime) — for `return cli_fail(...)`. */
 int maas_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error and returns 2. */

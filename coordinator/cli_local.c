@@ -16,16 +16,7 @@
 
 /* ------------------------------------------------------------------ data */
 
-/* Features (and optionally labels) read from a CSV or an HDF5 dataset. */
-typedef struct cli_data {
-    size_t rows;
-    int n_features;
-    float *x; /* rows x n_features */
-    int y_cols;
-    float *y; /* rows x y_cols, or NULL */
-} cli_data;
-
-static void cli_data_release(cli_data *d) {
+void cli_data_release(cli_data *d) {
     free(d->x);
     free(d->y);
     memset(d, 0, sizeof(*d));
@@ -56,8 +47,8 @@ static maas_err read_table(const char *spec, maas_table *t, char *err, size_t er
  * Loads features from `spec`; the label column `label` (CSV) or the separate
  * labels dataset `labels_spec` gives y. Columns named in drops are left out.
  */
-static int load_data(const char *cmd, const char *spec, const char *label, const char *labels_spec,
-                     const char *const *drops, int n_drops, cli_data *out) {
+int cli_load_data(const char *cmd, const char *spec, const char *label, const char *labels_spec,
+                  const char *const *drops, int n_drops, cli_data *out) {
     memset(out, 0, sizeof(*out));
     char err[MAAS_ERRSTR_SIZE];
     maas_table t;
@@ -229,7 +220,7 @@ static int on_epoch(void *ud, const maas_epoch_log *e) {
 
 /* ------------------------------------------------------------- options */
 
-static int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
+int cli_parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
     char *e;
     errno = 0;
     long n = strtol(v, &e, 10);
@@ -240,8 +231,8 @@ static int parse_int(const char *cmd, const char *opt, const char *v, long lo, l
     return 0;
 }
 
-static int parse_float(const char *cmd, const char *opt, const char *v, double lo, double hi,
-                       double *out) {
+int cli_parse_float(const char *cmd, const char *opt, const char *v, double lo, double hi,
+                    double *out) {
     char *e;
     double n = strtod(v, &e);
     if (*e || e == v || !(n >= lo && n <= hi))
@@ -251,7 +242,7 @@ static int parse_float(const char *cmd, const char *opt, const char *v, double l
     return 0;
 }
 
-static int wants_help(int argc, char **argv) {
+int cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     return 0;
@@ -302,7 +293,7 @@ static const char fit_help[] =
 
 int maas_cli_fit(int argc, char **argv) {
     const char *cmd = "fit";
-    if (wants_help(argc, argv)) return fputs(fit_help, stdout), 0;
+    if (cli_wants_help(argc, argv)) return fputs(fit_help, stdout), 0;
     enum {
         O_DATA = 256,
         O_LABEL,
@@ -390,10 +381,10 @@ int maas_cli_fit(int argc, char **argv) {
             opt_name = optarg;
             break;
         case O_LR:
-            rc = parse_float(cmd, "--lr", optarg, 1e-12, 10, &lr);
+            rc = cli_parse_float(cmd, "--lr", optarg, 1e-12, 10, &lr);
             break;
         case O_MOM:
-            rc = parse_float(cmd, "--momentum", optarg, 0, 0.999999, &momentum);
+            rc = cli_parse_float(cmd, "--momentum", optarg, 0, 0.999999, &momentum);
             break;
         case O_NEST:
             nesterov = 1;
@@ -402,13 +393,13 @@ int maas_cli_fit(int argc, char **argv) {
             no_acc = 1;
             break;
         case O_EPOCHS:
-            rc = parse_int(cmd, "--epochs", optarg, 1, 1000000, &epochs);
+            rc = cli_parse_int(cmd, "--epochs", optarg, 1, 1000000, &epochs);
             break;
         case O_BATCH:
-            rc = parse_int(cmd, "--batch-size", optarg, 1, 1 << 20, &batch);
+            rc = cli_parse_int(cmd, "--batch-size", optarg, 1, 1 << 20, &batch);
             break;
         case O_VSPLIT:
-            rc = parse_float(cmd, "--validation-split", optarg, 0, 0.99, &vsplit);
+            rc = cli_parse_float(cmd, "--validation-split", optarg, 0, 0.99, &vsplit);
             break;
         case O_STD:
             standardize = 1;
@@ -420,7 +411,7 @@ int maas_cli_fit(int argc, char **argv) {
             monitor = optarg;
             break;
         case O_PAT:
-            rc = parse_int(cmd, "--patience", optarg, 0, 1000000, &patience);
+            rc = cli_parse_int(cmd, "--patience", optarg, 0, 1000000, &patience);
             break;
         case O_RB:
             restore = 1;
@@ -429,11 +420,11 @@ int maas_cli_fit(int argc, char **argv) {
             shuffle = 0;
             break;
         case O_SEED:
-            rc = parse_int(cmd, "--seed", optarg, 0, LONG_MAX, &seed);
+            rc = cli_parse_int(cmd, "--seed", optarg, 0, LONG_MAX, &seed);
             have_seed = 1;
             break;
         case O_THREADS:
-            rc = parse_int(cmd, "--threads", optarg, 1, 256, &threads);
+            rc = cli_parse_int(cmd, "--threads", optarg, 1, 256, &threads);
             break;
         case 'o':
             out = optarg;
@@ -478,7 +469,7 @@ int maas_cli_fit(int argc, char **argv) {
     comp.accuracy = !no_acc && comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
 
     cli_data d;
-    if ((rc = load_data(cmd, data, label, labels, drops, n_drops, &d))) return rc;
+    if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) return rc;
     uint64_t s = have_seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     maas_rng rng;
     maas_rng_init(&rng, s);
@@ -553,7 +544,7 @@ static const char evaluate_help[] =
     "Prints the model's loss and accuracy on labelled data. The loss and metrics come from\n"
     "the file's training config; --loss overrides it (and is required when the file has none).\n";
 
-static int parse_format(const char *cmd, const char *v, int *json) {
+int cli_parse_format(const char *cmd, const char *v, int *json) {
     if (!strcmp(v, "json"))
         *json = 1;
     else if (!strcmp(v, "csv") || !strcmp(v, "text"))
@@ -565,7 +556,7 @@ static int parse_format(const char *cmd, const char *v, int *json) {
 
 int maas_cli_evaluate(int argc, char **argv) {
     const char *cmd = "evaluate";
-    if (wants_help(argc, argv)) return fputs(evaluate_help, stdout), 0;
+    if (cli_wants_help(argc, argv)) return fputs(evaluate_help, stdout), 0;
     enum { O_DATA = 256, O_LABEL, O_LABELS, O_DROP, O_LOSS, O_FORMAT, O_THREADS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -607,10 +598,10 @@ int maas_cli_evaluate(int argc, char **argv) {
             loss_name = optarg;
             break;
         case O_FORMAT:
-            rc = parse_format(cmd, optarg, &json);
+            rc = cli_parse_format(cmd, optarg, &json);
             break;
         case O_THREADS:
-            rc = parse_int(cmd, "--threads", optarg, 1, 256, &threads);
+            rc = cli_parse_int(cmd, "--threads", optarg, 1, 256, &threads);
             break;
         default:
             return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -643,7 +634,7 @@ int maas_cli_evaluate(int argc, char **argv) {
     }
     maas_blas_set_threads((int)threads);
     cli_data d;
-    if ((rc = load_data(cmd, data, label, labels, drops, n_drops, &d))) {
+    if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) {
         maas_model_free(m);
         return rc;
     }
@@ -681,7 +672,7 @@ static const char predict_help[] =
 
 int maas_cli_predict(int argc, char **argv) {
     const char *cmd = "predict";
-    if (wants_help(argc, argv)) return fputs(predict_help, stdout), 0;
+    if (cli_wants_help(argc, argv)) return fputs(predict_help, stdout), 0;
     enum { O_DATA = 256, O_DROP, O_FORMAT, O_CLASSES, O_THREADS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -711,13 +702,13 @@ int maas_cli_predict(int argc, char **argv) {
             drops[n_drops++] = optarg;
             break;
         case O_FORMAT:
-            rc = parse_format(cmd, optarg, &json);
+            rc = cli_parse_format(cmd, optarg, &json);
             break;
         case O_CLASSES:
             classes = 1;
             break;
         case O_THREADS:
-            rc = parse_int(cmd, "--threads", optarg, 1, 256, &threads);
+            rc = cli_parse_int(cmd, "--threads", optarg, 1, 256, &threads);
             break;
         default:
             return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -731,7 +722,7 @@ int maas_cli_predict(int argc, char **argv) {
     if (maas_model_load(model, &m, NULL, err, sizeof(err))) return maas_cli_fail(cmd, "%s", err);
     maas_blas_set_threads((int)threads);
     cli_data d;
-    if ((rc = load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) {
+    if ((rc = cli_load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) {
         maas_model_free(m);
         return rc;
     }
@@ -785,7 +776,7 @@ static const char inspect_help[] =
 
 int maas_cli_inspect(int argc, char **argv) {
     const char *cmd = "inspect";
-    if (wants_help(argc, argv)) return fputs(inspect_help, stdout), 0;
+    if (cli_wants_help(argc, argv)) return fputs(inspect_help, stdout), 0;
     if (argc != 2) return maas_cli_usage_error(cmd, "expected one model file");
     char err[MAAS_ERRSTR_SIZE];
     maas_model_info info;

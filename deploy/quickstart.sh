@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Quickstart: installs what is needed, builds, starts the local stack (Redis +
-# Kafka), and runs the seed scenario.
-#
-# The seed scenario: Pima Indians diabetes (8 features) -> Dense(10, relu) ->
-# Dense(1, sigmoid), binary cross-entropy, Adam, 10 epochs, batch 32; save,
-# load, predict. Today it runs through the local `maas` CLI: the coordinator and
-# workers that will run it as cluster jobs are not built yet (README, "Status").
+# Quickstart: installs what is needed, builds, starts Redis + Kafka + two workers,
+# and runs the seed scenario as cluster jobs:
+#   Pima Indians diabetes (8 features) -> Dense(10, relu) -> Dense(1, sigmoid),
+#   binary cross-entropy, Adam, 10 epochs, batch 32 — trained by a worker through
+#   Kafka, registered in Redis as version 1 and aliased `production`, evaluated and
+#   queried through Kafka, exported as a Keras model.h5 and checked locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +17,10 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 [[ -f build/CMakeCache.txt ]] || cmake -S . -B build "${generator[@]}" >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 maas=build/bin/maas
-echo "==> starting the local stack: Redis and Kafka on 127.0.0.1"
+export MAAS_KAFKA_BROKERS="127.0.0.1:${MAAS_KAFKA_PORT:-19092}"
+export MAAS_REDIS_URL="redis://127.0.0.1:${MAAS_REDIS_PORT:-16379}"
+
+echo "==> starting the local stack: Redis, Kafka and two workers on 127.0.0.1"
 deploy/local/stack.sh up
 
 work=.local/quickstart
@@ -27,20 +29,37 @@ data=examples/data/pima-indians-diabetes.csv
 # A fixed 80/20 split: the first 614 rows train, the last 154 are held out.
 head -n 615 "$data" > "$work/train.csv"
 { head -n 1 "$data"; tail -n 154 "$data"; } > "$work/test.csv"
+model="pima-$(date +%s)"
 
-echo "==> maas fit (Dense(10, relu) -> Dense(1, sigmoid), Adam, 10 epochs, batch 32)"
-$maas fit --data "$work/train.csv" --label diabetes --layers 10:relu,1:sigmoid \
-  --loss binary_crossentropy --optimizer adam --epochs 10 --batch-size 32 \
-  --standardize --seed 7 -o "$work/model.h5"
-echo "==> maas inspect"
-$maas inspect "$work/model.h5"
-echo "==> maas evaluate on the 154 held-out rows"
-$maas evaluate -m "$work/model.h5" --data "$work/test.csv" --label diabetes
-echo "==> maas predict: the first 5 held-out rows (probability of diabetes, then the label)"
-$maas predict -m "$work/model.h5" --data "$work/test.csv" --drop diabetes | head -n 5 |
-  paste -d' ' - <(tail -n +2 "$work/test.csv" | head -n 5 | cut -d, -f9)
+echo "==> uploading the training rows as a dataset"
+$maas dataset put pima-train --data "$work/train.csv" --label diabetes
+echo "==> training $model on the cluster (Dense(10, relu) -> Dense(1, sigmoid), Adam, 10 epochs, batch 32)"
+$maas submit train --name "$model" --dataset pima-train --layers 10:relu,1:sigmoid \
+  --loss binary_crossentropy --optimizer adam --epochs 10 --batch-size 32 --standardize \
+  --seed 7 --wait
+$maas alias "$model" production 1
+$maas versions "$model"
+echo "==> evaluating $model@production on the 154 held-out rows (an evaluate job)"
+$maas submit evaluate --model "$model@production" --data "$work/test.csv" --label diabetes --wait
+echo "==> predicting the first 5 held-out rows (an infer job): probability, then the label"
+head -n 6 "$work/test.csv" > "$work/five.csv"
+$maas submit infer --model "$model@production" --data "$work/five.csv" --drop diabetes --wait \
+  > "$work/cluster.txt"
+paste -d' ' "$work/cluster.txt" <(tail -n +2 "$work/five.csv" | cut -d, -f9)
+echo "==> exporting version 1 as a Keras model.h5; maas predict on it gives the same answers"
+$maas export "$model@production" -o "$work/model.h5"
+$maas predict -m "$work/model.h5" --data "$work/five.csv" --drop diabetes > "$work/local.txt"
+if diff -q "$work/cluster.txt" "$work/local.txt" >/dev/null; then
+  echo "local predictions == cluster predictions"
+else
+  echo "local and cluster predictions differ:" >&2
+  paste "$work/cluster.txt" "$work/local.txt" >&2
+  exit 1
+fi
 echo
-echo "The model is $work/model.h5, a Keras file: keras.models.load_model() opens it."
-echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092};"
-echo "logs in .local/state/{redis/redis.log,kafka/kafka.log}; stop it with 'deploy/local/stack.sh down'."
-echo "Next: 'build/bin/maas --help'; the whole test suite is 'deploy/test.sh'."
+echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092},"
+base="${MAAS_WORKER_HTTP_BASE:-19100}"
+echo "workers w1 and w2 (/metrics on 127.0.0.1:$((base + 1)) and :$((base + 2)))."
+echo "Logs: ${MAAS_STATE_DIR:-.local/state}/{redis/redis.log,kafka/kafka.log,workers/w1.log,workers/w2.log}"
+echo "Try: build/bin/maas models; build/bin/maas submit infer --model $model@production --data $work/five.csv --drop diabetes --wait"
+echo "Stop everything with: deploy/local/stack.sh down"

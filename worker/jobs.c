@@ -341,8 +341,6 @@ static void *task_main(void *p) {
     maas_matrix *x = &j->data.x, *y = &j->data.y;
     t->rows = x->rows;
     if (j->type == MAAS_JOBTYPE_TRAIN) {
-        maas_rng rng;
-        maas_rng_init(&rng, j->train.has_seed ? j->train.seed : (uint64_t)now_ms());
         maas_fit_opts o;
         maas_fit_opts_init(&o);
         o.epochs = j->train.epochs;
@@ -355,7 +353,7 @@ static void *task_main(void *p) {
         o.patience = j->train.patience;
         o.min_delta = j->train.min_delta;
         o.restore_best = j->train.restore_best;
-        o.rng = &rng;
+        o.rng = &t->rng;
         o.on_epoch = task_on_epoch;
         o.on_batch = task_on_batch;
         o.ud = t;
@@ -457,6 +455,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         return maas_errf(e, es, MAAS_ERR_LIMIT, "field epochs: %d, over the limit of %d",
                          j->train.epochs, w->cfg.max_epochs);
     t->compile = j->train.compile;
+    maas_rng_init(&t->rng, j->train.has_seed ? j->train.seed : (uint64_t)now_ms());
     int n_in = (int)j->data.x.cols;
     if (j->train.has_from) {
         cache_entry *ce;
@@ -475,9 +474,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
         if (!strcmp(ce->name, j->model.name)) t->parent_version = ce->version;
     } else {
-        maas_rng rng;
-        maas_rng_init(&rng, j->train.has_seed ? j->train.seed : (uint64_t)now_ms());
-        t->model = maas_model_new(n_in, j->train.layers, j->train.n_layers, &rng, e, es);
+        t->model = maas_model_new(n_in, j->train.layers, j->train.n_layers, &t->rng, e, es);
         if (!t->model) return MAAS_ERR_LIMIT;
     }
     if ((long)t->model->n_params > w->cfg.max_params)

@@ -66,6 +66,7 @@ typedef struct work_task {
     size_t raw_len;
     maas_model *model; /* owned (train: the new model; evaluate: a clone) */
     maas_compile compile;
+    maas_rng rng; /* seeded once: initialization, then shuffling, as `maas fit` does */
     int parent_version;
     pthread_t thread;
     atomic_int done, cancel, stop;

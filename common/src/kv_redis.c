@@ -969,3 +969,99 @@ maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting
     freeReplyObject(rep);
     return MAAS_OK;
 }
+
+maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_version_meta *meta,
+                              char *errstr, size_t errstr_size) {
+    memset(meta, 0, sizeof(*meta));
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "model:{%s}:versions", model);
+    static const char *const fields[] = {"sha256",     "size",    "parent", "job",
+                                         "created_ms", "metrics", "config"};
+    char names[7][32];
+    argv_buf a = {0};
+    arg_s(&a, "HMGET");
+    arg_s(&a, key);
+    for (int i = 0; i < 7; i++) {
+        snprintf(names[i], sizeof(names[i]), "%d.%s", version, fields[i]);
+        arg_s(&a, names[i]);
+    }
+    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    redisReply **e = rep->element;
+    if (rep->elements != 7 || e[1]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+                         model, version);
+    }
+    meta->version = version;
+    if (e[0]->type == REDIS_REPLY_STRING) copy_field(meta->sha256, sizeof(meta->sha256), e[0]);
+    meta->size = (size_t)field_i64(e[1]);
+    if (e[2]->type == REDIS_REPLY_STRING) meta->parent = (int)field_i64(e[2]);
+    if (e[3]->type == REDIS_REPLY_STRING) copy_field(meta->job, sizeof(meta->job), e[3]);
+    if (e[4]->type == REDIS_REPLY_STRING) meta->created_ms = field_i64(e[4]);
+    for (int k = 5; k < 7; k++) {
+        if (e[k]->type != REDIS_REPLY_STRING) continue;
+        char *t = malloc(e[k]->len + 1);
+        if (!t) continue;
+        memcpy(t, e[k]->str, e[k]->len);
+        t[e[k]->len] = '\0';
+        if (k == 5)
+            meta->metrics = t;
+        else
+            meta->config = t;
+    }
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_version_count(maas_kv *kv, const char *model, int *n, char *errstr,
+                               size_t errstr_size) {
+    *n = 0;
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "model:{%s}", model);
+    const char *argv[] = {"HGET", key, "next_version"};
+    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->type == REDIS_REPLY_STRING) *n = (int)field_i64(rep);
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **versions, int *n,
+                         char *errstr, size_t errstr_size) {
+    *aliases = NULL;
+    *versions = NULL;
+    *n = 0;
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "model:{%s}:aliases", model);
+    const char *argv[] = {"HGETALL", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    size_t pairs = rep->elements / 2;
+    *aliases = calloc(pairs + 1, sizeof(char *));
+    *versions = calloc(pairs + 1, sizeof(int));
+    if (!*aliases || !*versions) {
+        freeReplyObject(rep);
+        free(*aliases);
+        free(*versions);
+        *aliases = NULL;
+        *versions = NULL;
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        char *a = malloc(rep->element[2 * i]->len + 1);
+        if (!a) break;
+        copy_field(a, rep->element[2 * i]->len + 1, rep->element[2 * i]);
+        (*aliases)[*n] = a;
+        (*versions)[*n] = (int)field_i64(rep->element[2 * i + 1]);
+        (*n)++;
+    }
+    freeReplyObject(rep);
+    return MAAS_OK;
+}

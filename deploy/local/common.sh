@@ -8,6 +8,7 @@ MAAS_KAFKA_PORT="${MAAS_KAFKA_PORT:-19092}"
 MAAS_KAFKA_CONTROLLER_PORT="${MAAS_KAFKA_CONTROLLER_PORT:-19093}"
 MAAS_REDIS_PORT="${MAAS_REDIS_PORT:-16379}"
 MAAS_KAFKA_HEAP="${MAAS_KAFKA_HEAP:-512m}"
+MAAS_WORKER_HTTP_BASE="${MAAS_WORKER_HTTP_BASE:-19100}" # worker i serves /metrics on BASE + i
 
 log() { echo "[$(basename "$0" .sh)] $*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -176,6 +176,18 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
                              size_t *len, maas_version_meta *meta, char *errstr,
                              size_t errstr_size);
 
+/* A version's metadata without its bytes; UNKNOWN if there is no such version. */
+maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_version_meta *meta,
+                              char *errstr, size_t errstr_size);
+
+/* The number of versions a model has (versions are 1..n); 0 for an unknown model. */
+maas_err maas_kv_version_count(maas_kv *kv, const char *model, int *n, char *errstr,
+                               size_t errstr_size);
+
+/* Aliases of a model: n pairs; *aliases[i] malloc'ed (free each, then the arrays). */
+maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **versions, int *n,
+                         char *errstr, size_t errstr_size);
+
 /*
  * Points alias at version, atomically. With expect >= 0 only if the alias
  * currently points at expect (0 = unset): CONFLICT otherwise. The version must

@@ -1,0 +1,936 @@
+/*
+ * The `maas` CLI's cluster mode: submit jobs through Kafka (the record is
+ * written before the message, so no job is lost between the two), follow them
+ * in Redis, and manage the model registry and datasets.
+ */
+#include "maas/base.h"
+#include "maas/broker.h"
+#include "maas/job.h"
+#include "maas/kv.h"
+#include "maas/model_io.h"
+#include "maas/protocol.h"
+#include "cli.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_X 32
+#define INLINE_LIMIT (900 * 1024) /* larger jobs ship their data as a dataset */
+
+/* ------------------------------------------------------------ connection */
+
+typedef struct conn {
+    char brokers[512];
+    char redis[512];
+    char prefix[64];
+    maas_setting settings[MAX_X];
+    int n_settings;
+    maas_kv *kv;
+} conn;
+
+static void conn_defaults(conn *c) {
+    memset(c, 0, sizeof(*c));
+    const char *b = getenv("MAAS_KAFKA_BROKERS"), *r = getenv("MAAS_REDIS_URL"),
+               *p = getenv("MAAS_TOPIC_PREFIX");
+    snprintf(c->brokers, sizeof(c->brokers), "%s", b ? b : "127.0.0.1:19092");
+    snprintf(c->redis, sizeof(c->redis), "%s", r ? r : "redis://127.0.0.1:16379");
+    snprintf(c->prefix, sizeof(c->prefix), "%s", p ? p : MAAS_TOPIC_PREFIX_DEFAULT);
+}
+
+/* Handles the connection options shared by every cluster command; 1 if consumed. */
+static int conn_opt(conn *c, int opt, const char *arg) {
+    switch (opt) {
+    case 'B':
+        snprintf(c->brokers, sizeof(c->brokers), "%s", arg);
+        return 1;
+    case 'R':
+        snprintf(c->redis, sizeof(c->redis), "%s", arg);
+        return 1;
+    case 'P':
+        snprintf(c->prefix, sizeof(c->prefix), "%s", arg);
+        return 1;
+    case 'X': {
+        const char *eq = strchr(arg, '=');
+        if (!eq || c->n_settings == MAX_X) return 0;
+        char *k = strndup(arg, (size_t)(eq - arg)), *v = strdup(eq + 1);
+        c->settings[c->n_settings++] = (maas_setting){k, v};
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+#define CONN_LONGOPTS                                                                              \
+    {"brokers", required_argument, 0, 'B'}, {"redis", required_argument, 0, 'R'}, {                \
+        "topic-prefix", required_argument, 0, 'P'                                                  \
+    }
+
+static const char conn_help[] =
+    "Connection: --brokers HOST:PORT (MAAS_KAFKA_BROKERS, default 127.0.0.1:19092),\n"
+    "            --redis URL (MAAS_REDIS_URL, default redis://127.0.0.1:16379),\n"
+    "            --topic-prefix P (MAAS_TOPIC_PREFIX, default maas.), -X kafka.K=V / redis.K=V\n";
+
+static int conn_open(const char *cmd, conn *c) {
+    char e[MAAS_ERRSTR_SIZE];
+    if (!(c->kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e))))
+        return maas_cli_fail(cmd, "%s (is the stack up? deploy/local/stack.sh up)", e);
+    return 0;
+}
+
+static void conn_close(conn *c) {
+    maas_kv_free(c->kv);
+    for (int i = 0; i < c->n_settings; i++) {
+        free((char *)c->settings[i].key);
+        free((char *)c->settings[i].value);
+    }
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 128 random bits as 32 hex digits. */
+static void random_id(char out[33]) {
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        uint64_t t = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 40);
+        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
+    }
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ------------------------------------------------------------ datasets */
+
+static maas_matrix as_matrix(float *data, size_t rows, int cols) {
+    maas_matrix m = {(uint32_t)rows, (uint32_t)cols, data};
+    return m;
+}
+
+static int put_dataset(const char *cmd, conn *c, const char *name, cli_data *d) {
+    char e[MAAS_ERRSTR_SIZE];
+    maas_matrix x = as_matrix(d->x, d->rows, d->n_features),
+                y = as_matrix(d->y, d->rows, d->y_cols);
+    unsigned char *buf;
+    size_t len;
+    if (maas_dataset_encode(&x, &y, &buf, &len, e, sizeof(e)) ||
+        maas_kv_dataset_put(c->kv, name, buf, len, e, sizeof(e))) {
+        return maas_cli_fail(cmd, "dataset %s: %s", name, e);
+    }
+    free(buf);
+    fprintf(stderr, "maas %s: dataset %s: %zu rows x %d features, %zu bytes\n", cmd, name, d->rows,
+            d->n_features, len);
+    return 0;
+}
+
+int maas_cli_dataset(int argc, char **argv) {
+    const char *cmd = "dataset";
+    static const char help[] =
+        "usage: maas dataset put NAME --data FILE (--label COLUMN | --labels F.h5:/y) [--drop C]\n"
+        "       maas dataset rm NAME\n"
+        "Stores labelled data in Redis under NAME, for train and evaluate jobs (--dataset).\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    if (argc < 3) return maas_cli_usage_error(cmd, "expected put NAME ... or rm NAME");
+    const char *sub = argv[1], *name = argv[2];
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {CONN_LONGOPTS,
+                                         {"data", required_argument, 0, 'd'},
+                                         {"label", required_argument, 0, 'l'},
+                                         {"labels", required_argument, 0, 'L'},
+                                         {"drop", required_argument, 0, 'D'},
+                                         {0, 0, 0, 0}};
+    const char *data = NULL, *label = NULL, *labels = NULL, *drops[32];
+    int n_drops = 0, o;
+    optind = 3;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1) {
+        if (conn_opt(&c, o, optarg)) continue;
+        if (o == 'd')
+            data = optarg;
+        else if (o == 'l')
+            label = optarg;
+        else if (o == 'L')
+            labels = optarg;
+        else if (o == 'D' && n_drops < 32)
+            drops[n_drops++] = optarg;
+        else
+            return maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_name_check("dataset name", name, e, sizeof(e)))
+        return maas_cli_usage_error(cmd, "%s", e);
+    int rc = conn_open(cmd, &c);
+    if (rc) return rc;
+    if (!strcmp(sub, "put")) {
+        cli_data d;
+        if (!data || (!label == !labels))
+            rc = maas_cli_usage_error(cmd, "put needs --data and one of --label, --labels");
+        else if (!(rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) {
+            rc = put_dataset(cmd, &c, name, &d);
+            cli_data_release(&d);
+        }
+    } else if (!strcmp(sub, "rm")) {
+        if (maas_kv_dataset_delete(c.kv, name, e, sizeof(e))) rc = maas_cli_fail(cmd, "%s", e);
+    } else {
+        rc = maas_cli_usage_error(cmd, "unknown subcommand '%s' (put, rm)", sub);
+    }
+    conn_close(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ following a job */
+
+static volatile sig_atomic_t detach;
+static void on_sigint(int sig) {
+    (void)sig;
+    detach = 1;
+}
+
+static void print_result(const maas_job_record *r, int json, int want_classes) {
+    maas_result res;
+    char e[MAAS_ERRSTR_SIZE];
+    if (!r->result || maas_result_decode(r->result, r->result_len, &res, e, sizeof(e))) {
+        printf("%s\n", maas_job_state_name(r->state));
+        return;
+    }
+    if (res.type == MAAS_JOBTYPE_INFER) {
+        uint32_t k = res.outputs.cols;
+        if (json) fputs("[", stdout);
+        for (uint32_t i = 0; i < res.outputs.rows; i++) {
+            if (json) fputs(i ? ",\n [" : "[", stdout);
+            if (want_classes && res.classes) {
+                printf("%d", res.classes[i]);
+            } else {
+                for (uint32_t j = 0; j < k; j++)
+                    printf(j ? ",%.9g" : "%.9g", (double)res.outputs.data[(size_t)i * k + j]);
+            }
+            fputs(json ? "]" : "\n", stdout);
+        }
+        if (json) fputs("]\n", stdout);
+    } else if (res.type == MAAS_JOBTYPE_TRAIN) {
+        printf("%s version %d%s: loss %.4f", res.model, res.version,
+               res.created ? "" : " (already made by an earlier run of this job)", res.loss);
+        if (!isnan(res.accuracy)) printf(", accuracy %.4f", res.accuracy);
+        if (res.n_history > 0) {
+            const maas_history_entry *h = &res.history[res.n_history - 1];
+            if (!isnan(h->val_loss)) printf(", val_loss %.4f", h->val_loss);
+            if (!isnan(h->val_accuracy)) printf(", val_accuracy %.4f", h->val_accuracy);
+        }
+        printf("\n");
+    } else {
+        printf("%s version %d: %zu rows - loss: %.4f", res.model, res.version, res.rows, res.loss);
+        if (!isnan(res.accuracy)) printf(" - accuracy: %.4f", res.accuracy);
+        printf("\n");
+    }
+    maas_result_release(&res);
+}
+
+/* Epoch lines a short training job finished before its progress was seen. */
+static void print_history(const maas_job_record *r, int shown) {
+    maas_result res;
+    char e[MAAS_ERRSTR_SIZE];
+    if (!r->result || maas_result_decode(r->result, r->result_len, &res, e, sizeof(e))) return;
+    for (int i = shown; i < res.n_history; i++) {
+        const maas_history_entry *h = &res.history[i];
+        fprintf(stderr, "Epoch %d/%d - loss: %.4f", h->epoch, res.n_history, h->loss);
+        if (!isnan(h->accuracy)) fprintf(stderr, " - accuracy: %.4f", h->accuracy);
+        if (!isnan(h->val_loss)) fprintf(stderr, " - val_loss: %.4f", h->val_loss);
+        if (!isnan(h->val_accuracy)) fprintf(stderr, " - val_accuracy: %.4f", h->val_accuracy);
+        fprintf(stderr, "\n");
+    }
+    maas_result_release(&res);
+}
+
+/* Follows a job to its end: epoch lines from its live progress, then the result. */
+static int follow(const char *cmd, conn *c, const char *id, int json, int want_classes) {
+    char e[MAAS_ERRSTR_SIZE];
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    int last_epoch = 0, rc = 0;
+    int tty = isatty(2);
+    maas_job_record r;
+    while (1) {
+        maas_job_state st;
+        if (maas_kv_job_wait(c->kv, id, 500, &st, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            break;
+        }
+        if (maas_kv_job_get(c->kv, id, &r, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            break;
+        }
+        if (r.progress) {
+            int epoch = 0, epochs = 0;
+            const char *p = strstr(r.progress, "\"epoch\": ");
+            if (p) epoch = (int)strtol(p + 9, NULL, 10);
+            p = strstr(r.progress, "\"epochs\": ");
+            if (p) epochs = (int)strtol(p + 10, NULL, 10);
+            if (epoch > last_epoch) {
+                /* {"epoch": 3, "epochs": 10, "loss": ..., ...} -> Epoch 3/10 - loss: ... */
+                char line[512];
+                int n = snprintf(line, sizeof(line), "Epoch %d/%d", epoch, epochs);
+                static const char *const keys[] = {"loss", "accuracy", "val_loss", "val_accuracy"};
+                for (size_t k = 0; k < MAAS_ARRAY_LEN(keys); k++) {
+                    char pat[32];
+                    snprintf(pat, sizeof(pat), "\"%s\": ", keys[k]);
+                    const char *q = strstr(r.progress, pat);
+                    if (q)
+                        n += snprintf(line + n, sizeof(line) - (size_t)n, " - %s: %.4f", keys[k],
+                                      strtod(q + strlen(pat), NULL));
+                }
+                p = strstr(r.progress, "\"eta_s\": ");
+                if (p && tty)
+                    snprintf(line + n, sizeof(line) - (size_t)n, " - ETA %.0fs",
+                             strtod(p + 9, NULL));
+                fprintf(stderr, "%s\n", line);
+                last_epoch = epoch;
+            }
+        }
+        if (r.state == MAAS_JOB_UNKNOWN) {
+            rc = maas_cli_fail(cmd, "no job '%s' (never submitted, or its record expired)", id);
+            maas_job_record_release(&r);
+            break;
+        }
+        if (MAAS_JOB_FINAL(r.state)) {
+            if (r.state == MAAS_JOB_SUCCEEDED) {
+                print_history(&r, last_epoch);
+                print_result(&r, json, want_classes);
+            } else {
+                rc = maas_cli_fail(cmd, "job %s %s: %s: %s", id, maas_job_state_name(r.state),
+                                   r.error_code[0] ? r.error_code : "-", r.error_message);
+            }
+            maas_job_record_release(&r);
+            break;
+        }
+        maas_job_record_release(&r);
+        if (detach) {
+            fprintf(stderr,
+                    "maas %s: detached; job %s goes on (follow it with 'maas job %s', stop it with "
+                    "'maas cancel %s')\n",
+                    cmd, id, id, id);
+            rc = 130;
+            break;
+        }
+    }
+    sigaction(SIGINT, &old, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------ submit */
+
+typedef struct publish_state {
+    maas_err err;
+    char errstr[256];
+    int done;
+} publish_state;
+
+static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *errstr,
+                        int32_t partition, int64_t offset) {
+    (void)msg_opaque;
+    (void)partition;
+    (void)offset;
+    publish_state *s = ud;
+    s->err = err;
+    snprintf(s->errstr, sizeof(s->errstr), "%s", errstr ? errstr : "");
+    s->done = 1;
+}
+
+/* Writes the queued record, then publishes; a failed publish is recorded and reported. */
+static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json) {
+    char e[MAAS_ERRSTR_SIZE], topic[256];
+    unsigned char *buf;
+    size_t len;
+    maas_err err = maas_job_encode(j, &buf, &len, e, sizeof(e));
+    if (err) return maas_cli_fail(cmd, "%s", e);
+    maas_job_record rec;
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.id, sizeof(rec.id), "%s", j->id);
+    snprintf(rec.type, sizeof(rec.type), "%s", maas_job_type_name(j->type));
+    maas_model_ref_format(&j->model, rec.model, sizeof(rec.model));
+    rec.created_ms = j->created_ms;
+    rec.deadline_ms = j->deadline_ms;
+    err = maas_kv_job_create(c->kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, sizeof(e));
+    if (err == MAAS_ERR_CONFLICT) {
+        /* an idempotency key seen before: follow the existing job, do not resubmit */
+        free(buf);
+        fprintf(stderr, "maas %s: job %s already exists; not submitted again\n", cmd, j->id);
+        return wait ? follow(cmd, c, j->id, json, j->want_classes) : (printf("%s\n", j->id), 0);
+    }
+    if (err) {
+        free(buf);
+        return maas_cli_fail(cmd, "%s", e);
+    }
+    maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
+                    topic, sizeof(topic), e, sizeof(e));
+    publish_state ps = {0};
+    maas_producer *p =
+        maas_producer_new(c->brokers, c->settings, c->n_settings, on_delivery, &ps, e, sizeof(e));
+    if (p) {
+        err = maas_producer_send(p, topic, j->id, strlen(j->id), buf, len, NULL, e, sizeof(e));
+        if (!err) err = maas_producer_flush(p, 15000, e, sizeof(e));
+        if (!err && ps.err) {
+            err = ps.err;
+            snprintf(e, sizeof(e), "%s", ps.errstr);
+        }
+        maas_producer_free(p);
+    } else {
+        err = MAAS_ERR_UNAVAILABLE;
+    }
+    free(buf);
+    if (err) {
+        char e2[MAAS_ERRSTR_SIZE];
+        maas_job_update u = {.to = MAAS_JOB_FAILED,
+                             .from_mask = 1u << MAAS_JOB_QUEUED,
+                             .error_code = "UNAVAILABLE",
+                             .error_message = e};
+        maas_kv_job_transition(c->kv, j->id, &u, e2, sizeof(e2));
+        return maas_cli_fail(cmd, "job %s was not published (its record says failed): %s", j->id,
+                             e);
+    }
+    if (!wait) {
+        printf("%s\n", j->id);
+        return 0;
+    }
+    fprintf(stderr, "maas %s: job %s submitted to %s\n", cmd, j->id, topic);
+    return follow(cmd, c, j->id, json, j->want_classes);
+}
+
+static const char submit_help[] =
+    "usage: maas submit train --name MODEL (--data FILE --label COLUMN | --dataset NAME)\n"
+    "                         --layers SPEC [--loss NAME] [--optimizer NAME] [--lr RATE]\n"
+    "                         [--epochs N] [--batch-size N] [--validation-split F]\n"
+    "                         [--standardize] [--seed N] [--from MODEL:V|MODEL@ALIAS] [--wait]\n"
+    "       maas submit infer --model MODEL[:V|@ALIAS] --data FILE [--drop C]... [--classes]\n"
+    "                         [--format csv|json] [--wait]\n"
+    "       maas submit evaluate --model REF (--data FILE --label COLUMN | --dataset NAME) "
+    "[--wait]\n"
+    "Common: --id ID (an idempotency key; default 128 random bits), --ttl-s N, --deadline-s N\n"
+    "Without --wait the job id is printed. With --wait: epoch lines from the job's live progress\n"
+    "on stderr, then the result on stdout (a new version; predictions as CSV or JSON; loss and\n"
+    "accuracy). Ctrl-C while waiting detaches: the job goes on (maas job ID, maas cancel ID).\n"
+    "Data over ~900 KB is uploaded as a dataset named after the job.\n";
+
+int maas_cli_submit(int argc, char **argv) {
+    const char *cmd = "submit";
+    if (cli_wants_help(argc, argv)) return fputs(submit_help, stdout), fputs(conn_help, stdout), 0;
+    if (argc < 2) return maas_cli_usage_error(cmd, "expected train, infer or evaluate");
+    maas_job_type type = !strcmp(argv[1], "train")      ? MAAS_JOBTYPE_TRAIN
+                         : !strcmp(argv[1], "infer")    ? MAAS_JOBTYPE_INFER
+                         : !strcmp(argv[1], "evaluate") ? MAAS_JOBTYPE_EVALUATE
+                                                        : MAAS_JOBTYPE_NONE;
+    if (!type) return maas_cli_usage_error(cmd, "unknown job type '%s'", argv[1]);
+    enum {
+        O_NAME = 256,
+        O_MODEL,
+        O_DATA,
+        O_LABEL,
+        O_DATASET,
+        O_DROP,
+        O_LAYERS,
+        O_LOSS,
+        O_OPT,
+        O_LR,
+        O_EPOCHS,
+        O_BATCH,
+        O_VSPLIT,
+        O_STD,
+        O_SEED,
+        O_FROM,
+        O_WAIT,
+        O_ID,
+        O_TTL,
+        O_DEADLINE,
+        O_CLASSES,
+        O_FORMAT
+    };
+    static const struct option opts[] = {CONN_LONGOPTS,
+                                         {"name", required_argument, 0, O_NAME},
+                                         {"model", required_argument, 0, O_MODEL},
+                                         {"data", required_argument, 0, O_DATA},
+                                         {"label", required_argument, 0, O_LABEL},
+                                         {"dataset", required_argument, 0, O_DATASET},
+                                         {"drop", required_argument, 0, O_DROP},
+                                         {"layers", required_argument, 0, O_LAYERS},
+                                         {"loss", required_argument, 0, O_LOSS},
+                                         {"optimizer", required_argument, 0, O_OPT},
+                                         {"lr", required_argument, 0, O_LR},
+                                         {"epochs", required_argument, 0, O_EPOCHS},
+                                         {"batch-size", required_argument, 0, O_BATCH},
+                                         {"validation-split", required_argument, 0, O_VSPLIT},
+                                         {"standardize", no_argument, 0, O_STD},
+                                         {"seed", required_argument, 0, O_SEED},
+                                         {"from", required_argument, 0, O_FROM},
+                                         {"wait", no_argument, 0, O_WAIT},
+                                         {"id", required_argument, 0, O_ID},
+                                         {"ttl-s", required_argument, 0, O_TTL},
+                                         {"deadline-s", required_argument, 0, O_DEADLINE},
+                                         {"classes", no_argument, 0, O_CLASSES},
+                                         {"format", required_argument, 0, O_FORMAT},
+                                         {0, 0, 0, 0}};
+    conn c;
+    conn_defaults(&c);
+    maas_job j;
+    maas_job_init(&j, type);
+    const char *model = NULL, *data = NULL, *label = NULL, *dataset = NULL, *layers = NULL;
+    const char *loss = NULL, *opt = NULL, *from = NULL, *id = NULL, *drops[32];
+    int n_drops = 0, wait = 0, json = 0, o, rc = 0;
+    long lv;
+    double dv;
+    char e[MAAS_ERRSTR_SIZE];
+    optind = 2;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
+        if (conn_opt(&c, o, optarg)) continue;
+        switch (o) {
+        case O_NAME:
+        case O_MODEL:
+            model = optarg;
+            break;
+        case O_DATA:
+            data = optarg;
+            break;
+        case O_LABEL:
+            label = optarg;
+            break;
+        case O_DATASET:
+            dataset = optarg;
+            break;
+        case O_DROP:
+            if (n_drops < 32) drops[n_drops++] = optarg;
+            break;
+        case O_LAYERS:
+            layers = optarg;
+            break;
+        case O_LOSS:
+            loss = optarg;
+            break;
+        case O_OPT:
+            opt = optarg;
+            break;
+        case O_LR:
+            if (!(rc = cli_parse_float(cmd, "--lr", optarg, 1e-12, 10, &dv)))
+                j.train.compile.optim.learning_rate = (float)dv;
+            break;
+        case O_EPOCHS:
+            if (!(rc = cli_parse_int(cmd, "--epochs", optarg, 1, 1000000, &lv)))
+                j.train.epochs = (int)lv;
+            break;
+        case O_BATCH:
+            if (!(rc = cli_parse_int(cmd, "--batch-size", optarg, 1, 1 << 20, &lv)))
+                j.train.batch_size = (int)lv;
+            break;
+        case O_VSPLIT:
+            if (!(rc = cli_parse_float(cmd, "--validation-split", optarg, 0, 0.99, &dv)))
+                j.train.validation_split = (float)dv;
+            break;
+        case O_STD:
+            j.train.standardize = 1;
+            break;
+        case O_SEED:
+            if (!(rc = cli_parse_int(cmd, "--seed", optarg, 0, LONG_MAX, &lv))) {
+                j.train.seed = (uint64_t)lv;
+                j.train.has_seed = 1;
+            }
+            break;
+        case O_FROM:
+            from = optarg;
+            break;
+        case O_WAIT:
+            wait = 1;
+            break;
+        case O_ID:
+            id = optarg;
+            break;
+        case O_TTL:
+            if (!(rc = cli_parse_int(cmd, "--ttl-s", optarg, 1, 365 * 86400, &lv)))
+                j.ttl_s = (int)lv;
+            break;
+        case O_DEADLINE:
+            if (!(rc = cli_parse_int(cmd, "--deadline-s", optarg, 1, 86400 * 365, &lv)))
+                j.deadline_ms = wall_ms() + lv * 1000;
+            break;
+        case O_CLASSES:
+            j.want_classes = 1;
+            break;
+        case O_FORMAT:
+            rc = cli_parse_format(cmd, optarg, &json);
+            break;
+        default:
+            rc = maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (rc) goto done;
+    if (!model) {
+        rc = maas_cli_usage_error(cmd, type == MAAS_JOBTYPE_TRAIN ? "--name MODEL is required"
+                                                                  : "--model REF is required");
+        goto done;
+    }
+    if (maas_model_ref_parse(model, &j.model, e, sizeof(e))) {
+        rc = maas_cli_usage_error(cmd, "%s", e);
+        goto done;
+    }
+    if (id) {
+        if (maas_name_check("--id", id, e, sizeof(e))) {
+            rc = maas_cli_usage_error(cmd, "%s", e);
+            goto done;
+        }
+        snprintf(j.id, sizeof(j.id), "%s", id);
+    } else {
+        random_id(j.id);
+    }
+    j.created_ms = wall_ms();
+    cli_data d = {0};
+    if (type == MAAS_JOBTYPE_INFER) {
+        if (!data) {
+            rc = maas_cli_usage_error(cmd, "--data is required");
+            goto done;
+        }
+        if ((rc = cli_load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) goto done;
+        j.inputs = as_matrix(d.x, d.rows, d.n_features);
+        d.x = NULL;
+    } else {
+        if (!dataset == !data) {
+            rc = maas_cli_usage_error(cmd, "give --data FILE --label COLUMN, or --dataset NAME");
+            goto done;
+        }
+        if (dataset) {
+            snprintf(j.data.dataset, sizeof(j.data.dataset), "%s", dataset);
+        } else {
+            if (!label) {
+                rc = maas_cli_usage_error(cmd, "--label COLUMN is required with --data");
+                goto done;
+            }
+            if ((rc = cli_load_data(cmd, data, label, NULL, drops, n_drops, &d))) goto done;
+            j.data.x = as_matrix(d.x, d.rows, d.n_features);
+            j.data.y = as_matrix(d.y, d.rows, d.y_cols);
+            d.x = d.y = NULL;
+        }
+    }
+    if (type == MAAS_JOBTYPE_TRAIN) {
+        if (!layers) {
+            rc = maas_cli_usage_error(cmd, "--layers is required");
+            goto done;
+        }
+        if (maas_layers_parse(layers, j.train.layers, MAAS_MAX_LAYERS, &j.train.n_layers, e,
+                              sizeof(e))) {
+            rc = maas_cli_usage_error(cmd, "--layers: %s", e);
+            goto done;
+        }
+        const maas_layer_spec *last = &j.train.layers[j.train.n_layers - 1];
+        if (loss) {
+            if (maas_loss_from_name(loss, &j.train.compile.loss, e, sizeof(e))) {
+                rc = maas_cli_usage_error(cmd, "%s", e);
+                goto done;
+            }
+        } else {
+            j.train.compile.loss = last->act == MAAS_ACT_SIGMOID ? MAAS_LOSS_BINARY_CROSSENTROPY
+                                   : last->act == MAAS_ACT_SOFTMAX
+                                       ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
+                                       : MAAS_LOSS_MSE;
+        }
+        j.train.compile.accuracy =
+            j.train.compile.loss != MAAS_LOSS_MSE && j.train.compile.loss != MAAS_LOSS_MAE;
+        if (opt) {
+            maas_opt kind;
+            float lr = j.train.compile.optim.learning_rate;
+            if (maas_opt_from_name(opt, &kind, e, sizeof(e))) {
+                rc = maas_cli_usage_error(cmd, "%s", e);
+                goto done;
+            }
+            int custom_lr = lr != 0.001f;
+            maas_optim_defaults(&j.train.compile.optim, kind);
+            if (custom_lr) j.train.compile.optim.learning_rate = lr;
+        }
+        if (from) {
+            if (maas_model_ref_parse(from, &j.train.from, e, sizeof(e))) {
+                rc = maas_cli_usage_error(cmd, "--from: %s", e);
+                goto done;
+            }
+            j.train.has_from = 1;
+        }
+    }
+    if ((rc = conn_open(cmd, &c))) goto done;
+    /* Data too large for a Kafka message goes to Redis as a dataset the job names. */
+    if (j.data.x.data) {
+        unsigned char *probe;
+        size_t len;
+        if (maas_job_encode(&j, &probe, &len, e, sizeof(e)) == MAAS_OK)
+            free(probe);
+        else
+            len = (size_t)-1;
+        if (len > INLINE_LIMIT) {
+            char name[MAAS_NAME_MAX + 1];
+            snprintf(name, sizeof(name), "job-%.124s", j.id);
+            cli_data up = {.rows = j.data.x.rows,
+                           .n_features = (int)j.data.x.cols,
+                           .x = j.data.x.data,
+                           .y_cols = (int)j.data.y.cols,
+                           .y = j.data.y.data};
+            if ((rc = put_dataset(cmd, &c, name, &up))) goto done;
+            maas_matrix_release(&j.data.x);
+            maas_matrix_release(&j.data.y);
+            snprintf(j.data.dataset, sizeof(j.data.dataset), "%s", name);
+        }
+    }
+    rc = submit_job(cmd, &c, &j, wait, json);
+done:
+    cli_data_release(&d);
+    maas_job_release(&j);
+    conn_close(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ jobs */
+
+int maas_cli_job(int argc, char **argv) {
+    const char *cmd = "job";
+    static const char help[] = "usage: maas job ID [--wait]\n"
+                               "Prints a job's record: state, attempts, worker, times, progress, "
+                               "the error or the result.\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    if (argc < 2) return maas_cli_usage_error(cmd, "expected a job id");
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {
+        CONN_LONGOPTS, {"wait", no_argument, 0, 'w'}, {0, 0, 0, 0}};
+    int o, wait = 0;
+    optind = 2;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1)
+        if (!conn_opt(&c, o, optarg)) {
+            if (o == 'w')
+                wait = 1;
+            else
+                return maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+    int rc = conn_open(cmd, &c);
+    if (rc) return rc;
+    if (wait) {
+        rc = follow(cmd, &c, argv[1], 0, 0);
+        conn_close(&c);
+        return rc;
+    }
+    char e[MAAS_ERRSTR_SIZE];
+    maas_job_record r;
+    if (maas_kv_job_get(c.kv, argv[1], &r, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else if (r.state == MAAS_JOB_UNKNOWN) {
+        rc = maas_cli_fail(cmd, "no job '%s' (never submitted, or its record expired)", argv[1]);
+    } else {
+        printf("id:        %s\ntype:      %s\nmodel:     %s\nstate:     %s\nattempts:  %d\n", r.id,
+               r.type, r.model, maas_job_state_name(r.state), r.attempts);
+        if (r.worker[0]) printf("worker:    %s\n", r.worker);
+        printf("created:   %lld ms\n", (long long)r.created_ms);
+        if (r.started_ms) printf("started:   +%lld ms\n", (long long)(r.started_ms - r.created_ms));
+        if (r.finished_ms)
+            printf("finished:  +%lld ms\n", (long long)(r.finished_ms - r.created_ms));
+        if (r.deadline_ms) printf("deadline:  %lld ms\n", (long long)r.deadline_ms);
+        if (r.progress) printf("progress:  %s\n", r.progress);
+        if (r.error_code[0]) printf("error:     %s: %s\n", r.error_code, r.error_message);
+        if (r.cancel_requested) printf("cancel:    requested\n");
+        if (r.state == MAAS_JOB_SUCCEEDED) {
+            printf("result:    ");
+            fflush(stdout);
+            print_result(&r, 0, 0);
+        }
+    }
+    maas_job_record_release(&r);
+    conn_close(&c);
+    return rc;
+}
+
+int maas_cli_cancel(int argc, char **argv) {
+    const char *cmd = "cancel";
+    if (cli_wants_help(argc, argv))
+        return fputs("usage: maas cancel ID\nA queued job is cancelled at once; a running one "
+                     "stops at its next batch.\n",
+                     stdout),
+               0;
+    if (argc != 2) return maas_cli_usage_error(cmd, "expected a job id");
+    conn c;
+    conn_defaults(&c);
+    int rc = conn_open(cmd, &c);
+    if (rc) return rc;
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_kv_job_cancel(c.kv, argv[1], e, sizeof(e)))
+        rc = maas_cli_fail(cmd, "%s", e);
+    else
+        printf("cancel requested for %s\n", argv[1]);
+    conn_close(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ registry */
+
+int maas_cli_models(int argc, char **argv) {
+    const char *cmd = "models";
+    if (cli_wants_help(argc, argv)) return fputs("usage: maas models\n", stdout), 0;
+    (void)argv;
+    if (argc != 1) return maas_cli_usage_error(cmd, "takes no arguments");
+    conn c;
+    conn_defaults(&c);
+    int rc = conn_open(cmd, &c);
+    if (rc) return rc;
+    char e[MAAS_ERRSTR_SIZE], **names;
+    int n;
+    if (maas_kv_models(c.kv, &names, &n, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else {
+        for (int i = 0; i < n; i++) {
+            int count = 0, *vers, na;
+            char **al;
+            maas_kv_version_count(c.kv, names[i], &count, e, sizeof(e));
+            printf("%-32s %d versions", names[i], count);
+            if (maas_kv_aliases(c.kv, names[i], &al, &vers, &na, e, sizeof(e)) == MAAS_OK) {
+                for (int k = 0; k < na; k++) {
+                    printf("%s%s=%d", k ? ", " : "  ", al[k], vers[k]);
+                    free(al[k]);
+                }
+                free(al);
+                free(vers);
+            }
+            printf("\n");
+            free(names[i]);
+        }
+        free(names);
+    }
+    conn_close(&c);
+    return rc;
+}
+
+int maas_cli_versions(int argc, char **argv) {
+    const char *cmd = "versions";
+    if (cli_wants_help(argc, argv)) return fputs("usage: maas versions MODEL\n", stdout), 0;
+    if (argc != 2) return maas_cli_usage_error(cmd, "expected a model name");
+    conn c;
+    conn_defaults(&c);
+    int rc = conn_open(cmd, &c), n = 0;
+    if (rc) return rc;
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_kv_version_count(c.kv, argv[1], &n, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else if (n == 0) {
+        rc = maas_cli_fail(cmd, "no model '%s'", argv[1]);
+    } else {
+        printf("%-8s %-8s %-10s %-14s %-24s %s\n", "version", "parent", "size", "sha256", "job",
+               "metrics");
+        for (int v = 1; v <= n; v++) {
+            maas_version_meta m;
+            if (maas_kv_version_meta(c.kv, argv[1], v, &m, e, sizeof(e))) continue;
+            printf("%-8d %-8d %-10zu %.12s   %-24.24s %s\n", v, m.parent, m.size, m.sha256, m.job,
+                   m.metrics ? m.metrics : "");
+            maas_version_meta_release(&m);
+        }
+    }
+    conn_close(&c);
+    return rc;
+}
+
+int maas_cli_alias(int argc, char **argv) {
+    const char *cmd = "alias";
+    if (cli_wants_help(argc, argv))
+        return fputs("usage: maas alias MODEL ALIAS VERSION\nMoves ALIAS to VERSION atomically; "
+                     "the next job that names MODEL@ALIAS uses it.\n",
+                     stdout),
+               0;
+    if (argc != 4) return maas_cli_usage_error(cmd, "expected MODEL ALIAS VERSION");
+    long v;
+    int rc = cli_parse_int(cmd, "VERSION", argv[3], 1, INT32_MAX, &v);
+    if (rc) return rc;
+    conn c;
+    conn_defaults(&c);
+    if ((rc = conn_open(cmd, &c))) return rc;
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_kv_alias_set(c.kv, argv[1], argv[2], (int)v, -1, e, sizeof(e)))
+        rc = maas_cli_fail(cmd, "%s", e);
+    else
+        printf("%s@%s -> version %ld\n", argv[1], argv[2], v);
+    conn_close(&c);
+    return rc;
+}
+
+int maas_cli_export(int argc, char **argv) {
+    const char *cmd = "export";
+    if (cli_wants_help(argc, argv))
+        return fputs("usage: maas export MODEL[:VERSION|@ALIAS] -o FILE.h5\nWrites the version's "
+                     "model file, which Keras loads with keras.models.load_model.\n",
+                     stdout),
+               0;
+    if (argc != 4 || strcmp(argv[2], "-o"))
+        return maas_cli_usage_error(cmd, "expected MODEL[:VERSION|@ALIAS] -o FILE");
+    maas_model_ref ref;
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_model_ref_parse(argv[1], &ref, e, sizeof(e)))
+        return maas_cli_usage_error(cmd, "%s", e);
+    conn c;
+    conn_defaults(&c);
+    int rc = conn_open(cmd, &c), version;
+    if (rc) return rc;
+    unsigned char *h5 = NULL;
+    size_t len = 0;
+    if (maas_kv_version_resolve(c.kv, ref.name, ref.ref, &version, e, sizeof(e)) ||
+        maas_kv_version_get(c.kv, ref.name, version, &h5, &len, NULL, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else {
+        FILE *f = fopen(argv[3], "wb");
+        if (!f || fwrite(h5, 1, len, f) != len || fclose(f) != 0)
+            rc = maas_cli_fail(cmd, "cannot write '%s': %s", argv[3], strerror(errno));
+        else
+            fprintf(stderr, "maas export: %s version %d -> %s (%zu bytes)\n", ref.name, version,
+                    argv[3], len);
+    }
+    free(h5);
+    conn_close(&c);
+    return rc;
+}
+
+int maas_cli_import(int argc, char **argv) {
+    const char *cmd = "import";
+    if (cli_wants_help(argc, argv))
+        return fputs("usage: maas import FILE.h5 --name MODEL\nValidates a Keras model.h5 and "
+                     "registers it as MODEL's next version.\n",
+                     stdout),
+               0;
+    if (argc != 4 || strcmp(argv[2], "--name"))
+        return maas_cli_usage_error(cmd, "expected FILE.h5 --name MODEL");
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_name_check("model name", argv[3], e, sizeof(e)))
+        return maas_cli_usage_error(cmd, "%s", e);
+    maas_model *m;
+    maas_model_info info;
+    if (maas_model_load(argv[1], &m, &info, e, sizeof(e))) return maas_cli_fail(cmd, "%s", e);
+    /* Store maas's own rendering of it: the same layers and weights, our dialect. */
+    unsigned char *h5;
+    size_t len;
+    int rc = 0;
+    if (maas_model_save_image(m, info.has_compile ? &info.compile : NULL, &h5, &len, e,
+                              sizeof(e))) {
+        maas_model_free(m);
+        return maas_cli_fail(cmd, "%s", e);
+    }
+    conn c;
+    conn_defaults(&c);
+    if (!(rc = conn_open(cmd, &c))) {
+        char job[64];
+        snprintf(job, sizeof(job), "import-%lld", (long long)wall_ms());
+        int version, created;
+        if (maas_kv_version_create(c.kv, argv[3], job, 0, h5, len, NULL, NULL, &version, &created,
+                                   e, sizeof(e)))
+            rc = maas_cli_fail(cmd, "%s", e);
+        else
+            printf("%s version %d (%d inputs, %d outputs, %zu parameters, from Keras %s)\n",
+                   argv[3], version, m->n_inputs, m->n_outputs, m->n_params,
+                   info.keras_version[0] ? info.keras_version : "?");
+        conn_close(&c);
+    }
+    free(h5);
+    maas_model_free(m);
+    return rc;
+}

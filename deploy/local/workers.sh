@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# maas-worker processes for the local stack: start [N] | stop | status.
+# Each worker gets an id (w1, w2, ...), a log and a pid file under $MAAS_STATE_DIR/workers;
+# stop is by pid (SIGTERM, then SIGKILL after the grace period); safe to call twice.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+dir="$MAAS_STATE_DIR/workers"
+bin="${MAAS_WORKER_BIN:-$MAAS_ROOT/build/bin/maas-worker}"
+export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
+
+case "${1:-}" in
+  start)
+    n="${2:-${MAAS_WORKERS:-2}}"
+    [[ -x "$bin" ]] || die "$bin is missing: build first (cmake --build build)"
+    mkdir -p "$dir"
+    for ((i = 1; i <= n; i++)); do
+      id="w$i"
+      if pid="$(live_pid "$dir/$id.pid" maas-worker)"; then
+        log "worker $id already running (pid $pid)"
+        continue
+      fi
+      port=$((MAAS_WORKER_HTTP_BASE + i))
+      nohup "$bin" --id "$id" --http "127.0.0.1:$port" >> "$dir/$id.log" 2>&1 < /dev/null &
+      echo $! > "$dir/$id.pid"
+      log "worker $id started (pid $!, /metrics on 127.0.0.1:$port, log $dir/$id.log)"
+    done
+    # ready = the worker says so in its log
+    for ((i = 1; i <= n; i++)); do
+      for ((t = 0; t < 100; t++)); do
+        grep -q 'msg="ready in' "$dir/w$i.log" 2>/dev/null && break
+        live_pid "$dir/w$i.pid" maas-worker >/dev/null || { tail_log "$dir/w$i.log"; die "worker w$i exited"; }
+        sleep 0.1
+      done
+    done
+    ;;
+  stop)
+    shopt -s nullglob
+    for f in "$dir"/*.pid; do stop_pid "$f" maas-worker "worker $(basename "$f" .pid)"; done
+    ;;
+  status)
+    shopt -s nullglob
+    rc=1
+    for f in "$dir"/*.pid; do
+      if pid="$(live_pid "$f" maas-worker)"; then echo "worker $(basename "$f" .pid): running, pid $pid"; rc=0; fi
+    done
+    exit $rc
+    ;;
+  *) echo "usage: $0 start [N] | stop | status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CLI's cluster mode against real Kafka, Redis and a worker (services fixture):
+# train -> wait -> version 1 -> alias -> infer by alias -> export -> the file predicts the
+# same locally; import of a Keras-layout file, then inference through the cluster; unknown,
+# pending and cancelled jobs told apart; bad requests named.
+# usage: test_cli_cluster.sh MAAS WORKER PIMA_CSV H5_FIXTURE_DIR WORKDIR
+set -uo pipefail
+maas="$(realpath "$1")" worker="$(realpath "$2")" pima="$(realpath "$3")" fx="$(realpath "$4")" work="$5"
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+export MAAS_KAFKA_BROKERS="${MAAS_KAFKA_BROKERS:-127.0.0.1:29092}" MAAS_REDIS_URL="${MAAS_REDIS_URL:-redis://127.0.0.1:26379}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+wpid=
+start_worker() { "$worker" --id "cli-$1" -X kafka.session.timeout.ms=6000 > "worker-$1.log" 2>&1 & wpid=$!; }
+stop_worker() { [[ -n "$wpid" ]] && kill "$wpid" 2>/dev/null && wait "$wpid" 2>/dev/null; wpid=; }
+trap stop_worker EXIT
+run="r$RANDOM$RANDOM"
+head -n 615 "$pima" > train.csv
+{ head -n 1 "$pima"; tail -n 154 "$pima"; } > test.csv
+head -n 11 test.csv > ten.csv
+
+start_worker a
+if "$maas" submit train --name "p$run" --data train.csv --label diabetes --layers 10:relu,1:sigmoid \
+     --epochs 10 --standardize --seed 7 --wait > train.out 2> train.err; then ok "train --wait"; else bad "train: $(cat train.err)"; fi
+grep -q "^p$run version 1: loss" train.out && ok "version 1 made" || bad "train output: $(cat train.out)"
+[[ $(grep -c '^Epoch ' train.err) -eq 10 ]] && ok "10 epoch lines" || bad "epoch lines: $(cat train.err)"
+"$maas" alias "p$run" production 1 > /dev/null && ok "alias" || bad "alias"
+"$maas" submit infer --model "p$run@production" --data ten.csv --drop diabetes --wait > cluster.txt 2>/dev/null
+[[ $(wc -l < cluster.txt) -eq 10 ]] && ok "infer by alias: 10 outputs" || bad "infer output: $(cat cluster.txt)"
+"$maas" export "p$run@production" -o model.h5 2>/dev/null && ok "export" || bad "export"
+"$maas" predict -m model.h5 --data ten.csv --drop diabetes > local.txt
+diff -q cluster.txt local.txt > /dev/null && ok "the exported file predicts what the cluster did" || bad "local != cluster"
+"$maas" versions "p$run" | grep -q "^1 " && ok "versions lists it" || bad "versions"
+
+# a file in tf.keras layout (made with h5py), imported and served
+if "$maas" import "$fx/good_tfkeras.h5" --name "k$run" > import.out 2>&1; then ok "import"; else bad "import: $(cat import.out)"; fi
+"$maas" submit infer --model "k$run" --data "$fx/good_tfkeras.x.csv" --wait > kx.txt 2>/dev/null
+paste -d, kx.txt "$fx/good_tfkeras.expected.csv" | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 1e-5 + 1e-5*($2<0?-$2:$2)) exit 1}' \
+  && [[ $(wc -l < kx.txt) -eq 12 ]] && ok "the imported Keras model serves numpy's predictions" || bad "imported predictions: $(head -3 kx.txt)"
+
+# unknown vs pending vs final; cancel; bad requests
+"$maas" job "nope-$run" > /dev/null 2> unknown.err; [[ $? -eq 1 ]] && grep -q "no job 'nope-$run'" unknown.err \
+  && ok "an unknown id is told apart" || bad "unknown: $(cat unknown.err)"
+stop_worker
+id=$("$maas" submit infer --model "p$run" --data ten.csv --drop diabetes)
+"$maas" job "$id" | grep -q "state:     queued" && ok "a pending job says queued" || bad "pending: $("$maas" job "$id")"
+cid=$("$maas" submit infer --model "p$run" --data ten.csv --drop diabetes)
+"$maas" cancel "$cid" > /dev/null && "$maas" job "$cid" | grep -q "state:     cancelled" && ok "cancel of a queued job" || bad "cancel"
+start_worker b
+"$maas" job "$id" --wait > pend.txt 2>/dev/null && [[ $(wc -l < pend.txt) -eq 10 ]] && ok "the pending job completes once a worker is back" || bad "pending never completed"
+"$maas" submit infer --model "p$run" --data "$pima" --wait > /dev/null 2> shape.err
+[[ $? -eq 1 ]] && grep -q "SHAPE_MISMATCH: field inputs.shape\[1\]: expected 8, got 9" shape.err \
+  && ok "wrong feature count named" || bad "shape: $(cat shape.err)"
+"$maas" submit infer --model "nope$run" --data ten.csv --drop diabetes --wait > /dev/null 2> model.err
+[[ $? -eq 1 ]] && grep -q "UNKNOWN_NAME: model 'nope$run' has no alias 'latest'" model.err \
+  && ok "unknown model named" || bad "unknown model: $(cat model.err)"
+"$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null
+"$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null 2> dup.err
+grep -q "already exists; not submitted again" dup.err && ok "an idempotency key is honoured" || bad "dup: $(cat dup.err)"
+echo "cli cluster: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]
