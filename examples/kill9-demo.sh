@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# kill -9 demonstration: a worker dies in the middle of a training job, and nothing is lost.
+#
+#   examples/kill9-demo.sh        (with the stack up: deploy/local/stack.sh up)
+#
+# It submits a training job of ~20 s, waits until a worker runs it, kills that worker with
+# SIGKILL, restarts it, and follows the job: Kafka redelivers it (the offset was never stored),
+# another worker trains it again, and the model gets exactly one version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source deploy/local/common.sh
+export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
+maas=build/bin/maas
+work=.local/kill9
+mkdir -p "$work"
+deploy/local/workers.sh status >/dev/null || { echo "start the stack first: deploy/local/stack.sh up" >&2; exit 1; }
+
+# 20 000 rows x 64 features of synthetic data: big enough for a training job of some seconds
+/usr/bin/python3 - "$work/data.csv" <<'PY'
+import random, sys
+r = random.Random(1)
+with open(sys.argv[1], "w") as f:
+    f.write(",".join(f"f{i}" for i in range(64)) + ",label\n")
+    for _ in range(20000):
+        x = [r.gauss(0, 1) for _ in range(64)]
+        f.write(",".join(f"{v:.4f}" for v in x) + f",{int(x[0] + x[1] > 0) + int(x[2] > 0.5)}\n")
+PY
+model="kill9-$(date +%s)"
+$maas dataset put "$model-data" --data "$work/data.csv" --label label
+id=$($maas submit train --name "$model" --dataset "$model-data" --layers 512:relu,512:relu,3:softmax \
+       --epochs "${EPOCHS:-40}" --seed 1)
+echo "submitted training job $id"
+for ((i = 0; i < 300; i++)); do
+  worker=$(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:job:{$id}" worker)
+  [[ -n "$worker" ]] && break
+  sleep 0.1
+done
+[[ -n "$worker" ]] || { echo "no worker took the job" >&2; exit 1; }
+sleep 2
+echo "job $id is running on $worker; progress: $(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:job:{$id}" progress)"
+pid=$(cat "$MAAS_STATE_DIR/workers/$worker.pid")
+echo "kill -9 $worker (pid $pid)"
+kill -9 "$pid"
+deploy/local/workers.sh start "$(ls "$MAAS_STATE_DIR"/workers/*.pid | wc -l)" 2>&1 | grep -v "already running" || true
+echo "following the job (Kafka redelivers it once the dead member's session times out, ~45 s)"
+$maas job "$id" --wait
+$maas job "$id" | grep -E "state|attempts|worker"
+$maas versions "$model"
+n=$(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:model:{$model}" next_version)
+echo "versions of $model: $n"
+[[ "$n" == 1 ]]
