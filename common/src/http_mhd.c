@@ -114,9 +114,11 @@ maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler
         maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "'%s' is not an IPv4 address", addr);
         return NULL;
     }
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-                            NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+    /* a thread per connection: a handler may block (a synchronous predict waits for its job) */
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                MHD_USE_ERROR_LOG,
+                            (uint16_t)port, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!h->d) {
         free(h);

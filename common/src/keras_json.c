@@ -555,3 +555,193 @@ maas_err maas__keras_training_write(const maas_compile *c, char **out, char *err
     }
     return print_and_free(root, out, errstr, errstr_size);
 }
+
+/* ---- the protocol's JSON view -> msgpack ---- */
+
+/* A tiny msgpack writer: the JSON view needs only these types. */
+typedef struct mp_out {
+    unsigned char *p;
+    size_t len, cap;
+    int oom;
+} mp_out;
+
+static void mp_put(mp_out *o, const void *src, size_t n) {
+    if (o->oom) return;
+    if (o->len + n > o->cap) {
+        size_t cap = (o->len + n) * 2 + 64;
+        unsigned char *np = realloc(o->p, cap);
+        if (!np) {
+            o->oom = 1;
+            return;
+        }
+        o->p = np;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, src, n);
+    o->len += n;
+}
+
+static void mp_be(mp_out *o, uint8_t tag, uint64_t v, int bytes) {
+    unsigned char b[9];
+    b[0] = tag;
+    for (int i = 0; i < bytes; i++) b[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    mp_put(o, b, (size_t)bytes + 1);
+}
+
+static void mp_len(mp_out *o, size_t n, uint8_t fix, size_t fix_max, uint8_t t8, uint8_t t16,
+                   uint8_t t32) {
+    if (n <= fix_max && fix) {
+        unsigned char b = (unsigned char)(fix | n);
+        mp_put(o, &b, 1);
+    } else if (n < 256 && t8) {
+        mp_be(o, t8, n, 1);
+    } else if (n < 65536) {
+        mp_be(o, t16, n, 2);
+    } else {
+        mp_be(o, t32, n, 4);
+    }
+}
+
+static void mp_str(mp_out *o, const char *s, size_t n) {
+    mp_len(o, n, 0xa0, 31, 0xd9, 0xda, 0xdb);
+    mp_put(o, s, n);
+}
+
+static int b64_value(int c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* base64 -> msgpack bin; 0 on bad input. */
+static int mp_bin_b64(mp_out *o, const char *s) {
+    size_t n = strlen(s), bits = 0, out = 0;
+    while (n > 0 && s[n - 1] == '=') n--;
+    unsigned char *buf = malloc(n * 3 / 4 + 3);
+    if (!buf) return 0;
+    uint32_t acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)s[i]);
+        if (v < 0) {
+            free(buf);
+            return 0;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[out++] = (unsigned char)(acc >> bits);
+        }
+    }
+    mp_len(o, out, 0, 0, 0xc4, 0xc5, 0xc6);
+    mp_put(o, buf, out);
+    free(buf);
+    return 1;
+}
+
+static int mp_value(mp_out *o, const cJSON *j, int in_matrix, const char *key) {
+    if (cJSON_IsObject(j)) {
+        size_t n = (size_t)cJSON_GetArraySize(j);
+        int matrix = cJSON_GetObjectItemCaseSensitive(j, "shape") != NULL;
+        mp_len(o, n, 0x80, 15, 0, 0xde, 0xdf);
+        for (const cJSON *c = j->child; c; c = c->next) {
+            mp_str(o, c->string, strlen(c->string));
+            if (!mp_value(o, c, matrix, c->string)) return 0;
+        }
+    } else if (cJSON_IsArray(j)) {
+        mp_len(o, (size_t)cJSON_GetArraySize(j), 0x90, 15, 0, 0xdc, 0xdd);
+        for (const cJSON *c = j->child; c; c = c->next)
+            if (!mp_value(o, c, 0, NULL)) return 0;
+    } else if (cJSON_IsString(j)) {
+        if (in_matrix && key && !strcmp(key, "data")) return mp_bin_b64(o, j->valuestring);
+        mp_str(o, j->valuestring, strlen(j->valuestring));
+    } else if (cJSON_IsNumber(j)) {
+        double v = j->valuedouble;
+        if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+            if (v >= 0)
+                mp_be(o, 0xcf, (uint64_t)v, 8);
+            else
+                mp_be(o, 0xd3, (uint64_t)(int64_t)v, 8);
+        } else {
+            uint64_t bits;
+            memcpy(&bits, &v, sizeof(bits));
+            mp_be(o, 0xcb, bits, 8);
+        }
+    } else if (cJSON_IsBool(j)) {
+        unsigned char b = cJSON_IsTrue(j) ? 0xc3 : 0xc2;
+        mp_put(o, &b, 1);
+    } else {
+        unsigned char b = 0xc0;
+        mp_put(o, &b, 1);
+    }
+    return 1;
+}
+
+maas_err maas__json_to_msgpack(const char *json, size_t len, unsigned char **out, size_t *out_len,
+                               char *errstr, size_t errstr_size) {
+    *out = NULL;
+    *out_len = 0;
+    if (len > ((size_t)64 << 20))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "request body over 64 MiB");
+    cJSON *root;
+    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
+    if (err) return err;
+    mp_out o = {0};
+    int ok = mp_value(&o, root, 0, NULL);
+    cJSON_Delete(root);
+    if (!ok || o.oom) {
+        free(o.p);
+        return o.oom ? maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory")
+                     : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                 "a matrix's data is not valid base64");
+    }
+    *out = o.p;
+    *out_len = o.len;
+    return MAAS_OK;
+}
+
+/* ---- edits for the HTTP API ---- */
+
+maas_err maas__json_get(const char *json, size_t len, const char *key, char **value, char *errstr,
+                        size_t errstr_size) {
+    *value = NULL;
+    cJSON *root;
+    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
+    if (err) return err;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the request body is not an object");
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (v) *value = cJSON_PrintUnformatted(v);
+    cJSON_Delete(root);
+    return MAAS_OK;
+}
+
+maas_err maas__json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
+                            const char *prefix, char **out, char *errstr, size_t errstr_size) {
+    *out = NULL;
+    cJSON *root;
+    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
+    if (err) return err;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the request body is not an object");
+    }
+    for (int i = 0; i < n_drop; i++) cJSON_DeleteItemFromObjectCaseSensitive(root, drop[i]);
+    char *rest = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!rest) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    size_t need = strlen(prefix) + strlen(rest) + 8;
+    *out = malloc(need);
+    if (*out) {
+        int empty = !strcmp(rest, "{}");
+        snprintf(*out, need, "{%s%s%s", prefix, empty || !prefix[0] ? "" : ", ",
+                 empty ? "}" : rest + 1);
+    }
+    free(rest);
+    return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+}

@@ -1,8 +1,8 @@
 /*
  * http.h - a small embedded HTTP server (libmicrohttpd; http_mhd.c is its one
- * adapter) for /metrics, health checks and JSON APIs. Requests are served on
- * the library's own thread: the handler must be thread-safe with respect to
- * whatever it reads.
+ * adapter) for /metrics, health checks and JSON APIs. Each connection is
+ * served on a thread of its own, so a handler may block; handlers must be
+ * thread-safe with respect to whatever they share.
  */
 #ifndef MAAS_HTTP_H
 #define MAAS_HTTP_H

@@ -114,6 +114,13 @@ void maas_job_release(maas_job *j);
 maas_err maas_job_decode(const void *buf, size_t len, maas_job *out, char *errstr,
                          size_t errstr_size);
 
+/*
+ * The same from the protocol's JSON view (what the HTTP API takes): converted to
+ * msgpack, then decoded and validated exactly as a Kafka message is.
+ */
+maas_err maas_job_decode_json(const char *json, size_t len, maas_job *out, char *errstr,
+                              size_t errstr_size);
+
 /* Encodes a job. *buf: malloc'ed, free with free(). */
 maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, char *errstr,
                          size_t errstr_size);

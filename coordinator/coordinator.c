@@ -1,0 +1,741 @@
+/*
+ * maas-coordinator - the HTTP/JSON API for clients that don't speak Kafka.
+ *
+ *   POST /v1/jobs                         submit a job (JSON view of the protocol); 202
+ *   GET  /v1/jobs/{id}                    the job's record and result
+ *   POST /v1/jobs/{id}/cancel
+ *   POST /v1/models/{name}:predict        synchronous inference with a timeout
+ *   GET  /v1/models                       models, version counts, aliases
+ *   GET  /v1/models/{name}/versions       a model's versions
+ *   PUT  /v1/models/{name}/aliases/{a}    {"version": N[, "expect": M]}: move an alias
+ *   GET  /v1/models/{name}/versions/{ref}/h5   the model file (a Keras model.h5)
+ *   GET  /healthz, /metrics
+ *
+ * Every submission writes the queued record before publishing (idempotent
+ * producer) and reports a publish failure (503; the record says failed).
+ * Exit status: 0 after SIGTERM/SIGINT, 1 if it cannot start, 2 on usage errors.
+ */
+#include "maas/base.h"
+#include "maas/broker.h"
+#include "maas/http.h"
+#include "maas/job.h"
+#include "maas/kv.h"
+#include "maas/protocol.h"
+#include "keras_json.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct coord {
+    char brokers[512], redis[512], prefix[64], listen[64];
+    maas_setting settings[32];
+    int n_settings;
+    maas_producer *producer;
+    pthread_mutex_t lock; /* metrics and the delivery-report handshake */
+    pthread_cond_t delivered;
+    unsigned long submitted[5], publish_failed, requests[6]; /* requests by status class */
+    double publish_seconds;
+    unsigned long publishes;
+} coord;
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) {
+    (void)sig;
+    stop = 1;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------ JSON out */
+
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = (t->len + (size_t)n + 1) * 2;
+        char *np = realloc(t->p, cap);
+        if (!np) return;
+        t->p = np;
+        t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+static void put_str(text *t, const char *s) {
+    put(t, "\"");
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            put(t, "\\%c", c);
+        else if (c < 0x20)
+            put(t, "\\u%04x", c);
+        else
+            put(t, "%c", c);
+    }
+    put(t, "\"");
+}
+
+static void put_num(text *t, double v) {
+    if (isnan(v) || isinf(v))
+        put(t, "null");
+    else
+        put(t, "%.9g", v);
+}
+
+static void reply_text(maas_http_response *res, int status, text *t) {
+    res->status = status;
+    snprintf(res->content_type, sizeof(res->content_type), "application/json");
+    put(t, "\n");
+    res->body = t->p;
+    res->body_len = t->len;
+}
+
+static void reply_error(maas_http_response *res, int status, const char *code, const char *msg) {
+    text t = {0};
+    put(&t, "{\"error\": {\"code\": ");
+    put_str(&t, code);
+    put(&t, ", \"message\": ");
+    put_str(&t, msg);
+    put(&t, "}}");
+    reply_text(res, status, &t);
+}
+
+/* The HTTP status that fits a maas error. */
+static int status_of(maas_err e) {
+    switch (e) {
+    case MAAS_ERR_UNKNOWN:
+        return 404;
+    case MAAS_ERR_CONFLICT:
+        return 409;
+    case MAAS_ERR_UNAVAILABLE:
+    case MAAS_ERR_TIMEOUT:
+        return 503;
+    case MAAS_ERR_NOMEM:
+        return 500;
+    case MAAS_ERR_LIMIT:
+        return 413;
+    default:
+        return 400;
+    }
+}
+
+static void put_result(text *t, const maas_job_record *r) {
+    maas_result res;
+    char e[MAAS_ERRSTR_SIZE];
+    if (!r->result || maas_result_decode(r->result, r->result_len, &res, e, sizeof(e))) {
+        put(t, "null");
+        return;
+    }
+    put(t, "{\"type\": \"%s\", \"model\": ", maas_job_type_name(res.type));
+    put_str(t, res.model);
+    put(t, ", \"version\": %d", res.version);
+    if (res.type == MAAS_JOBTYPE_INFER) {
+        put(t, ", \"outputs\": [");
+        for (uint32_t i = 0; i < res.outputs.rows; i++) {
+            put(t, i ? ", [" : "[");
+            for (uint32_t j = 0; j < res.outputs.cols; j++) {
+                if (j) put(t, ", ");
+                put_num(t, res.outputs.data[(size_t)i * res.outputs.cols + j]);
+            }
+            put(t, "]");
+        }
+        put(t, "]");
+        if (res.classes) {
+            put(t, ", \"classes\": [");
+            for (uint32_t i = 0; i < res.outputs.rows; i++)
+                put(t, i ? ", %d" : "%d", res.classes[i]);
+            put(t, "]");
+        }
+    } else {
+        put(t, ", \"rows\": %zu, \"loss\": ", res.rows);
+        put_num(t, res.loss);
+        put(t, ", \"accuracy\": ");
+        put_num(t, res.accuracy);
+        if (res.type == MAAS_JOBTYPE_TRAIN) {
+            put(t, ", \"created\": %s, \"history\": [", res.created ? "true" : "false");
+            for (int i = 0; i < res.n_history; i++) {
+                const maas_history_entry *h = &res.history[i];
+                put(t, "%s{\"epoch\": %d, \"loss\": ", i ? ", " : "", h->epoch);
+                put_num(t, h->loss);
+                put(t, ", \"accuracy\": ");
+                put_num(t, h->accuracy);
+                put(t, ", \"val_loss\": ");
+                put_num(t, h->val_loss);
+                put(t, ", \"val_accuracy\": ");
+                put_num(t, h->val_accuracy);
+                put(t, "}");
+            }
+            put(t, "]");
+        }
+    }
+    put(t, "}");
+    maas_result_release(&res);
+}
+
+static void put_record(text *t, const maas_job_record *r) {
+    put(t, "{\"id\": ");
+    put_str(t, r->id);
+    put(t, ", \"type\": ");
+    put_str(t, r->type);
+    put(t, ", \"model\": ");
+    put_str(t, r->model);
+    put(t, ", \"state\": \"%s\", \"attempts\": %d, \"worker\": ", maas_job_state_name(r->state),
+        r->attempts);
+    put_str(t, r->worker);
+    put(t, ", \"created_ms\": %lld, \"started_ms\": %lld, \"finished_ms\": %lld",
+        (long long)r->created_ms, (long long)r->started_ms, (long long)r->finished_ms);
+    put(t, ", \"progress\": %s", r->progress && r->progress[0] == '{' ? r->progress : "null");
+    if (r->error_code[0]) {
+        put(t, ", \"error\": {\"code\": ");
+        put_str(t, r->error_code);
+        put(t, ", \"message\": ");
+        put_str(t, r->error_message);
+        put(t, "}");
+    }
+    put(t, ", \"result\": ");
+    put_result(t, r);
+    put(t, "}");
+}
+
+/* ------------------------------------------------------------ submitting */
+
+typedef struct delivery {
+    coord *c;
+    int done;
+    maas_err err;
+    char errstr[256];
+} delivery;
+
+static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *errstr,
+                        int32_t partition, int64_t offset) {
+    (void)ud;
+    (void)partition;
+    (void)offset;
+    delivery *d = msg_opaque;
+    pthread_mutex_lock(&d->c->lock);
+    d->err = err;
+    snprintf(d->errstr, sizeof(d->errstr), "%s", errstr ? errstr : "");
+    d->done = 1;
+    pthread_cond_broadcast(&d->c->delivered);
+    pthread_mutex_unlock(&d->c->lock);
+}
+
+/* Records, then publishes; returns MAAS_OK, CONFLICT (exists: not resubmitted) or an error. */
+static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
+    unsigned char *buf;
+    size_t len;
+    if (!j->created_ms) j->created_ms = wall_ms();
+    maas_err err = maas_job_encode(j, &buf, &len, e, es);
+    if (err) return err;
+    maas_job_record rec;
+    memset(&rec, 0, sizeof(rec));
+    snprintf(rec.id, sizeof(rec.id), "%s", j->id);
+    snprintf(rec.type, sizeof(rec.type), "%s", maas_job_type_name(j->type));
+    maas_model_ref_format(&j->model, rec.model, sizeof(rec.model));
+    rec.created_ms = j->created_ms;
+    rec.deadline_ms = j->deadline_ms;
+    if ((err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, es))) {
+        free(buf);
+        return err;
+    }
+    char topic[256];
+    maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
+                    topic, sizeof(topic), e, es);
+    delivery d = {.c = c};
+    double t0 = mono();
+    err = maas_producer_send(c->producer, topic, j->id, strlen(j->id), buf, len, &d, e, es);
+    free(buf);
+    if (!err) {
+        /* the producer's poll thread serves the report; wait for it (bounded) */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 15;
+        pthread_mutex_lock(&c->lock);
+        while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
+        }
+        if (!d.done) {
+            err = MAAS_ERR_TIMEOUT;
+            snprintf(e, es, "kafka did not acknowledge the job within 15 s");
+        } else if (d.err) {
+            err = d.err;
+            snprintf(e, es, "%s", d.errstr);
+        }
+        c->publishes++;
+        c->publish_seconds += mono() - t0;
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_lock(&c->lock);
+    if (err)
+        c->publish_failed++;
+    else
+        c->submitted[j->type]++;
+    pthread_mutex_unlock(&c->lock);
+    if (err) {
+        char e2[MAAS_ERRSTR_SIZE];
+        maas_job_update u = {.to = MAAS_JOB_FAILED,
+                             .from_mask = 1u << MAAS_JOB_QUEUED,
+                             .error_code = "UNAVAILABLE",
+                             .error_message = e};
+        maas_kv_job_transition(kv, j->id, &u, e2, sizeof(e2));
+        return MAAS_ERR_UNAVAILABLE;
+    }
+    return MAAS_OK;
+}
+
+static void random_id(char out[33]) {
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(wall_ms() >> (i % 8));
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* ------------------------------------------------------------ routes */
+
+static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
+                         maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE], prefix[256];
+    /* The id comes from the body, else the Idempotency-Key header, else it is made here;
+     * "v" may be left out over HTTP (this API speaks version 1). */
+    char *id_json = NULL, *v_json = NULL, *body = NULL;
+    maas_err err = maas__json_get(req->body, req->body_len, "id", &id_json, e, sizeof(e));
+    if (!err) err = maas__json_get(req->body, req->body_len, "v", &v_json, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    int n = 0;
+    prefix[0] = '\0';
+    if (!v_json)
+        n += snprintf(prefix + n, sizeof(prefix) - (size_t)n, "\"v\": %d", MAAS_PROTOCOL_VERSION);
+    if (!id_json) {
+        const char *key = req->header(req, "Idempotency-Key");
+        char id[MAAS_NAME_MAX + 1];
+        if (key) {
+            if (maas_name_check("Idempotency-Key", key, e, sizeof(e))) {
+                free(v_json);
+                return reply_error(res, 400, "BAD_FORMAT", e);
+            }
+            snprintf(id, sizeof(id), "%s", key);
+        } else {
+            random_id(id);
+        }
+        n +=
+            snprintf(prefix + n, sizeof(prefix) - (size_t)n, "%s\"id\": \"%s\"", n ? ", " : "", id);
+    }
+    free(id_json);
+    free(v_json);
+    err = maas__json_rewrite(req->body, req->body_len, NULL, 0, prefix, &body, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    maas_job j;
+    err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
+    free(body);
+    if (err) {
+        maas_job_release(&j);
+        return reply_error(res, status_of(err), maas_err_code(err), e);
+    }
+    err = submit(c, kv, &j, e, sizeof(e));
+    text t = {0};
+    if (err == MAAS_ERR_CONFLICT) {
+        maas_job_record r;
+        maas_kv_job_get(kv, j.id, &r, e, sizeof(e));
+        put(&t, "{\"id\": ");
+        put_str(&t, j.id);
+        put(&t, ", \"state\": \"%s\", \"resubmitted\": false}", maas_job_state_name(r.state));
+        maas_job_record_release(&r);
+        reply_text(res, 200, &t);
+    } else if (err) {
+        reply_error(res, status_of(err), maas_err_code(err), e);
+    } else {
+        put(&t, "{\"id\": ");
+        put_str(&t, j.id);
+        put(&t, ", \"state\": \"queued\"}");
+        reply_text(res, 202, &t);
+    }
+    maas_job_release(&j);
+}
+
+static void route_get_job(maas_kv *kv, const char *id, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    maas_job_record r;
+    maas_err err = maas_kv_job_get(kv, id, &r, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    if (r.state == MAAS_JOB_UNKNOWN) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "no job '%s' (never submitted, or its record expired)", id);
+        return reply_error(res, 404, "UNKNOWN_JOB", msg);
+    }
+    text t = {0};
+    put_record(&t, &r);
+    maas_job_record_release(&r);
+    reply_text(res, 200, &t);
+}
+
+static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_http_request *req,
+                          maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    /* The body: {"inputs": ..., "output"?, "version"? | "alias"?, "timeout_ms"?}; the last
+     * three are taken out and the rest is an infer job's JSON view. */
+    maas_model_ref ref;
+    if (maas_model_ref_parse(model, &ref, e, sizeof(e)))
+        return reply_error(res, 400, "BAD_FORMAT", e);
+    char *version = NULL, *alias = NULL, *timeout = NULL, *body = NULL;
+    maas_err err = maas__json_get(req->body, req->body_len, "version", &version, e, sizeof(e));
+    if (!err) err = maas__json_get(req->body, req->body_len, "alias", &alias, e, sizeof(e));
+    if (!err) err = maas__json_get(req->body, req->body_len, "timeout_ms", &timeout, e, sizeof(e));
+    long timeout_ms = timeout ? strtol(timeout, NULL, 10) : 5000;
+    char model_text[300], prefix[600], id[33];
+    if (version) {
+        long v = strtol(version, NULL, 10);
+        snprintf(model_text, sizeof(model_text), "%s:%ld", ref.name, v);
+    } else if (alias && alias[0] == '"') {
+        snprintf(model_text, sizeof(model_text), "%s@%.*s", ref.name, (int)strlen(alias) - 2,
+                 alias + 1);
+    } else {
+        maas_model_ref_format(&ref, model_text, sizeof(model_text));
+    }
+    free(version);
+    free(alias);
+    free(timeout);
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    if (timeout_ms < 1 || timeout_ms > 600000)
+        return reply_error(res, 400, "BAD_FORMAT", "field timeout_ms: expected 1..600000");
+    random_id(id);
+    int64_t now = wall_ms();
+    snprintf(
+        prefix, sizeof(prefix),
+        "\"v\": 1, \"id\": \"%s\", \"type\": \"infer\", \"model\": \"%s\", \"created_ms\": %lld, "
+        "\"deadline_ms\": %lld, \"ttl_s\": 3600, \"priority\": 9",
+        id, model_text, (long long)now, (long long)(now + timeout_ms));
+    static const char *const drop[] = {"version",     "alias", "timeout_ms", "v",
+                                       "id",          "type",  "model",      "created_ms",
+                                       "deadline_ms", "ttl_s", "priority"};
+    err = maas__json_rewrite(req->body, req->body_len, drop, (int)MAAS_ARRAY_LEN(drop), prefix,
+                             &body, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    maas_job j;
+    err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
+    free(body);
+    if (err) {
+        maas_job_release(&j);
+        return reply_error(res, status_of(err), maas_err_code(err), e);
+    }
+    err = submit(c, kv, &j, e, sizeof(e));
+    maas_job_release(&j);
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    maas_job_state st = MAAS_JOB_QUEUED;
+    double until = mono() + timeout_ms / 1000.0;
+    while (!MAAS_JOB_FINAL(st) && mono() < until) {
+        int left = (int)((until - mono()) * 1000);
+        if ((err = maas_kv_job_wait(kv, id, left > 1 ? left : 1, &st, e, sizeof(e))))
+            return reply_error(res, status_of(err), maas_err_code(err), e);
+    }
+    maas_job_record r;
+    if ((err = maas_kv_job_get(kv, id, &r, e, sizeof(e))))
+        return reply_error(res, status_of(err), maas_err_code(err), e);
+    if (r.state == MAAS_JOB_SUCCEEDED) {
+        text out = {0};
+        put_result(&out, &r);
+        reply_text(res, 200, &out);
+    } else if (!MAAS_JOB_FINAL(r.state) || r.state == MAAS_JOB_EXPIRED) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "no result within %ld ms (job %s)", timeout_ms, id);
+        reply_error(res, 504, "TIMEOUT", msg);
+    } else {
+        int status = !strcmp(r.error_code, "UNKNOWN_NAME") ? 404 : 400;
+        reply_error(res, status, r.error_code[0] ? r.error_code : "FAILED", r.error_message);
+    }
+    maas_job_record_release(&r);
+}
+
+static void route_models(maas_kv *kv, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE], **names;
+    int n;
+    maas_err err = maas_kv_models(kv, &names, &n, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    text t = {0};
+    put(&t, "{\"models\": [");
+    for (int i = 0; i < n; i++) {
+        int count = 0, *vers, na = 0;
+        char **al;
+        maas_kv_version_count(kv, names[i], &count, e, sizeof(e));
+        put(&t, "%s{\"name\": ", i ? ", " : "");
+        put_str(&t, names[i]);
+        put(&t, ", \"versions\": %d, \"aliases\": {", count);
+        if (maas_kv_aliases(kv, names[i], &al, &vers, &na, e, sizeof(e)) == MAAS_OK) {
+            for (int k = 0; k < na; k++) {
+                put(&t, k ? ", " : "");
+                put_str(&t, al[k]);
+                put(&t, ": %d", vers[k]);
+                free(al[k]);
+            }
+            free(al);
+            free(vers);
+        }
+        put(&t, "}}");
+        free(names[i]);
+    }
+    free(names);
+    put(&t, "]}");
+    reply_text(res, 200, &t);
+}
+
+static void route_versions(maas_kv *kv, const char *model, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    int n = 0;
+    maas_err err = maas_kv_version_count(kv, model, &n, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    if (n == 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "no model '%s'", model);
+        return reply_error(res, 404, "UNKNOWN_NAME", msg);
+    }
+    text t = {0};
+    put(&t, "{\"model\": ");
+    put_str(&t, model);
+    put(&t, ", \"versions\": [");
+    for (int v = 1; v <= n; v++) {
+        maas_version_meta m;
+        if (maas_kv_version_meta(kv, model, v, &m, e, sizeof(e))) continue;
+        put(&t, "%s{\"version\": %d, \"parent\": %d, \"size\": %zu, \"sha256\": \"%s\", \"job\": ",
+            v > 1 ? ", " : "", v, m.parent, m.size, m.sha256);
+        put_str(&t, m.job);
+        put(&t, ", \"created_ms\": %lld, \"metrics\": %s}", (long long)m.created_ms,
+            m.metrics && m.metrics[0] == '{' ? m.metrics : "null");
+        maas_version_meta_release(&m);
+    }
+    put(&t, "]}");
+    reply_text(res, 200, &t);
+}
+
+static void route_alias(maas_kv *kv, const char *model, const char *alias,
+                        const maas_http_request *req, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    const char *v = strstr(req->body, "\"version\"");
+    if (!v || !strchr(v, ':')) return reply_error(res, 400, "BAD_FORMAT", "field version: missing");
+    char *end;
+    long version = strtol(strchr(v, ':') + 1, &end, 10);
+    if (version < 1 || version > INT32_MAX)
+        return reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
+    long expect = -1;
+    const char *x = strstr(req->body, "\"expect\"");
+    if (x && strchr(x, ':')) expect = strtol(strchr(x, ':') + 1, NULL, 10);
+    maas_err err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    text t = {0};
+    put(&t, "{\"model\": ");
+    put_str(&t, model);
+    put(&t, ", \"alias\": ");
+    put_str(&t, alias);
+    put(&t, ", \"version\": %ld}", version);
+    reply_text(res, 200, &t);
+}
+
+static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    int version;
+    unsigned char *h5;
+    size_t len;
+    maas_err err = maas_kv_version_resolve(kv, model, ref, &version, e, sizeof(e));
+    if (!err) err = maas_kv_version_get(kv, model, version, &h5, &len, NULL, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    res->status = 200;
+    snprintf(res->content_type, sizeof(res->content_type), "application/x-hdf5");
+    res->body = (char *)h5;
+    res->body_len = len;
+}
+
+static void route_metrics(coord *c, maas_http_response *res) {
+    text t = {0};
+    pthread_mutex_lock(&c->lock);
+    put(&t, "# TYPE maas_coordinator_submissions_total counter\n");
+    for (int ty = 1; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++)
+        put(&t, "maas_coordinator_submissions_total{type=\"%s\"} %lu\n",
+            maas_job_type_name((maas_job_type)ty), c->submitted[ty]);
+    put(&t,
+        "# TYPE maas_coordinator_publish_failures_total counter\n"
+        "maas_coordinator_publish_failures_total %lu\n"
+        "# TYPE maas_coordinator_publish_seconds summary\n"
+        "maas_coordinator_publish_seconds_sum %.6f\nmaas_coordinator_publish_seconds_count %lu\n"
+        "# TYPE maas_coordinator_http_responses_total counter\n",
+        c->publish_failed, c->publish_seconds, c->publishes);
+    for (int k = 1; k <= 5; k++)
+        put(&t, "maas_coordinator_http_responses_total{class=\"%dxx\"} %lu\n", k, c->requests[k]);
+    pthread_mutex_unlock(&c->lock);
+    res->status = 200;
+    snprintf(res->content_type, sizeof(res->content_type), "text/plain; version=0.0.4");
+    res->body = t.p;
+    res->body_len = t.len;
+}
+
+/* Splits "/a/b/c" into up to n segments (in place in buf). */
+static int segments(const char *path, char *buf, size_t size, char **seg, int n) {
+    snprintf(buf, size, "%s", path);
+    int k = 0;
+    for (char *p = buf; *p && k < n;) {
+        while (*p == '/') *p++ = '\0';
+        if (!*p) break;
+        seg[k++] = p;
+        while (*p && *p != '/') p++;
+    }
+    return k;
+}
+
+static void handle(void *ud, const maas_http_request *req, maas_http_response *res) {
+    coord *c = ud;
+    char buf[1024], *s[8], e[MAAS_ERRSTR_SIZE];
+    int n = segments(req->path, buf, sizeof(buf), s, 8);
+    const char *m = req->method;
+    if (!strcmp(req->path, "/metrics") && !strcmp(m, "GET")) return route_metrics(c, res);
+    maas_kv *kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e));
+    if (!kv) {
+        if (!strcmp(req->path, "/healthz"))
+            return maas_http_reply(res, 503, "application/json",
+                                   "{\"status\": \"unhealthy\", \"redis\": false}\n");
+        return reply_error(res, 503, "UNAVAILABLE", e);
+    }
+    if (!strcmp(req->path, "/healthz")) {
+        int kafka = maas_kafka_wait_ready(c->brokers, c->settings, c->n_settings, 2000, e,
+                                          sizeof(e)) == MAAS_OK;
+        maas_http_reply(res, kafka ? 200 : 503, "application/json",
+                        "{\"status\": \"%s\", \"kafka\": %s, \"redis\": true}\n",
+                        kafka ? "ok" : "unhealthy", kafka ? "true" : "false");
+    } else if (n >= 1 && strcmp(s[0], "v1")) {
+        reply_error(res, 404, "NOT_FOUND", "the API lives under /v1");
+    } else if (n == 2 && !strcmp(s[1], "jobs") && !strcmp(m, "POST")) {
+        route_submit(c, kv, req, res);
+    } else if (n == 3 && !strcmp(s[1], "jobs") && !strcmp(m, "GET")) {
+        route_get_job(kv, s[2], res);
+    } else if (n == 4 && !strcmp(s[1], "jobs") && !strcmp(s[3], "cancel") && !strcmp(m, "POST")) {
+        maas_err err = maas_kv_job_cancel(kv, s[2], e, sizeof(e));
+        if (err)
+            reply_error(res, status_of(err),
+                        err == MAAS_ERR_UNKNOWN ? "UNKNOWN_JOB" : maas_err_code(err), e);
+        else
+            route_get_job(kv, s[2], res);
+    } else if (n == 2 && !strcmp(s[1], "models") && !strcmp(m, "GET")) {
+        route_models(kv, res);
+    } else if (n == 3 && !strcmp(s[1], "models") && strstr(s[2], ":predict") &&
+               !strcmp(m, "POST")) {
+        *strstr(s[2], ":predict") = '\0';
+        route_predict(c, kv, s[2], req, res);
+    } else if (n == 4 && !strcmp(s[1], "models") && !strcmp(s[3], "versions") &&
+               !strcmp(m, "GET")) {
+        route_versions(kv, s[2], res);
+    } else if (n == 5 && !strcmp(s[1], "models") && !strcmp(s[3], "aliases") && !strcmp(m, "PUT")) {
+        route_alias(kv, s[2], s[4], req, res);
+    } else if (n == 6 && !strcmp(s[1], "models") && !strcmp(s[3], "versions") &&
+               !strcmp(s[5], "h5") && !strcmp(m, "GET")) {
+        route_h5(kv, s[2], s[4], res);
+    } else {
+        reply_error(res, 404, "NOT_FOUND", "no such route (see the README, \"The HTTP API\")");
+    }
+    maas_kv_free(kv);
+    pthread_mutex_lock(&c->lock);
+    if (res->status >= 100 && res->status < 600) c->requests[res->status / 100]++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------ main */
+
+static const char usage[] =
+    "usage: maas-coordinator [--http ADDR:PORT] [--brokers B] [--redis URL] [--topic-prefix P]\n"
+    "                        [-X kafka.K=V | redis.K=V]...\n"
+    "  --http          where to serve the API (env MAAS_COORDINATOR_HTTP; 127.0.0.1:18080)\n"
+    "  --brokers       Kafka (MAAS_KAFKA_BROKERS; 127.0.0.1:19092)\n"
+    "  --redis         Redis (MAAS_REDIS_URL; redis://127.0.0.1:16379)\n";
+
+int main(int argc, char **argv) {
+    static coord c;
+    const char *env;
+    snprintf(c.brokers, sizeof(c.brokers), "%s",
+             (env = getenv("MAAS_KAFKA_BROKERS")) ? env : "127.0.0.1:19092");
+    snprintf(c.redis, sizeof(c.redis), "%s",
+             (env = getenv("MAAS_REDIS_URL")) ? env : "redis://127.0.0.1:16379");
+    snprintf(c.prefix, sizeof(c.prefix), "%s",
+             (env = getenv("MAAS_TOPIC_PREFIX")) ? env : MAAS_TOPIC_PREFIX_DEFAULT);
+    snprintf(c.listen, sizeof(c.listen), "%s",
+             (env = getenv("MAAS_COORDINATOR_HTTP")) ? env : "127.0.0.1:18080");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage, stdout), 0;
+        if (!v) return fputs(usage, stderr), 2;
+        if (!strcmp(a, "--http"))
+            snprintf(c.listen, sizeof(c.listen), "%s", v);
+        else if (!strcmp(a, "--brokers"))
+            snprintf(c.brokers, sizeof(c.brokers), "%s", v);
+        else if (!strcmp(a, "--redis"))
+            snprintf(c.redis, sizeof(c.redis), "%s", v);
+        else if (!strcmp(a, "--topic-prefix"))
+            snprintf(c.prefix, sizeof(c.prefix), "%s", v);
+        else if (!strcmp(a, "-X") && strchr(v, '=') && c.n_settings < 32) {
+            char *k = strndup(v, (size_t)(strchr(v, '=') - v));
+            c.settings[c.n_settings++] = (maas_setting){k, strdup(strchr(v, '=') + 1)};
+        } else {
+            return fputs(usage, stderr), 2;
+        }
+        i++;
+    }
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.delivered, NULL);
+    char e[MAAS_ERRSTR_SIZE];
+    maas_kv *probe = maas_kv_connect(c.redis, c.settings, c.n_settings, e, sizeof(e));
+    if (!probe) {
+        fprintf(stderr, "maas-coordinator: %s\n", e);
+        return 1;
+    }
+    maas_kv_free(probe);
+    if (!(c.producer = maas_producer_new(c.brokers, c.settings, c.n_settings, on_delivery, &c, e,
+                                         sizeof(e)))) {
+        fprintf(stderr, "maas-coordinator: %s\n", e);
+        return 1;
+    }
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s", c.listen);
+    char *colon = strrchr(addr, ':');
+    if (!colon) return fputs(usage, stderr), 2;
+    *colon = '\0';
+    maas_http *h =
+        maas_http_start(addr, (int)strtol(colon + 1, NULL, 10), handle, &c, e, sizeof(e));
+    if (!h) {
+        fprintf(stderr, "maas-coordinator: %s\n", e);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    fprintf(stderr, "maas-coordinator: serving http://%s:%d (kafka %s, redis %s)\n", addr,
+            maas_http_port(h), c.brokers, c.redis);
+    /* The producer's delivery reports are served here. */
+    while (!stop) maas_producer_poll(c.producer, 100);
+    fprintf(stderr, "maas-coordinator: stopping\n");
+    maas_http_stop(h);
+    maas_producer_free(c.producer);
+    for (int i = 0; i < c.n_settings; i++) {
+        free((char *)c.settings[i].key);
+        free((char *)c.settings[i].value);
+    }
+    return 0;
+}

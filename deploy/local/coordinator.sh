@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# maas-coordinator (the HTTP/JSON API) for the local stack: start | stop | status.
+# Listens on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080); log and pid file under
+# $MAAS_STATE_DIR/coordinator; stopped by pid.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+dir="$MAAS_STATE_DIR/coordinator"
+bin="${MAAS_COORDINATOR_BIN:-$MAAS_ROOT/build/bin/maas-coordinator}"
+port="${MAAS_COORDINATOR_PORT:-18080}"
+case "${1:-}" in
+  start)
+    [[ -x "$bin" ]] || die "$bin is missing: build first (cmake --build build)"
+    mkdir -p "$dir"
+    if pid="$(live_pid "$dir/coordinator.pid" maas-coordinator)"; then
+      log "coordinator already running (pid $pid)"
+      exit 0
+    fi
+    nohup "$bin" --http "127.0.0.1:$port" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" \
+      --redis "redis://127.0.0.1:$MAAS_REDIS_PORT" >> "$dir/coordinator.log" 2>&1 < /dev/null &
+    echo $! > "$dir/coordinator.pid"
+    for ((t = 0; t < 100; t++)); do
+      grep -q "serving http" "$dir/coordinator.log" 2>/dev/null && break
+      live_pid "$dir/coordinator.pid" maas-coordinator >/dev/null || { tail_log "$dir/coordinator.log"; die "the coordinator exited"; }
+      sleep 0.1
+    done
+    log "coordinator ready: http://127.0.0.1:$port (pid $(cat "$dir/coordinator.pid"), log $dir/coordinator.log)"
+    ;;
+  stop) stop_pid "$dir/coordinator.pid" maas-coordinator coordinator ;;
+  status)
+    if pid="$(live_pid "$dir/coordinator.pid" maas-coordinator)"; then
+      echo "coordinator: running, pid $pid, http://127.0.0.1:$port"
+    else
+      echo "coordinator: not running"; exit 1
+    fi ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

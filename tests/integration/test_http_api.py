@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""maas-coordinator's HTTP API against real Kafka, Redis and workers (services fixture):
+train -> wait -> version 1 -> alias -> predict by alias -> download the h5 -> the file
+predicts the same locally; bad requests get a 4xx naming the problem; unknown, pending and
+finished jobs told apart; Idempotency-Key honoured; /healthz and /metrics.
+usage: test_http_api.py BIN_DIR PIMA_CSV WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
+REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
+PORT = 29180
+API = f"http://127.0.0.1:{PORT}"
+os.makedirs(WORK, exist_ok=True)
+RUN = uuid.uuid4().hex[:8]
+failures, procs = [], []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def call(method, path, body=None, headers=None, raw=False):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(API + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = r.read()
+            return r.status, out if raw else json.loads(out)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def spawn(name, *args):
+    log = open(os.path.join(WORK, f"{name}.log"), "w")
+    p = subprocess.Popen([os.path.join(BIN, name), *args], stdout=log, stderr=log)
+    procs.append(p)
+    return p
+
+
+rows = [[float(v) for v in r] for r in list(csv.reader(open(PIMA)))[1:]]
+train, test = rows[:614], rows[614:]
+try:
+    coord = spawn("maas-coordinator", "--http", f"127.0.0.1:{PORT}", "--brokers", BROKERS, "--redis", REDIS_URL)
+    for _ in range(100):
+        try:
+            if call("GET", "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    st, h = call("GET", "/healthz")
+    check(st == 200 and h["kafka"] and h["redis"], f"/healthz {st} {h}")
+
+    # a pending job: no worker yet
+    model = f"http{RUN}"
+    st, sub = call("POST", "/v1/jobs", {
+        "type": "train", "model": model,
+        "layers": [{"units": 10, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}],
+        "loss": "binary_crossentropy", "epochs": 10, "batch_size": 32, "standardize": True, "seed": 7,
+        "data": {"x": [r[:8] for r in train], "y": [r[8:] for r in train]}})
+    check(st == 202 and sub["state"] == "queued", f"POST /v1/jobs -> 202 queued ({st} {sub})")
+    jid = sub["id"]
+    st, j = call("GET", f"/v1/jobs/{jid}")
+    check(st == 200 and j["state"] == "queued", f"a pending job says queued ({j['state']})")
+    st, j = call("GET", f"/v1/jobs/nope-{RUN}")
+    check(st == 404 and j["error"]["code"] == "UNKNOWN_JOB", f"an unknown job is 404 ({j})")
+
+    spawn("maas-worker", "--id", f"http-w{RUN}", "--brokers", BROKERS, "--redis", REDIS_URL,
+          "-X", "kafka.session.timeout.ms=6000")
+    end = time.time() + 60
+    while time.time() < end and call("GET", f"/v1/jobs/{jid}")[1]["state"] != "succeeded":
+        time.sleep(0.1)
+    st, j = call("GET", f"/v1/jobs/{jid}")
+    check(j["state"] == "succeeded" and j["result"]["version"] == 1 and len(j["result"]["history"]) == 10,
+          f"the training job made version 1 ({j['state']}, {j.get('result', {}).get('version')})")
+
+    st, a = call("PUT", f"/v1/models/{model}/aliases/production", {"version": 1})
+    check(st == 200 and a["version"] == 1, "PUT alias")
+    st, a = call("PUT", f"/v1/models/{model}/aliases/production", {"version": 1, "expect": 7})
+    check(st == 409 and a["error"]["code"] == "CONFLICT", f"a stale compare-and-set is 409 ({st})")
+    st, a = call("PUT", f"/v1/models/{model}/aliases/production", {"version": 9})
+    check(st == 404, f"an alias to a missing version is 404 ({st} {a})")
+
+    ten = [r[:8] for r in test[:10]]
+    st, p = call("POST", f"/v1/models/{model}:predict", {"inputs": ten, "alias": "production", "output": "classes"})
+    check(st == 200 and p["version"] == 1 and len(p["outputs"]) == 10 and len(p["classes"]) == 10,
+          f"synchronous predict by alias ({st})")
+    st, h5 = call("GET", f"/v1/models/{model}/versions/production/h5", raw=True)
+    check(st == 200 and h5[:4] == b"\x89HDF", "GET .../h5 returns the model file")
+    with open(os.path.join(WORK, "model.h5"), "wb") as f:
+        f.write(h5)
+    with open(os.path.join(WORK, "ten.csv"), "w") as f:
+        f.write(",".join(f"f{i}" for i in range(8)) + "\n")
+        for r in ten:
+            f.write(",".join(repr(v) for v in r) + "\n")
+    local = subprocess.run([os.path.join(BIN, "maas"), "predict", "-m", os.path.join(WORK, "model.h5"),
+                            "--data", os.path.join(WORK, "ten.csv")], capture_output=True, text=True)
+    lv = [float(x) for x in local.stdout.split()]
+    check(len(lv) == 10 and all(abs(a[0] - b) <= 1e-6 * max(1, abs(b)) for a, b in zip(p["outputs"], lv)),
+          "the downloaded file predicts what the API did")
+    st, v = call("GET", f"/v1/models/{model}/versions")
+    check(st == 200 and v["versions"][0]["version"] == 1 and v["versions"][0]["metrics"]["rows"] == 614,
+          "GET versions with metrics")
+    st, m = call("GET", "/v1/models")
+    check(st == 200 and any(x["name"] == model and x["aliases"].get("production") == 1 for x in m["models"]),
+          "GET models with aliases")
+
+    # bad requests: a 4xx naming the problem
+    st, e = call("POST", "/v1/jobs", b'{"type": "infer", "model": ')
+    check(st == 400 and "not valid JSON" in e["error"]["message"], f"malformed JSON -> 400 ({e})")
+    st, e = call("POST", "/v1/jobs", {"type": "infer", "model": model, "inputs": [[1, 2]], "epochs": 3})
+    check(st == 400 and e["error"]["message"] == "field epochs: unknown field", f"an unknown field is named ({e})")
+    st, e = call("POST", f"/v1/models/{model}:predict", {"inputs": [[1, 2, 3]]})
+    check(st == 400 and "field inputs.shape[1]: expected 8, got 3" in e["error"]["message"],
+          f"a wrong feature count is 400 naming the field ({e})")
+    st, e = call("POST", f"/v1/models/nope{RUN}:predict", {"inputs": ten})
+    check(st == 404 and e["error"]["code"] == "UNKNOWN_NAME", f"an unknown model is 404 ({e})")
+    st, e = call("GET", "/v1/nothing")
+    check(st == 404, "an unknown route is 404")
+
+    # idempotency
+    key = {"Idempotency-Key": f"idem-{RUN}"}
+    st1, s1 = call("POST", "/v1/jobs", {"type": "infer", "model": model, "inputs": ten}, key)
+    st2, s2 = call("POST", "/v1/jobs", {"type": "infer", "model": model, "inputs": ten}, key)
+    check(st1 == 202 and st2 == 200 and s1["id"] == s2["id"] == f"idem-{RUN}" and s2["resubmitted"] is False,
+          "Idempotency-Key: the second POST does not resubmit")
+    metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
+    check('maas_coordinator_submissions_total{type="infer"}' in metrics
+          and "maas_coordinator_http_responses_total" in metrics, "/metrics")
+finally:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+check(all(p.returncode == 0 for p in procs), f"clean exits ({[p.returncode for p in procs]})")
+print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failed checks")
+sys.exit(1 if failures else 0)
