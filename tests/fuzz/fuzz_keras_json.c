@@ -1,8 +1,10 @@
 /*
- * libFuzzer target: Keras model_config and training_config JSON parsing.
+ * libFuzzer target: the JSON parsers — Keras model_config and training_config,
+ * and the HTTP API's JSON view of a job (JSON -> msgpack -> the job decoder).
  * The first byte picks the parser; the rest is the JSON text.
  */
 #include "maas/base.h"
+#include "maas/job.h"
 #include "keras_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -11,7 +13,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     char err[MAAS_ERRSTR_SIZE];
     const char *json = (const char *)data + 1;
-    if (data[0] & 1) {
+    if (data[0] % 3 == 2) {
+        maas_job j;
+        maas_job_decode_json(json, size - 1, &j, err, sizeof(err));
+        maas_job_release(&j);
+    } else if (data[0] & 1) {
         maas_compile c;
         maas__keras_training_parse(json, size - 1, &c, err, sizeof(err));
     } else {
