@@ -677,7 +677,7 @@ int main(int argc, char **argv) {
              (env = getenv("MAAS_TOPIC_PREFIX")) ? env : MAAS_TOPIC_PREFIX_DEFAULT);
     snprintf(c.listen, sizeof(c.listen), "%s",
              (env = getenv("MAAS_COORDINATOR_HTTP")) ? env : "127.0.0.1:18080");
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage, stdout), 0;
         if (!v) return fputs(usage, stderr), 2;
@@ -695,7 +695,6 @@ int main(int argc, char **argv) {
         } else {
             return fputs(usage, stderr), 2;
         }
-        i++;
     }
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.delivered, NULL);
