@@ -531,17 +531,18 @@ static void route_versions(maas_kv *kv, const char *model, maas_http_response *r
 
 static void route_alias(maas_kv *kv, const char *model, const char *alias,
                         const maas_http_request *req, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE];
-    const char *v = strstr(req->body, "\"version\"");
-    if (!v || !strchr(v, ':')) return reply_error(res, 400, "BAD_FORMAT", "field version: missing");
-    char *end;
-    long version = strtol(strchr(v, ':') + 1, &end, 10);
-    if (version < 1 || version > INT32_MAX)
-        return reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
-    long expect = -1;
-    const char *x = strstr(req->body, "\"expect\"");
-    if (x && strchr(x, ':')) expect = strtol(strchr(x, ':') + 1, NULL, 10);
-    maas_err err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
+    char e[MAAS_ERRSTR_SIZE], *v = NULL, *x = NULL;
+    maas_err err = maas__json_get(req->body, req->body_len, "version", &v, e, sizeof(e));
+    if (!err) err = maas__json_get(req->body, req->body_len, "expect", &x, e, sizeof(e));
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    char *end = NULL;
+    long version = v ? strtol(v, &end, 10) : 0;
+    int bad = !v || *end || version < 1 || version > INT32_MAX;
+    long expect = x ? strtol(x, NULL, 10) : -1;
+    free(v);
+    free(x);
+    if (bad) return reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
+    err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     text t = {0};
     put(&t, "{\"model\": ");

@@ -40,8 +40,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         if (st->too_big || st->len + *upload_size > MAAS_HTTP_MAX_BODY) {
             st->too_big = 1;
         } else {
-            if (st->len + *upload_size > st->cap) {
-                size_t cap = (st->len + *upload_size) * 2;
+            if (st->len + *upload_size + 1 > st->cap) { /* + 1: the body is NUL-terminated */
+                size_t cap = (st->len + *upload_size) * 2 + 1;
                 char *nb = realloc(st->body, cap);
                 if (!nb) return MHD_NO;
                 st->body = nb;
@@ -49,6 +49,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
             }
             memcpy(st->body + st->len, upload, *upload_size);
             st->len += *upload_size;
+            st->body[st->len] = '\0';
         }
         *upload_size = 0;
         return MHD_YES;

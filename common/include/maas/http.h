@@ -17,7 +17,7 @@ typedef struct maas_http_request {
     const char *method; /* "GET", "POST", ... */
     const char *path;   /* "/metrics" (no query string) */
     const char *query;  /* the raw query string or "" */
-    const char *body;   /* the request body (not NUL-terminated) */
+    const char *body;   /* the request body, NUL-terminated ("" when there is none) */
     size_t body_len;
     /* a request header by name (case-insensitive), or NULL; valid during the handler */
     const char *(*header)(const struct maas_http_request *req, const char *name);
