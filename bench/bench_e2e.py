@@ -4,7 +4,7 @@ readable in Redis, with 1 and 2 maas workers and the plain Python worker
 (bench/py_worker.py) on the same jobs; prints throughput, p50/p99 latency and
 the ratios against the Python worker, plus idle RSS and start-to-ready.
 
-It starts its own Redis and Kafka (deploy/local, ports 39092/36379, state in
+It starts its own Redis and Kafka (deploy/local, ports 27092/27379, state in
 .local/bench) and stops them at the end.
 usage: /usr/bin/python3 bench/bench_e2e.py [--jobs N] [--build build]
 Latency = a job's finished_ms (set in the same Redis script that stores the
@@ -25,9 +25,9 @@ import redis
 from confluent_kafka import Producer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, MAAS_KAFKA_PORT="39092", MAAS_KAFKA_CONTROLLER_PORT="39093",
-           MAAS_REDIS_PORT="36379", MAAS_STATE_DIR=os.path.join(ROOT, ".local/bench"))
-BROKERS, REDIS_URL = "127.0.0.1:39092", "redis://127.0.0.1:36379"
+ENV = dict(os.environ, MAAS_KAFKA_PORT="27092", MAAS_KAFKA_CONTROLLER_PORT="27093",
+           MAAS_REDIS_PORT="27379", MAAS_STATE_DIR=os.path.join(ROOT, ".local/bench"))
+BROKERS, REDIS_URL = "127.0.0.1:27092", "redis://127.0.0.1:27379"
 
 
 def sh(*cmd, **kw):

@@ -16,6 +16,7 @@
  * Exit status: 0 after SIGTERM/SIGINT, 1 if it cannot start, 2 on usage errors.
  */
 #include "maas/base.h"
+#include "maas/strbuf.h"
 #include "maas/broker.h"
 #include "maas/http.h"
 #include "maas/job.h"
@@ -61,67 +62,42 @@ static double mono(void) {
 
 /* ------------------------------------------------------------ JSON out */
 
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (t->len + (size_t)n + 1 > t->cap) {
-        size_t cap = (t->len + (size_t)n + 1) * 2;
-        char *np = realloc(t->p, cap);
-        if (!np) return;
-        t->p = np;
-        t->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-}
-
-static void put_str(text *t, const char *s) {
-    put(t, "\"");
+static void put_str(maas_strbuf *t, const char *s) {
+    maas_strbuf_printf(t, "\"");
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            put(t, "\\%c", c);
+            maas_strbuf_printf(t, "\\%c", c);
         else if (c < 0x20)
-            put(t, "\\u%04x", c);
+            maas_strbuf_printf(t, "\\u%04x", c);
         else
-            put(t, "%c", c);
+            maas_strbuf_printf(t, "%c", c);
     }
-    put(t, "\"");
+    maas_strbuf_printf(t, "\"");
 }
 
-static void put_num(text *t, double v) {
+static void put_num(maas_strbuf *t, double v) {
     if (isnan(v) || isinf(v))
-        put(t, "null");
+        maas_strbuf_printf(t, "null");
     else
-        put(t, "%.9g", v);
+        maas_strbuf_printf(t, "%.9g", v);
 }
 
-static void reply_text(maas_http_response *res, int status, text *t) {
+static void reply_text(maas_http_response *res, int status, maas_strbuf *t) {
     res->status = status;
     snprintf(res->content_type, sizeof(res->content_type), "application/json");
-    put(t, "\n");
+    maas_strbuf_printf(t, "\n");
     res->body = t->p;
     res->body_len = t->len;
 }
 
 static void reply_error(maas_http_response *res, int status, const char *code, const char *msg) {
-    text t = {0};
-    put(&t, "{\"error\": {\"code\": ");
+    maas_strbuf t = {0};
+    maas_strbuf_printf(&t, "{\"error\": {\"code\": ");
     put_str(&t, code);
-    put(&t, ", \"message\": ");
+    maas_strbuf_printf(&t, ", \"message\": ");
     put_str(&t, msg);
-    put(&t, "}}");
+    maas_strbuf_printf(&t, "}}");
     reply_text(res, status, &t);
 }
 
@@ -144,82 +120,85 @@ static int status_of(maas_err e) {
     }
 }
 
-static void put_result(text *t, const maas_job_record *r) {
+static void put_result(maas_strbuf *t, const maas_job_record *r) {
     maas_result res;
     char e[MAAS_ERRSTR_SIZE];
     if (!r->result || maas_result_decode(r->result, r->result_len, &res, e, sizeof(e))) {
-        put(t, "null");
+        maas_strbuf_printf(t, "null");
         return;
     }
-    put(t, "{\"type\": \"%s\", \"model\": ", maas_job_type_name(res.type));
+    maas_strbuf_printf(t, "{\"type\": \"%s\", \"model\": ", maas_job_type_name(res.type));
     put_str(t, res.model);
-    put(t, ", \"version\": %d", res.version);
+    maas_strbuf_printf(t, ", \"version\": %d", res.version);
     if (res.type == MAAS_JOBTYPE_INFER) {
-        put(t, ", \"outputs\": [");
+        maas_strbuf_printf(t, ", \"outputs\": [");
         for (uint32_t i = 0; i < res.outputs.rows; i++) {
-            put(t, i ? ", [" : "[");
+            maas_strbuf_printf(t, i ? ", [" : "[");
             for (uint32_t j = 0; j < res.outputs.cols; j++) {
-                if (j) put(t, ", ");
+                if (j) maas_strbuf_printf(t, ", ");
                 put_num(t, res.outputs.data[(size_t)i * res.outputs.cols + j]);
             }
-            put(t, "]");
+            maas_strbuf_printf(t, "]");
         }
-        put(t, "]");
+        maas_strbuf_printf(t, "]");
         if (res.classes) {
-            put(t, ", \"classes\": [");
+            maas_strbuf_printf(t, ", \"classes\": [");
             for (uint32_t i = 0; i < res.outputs.rows; i++)
-                put(t, i ? ", %d" : "%d", res.classes[i]);
-            put(t, "]");
+                maas_strbuf_printf(t, i ? ", %d" : "%d", res.classes[i]);
+            maas_strbuf_printf(t, "]");
         }
     } else {
-        put(t, ", \"rows\": %zu, \"loss\": ", res.rows);
+        maas_strbuf_printf(t, ", \"rows\": %zu, \"loss\": ", res.rows);
         put_num(t, res.loss);
-        put(t, ", \"accuracy\": ");
+        maas_strbuf_printf(t, ", \"accuracy\": ");
         put_num(t, res.accuracy);
         if (res.type == MAAS_JOBTYPE_TRAIN) {
-            put(t, ", \"created\": %s, \"history\": [", res.created ? "true" : "false");
+            maas_strbuf_printf(t, ", \"created\": %s, \"history\": [",
+                               res.created ? "true" : "false");
             for (int i = 0; i < res.n_history; i++) {
                 const maas_history_entry *h = &res.history[i];
-                put(t, "%s{\"epoch\": %d, \"loss\": ", i ? ", " : "", h->epoch);
+                maas_strbuf_printf(t, "%s{\"epoch\": %d, \"loss\": ", i ? ", " : "", h->epoch);
                 put_num(t, h->loss);
-                put(t, ", \"accuracy\": ");
+                maas_strbuf_printf(t, ", \"accuracy\": ");
                 put_num(t, h->accuracy);
-                put(t, ", \"val_loss\": ");
+                maas_strbuf_printf(t, ", \"val_loss\": ");
                 put_num(t, h->val_loss);
-                put(t, ", \"val_accuracy\": ");
+                maas_strbuf_printf(t, ", \"val_accuracy\": ");
                 put_num(t, h->val_accuracy);
-                put(t, "}");
+                maas_strbuf_printf(t, "}");
             }
-            put(t, "]");
+            maas_strbuf_printf(t, "]");
         }
     }
-    put(t, "}");
+    maas_strbuf_printf(t, "}");
     maas_result_release(&res);
 }
 
-static void put_record(text *t, const maas_job_record *r) {
-    put(t, "{\"id\": ");
+static void put_record(maas_strbuf *t, const maas_job_record *r) {
+    maas_strbuf_printf(t, "{\"id\": ");
     put_str(t, r->id);
-    put(t, ", \"type\": ");
+    maas_strbuf_printf(t, ", \"type\": ");
     put_str(t, r->type);
-    put(t, ", \"model\": ");
+    maas_strbuf_printf(t, ", \"model\": ");
     put_str(t, r->model);
-    put(t, ", \"state\": \"%s\", \"attempts\": %d, \"worker\": ", maas_job_state_name(r->state),
-        r->attempts);
+    maas_strbuf_printf(t, ", \"state\": \"%s\", \"attempts\": %d, \"worker\": ",
+                       maas_job_state_name(r->state), r->attempts);
     put_str(t, r->worker);
-    put(t, ", \"created_ms\": %lld, \"started_ms\": %lld, \"finished_ms\": %lld",
-        (long long)r->created_ms, (long long)r->started_ms, (long long)r->finished_ms);
-    put(t, ", \"progress\": %s", r->progress && r->progress[0] == '{' ? r->progress : "null");
+    maas_strbuf_printf(t, ", \"created_ms\": %lld, \"started_ms\": %lld, \"finished_ms\": %lld",
+                       (long long)r->created_ms, (long long)r->started_ms,
+                       (long long)r->finished_ms);
+    maas_strbuf_printf(t, ", \"progress\": %s",
+                       r->progress && r->progress[0] == '{' ? r->progress : "null");
     if (r->error_code[0]) {
-        put(t, ", \"error\": {\"code\": ");
+        maas_strbuf_printf(t, ", \"error\": {\"code\": ");
         put_str(t, r->error_code);
-        put(t, ", \"message\": ");
+        maas_strbuf_printf(t, ", \"message\": ");
         put_str(t, r->error_message);
-        put(t, "}");
+        maas_strbuf_printf(t, "}");
     }
-    put(t, ", \"result\": ");
+    maas_strbuf_printf(t, ", \"result\": ");
     put_result(t, r);
-    put(t, "}");
+    maas_strbuf_printf(t, "}");
 }
 
 /* ------------------------------------------------------------ submitting */
@@ -356,21 +335,22 @@ static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
         return reply_error(res, status_of(err), maas_err_code(err), e);
     }
     err = submit(c, kv, &j, e, sizeof(e));
-    text t = {0};
+    maas_strbuf t = {0};
     if (err == MAAS_ERR_CONFLICT) {
         maas_job_record r;
         maas_kv_job_get(kv, j.id, &r, e, sizeof(e));
-        put(&t, "{\"id\": ");
+        maas_strbuf_printf(&t, "{\"id\": ");
         put_str(&t, j.id);
-        put(&t, ", \"state\": \"%s\", \"resubmitted\": false}", maas_job_state_name(r.state));
+        maas_strbuf_printf(&t, ", \"state\": \"%s\", \"resubmitted\": false}",
+                           maas_job_state_name(r.state));
         maas_job_record_release(&r);
         reply_text(res, 200, &t);
     } else if (err) {
         reply_error(res, status_of(err), maas_err_code(err), e);
     } else {
-        put(&t, "{\"id\": ");
+        maas_strbuf_printf(&t, "{\"id\": ");
         put_str(&t, j.id);
-        put(&t, ", \"state\": \"queued\"}");
+        maas_strbuf_printf(&t, ", \"state\": \"queued\"}");
         reply_text(res, 202, &t);
     }
     maas_job_release(&j);
@@ -386,7 +366,7 @@ static void route_get_job(maas_kv *kv, const char *id, maas_http_response *res) 
         snprintf(msg, sizeof(msg), "no job '%s' (never submitted, or its record expired)", id);
         return reply_error(res, 404, "UNKNOWN_JOB", msg);
     }
-    text t = {0};
+    maas_strbuf t = {0};
     put_record(&t, &r);
     maas_job_record_release(&r);
     reply_text(res, 200, &t);
@@ -455,7 +435,7 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     if ((err = maas_kv_job_get(kv, id, &r, e, sizeof(e))))
         return reply_error(res, status_of(err), maas_err_code(err), e);
     if (r.state == MAAS_JOB_SUCCEEDED) {
-        text out = {0};
+        maas_strbuf out = {0};
         put_result(&out, &r);
         reply_text(res, 200, &out);
     } else if (!MAAS_JOB_FINAL(r.state) || r.state == MAAS_JOB_EXPIRED) {
@@ -474,30 +454,30 @@ static void route_models(maas_kv *kv, maas_http_response *res) {
     int n;
     maas_err err = maas_kv_models(kv, &names, &n, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
-    text t = {0};
-    put(&t, "{\"models\": [");
+    maas_strbuf t = {0};
+    maas_strbuf_printf(&t, "{\"models\": [");
     for (int i = 0; i < n; i++) {
         int count = 0, *vers, na = 0;
         char **al;
         maas_kv_version_count(kv, names[i], &count, e, sizeof(e));
-        put(&t, "%s{\"name\": ", i ? ", " : "");
+        maas_strbuf_printf(&t, "%s{\"name\": ", i ? ", " : "");
         put_str(&t, names[i]);
-        put(&t, ", \"versions\": %d, \"aliases\": {", count);
+        maas_strbuf_printf(&t, ", \"versions\": %d, \"aliases\": {", count);
         if (maas_kv_aliases(kv, names[i], &al, &vers, &na, e, sizeof(e)) == MAAS_OK) {
             for (int k = 0; k < na; k++) {
-                put(&t, k ? ", " : "");
+                maas_strbuf_printf(&t, k ? ", " : "");
                 put_str(&t, al[k]);
-                put(&t, ": %d", vers[k]);
+                maas_strbuf_printf(&t, ": %d", vers[k]);
                 free(al[k]);
             }
             free(al);
             free(vers);
         }
-        put(&t, "}}");
+        maas_strbuf_printf(&t, "}}");
         free(names[i]);
     }
     free(names);
-    put(&t, "]}");
+    maas_strbuf_printf(&t, "]}");
     reply_text(res, 200, &t);
 }
 
@@ -511,21 +491,22 @@ static void route_versions(maas_kv *kv, const char *model, maas_http_response *r
         snprintf(msg, sizeof(msg), "no model '%s'", model);
         return reply_error(res, 404, "UNKNOWN_NAME", msg);
     }
-    text t = {0};
-    put(&t, "{\"model\": ");
+    maas_strbuf t = {0};
+    maas_strbuf_printf(&t, "{\"model\": ");
     put_str(&t, model);
-    put(&t, ", \"versions\": [");
+    maas_strbuf_printf(&t, ", \"versions\": [");
     for (int v = 1; v <= n; v++) {
         maas_version_meta m;
         if (maas_kv_version_meta(kv, model, v, &m, e, sizeof(e))) continue;
-        put(&t, "%s{\"version\": %d, \"parent\": %d, \"size\": %zu, \"sha256\": \"%s\", \"job\": ",
+        maas_strbuf_printf(
+            &t, "%s{\"version\": %d, \"parent\": %d, \"size\": %zu, \"sha256\": \"%s\", \"job\": ",
             v > 1 ? ", " : "", v, m.parent, m.size, m.sha256);
         put_str(&t, m.job);
-        put(&t, ", \"created_ms\": %lld, \"metrics\": %s}", (long long)m.created_ms,
-            m.metrics && m.metrics[0] == '{' ? m.metrics : "null");
+        maas_strbuf_printf(&t, ", \"created_ms\": %lld, \"metrics\": %s}", (long long)m.created_ms,
+                           m.metrics && m.metrics[0] == '{' ? m.metrics : "null");
         maas_version_meta_release(&m);
     }
-    put(&t, "]}");
+    maas_strbuf_printf(&t, "]}");
     reply_text(res, 200, &t);
 }
 
@@ -544,12 +525,12 @@ static void route_alias(maas_kv *kv, const char *model, const char *alias,
     if (bad) return reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
     err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
-    text t = {0};
-    put(&t, "{\"model\": ");
+    maas_strbuf t = {0};
+    maas_strbuf_printf(&t, "{\"model\": ");
     put_str(&t, model);
-    put(&t, ", \"alias\": ");
+    maas_strbuf_printf(&t, ", \"alias\": ");
     put_str(&t, alias);
-    put(&t, ", \"version\": %ld}", version);
+    maas_strbuf_printf(&t, ", \"version\": %ld}", version);
     reply_text(res, 200, &t);
 }
 
@@ -568,13 +549,14 @@ static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_
 }
 
 static void route_metrics(coord *c, maas_http_response *res) {
-    text t = {0};
+    maas_strbuf t = {0};
     pthread_mutex_lock(&c->lock);
-    put(&t, "# TYPE maas_coordinator_submissions_total counter\n");
+    maas_strbuf_printf(&t, "# TYPE maas_coordinator_submissions_total counter\n");
     for (int ty = 1; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++)
-        put(&t, "maas_coordinator_submissions_total{type=\"%s\"} %lu\n",
-            maas_job_type_name((maas_job_type)ty), c->submitted[ty]);
-    put(&t,
+        maas_strbuf_printf(&t, "maas_coordinator_submissions_total{type=\"%s\"} %lu\n",
+                           maas_job_type_name((maas_job_type)ty), c->submitted[ty]);
+    maas_strbuf_printf(
+        &t,
         "# TYPE maas_coordinator_publish_failures_total counter\n"
         "maas_coordinator_publish_failures_total %lu\n"
         "# TYPE maas_coordinator_publish_seconds summary\n"
@@ -582,7 +564,8 @@ static void route_metrics(coord *c, maas_http_response *res) {
         "# TYPE maas_coordinator_http_responses_total counter\n",
         c->publish_failed, c->publish_seconds, c->publishes);
     for (int k = 1; k <= 5; k++)
-        put(&t, "maas_coordinator_http_responses_total{class=\"%dxx\"} %lu\n", k, c->requests[k]);
+        maas_strbuf_printf(&t, "maas_coordinator_http_responses_total{class=\"%dxx\"} %lu\n", k,
+                           c->requests[k]);
     pthread_mutex_unlock(&c->lock);
     res->status = 200;
     snprintf(res->content_type, sizeof(res->content_type), "text/plain; version=0.0.4");

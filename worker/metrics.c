@@ -4,6 +4,7 @@
  * thread only reads a consistent copy.
  */
 #include "maas/base.h"
+#include "maas/strbuf.h"
 #include "worker.h"
 
 static const double time_buckets[N_TIME_BUCKETS] = {
@@ -82,39 +83,15 @@ void metrics_refresh(worker *w) {
     pthread_mutex_unlock(&m->lock);
 }
 
-/* A growing text buffer. */
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (t->len + (size_t)n + 1 > t->cap) {
-        size_t cap = (t->len + (size_t)n + 1) * 2;
-        char *np = realloc(t->p, cap);
-        if (!np) return;
-        t->p = np;
-        t->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-}
-
-static void put_hist(text *t, const char *name, const char *labels, const histogram *h,
+static void put_hist(maas_strbuf *t, const char *name, const char *labels, const histogram *h,
                      const double *bounds, int nb) {
     for (int i = 0; i < nb; i++)
-        put(t, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, *labels ? "," : "", bounds[i],
-            h->buckets[i]);
-    put(t, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, *labels ? "," : "", h->count);
-    put(t, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, h->sum, name, labels, h->count);
+        maas_strbuf_printf(t, "%s_bucket{%s%sle=\"%g\"} %lu\n", name, labels, *labels ? "," : "",
+                           bounds[i], h->buckets[i]);
+    maas_strbuf_printf(t, "%s_bucket{%s%sle=\"+Inf\"} %lu\n", name, labels, *labels ? "," : "",
+                       h->count);
+    maas_strbuf_printf(t, "%s_sum{%s} %.6f\n%s_count{%s} %lu\n", name, labels, h->sum, name, labels,
+                       h->count);
 }
 
 void metrics_http(void *ud, const maas_http_request *req, maas_http_response *res) {
@@ -139,20 +116,23 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
                         ready ? "true" : "false", copy.assigned[0], copy.assigned[1],
                         copy.stopping ? "true" : "false");
     } else if (!strcmp(req->path, "/metrics")) {
-        text t = {0};
-        put(&t, "# HELP maas_worker_jobs_total Jobs that reached a final state here.\n"
-                "# TYPE maas_worker_jobs_total counter\n");
+        maas_strbuf t = {0};
+        maas_strbuf_printf(&t,
+                           "# HELP maas_worker_jobs_total Jobs that reached a final state here.\n"
+                           "# TYPE maas_worker_jobs_total counter\n");
         for (int ty = 0; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++)
             for (int o = 0; o < N_OUTCOMES; o++)
-                put(&t, "maas_worker_jobs_total{type=\"%s\",outcome=\"%s\"} %lu\n", type_label[ty],
-                    outcome_label[o], copy.jobs[ty][o]);
-        put(&t, "# HELP maas_worker_queue_seconds From a job's created_ms to a worker taking it.\n"
+                maas_strbuf_printf(&t, "maas_worker_jobs_total{type=\"%s\",outcome=\"%s\"} %lu\n",
+                                   type_label[ty], outcome_label[o], copy.jobs[ty][o]);
+        maas_strbuf_printf(
+            &t, "# HELP maas_worker_queue_seconds From a job's created_ms to a worker taking it.\n"
                 "# TYPE maas_worker_queue_seconds histogram\n");
         put_hist(&t, "maas_worker_queue_seconds", "topic=\"work\"", &copy.queue[0], time_buckets,
                  N_TIME_BUCKETS);
         put_hist(&t, "maas_worker_queue_seconds", "topic=\"infer\"", &copy.queue[1], time_buckets,
                  N_TIME_BUCKETS);
-        put(&t, "# HELP maas_worker_compute_seconds Compute time per job (inference: per batch).\n"
+        maas_strbuf_printf(
+            &t, "# HELP maas_worker_compute_seconds Compute time per job (inference: per batch).\n"
                 "# TYPE maas_worker_compute_seconds histogram\n");
         for (int ty = 1; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++) {
             char labels[32];
@@ -160,10 +140,12 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
             put_hist(&t, "maas_worker_compute_seconds", labels, &copy.compute[ty], time_buckets,
                      N_TIME_BUCKETS);
         }
-        put(&t, "# HELP maas_worker_infer_batch_jobs Inference jobs per forward pass.\n"
-                "# TYPE maas_worker_infer_batch_jobs histogram\n");
+        maas_strbuf_printf(&t,
+                           "# HELP maas_worker_infer_batch_jobs Inference jobs per forward pass.\n"
+                           "# TYPE maas_worker_infer_batch_jobs histogram\n");
         put_hist(&t, "maas_worker_infer_batch_jobs", "", &copy.batch, size_buckets, N_SIZE_BUCKETS);
-        put(&t,
+        maas_strbuf_printf(
+            &t,
             "# TYPE maas_worker_model_cache_hits_total counter\nmaas_worker_model_cache_hits_total "
             "%lu\n# TYPE maas_worker_model_cache_misses_total counter\n"
             "maas_worker_model_cache_misses_total %lu\n"
@@ -173,7 +155,8 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
             "# TYPE maas_worker_model_cache_models gauge\nmaas_worker_model_cache_models %d\n",
             copy.cache_hits, copy.cache_misses, copy.cache_evictions, copy.cache_bytes,
             copy.cache_models);
-        put(&t,
+        maas_strbuf_printf(
+            &t,
             "# HELP maas_worker_consumer_lag Messages behind on the assigned partitions.\n"
             "# TYPE maas_worker_consumer_lag gauge\nmaas_worker_consumer_lag{topic=\"work\"} %lld\n"
             "maas_worker_consumer_lag{topic=\"infer\"} %lld\n"

@@ -20,7 +20,8 @@ case "${1:-}" in
     echo $! > "$dir/coordinator.pid"
     for ((t = 0; t < 100; t++)); do
       grep -q "serving http" "$dir/coordinator.log" 2>/dev/null && break
-      live_pid "$dir/coordinator.pid" maas-coordinator >/dev/null || { tail_log "$dir/coordinator.log"; die "the coordinator exited"; }
+      # kill -0, not live_pid: right after the fork the child is still this script
+      kill -0 "$(cat "$dir/coordinator.pid")" 2>/dev/null || { tail_log "$dir/coordinator.log"; die "the coordinator exited"; }
       sleep 0.1
     done
     log "coordinator ready: http://127.0.0.1:$port (pid $(cat "$dir/coordinator.pid"), log $dir/coordinator.log)"

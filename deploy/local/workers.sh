@@ -28,7 +28,8 @@ case "${1:-}" in
     for ((i = 1; i <= n; i++)); do
       for ((t = 0; t < 100; t++)); do
         grep -q 'msg="ready in' "$dir/w$i.log" 2>/dev/null && break
-        live_pid "$dir/w$i.pid" maas-worker >/dev/null || { tail_log "$dir/w$i.log"; die "worker w$i exited"; }
+        # kill -0, not live_pid: right after the fork the child is still this script
+        kill -0 "$(cat "$dir/w$i.pid")" 2>/dev/null || { tail_log "$dir/w$i.log"; die "worker w$i exited"; }
         sleep 0.1
       done
     done

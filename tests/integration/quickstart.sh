@@ -4,8 +4,8 @@
 # usage: quickstart.sh STATE_DIR
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-export MAAS_STATE_DIR="$1" MAAS_KAFKA_PORT=39192 MAAS_KAFKA_CONTROLLER_PORT=39193
-export MAAS_REDIS_PORT=36479 MAAS_WORKER_HTTP_BASE=39200 MAAS_COORDINATOR_PORT=39280
+export MAAS_STATE_DIR="$1" MAAS_KAFKA_PORT=28192 MAAS_KAFKA_CONTROLLER_PORT=28193
+export MAAS_REDIS_PORT=28379 MAAS_WORKER_HTTP_BASE=28200 MAAS_COORDINATOR_PORT=28280
 "$root/deploy/local/stack.sh" down >/dev/null 2>&1
 rm -rf "$MAAS_STATE_DIR"
 "$root/deploy/quickstart.sh"
