@@ -78,16 +78,35 @@ static int attr_write_list(hid_t obj, const char *name, const char *const *v, hs
     return ok;
 }
 
-static int write_dataset(hid_t group, const char *path, int rank, const hsize_t *dims,
+/*
+ * Object creation properties without timestamps: HDF5 records creation and
+ * modification times in object headers by default, which would make two saves
+ * of the same model differ. Without them a version's bytes (and its sha256)
+ * depend on the model only.
+ */
+static hid_t no_times(hid_t cls) {
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0) H5Pset_obj_track_times(p, 0);
+    return p;
+}
+
+static hid_t group_create(hid_t parent, const char *name) {
+    hid_t gcpl = no_times(H5P_GROUP_CREATE);
+    hid_t g = gcpl >= 0 ? H5Gcreate2(parent, name, H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
+    CLOSE(H5Pclose, gcpl);
+    return g;
+}
+
+static int write_dataset(hid_t group, const char *name, int rank, const hsize_t *dims,
                          const float *data) {
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), s = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5I_INVALID_HID;
-    int ok = lcpl >= 0 && s >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
-    if (ok) d = H5Dcreate2(group, path, H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = dcpl >= 0 && s >= 0;
+    if (ok) d = H5Dcreate2(group, name, H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     CLOSE(H5Dclose, d);
     CLOSE(H5Sclose, s);
-    CLOSE(H5Pclose, lcpl);
+    CLOSE(H5Pclose, dcpl);
     return ok;
 }
 
@@ -115,7 +134,7 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
              (!train || attr_write_str(f, "training_config", train, H5T_CSET_ASCII));
     free(cfg);
     free(train);
-    hid_t mw = ok ? H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    hid_t mw = ok ? group_create(f, "model_weights") : -1;
     ok = ok && mw >= 0;
     const char *names[MAAS_MAX_LAYERS + 1];
     int n = 0;
@@ -125,7 +144,7 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
          attr_write_str(mw, "keras_version", KERAS_DIALECT_VERSION, H5T_CSET_UTF8) &&
          attr_write_str(mw, "backend", "tensorflow", H5T_CSET_UTF8);
     for (int i = 0; ok && i < n; i++) {
-        hid_t g = H5Gcreate2(mw, names[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t g = group_create(mw, names[i]);
         ok = g >= 0;
         const maas_layer *l = NULL;
         for (int j = 0; j < m->n_layers; j++)
@@ -137,9 +156,11 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
             snprintf(bname, sizeof(bname), "%s/bias:0", names[i]);
             const char *w[2] = {kname, bname};
             hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
-            ok = attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
-                 write_dataset(g, kname, 2, kd, m->params + l->w_off) &&
-                 (!l->spec.use_bias || write_dataset(g, bname, 1, bd, m->params + l->b_off));
+            hid_t inner = group_create(g, names[i]);
+            ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
+                 write_dataset(inner, "kernel:0", 2, kd, m->params + l->w_off) &&
+                 (!l->spec.use_bias || write_dataset(inner, "bias:0", 1, bd, m->params + l->b_off));
+            CLOSE(H5Gclose, inner);
         } else if (ok) {
             ok = attr_write_list(g, "weight_names", NULL, 0);
         }
@@ -155,11 +176,12 @@ static maas_err save_image_locked(const maas_model *m, const maas_compile *c, un
                                   size_t *len, char *errstr, size_t errstr_size) {
     *buf = NULL;
     *len = 0;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = H5I_INVALID_HID;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = no_times(H5P_FILE_CREATE);
+    hid_t f = H5I_INVALID_HID;
     maas_err err = MAAS_OK;
     /* The core driver without a backing store keeps the whole file in memory. */
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
-        (f = H5Fcreate("maas-model.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+    if (fapl < 0 || fcpl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
+        (f = H5Fcreate("maas-model.h5", H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
         err = maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot create an in-memory HDF5 file");
         goto done;
     }
@@ -184,6 +206,7 @@ static maas_err save_image_locked(const maas_model *m, const maas_compile *c, un
     *len = (size_t)size;
 done:
     CLOSE(H5Fclose, f);
+    CLOSE(H5Pclose, fcpl);
     CLOSE(H5Pclose, fapl);
     return err;
 }
