@@ -350,12 +350,7 @@ static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json)
     maas_err err = maas_job_encode(j, &buf, &len, e, sizeof(e));
     if (err) return maas_cli_fail(cmd, "%s", e);
     maas_job_record rec;
-    memset(&rec, 0, sizeof(rec));
-    snprintf(rec.id, sizeof(rec.id), "%s", j->id);
-    snprintf(rec.type, sizeof(rec.type), "%s", maas_job_type_name(j->type));
-    maas_model_ref_format(&j->model, rec.model, sizeof(rec.model));
-    rec.created_ms = j->created_ms;
-    rec.deadline_ms = j->deadline_ms;
+    maas_job_record_of(j, &rec);
     err = maas_kv_job_create(c->kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
         /* an idempotency key seen before: follow the existing job, do not resubmit */

@@ -232,12 +232,7 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
     maas_err err = maas_job_encode(j, &buf, &len, e, es);
     if (err) return err;
     maas_job_record rec;
-    memset(&rec, 0, sizeof(rec));
-    snprintf(rec.id, sizeof(rec.id), "%s", j->id);
-    snprintf(rec.type, sizeof(rec.type), "%s", maas_job_type_name(j->type));
-    maas_model_ref_format(&j->model, rec.model, sizeof(rec.model));
-    rec.created_ms = j->created_ms;
-    rec.deadline_ms = j->deadline_ms;
+    maas_job_record_of(j, &rec);
     if ((err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, es))) {
         free(buf);
         return err;

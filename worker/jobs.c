@@ -12,15 +12,6 @@
 
 #define FROM_ACTIVE ((1u << MAAS_JOB_QUEUED) | (1u << MAAS_JOB_RUNNING))
 
-static void record_for(const maas_job *j, maas_job_record *r) {
-    memset(r, 0, sizeof(*r));
-    snprintf(r->id, sizeof(r->id), "%s", j->id);
-    snprintf(r->type, sizeof(r->type), "%s", maas_job_type_name(j->type));
-    maas_model_ref_format(&j->model, r->model, sizeof(r->model));
-    r->created_ms = j->created_ms;
-    r->deadline_ms = j->deadline_ms;
-}
-
 static int ttl_of(const worker *w, const maas_job *j) {
     return j && j->ttl_s > 0 ? j->ttl_s : w->cfg.default_ttl_s;
 }
@@ -41,7 +32,7 @@ static maas_err fail_job(worker *w, const maas_job *j, const void *raw, size_t r
     metrics_job(&w->metrics, j ? j->type : MAAS_JOBTYPE_NONE, OUT_FAILED);
     if (id[0]) {
         maas_job_record rec;
-        record_for(j, &rec);
+        maas_job_record_of(j, &rec);
         maas_job_update u = {.to = MAAS_JOB_FAILED,
                              .from_mask = FROM_ACTIVE,
                              .worker = w->cfg.id,
@@ -131,7 +122,7 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
         size_t len;
         err = encode_infer_result(it, ce, y + at * outs, &bufs[k], &len, e, sizeof(e));
         at += it->job.inputs.rows;
-        record_for(&it->job, &recs[k]);
+        maas_job_record_of(&it->job, &recs[k]);
         ids[k] = it->job.id;
         ups[k] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
                                    .from_mask = FROM_ACTIVE,
@@ -257,7 +248,7 @@ void process_infer_batch(worker *w, maas_message *msgs, int n) {
         }
         if (!de && it->job.deadline_ms > 0 && now > it->job.deadline_ms) {
             maas_job_record rec;
-            record_for(&it->job, &rec);
+            maas_job_record_of(&it->job, &rec);
             maas_job_update u = {.to = MAAS_JOB_EXPIRED,
                                  .from_mask = FROM_ACTIVE,
                                  .error_code = "EXPIRED",
@@ -508,7 +499,7 @@ void start_work_job(worker *w, maas_message *msg) {
         return;
     }
     maas_job_record rec;
-    record_for(j, &rec);
+    maas_job_record_of(j, &rec);
     if (j->created_ms > 0)
         metrics_queue_time(&w->metrics, 0, (double)(now_ms() - j->created_ms) / 1000.0);
     if (j->deadline_ms > 0 && now_ms() > j->deadline_ms) {

@@ -102,6 +102,9 @@ typedef struct maas_job {
     maas_optimize_spec optimize;
 } maas_job;
 
+/* The fields of a job's record that the job itself fixes (id, type, model, times). */
+void maas_job_record_of(const maas_job *j, maas_job_record *r);
+
 /* Sets defaults (v, priority 5, epochs 10, batch 32, shuffle, adam...). */
 void maas_job_init(maas_job *j, maas_job_type type);
 void maas_job_release(maas_job *j);
