@@ -1,5 +1,6 @@
 /* model.fit / model.evaluate: batching, shuffling, validation, early stopping. */
 #include "maas/base.h"
+#include "maas/quant.h"
 #include "maas/train.h"
 #include "train_internal.h"
 
@@ -63,6 +64,28 @@ static maas_err eval_rows(maas_trainer *tr, const maas_model *m, const maas_comp
     int ycols = maas_label_cols(m, c->loss);
     int batch = maas__trainer_batch(tr);
     double lsum = 0.0, asum = 0.0;
+    if (m->quant) {
+        /* An int8 model is judged by what its int8 inference outputs. */
+        maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
+        float *out = malloc((size_t)batch * m->n_outputs * sizeof(float));
+        maas_err err = inf && out ? MAAS_OK : MAAS_ERR_NOMEM;
+        for (size_t r0 = 0; !err && r0 < rows; r0 += (size_t)batch) {
+            int n = (int)(rows - r0 < (size_t)batch ? rows - r0 : (size_t)batch);
+            err = maas_infer_run(inf, x + r0 * (size_t)m->n_inputs, (size_t)n, out, errstr,
+                                 errstr_size);
+            double l, a;
+            if (!err) maas__trainer_loss_of_outputs(tr, out, y + r0 * (size_t)ycols, n, &l, &a);
+            lsum += err ? 0.0 : l * n;
+            asum += err ? 0.0 : a;
+        }
+        if (err == MAAS_ERR_NOMEM && inf) maas_errf(errstr, errstr_size, err, "out of memory");
+        maas_infer_free(inf);
+        free(out);
+        if (err) return err;
+        *loss = lsum / (double)rows;
+        *acc = maas_acc_resolve(m, c) == MAAS_ACC_NONE ? NAN : asum / (double)rows;
+        return MAAS_OK;
+    }
     for (size_t r0 = 0; r0 < rows; r0 += (size_t)batch) {
         int n = (int)(rows - r0 < (size_t)batch ? rows - r0 : (size_t)batch);
         gather(m, x, y, ycols, NULL, r0, n, xb, yb);
@@ -165,6 +188,9 @@ static double monitored(const maas_fit_opts *o, const maas_epoch_log *e) {
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;
+    if (m->quant)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "the model is int8-quantized: train the float model, then quantize");
     maas_err err = check_opts(m, c, o, &is_max, errstr, errstr_size);
     if (!err) err = maas_compile_check(m, c, errstr, errstr_size);
     if (!err) err = check_inputs(m, x, rows, "training data", errstr, errstr_size);
@@ -210,6 +236,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     int eval_batch = batch;
     maas_trainer *tr = maas_trainer_new(m, c, batch, o->rng, errstr, errstr_size);
     if (!tr) return MAAS_ERR_NOMEM;
+    if (o->param_mask) maas_trainer_set_mask(tr, o->param_mask);
     size_t *idx = malloc(n_train * sizeof(size_t));
     float *xb = malloc((size_t)eval_batch * m->n_inputs * sizeof(float));
     float *yb = malloc((size_t)eval_batch * ycols * sizeof(float));

@@ -2,6 +2,8 @@
 #include "maas/base.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
+#include "maas/quant.h"
+#include "quant_internal.h"
 
 static const char *const init_names[MAAS_INIT__COUNT] = {
     [MAAS_INIT_GLOROT_UNIFORM] = "glorot_uniform",
@@ -236,6 +238,7 @@ void maas_model_free(maas_model *m) {
     free(m->params);
     free(m->feat_mean);
     free(m->feat_std);
+    maas_quant_free(m->quant);
     free(m);
 }
 
@@ -248,6 +251,11 @@ maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_
     if (maas_model_set_standardization(m, src->feat_mean, src->feat_std, errstr, errstr_size) !=
         MAAS_OK) {
         maas_model_free(m);
+        return NULL;
+    }
+    if (src->quant && !(m->quant = maas_quant_clone(src->quant))) {
+        maas_model_free(m);
+        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory copying int8 weights");
         return NULL;
     }
     return m;
@@ -309,8 +317,9 @@ struct maas_infer {
     const maas_model *m;
     int max_batch;
     int max_width;
-    float *buf[2]; /* ping-pong activations, max_batch x max_width each */
-    float *xin;    /* standardized input, max_batch x n_inputs */
+    float *buf[2];   /* ping-pong activations, max_batch x max_width each */
+    float *xin;      /* standardized input, max_batch x n_inputs */
+    maas_qscratch q; /* int8 layers (quantized models only) */
 };
 
 maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, size_t errstr_size) {
@@ -331,6 +340,14 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->buf[1] = malloc(cells * sizeof(float));
     inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
     if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
+    if (m->quant) {
+        maas__quant_widths(m, &inf->q.ldx, &inf->q.ldc);
+        inf->q.xq = malloc((size_t)max_batch * (size_t)inf->q.ldx + 64);
+        inf->q.rs = malloc((size_t)max_batch * sizeof(float));
+        inf->q.sh = malloc((size_t)max_batch);
+        inf->q.acc = malloc((size_t)max_batch * (size_t)inf->q.ldc * sizeof(int32_t) + 64);
+        if (!inf->q.xq || !inf->q.rs || !inf->q.sh || !inf->q.acc) goto oom;
+    }
     return inf;
 oom:
     maas_infer_free(inf);
@@ -343,7 +360,15 @@ void maas_infer_free(maas_infer *inf) {
     free(inf->buf[0]);
     free(inf->buf[1]);
     free(inf->xin);
+    free(inf->q.xq);
+    free(inf->q.rs);
+    free(inf->q.sh);
+    free(inf->q.acc);
     free(inf);
+}
+
+void maas_infer_set_qkernel(maas_infer *inf, maas_qkernel k) {
+    inf->q.kernel = k;
 }
 
 /* Forward pass of `rows` rows; returns the buffer holding the output. */
@@ -364,6 +389,14 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* Dropout is identity here */
         float *out = inf->buf[which];
         const float *w = m->params + l->w_off;
+        if (m->quant && m->quant->layers[i].wq) {
+            maas__qdense_forward(&m->quant->layers[i], in, rows,
+                                 l->spec.use_bias ? m->params + l->b_off : NULL, out, &inf->q);
+            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+            in = out;
+            which ^= 1;
+            continue;
+        }
         if (l->spec.use_bias) {
             const float *b = m->params + l->b_off;
             for (int r = 0; r < rows; r++)

@@ -5,6 +5,7 @@
 #include "maas/base.h"
 #include "maas/dataset.h"
 #include "maas/model_io.h"
+#include "maas/quant.h"
 #include "keras_json.h"
 #include "model_h5_internal.h"
 
@@ -97,13 +98,36 @@ static hid_t group_create(hid_t parent, const char *name) {
     return g;
 }
 
-static int write_dataset(hid_t group, const char *name, int rank, const hsize_t *dims,
-                         const float *data) {
+static int write_dataset_as(hid_t group, const char *name, int rank, const hsize_t *dims,
+                            const float *data, int compact) {
     hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5I_INVALID_HID;
-    int ok = dcpl >= 0 && s >= 0;
+    int ok = dcpl >= 0 && s >= 0 && (!compact || H5Pset_layout(dcpl, H5D_COMPACT) >= 0);
     if (ok) d = H5Dcreate2(group, name, H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    CLOSE(H5Dclose, d);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Pclose, dcpl);
+    return ok;
+}
+
+static int write_dataset(hid_t group, const char *name, int rank, const hsize_t *dims,
+                         const float *data) {
+    return write_dataset_as(group, name, rank, dims, data, 0);
+}
+
+/*
+ * An int8 kernel, chunked as one piece and deflated: quantized weights cluster
+ * near zero and pruned ones are zero, so zlib takes a further share off.
+ */
+static int write_dataset_i8(hid_t group, const char *name, const hsize_t *dims,
+                            const int8_t *data) {
+    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5I_INVALID_HID;
+    int ok = dcpl >= 0 && s >= 0 && H5Pset_chunk(dcpl, 2, dims) >= 0;
+    if (ok && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) ok = H5Pset_deflate(dcpl, 6) >= 0;
+    if (ok) d = H5Dcreate2(group, name, H5T_STD_I8LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     CLOSE(H5Dclose, d);
     CLOSE(H5Sclose, s);
     CLOSE(H5Pclose, dcpl);
@@ -131,7 +155,8 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
              attr_write_str(f, "backend", "tensorflow", H5T_CSET_UTF8) &&
              attr_write_str(f, "maas_version", "0.1.0", H5T_CSET_UTF8) &&
              attr_write_str(f, "model_config", cfg, H5T_CSET_ASCII) &&
-             (!train || attr_write_str(f, "training_config", train, H5T_CSET_ASCII));
+             (!train || attr_write_str(f, "training_config", train, H5T_CSET_ASCII)) &&
+             (!m->quant || attr_write_str(f, "maas_quantization", "int8", H5T_CSET_UTF8));
     free(cfg);
     free(train);
     hid_t mw = ok ? group_create(f, "model_weights") : -1;
@@ -149,7 +174,27 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
         const maas_layer *l = NULL;
         for (int j = 0; j < m->n_layers; j++)
             if (m->layers[j].spec.name == names[i]) l = &m->layers[j];
-        if (ok && l && l->spec.kind == MAAS_LAYER_DENSE) {
+        const maas_qlayer *ql = NULL;
+        if (l && m->quant && m->quant->layers[l - m->layers].wq)
+            ql = &m->quant->layers[l - m->layers];
+        if (ok && ql) {
+            /* int8: <layer>/<layer>/kernel_q:0, kernel_scale:0, bias:0 (schemas/model-h5.md) */
+            char qname[2 * MAAS_LAYER_NAME_MAX + 16], sname[2 * MAAS_LAYER_NAME_MAX + 16];
+            char bname[2 * MAAS_LAYER_NAME_MAX + 16];
+            snprintf(qname, sizeof(qname), "%s/kernel_q:0", names[i]);
+            snprintf(sname, sizeof(sname), "%s/kernel_scale:0", names[i]);
+            snprintf(bname, sizeof(bname), "%s/bias:0", names[i]);
+            const char *w[3] = {qname, sname, bname};
+            hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
+            int compact = l->n_out <= 4096; /* per-unit vectors in the object header */
+            hid_t inner = group_create(g, names[i]);
+            ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 3 : 2) &&
+                 write_dataset_i8(inner, "kernel_q:0", kd, ql->wq) &&
+                 write_dataset_as(inner, "kernel_scale:0", 1, bd, ql->scale, compact) &&
+                 (!l->spec.use_bias ||
+                  write_dataset_as(inner, "bias:0", 1, bd, m->params + l->b_off, compact));
+            CLOSE(H5Gclose, inner);
+        } else if (ok && l && l->spec.kind == MAAS_LAYER_DENSE) {
             /* tf.keras 2.x names: <layer>/<layer>/kernel:0 */
             char kname[2 * MAAS_LAYER_NAME_MAX + 16], bname[2 * MAAS_LAYER_NAME_MAX + 16];
             snprintf(kname, sizeof(kname), "%s/kernel:0", names[i]);
@@ -408,8 +453,8 @@ static int path_is_hard(hid_t loc, const char *path) {
 }
 
 /* Opens a float dataset of the given rank after the safety checks; fills dims. */
-static hid_t open_weights(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
-                          maas_err *err, char *errstr, size_t errstr_size) {
+static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
+                             int int8, maas_err *err, char *errstr, size_t errstr_size) {
     if (!path_is_hard(g, path)) {
         *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
                          "layer '%s': weight '%s' is missing or is a link", layer, path);
@@ -423,9 +468,15 @@ static hid_t open_weights(hid_t g, const char *path, int rank, hsize_t *dims, co
                          "layer '%s': cannot open weight '%s'", layer, path);
         goto done;
     }
-    if (H5Tget_class(t) != H5T_FLOAT) {
+    if (!int8 && H5Tget_class(t) != H5T_FLOAT) {
         *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
                          "layer '%s': weight '%s' is not floating point", layer, path);
+        goto done;
+    }
+    if (int8 &&
+        (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 1 || H5Tget_sign(t) != H5T_SGN_2)) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "layer '%s': weight '%s' is not int8", layer, path);
         goto done;
     }
     if (H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
@@ -453,6 +504,11 @@ done:
     CLOSE(H5Tclose, t);
     if (!ok) CLOSE(H5Dclose, d);
     return d;
+}
+
+static hid_t open_weights(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
+                          maas_err *err, char *errstr, size_t errstr_size) {
+    return open_weights_as(g, path, rank, dims, layer, 0, err, errstr, errstr_size);
 }
 
 /* One layer group listed in layer_names that carries weights. */
@@ -555,6 +611,19 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         goto done;
     }
     if ((err = collect_weighted(&st, errstr, errstr_size))) goto done;
+    /* maas's int8 versions (schemas/model-h5.md): kernel_q + kernel_scale per Dense layer */
+    int quant = 0;
+    {
+        char *qa = attr_read_string(st.f, "maas_quantization", 64, &bad);
+        if (qa && strcmp(qa, "int8")) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                            "unsupported maas_quantization '%.32s' (known: int8)", qa);
+            free(qa);
+            goto done;
+        }
+        quant = qa != NULL;
+        free(qa);
+    }
 
     /* Pair the file's weighted layers with the config's, in order, as Keras does. */
     maas_keras_arch *a = &st.arch;
@@ -613,14 +682,15 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         maas_layer_spec *s = &a->layers[i];
         if (s->kind != MAAS_LAYER_DENSE) continue;
         weighted *e = &st.wl[k++];
-        if (e->w.n != (s->use_bias ? 2 : 1)) {
+        if (e->w.n != (s->use_bias ? 2 : 1) + quant) {
             err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
                             "Dense layer '%s' has %d weights in the file, expected %d", s->name,
-                            e->w.n, s->use_bias ? 2 : 1);
+                            e->w.n, (s->use_bias ? 2 : 1) + quant);
             goto done;
         }
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
-        hid_t d = g >= 0 ? open_weights(g, e->w.v[0], 2, dims, e->name, &err, errstr, errstr_size)
+        hid_t d = g >= 0 ? open_weights_as(g, e->w.v[0], 2, dims, e->name, quant, &err, errstr,
+                                           errstr_size)
                          : H5I_INVALID_HID;
         int ok = d >= 0;
         CLOSE(H5Dclose, d);
@@ -632,15 +702,16 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                             s->units);
             ok = 0;
         }
-        if (ok && s->use_bias) {
+        for (int w = 1; ok && w < e->w.n; w++) { /* kernel_scale and bias: one per unit */
             hsize_t bd[2];
-            d = open_weights(g, e->w.v[1], 1, bd, e->name, &err, errstr, errstr_size);
+            d = open_weights(g, e->w.v[w], 1, bd, e->name, &err, errstr, errstr_size);
             ok = d >= 0;
             CLOSE(H5Dclose, d);
             if (ok && bd[0] != (hsize_t)s->units) {
                 err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
-                                "Dense layer '%s': bias has %llu entries, the model needs %d",
-                                s->name, (unsigned long long)bd[0], s->units);
+                                "Dense layer '%s': %s has %llu entries, the model needs %d",
+                                s->name, quant && w == 1 ? "kernel_scale" : "bias",
+                                (unsigned long long)bd[0], s->units);
                 ok = 0;
             }
         }
@@ -669,13 +740,39 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         if (l->spec.kind != MAAS_LAYER_DENSE) continue;
         weighted *e = &st.wl[k++];
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+        int8_t *wq = NULL;
+        float *scale = NULL;
+        if (quant) {
+            wq = malloc((size_t)l->n_in * (size_t)l->n_out);
+            scale = malloc((size_t)l->n_out * sizeof(float));
+        }
         for (int w = 0; w < e->w.n; w++) {
-            hid_t d = open_weights(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name, &err, errstr,
-                                   errstr_size);
-            int ok = d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                       m->params + (w == 0 ? l->w_off : l->b_off)) >= 0;
+            hid_t d = open_weights_as(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name, quant && w == 0,
+                                      &err, errstr, errstr_size);
+            int ok = d >= 0 && (!quant || (wq && scale));
+            if (ok && quant && w == 0)
+                ok = H5Dread(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, wq) >= 0;
+            else if (ok && quant && w == 1)
+                ok = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, scale) >= 0;
+            else if (ok)
+                ok = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                             m->params + (w == 0 ? l->w_off : l->b_off)) >= 0;
             CLOSE(H5Dclose, d);
+            if (ok && quant && w == e->w.n - 1) {
+                maas_err qe = maas_quant_set_layer(m, i, wq, scale, errstr, errstr_size);
+                if (qe) {
+                    free(wq);
+                    free(scale);
+                    CLOSE(H5Gclose, g);
+                    err = qe;
+                    maas_model_free(m);
+                    m = NULL;
+                    goto done;
+                }
+            }
             if (!ok) {
+                free(wq);
+                free(scale);
                 CLOSE(H5Gclose, g);
                 err =
                     maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
@@ -685,6 +782,8 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                 goto done;
             }
         }
+        free(wq);
+        free(scale);
         CLOSE(H5Gclose, g);
     }
     if ((err = maas_model_check_finite(m, errstr, errstr_size))) {
@@ -770,7 +869,7 @@ typedef struct iso_header {
     uint32_t magic;
     int32_t err;
     char errstr[MAAS_ERRSTR_SIZE];
-    int32_t n_inputs, n_layers, has_std;
+    int32_t n_inputs, n_layers, has_std, has_quant;
     uint64_t n_params;
     maas_model_info info;
 } iso_header;
@@ -824,6 +923,7 @@ static void child_load(int fd, const void *buf, size_t len) {
         h.n_layers = m->n_layers;
         h.n_params = m->n_params;
         h.has_std = m->feat_mean != NULL;
+        h.has_quant = m->quant != NULL;
         ok = write_all(fd, &h, sizeof(h));
         for (int i = 0; ok && i < m->n_layers; i++)
             ok = write_all(fd, &m->layers[i].spec, sizeof(maas_layer_spec));
@@ -831,6 +931,12 @@ static void child_load(int fd, const void *buf, size_t len) {
         if (ok && h.has_std)
             ok = write_all(fd, m->feat_mean, (size_t)m->n_inputs * sizeof(float)) &&
                  write_all(fd, m->feat_std, (size_t)m->n_inputs * sizeof(float));
+        for (int i = 0; ok && h.has_quant && i < m->n_layers; i++) {
+            const maas_qlayer *ql = &m->quant->layers[i];
+            if (!ql->wq) continue;
+            ok = write_all(fd, ql->wq, (size_t)ql->n_in * (size_t)ql->n_out) &&
+                 write_all(fd, ql->scale, (size_t)ql->n_out * sizeof(float));
+        }
     } else {
         ok = write_all(fd, &h, sizeof(h));
     }
@@ -894,6 +1000,27 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
             maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
             maas_model_free(m);
             m = NULL;
+            goto done;
+        }
+    }
+    /* int8 versions: every Dense layer of a quantized file is quantized */
+    for (int i = 0; h->has_quant && i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        size_t nw = (size_t)l->n_in * (size_t)l->n_out;
+        int8_t *wq = malloc(nw ? nw : 1);
+        float *scale = malloc((size_t)l->n_out * sizeof(float));
+        int ok = wq && scale && read_all(fd, wq, nw, deadline) &&
+                 read_all(fd, scale, (size_t)l->n_out * sizeof(float), deadline);
+        maas_err qe = ok ? maas_quant_set_layer(m, i, wq, scale, errstr, errstr_size)
+                         : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                                     "the model loader sent a bad reply");
+        free(wq);
+        free(scale);
+        if (qe) {
+            maas_model_free(m);
+            m = NULL;
+            err = qe;
             goto done;
         }
     }

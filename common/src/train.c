@@ -160,7 +160,8 @@ struct maas_trainer {
     float *grad;      /* n_params */
     float *slot[3];   /* optimizer state, n_params each (NULL when unused) */
     long long iterations;
-    float *block; /* one allocation for all activations */
+    float *block;            /* one allocation for all activations */
+    const float *param_mask; /* borrowed; held after every update (pruning) */
 };
 
 void maas_trainer_free(maas_trainer *tr) {
@@ -540,6 +541,17 @@ static void apply_update(maas_trainer *tr) {
     default:
         break;
     }
+    if (tr->param_mask) {
+        float *restrict w = tr->m->params;
+        const float *restrict mk = tr->param_mask;
+        for (size_t i = 0; i < n; i++) w[i] *= mk[i];
+    }
+}
+
+void maas_trainer_set_mask(maas_trainer *tr, const float *mask) {
+    tr->param_mask = mask;
+    if (mask)
+        for (size_t i = 0; i < tr->m->n_params; i++) tr->m->params[i] *= mask[i];
 }
 
 static maas_err check_rows(const maas_trainer *tr, int rows, char *errstr, size_t errstr_size) {
@@ -593,6 +605,15 @@ maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int
     if (loss) *loss = loss_and_grad(tr, out, z, y, rows, NULL);
     if (acc_sum) *acc_sum = accuracy_sum(tr, out, y, rows);
     return MAAS_OK;
+}
+
+void maas__trainer_loss_of_outputs(maas_trainer *tr, const float *out, const float *y, int rows,
+                                   double *loss, double *acc_sum) {
+    int fused = tr->fused;
+    tr->fused = 0; /* no logits here: the loss of the probabilities, clipped as Keras does */
+    *loss = loss_and_grad(tr, out, NULL, y, rows, NULL);
+    tr->fused = fused;
+    *acc_sum = accuracy_sum(tr, out, y, rows);
 }
 
 maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,

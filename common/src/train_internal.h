@@ -8,5 +8,8 @@
 maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,
                                      char *errstr, size_t errstr_size);
 int maas__trainer_batch(const maas_trainer *tr);
+/* Mean loss and summed accuracy of given model outputs (rows x n_outputs). */
+void maas__trainer_loss_of_outputs(maas_trainer *tr, const float *out, const float *y, int rows,
+                                   double *loss, double *acc_sum);
 
 #endif

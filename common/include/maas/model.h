@@ -91,6 +91,9 @@ typedef struct maas_model {
     size_t n_params;
     float *feat_mean; /* n_inputs floats or NULL; owned */
     float *feat_std;  /* n_inputs floats or NULL; owned; every entry > 0 */
+    /* int8 kernels (maas/quant.h) or NULL for a float model; owned. When set,
+     * params holds the dequantized kernels and inference runs in int8. */
+    struct maas_quant *quant;
 } maas_model;
 
 /*
@@ -144,7 +147,8 @@ void maas_infer_free(maas_infer *inf);
 /*
  * Predicts rows x n_inputs raw (unstandardized) inputs into out
  * (rows x n_outputs), in chunks of the context's max_batch. Rejects NaN/Inf
- * input. A single row runs through sgemv.
+ * input. A single row runs through sgemv. A quantized model's Dense layers run
+ * in int8 (maas/quant.h).
  */
 maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out, char *errstr,
                         size_t errstr_size);

@@ -103,6 +103,13 @@ maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int
                            double *acc_sum, char *errstr, size_t errstr_size);
 
 /*
+ * Holds a pruning mask (n_params floats of 0 or 1, borrowed, must outlive the
+ * trainer): the weights are multiplied by it now and after every step, so a
+ * pruned weight stays zero while the rest train. NULL removes it.
+ */
+void maas_trainer_set_mask(maas_trainer *tr, const float *mask);
+
+/*
  * Forward + backward without updating: the mean loss and a pointer to the
  * gradient of every parameter (same layout as model->params; borrowed, valid
  * until the next call). Dropout is off. For gradient checks.
@@ -151,6 +158,8 @@ typedef struct maas_fit_opts {
     int patience;        /* epochs without improvement before stopping; default 0 */
     float min_delta;     /* smallest change that counts as improvement */
     int restore_best;    /* restore the best epoch's weights when training ends */
+    const float
+        *param_mask; /* optional pruning mask held through training (maas_trainer_set_mask) */
     maas_epoch_fn on_epoch;
     maas_batch_fn on_batch;
     void *ud;      /* passed to both callbacks */
@@ -172,6 +181,7 @@ void maas_history_release(maas_history *h);
 /*
  * Keras's model.fit(): trains m on rows x n_inputs raw inputs and labels y.
  * Validates everything (shapes, NaN/Inf, label ranges, settings) first.
+ * An int8-quantized model is refused: train the float model, then quantize.
  * hist (optional) is filled; release it with maas_history_release().
  */
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,

@@ -1,0 +1,545 @@
+/*
+ * int8 quantization (per-channel weights, per-row dynamic inputs), the int8
+ * GEMM (AVX-512 VNNI or portable C), and magnitude pruning. See quant.h.
+ */
+#include "maas/base.h"
+#include "maas/gemm.h"
+#include "maas/quant.h"
+#include "quant_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MAAS_HAVE_VNNI_KERNEL 1
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define MAAS_HAVE_VNNI_KERNEL 0
+#endif
+
+/* ---------------------------------------------------------------- layers */
+
+static void qlayer_release(maas_qlayer *l) {
+    free(l->wq);
+    free(l->scale);
+    free(l->packed);
+    free(l->colsum);
+    memset(l, 0, sizeof(*l));
+}
+
+void maas_quant_free(maas_quant *q) {
+    if (!q) return;
+    for (int i = 0; i < q->n_layers; i++) qlayer_release(&q->layers[i]);
+    free(q->layers);
+    free(q);
+}
+
+static int qlayer_alloc(maas_qlayer *l, int n_in, int n_out) {
+    l->n_in = n_in;
+    l->n_out = n_out;
+    l->kg = (n_in + 3) / 4;
+    l->nb = (n_out + 15) / 16;
+    size_t packed = (size_t)l->kg * (size_t)l->nb * 64;
+    l->wq = malloc((size_t)n_in * (size_t)n_out);
+    l->scale = malloc((size_t)n_out * sizeof(float));
+    l->packed = calloc(packed, 1);
+    l->colsum = calloc((size_t)l->nb * 16, sizeof(int32_t));
+    return l->wq && l->scale && l->packed && l->colsum;
+}
+
+/* Builds the VNNI layout and the column sums from wq. */
+static void qlayer_pack(maas_qlayer *l) {
+    int n16 = l->nb * 16;
+    memset(l->packed, 0, (size_t)l->kg * (size_t)n16 * 4);
+    memset(l->colsum, 0, (size_t)n16 * sizeof(int32_t));
+    for (int k = 0; k < l->n_in; k++) {
+        const int8_t *row = l->wq + (size_t)k * l->n_out;
+        int8_t *dst = l->packed + (size_t)(k / 4) * n16 * 4 + (k % 4);
+        for (int j = 0; j < l->n_out; j++) {
+            dst[(size_t)j * 4] = row[j];
+            l->colsum[j] += row[j];
+        }
+    }
+}
+
+static int qlayer_copy(maas_qlayer *dst, const maas_qlayer *src) {
+    memset(dst, 0, sizeof(*dst));
+    if (!src->wq) return 1;
+    if (!qlayer_alloc(dst, src->n_in, src->n_out)) return 0;
+    memcpy(dst->wq, src->wq, (size_t)src->n_in * (size_t)src->n_out);
+    memcpy(dst->scale, src->scale, (size_t)src->n_out * sizeof(float));
+    memcpy(dst->packed, src->packed, (size_t)src->kg * (size_t)src->nb * 64);
+    memcpy(dst->colsum, src->colsum, (size_t)src->nb * 16 * sizeof(int32_t));
+    dst->act_scale = src->act_scale;
+    dst->act_unsigned = src->act_unsigned;
+    return 1;
+}
+
+maas_quant *maas_quant_clone(const maas_quant *q) {
+    if (!q) return NULL;
+    maas_quant *c = calloc(1, sizeof(*c));
+    if (c) c->layers = calloc((size_t)q->n_layers, sizeof(maas_qlayer));
+    if (!c || !c->layers) {
+        free(c);
+        return NULL;
+    }
+    c->n_layers = q->n_layers;
+    for (int i = 0; i < q->n_layers; i++)
+        if (!qlayer_copy(&c->layers[i], &q->layers[i])) {
+            maas_quant_free(c);
+            return NULL;
+        }
+    return c;
+}
+
+int maas_model_is_quantized(const maas_model *m) {
+    return m && m->quant != NULL;
+}
+
+void maas_model_dequantize(maas_model *m) {
+    maas_quant_free(m->quant);
+    m->quant = NULL;
+}
+
+static maas_quant *quant_for(maas_model *m) {
+    if (m->quant) return m->quant;
+    maas_quant *q = calloc(1, sizeof(*q));
+    if (q) q->layers = calloc((size_t)m->n_layers, sizeof(maas_qlayer));
+    if (!q || !q->layers) {
+        free(q);
+        return NULL;
+    }
+    q->n_layers = m->n_layers;
+    m->quant = q;
+    return q;
+}
+
+/* Writes the dequantized kernel into the model's float parameters. */
+static void dequantize_into(const maas_qlayer *l, float *w) {
+    for (int k = 0; k < l->n_in; k++)
+        for (int j = 0; j < l->n_out; j++)
+            w[(size_t)k * l->n_out + j] = (float)l->wq[(size_t)k * l->n_out + j] * l->scale[j];
+}
+
+maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const float *scale,
+                              char *errstr, size_t errstr_size) {
+    if (i < 0 || i >= m->n_layers || m->layers[i].spec.kind != MAAS_LAYER_DENSE)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d is not a Dense layer", i);
+    const maas_layer *ml = &m->layers[i];
+    for (int j = 0; j < ml->n_out; j++)
+        if (!isfinite(scale[j]) || !(scale[j] > 0.0f))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                             "layer '%s': quantization scale of unit %d is not a positive number",
+                             ml->spec.name, j);
+    for (size_t k = 0; k < (size_t)ml->n_in * ml->n_out; k++)
+        if (wq[k] == INT8_MIN)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                             "layer '%s': int8 weight -128 is outside the symmetric range",
+                             ml->spec.name);
+    maas_quant *q = quant_for(m);
+    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    maas_qlayer *l = &q->layers[i];
+    qlayer_release(l);
+    if (!qlayer_alloc(l, ml->n_in, ml->n_out)) {
+        qlayer_release(l);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for int8 weights");
+    }
+    memcpy(l->wq, wq, (size_t)ml->n_in * (size_t)ml->n_out);
+    memcpy(l->scale, scale, (size_t)ml->n_out * sizeof(float));
+    qlayer_pack(l);
+    dequantize_into(l, m->params + ml->w_off);
+    return MAAS_OK;
+}
+
+maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size) {
+    if (m->quant)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the model is already int8-quantized");
+    maas_err err = maas_model_check_finite(m, errstr, errstr_size);
+    if (err) return err;
+    maas_quant *q = quant_for(m);
+    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *ml = &m->layers[i];
+        if (ml->spec.kind != MAAS_LAYER_DENSE) continue;
+        maas_qlayer *l = &q->layers[i];
+        if (!qlayer_alloc(l, ml->n_in, ml->n_out)) {
+            maas_model_dequantize(m);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for int8 weights");
+        }
+        const float *w = m->params + ml->w_off;
+        for (int j = 0; j < ml->n_out; j++) {
+            float amax = 0.0f;
+            for (int k = 0; k < ml->n_in; k++) {
+                float a = fabsf(w[(size_t)k * ml->n_out + j]);
+                amax = a > amax ? a : amax;
+            }
+            /* An all-zero unit (pruned away) keeps a harmless scale. */
+            l->scale[j] = amax > 0.0f ? amax / 127.0f : 1.0f;
+        }
+        for (int k = 0; k < ml->n_in; k++)
+            for (int j = 0; j < ml->n_out; j++) {
+                float v = w[(size_t)k * ml->n_out + j] / l->scale[j];
+                long r = lrintf(v);
+                l->wq[(size_t)k * ml->n_out + j] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+            }
+        qlayer_pack(l);
+    }
+    for (int i = 0; i < m->n_layers; i++)
+        if (q->layers[i].wq) dequantize_into(&q->layers[i], m->params + m->layers[i].w_off);
+    return MAAS_OK;
+}
+
+size_t maas_quant_payload_bytes(const maas_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        size_t kw = (size_t)l->n_in * l->n_out, b = l->spec.use_bias ? (size_t)l->n_out : 0;
+        if (m->quant && m->quant->layers[i].wq)
+            n += kw + ((size_t)l->n_out + b) * sizeof(float);
+        else
+            n += (kw + b) * sizeof(float);
+    }
+    return n;
+}
+
+void maas__quant_widths(const maas_model *m, int *ldx, int *ldc) {
+    *ldx = *ldc = 0;
+    if (!m->quant) return;
+    for (int i = 0; i < m->quant->n_layers; i++) {
+        const maas_qlayer *l = &m->quant->layers[i];
+        if (!l->wq) continue;
+        if (4 * l->kg > *ldx) *ldx = 4 * l->kg;
+        if (16 * l->nb > *ldc) *ldc = 16 * l->nb;
+    }
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+static void qgemm_portable(const maas_qlayer *l, const uint8_t *xq, int ldx, int rows, int32_t *acc,
+                           int ldc) {
+    int n16 = l->nb * 16;
+    for (int r = 0; r < rows; r++) {
+        int32_t *a = acc + (size_t)r * ldc;
+        memset(a, 0, (size_t)n16 * sizeof(int32_t));
+        const uint8_t *x = xq + (size_t)r * ldx;
+        for (int g = 0; g < l->kg; g++) {
+            const int8_t *w = l->packed + (size_t)g * n16 * 4;
+            int x0 = x[4 * g], x1 = x[4 * g + 1], x2 = x[4 * g + 2], x3 = x[4 * g + 3];
+            for (int j = 0; j < n16; j++)
+                a[j] += x0 * w[4 * j] + x1 * w[4 * j + 1] + x2 * w[4 * j + 2] + x3 * w[4 * j + 3];
+        }
+    }
+}
+
+#if MAAS_HAVE_VNNI_KERNEL
+/*
+ * An R-row x C-block tile (C blocks of 16 units): R*C accumulators, C weight
+ * vectors per group of 4 inputs, one 32-bit broadcast of 4 input bytes per
+ * row. R and C are constants at every call site, so each is unrolled.
+ */
+VNNI_TARGET static inline __attribute__((always_inline)) void
+vnni_tile(const uint8_t *x, int ldx, const int8_t *w, size_t gstride, int kg, int32_t *acc, int ldc,
+          const int R, const int C) {
+    __m512i c[6][4];
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < C; b++) c[r][b] = _mm512_setzero_si512();
+    for (int g = 0; g < kg; g++) {
+        __m512i wv[4];
+        const int8_t *wg = w + (size_t)g * gstride;
+        for (int b = 0; b < C; b++) wv[b] = _mm512_loadu_si512((const void *)(wg + 64 * b));
+        for (int r = 0; r < R; r++) {
+            int32_t four;
+            memcpy(&four, x + (size_t)r * ldx + 4 * g, 4);
+            __m512i xb = _mm512_set1_epi32(four);
+            for (int b = 0; b < C; b++) c[r][b] = _mm512_dpbusd_epi32(c[r][b], xb, wv[b]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < C; b++)
+            _mm512_storeu_si512((void *)(acc + (size_t)r * ldc + 16 * b), c[r][b]);
+}
+
+#define VNNI_TILES(R)                                                                              \
+    VNNI_TARGET static void vnni_rows##R(const uint8_t *x, int ldx, const int8_t *w,               \
+                                         size_t gstride, int kg, int32_t *acc, int ldc, int C) {   \
+        switch (C) {                                                                               \
+        case 4:                                                                                    \
+            vnni_tile(x, ldx, w, gstride, kg, acc, ldc, R, 4);                                     \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            vnni_tile(x, ldx, w, gstride, kg, acc, ldc, R, 3);                                     \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            vnni_tile(x, ldx, w, gstride, kg, acc, ldc, R, 2);                                     \
+            break;                                                                                 \
+        default:                                                                                   \
+            vnni_tile(x, ldx, w, gstride, kg, acc, ldc, R, 1);                                     \
+            break;                                                                                 \
+        }                                                                                          \
+    }
+VNNI_TILES(6)
+VNNI_TILES(1)
+
+VNNI_TARGET static void qgemm_vnni(const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
+                                   int32_t *acc, int ldc) {
+    size_t gstride = (size_t)l->nb * 64; /* bytes of one input group across all units */
+    for (int b0 = 0; b0 < l->nb; b0 += 4) {
+        int C = l->nb - b0 < 4 ? l->nb - b0 : 4;
+        const int8_t *w = l->packed + (size_t)b0 * 64;
+        int r = 0;
+        for (; r + 6 <= rows; r += 6)
+            vnni_rows6(xq + (size_t)r * ldx, ldx, w, gstride, l->kg,
+                       acc + (size_t)r * ldc + 16 * b0, ldc, C);
+        for (; r < rows; r++)
+            vnni_rows1(xq + (size_t)r * ldx, ldx, w, gstride, l->kg,
+                       acc + (size_t)r * ldc + 16 * b0, ldc, C);
+    }
+}
+
+static int cpu_has_vnni(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+#else
+static int cpu_has_vnni(void) {
+    return 0;
+}
+#endif
+
+static maas_qkernel resolve(maas_qkernel k) {
+    if (k == MAAS_QKERNEL_PORTABLE) return k;
+    return cpu_has_vnni() ? MAAS_QKERNEL_VNNI : MAAS_QKERNEL_PORTABLE;
+}
+
+const char *maas_qkernel_name(maas_qkernel k) {
+    return resolve(k) == MAAS_QKERNEL_VNNI ? "avx512-vnni" : "portable";
+}
+
+void maas_qgemm(maas_qkernel k, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
+                int32_t *acc, int ldc) {
+#if MAAS_HAVE_VNNI_KERNEL
+    if (resolve(k) == MAAS_QKERNEL_VNNI) {
+        qgemm_vnni(l, xq, ldx, rows, acc, ldc);
+        return;
+    }
+#else
+    (void)k;
+#endif
+    qgemm_portable(l, xq, ldx, rows, acc, ldc);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* Quantizes one row of n floats into uint8 (see quant.h); returns its scale. */
+static float quantize_row(const float *x, int n, int padded, uint8_t *q, uint8_t *shifted,
+                          const maas_qlayer *l) {
+    float mx = 0.0f, mn = 0.0f;
+    int uns;
+    float s;
+    if (l->act_scale > 0.0f) {
+        s = l->act_scale;
+        uns = l->act_unsigned;
+    } else {
+        for (int k = 0; k < n; k++) {
+            mx = x[k] > mx ? x[k] : mx;
+            mn = x[k] < mn ? x[k] : mn;
+        }
+        uns = mn >= 0.0f;
+        float amax = uns ? mx : (mx > -mn ? mx : -mn);
+        s = amax > 0.0f ? amax / (uns ? 255.0f : 127.0f) : 1.0f;
+    }
+    float inv = 1.0f / s;
+    if (uns) {
+        for (int k = 0; k < n; k++) {
+            float v = x[k] * inv + 0.5f;
+            v = v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v;
+            q[k] = (uint8_t)(int)v;
+        }
+    } else {
+        for (int k = 0; k < n; k++) {
+            float v = x[k] * inv;
+            v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+            /* round half away from zero, then shift into uint8 */
+            int r = (int)(v + (v >= 0.0f ? 0.5f : -0.5f));
+            q[k] = (uint8_t)(r + 128);
+        }
+    }
+    /* the padded weights are zero, so what the padding holds does not matter */
+    memset(q + n, 0, (size_t)(padded - n));
+    *shifted = (uint8_t)!uns;
+    return s;
+}
+
+void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const float *bias,
+                          float *out, const maas_qscratch *s) {
+    int padded = 4 * l->kg;
+    for (int r = 0; r < rows; r++)
+        s->rs[r] = quantize_row(in + (size_t)r * l->n_in, l->n_in, padded,
+                                s->xq + (size_t)r * s->ldx, &s->sh[r], l);
+    maas_qgemm(s->kernel, l, s->xq, s->ldx, rows, s->acc, s->ldc);
+    int n = l->n_out;
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = s->acc + (size_t)r * s->ldc;
+        float *y = out + (size_t)r * n;
+        int32_t corr = s->sh[r] ? 128 : 0;
+        float rs = s->rs[r];
+        for (int j = 0; j < n; j++) {
+            float v = (float)(a[j] - corr * l->colsum[j]) * (rs * l->scale[j]);
+            y[j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- calibration */
+
+maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *errstr,
+                              size_t errstr_size) {
+    if (!m->quant)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "calibration needs a quantized model");
+    if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "no calibration rows");
+    int w = m->n_inputs;
+    for (int i = 0; i < m->n_layers; i++) w = m->layers[i].n_out > w ? m->layers[i].n_out : w;
+    float *a = malloc(rows * (size_t)w * sizeof(float)),
+          *b = malloc(rows * (size_t)w * sizeof(float));
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for calibration");
+    }
+    int n = m->n_inputs;
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++) {
+            float v = x[r * n + j];
+            if (m->feat_mean) v = (v - m->feat_mean[j]) / m->feat_std[j];
+            a[r * n + j] = v;
+        }
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *ml = &m->layers[i];
+        if (ml->spec.kind != MAAS_LAYER_DENSE) continue;
+        maas_qlayer *l = &m->quant->layers[i];
+        float mx = 0.0f, mn = 0.0f;
+        for (size_t k = 0; k < rows * (size_t)ml->n_in; k++) {
+            mx = a[k] > mx ? a[k] : mx;
+            mn = a[k] < mn ? a[k] : mn;
+        }
+        l->act_unsigned = mn >= 0.0f;
+        float amax = l->act_unsigned ? mx : (mx > -mn ? mx : -mn);
+        l->act_scale = amax > 0.0f ? amax / (l->act_unsigned ? 255.0f : 127.0f) : 1.0f;
+        /* the float forward of the dequantized layer gives the next layer's inputs */
+        for (size_t r = 0; r < rows; r++) {
+            if (ml->spec.use_bias)
+                memcpy(b + r * ml->n_out, m->params + ml->b_off, (size_t)ml->n_out * sizeof(float));
+            else
+                memset(b + r * ml->n_out, 0, (size_t)ml->n_out * sizeof(float));
+        }
+        maas_gemm(0, 0, (int)rows, ml->n_out, ml->n_in, 1.0f, a, ml->n_in, m->params + ml->w_off,
+                  ml->n_out, 1.0f, b, ml->n_out);
+        maas_act_forward(ml->spec.act, maas_act_alpha(&ml->spec), b, rows, ml->n_out);
+        float *t = a;
+        a = b;
+        b = t;
+    }
+    free(a);
+    free(b);
+    return MAAS_OK;
+}
+
+/* ---------------------------------------------------------------- pruning */
+
+void maas_sparsity(const maas_model *m, maas_prune_report *rep) {
+    memset(rep, 0, sizeof(*rep));
+    rep->n_layers = m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        size_t n = (size_t)l->n_in * l->n_out, z = 0;
+        const float *w = m->params + l->w_off;
+        for (size_t k = 0; k < n; k++) z += w[k] == 0.0f;
+        rep->sparsity[i] = (double)z / (double)n;
+        rep->zero_weights += z;
+        rep->kernel_weights += n;
+    }
+    rep->total_sparsity =
+        rep->kernel_weights ? (double)rep->zero_weights / (double)rep->kernel_weights : 0.0;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Zeroes the `count` smallest |w| among the kernels of the layers selected by
+ * `only` (-1: all Dense layers). `work` holds room for every kernel weight.
+ */
+static void prune_set(maas_model *m, int only, size_t count, float *work, float *mask) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE || (only >= 0 && i != only)) continue;
+        size_t kn = (size_t)l->n_in * l->n_out;
+        for (size_t k = 0; k < kn; k++) work[n++] = fabsf(m->params[l->w_off + k]);
+    }
+    if (count == 0 || n == 0) return;
+    if (count > n) count = n;
+    qsort(work, n, sizeof(float), cmp_float);
+    float t = work[count - 1];
+    size_t below = 0;
+    for (size_t k = 0; k < count; k++) below += work[k] < t;
+    size_t at_t = count - below; /* how many weights equal to t are pruned, in order */
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE || (only >= 0 && i != only)) continue;
+        size_t kn = (size_t)l->n_in * l->n_out;
+        for (size_t k = 0; k < kn; k++) {
+            float *w = &m->params[l->w_off + k];
+            float a = fabsf(*w);
+            int cut = a < t || (a == t && at_t > 0 && (at_t--, 1));
+            if (cut) {
+                *w = 0.0f;
+                if (mask) mask[l->w_off + k] = 0.0f;
+            }
+        }
+    }
+}
+
+maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
+                    maas_prune_report *report, char *errstr, size_t errstr_size) {
+    if (!(sparsity >= 0.0 && sparsity < 1.0))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "sparsity must be in [0, 1), got %g",
+                         sparsity);
+    if (m->quant)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "prune the float model, then quantize (this one is int8-quantized)");
+    size_t total = 0, largest = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        size_t kn = (size_t)l->n_in * l->n_out;
+        total += kn;
+        largest = kn > largest ? kn : largest;
+    }
+    float *work = malloc((per_layer ? largest : total) * sizeof(float) + 1);
+    if (!work) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for pruning");
+    if (mask)
+        for (size_t k = 0; k < m->n_params; k++) mask[k] = 1.0f;
+    if (per_layer) {
+        for (int i = 0; i < m->n_layers; i++) {
+            const maas_layer *l = &m->layers[i];
+            if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+            size_t kn = (size_t)l->n_in * l->n_out;
+            prune_set(m, i, (size_t)llround(sparsity * (double)kn), work, mask);
+        }
+    } else {
+        prune_set(m, -1, (size_t)llround(sparsity * (double)total), work, mask);
+    }
+    free(work);
+    if (mask) /* weights that were zero already stay zero */
+        for (int i = 0; i < m->n_layers; i++) {
+            const maas_layer *l = &m->layers[i];
+            if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+            for (size_t k = 0; k < (size_t)l->n_in * l->n_out; k++)
+                if (m->params[l->w_off + k] == 0.0f) mask[l->w_off + k] = 0.0f;
+        }
+    if (report) maas_sparsity(m, report);
+    return MAAS_OK;
+}

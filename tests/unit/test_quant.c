@@ -1,0 +1,379 @@
+/*
+ * int8 quantization and pruning: the quantize -> dequantize error per channel,
+ * the VNNI and portable kernels against a plain reference, int8 inference
+ * against float, row independence, model files, pruning and its mask.
+ */
+#include "testutil.h"
+
+#include "maas/model_io.h"
+#include "maas/quant.h"
+
+static maas_model *random_model(int n_in, const maas_layer_spec *l, int n, uint64_t seed) {
+    char err[MAAS_ERRSTR_SIZE];
+    maas_rng rng;
+    maas_rng_init(&rng, seed);
+    maas_model *m = maas_model_new(n_in, l, n, &rng, err, sizeof(err));
+    if (!m) fail_msg("%s", err);
+    /* non-zero biases, so the bias path is exercised */
+    for (int i = 0; i < m->n_layers; i++) {
+        float *b = maas_model_bias(m, i);
+        for (int j = 0; b && j < m->layers[i].n_out; j++)
+            b[j] = (float)(maas_rng_uniform(&rng) - 0.5) * 0.2f;
+    }
+    return m;
+}
+
+static float *random_inputs(size_t n, uint64_t seed, float lo, float hi) {
+    maas_rng rng;
+    maas_rng_init(&rng, seed);
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)maas_rng_uniform(&rng);
+    return x;
+}
+
+static void test_quantize_error_per_channel(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(37, MAAS_ACT_RELU), maas_dense(5, MAAS_ACT_LINEAR)};
+    maas_model *m = random_model(13, l, 2, 1);
+    maas_model *f = maas_model_clone(m, err, sizeof(err));
+    assert_ok(maas_quantize(m, err, sizeof(err)), err);
+    assert_true(maas_model_is_quantized(m));
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_qlayer *q = &m->quant->layers[i];
+        const maas_layer *ml = &m->layers[i];
+        for (int j = 0; j < ml->n_out; j++) {
+            float amax = 0.0f;
+            for (int k = 0; k < ml->n_in; k++)
+                amax = fmaxf(amax, fabsf(f->params[ml->w_off + (size_t)k * ml->n_out + j]));
+            assert_true(fabsf(q->scale[j] - amax / 127.0f) <= 1e-7f * amax);
+            for (int k = 0; k < ml->n_in; k++) {
+                size_t at = (size_t)k * ml->n_out + j;
+                float w = f->params[ml->w_off + at], d = m->params[ml->w_off + at];
+                /* the dequantized weight is what the int8 path uses, within half a step */
+                assert_true(d == (float)q->wq[at] * q->scale[j]);
+                assert_true(fabsf(w - d) <= 0.5f * q->scale[j] * (1.0f + 1e-5f));
+            }
+        }
+        /* biases are kept in float, untouched */
+        if (ml->spec.use_bias)
+            assert_memory_equal(m->params + ml->b_off, f->params + ml->b_off,
+                                (size_t)ml->n_out * sizeof(float));
+    }
+    assert_err(MAAS_ERR_ARG, maas_quantize(m, err, sizeof(err)), err);
+    assert_mentions(err, "already");
+    maas_model_free(m);
+    maas_model_free(f);
+}
+
+/* acc from wq directly (not the packed layout) */
+static void reference_gemm(const maas_qlayer *l, const uint8_t *x, int ldx, int rows, int32_t *acc,
+                           int ldc) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < l->n_out; j++) {
+            int32_t s = 0;
+            for (int k = 0; k < l->n_in; k++)
+                s += (int32_t)x[(size_t)r * ldx + k] * l->wq[(size_t)k * l->n_out + j];
+            acc[(size_t)r * ldc + j] = s;
+        }
+}
+
+static void test_kernels_agree_exactly(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    const int shapes[][2] = {{13, 37}, {784, 256}, {256, 128}, {128, 10}, {1, 1}, {8, 10}, {5, 70}};
+    const int rows_list[] = {1, 2, 5, 6, 7, 13, 64};
+    print_message("int8 kernel on this CPU: %s\n", maas_qkernel_name(MAAS_QKERNEL_AUTO));
+    for (size_t s = 0; s < MAAS_ARRAY_LEN(shapes); s++) {
+        maas_layer_spec l[] = {maas_dense(shapes[s][1], MAAS_ACT_LINEAR)};
+        maas_model *m = random_model(shapes[s][0], l, 1, 10 + s);
+        assert_ok(maas_quantize(m, err, sizeof(err)), err);
+        const maas_qlayer *q = &m->quant->layers[0];
+        int ldx = 4 * q->kg, ldc = 16 * q->nb;
+        maas_rng rng;
+        maas_rng_init(&rng, 99 + s);
+        for (size_t ri = 0; ri < MAAS_ARRAY_LEN(rows_list); ri++) {
+            int rows = rows_list[ri];
+            uint8_t *x = calloc((size_t)rows * ldx, 1);
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < q->n_in; k++)
+                    x[(size_t)r * ldx + k] = (uint8_t)maas_rng_below(&rng, 256);
+            int32_t *a = calloc((size_t)rows * ldc, sizeof(int32_t));
+            int32_t *b = calloc((size_t)rows * ldc, sizeof(int32_t));
+            int32_t *c = calloc((size_t)rows * ldc, sizeof(int32_t));
+            reference_gemm(q, x, ldx, rows, a, ldc);
+            maas_qgemm(MAAS_QKERNEL_PORTABLE, q, x, ldx, rows, b, ldc);
+            maas_qgemm(MAAS_QKERNEL_VNNI, q, x, ldx, rows, c, ldc);
+            for (int r = 0; r < rows; r++)
+                for (int j = 0; j < q->n_out; j++) {
+                    size_t at = (size_t)r * ldc + j;
+                    if (a[at] != b[at] || a[at] != c[at])
+                        fail_msg("%dx%d, %d rows: row %d unit %d: reference %d, portable %d, "
+                                 "vnni %d",
+                                 q->n_in, q->n_out, rows, r, j, a[at], b[at], c[at]);
+                }
+            free(x);
+            free(a);
+            free(b);
+            free(c);
+        }
+        maas_model_free(m);
+    }
+}
+
+/*
+ * Float vs int8 on the Fashion-MNIST shape with inputs in [0, 1] (pixels):
+ * the stated tolerance is 0.03 absolute on softmax probabilities and the
+ * argmax agreeing on >= 97% of rows (random weights; trained models do
+ * better, see bench/).
+ */
+static void test_int8_matches_float(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(256, MAAS_ACT_RELU), maas_dense(128, MAAS_ACT_RELU),
+                           maas_dense(10, MAAS_ACT_SOFTMAX)};
+    maas_model *f = random_model(784, l, 3, 7);
+    maas_model *q = maas_model_clone(f, err, sizeof(err));
+    assert_ok(maas_quantize(q, err, sizeof(err)), err);
+    size_t rows = 300;
+    float *x = random_inputs(rows * 784, 8, 0.0f, 1.0f);
+    float *yf = malloc(rows * 10 * sizeof(float)), *yq = malloc(rows * 10 * sizeof(float));
+    float *yp = malloc(rows * 10 * sizeof(float));
+    assert_ok(maas_model_predict(f, x, rows, yf, err, sizeof(err)), err);
+    maas_infer *inf = maas_infer_new(q, 64, err, sizeof(err));
+    assert_non_null(inf);
+    assert_ok(maas_infer_run(inf, x, rows, yq, err, sizeof(err)), err);
+    maas_infer_set_qkernel(inf, MAAS_QKERNEL_PORTABLE);
+    assert_ok(maas_infer_run(inf, x, rows, yp, err, sizeof(err)), err);
+    /* both kernels give the same integers, so the same floats */
+    assert_memory_equal(yq, yp, rows * 10 * sizeof(float));
+    double maxd = 0.0;
+    int agree = 0;
+    for (size_t r = 0; r < rows; r++) {
+        int af = 0, aq = 0;
+        for (int j = 0; j < 10; j++) {
+            maxd = fmax(maxd, fabs((double)yf[r * 10 + j] - yq[r * 10 + j]));
+            if (yf[r * 10 + j] > yf[r * 10 + af]) af = j;
+            if (yq[r * 10 + j] > yq[r * 10 + aq]) aq = j;
+        }
+        agree += af == aq;
+    }
+    print_message("int8 vs float: max |dp| %.5f, argmax agrees on %d/%zu rows\n", maxd, agree,
+                  rows);
+    assert_true(maxd <= 0.03);
+    assert_true(agree >= (int)(0.97 * rows));
+
+    /* a row's answer does not depend on the rows batched with it */
+    for (size_t r = 0; r < rows; r += 37) {
+        float one[10];
+        assert_ok(maas_infer_run(inf, x + r * 784, 1, one, err, sizeof(err)), err);
+        assert_memory_equal(one, yp + r * 10, sizeof(one));
+        maas_infer_set_qkernel(inf, MAAS_QKERNEL_AUTO);
+        assert_ok(maas_infer_run(inf, x + r * 784, 1, one, err, sizeof(err)), err);
+        assert_memory_equal(one, yq + r * 10, sizeof(one));
+        maas_infer_set_qkernel(inf, MAAS_QKERNEL_PORTABLE);
+    }
+    /* negative inputs take the shifted int8 path; it must agree too */
+    float *xn = random_inputs(rows * 784, 9, -1.0f, 1.0f);
+    assert_ok(maas_model_predict(f, xn, rows, yf, err, sizeof(err)), err);
+    assert_ok(maas_model_predict(q, xn, rows, yq, err, sizeof(err)), err);
+    maxd = 0.0;
+    for (size_t i = 0; i < rows * 10; i++) maxd = fmax(maxd, fabs((double)yf[i] - yq[i]));
+    print_message("signed inputs: max |dp| %.5f\n", maxd);
+    assert_true(maxd <= 0.03);
+    /* non-finite input is still refused */
+    xn[5] = NAN;
+    assert_err(MAAS_ERR_NONFINITE, maas_model_predict(q, xn, 1, yq, err, sizeof(err)), err);
+    maas_infer_free(inf);
+    free(x);
+    free(xn);
+    free(yf);
+    free(yq);
+    free(yp);
+    maas_model_free(f);
+    maas_model_free(q);
+}
+
+static void test_quantized_file(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(256, MAAS_ACT_RELU), maas_dense(128, MAAS_ACT_RELU),
+                           maas_dense(10, MAAS_ACT_SOFTMAX)};
+    maas_model *f = random_model(784, l, 3, 11);
+    float mean[784], std[784];
+    for (int i = 0; i < 784; i++) mean[i] = 0.3f, std[i] = 0.5f;
+    assert_ok(maas_model_set_standardization(f, mean, std, err, sizeof(err)), err);
+    unsigned char *fb, *qb, *qb2;
+    size_t fl, ql, ql2;
+    assert_ok(maas_model_save_image(f, NULL, &fb, &fl, err, sizeof(err)), err);
+    maas_model *q = maas_model_clone(f, err, sizeof(err));
+    assert_ok(maas_quantize(q, err, sizeof(err)), err);
+    assert_ok(maas_model_save_image(q, NULL, &qb, &ql, err, sizeof(err)), err);
+    print_message("float file %zu bytes, int8 file %zu bytes (%.2fx smaller)\n", fl, ql,
+                  (double)fl / (double)ql);
+    /* uniform random weights hardly deflate; bench/ measures a trained model (>= 3.9x) */
+    assert_true((double)fl / (double)ql >= 3.2);
+    maas_model *back = NULL;
+    assert_ok(maas_model_load_image(qb, ql, &back, NULL, err, sizeof(err)), err);
+    assert_true(maas_model_is_quantized(back));
+    assert_memory_equal(back->params, q->params, q->n_params * sizeof(float));
+    for (int i = 0; i < 3; i++) {
+        const maas_qlayer *a = &q->quant->layers[i], *b = &back->quant->layers[i];
+        assert_memory_equal(a->wq, b->wq, (size_t)a->n_in * a->n_out);
+        assert_memory_equal(a->scale, b->scale, (size_t)a->n_out * sizeof(float));
+    }
+    assert_non_null(back->feat_mean);
+    /* same bytes on the next save: a version's hash is stable */
+    assert_ok(maas_model_save_image(back, NULL, &qb2, &ql2, err, sizeof(err)), err);
+    assert_int_equal(ql, ql2);
+    assert_memory_equal(qb, qb2, ql);
+    float *x = random_inputs(20 * 784, 12, 0.0f, 1.0f), ya[200], yb[200];
+    assert_ok(maas_model_predict(q, x, 20, ya, err, sizeof(err)), err);
+    assert_ok(maas_model_predict(back, x, 20, yb, err, sizeof(err)), err);
+    assert_memory_equal(ya, yb, sizeof(ya));
+    /* dequantized, it is a plain float (Keras) file again */
+    maas_model_dequantize(back);
+    unsigned char *db;
+    size_t dl;
+    assert_ok(maas_model_save_image(back, NULL, &db, &dl, err, sizeof(err)), err);
+    assert_int_equal(dl, fl);
+    maas_model *plain = NULL;
+    assert_ok(maas_model_load_image(db, dl, &plain, NULL, err, sizeof(err)), err);
+    assert_false(maas_model_is_quantized(plain));
+    assert_memory_equal(plain->params, q->params, q->n_params * sizeof(float));
+    maas_model_free(plain);
+    free(db);
+    free(x);
+    free(fb);
+    free(qb);
+    free(qb2);
+    maas_model_free(back);
+    maas_model_free(q);
+    maas_model_free(f);
+}
+
+static void test_set_layer_rejects(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dropout(0.1f), maas_dense(3, MAAS_ACT_LINEAR)};
+    maas_model *m = random_model(2, l, 2, 3);
+    int8_t wq[6] = {1, 2, 3, -4, -5, 127};
+    float scale[3] = {0.1f, 0.2f, 0.3f};
+    assert_err(MAAS_ERR_ARG, maas_quant_set_layer(m, 0, wq, scale, err, sizeof(err)), err);
+    scale[1] = NAN;
+    assert_err(MAAS_ERR_NONFINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    assert_mentions(err, "unit 1");
+    scale[1] = 0.0f;
+    assert_err(MAAS_ERR_NONFINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    scale[1] = 0.2f;
+    wq[2] = -128;
+    assert_err(MAAS_ERR_FORMAT, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    wq[2] = 3;
+    assert_ok(maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    assert_true(maas_model_kernel(m, 1)[5] == 127 * 0.3f);
+    /* training a quantized model is refused with a message that says what to do */
+    maas_compile c = {.loss = MAAS_LOSS_MSE};
+    maas_optim_defaults(&c.optim, MAAS_OPT_SGD);
+    maas_fit_opts o;
+    maas_fit_opts_init(&o);
+    maas_rng rng;
+    maas_rng_init(&rng, 1);
+    o.rng = &rng;
+    float x[4] = {1, 2, 3, 4}, y[6] = {0};
+    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, x, y, 2, &o, NULL, err, sizeof(err)), err);
+    assert_mentions(err, "quantized");
+    assert_err(MAAS_ERR_ARG, maas_prune(m, 0.5, 0, NULL, NULL, err, sizeof(err)), err);
+    maas_model_free(m);
+}
+
+static void test_prune_exact_and_mask_holds(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(10, MAAS_ACT_RELU), maas_dense(1, MAAS_ACT_SIGMOID)};
+    maas_model *m = random_model(8, l, 2, 5);
+    maas_prune_report rep;
+    /* global: the exact count over both kernels (80 + 10 weights) */
+    maas_model *g = maas_model_clone(m, err, sizeof(err));
+    assert_ok(maas_prune(g, 0.5, 0, NULL, &rep, err, sizeof(err)), err);
+    assert_int_equal(rep.kernel_weights, 90);
+    assert_int_equal(rep.zero_weights, 45);
+    /* the smallest were cut: every kept |w| >= every cut original |w| */
+    float kept_min = INFINITY, cut_max = 0.0f;
+    for (int i = 0; i < 2; i++) {
+        const maas_layer *ml = &m->layers[i];
+        for (size_t k = 0; k < (size_t)ml->n_in * ml->n_out; k++) {
+            float w0 = fabsf(m->params[ml->w_off + k]), w1 = g->params[ml->w_off + k];
+            if (w1 == 0.0f)
+                cut_max = fmaxf(cut_max, w0);
+            else
+                kept_min = fminf(kept_min, w0);
+        }
+    }
+    assert_true(cut_max <= kept_min);
+    maas_model_free(g);
+    /* per layer: 0.3 of each kernel */
+    g = maas_model_clone(m, err, sizeof(err));
+    assert_ok(maas_prune(g, 0.3, 1, NULL, &rep, err, sizeof(err)), err);
+    assert_true(fabs(rep.sparsity[0] - 24.0 / 80.0) < 1e-12);
+    assert_true(fabs(rep.sparsity[1] - 3.0 / 10.0) < 1e-12);
+    maas_model_free(g);
+    assert_err(MAAS_ERR_ARG, maas_prune(m, 1.0, 0, NULL, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_ARG, maas_prune(m, -0.1, 0, NULL, NULL, err, sizeof(err)), err);
+    assert_mentions(err, "sparsity");
+
+    /* fine-tuning with the mask: pruned weights stay zero, the others move */
+    float *mask = malloc(m->n_params * sizeof(float));
+    assert_ok(maas_prune(m, 0.6, 0, mask, &rep, err, sizeof(err)), err);
+    size_t rows = 200;
+    float *x = random_inputs(rows * 8, 6, -1.0f, 1.0f), *y = malloc(rows * sizeof(float));
+    for (size_t r = 0; r < rows; r++) y[r] = x[r * 8] + x[r * 8 + 1] > 0.0f ? 1.0f : 0.0f;
+    float *before = malloc(m->n_params * sizeof(float));
+    memcpy(before, m->params, m->n_params * sizeof(float));
+    maas_compile c = {.loss = MAAS_LOSS_BINARY_CROSSENTROPY, .accuracy = 1};
+    maas_optim_defaults(&c.optim, MAAS_OPT_ADAM);
+    maas_fit_opts o;
+    maas_fit_opts_init(&o);
+    maas_rng rng;
+    maas_rng_init(&rng, 2);
+    o.rng = &rng;
+    o.epochs = 3;
+    o.param_mask = mask;
+    assert_ok(maas_fit(m, &c, x, y, rows, &o, NULL, err, sizeof(err)), err);
+    size_t moved = 0;
+    for (size_t k = 0; k < m->n_params; k++) {
+        if (mask[k] == 0.0f) assert_true(m->params[k] == 0.0f);
+        moved += mask[k] != 0.0f && m->params[k] != before[k];
+    }
+    assert_true(moved > m->n_params / 4);
+    maas_prune_report after;
+    maas_sparsity(m, &after);
+    assert_int_equal(after.zero_weights, rep.zero_weights);
+    /* then quantized, it evaluates through the int8 path, close to the float figures */
+    double floss, facc, loss, acc;
+    assert_ok(maas_evaluate(m, &c, x, y, rows, &floss, &facc, err, sizeof(err)), err);
+    assert_ok(maas_quantize(m, err, sizeof(err)), err);
+    assert_ok(maas_evaluate(m, &c, x, y, rows, &loss, &acc, err, sizeof(err)), err);
+    print_message("pruned 60%%: float loss %.4f acc %.3f, int8 loss %.4f acc %.3f\n", floss, facc,
+                  loss, acc);
+    assert_true(isfinite(loss) && fabs(loss - floss) < 0.02 && fabs(acc - facc) <= 0.03);
+    maas_sparsity(m, &after); /* zero stays zero through quantization */
+    assert_true(after.zero_weights >= rep.zero_weights);
+    free(mask);
+    free(x);
+    free(y);
+    free(before);
+    maas_model_free(m);
+}
+
+int main(void) {
+    maas_blas_set_threads(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_error_per_channel),
+        cmocka_unit_test(test_kernels_agree_exactly),
+        cmocka_unit_test(test_int8_matches_float),
+        cmocka_unit_test(test_quantized_file),
+        cmocka_unit_test(test_set_layer_rejects),
+        cmocka_unit_test(test_prune_exact_and_mask_holds),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
