@@ -7,6 +7,7 @@ int maas_cli_fit(int argc, char **argv);
 int maas_cli_evaluate(int argc, char **argv);
 int maas_cli_predict(int argc, char **argv);
 int maas_cli_inspect(int argc, char **argv);
+int maas_cli_optimize(int argc, char **argv);
 
 /* Cluster mode: jobs through Kafka, results and the registry in Redis. */
 int maas_cli_dataset(int argc, char **argv);

@@ -13,9 +13,10 @@ static const char usage[] =
     "  evaluate   loss and accuracy of a model.h5 on labelled data\n"
     "  predict    outputs of a model.h5 for each input row (CSV or JSON on stdout)\n"
     "  inspect    layers, shapes, parameters and training config of a model.h5\n"
+    "  optimize   int8 quantization and/or magnitude pruning, with before/after figures\n"
     "\n"
     "Cluster mode (a running stack: deploy/local/stack.sh up, and maas-worker):\n"
-    "  submit     train | infer | evaluate job through Kafka; --wait follows it\n"
+    "  submit     train | infer | evaluate | optimize job through Kafka; --wait follows it\n"
     "  job        a job's record: state, progress, result or error\n"
     "  cancel     stop a queued or running job\n"
     "  dataset    put | rm labelled data in Redis for train and evaluate jobs\n"
@@ -52,13 +53,13 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {
-        {"fit", maas_cli_fit},         {"evaluate", maas_cli_evaluate},
-        {"predict", maas_cli_predict}, {"inspect", maas_cli_inspect},
-        {"dataset", maas_cli_dataset}, {"submit", maas_cli_submit},
-        {"job", maas_cli_job},         {"cancel", maas_cli_cancel},
-        {"models", maas_cli_models},   {"versions", maas_cli_versions},
-        {"alias", maas_cli_alias},     {"export", maas_cli_export},
-        {"import", maas_cli_import},
+        {"fit", maas_cli_fit},           {"evaluate", maas_cli_evaluate},
+        {"predict", maas_cli_predict},   {"inspect", maas_cli_inspect},
+        {"optimize", maas_cli_optimize}, {"dataset", maas_cli_dataset},
+        {"submit", maas_cli_submit},     {"job", maas_cli_job},
+        {"cancel", maas_cli_cancel},     {"models", maas_cli_models},
+        {"versions", maas_cli_versions}, {"alias", maas_cli_alias},
+        {"export", maas_cli_export},     {"import", maas_cli_import},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {

@@ -117,15 +117,45 @@ static int write_dataset(hid_t group, const char *name, int rank, const hsize_t 
 }
 
 /*
- * An int8 kernel, chunked as one piece and deflated: quantized weights cluster
- * near zero and pruned ones are zero, so zlib takes a further share off.
+ * A float kernel. A pruned one (a quarter or more of exact zeros, and big
+ * enough to matter) is chunked as one piece, byte-shuffled and deflated: h5py
+ * and so Keras read it as usual, and the zeros cost next to nothing. Every
+ * other kernel keeps the plain contiguous layout.
+ */
+static int write_kernel(hid_t group, const hsize_t *dims, const float *w) {
+    size_t n = (size_t)dims[0] * (size_t)dims[1], zeros = 0;
+    for (size_t k = 0; k < n; k++) zeros += w[k] == 0.0f;
+    if (n < 16384 || zeros * 4 < n || H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0 ||
+        H5Zfilter_avail(H5Z_FILTER_SHUFFLE) <= 0)
+        return write_dataset(group, "kernel:0", 2, dims, w);
+    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5I_INVALID_HID;
+    int ok = dcpl >= 0 && s >= 0 && H5Pset_chunk(dcpl, 2, dims) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
+             H5Pset_deflate(dcpl, 6) >= 0;
+    if (ok) d = H5Dcreate2(group, "kernel:0", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0;
+    CLOSE(H5Dclose, d);
+    CLOSE(H5Sclose, s);
+    CLOSE(H5Pclose, dcpl);
+    return ok;
+}
+
+/*
+ * An int8 kernel: a large one chunked as one piece and deflated (pruned
+ * weights are zero, so zlib takes a share off); a small one compact, inside
+ * its object header.
  */
 static int write_dataset_i8(hid_t group, const char *name, const hsize_t *dims,
                             const int8_t *data) {
     hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
     hid_t d = H5I_INVALID_HID;
-    int ok = dcpl >= 0 && s >= 0 && H5Pset_chunk(dcpl, 2, dims) >= 0;
-    if (ok && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) ok = H5Pset_deflate(dcpl, 6) >= 0;
+    int ok = dcpl >= 0 && s >= 0;
+    if (dims[0] * dims[1] <= 16384) { /* small: in the object header, no chunk index */
+        ok = ok && H5Pset_layout(dcpl, H5D_COMPACT) >= 0;
+    } else {
+        ok = ok && H5Pset_chunk(dcpl, 2, dims) >= 0;
+        if (ok && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) ok = H5Pset_deflate(dcpl, 6) >= 0;
+    }
     if (ok) d = H5Dcreate2(group, name, H5T_STD_I8LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     CLOSE(H5Dclose, d);
@@ -203,7 +233,7 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
             hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
             hid_t inner = group_create(g, names[i]);
             ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
-                 write_dataset(inner, "kernel:0", 2, kd, m->params + l->w_off) &&
+                 write_kernel(inner, kd, m->params + l->w_off) &&
                  (!l->spec.use_bias || write_dataset(inner, "bias:0", 1, bd, m->params + l->b_off));
             CLOSE(H5Gclose, inner);
         } else if (ok) {

@@ -1,0 +1,144 @@
+/* The optimization pipeline shared by `maas optimize` and optimize jobs. See optimize.h. */
+#include "maas/base.h"
+#include "maas/model_io.h"
+#include "maas/optimize.h"
+
+#include <time.h>
+
+void maas_optimize_opts_init(maas_optimize_opts *o) {
+    memset(o, 0, sizeof(*o));
+    o->batch_size = 32;
+    o->holdout = 0.2;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median single-row predict time over 9 runs of 50 calls, on row (or zeros). */
+static maas_err latency_us(const maas_model *m, const float *row, double *us, char *errstr,
+                           size_t errstr_size) {
+    maas_infer *inf = maas_infer_new(m, 1, errstr, errstr_size);
+    float *zeros = row ? NULL : calloc((size_t)m->n_inputs, sizeof(float));
+    float *out = malloc((size_t)m->n_outputs * sizeof(float));
+    maas_err err = inf && (row || zeros) && out ? MAAS_OK : MAAS_ERR_NOMEM;
+    const float *x = row ? row : zeros;
+    double t[9];
+    if (!err) err = maas_infer_run(inf, x, 1, out, errstr, errstr_size); /* warm */
+    for (int r = 0; !err && r < 9; r++) {
+        double t0 = now_s();
+        for (int i = 0; !err && i < 50; i++)
+            err = maas_infer_run(inf, x, 1, out, errstr, errstr_size);
+        t[r] = (now_s() - t0) / 50 * 1e6;
+    }
+    if (!err) {
+        qsort(t, 9, sizeof(double), cmp_double);
+        *us = t[4];
+    } else if (err == MAAS_ERR_NOMEM) {
+        maas_errf(errstr, errstr_size, err, "out of memory");
+    }
+    maas_infer_free(inf);
+    free(zeros);
+    free(out);
+    return err;
+}
+
+static maas_err measure(const maas_model *m, const maas_optimize_opts *o, const float *ex,
+                        const float *ey, size_t erows, size_t *bytes, double *loss, double *acc,
+                        double *us, char *errstr, size_t errstr_size) {
+    unsigned char *buf;
+    size_t len;
+    maas_err err = maas_model_save_image(m, o->compile, &buf, &len, errstr, errstr_size);
+    if (err) return err;
+    free(buf);
+    *bytes = len;
+    *loss = *acc = NAN;
+    if (erows > 0 &&
+        (err = maas_evaluate(m, o->compile, ex, ey, erows, loss, acc, errstr, errstr_size)))
+        return err;
+    return latency_us(m, erows > 0 ? ex : NULL, us, errstr, errstr_size);
+}
+
+maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize_report *r,
+                       char *errstr, size_t errstr_size) {
+    memset(r, 0, sizeof(*r));
+    r->loss_before = r->loss_after = r->acc_before = r->acc_after = NAN;
+    r->kernel = maas_qkernel_name(MAAS_QKERNEL_AUTO);
+    if (!(o->prune >= 0.0 && o->prune <= 0.99))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "prune: target sparsity must be in [0, 0.99], got %g", o->prune);
+    if (!o->quantize_int8 && o->prune == 0.0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "nothing to do: ask for int8 quantization, pruning, or both");
+    if (o->finetune_epochs < 0 || o->finetune_epochs > 10000)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "finetune_epochs must be in 0..10000, got %d", o->finetune_epochs);
+    if (o->finetune_epochs > 0 && o->prune == 0.0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "fine-tuning holds a pruning mask: it needs prune > 0");
+    if (o->finetune_epochs > 0 && (!o->x || !o->y || o->rows == 0 || !o->compile || !o->rng))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "fine-tuning needs labelled data and the model's loss and optimizer");
+    if (o->quantize_int8 && m->quant && o->prune == 0.0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the model is already int8-quantized");
+    if (o->finetune_epochs > 0 && !(o->holdout > 0.0 && o->holdout < 1.0))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                         "holdout must be in (0, 1) with fine-tuning, got %g", o->holdout);
+
+    /* Which rows fine-tune and which measure (the last ones, as Keras splits). */
+    size_t n_train = 0, n_eval = o->x && o->y && o->compile ? o->rows : 0;
+    if (o->finetune_epochs > 0) {
+        n_train = (size_t)ceil((double)o->rows * (1.0 - o->holdout));
+        n_eval = o->rows - n_train;
+        if (n_train == 0 || n_eval == 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY,
+                             "%zu rows cannot be split into fine-tuning and held-out rows",
+                             o->rows);
+    }
+    int ycols = o->compile ? maas_label_cols(m, o->compile->loss) : 0;
+    const float *ex = o->x ? o->x + n_train * (size_t)m->n_inputs : NULL;
+    const float *ey = o->y ? o->y + n_train * (size_t)ycols : NULL;
+    r->eval_rows = n_eval;
+    maas_err err = measure(m, o, ex, ey, n_eval, &r->bytes_before, &r->loss_before, &r->acc_before,
+                           &r->us_before, errstr, errstr_size);
+    if (err) return err;
+
+    if (o->prune > 0.0) {
+        maas_model_dequantize(m); /* pruning works on float weights */
+        float *mask = malloc(m->n_params * sizeof(float));
+        if (!mask) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        err = maas_prune(m, o->prune, o->prune_per_layer, mask, &r->prune, errstr, errstr_size);
+        if (!err && o->finetune_epochs > 0) {
+            maas_fit_opts fo;
+            maas_fit_opts_init(&fo);
+            fo.epochs = o->finetune_epochs;
+            fo.batch_size = o->batch_size > 0 ? o->batch_size : 32;
+            fo.rng = o->rng;
+            fo.param_mask = mask;
+            fo.on_epoch = o->on_epoch;
+            fo.on_batch = o->on_batch;
+            fo.ud = o->ud;
+            maas_history h = {0};
+            err = maas_fit(m, o->compile, o->x, o->y, n_train, &fo, &h, errstr, errstr_size);
+            r->finetune_epochs = h.n_epochs;
+            maas_history_release(&h);
+            if (!err) maas_sparsity(m, &r->prune);
+        }
+        free(mask);
+        if (err) return err;
+        r->pruned = 1;
+    }
+    if (o->quantize_int8) {
+        if ((err = maas_quantize(m, errstr, errstr_size))) return err;
+        r->quantized = 1;
+    }
+    return measure(m, o, ex, ey, n_eval, &r->bytes_after, &r->loss_after, &r->acc_after,
+                   &r->us_after, errstr, errstr_size);
+}
