@@ -150,8 +150,7 @@ int main(int argc, char **argv) {
     o.batch_size = 128;
     o.rng = &rng;
     fprintf(stderr, "training the Fashion-MNIST model, %d epochs...\n", epochs);
-    if (maas_fit(f, &c, xtr.data, ytr.data, ytr.count, &o, NULL, err, sizeof(err)))
-        die("fit", err);
+    if (maas_fit(f, &c, xtr.data, ytr.data, ytr.count, &o, NULL, err, sizeof(err))) die("fit", err);
 
     variant v[5] = {{.name = "float32"},
                     {.name = "int8 (dynamic, default)"},

@@ -192,7 +192,7 @@ static void on_sigint(int sig) {
     detach = 1;
 }
 
-static void print_result(const maas_job_record *r, int json, int want_classes) {
+static void print_result(conn *c, const maas_job_record *r, int json, int want_classes) {
     maas_result res;
     char e[MAAS_ERRSTR_SIZE];
     if (!r->result || maas_result_decode(r->result, r->result_len, &res, e, sizeof(e))) {
@@ -223,6 +223,16 @@ static void print_result(const maas_job_record *r, int json, int want_classes) {
             if (!isnan(h->val_accuracy)) printf(", val_accuracy %.4f", h->val_accuracy);
         }
         printf("\n");
+    } else if (res.type == MAAS_JOBTYPE_OPTIMIZE) {
+        maas_version_meta meta;
+        printf("%s version %d%s", res.model, res.version,
+               res.created ? "" : " (already made by an earlier run of this job)");
+        if (maas_kv_version_meta(c->kv, res.model, res.version, &meta, e, sizeof(e)) == MAAS_OK) {
+            printf(", from version %d: %s\n", meta.parent, meta.metrics ? meta.metrics : "{}");
+            maas_version_meta_release(&meta);
+        } else {
+            printf("\n");
+        }
     } else {
         printf("%s version %d: %zu rows - loss: %.4f", res.model, res.version, res.rows, res.loss);
         if (!isnan(res.accuracy)) printf(" - accuracy: %.4f", res.accuracy);
@@ -301,7 +311,7 @@ static int follow(const char *cmd, conn *c, const char *id, int json, int want_c
         if (MAAS_JOB_FINAL(r.state)) {
             if (r.state == MAAS_JOB_SUCCEEDED) {
                 print_history(&r, last_epoch);
-                print_result(&r, json, want_classes);
+                print_result(c, &r, json, want_classes);
             } else {
                 rc = maas_cli_fail(cmd, "job %s %s: %s: %s", id, maas_job_state_name(r.state),
                                    r.error_code[0] ? r.error_code : "-", r.error_message);
@@ -406,6 +416,10 @@ static const char submit_help[] =
     "                         [--format csv|json] [--wait]\n"
     "       maas submit evaluate --model REF (--data FILE --label COLUMN | --dataset NAME) "
     "[--wait]\n"
+    "       maas submit optimize --model REF [--quantize int8] [--prune SPARSITY]\n"
+    "                         [--finetune-epochs N] [--data FILE --label COLUMN | --dataset NAME]\n"
+    "                         [--wait]   (a new version, parent REF; its metrics say what "
+    "changed)\n"
     "Common: --id ID (an idempotency key; default 128 random bits), --ttl-s N, --deadline-s N\n"
     "Without --wait the job id is printed. With --wait: epoch lines from the job's live progress\n"
     "on stderr, then the result on stdout (a new version; predictions as CSV or JSON; loss and\n"
@@ -415,10 +429,11 @@ static const char submit_help[] =
 int maas_cli_submit(int argc, char **argv) {
     const char *cmd = "submit";
     if (cli_wants_help(argc, argv)) return fputs(submit_help, stdout), fputs(conn_help, stdout), 0;
-    if (argc < 2) return maas_cli_usage_error(cmd, "expected train, infer or evaluate");
+    if (argc < 2) return maas_cli_usage_error(cmd, "expected train, infer, evaluate or optimize");
     maas_job_type type = !strcmp(argv[1], "train")      ? MAAS_JOBTYPE_TRAIN
                          : !strcmp(argv[1], "infer")    ? MAAS_JOBTYPE_INFER
                          : !strcmp(argv[1], "evaluate") ? MAAS_JOBTYPE_EVALUATE
+                         : !strcmp(argv[1], "optimize") ? MAAS_JOBTYPE_OPTIMIZE
                                                         : MAAS_JOBTYPE_NONE;
     if (!type) return maas_cli_usage_error(cmd, "unknown job type '%s'", argv[1]);
     enum {
@@ -443,7 +458,10 @@ int maas_cli_submit(int argc, char **argv) {
         O_TTL,
         O_DEADLINE,
         O_CLASSES,
-        O_FORMAT
+        O_FORMAT,
+        O_QUANT,
+        O_PRUNE,
+        O_FINETUNE
     };
     static const struct option opts[] = {CONN_LONGOPTS,
                                          {"name", required_argument, 0, O_NAME},
@@ -468,6 +486,9 @@ int maas_cli_submit(int argc, char **argv) {
                                          {"deadline-s", required_argument, 0, O_DEADLINE},
                                          {"classes", no_argument, 0, O_CLASSES},
                                          {"format", required_argument, 0, O_FORMAT},
+                                         {"quantize", required_argument, 0, O_QUANT},
+                                         {"prune", required_argument, 0, O_PRUNE},
+                                         {"finetune-epochs", required_argument, 0, O_FINETUNE},
                                          {0, 0, 0, 0}};
     conn c;
     conn_defaults(&c);
@@ -557,6 +578,19 @@ int maas_cli_submit(int argc, char **argv) {
         case O_FORMAT:
             rc = cli_parse_format(cmd, optarg, &json);
             break;
+        case O_QUANT:
+            if (strcmp(optarg, "int8"))
+                rc = maas_cli_usage_error(cmd, "--quantize takes int8, got '%s'", optarg);
+            j.optimize.quantize_int8 = 1;
+            break;
+        case O_PRUNE:
+            if (!(rc = cli_parse_float(cmd, "--prune", optarg, 0, 0.99, &dv)))
+                j.optimize.prune = (float)dv;
+            break;
+        case O_FINETUNE:
+            if (!(rc = cli_parse_int(cmd, "--finetune-epochs", optarg, 0, 10000, &lv)))
+                j.optimize.finetune_epochs = (int)lv;
+            break;
         default:
             rc = maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -590,6 +624,8 @@ int maas_cli_submit(int argc, char **argv) {
         if ((rc = cli_load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) goto done;
         j.inputs = as_matrix(d.x, d.rows, d.n_features);
         d.x = NULL;
+    } else if (type == MAAS_JOBTYPE_OPTIMIZE && !data && !dataset) {
+        /* no data: size and speed only */
     } else {
         if (!dataset == !data) {
             rc = maas_cli_usage_error(cmd, "give --data FILE --label COLUMN, or --dataset NAME");
@@ -606,6 +642,16 @@ int maas_cli_submit(int argc, char **argv) {
             j.data.x = as_matrix(d.x, d.rows, d.n_features);
             j.data.y = as_matrix(d.y, d.rows, d.y_cols);
             d.x = d.y = NULL;
+        }
+    }
+    if (type == MAAS_JOBTYPE_OPTIMIZE) {
+        if (!j.optimize.quantize_int8 && j.optimize.prune == 0.0f) {
+            rc = maas_cli_usage_error(cmd, "give --quantize int8, --prune SPARSITY, or both");
+            goto done;
+        }
+        if (j.optimize.finetune_epochs > 0 && (j.optimize.prune == 0.0f || (!data && !dataset))) {
+            rc = maas_cli_usage_error(cmd, "--finetune-epochs needs --prune and labelled data");
+            goto done;
         }
     }
     if (type == MAAS_JOBTYPE_TRAIN) {
@@ -733,7 +779,7 @@ int maas_cli_job(int argc, char **argv) {
         if (r.state == MAAS_JOB_SUCCEEDED) {
             printf("result:    ");
             fflush(stdout);
-            print_result(&r, 0, 0);
+            print_result(&c, &r, 0, 0);
         }
     }
     maas_job_record_release(&r);
@@ -814,13 +860,13 @@ int maas_cli_versions(int argc, char **argv) {
     } else if (n == 0) {
         rc = maas_cli_fail(cmd, "no model '%s'", argv[1]);
     } else {
-        printf("%-8s %-8s %-10s %-14s %-24s %s\n", "version", "parent", "size", "sha256", "job",
-               "metrics");
+        printf("%-8s %-8s %-10s %-14s %-24s %s  %s\n", "version", "parent", "size", "sha256", "job",
+               "metrics", "config");
         for (int v = 1; v <= n; v++) {
             maas_version_meta m;
             if (maas_kv_version_meta(c.kv, argv[1], v, &m, e, sizeof(e))) continue;
-            printf("%-8d %-8d %-10zu %.12s   %-24.24s %s\n", v, m.parent, m.size, m.sha256, m.job,
-                   m.metrics ? m.metrics : "");
+            printf("%-8d %-8d %-10zu %.12s   %-24.24s %s  %s\n", v, m.parent, m.size, m.sha256,
+                   m.job, m.metrics ? m.metrics : "{}", m.config ? m.config : "{}");
             maas_version_meta_release(&m);
         }
     }
@@ -854,12 +900,16 @@ int maas_cli_alias(int argc, char **argv) {
 int maas_cli_export(int argc, char **argv) {
     const char *cmd = "export";
     if (cli_wants_help(argc, argv))
-        return fputs("usage: maas export MODEL[:VERSION|@ALIAS] -o FILE.h5\nWrites the version's "
-                     "model file, which Keras loads with keras.models.load_model.\n",
+        return fputs("usage: maas export MODEL[:VERSION|@ALIAS] -o FILE.h5 [--stored]\n"
+                     "Writes the version's model file, which Keras loads with "
+                     "keras.models.load_model.\nAn int8 version is written as the float model of "
+                     "its dequantized weights; --stored\nwrites the stored bytes as they are "
+                     "(maas's int8 file, which maas predict serves).\n",
                      stdout),
                0;
-    if (argc != 4 || strcmp(argv[2], "-o"))
-        return maas_cli_usage_error(cmd, "expected MODEL[:VERSION|@ALIAS] -o FILE");
+    int stored = argc == 5 && !strcmp(argv[4], "--stored");
+    if ((argc != 4 && !stored) || strcmp(argv[2], "-o"))
+        return maas_cli_usage_error(cmd, "expected MODEL[:VERSION|@ALIAS] -o FILE [--stored]");
     maas_model_ref ref;
     char e[MAAS_ERRSTR_SIZE];
     if (maas_model_ref_parse(argv[1], &ref, e, sizeof(e)))
@@ -868,12 +918,26 @@ int maas_cli_export(int argc, char **argv) {
     conn_defaults(&c);
     int rc = conn_open(cmd, &c), version;
     if (rc) return rc;
-    unsigned char *h5 = NULL;
-    size_t len = 0;
+    unsigned char *h5 = NULL, *keras = NULL;
+    size_t len = 0, klen = 0;
+    int converted = 0;
     if (maas_kv_version_resolve(c.kv, ref.name, ref.ref, &version, e, sizeof(e)) ||
         maas_kv_version_get(c.kv, ref.name, version, &h5, &len, NULL, e, sizeof(e))) {
         rc = maas_cli_fail(cmd, "%s", e);
+    } else if (!stored &&
+               maas_model_image_for_keras(h5, len, &keras, &klen, &converted, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s version %d: %s", ref.name, version, e);
     } else {
+        if (!stored) {
+            free(h5);
+            h5 = keras;
+            len = klen;
+            if (converted)
+                fprintf(stderr,
+                        "maas export: version %d is int8; writing its dequantized float "
+                        "weights (--stored for the int8 file)\n",
+                        version);
+        }
         FILE *f = fopen(argv[3], "wb");
         if (!f || fwrite(h5, 1, len, f) != len || fclose(f) != 0)
             rc = maas_cli_fail(cmd, "cannot write '%s': %s", argv[3], strerror(errno));

@@ -1078,6 +1078,7 @@ int maas_cli_optimize(int argc, char **argv) {
                r.us_after, r.us_before / r.us_after);
         if (fflush(stdout) != 0 || ferror(stdout)) rc = maas_cli_fail(cmd, "cannot write stdout");
     }
+    maas_history_release(&r.history);
     cli_data_release(&d);
     maas_model_free(m);
     return rc;

@@ -8,7 +8,8 @@
  *   GET  /v1/models                       models, version counts, aliases
  *   GET  /v1/models/{name}/versions       a model's versions
  *   PUT  /v1/models/{name}/aliases/{a}    {"version": N[, "expect": M]}: move an alias
- *   GET  /v1/models/{name}/versions/{ref}/h5   the model file (a Keras model.h5)
+ *   GET  /v1/models/{name}/versions/{ref}/h5   the model file (a Keras model.h5; int8
+ *                                              versions dequantized)
  *   GET  /healthz, /metrics
  *
  * Every submission writes the queued record before publishing (idempotent
@@ -21,6 +22,7 @@
 #include "maas/http.h"
 #include "maas/job.h"
 #include "maas/kv.h"
+#include "maas/model_io.h"
 #include "maas/protocol.h"
 #include "keras_json.h"
 
@@ -537,6 +539,14 @@ static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_
     maas_err err = maas_kv_version_resolve(kv, model, ref, &version, e, sizeof(e));
     if (!err) err = maas_kv_version_get(kv, model, version, &h5, &len, NULL, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    /* always a file Keras loads: an int8 version is sent as its dequantized float model */
+    unsigned char *keras;
+    size_t klen;
+    err = maas_model_image_for_keras(h5, len, &keras, &klen, NULL, e, sizeof(e));
+    free(h5);
+    if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
+    h5 = keras;
+    len = klen;
     res->status = 200;
     snprintf(res->content_type, sizeof(res->content_type), "application/x-hdf5");
     res->body = (char *)h5;

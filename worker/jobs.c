@@ -5,6 +5,7 @@
  * record is final in Redis.
  */
 #include "maas/base.h"
+#include "maas/strbuf.h"
 #include "maas/train.h"
 #include "worker.h"
 
@@ -355,6 +356,26 @@ static void *task_main(void *p) {
             t->loss = last->loss;
             t->accuracy = last->has_accuracy ? last->accuracy : NAN;
         }
+    } else if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
+        maas_optimize_opts o;
+        maas_optimize_opts_init(&o);
+        o.quantize_int8 = j->optimize.quantize_int8;
+        o.prune = j->optimize.prune;
+        o.finetune_epochs = j->optimize.finetune_epochs;
+        if (x->rows > 0) {
+            o.compile = &t->compile;
+            o.x = x->data;
+            o.y = y->data;
+            o.rows = x->rows;
+        }
+        o.rng = &t->rng;
+        o.on_epoch = task_on_epoch;
+        o.on_batch = task_on_batch;
+        o.ud = t;
+        t->err = maas_optimize(t->model, &o, &t->opt, t->errstr, sizeof(t->errstr));
+        t->rows = t->opt.eval_rows;
+        t->loss = t->opt.loss_after;
+        t->accuracy = t->opt.acc_after;
     } else {
         t->err = maas_evaluate(t->model, &t->compile, x->data, y->data, x->rows, &t->loss,
                                &t->accuracy, t->errstr, sizeof(t->errstr));
@@ -368,6 +389,7 @@ static void task_free(work_task *t) {
     maas_job_release(&t->job);
     maas_model_free(t->model);
     maas_history_release(&t->history);
+    maas_history_release(&t->opt.history);
     free(t->raw);
     pthread_mutex_destroy(&t->lock);
     free(t);
@@ -410,10 +432,6 @@ static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t e
 static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     maas_job *j = &t->job;
     maas_err err;
-    if (j->type == MAAS_JOBTYPE_OPTIMIZE)
-        return maas_errf(e, es, MAAS_ERR_UNSUPPORTED,
-                         "optimize jobs (quantization, pruning) are not implemented by this worker "
-                         "version");
     if (j->data.dataset[0]) {
         unsigned char *bytes;
         size_t len;
@@ -425,6 +443,34 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     if ((long)j->data.x.rows > w->cfg.max_rows)
         return maas_errf(e, es, MAAS_ERR_LIMIT, "field data.x: %u rows, over the limit of %ld",
                          j->data.x.rows, w->cfg.max_rows);
+    if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
+        cache_entry *ce;
+        if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
+        if (j->optimize.finetune_epochs > w->cfg.max_epochs)
+            return maas_errf(e, es, MAAS_ERR_LIMIT,
+                             "field finetune_epochs: %d, over the limit of %d",
+                             j->optimize.finetune_epochs, w->cfg.max_epochs);
+        if (j->optimize.quantize_int8 && j->optimize.prune == 0.0f &&
+            maas_model_is_quantized(ce->model))
+            return maas_errf(e, es, MAAS_ERR_ARG, "field quantize: %s:%d is already int8", ce->name,
+                             ce->version);
+        int has_data = j->data.x.rows > 0;
+        if ((j->optimize.finetune_epochs > 0 || has_data) && !ce->info.has_compile)
+            return maas_errf(e, es, MAAS_ERR_ARG,
+                             "field data: %s:%d has no training config (loss, optimizer) to "
+                             "fine-tune or measure with",
+                             ce->name, ce->version);
+        if (has_data && (int)j->data.x.cols != ce->model->n_inputs)
+            return maas_errf(e, es, MAAS_ERR_SHAPE, "field data.x.shape[1]: expected %d, got %u",
+                             ce->model->n_inputs, j->data.x.cols);
+        t->compile = ce->info.compile;
+        t->has_compile = ce->info.has_compile;
+        t->parent_version = ce->version;
+        maas_rng_init(&t->rng, (uint64_t)now_ms());
+        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
+        j->train.compile = t->compile;
+        return has_data ? shape_labels(j, t->model, e, es) : MAAS_OK;
+    }
     if (j->type == MAAS_JOBTYPE_EVALUATE) {
         cache_entry *ce;
         if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
@@ -570,7 +616,10 @@ void start_work_job(worker *w, maas_message *msg) {
     maas_consumer_pause(w->work_c, 1, e, sizeof(e));
     t->started = t->last_heartbeat = now_s();
     wlog(w, "info", j->id, "%s %s: %u rows, %s", maas_job_type_name(j->type), j->model.name,
-         j->data.x.rows, j->type == MAAS_JOBTYPE_TRAIN ? "training" : "evaluating");
+         j->data.x.rows,
+         j->type == MAAS_JOBTYPE_TRAIN      ? "training"
+         : j->type == MAAS_JOBTYPE_OPTIMIZE ? "optimizing"
+                                            : "evaluating");
     if (pthread_create(&t->thread, NULL, task_main, t) != 0) {
         maas_consumer_pause(w->work_c, 0, e, sizeof(e));
         maas_consumer_seek(w->work_c, t->topic, t->partition, t->offset, e, sizeof(e));
@@ -593,6 +642,45 @@ static void metrics_json(const work_task *t, char *out, size_t size) {
             n += snprintf(out + n, size - (size_t)n, ", \"val_accuracy\": %.9g", l->val_accuracy);
     }
     snprintf(out + n, size - (size_t)n, "}");
+}
+
+/* An optimize job's effects (the version's metrics) and what was done (its config). */
+static void optimize_json(const work_task *t, char *effects, size_t msize, char *config,
+                          size_t csize) {
+    const maas_optimize_report *r = &t->opt;
+    maas_strbuf b = {0};
+    maas_strbuf_printf(&b, "{\"bytes_before\": %zu, \"bytes_after\": %zu, \"size_ratio\": %.4g",
+                       r->bytes_before, r->bytes_after,
+                       (double)r->bytes_before / (double)r->bytes_after);
+    maas_strbuf_printf(&b, ", \"predict_us_before\": %.4g, \"predict_us_after\": %.4g",
+                       r->us_before, r->us_after);
+    if (r->eval_rows > 0) {
+        maas_strbuf_printf(&b, ", \"rows\": %zu, \"loss_before\": %.9g, \"loss\": %.9g",
+                           r->eval_rows, r->loss_before, r->loss_after);
+        if (!isnan(r->acc_before))
+            maas_strbuf_printf(&b, ", \"accuracy_before\": %.9g, \"accuracy\": %.9g", r->acc_before,
+                               r->acc_after);
+    }
+    if (r->pruned) {
+        maas_strbuf_printf(&b, ", \"sparsity\": %.6g, \"sparsity_per_layer\": [",
+                           r->prune.total_sparsity);
+        int first = 1;
+        for (int i = 0; i < t->model->n_layers; i++)
+            if (t->model->layers[i].spec.kind == MAAS_LAYER_DENSE) {
+                maas_strbuf_printf(&b, "%s%.6g", first ? "" : ", ", r->prune.sparsity[i]);
+                first = 0;
+            }
+        maas_strbuf_printf(&b, "]");
+    }
+    maas_strbuf_printf(&b, "}");
+    snprintf(effects, msize, "%s", !b.oom && b.p ? b.p : "{}");
+    free(b.p);
+    const maas_optimize_spec *o = &t->job.optimize;
+    snprintf(config, csize,
+             "{\"method\": \"optimize\", \"quantize\": %s, \"prune\": %.6g, "
+             "\"finetune_epochs\": %d, \"parent\": %d, \"int8_kernel\": \"%s\"}",
+             o->quantize_int8 ? "\"int8\"" : "null", (double)o->prune, r->finetune_epochs,
+             t->parent_version, r->kernel ? r->kernel : "");
 }
 
 /* Writes what the finished task produced; a retriable error keeps the task for later. */
@@ -633,21 +721,28 @@ static maas_err finalize(worker *w, work_task *t) {
     r.accuracy = t->accuracy;
     r.version = t->parent_version;
     maas_history_entry hist[1024];
-    if (j->type == MAAS_JOBTYPE_TRAIN) {
+    if (j->type == MAAS_JOBTYPE_TRAIN || j->type == MAAS_JOBTYPE_OPTIMIZE) {
+        /* a new version: the model file, what was measured, what was done */
         unsigned char *h5;
         size_t len;
-        if ((err = maas_model_save_image(t->model, &t->compile, &h5, &len, e, sizeof(e)))) {
+        const maas_compile *c =
+            j->type == MAAS_JOBTYPE_TRAIN || t->has_compile ? &t->compile : NULL;
+        if ((err = maas_model_save_image(t->model, c, &h5, &len, e, sizeof(e)))) {
             fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, err, e);
             store_work_offset(w, t->topic, t->partition, t->offset);
             return MAAS_OK;
         }
-        char metrics_text[512], config[256];
-        metrics_json(t, metrics_text, sizeof(metrics_text));
-        snprintf(config, sizeof(config),
-                 "{\"loss\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %.9g, "
-                 "\"epochs\": %d, \"batch_size\": %d}",
-                 maas_loss_name(t->compile.loss), maas_opt_name(t->compile.optim.kind),
-                 (double)t->compile.optim.learning_rate, j->train.epochs, j->train.batch_size);
+        char metrics_text[1024], config[512];
+        if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
+            optimize_json(t, metrics_text, sizeof(metrics_text), config, sizeof(config));
+        } else {
+            metrics_json(t, metrics_text, sizeof(metrics_text));
+            snprintf(config, sizeof(config),
+                     "{\"loss\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %.9g, "
+                     "\"epochs\": %d, \"batch_size\": %d}",
+                     maas_loss_name(t->compile.loss), maas_opt_name(t->compile.optim.kind),
+                     (double)t->compile.optim.learning_rate, j->train.epochs, j->train.batch_size);
+        }
         int version, created;
         err = maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
                                      metrics_text, config, &version, &created, e, sizeof(e));
@@ -658,9 +753,10 @@ static maas_err finalize(worker *w, work_task *t) {
         }
         r.version = version;
         r.created = created;
-        int n = t->history.n_epochs < 1024 ? t->history.n_epochs : 1024;
+        const maas_history *th = j->type == MAAS_JOBTYPE_OPTIMIZE ? &t->opt.history : &t->history;
+        int n = th->n_epochs < 1024 ? th->n_epochs : 1024;
         for (int i = 0; i < n; i++) {
-            const maas_epoch_log *l = &t->history.epochs[i];
+            const maas_epoch_log *l = &th->epochs[i];
             hist[i] = (maas_history_entry){l->epoch, l->loss, l->has_accuracy ? l->accuracy : NAN,
                                            l->has_val ? l->val_loss : NAN,
                                            l->has_val && l->has_accuracy ? l->val_accuracy : NAN};
@@ -702,10 +798,12 @@ void poll_work_task(worker *w) {
         pthread_mutex_lock(&t->lock);
         maas_epoch_log p = t->progress;
         pthread_mutex_unlock(&t->lock);
+        int planned = t->job.type == MAAS_JOBTYPE_OPTIMIZE ? t->job.optimize.finetune_epochs
+                                                           : t->job.train.epochs;
         int n = snprintf(progress, sizeof(progress), "{\"epoch\": %d, \"epochs\": %d", p.epoch,
-                         t->job.train.epochs);
+                         planned);
         if (p.epoch > 0) {
-            double eta = (now - t->started) / p.epoch * (t->job.train.epochs - p.epoch);
+            double eta = (now - t->started) / p.epoch * (planned - p.epoch);
             n += snprintf(progress + n, sizeof(progress) - (size_t)n,
                           ", \"loss\": %.6g, \"eta_s\": %.1f", p.loss, eta);
             if (p.has_accuracy)

@@ -10,6 +10,7 @@
 #include "maas/job.h"
 #include "maas/kv.h"
 #include "maas/model.h"
+#include "maas/optimize.h"
 #include "maas/model_io.h"
 
 #define MAX_SETTINGS 64
@@ -66,7 +67,8 @@ typedef struct work_task {
     size_t raw_len;
     maas_model *model; /* owned (train: the new model; evaluate: a clone) */
     maas_compile compile;
-    maas_rng rng; /* seeded once: initialization, then shuffling, as `maas fit` does */
+    int has_compile; /* optimize: the parent version carried a training config */
+    maas_rng rng;    /* seeded once: initialization, then shuffling, as `maas fit` does */
     int parent_version;
     pthread_t thread;
     atomic_int done, cancel, stop;
@@ -79,6 +81,7 @@ typedef struct work_task {
     pthread_mutex_t lock; /* guards progress */
     maas_epoch_log progress;
     double started, last_heartbeat;
+    maas_optimize_report opt; /* optimize jobs: the measured effects */
 } work_task;
 
 #define N_TIME_BUCKETS 16

@@ -1068,7 +1068,8 @@ maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *l
     if (infer)
         n += 1 + (r->classes != NULL);
     else
-        n += 1 + !isnan(r->loss) + !isnan(r->accuracy) + (r->type == MAAS_JOBTYPE_TRAIN ? 2 : 0);
+        n += 1 + !isnan(r->loss) + !isnan(r->accuracy) +
+             (r->type == MAAS_JOBTYPE_TRAIN || r->type == MAAS_JOBTYPE_OPTIMIZE ? 2 : 0);
     msgpack_pack_map(&pk, (size_t)n);
     pk_str(&pk, "v");
     msgpack_pack_int(&pk, r->v);
@@ -1092,7 +1093,7 @@ maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *l
         msgpack_pack_uint64(&pk, r->rows);
         pk_num_opt(&pk, "loss", r->loss, &w);
         pk_num_opt(&pk, "accuracy", r->accuracy, &w);
-        if (r->type == MAAS_JOBTYPE_TRAIN) {
+        if (r->type == MAAS_JOBTYPE_TRAIN || r->type == MAAS_JOBTYPE_OPTIMIZE) {
             pk_str(&pk, "created");
             r->created ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
             pk_str(&pk, "history");

@@ -1143,6 +1143,32 @@ maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *in
     return err;
 }
 
+maas_err maas_model_image_for_keras(const void *buf, size_t len, unsigned char **out,
+                                    size_t *out_len, int *converted, char *errstr,
+                                    size_t errstr_size) {
+    *out = NULL;
+    *out_len = 0;
+    if (converted) *converted = 0;
+    maas_model *m;
+    maas_model_info info;
+    maas_err err = maas_model_load_image(buf, len, &m, &info, errstr, errstr_size);
+    if (err) return err;
+    if (!maas_model_is_quantized(m)) {
+        maas_model_free(m);
+        if (!(*out = malloc(len ? len : 1)))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        memcpy(*out, buf, len);
+        *out_len = len;
+        return MAAS_OK;
+    }
+    maas_model_dequantize(m);
+    err = maas_model_save_image(m, info.has_compile ? &info.compile : NULL, out, out_len, errstr,
+                                errstr_size);
+    maas_model_free(m);
+    if (!err && converted) *converted = 1;
+    return err;
+}
+
 /* ---------------------------------------------------------------- datasets */
 
 maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *out, char *errstr,

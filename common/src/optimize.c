@@ -68,7 +68,7 @@ static maas_err measure(const maas_model *m, const maas_optimize_opts *o, const 
 
 maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize_report *r,
                        char *errstr, size_t errstr_size) {
-    memset(r, 0, sizeof(*r));
+    memset(r, 0, sizeof(*r)); /* before any return: the caller releases r->history */
     r->loss_before = r->loss_after = r->acc_before = r->acc_after = NAN;
     r->kernel = maas_qkernel_name(MAAS_QKERNEL_AUTO);
     if (!(o->prune >= 0.0 && o->prune <= 0.99))
@@ -125,10 +125,9 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
             fo.on_epoch = o->on_epoch;
             fo.on_batch = o->on_batch;
             fo.ud = o->ud;
-            maas_history h = {0};
-            err = maas_fit(m, o->compile, o->x, o->y, n_train, &fo, &h, errstr, errstr_size);
-            r->finetune_epochs = h.n_epochs;
-            maas_history_release(&h);
+            err =
+                maas_fit(m, o->compile, o->x, o->y, n_train, &fo, &r->history, errstr, errstr_size);
+            r->finetune_epochs = r->history.n_epochs;
             if (!err) maas_sparsity(m, &r->prune);
         }
         free(mask);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CLI's cluster mode against real Kafka, Redis and a worker (services fixture):
 # train -> wait -> version 1 -> alias -> infer by alias -> export -> the file predicts the
-# same locally; import of a Keras-layout file, then inference through the cluster; unknown,
+# same locally; optimize (int8 + pruning) -> version 2 with lineage, served in int8, exported
+# dequantized; import of a Keras-layout file, then inference through the cluster; unknown,
 # pending and cancelled jobs told apart; bad requests named.
 # usage: test_cli_cluster.sh MAAS WORKER PIMA_CSV H5_FIXTURE_DIR WORKDIR
 set -uo pipefail
@@ -32,6 +33,33 @@ grep -q "^p$run version 1: loss" train.out && ok "version 1 made" || bad "train 
 "$maas" predict -m model.h5 --data ten.csv --drop diabetes > local.txt
 diff -q cluster.txt local.txt > /dev/null && ok "the exported file predicts what the cluster did" || bad "local != cluster"
 "$maas" versions "p$run" | grep -q "^1 " && ok "versions lists it" || bad "versions"
+
+# optimize jobs: int8 + pruning with fine-tuning -> version 2 with lineage; served in int8
+if "$maas" submit optimize --model "p$run:1" --quantize int8 --prune 0.5 --finetune-epochs 2 \
+     --data train.csv --label diabetes --wait > opt.out 2> opt.err; then ok "optimize --wait"; else bad "optimize: $(cat opt.err)"; fi
+grep -q "^p$run version 2, from version 1: {\"bytes_before\"" opt.out && ok "version 2 names its parent" || bad "optimize output: $(cat opt.out)"
+grep -q '"sparsity": 0.5' opt.out && grep -q '"accuracy_before"' opt.out && grep -q '"predict_us_after"' opt.out \
+  && ok "size, sparsity, accuracy and latency recorded" || bad "optimize metrics: $(cat opt.out)"
+[[ $(grep -c '^Epoch ' opt.err) -eq 2 ]] && ok "2 fine-tuning epoch lines" || bad "fine-tune lines: $(cat opt.err)"
+"$maas" versions "p$run" > versions.out
+grep -qE '^2 +1 ' versions.out && grep -q '"quantize": "int8"' versions.out && ok "versions shows lineage and method" || bad "versions: $(cat versions.out)"
+"$maas" submit infer --model "p$run:2" --data ten.csv --drop diabetes --wait > q.txt 2>/dev/null
+[[ $(wc -l < q.txt) -eq 10 ]] && ok "the int8 version serves" || bad "int8 infer: $(cat q.txt)"
+"$maas" export "p$run:2" -o q-stored.h5 --stored 2>/dev/null && "$maas" inspect q-stored.h5 | grep -q "weights:      int8" \
+  && ok "export --stored keeps the int8 file" || bad "export --stored"
+"$maas" predict -m q-stored.h5 --data ten.csv --drop diabetes > qlocal.txt
+diff -q q.txt qlocal.txt > /dev/null && ok "the int8 file predicts locally what the cluster did" || bad "int8 local != cluster"
+"$maas" export "p$run:2" -o q-keras.h5 2> export.err && grep -q "dequantized" export.err \
+  && ! "$maas" inspect q-keras.h5 | grep -q "int8" && ok "export dequantizes for Keras" || bad "export of int8: $(cat export.err)"
+/usr/bin/python3 -c "import h5py,sys; f=h5py.File(sys.argv[1]); assert f['model_weights/dense/dense/kernel:0'].dtype.kind=='f'" q-keras.h5 \
+  && ok "h5py reads float kernels in the exported file" || bad "h5py on the exported file"
+"$maas" predict -m q-keras.h5 --data ten.csv --drop diabetes > qfloat.txt
+paste -d, q.txt qfloat.txt | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 0.02) exit 1}' \
+  && ok "dequantized float predicts within 0.02 of int8" || bad "dequantized: $(paste -d, q.txt qfloat.txt | head -3)"
+"$maas" submit optimize --model "p$run:2" --quantize int8 --wait > /dev/null 2> again.err
+[[ $? -eq 1 ]] && grep -q "already int8" again.err && ok "re-quantizing is refused, named" || bad "requantize: $(cat again.err)"
+"$maas" submit optimize --model "p$run:1" --prune 0.5 --finetune-epochs 1 --wait > /dev/null 2> nodata.err
+[[ $? -eq 2 ]] && grep -q "needs --prune and labelled data" nodata.err && ok "fine-tuning without data is a usage error" || bad "nodata: $(cat nodata.err)"
 
 # a file in tf.keras layout (made with h5py), imported and served
 if "$maas" import "$fx/good_tfkeras.h5" --name "k$run" > import.out 2>&1; then ok "import"; else bad "import: $(cat import.out)"; fi

@@ -192,7 +192,8 @@ try:
         f"p-huge-{RUN}": {"v": 1, "id": f"p-huge-{RUN}", "type": "infer", "model": model,
                           "inputs": {"shape": [16000000, 65536], "dtype": "float32", "data": b"\0" * 8}},
         f"p-train-{RUN}": train_job(f"p-train-{RUN}", f"div-{RUN}", X, [[5.0]] * 400),
-        f"p-opt-{RUN}": {"v": 1, "id": f"p-opt-{RUN}", "type": "optimize", "model": model, "quantize": "int8"},
+        f"p-opt-{RUN}": {"v": 1, "id": f"p-opt-{RUN}", "type": "optimize", "model": f"{model}:99",
+                         "quantize": "int8"},
     }
     nan = msgpack.packb(infer_job(f"p-nan-{RUN}", model, [X[0]]))
     nan = nan.replace(struct.pack(">d", X[0][0]), struct.pack(">d", float("nan")))
@@ -208,7 +209,7 @@ try:
     check(all(rec(j).get("state") == b"failed" for j in poison), f"all failed: {codes}")
     check(codes[f"p-shape-{RUN}"] == "SHAPE_MISMATCH" and codes[f"p-nomodel-{RUN}"] == "UNKNOWN_NAME"
           and codes[f"p-nan-{RUN}"] == "NON_FINITE" and codes[f"p-types-{RUN}"] == "BAD_FORMAT"
-          and codes[f"p-train-{RUN}"] == "LABEL_OUT_OF_RANGE" and codes[f"p-opt-{RUN}"] == "UNSUPPORTED",
+          and codes[f"p-train-{RUN}"] == "LABEL_OUT_OF_RANGE" and codes[f"p-opt-{RUN}"] == "UNKNOWN_NAME",
           "each failure has the right code")
     check(b"expected 8, got 9" in rec(f"p-shape-{RUN}").get("error_message", b""),
           "the shape error names the field")

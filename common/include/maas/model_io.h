@@ -61,4 +61,14 @@ maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *in
 maas_err maas_model_load_image(const void *buf, size_t len, maas_model **out, maas_model_info *info,
                                char *errstr, size_t errstr_size);
 
+/*
+ * The Keras rendering of a stored version: an int8 file (maas's own, see
+ * schemas/model-h5.md) becomes the float file of its dequantized weights, with
+ * its training config; any other file is copied as it is. *out: free() it;
+ * *converted (optional) says whether it was int8.
+ */
+maas_err maas_model_image_for_keras(const void *buf, size_t len, unsigned char **out,
+                                    size_t *out_len, int *converted, char *errstr,
+                                    size_t errstr_size);
+
 #endif

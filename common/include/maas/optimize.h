@@ -45,6 +45,7 @@ typedef struct maas_optimize_report {
     int pruned, quantized, finetune_epochs;
     maas_prune_report prune; /* achieved sparsity, when pruned */
     const char *kernel;      /* the int8 kernel this CPU runs ("avx512-vnni" / "portable") */
+    maas_history history;    /* fine-tuning epochs; owned: maas_history_release(&r->history) */
 } maas_optimize_report;
 
 /*
