@@ -6,6 +6,8 @@
    Normalization layer and Dropout; a 3-class softmax model); `maas predict`
    serves them with Keras's predictions, within 1e-5; `maas evaluate` uses the
    file's training config.
+3. A pruned maas model (deflated kernels) and an int8 one written back with
+   --dequantize load in Keras and predict what maas does.
 usage: python keras_interop.py MAAS_BINARY PIMA_CSV WORKDIR
 """
 import os
@@ -99,6 +101,31 @@ ours = np.loadtxt(maas("predict", "-m", k2_path, "--data", x3_csv).splitlines(),
                   ndmin=2)
 compare("keras fit+save -> maas predict (softmax, 5 activations)", ours, k2.predict(x3, verbose=0))
 print(maas("inspect", k2_path))
+
+# 3. optimized models: a pruned one (deflated kernels) and a dequantized int8 one load in Keras
+big = os.path.join(WORK, "maas_big.h5")
+maas("fit", "--data", PIMA, "--label", "diabetes", "--layers", "256:relu,64:relu,1:sigmoid",
+     "--epochs", "2", "--standardize", "--seed", "5", "-q", "-o", big)
+pruned = os.path.join(WORK, "maas_pruned.h5")
+maas("optimize", "-m", big, "--prune", "0.6", "-q", "-o", pruned)
+kp = keras.models.load_model(pruned)
+kernel = kp.layers[-2].get_weights()[0]
+if not 0.3 < float(np.mean(kernel == 0)) < 0.9:
+    failures.append(f"pruned kernel in keras has {np.mean(kernel == 0):.2f} zeros")
+ours = np.loadtxt(maas("predict", "-m", pruned, "--data", x_csv).splitlines(), ndmin=2)
+compare("maas optimize --prune -> keras load_model predict", ours, kp.predict(x, verbose=0))
+q = os.path.join(WORK, "maas_int8.h5")
+deq = os.path.join(WORK, "maas_dequantized.h5")
+maas("optimize", "-m", big, "--quantize", "int8", "-q", "-o", q)
+maas("optimize", "-m", q, "--dequantize", "-q", "-o", deq)
+kd = keras.models.load_model(deq)
+ours = np.loadtxt(maas("predict", "-m", deq, "--data", x_csv).splitlines(), ndmin=2)
+compare("maas int8 -> --dequantize -> keras load_model predict", ours, kd.predict(x, verbose=0))
+int8_out = np.loadtxt(maas("predict", "-m", q, "--data", x_csv).splitlines(), ndmin=2)
+gap = float(np.max(np.abs(int8_out - kd.predict(x, verbose=0))))
+print(f"int8 inference vs keras on the dequantized weights: max |diff| {gap:.4f}")
+if not gap < 0.02:
+    failures.append(f"int8 inference is {gap:.4f} away from the dequantized float model")
 
 if failures:
     print("FAILED:\n  " + "\n  ".join(failures))
