@@ -808,6 +808,129 @@ int maas_cli_cancel(int argc, char **argv) {
     return rc;
 }
 
+static void age(int64_t ms, char *out, size_t size) {
+    int64_t s = ms > 0 ? (wall_ms() - ms) / 1000 : -1;
+    if (s < 0)
+        snprintf(out, size, "-");
+    else if (s < 120)
+        snprintf(out, size, "%llds ago", (long long)s);
+    else if (s < 7200)
+        snprintf(out, size, "%lldm ago", (long long)(s / 60));
+    else
+        snprintf(out, size, "%lldh ago", (long long)(s / 3600));
+}
+
+int maas_cli_jobs(int argc, char **argv) {
+    const char *cmd = "jobs";
+    static const char help[] =
+        "usage: maas jobs [--state queued|running|succeeded|failed|expired|cancelled] [--limit N]\n"
+        "Recent jobs, newest first (20 by default): id, type, model, state, attempts, worker,\n"
+        "age, and the error of a failed one. Lists jobs submitted through maas (CLI, HTTP API)\n"
+        "and work jobs; inference jobs produced straight to Kafka are not indexed.\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {CONN_LONGOPTS,
+                                         {"state", required_argument, 0, 's'},
+                                         {"limit", required_argument, 0, 'n'},
+                                         {0, 0, 0, 0}};
+    int o, rc = 0;
+    long limit = 20;
+    maas_job_state state = MAAS_JOB_UNKNOWN;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
+        if (conn_opt(&c, o, optarg)) continue;
+        if (o == 's') {
+            if ((state = maas_job_state_from_name(optarg)) == MAAS_JOB_UNKNOWN)
+                rc = maas_cli_usage_error(cmd, "unknown state '%s'", optarg);
+        } else if (o == 'n') {
+            rc = cli_parse_int(cmd, "--limit", optarg, 1, 1000, &limit);
+        } else {
+            rc = maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (rc) return rc;
+    if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if ((rc = conn_open(cmd, &c))) return rc;
+    maas_job_record *recs = calloc((size_t)limit, sizeof(*recs));
+    int n = 0;
+    char e[MAAS_ERRSTR_SIZE];
+    if (!recs) {
+        rc = maas_cli_fail(cmd, "out of memory");
+    } else if (maas_kv_jobs_list(c.kv, state, (int)limit, recs, &n, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else {
+        printf("%-34s %-9s %-24s %-10s %-3s %-12s %-9s %s\n", "id", "type", "model", "state", "att",
+               "worker", "created", "error");
+        for (int i = 0; i < n; i++) {
+            char when[32];
+            age(recs[i].created_ms, when, sizeof(when));
+            printf("%-34.34s %-9s %-24.24s %-10s %-3d %-12.12s %-9s %s%s%s\n", recs[i].id,
+                   recs[i].type, recs[i].model, maas_job_state_name(recs[i].state),
+                   recs[i].attempts, recs[i].worker[0] ? recs[i].worker : "-", when,
+                   recs[i].error_code, recs[i].error_code[0] ? ": " : "", recs[i].error_message);
+            maas_job_record_release(&recs[i]);
+        }
+        if (n == 0)
+            fprintf(stderr, "maas jobs: none%s%s\n", state ? " in state " : "",
+                    state ? maas_job_state_name(state) : "");
+    }
+    free(recs);
+    conn_close(&c);
+    return rc;
+}
+
+static const char *field_of(const maas_worker_info *w, const char *key) {
+    for (int i = 0; i < w->n_fields; i++)
+        if (!strcmp(w->keys[i], key)) return w->values[i];
+    return "";
+}
+
+int maas_cli_workers(int argc, char **argv) {
+    const char *cmd = "workers";
+    static const char help[] =
+        "usage: maas workers\n"
+        "The fleet: every worker that announced itself in the last 15 s, with its host, pid,\n"
+        "jobs done and failed, the job it is busy with, the model versions it has loaded, and\n"
+        "when it was last seen.\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {CONN_LONGOPTS, {0, 0, 0, 0}};
+    int o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1)
+        if (!conn_opt(&c, o, optarg))
+            return maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = conn_open(cmd, &c), n = 0;
+    if (rc) return rc;
+    maas_worker_info *w;
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_kv_workers_list(c.kv, &w, &n, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else {
+        printf("%-16s %-16s %-8s %-6s %-6s %-34s %-10s %s\n", "id", "host", "pid", "done", "failed",
+               "busy", "seen", "loaded");
+        for (int i = 0; i < n; i++) {
+            char when[32];
+            age(strtoll(field_of(&w[i], "last_seen_ms"), NULL, 10), when, sizeof(when));
+            const char *busy = field_of(&w[i], "busy");
+            printf("%-16.16s %-16.16s %-8s %-6s %-6s %-34.34s %-10s %s\n", w[i].id,
+                   field_of(&w[i], "host"), field_of(&w[i], "pid"), field_of(&w[i], "jobs_done"),
+                   field_of(&w[i], "jobs_failed"), busy[0] ? busy : "-", when,
+                   field_of(&w[i], "loaded"));
+        }
+        if (n == 0)
+            fprintf(stderr, "maas workers: no worker has announced itself in the last 15 s\n");
+        maas_worker_info_release(w, n);
+    }
+    conn_close(&c);
+    return rc;
+}
+
 /* ------------------------------------------------------------ registry */
 
 int maas_cli_models(int argc, char **argv) {
@@ -991,5 +1114,215 @@ int maas_cli_import(int argc, char **argv) {
     }
     free(h5);
     maas_model_free(m);
+    return rc;
+}
+
+/* ------------------------------------------------------------ dead letters */
+
+typedef struct dlq_entry {
+    int64_t offset;
+    char id[MAAS_NAME_MAX + 1], code[32], message[512], topic[256], worker[MAAS_NAME_MAX + 1];
+    unsigned char *raw;
+    size_t raw_len;
+} dlq_entry;
+
+static void dlq_release(dlq_entry *v, int n) {
+    for (int i = 0; v && i < n; i++) free(v[i].raw);
+    free(v);
+}
+
+/* Reads the whole dead-letter topic from its start (a throwaway group that commits nothing). */
+static int dlq_read(const char *cmd, conn *c, dlq_entry **out, int *n) {
+    char e[MAAS_ERRSTR_SIZE], topic[256], group[64], rid[33];
+    *out = NULL;
+    *n = 0;
+    if (maas_topic_name(c->prefix, MAAS_TOPIC_DLQ, topic, sizeof(topic), e, sizeof(e)))
+        return maas_cli_fail(cmd, "%s", e);
+    random_id(rid);
+    snprintf(group, sizeof(group), "maas-cli-dlq-%.16s", rid);
+    maas_setting s[MAX_X + 2];
+    int ns = 0;
+    for (int i = 0; i < c->n_settings && ns < MAX_X; i++) s[ns++] = c->settings[i];
+    s[ns++] = (maas_setting){"kafka.auto.offset.reset", "earliest"};
+    s[ns++] = (maas_setting){"kafka.enable.auto.commit", "false"};
+    const char *topics[] = {topic};
+    maas_consumer *con = maas_consumer_new(c->brokers, group, topics, 1, s, ns, e, sizeof(e));
+    if (!con) return maas_cli_fail(cmd, "%s", e);
+    int cap = 64, rc = 0;
+    dlq_entry *v = calloc((size_t)cap, sizeof(*v));
+    int64_t deadline = wall_ms() + 30000, idle_since = 0;
+    while (v && wall_ms() < deadline) {
+        maas_message m;
+        if (maas_consumer_poll(con, 200, &m, e, sizeof(e))) continue;
+        if (!m.handle_) {
+            if (maas_consumer_assigned(con) > 0 && maas_consumer_lag(con) == 0) {
+                if (!idle_since) idle_since = wall_ms();
+                if (wall_ms() - idle_since > 1500) break; /* caught up */
+            }
+            continue;
+        }
+        idle_since = 0;
+        if (*n == cap) {
+            dlq_entry *nv = realloc(v, (size_t)cap * 2 * sizeof(*v));
+            if (!nv) {
+                maas_message_release(&m);
+                break;
+            }
+            memset(nv + cap, 0, (size_t)cap * sizeof(*v));
+            v = nv;
+            cap *= 2;
+        }
+        dlq_entry *d = &v[*n];
+        d->offset = m.offset;
+        maas_message_header(&m, "maas-job-id", d->id, sizeof(d->id));
+        maas_message_header(&m, "maas-error-code", d->code, sizeof(d->code));
+        maas_message_header(&m, "maas-error-message", d->message, sizeof(d->message));
+        maas_message_header(&m, "maas-source-topic", d->topic, sizeof(d->topic));
+        maas_message_header(&m, "maas-worker", d->worker, sizeof(d->worker));
+        d->raw = malloc(m.value_len ? m.value_len : 1);
+        if (d->raw) {
+            memcpy(d->raw, m.value, m.value_len);
+            d->raw_len = m.value_len;
+            (*n)++;
+        }
+        maas_message_release(&m);
+    }
+    if (!v) rc = maas_cli_fail(cmd, "out of memory");
+    if (wall_ms() >= deadline && !rc)
+        fprintf(stderr, "maas %s: stopped reading %s after 30 s\n", cmd, topic);
+    maas_consumer_free(con);
+    *out = v;
+    return rc;
+}
+
+static int dlq_wanted(const dlq_entry *d, char **ids, int n_ids) {
+    if (n_ids == 0) return 1;
+    for (int i = 0; i < n_ids; i++)
+        if (!strcmp(ids[i], d->id)) return 1;
+    return 0;
+}
+
+int maas_cli_dlq(int argc, char **argv) {
+    const char *cmd = "dlq";
+    static const char help[] =
+        "usage: maas dlq ls\n"
+        "       maas dlq replay [ID...]\n"
+        "ls lists the dead-letter topic: offset, job id, error code and message, the topic the\n"
+        "job came from, the worker. replay puts dead-lettered jobs back: each one's record goes\n"
+        "from failed back to queued (attempts reset; one whose record expired gets a new one)\n"
+        "and its original message is produced to its topic again. Without IDs every\n"
+        "dead-lettered job whose record is failed is replayed (the newest copy of each);\n"
+        "messages with no readable job id cannot be replayed. Fix the cause first: a job that\n"
+        "fails the same way is dead-lettered again.\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    if (argc < 2 || (strcmp(argv[1], "ls") && strcmp(argv[1], "replay")))
+        return maas_cli_usage_error(cmd, "expected ls or replay");
+    int replay = !strcmp(argv[1], "replay");
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {CONN_LONGOPTS, {0, 0, 0, 0}};
+    int o;
+    optind = 2;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1)
+        if (!conn_opt(&c, o, optarg))
+            return maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    char **ids = argv + optind;
+    int n_ids = argc - optind;
+    if (!replay && n_ids) return maas_cli_usage_error(cmd, "ls takes no job ids");
+    int rc = conn_open(cmd, &c), n = 0;
+    if (rc) return rc;
+    dlq_entry *v = NULL;
+    if ((rc = dlq_read(cmd, &c, &v, &n))) goto done;
+    if (!replay) {
+        printf("%-8s %-34s %-20s %-16s %-12s %s\n", "offset", "job", "code", "from", "worker",
+               "message");
+        for (int i = 0; i < n; i++)
+            printf("%-8lld %-34.34s %-20s %-16.16s %-12.12s %s\n", (long long)v[i].offset,
+                   v[i].id[0] ? v[i].id : "-", v[i].code, v[i].topic, v[i].worker, v[i].message);
+        fprintf(stderr, "maas dlq: %d dead letter%s\n", n, n == 1 ? "" : "s");
+        goto done;
+    }
+    char e[MAAS_ERRSTR_SIZE];
+    publish_state ps = {0};
+    maas_producer *p =
+        maas_producer_new(c.brokers, c.settings, c.n_settings, on_delivery, &ps, e, sizeof(e));
+    if (!p) {
+        rc = maas_cli_fail(cmd, "%s", e);
+        goto done;
+    }
+    int replayed = 0, skipped = 0;
+    for (int i = n - 1; i >= 0; i--) { /* newest first; older copies of a job are skipped */
+        dlq_entry *d = &v[i];
+        if (!d->id[0] || !dlq_wanted(d, ids, n_ids)) continue;
+        int seen = 0;
+        for (int k = n - 1; k > i; k--) seen |= !strcmp(v[k].id, d->id);
+        if (seen) continue;
+        maas_job_record r;
+        if (maas_kv_job_get(c.kv, d->id, &r, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            break;
+        }
+        maas_job_state st = r.state;
+        maas_job_record_release(&r);
+        if (st == MAAS_JOB_UNKNOWN) {
+            maas_job j;
+            if (maas_job_decode(d->raw, d->raw_len, &j, e, sizeof(e))) {
+                fprintf(stderr, "skip %s: the message does not decode (%s)\n", d->id, e);
+                skipped++;
+                continue;
+            }
+            maas_job_record rec;
+            maas_job_record_of(&j, &rec);
+            maas_err err =
+                maas_kv_job_create(c.kv, &rec, j.ttl_s > 0 ? j.ttl_s : 7 * 86400, e, sizeof(e));
+            maas_job_release(&j);
+            if (err && err != MAAS_ERR_CONFLICT) {
+                rc = maas_cli_fail(cmd, "%s", e);
+                break;
+            }
+        } else if (st == MAAS_JOB_FAILED) {
+            maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_FAILED};
+            if (maas_kv_job_transition(c.kv, d->id, &u, e, sizeof(e))) {
+                fprintf(stderr, "skip %s: %s\n", d->id, e);
+                skipped++;
+                continue;
+            }
+        } else {
+            fprintf(stderr, "skip %s: its record is %s\n", d->id, maas_job_state_name(st));
+            skipped++;
+            continue;
+        }
+        ps.err = MAAS_OK;
+        maas_err perr = maas_producer_send(p, d->topic, d->id, strlen(d->id), d->raw, d->raw_len,
+                                           NULL, e, sizeof(e));
+        if (!perr) perr = maas_producer_flush(p, 15000, e, sizeof(e));
+        if (!perr && ps.err) {
+            perr = ps.err;
+            snprintf(e, sizeof(e), "%s", ps.errstr);
+        }
+        if (perr) {
+            maas_job_update u = {.to = MAAS_JOB_FAILED,
+                                 .from_mask = 1u << MAAS_JOB_QUEUED,
+                                 .error_code = "UNAVAILABLE",
+                                 .error_message = e};
+            char e2[MAAS_ERRSTR_SIZE];
+            maas_kv_job_transition(c.kv, d->id, &u, e2, sizeof(e2));
+            rc = maas_cli_fail(cmd, "replaying %s: %s (its record says failed again)", d->id, e);
+            break;
+        }
+        printf("replayed %s to %s\n", d->id, d->topic);
+        replayed++;
+    }
+    maas_producer_free(p);
+    fprintf(stderr, "maas dlq: %d replayed, %d skipped\n", replayed, skipped);
+    for (int i = 0; !rc && i < n_ids; i++) {
+        int found = 0;
+        for (int k = 0; k < n; k++) found |= !strcmp(v[k].id, ids[i]);
+        if (!found) rc = maas_cli_fail(cmd, "job %s is not on the dead-letter topic", ids[i]);
+    }
+done:
+    dlq_release(v, n);
+    conn_close(&c);
     return rc;
 }

@@ -19,6 +19,9 @@ static const char usage[] =
     "  submit     train | infer | evaluate | optimize job through Kafka; --wait follows it\n"
     "  job        a job's record: state, progress, result or error\n"
     "  cancel     stop a queued or running job\n"
+    "  jobs       recent jobs, newest first (--state failed, --limit N)\n"
+    "  workers    the fleet: host, jobs done, busy with, loaded versions, last seen\n"
+    "  dlq        ls | replay [ID...]: the dead-letter topic, and putting jobs back\n"
     "  dataset    put | rm labelled data in Redis for train and evaluate jobs\n"
     "  models     the registry's models and aliases\n"
     "  versions   a model's versions: parent, size, hash, producing job, metrics\n"
@@ -60,6 +63,8 @@ int main(int argc, char **argv) {
         {"cancel", maas_cli_cancel},     {"models", maas_cli_models},
         {"versions", maas_cli_versions}, {"alias", maas_cli_alias},
         {"export", maas_cli_export},     {"import", maas_cli_import},
+        {"jobs", maas_cli_jobs},         {"workers", maas_cli_workers},
+        {"dlq", maas_cli_dlq},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {

@@ -358,6 +358,22 @@ maas_err maas_consumer_poll(maas_consumer *c, int timeout_ms, maas_message *msg,
     return MAAS_OK;
 }
 
+int maas_message_header(const maas_message *msg, const char *name, char *out, size_t size) {
+    if (size) out[0] = '\0';
+    rd_kafka_headers_t *h = NULL;
+    if (!msg->handle_ || rd_kafka_message_headers(msg->handle_, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    const void *v = NULL;
+    size_t len = 0;
+    if (rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
+    if (size) {
+        size_t n = len < size - 1 ? len : size - 1;
+        if (v) memcpy(out, v, n);
+        out[n] = '\0';
+    }
+    return 1;
+}
+
 void maas_message_release(maas_message *msg) {
     if (msg && msg->handle_) rd_kafka_message_destroy(msg->handle_);
     if (msg) memset(msg, 0, sizeof(*msg));

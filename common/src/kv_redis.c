@@ -266,6 +266,27 @@ void maas_job_record_release(maas_job_record *r) {
     r->result_len = 0;
 }
 
+/*
+ * The recent-jobs index (sorted set maas:jobs, score = created_ms): for
+ * `maas jobs`. It is an index, not the truth: entries whose record expired are
+ * dropped when listed, and entries older than 30 days on every submission.
+ */
+static maas_err index_job(maas_kv *kv, const char *id, int64_t created_ms, char *errstr,
+                          size_t errstr_size) {
+    char key[128], score[24], cutoff[32];
+    snprintf(key, sizeof(key), "%sjobs", kv->prefix);
+    snprintf(score, sizeof(score), "%lld", (long long)created_ms);
+    snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(now_ms() - 30LL * 86400 * 1000));
+    const char *add[] = {"ZADD", key, "NX", score, id};
+    redisReply *rep = cmd(kv, 5, add, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    const char *trim[] = {"ZREMRANGEBYSCORE", key, "-inf", cutoff};
+    if (!(rep = cmd(kv, 4, trim, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
 static const char job_create_lua[] = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
                                      "redis.call('HSET', KEYS[1], unpack(ARGV))\n"
                                      "return 1\n";
@@ -295,7 +316,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     freeReplyObject(rep);
     if (!created)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
-    return MAAS_OK;
+    return index_job(kv, r->id, r->created_ms ? r->created_ms : now_ms(), errstr, errstr_size);
 }
 
 static void copy_field(char *dst, size_t size, const redisReply *v) {
@@ -386,6 +407,7 @@ static const char job_transition_lua[] =
     "end\n"
     "  attempts = attempts + 1\n"
     "end\n"
+    "if to == 'queued' then attempts = 0 end\n"
     "if attempts then add('attempts', attempts) end\n"
     "if to == 'running' then add('worker', ARGV[4]); add('started_ms', now); add('heartbeat_ms', "
     "now) end\n"
@@ -396,7 +418,12 @@ static const char job_transition_lua[] =
     "  if ARGV[6] ~= '' then add('error_code', ARGV[6]); add('error_message', ARGV[7]) end\n"
     "end\n"
     "redis.call('HSET', KEYS[1], unpack(f))\n"
-    "if to == 'queued' then redis.call('HDEL', KEYS[1], 'worker') end\n"
+    "if to == 'queued' and not new then\n"
+    "  redis.call('HDEL', KEYS[1], 'worker', 'error_code', 'error_message', 'finished_ms',\n"
+    "             'result', 'progress', 'cancel_requested')\n"
+    "  redis.call('PERSIST', KEYS[1])\n"
+    "  redis.call('DEL', KEYS[2])\n"
+    "end\n"
     "if final then\n"
     "  redis.call('RPUSH', KEYS[2], to)\n"
     "  local ttl = tonumber(ARGV[8])\n"
@@ -498,6 +525,9 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
         }
         err = transition_reply(rep, id, u, errstr, errstr_size);
         freeReplyObject(rep);
+        if (!err && u->create) /* a job produced straight to Kafka: index it too */
+            err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : now_ms(),
+                            errstr, errstr_size);
         return err;
     }
     return MAAS_ERR_UNAVAILABLE;
@@ -858,6 +888,10 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int cmp_worker(const void *a, const void *b) {
+    return strcmp(((const maas_worker_info *)a)->id, ((const maas_worker_info *)b)->id);
+}
+
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size) {
     *names = NULL;
     *n = 0;
@@ -1063,5 +1097,120 @@ maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **
         (*n)++;
     }
     freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+/* ---- listings ---- */
+
+maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_job_record *out,
+                           int *n, char *errstr, size_t errstr_size) {
+    *n = 0;
+    if (limit < 1) return MAAS_OK;
+    char key[128];
+    snprintf(key, sizeof(key), "%sjobs", kv->prefix);
+    /* newest first, in pages, until `limit` records match */
+    for (long start = 0; *n < limit && start < 100000; start += 200) {
+        char a0[24], a1[24];
+        snprintf(a0, sizeof(a0), "%ld", start);
+        snprintf(a1, sizeof(a1), "%ld", start + 199);
+        const char *argv[] = {"ZREVRANGE", key, a0, a1};
+        redisReply *rep = cmd(kv, 4, argv, NULL, errstr, errstr_size);
+        if (!rep) return MAAS_ERR_UNAVAILABLE;
+        size_t got = rep->elements, gone = 0;
+        for (size_t i = 0; i < got && *n < limit; i++) {
+            char id[MAAS_NAME_MAX + 1];
+            copy_field(id, sizeof(id), rep->element[i]);
+            maas_job_record r;
+            maas_err err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+            if (err) {
+                freeReplyObject(rep);
+                return err;
+            }
+            if (r.state == MAAS_JOB_UNKNOWN) { /* expired: drop it from the index */
+                const char *rem[] = {"ZREM", key, id};
+                redisReply *x = cmd(kv, 3, rem, NULL, errstr, errstr_size);
+                if (x) freeReplyObject(x);
+                gone++;
+                continue;
+            }
+            if (state != MAAS_JOB_UNKNOWN && r.state != state) {
+                maas_job_record_release(&r);
+                continue;
+            }
+            out[(*n)++] = r;
+        }
+        freeReplyObject(rep);
+        if (got < 200) break;
+        start -= (long)gone; /* removed entries shift the ranks */
+    }
+    return MAAS_OK;
+}
+
+void maas_worker_info_release(maas_worker_info *w, int n) {
+    for (int i = 0; w && i < n; i++) {
+        for (int k = 0; k < w[i].n_fields; k++) {
+            free(w[i].keys[k]);
+            free(w[i].values[k]);
+        }
+    }
+    free(w);
+}
+
+maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char *errstr,
+                              size_t errstr_size) {
+    *out = NULL;
+    *n = 0;
+    char kset[128];
+    snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
+    const char *argv[] = {"SMEMBERS", kset};
+    redisReply *ids = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!ids) return MAAS_ERR_UNAVAILABLE;
+    maas_worker_info *w = calloc(ids->elements + 1, sizeof(*w));
+    if (!w) {
+        freeReplyObject(ids);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    }
+    maas_err err = MAAS_OK;
+    for (size_t i = 0; i < ids->elements && !err; i++) {
+        maas_worker_info *wi = &w[*n];
+        copy_field(wi->id, sizeof(wi->id), ids->element[i]);
+        char key[256];
+        KEY(key, kv, "worker:{%s}", wi->id);
+        const char *hg[] = {"HGETALL", key};
+        redisReply *h = cmd(kv, 2, hg, NULL, errstr, errstr_size);
+        if (!h) {
+            err = MAAS_ERR_UNAVAILABLE;
+            break;
+        }
+        if (h->elements == 0) { /* stopped announcing: its key expired */
+            const char *rem[] = {"SREM", kset, wi->id};
+            redisReply *x = cmd(kv, 3, rem, NULL, errstr, errstr_size);
+            if (x) freeReplyObject(x);
+        } else {
+            for (size_t k = 0; k + 1 < h->elements && wi->n_fields < MAAS_WORKER_FIELDS; k += 2) {
+                char *kk = malloc(h->element[k]->len + 1), *vv = malloc(h->element[k + 1]->len + 1);
+                if (!kk || !vv) {
+                    free(kk);
+                    free(vv);
+                    err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                copy_field(kk, h->element[k]->len + 1, h->element[k]);
+                copy_field(vv, h->element[k + 1]->len + 1, h->element[k + 1]);
+                wi->keys[wi->n_fields] = kk;
+                wi->values[wi->n_fields++] = vv;
+            }
+            (*n)++;
+        }
+        freeReplyObject(h);
+    }
+    freeReplyObject(ids);
+    if (err) {
+        maas_worker_info_release(w, *n + 1);
+        *n = 0;
+        return err;
+    }
+    qsort(w, (size_t)*n, sizeof(*w), cmp_worker);
+    *out = w;
     return MAAS_OK;
 }

@@ -86,5 +86,23 @@ start_worker b
 "$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null
 "$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null 2> dup.err
 grep -q "already exists; not submitted again" dup.err && ok "an idempotency key is honoured" || bad "dup: $(cat dup.err)"
+# the fleet, recent jobs, dead letters and their replay
+"$maas" workers > workers.out && grep -q "^cli-b " workers.out && ok "workers lists the live worker" || bad "workers: $(cat workers.out)"
+"$maas" submit infer --model "later$run" --data ten.csv --drop diabetes --id "dl-$run" --wait > /dev/null 2>&1
+"$maas" jobs --state failed --limit 50 > jobs.out && grep -q "^dl-$run .*failed .*UNKNOWN_NAME" jobs.out \
+  && ok "jobs --state failed shows it with its error" || bad "jobs: $(cat jobs.out)"
+"$maas" jobs --limit 5 > jobs5.out && grep -q "^dl-$run " jobs5.out && ok "jobs lists the newest first" || bad "jobs newest"
+"$maas" dlq ls > dlq.out 2> dlq.err && grep -q "dl-$run .*UNKNOWN_NAME .*maas.jobs.infer" dlq.out \
+  && ok "dlq ls shows the dead letter, its reason and source" || bad "dlq ls: $(cat dlq.out dlq.err)"
+# the fix: the model now exists
+"$maas" submit train --name "later$run" --data train.csv --label diabetes --layers 4:relu,1:sigmoid \
+  --epochs 1 --standardize --wait > /dev/null 2>&1
+"$maas" dlq replay "dl-$run" > replay.out 2>&1 && grep -q "replayed dl-$run" replay.out \
+  && ok "dlq replay puts the job back" || bad "replay: $(cat replay.out)"
+"$maas" job "dl-$run" --wait > replayed.txt 2> replayed.err && [[ $(wc -l < replayed.txt) -eq 10 ]] \
+  && "$maas" job "dl-$run" > replayed.rec && grep -q "attempts:  1" replayed.rec && ok "the replayed job succeeds (attempts reset)" \
+  || bad "replayed: $(cat replayed.err; "$maas" job "dl-$run")"
+"$maas" dlq replay "nope-$run" > /dev/null 2> noreplay.err; [[ $? -eq 1 ]] && grep -q "not on the dead-letter topic" noreplay.err \
+  && ok "replaying an id that is not dead-lettered is an error" || bad "noreplay: $(cat noreplay.err)"
 echo "cli cluster: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -114,6 +114,9 @@ maas_err maas_consumer_poll(maas_consumer *c, int timeout_ms, maas_message *msg,
                             size_t errstr_size);
 void maas_message_release(maas_message *msg);
 
+/* Copies the last header `name` of msg into out (NUL-terminated, truncated); 0 if absent. */
+int maas_message_header(const maas_message *msg, const char *name, char *out, size_t size);
+
 /*
  * Marks everything before next_offset on (topic, partition) as done. Fails with
  * CONFLICT when the partition is no longer assigned to this member (its jobs

@@ -215,6 +215,28 @@ maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, siz
 maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting *fields,
                                  int n_fields, int ttl_s, char *errstr, size_t errstr_size);
 
+/* A worker's announcement: its id and the fields it last wrote. */
+#define MAAS_WORKER_FIELDS 20
+typedef struct maas_worker_info {
+    char id[MAAS_NAME_MAX + 1];
+    int n_fields;
+    char *keys[MAAS_WORKER_FIELDS], *values[MAAS_WORKER_FIELDS]; /* owned */
+} maas_worker_info;
+
+/* The live fleet, sorted by id (*out: release with maas_worker_info_release(*out, n)). */
+maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char *errstr,
+                              size_t errstr_size);
+void maas_worker_info_release(maas_worker_info *w, int n);
+
+/*
+ * Recent jobs, newest first: up to limit records (in state, or any state with
+ * MAAS_JOB_UNKNOWN) into out[0..*n); release each. Lists the jobs submitted
+ * through maas_kv_job_create and those whose record a worker created; an
+ * inference job produced straight to Kafka with no record is not indexed.
+ */
+maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_job_record *out,
+                           int *n, char *errstr, size_t errstr_size);
+
 /* Model names, sorted; *names is an array of n malloc'ed strings (free each, then it). */
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);
 
