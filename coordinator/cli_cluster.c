@@ -9,6 +9,7 @@
 #include "maas/kv.h"
 #include "maas/model_io.h"
 #include "maas/protocol.h"
+#include "maas/sweep.h"
 #include "cli.h"
 
 #include <getopt.h>
@@ -353,27 +354,41 @@ static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *er
 }
 
 /* Writes the queued record, then publishes; a failed publish is recorded and reported. */
-static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json) {
-    char e[MAAS_ERRSTR_SIZE], topic[256];
+/*
+ * Writes the queued record, then publishes; a failed publish is recorded and
+ * reported (returns 1). *existed: the id was known (an idempotency key): then
+ * nothing is published, unless republish and the record is still queued (a
+ * submitter that died between the record and the publish).
+ */
+static int publish_job(const char *cmd, conn *c, maas_job *j, int republish, int *existed,
+                       char *topic, size_t topic_size) {
+    char e[MAAS_ERRSTR_SIZE];
     unsigned char *buf;
     size_t len;
+    *existed = 0;
+    maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
+                    topic, topic_size, e, sizeof(e));
     maas_err err = maas_job_encode(j, &buf, &len, e, sizeof(e));
     if (err) return maas_cli_fail(cmd, "%s", e);
     maas_job_record rec;
     maas_job_record_of(j, &rec);
     err = maas_kv_job_create(c->kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
-        /* an idempotency key seen before: follow the existing job, do not resubmit */
-        free(buf);
-        fprintf(stderr, "maas %s: job %s already exists; not submitted again\n", cmd, j->id);
-        return wait ? follow(cmd, c, j->id, json, j->want_classes) : (printf("%s\n", j->id), 0);
+        *existed = 1;
+        maas_job_record now = {0};
+        int queued = republish && maas_kv_job_get(c->kv, j->id, &now, e, sizeof(e)) == MAAS_OK &&
+                     now.state == MAAS_JOB_QUEUED;
+        if (republish) maas_job_record_release(&now);
+        if (!queued) {
+            free(buf);
+            return 0;
+        }
+        err = MAAS_OK;
     }
     if (err) {
         free(buf);
         return maas_cli_fail(cmd, "%s", e);
     }
-    maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
-                    topic, sizeof(topic), e, sizeof(e));
     publish_state ps = {0};
     maas_producer *p =
         maas_producer_new(c->brokers, c->settings, c->n_settings, on_delivery, &ps, e, sizeof(e));
@@ -399,11 +414,21 @@ static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json)
         return maas_cli_fail(cmd, "job %s was not published (its record says failed): %s", j->id,
                              e);
     }
+    return 0;
+}
+
+static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json) {
+    char topic[256];
+    int existed;
+    int rc = publish_job(cmd, c, j, 0, &existed, topic, sizeof(topic));
+    if (rc) return rc;
+    if (existed) /* an idempotency key seen before: follow the existing job, do not resubmit */
+        fprintf(stderr, "maas %s: job %s already exists; not submitted again\n", cmd, j->id);
     if (!wait) {
         printf("%s\n", j->id);
         return 0;
     }
-    fprintf(stderr, "maas %s: job %s submitted to %s\n", cmd, j->id, topic);
+    if (!existed) fprintf(stderr, "maas %s: job %s submitted to %s\n", cmd, j->id, topic);
     return follow(cmd, c, j->id, json, j->want_classes);
 }
 
@@ -1323,6 +1348,421 @@ int maas_cli_dlq(int argc, char **argv) {
     }
 done:
     dlq_release(v, n);
+    conn_close(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ sweeps */
+
+static int parse_list_f(const char *cmd, const char *opt, const char *v, float *out, int *n,
+                        double lo, double hi) {
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", v);
+    *n = 0;
+    for (char *p = buf, *save; *p; p = save) {
+        save = strchr(p, ',');
+        if (save)
+            *save++ = '\0';
+        else
+            save = p + strlen(p);
+        double d;
+        int rc = cli_parse_float(cmd, opt, p, lo, hi, &d);
+        if (rc) return rc;
+        if (*n == MAAS_SWEEP_MAX_VALUES)
+            return maas_cli_usage_error(cmd, "%s: at most %d values", opt, MAAS_SWEEP_MAX_VALUES);
+        out[(*n)++] = (float)d;
+    }
+    return 0;
+}
+
+static int parse_list_i(const char *cmd, const char *opt, const char *v, int *out, int *n, long lo,
+                        long hi) {
+    float f[MAAS_SWEEP_MAX_VALUES];
+    int rc = parse_list_f(cmd, opt, v, f, n, (double)lo, (double)hi);
+    for (int i = 0; !rc && i < *n; i++) {
+        if (f[i] != floorf(f[i])) return maas_cli_usage_error(cmd, "%s takes integers", opt);
+        out[i] = (int)f[i];
+    }
+    return rc;
+}
+
+static void print_sweep(const maas_sweep *s, const maas_sweep_row *rows, int finished) {
+    printf("sweep %s: %s, %d points, %d finished; ranked by %s\n", s->id, s->model, s->n, finished,
+           maas_sweep_metric_name(s->metric));
+    printf("%-4s %-7s %-10s %-9s %-9s %-9s %-5s %-6s %-24s %s\n", "rank", "version", "state",
+           "val_loss", "val_acc", "lr", "batch", "epochs", "layers", "job");
+    for (int i = 0; i < s->n; i++) {
+        const maas_sweep_row *r = &rows[i];
+        const maas_sweep_point *p = &s->points[r->point];
+        char rank[16] = "-", ver[16] = "-", vl[32] = "-", va[32] = "-";
+        if (r->state == MAAS_JOB_SUCCEEDED) {
+            snprintf(rank, sizeof(rank), "%d", i + 1);
+            snprintf(ver, sizeof(ver), "%d", r->version);
+            if (!isnan(r->val_loss)) snprintf(vl, sizeof(vl), "%.4f", r->val_loss);
+            if (!isnan(r->val_accuracy)) snprintf(va, sizeof(va), "%.4f", r->val_accuracy);
+        }
+        printf("%-4s %-7s %-10s %-9s %-9s %-9.3g %-5d %-6d %-24.24s %s%s%s\n", rank, ver,
+               maas_job_state_name(r->state), vl, va, (double)p->lr, p->batch_size, p->epochs,
+               p->layers, p->job, r->error[0] ? "  " : "", r->error);
+    }
+}
+
+/* Follows a sweep until every point is final, then settles it (promote) and prints the table. */
+static int follow_sweep(const char *cmd, conn *c, maas_sweep *s) {
+    char e[MAAS_ERRSTR_SIZE];
+    maas_sweep_row *rows = calloc((size_t)s->n, sizeof(*rows));
+    unsigned char *seen = calloc((size_t)s->n, 1);
+    if (!rows || !seen) {
+        free(rows);
+        free(seen);
+        return maas_cli_fail(cmd, "out of memory");
+    }
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    int rc = 0, finished = 0, best;
+    while (1) {
+        if (maas_sweep_rank(c->kv, s, rows, &finished, &best, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            break;
+        }
+        for (int i = 0; i < s->n; i++) {
+            const maas_sweep_row *r = &rows[i];
+            if (!MAAS_JOB_FINAL(r->state) || seen[r->point]) continue;
+            seen[r->point] = 1;
+            const maas_sweep_point *p = &s->points[r->point];
+            int k = 0;
+            for (int q = 0; q < s->n; q++) k += seen[q];
+            fprintf(stderr, "[%d/%d] %s %s", k, s->n, p->job, maas_job_state_name(r->state));
+            if (r->state == MAAS_JOB_SUCCEEDED)
+                fprintf(stderr, ": version %d, val_loss %.4f, val_accuracy %.4f", r->version,
+                        r->val_loss, r->val_accuracy);
+            else
+                fprintf(stderr, ": %s", r->error);
+            fprintf(stderr, " (lr %g, batch %d, epochs %d, layers %s)\n", (double)p->lr,
+                    p->batch_size, p->epochs, p->layers);
+        }
+        if (finished == s->n) break;
+        if (detach) {
+            fprintf(stderr,
+                    "maas %s: detached; sweep %s goes on ('maas sweep show %s --wait' follows "
+                    "it)\n",
+                    cmd, s->id, s->id);
+            rc = 130;
+            break;
+        }
+        struct timespec ts = {0, 500 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    sigaction(SIGINT, &old, NULL);
+    if (!rc) {
+        int did;
+        if (maas_sweep_settle(c->kv, s, &did, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+        } else {
+            print_sweep(s, rows, finished);
+            if (s->best_version > 0)
+                printf("best: %s version %d (%s)%s%s%s\n", s->model, s->best_version, s->best_job,
+                       s->promote[0] ? "; " : "", s->promote, s->promote[0] ? " moved to it" : "");
+            else
+                rc = maas_cli_fail(cmd, "no point of sweep %s succeeded", s->id);
+        }
+    }
+    free(rows);
+    free(seen);
+    return rc;
+}
+
+static const char sweep_help[] =
+    "usage: maas sweep --name MODEL (--data FILE --label COLUMN | --dataset NAME)\n"
+    "                  --layers SPEC [--layers SPEC]... [--lr LIST] [--batch-size LIST]\n"
+    "                  [--epochs LIST] [--random N [--seed N]] [--validation-split F]\n"
+    "                  [--metric val_loss|val_accuracy] [--promote ALIAS] [--standardize]\n"
+    "                  [--loss NAME] [--optimizer NAME] [--id ID] [--wait]\n"
+    "       maas sweep show ID [--wait]\n"
+    "A grid search over learning rates, layer lists, batch sizes and epochs (LIST: 0.001,0.01),\n"
+    "or --random N points of it: one training job per point across the workers. The sweep is\n"
+    "stored in Redis before its jobs (ids ID-001, ID-002, ...), so running the same command\n"
+    "again with the same --id submits only what is missing. --wait prints each point as it\n"
+    "ends, then the ranked table by the validation metric (--validation-split, default 0.2),\n"
+    "and moves --promote ALIAS to the best version. Without --wait it prints the sweep id.\n";
+
+int maas_cli_sweep(int argc, char **argv) {
+    const char *cmd = "sweep";
+    if (cli_wants_help(argc, argv)) return fputs(sweep_help, stdout), fputs(conn_help, stdout), 0;
+    int show = argc >= 2 && !strcmp(argv[1], "show");
+    enum {
+        O_NAME = 256,
+        O_DATA,
+        O_LABEL,
+        O_DATASET,
+        O_DROP,
+        O_LAYERS,
+        O_LR,
+        O_BATCH,
+        O_EPOCHS,
+        O_RANDOM,
+        O_SEED,
+        O_VSPLIT,
+        O_METRIC,
+        O_PROMOTE,
+        O_STD,
+        O_LOSS,
+        O_OPT,
+        O_ID,
+        O_WAIT
+    };
+    static const struct option opts[] = {CONN_LONGOPTS,
+                                         {"name", required_argument, 0, O_NAME},
+                                         {"data", required_argument, 0, O_DATA},
+                                         {"label", required_argument, 0, O_LABEL},
+                                         {"dataset", required_argument, 0, O_DATASET},
+                                         {"drop", required_argument, 0, O_DROP},
+                                         {"layers", required_argument, 0, O_LAYERS},
+                                         {"lr", required_argument, 0, O_LR},
+                                         {"batch-size", required_argument, 0, O_BATCH},
+                                         {"epochs", required_argument, 0, O_EPOCHS},
+                                         {"random", required_argument, 0, O_RANDOM},
+                                         {"seed", required_argument, 0, O_SEED},
+                                         {"validation-split", required_argument, 0, O_VSPLIT},
+                                         {"metric", required_argument, 0, O_METRIC},
+                                         {"promote", required_argument, 0, O_PROMOTE},
+                                         {"standardize", no_argument, 0, O_STD},
+                                         {"loss", required_argument, 0, O_LOSS},
+                                         {"optimizer", required_argument, 0, O_OPT},
+                                         {"id", required_argument, 0, O_ID},
+                                         {"wait", no_argument, 0, O_WAIT},
+                                         {0, 0, 0, 0}};
+    conn c;
+    conn_defaults(&c);
+    maas_sweep *s = calloc(1, sizeof(*s));
+    maas_sweep_grid *g = calloc(1, sizeof(*g));
+    maas_job base;
+    maas_job_init(&base, MAAS_JOBTYPE_TRAIN);
+    base.train.validation_split = 0.2f;
+    const char *model = NULL, *data = NULL, *label = NULL, *dataset = NULL, *id = NULL;
+    const char *loss = NULL, *opt = NULL, *drops[32];
+    int n_drops = 0, wait = 0, o, rc = 0;
+    long lv;
+    double dv;
+    char e[MAAS_ERRSTR_SIZE];
+    cli_data d = {0};
+    if (!s || !g) {
+        rc = maas_cli_fail(cmd, "out of memory");
+        goto done;
+    }
+    optind = show ? 2 : 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
+        if (conn_opt(&c, o, optarg)) continue;
+        switch (o) {
+        case O_NAME:
+            model = optarg;
+            break;
+        case O_DATA:
+            data = optarg;
+            break;
+        case O_LABEL:
+            label = optarg;
+            break;
+        case O_DATASET:
+            dataset = optarg;
+            break;
+        case O_DROP:
+            if (n_drops < 32) drops[n_drops++] = optarg;
+            break;
+        case O_LAYERS:
+            if (g->n_layers == MAAS_SWEEP_MAX_VALUES)
+                rc = maas_cli_usage_error(cmd, "at most %d --layers", MAAS_SWEEP_MAX_VALUES);
+            else
+                snprintf(g->layers[g->n_layers++], MAAS_SWEEP_LAYERS_MAX, "%s", optarg);
+            break;
+        case O_LR:
+            rc = parse_list_f(cmd, "--lr", optarg, g->lr, &g->n_lr, 1e-12, 10);
+            break;
+        case O_BATCH:
+            rc = parse_list_i(cmd, "--batch-size", optarg, g->batch, &g->n_batch, 1, 1 << 20);
+            break;
+        case O_EPOCHS:
+            rc = parse_list_i(cmd, "--epochs", optarg, g->epochs, &g->n_epochs, 1, 1000000);
+            break;
+        case O_RANDOM:
+            if (!(rc = cli_parse_int(cmd, "--random", optarg, 1, MAAS_SWEEP_MAX_POINTS, &lv)))
+                g->random = (int)lv;
+            break;
+        case O_SEED:
+            if (!(rc = cli_parse_int(cmd, "--seed", optarg, 0, LONG_MAX, &lv))) {
+                g->seed = (uint64_t)lv;
+                base.train.seed = (uint64_t)lv;
+                base.train.has_seed = 1;
+            }
+            break;
+        case O_VSPLIT:
+            if (!(rc = cli_parse_float(cmd, "--validation-split", optarg, 0.01, 0.9, &dv)))
+                base.train.validation_split = (float)dv;
+            break;
+        case O_METRIC:
+            if (maas_sweep_metric_from_name(optarg, &s->metric, e, sizeof(e)))
+                rc = maas_cli_usage_error(cmd, "%s", e);
+            break;
+        case O_PROMOTE:
+            if (maas_name_check("--promote", optarg, e, sizeof(e)))
+                rc = maas_cli_usage_error(cmd, "%s", e);
+            snprintf(s->promote, sizeof(s->promote), "%s", optarg);
+            break;
+        case O_STD:
+            base.train.standardize = 1;
+            break;
+        case O_LOSS:
+            loss = optarg;
+            break;
+        case O_OPT:
+            opt = optarg;
+            break;
+        case O_ID:
+            id = optarg;
+            break;
+        case O_WAIT:
+            wait = 1;
+            break;
+        default:
+            rc = maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (rc) goto done;
+    if (show) {
+        if (optind != argc - 1) {
+            rc = maas_cli_usage_error(cmd, "expected show ID [--wait]");
+            goto done;
+        }
+        if ((rc = conn_open(cmd, &c))) goto done;
+        if (maas_kv_sweep_load(c.kv, argv[optind], s, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            goto done;
+        }
+        if (wait) {
+            rc = follow_sweep(cmd, &c, s);
+        } else {
+            maas_sweep_row *rows = calloc((size_t)s->n, sizeof(*rows));
+            int finished, best;
+            if (!rows || maas_sweep_rank(c.kv, s, rows, &finished, &best, e, sizeof(e)))
+                rc = maas_cli_fail(cmd, "%s", rows ? e : "out of memory");
+            else
+                print_sweep(s, rows, finished);
+            if (!rc && s->done)
+                printf("done: best %s version %d%s%s\n", s->model, s->best_version,
+                       s->promote[0] ? ", promoted to " : "", s->promote);
+            free(rows);
+        }
+        goto done;
+    }
+    if (optind < argc) {
+        rc = maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+        goto done;
+    }
+    if (!model || !g->n_layers || (!data == !dataset) || (data && !label)) {
+        rc = maas_cli_usage_error(cmd, "--name, --layers, and --data FILE --label COLUMN or "
+                                       "--dataset NAME are required");
+        goto done;
+    }
+    if (maas_model_ref_parse(model, &base.model, e, sizeof(e))) {
+        rc = maas_cli_usage_error(cmd, "%s", e);
+        goto done;
+    }
+    snprintf(s->model, sizeof(s->model), "%s", base.model.name);
+    if (maas_layers_parse(g->layers[0], base.train.layers, MAAS_MAX_LAYERS, &base.train.n_layers, e,
+                          sizeof(e))) {
+        rc = maas_cli_usage_error(cmd, "--layers: %s", e);
+        goto done;
+    }
+    const maas_layer_spec *last = &base.train.layers[base.train.n_layers - 1];
+    if (loss) {
+        if (maas_loss_from_name(loss, &base.train.compile.loss, e, sizeof(e))) {
+            rc = maas_cli_usage_error(cmd, "%s", e);
+            goto done;
+        }
+    } else {
+        base.train.compile.loss = last->act == MAAS_ACT_SIGMOID ? MAAS_LOSS_BINARY_CROSSENTROPY
+                                  : last->act == MAAS_ACT_SOFTMAX
+                                      ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
+                                      : MAAS_LOSS_MSE;
+    }
+    base.train.compile.accuracy =
+        base.train.compile.loss != MAAS_LOSS_MSE && base.train.compile.loss != MAAS_LOSS_MAE;
+    if (opt) {
+        maas_opt kind;
+        if (maas_opt_from_name(opt, &kind, e, sizeof(e))) {
+            rc = maas_cli_usage_error(cmd, "%s", e);
+            goto done;
+        }
+        maas_optim_defaults(&base.train.compile.optim, kind);
+    }
+    if (id) {
+        if (maas_name_check("--id", id, e, sizeof(e))) {
+            rc = maas_cli_usage_error(cmd, "%s", e);
+            goto done;
+        }
+        snprintf(s->id, sizeof(s->id), "%s", id);
+    } else {
+        char rid[33];
+        random_id(rid);
+        snprintf(s->id, sizeof(s->id), "sw-%.16s", rid);
+    }
+    if (maas_sweep_expand(s, g, &base, e, sizeof(e))) {
+        rc = maas_cli_usage_error(cmd, "%s", e);
+        goto done;
+    }
+    if ((rc = conn_open(cmd, &c))) goto done;
+    if (data) { /* the data goes to Redis once; every point's job names it */
+        if ((rc = cli_load_data(cmd, data, label, NULL, drops, n_drops, &d))) goto done;
+        char name[MAAS_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%.120s-data", s->id);
+        if ((rc = put_dataset(cmd, &c, name, &d))) goto done;
+        snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", name);
+    } else {
+        snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", dataset);
+    }
+    s->created_ms = wall_ms();
+    maas_err err = maas_kv_sweep_create(c.kv, s, e, sizeof(e));
+    if (err == MAAS_ERR_CONFLICT) {
+        maas_sweep *old = calloc(1, sizeof(*old));
+        if (!old || maas_kv_sweep_load(c.kv, s->id, old, e, sizeof(e)) || old->n != s->n) {
+            rc =
+                maas_cli_fail(cmd, "sweep %s exists with other points; choose another --id", s->id);
+            free(old);
+            goto done;
+        }
+        free(old);
+        fprintf(stderr, "maas %s: sweep %s exists; submitting what is missing\n", cmd, s->id);
+    } else if (err) {
+        rc = maas_cli_fail(cmd, "%s", e);
+        goto done;
+    }
+    int submitted = 0;
+    for (int k = 0; k < s->n && !rc; k++) {
+        maas_job j;
+        char topic[256];
+        int existed;
+        if (maas_sweep_job(&base, &s->points[k], &j, e, sizeof(e))) {
+            rc = maas_cli_fail(cmd, "%s", e);
+            break;
+        }
+        j.created_ms = wall_ms();
+        rc = publish_job(cmd, &c, &j, 1, &existed, topic, sizeof(topic));
+        submitted += !existed;
+    }
+    if (rc) goto done;
+    fprintf(stderr, "maas %s: sweep %s: %d jobs (%d submitted now) for %s\n", cmd, s->id, s->n,
+            submitted, s->model);
+    if (wait)
+        rc = follow_sweep(cmd, &c, s);
+    else
+        printf("%s\n", s->id);
+done:
+    cli_data_release(&d);
+    maas_job_release(&base);
+    free(s);
+    free(g);
     conn_close(&c);
     return rc;
 }

@@ -10,7 +10,12 @@
  *   PUT  /v1/models/{name}/aliases/{a}    {"version": N[, "expect": M]}: move an alias
  *   GET  /v1/models/{name}/versions/{ref}/h5   the model file (a Keras model.h5; int8
  *                                              versions dequantized)
+ *   POST /v1/sweeps                       a grid/random search as training jobs; 202
+ *   GET  /v1/sweeps/{id}                  its points, ranked by the validation metric
  *   GET  /healthz, /metrics
+ *
+ * A housekeeping thread settles finished sweeps (moves their promote alias to
+ * the best version) from what Redis holds, so a restart loses nothing.
  *
  * Every submission writes the queued record before publishing (idempotent
  * producer) and reports a publish failure (503; the record says failed).
@@ -24,6 +29,7 @@
 #include "maas/kv.h"
 #include "maas/model_io.h"
 #include "maas/protocol.h"
+#include "maas/sweep.h"
 #include "keras_json.h"
 
 #include <pthread.h>
@@ -227,7 +233,14 @@ static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *er
 }
 
 /* Records, then publishes; returns MAAS_OK, CONFLICT (exists: not resubmitted) or an error. */
-static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
+/*
+ * Records then publishes j. CONFLICT when the id is known (an idempotency key),
+ * unless republish and the record is still queued: then it is published again
+ * (a coordinator that died between the record and the publish; a duplicate is
+ * harmless, the worker acknowledges a job whose record moved on).
+ */
+static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int *again, char *e,
+                          size_t es) {
     unsigned char *buf;
     size_t len;
     if (!j->created_ms) j->created_ms = wall_ms();
@@ -235,7 +248,17 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
     if (err) return err;
     maas_job_record rec;
     maas_job_record_of(j, &rec);
-    if ((err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, es))) {
+    err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, es);
+    if (err == MAAS_ERR_CONFLICT && republish) {
+        maas_job_record now = {0};
+        maas_err gerr = maas_kv_job_get(kv, j->id, &now, e, es);
+        if (!gerr && now.state == MAAS_JOB_QUEUED) {
+            err = MAAS_OK;
+            if (again) *again = 1;
+        }
+        maas_job_record_release(&now);
+    }
+    if (err) {
         free(buf);
         return err;
     }
@@ -281,6 +304,10 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
         return MAAS_ERR_UNAVAILABLE;
     }
     return MAAS_OK;
+}
+
+static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
+    return submit_ex(c, kv, j, 0, NULL, e, es);
 }
 
 static void random_id(char out[33]) {
@@ -553,6 +580,218 @@ static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_
     res->body_len = len;
 }
 
+/* A JSON string value as maas__json_get returns it ("\"abc\""), unquoted; 0 if not one. */
+static int json_plain_string(const char *json, char *out, size_t size) {
+    size_t n = json ? strlen(json) : 0;
+    if (n < 2 || json[0] != '"' || json[n - 1] != '"' || memchr(json + 1, '\\', n - 2) ||
+        n - 2 >= size)
+        return 0;
+    memcpy(out, json + 1, n - 2);
+    out[n - 2] = '\0';
+    return 1;
+}
+
+static void put_sweep(maas_strbuf *t, const maas_sweep *s, const maas_sweep_row *rows,
+                      int finished) {
+    maas_strbuf_printf(t, "{\"id\": ");
+    put_str(t, s->id);
+    maas_strbuf_printf(t, ", \"model\": ");
+    put_str(t, s->model);
+    maas_strbuf_printf(t, ", \"metric\": \"%s\", \"promote\": ", maas_sweep_metric_name(s->metric));
+    put_str(t, s->promote);
+    maas_strbuf_printf(t, ", \"points\": %d, \"finished\": %d, \"done\": %s", s->n, finished,
+                       s->done ? "true" : "false");
+    if (s->done) {
+        maas_strbuf_printf(t, ", \"best_version\": %d, \"best_job\": ", s->best_version);
+        put_str(t, s->best_job);
+    }
+    maas_strbuf_printf(t, ", \"ranking\": [");
+    for (int i = 0; rows && i < s->n; i++) {
+        const maas_sweep_row *r = &rows[i];
+        const maas_sweep_point *p = &s->points[r->point];
+        maas_strbuf_printf(t, "%s{\"job\": ", i ? ", " : "");
+        put_str(t, p->job);
+        maas_strbuf_printf(t, ", \"state\": \"%s\"", maas_job_state_name(r->state));
+        if (r->state == MAAS_JOB_SUCCEEDED) {
+            maas_strbuf_printf(t, ", \"rank\": %d, \"version\": %d, \"val_loss\": ", i + 1,
+                               r->version);
+            put_num(t, r->val_loss);
+            maas_strbuf_printf(t, ", \"val_accuracy\": ");
+            put_num(t, r->val_accuracy);
+        }
+        maas_strbuf_printf(t,
+                           ", \"learning_rate\": %.9g, \"batch_size\": %d, \"epochs\": %d, "
+                           "\"layers\": ",
+                           (double)p->lr, p->batch_size, p->epochs);
+        put_str(t, p->layers);
+        if (r->error[0]) {
+            maas_strbuf_printf(t, ", \"error\": ");
+            put_str(t, r->error);
+        }
+        maas_strbuf_printf(t, "}");
+    }
+    maas_strbuf_printf(t, "]}");
+}
+
+static void route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE];
+    maas_sweep *s = calloc(1, sizeof(*s));
+    if (!s) return reply_error(res, 500, "OUT_OF_MEMORY", "out of memory");
+    maas_err err = maas_kv_sweep_load(kv, id, s, e, sizeof(e));
+    maas_sweep_row *rows = err ? NULL : calloc((size_t)s->n + 1, sizeof(*rows));
+    int finished = 0, best;
+    if (!err && !rows) err = maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory");
+    if (!err) err = maas_sweep_rank(kv, s, rows, &finished, &best, e, sizeof(e));
+    if (err) {
+        reply_error(res, status_of(err),
+                    err == MAAS_ERR_UNKNOWN ? "UNKNOWN_SWEEP" : maas_err_code(err), e);
+    } else {
+        maas_strbuf t = {0};
+        put_sweep(&t, s, rows, finished);
+        reply_text(res, 200, &t);
+    }
+    free(rows);
+    free(s);
+}
+
+/* POST /v1/sweeps: {"id", "job": {train job}, "grid": {...}, "random", "seed", "metric", "promote"}
+ */
+static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
+                               maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE], id[MAAS_NAME_MAX + 1] = "";
+    char *id_json = NULL, *job_json = NULL, *grid_json = NULL, *rand_json = NULL;
+    char *seed_json = NULL, *metric_json = NULL, *promote_json = NULL, *body = NULL;
+    maas_sweep *s = calloc(1, sizeof(*s));
+    maas_sweep_grid *g = calloc(1, sizeof(*g));
+    maas_job base;
+    maas_job_init(&base, MAAS_JOBTYPE_TRAIN);
+    int status = 400, submitted = 0, republished = 0, resumed = 0;
+    const char *code = "BAD_FORMAT";
+    maas_err err = s && g ? MAAS_OK : maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory");
+    const char *keys[] = {"id", "job", "grid", "random", "seed", "metric", "promote"};
+    char **vals[] = {&id_json,   &job_json,    &grid_json,   &rand_json,
+                     &seed_json, &metric_json, &promote_json};
+    for (size_t i = 0; !err && i < MAAS_ARRAY_LEN(keys); i++)
+        err = maas__json_get(req->body, req->body_len, keys[i], vals[i], e, sizeof(e));
+    if (!err && id_json && !json_plain_string(id_json, id, sizeof(id)))
+        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field id: expected a string");
+    if (!err && !id[0]) {
+        const char *key = req->header(req, "Idempotency-Key");
+        if (key) {
+            snprintf(id, sizeof(id), "%s", key);
+        } else {
+            char rid[33];
+            random_id(rid);
+            snprintf(id, sizeof(id), "sw-%.16s", rid);
+        }
+    }
+    if (!err) err = maas_name_check("sweep id", id, e, sizeof(e));
+    if (!err && !job_json)
+        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT,
+                        "field job: the base training job is required");
+    if (!err) {
+        char prefix[256];
+        snprintf(prefix, sizeof(prefix), "\"v\": %d, \"type\": \"train\", \"id\": \"%.120s-base\"",
+                 MAAS_PROTOCOL_VERSION, id);
+        const char *drop[] = {"v", "type", "id"};
+        err = maas__json_rewrite(job_json, strlen(job_json), drop, 3, prefix, &body, e, sizeof(e));
+    }
+    if (!err) err = maas_job_decode_json(body, strlen(body), &base, e, sizeof(e));
+    if (!err && !base.data.dataset[0])
+        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT,
+                        "field job.data: a sweep names its data by dataset (upload it first)");
+    if (!err && grid_json) {
+        double v[MAAS_SWEEP_MAX_VALUES];
+        int n;
+        size_t gl = strlen(grid_json);
+        err = maas__json_list(grid_json, gl, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
+                              e, sizeof(e));
+        for (int i = 0; !err && i < n; i++) g->lr[g->n_lr++] = (float)v[i];
+        if (!err)
+            err = maas__json_list(grid_json, gl, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES,
+                                  &n, e, sizeof(e));
+        for (int i = 0; !err && i < n; i++) g->batch[g->n_batch++] = (int)v[i];
+        if (!err)
+            err = maas__json_list(grid_json, gl, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
+                                  sizeof(e));
+        for (int i = 0; !err && i < n; i++) g->epochs[g->n_epochs++] = (int)v[i];
+        if (!err)
+            err = maas__json_list(grid_json, gl, "layers", NULL, &g->layers[0][0],
+                                  MAAS_SWEEP_LAYERS_MAX, MAAS_SWEEP_MAX_VALUES, &g->n_layers, e,
+                                  sizeof(e));
+    }
+    if (!err && rand_json) g->random = (int)strtol(rand_json, NULL, 10);
+    if (!err && seed_json) g->seed = (uint64_t)strtoull(seed_json, NULL, 10);
+    if (!err && g->random < 0)
+        err = maas_errf(e, sizeof(e), MAAS_ERR_ARG, "field random: must be >= 0");
+    char name[MAAS_NAME_MAX + 1];
+    if (!err && metric_json &&
+        (!json_plain_string(metric_json, name, sizeof(name)) ||
+         maas_sweep_metric_from_name(name, &s->metric, e, sizeof(e))))
+        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field metric: val_loss or val_accuracy");
+    if (!err && promote_json &&
+        (!json_plain_string(promote_json, s->promote, sizeof(s->promote)) ||
+         maas_name_check("promote", s->promote, e, sizeof(e))))
+        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field promote: an alias name");
+    if (!err) {
+        snprintf(s->id, sizeof(s->id), "%s", id);
+        snprintf(s->model, sizeof(s->model), "%s", base.model.name);
+        s->created_ms = wall_ms();
+        err = maas_sweep_expand(s, g, &base, e, sizeof(e));
+    }
+    if (!err) {
+        status = 503;
+        code = NULL;
+        err = maas_kv_sweep_create(kv, s, e, sizeof(e));
+        if (err == MAAS_ERR_CONFLICT) { /* a retry: submit what is missing */
+            maas_sweep *old = calloc(1, sizeof(*old));
+            err = old ? maas_kv_sweep_load(kv, id, old, e, sizeof(e)) : MAAS_ERR_NOMEM;
+            if (!err && old->n != s->n)
+                err = maas_errf(e, sizeof(e), MAAS_ERR_CONFLICT,
+                                "sweep '%s' exists with %d points, this request has %d", id, old->n,
+                                s->n);
+            free(old);
+            resumed = 1;
+        }
+    }
+    for (int k = 0; !err && k < s->n; k++) {
+        maas_job j;
+        err = maas_sweep_job(&base, &s->points[k], &j, e, sizeof(e));
+        if (!err) {
+            j.created_ms = wall_ms();
+            int again = 0;
+            err = submit_ex(c, kv, &j, 1, &again, e, sizeof(e));
+            if (!err && again)
+                republished++;
+            else if (!err)
+                submitted++;
+            if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* recorded and published before */
+        }
+    }
+    if (err) {
+        reply_error(res, code ? status : status_of(err), code ? code : maas_err_code(err), e);
+    } else {
+        maas_strbuf t = {0};
+        maas_strbuf_printf(&t, "{\"id\": ");
+        put_str(&t, id);
+        maas_strbuf_printf(&t,
+                           ", \"points\": %d, \"submitted\": %d, \"republished\": %d, "
+                           "\"resumed\": %s, \"jobs\": [",
+                           s->n, submitted, republished, resumed ? "true" : "false");
+        for (int k = 0; k < s->n; k++) {
+            maas_strbuf_printf(&t, k ? ", " : "");
+            put_str(&t, s->points[k].job);
+        }
+        maas_strbuf_printf(&t, "]}");
+        reply_text(res, 202, &t);
+    }
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(vals); i++) free(*vals[i]);
+    free(body);
+    maas_job_release(&base);
+    free(s);
+    free(g);
+}
+
 static void route_metrics(coord *c, maas_http_response *res) {
     maas_strbuf t = {0};
     pthread_mutex_lock(&c->lock);
@@ -623,6 +862,10 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
                         err == MAAS_ERR_UNKNOWN ? "UNKNOWN_JOB" : maas_err_code(err), e);
         else
             route_get_job(kv, s[2], res);
+    } else if (n == 2 && !strcmp(s[1], "sweeps") && !strcmp(m, "POST")) {
+        route_sweep_submit(c, kv, req, res);
+    } else if (n == 3 && !strcmp(s[1], "sweeps") && !strcmp(m, "GET")) {
+        route_sweep_get(kv, s[2], res);
     } else if (n == 2 && !strcmp(s[1], "models") && !strcmp(m, "GET")) {
         route_models(kv, res);
     } else if (n == 3 && !strcmp(s[1], "models") && strstr(s[2], ":predict") &&
@@ -644,6 +887,40 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
     pthread_mutex_lock(&c->lock);
     if (res->status >= 100 && res->status < 600) c->requests[res->status / 100]++;
     pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------ housekeeping */
+
+/* Every 2 s: sweeps whose points are all final get their promote alias and are marked done. */
+static void *housekeeping(void *ud) {
+    coord *c = ud;
+    maas_kv *kv = NULL;
+    maas_sweep *s = calloc(1, sizeof(*s));
+    char e[MAAS_ERRSTR_SIZE];
+    while (!stop && s) {
+        for (int i = 0; i < 20 && !stop; i++) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (!kv && !(kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e))))
+            continue;
+        char **ids;
+        int n;
+        if (maas_kv_sweeps_active(kv, &ids, &n, e, sizeof(e))) continue;
+        for (int i = 0; i < n; i++) {
+            int did = 0;
+            if (maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) == MAAS_OK &&
+                maas_sweep_settle(kv, s, &did, e, sizeof(e)) == MAAS_OK && did)
+                fprintf(stderr, "maas-coordinator: sweep %s done: best %s version %d%s%s\n", s->id,
+                        s->model, s->best_version, s->promote[0] ? ", promoted to " : "",
+                        s->promote);
+            free(ids[i]);
+        }
+        free(ids);
+    }
+    free(s);
+    maas_kv_free(kv);
+    return NULL;
 }
 
 /* ------------------------------------------------------------ main */
@@ -716,9 +993,12 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     fprintf(stderr, "maas-coordinator: serving http://%s:%d (kafka %s, redis %s)\n", addr,
             maas_http_port(h), c.brokers, c.redis);
+    pthread_t hk;
+    int hk_started = pthread_create(&hk, NULL, housekeeping, &c) == 0;
     /* The producer's delivery reports are served here. */
     while (!stop) maas_producer_poll(c.producer, 100);
     fprintf(stderr, "maas-coordinator: stopping\n");
+    if (hk_started) pthread_join(hk, NULL);
     maas_http_stop(h);
     maas_producer_free(c.producer);
     for (int i = 0; i < c.n_settings; i++) {

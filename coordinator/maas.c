@@ -22,6 +22,7 @@ static const char usage[] =
     "  jobs       recent jobs, newest first (--state failed, --limit N)\n"
     "  workers    the fleet: host, jobs done, busy with, loaded versions, last seen\n"
     "  dlq        ls | replay [ID...]: the dead-letter topic, and putting jobs back\n"
+    "  sweep      a grid or random search as training jobs across the workers, ranked\n"
     "  dataset    put | rm labelled data in Redis for train and evaluate jobs\n"
     "  models     the registry's models and aliases\n"
     "  versions   a model's versions: parent, size, hash, producing job, metrics\n"
@@ -64,7 +65,7 @@ int main(int argc, char **argv) {
         {"versions", maas_cli_versions}, {"alias", maas_cli_alias},
         {"export", maas_cli_export},     {"import", maas_cli_import},
         {"jobs", maas_cli_jobs},         {"workers", maas_cli_workers},
-        {"dlq", maas_cli_dlq},
+        {"dlq", maas_cli_dlq},           {"sweep", maas_cli_sweep},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {

@@ -745,3 +745,37 @@ maas_err maas__json_rewrite(const char *json, size_t len, const char *const *dro
     free(rest);
     return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
 }
+
+maas_err maas__json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
+                         size_t str_size, int max, int *n, char *errstr, size_t errstr_size) {
+    *n = 0;
+    cJSON *root;
+    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
+    if (err) return err;
+    const cJSON *v = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
+    if (!v) {
+        cJSON_Delete(root);
+        return MAAS_OK;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max) {
+        cJSON_Delete(root);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         "field %s: expected a list of at most %d %s", key, max,
+                         nums ? "numbers" : "strings");
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (nums && cJSON_IsNumber(it)) {
+            nums[(*n)++] = it->valuedouble;
+        } else if (strs && cJSON_IsString(it) && strlen(it->valuestring) < str_size) {
+            snprintf(strs + (size_t)*n * str_size, str_size, "%s", it->valuestring);
+            (*n)++;
+        } else {
+            cJSON_Delete(root);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field %s[%d]: expected a %s",
+                             key, *n, nums ? "number" : "string (shorter than the limit)");
+        }
+    }
+    cJSON_Delete(root);
+    return MAAS_OK;
+}

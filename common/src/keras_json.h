@@ -57,4 +57,11 @@ maas_err maas__json_get(const char *json, size_t len, const char *key, char **va
 maas_err maas__json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
                             const char *prefix, char **out, char *errstr, size_t errstr_size);
 
+/*
+ * A top-level list member of a JSON object: numbers into nums, or (nums NULL)
+ * strings into strs, max entries of str_size bytes each. Absent: *n = 0.
+ */
+maas_err maas__json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
+                         size_t str_size, int max, int *n, char *errstr, size_t errstr_size);
+
 #endif
