@@ -385,6 +385,9 @@ static int publish_job(const char *cmd, conn *c, maas_job *j, int republish, int
         }
         err = MAAS_OK;
     }
+    /* a work job's message is kept, so housekeeping can publish it again if its worker vanishes */
+    if (!err && j->type != MAAS_JOBTYPE_INFER)
+        err = maas_kv_job_message_put(c->kv, j->id, buf, len, j->ttl_s, e, sizeof(e));
     if (err) {
         free(buf);
         return maas_cli_fail(cmd, "%s", e);
@@ -1763,6 +1766,79 @@ done:
     maas_job_release(&base);
     free(s);
     free(g);
+    conn_close(&c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ retention */
+
+int maas_cli_gc(int argc, char **argv) {
+    const char *cmd = "gc";
+    static const char help[] =
+        "usage: maas gc MODEL --keep N [--dry-run]\n"
+        "Deletes MODEL's versions older than its newest N, except those an alias points at\n"
+        "(latest, production, ...). Numbers are not reused. maas-coordinator\n"
+        "--retain-versions N does the same for every model, continuously.\n";
+    if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(conn_help, stdout), 0;
+    conn c;
+    conn_defaults(&c);
+    static const struct option opts[] = {CONN_LONGOPTS,
+                                         {"keep", required_argument, 0, 'k'},
+                                         {"dry-run", no_argument, 0, 'n'},
+                                         {0, 0, 0, 0}};
+    int o, rc = 0, dry = 0;
+    long keep = -1;
+    optind = 2;
+    opterr = 0;
+    if (argc < 2 || argv[1][0] == '-') return maas_cli_usage_error(cmd, "expected MODEL --keep N");
+    while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
+        if (conn_opt(&c, o, optarg)) continue;
+        if (o == 'k')
+            rc = cli_parse_int(cmd, "--keep", optarg, 1, 1000000, &keep);
+        else if (o == 'n')
+            dry = 1;
+        else
+            rc = maas_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (rc) return rc;
+    if (keep < 1) return maas_cli_usage_error(cmd, "--keep N is required");
+    if ((rc = conn_open(cmd, &c))) return rc;
+    char e[MAAS_ERRSTR_SIZE];
+    int n = 0, deleted = 0, kept_alias = 0;
+    if (maas_kv_version_count(c.kv, argv[1], &n, e, sizeof(e))) {
+        rc = maas_cli_fail(cmd, "%s", e);
+    } else if (n == 0) {
+        rc = maas_cli_fail(cmd, "no model '%s'", argv[1]);
+    } else {
+        char **al = NULL;
+        int *vers = NULL, na = 0;
+        maas_kv_aliases(c.kv, argv[1], &al, &vers, &na, e, sizeof(e));
+        for (int v = n - (int)keep; v >= 1; v--) {
+            maas_version_meta meta;
+            if (maas_kv_version_meta(c.kv, argv[1], v, &meta, e, sizeof(e))) continue;
+            maas_version_meta_release(&meta);
+            int aliased = 0;
+            for (int k = 0; k < na; k++) aliased |= vers[k] == v;
+            if (aliased) {
+                kept_alias++;
+                continue;
+            }
+            if (dry) {
+                printf("would delete %s version %d\n", argv[1], v);
+                deleted++;
+            } else if (maas_kv_version_delete(c.kv, argv[1], v, e, sizeof(e)) == MAAS_OK) {
+                printf("deleted %s version %d\n", argv[1], v);
+                deleted++;
+            } else {
+                fprintf(stderr, "maas gc: %s\n", e);
+            }
+        }
+        for (int k = 0; k < na; k++) free(al[k]);
+        free(al);
+        free(vers);
+        fprintf(stderr, "maas gc: %s: %d version%s %s, %d kept for an alias\n", argv[1], deleted,
+                deleted == 1 ? "" : "s", dry ? "to delete" : "deleted", kept_alias);
+    }
     conn_close(&c);
     return rc;
 }

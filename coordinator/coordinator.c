@@ -48,6 +48,10 @@ typedef struct coord {
     unsigned long submitted[5], publish_failed, requests[6]; /* requests by status class */
     double publish_seconds;
     unsigned long publishes;
+    /* housekeeping settings and what it last saw (under lock) */
+    int stale_s, max_attempts, retain_versions;
+    unsigned long recent[MAAS_JOB__COUNT], sweeps_active, sweep_points, sweep_finished;
+    unsigned long stale_requeued, stale_failed, versions_deleted, sweeps_settled;
 } coord;
 
 static volatile sig_atomic_t stop;
@@ -258,6 +262,9 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
         }
         maas_job_record_release(&now);
     }
+    /* a work job's message is kept, so housekeeping can publish it again if its worker vanishes */
+    if (!err && j->type != MAAS_JOBTYPE_INFER)
+        err = maas_kv_job_message_put(kv, j->id, buf, len, j->ttl_s, e, es);
     if (err) {
         free(buf);
         return err;
@@ -308,6 +315,29 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
 
 static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
     return submit_ex(c, kv, j, 0, NULL, e, es);
+}
+
+/* Publishes stored bytes (housekeeping) and waits for the broker's acknowledgement. */
+static maas_err publish_bytes(coord *c, const char *topic, const char *key, const void *buf,
+                              size_t len, char *e, size_t es) {
+    delivery d = {.c = c};
+    maas_err err = maas_producer_send(c->producer, topic, key, strlen(key), buf, len, &d, e, es);
+    if (err) return err;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 15;
+    pthread_mutex_lock(&c->lock);
+    while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
+    }
+    if (!d.done) {
+        err = MAAS_ERR_TIMEOUT;
+        snprintf(e, es, "kafka did not acknowledge within 15 s");
+    } else if (d.err) {
+        err = d.err;
+        snprintf(e, es, "%s", d.errstr);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return err;
 }
 
 static void random_id(char out[33]) {
@@ -810,6 +840,26 @@ static void route_metrics(coord *c, maas_http_response *res) {
     for (int k = 1; k <= 5; k++)
         maas_strbuf_printf(&t, "maas_coordinator_http_responses_total{class=\"%dxx\"} %lu\n", k,
                            c->requests[k]);
+    maas_strbuf_printf(&t, "# HELP maas_coordinator_recent_jobs jobs by state among the 500 newest "
+                           "in the index\n# TYPE maas_coordinator_recent_jobs gauge\n");
+    for (int st = 1; st < MAAS_JOB__COUNT; st++)
+        maas_strbuf_printf(&t, "maas_coordinator_recent_jobs{state=\"%s\"} %lu\n",
+                           maas_job_state_name((maas_job_state)st), c->recent[st]);
+    maas_strbuf_printf(
+        &t,
+        "# TYPE maas_coordinator_sweeps_active gauge\nmaas_coordinator_sweeps_active %lu\n"
+        "# TYPE maas_coordinator_sweep_points gauge\n"
+        "maas_coordinator_sweep_points{state=\"total\"} %lu\n"
+        "maas_coordinator_sweep_points{state=\"finished\"} %lu\n"
+        "# TYPE maas_coordinator_sweeps_settled_total counter\n"
+        "maas_coordinator_sweeps_settled_total %lu\n"
+        "# TYPE maas_coordinator_stale_jobs_total counter\n"
+        "maas_coordinator_stale_jobs_total{action=\"republished\"} %lu\n"
+        "maas_coordinator_stale_jobs_total{action=\"failed\"} %lu\n"
+        "# TYPE maas_coordinator_versions_deleted_total counter\n"
+        "maas_coordinator_versions_deleted_total %lu\n",
+        c->sweeps_active, c->sweep_points, c->sweep_finished, c->sweeps_settled, c->stale_requeued,
+        c->stale_failed, c->versions_deleted);
     pthread_mutex_unlock(&c->lock);
     res->status = 200;
     snprintf(res->content_type, sizeof(res->content_type), "text/plain; version=0.0.4");
@@ -891,32 +941,152 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
 
 /* ------------------------------------------------------------ housekeeping */
 
+/*
+ * Work jobs still `running` whose heartbeat is older than stale_s and whose
+ * worker no longer announces itself: published again from their stored
+ * message (the record goes back to queued, attempts kept), or failed with
+ * WORKER_LOST once they started max_attempts times. A job produced straight
+ * to Kafka has no stored message: Kafka's redelivery is its way back, so it
+ * is left alone.
+ */
+static void requeue_stale(coord *c, maas_kv *kv) {
+    enum { N = 500 };
+    char e[MAAS_ERRSTR_SIZE];
+    maas_job_record *recs = calloc(N, sizeof(*recs));
+    maas_worker_info *w = NULL;
+    int n = 0, nw = 0;
+    if (!recs || maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) ||
+        maas_kv_workers_list(kv, &w, &nw, e, sizeof(e))) {
+        for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
+        free(recs);
+        return;
+    }
+    unsigned long counts[MAAS_JOB__COUNT] = {0};
+    int64_t now = wall_ms();
+    for (int i = 0; i < n; i++) {
+        maas_job_record *r = &recs[i];
+        counts[r->state]++;
+        int alive = 0;
+        for (int k = 0; k < nw; k++) alive |= !strcmp(w[k].id, r->worker);
+        int64_t beat = r->heartbeat_ms ? r->heartbeat_ms : r->started_ms;
+        if (r->state != MAAS_JOB_RUNNING || !strcmp(r->type, "infer") || alive ||
+            now - beat < (int64_t)c->stale_s * 1000)
+            continue;
+        unsigned char *msg = NULL;
+        size_t len = 0;
+        char why[400];
+        int have = maas_kv_job_message_get(kv, r->id, &msg, &len, e, sizeof(e)) == MAAS_OK;
+        if (!have) { /* produced straight to Kafka: its redelivery is the only way back */
+            free(msg);
+            continue;
+        }
+        if (r->attempts < c->max_attempts) {
+            maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_RUNNING};
+            char topic[256];
+            maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
+            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+                maas_err err = publish_bytes(c, topic, r->id, msg, len, e, sizeof(e));
+                fprintf(stderr,
+                        "maas-coordinator: job %s: worker %s stopped %llds ago; %s (attempt %d "
+                        "of %d)\n",
+                        r->id, r->worker, (long long)((now - beat) / 1000),
+                        err ? "could not publish it again" : "published it again", r->attempts,
+                        c->max_attempts);
+                pthread_mutex_lock(&c->lock);
+                c->stale_requeued += !err;
+                pthread_mutex_unlock(&c->lock);
+            }
+        } else {
+            snprintf(why, sizeof(why), "its worker %.64s vanished %llds ago on attempt %d of %d",
+                     r->worker, (long long)((now - beat) / 1000), r->attempts, c->max_attempts);
+            maas_job_update u = {.to = MAAS_JOB_FAILED,
+                                 .from_mask = 1u << MAAS_JOB_RUNNING,
+                                 .error_code = "WORKER_LOST",
+                                 .error_message = why};
+            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+                fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
+                pthread_mutex_lock(&c->lock);
+                c->stale_failed++;
+                pthread_mutex_unlock(&c->lock);
+            }
+        }
+        free(msg);
+    }
+    pthread_mutex_lock(&c->lock);
+    memcpy(c->recent, counts, sizeof(counts));
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
+    free(recs);
+    maas_worker_info_release(w, nw);
+}
+
+/* Keeps each model's newest retain_versions versions and every aliased one. */
+static void apply_retention(coord *c, maas_kv *kv) {
+    char e[MAAS_ERRSTR_SIZE], **names;
+    int n;
+    if (c->retain_versions <= 0 || maas_kv_models(kv, &names, &n, e, sizeof(e))) return;
+    for (int i = 0; i < n; i++) {
+        int count = 0;
+        if (maas_kv_version_count(kv, names[i], &count, e, sizeof(e)) == MAAS_OK)
+            for (int v = count - c->retain_versions; v >= 1; v--) {
+                maas_version_meta meta;
+                if (maas_kv_version_meta(kv, names[i], v, &meta, e, sizeof(e))) continue;
+                maas_version_meta_release(&meta);
+                if (maas_kv_version_delete(kv, names[i], v, e, sizeof(e)) == MAAS_OK) {
+                    fprintf(stderr, "maas-coordinator: retention: deleted %s version %d\n",
+                            names[i], v);
+                    pthread_mutex_lock(&c->lock);
+                    c->versions_deleted++;
+                    pthread_mutex_unlock(&c->lock);
+                }
+            }
+        free(names[i]);
+    }
+    free(names);
+}
+
 /* Every 2 s: sweeps whose points are all final get their promote alias and are marked done. */
 static void *housekeeping(void *ud) {
     coord *c = ud;
     maas_kv *kv = NULL;
     maas_sweep *s = calloc(1, sizeof(*s));
     char e[MAAS_ERRSTR_SIZE];
-    while (!stop && s) {
+    for (long tick = 0; !stop && s; tick++) {
         for (int i = 0; i < 20 && !stop; i++) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);
         }
         if (!kv && !(kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e))))
             continue;
+        if (tick % 5 == 0) requeue_stale(c, kv);
+        if (tick % 5 == 0) apply_retention(c, kv);
         char **ids;
         int n;
         if (maas_kv_sweeps_active(kv, &ids, &n, e, sizeof(e))) continue;
+        unsigned long points = 0, finished = 0, settled = 0;
+        maas_sweep_row *rows = calloc(MAAS_SWEEP_MAX_POINTS, sizeof(*rows));
         for (int i = 0; i < n; i++) {
-            int did = 0;
+            int did = 0, fin = 0, best;
+            if (maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) == MAAS_OK && rows &&
+                maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e)) == MAAS_OK) {
+                points += (unsigned long)s->n;
+                finished += (unsigned long)fin;
+            }
             if (maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) == MAAS_OK &&
-                maas_sweep_settle(kv, s, &did, e, sizeof(e)) == MAAS_OK && did)
+                maas_sweep_settle(kv, s, &did, e, sizeof(e)) == MAAS_OK && did && ++settled)
                 fprintf(stderr, "maas-coordinator: sweep %s done: best %s version %d%s%s\n", s->id,
                         s->model, s->best_version, s->promote[0] ? ", promoted to " : "",
                         s->promote);
             free(ids[i]);
         }
+        free(rows);
         free(ids);
+        pthread_mutex_lock(&c->lock);
+        c->sweeps_active = (unsigned long)n - settled;
+        c->sweep_points = points;
+        c->sweep_finished = finished;
+        c->sweeps_settled += settled;
+        pthread_mutex_unlock(&c->lock);
     }
     free(s);
     maas_kv_free(kv);
@@ -930,7 +1100,12 @@ static const char usage[] =
     "                        [-X kafka.K=V | redis.K=V]...\n"
     "  --http          where to serve the API (env MAAS_COORDINATOR_HTTP; 127.0.0.1:18080)\n"
     "  --brokers       Kafka (MAAS_KAFKA_BROKERS; 127.0.0.1:19092)\n"
-    "  --redis         Redis (MAAS_REDIS_URL; redis://127.0.0.1:16379)\n";
+    "  --redis         Redis (MAAS_REDIS_URL; redis://127.0.0.1:16379)\n"
+    "  --stale-s       a running work job whose worker vanished this long ago is published\n"
+    "                  again (MAAS_STALE_S; 60)\n"
+    "  --max-attempts  ... unless it started this often: then it fails (MAAS_MAX_ATTEMPTS; 3)\n"
+    "  --retain-versions N  keep each model's newest N versions and every aliased one; delete\n"
+    "                  the rest (MAAS_RETAIN_VERSIONS; 0 = keep all)\n";
 
 int main(int argc, char **argv) {
     static coord c;
@@ -943,6 +1118,9 @@ int main(int argc, char **argv) {
              (env = getenv("MAAS_TOPIC_PREFIX")) ? env : MAAS_TOPIC_PREFIX_DEFAULT);
     snprintf(c.listen, sizeof(c.listen), "%s",
              (env = getenv("MAAS_COORDINATOR_HTTP")) ? env : "127.0.0.1:18080");
+    c.stale_s = (env = getenv("MAAS_STALE_S")) ? (int)strtol(env, NULL, 10) : 60;
+    c.max_attempts = (env = getenv("MAAS_MAX_ATTEMPTS")) ? (int)strtol(env, NULL, 10) : 3;
+    c.retain_versions = (env = getenv("MAAS_RETAIN_VERSIONS")) ? (int)strtol(env, NULL, 10) : 0;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage, stdout), 0;
@@ -955,12 +1133,24 @@ int main(int argc, char **argv) {
             snprintf(c.redis, sizeof(c.redis), "%s", v);
         else if (!strcmp(a, "--topic-prefix"))
             snprintf(c.prefix, sizeof(c.prefix), "%s", v);
+        else if (!strcmp(a, "--stale-s"))
+            c.stale_s = (int)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--max-attempts"))
+            c.max_attempts = (int)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--retain-versions"))
+            c.retain_versions = (int)strtol(v, NULL, 10);
         else if (!strcmp(a, "-X") && strchr(v, '=') && c.n_settings < 32) {
             char *k = strndup(v, (size_t)(strchr(v, '=') - v));
             c.settings[c.n_settings++] = (maas_setting){k, strdup(strchr(v, '=') + 1)};
         } else {
             return fputs(usage, stderr), 2;
         }
+    }
+    if (c.stale_s < 1 || c.stale_s > 86400 || c.max_attempts < 1 || c.max_attempts > 100 ||
+        c.retain_versions < 0 || c.retain_versions > 1000000) {
+        fprintf(stderr, "maas-coordinator: --stale-s must be 1..86400, --max-attempts 1..100, "
+                        "--retain-versions 0..1000000\n");
+        return 2;
     }
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.delivered, NULL);

@@ -23,6 +23,7 @@ static const char usage[] =
     "  workers    the fleet: host, jobs done, busy with, loaded versions, last seen\n"
     "  dlq        ls | replay [ID...]: the dead-letter topic, and putting jobs back\n"
     "  sweep      a grid or random search as training jobs across the workers, ranked\n"
+    "  gc         delete a model's old versions (never an aliased one)\n"
     "  dataset    put | rm labelled data in Redis for train and evaluate jobs\n"
     "  models     the registry's models and aliases\n"
     "  versions   a model's versions: parent, size, hash, producing job, metrics\n"
@@ -57,15 +58,25 @@ int main(int argc, char **argv) {
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {
-        {"fit", maas_cli_fit},           {"evaluate", maas_cli_evaluate},
-        {"predict", maas_cli_predict},   {"inspect", maas_cli_inspect},
-        {"optimize", maas_cli_optimize}, {"dataset", maas_cli_dataset},
-        {"submit", maas_cli_submit},     {"job", maas_cli_job},
-        {"cancel", maas_cli_cancel},     {"models", maas_cli_models},
-        {"versions", maas_cli_versions}, {"alias", maas_cli_alias},
-        {"export", maas_cli_export},     {"import", maas_cli_import},
-        {"jobs", maas_cli_jobs},         {"workers", maas_cli_workers},
-        {"dlq", maas_cli_dlq},           {"sweep", maas_cli_sweep},
+        {"fit", maas_cli_fit},
+        {"evaluate", maas_cli_evaluate},
+        {"predict", maas_cli_predict},
+        {"inspect", maas_cli_inspect},
+        {"optimize", maas_cli_optimize},
+        {"dataset", maas_cli_dataset},
+        {"submit", maas_cli_submit},
+        {"job", maas_cli_job},
+        {"cancel", maas_cli_cancel},
+        {"models", maas_cli_models},
+        {"versions", maas_cli_versions},
+        {"alias", maas_cli_alias},
+        {"export", maas_cli_export},
+        {"import", maas_cli_import},
+        {"jobs", maas_cli_jobs},
+        {"workers", maas_cli_workers},
+        {"dlq", maas_cli_dlq},
+        {"sweep", maas_cli_sweep},
+        {"gc", maas_cli_gc},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {

@@ -408,7 +408,7 @@ static const char job_transition_lua[] =
     "end\n"
     "  attempts = attempts + 1\n"
     "end\n"
-    "if to == 'queued' then attempts = 0 end\n"
+    "if to == 'queued' and st == 'failed' then attempts = 0 end\n"
     "if attempts then add('attempts', attempts) end\n"
     "if to == 'running' then add('worker', ARGV[4]); add('started_ms', now); add('heartbeat_ms', "
     "now) end\n"
@@ -1414,5 +1414,82 @@ maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, s
     }
     freeReplyObject(rep);
     *ids = v;
+    return MAAS_OK;
+}
+
+/* ---- housekeeping: stored job messages, version retention ---- */
+
+maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes, size_t len,
+                                 int ttl_s, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], ttl[24];
+    KEY(key, kv, "job:{%s}:message", id);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 7 * 86400);
+    const char *argv[] = {"SET", key, bytes, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    redisReply *rep = cmd(kv, 5, argv, lens, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_message_get(maas_kv *kv, const char *id, unsigned char **bytes, size_t *len,
+                                 char *errstr, size_t errstr_size) {
+    *bytes = NULL;
+    *len = 0;
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}:message", id);
+    const char *argv[] = {"GET", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "job '%s' has no stored message",
+                         id);
+    }
+    *bytes = malloc(rep->len ? rep->len : 1);
+    if (*bytes) {
+        memcpy(*bytes, rep->str, rep->len);
+        *len = rep->len;
+    }
+    freeReplyObject(rep);
+    return *bytes ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+}
+
+static const char version_delete_lua[] =
+    "for _, v in ipairs(redis.call('HVALS', KEYS[2])) do\n"
+    "  if v == ARGV[1] then return -1 end\n"
+    "end\n"
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1] .. '.h5') == 0 then return 0 end\n"
+    "local f = {}\n"
+    "for _, k in ipairs({'h5', 'sha256', 'size', 'parent', 'job', 'created_ms', 'metrics', "
+    "'config'}) do\n"
+    "  f[#f + 1] = ARGV[1] .. '.' .. k\n"
+    "end\n"
+    "redis.call('HDEL', KEYS[1], unpack(f))\n"
+    "return 1\n";
+
+maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, char *errstr,
+                                size_t errstr_size) {
+    maas_err err = maas_name_check("model name", model, errstr, errstr_size);
+    if (err) return err;
+    char kver[256], kal[256], v[16];
+    KEY(kver, kv, "model:{%s}:versions", model);
+    KEY(kal, kv, "model:{%s}:aliases", model);
+    snprintf(v, sizeof(v), "%d", version);
+    const char *argv[] = {"EVAL", version_delete_lua, "2", kver, kal, v};
+    redisReply *rep = cmd(kv, 6, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    long long r = rep->integer;
+    freeReplyObject(rep);
+    if (r < 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
+                         "%s version %d has an alias; move the alias first", model, version);
+    if (r == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "%s has no version %d", model,
+                         version);
     return MAAS_OK;
 }

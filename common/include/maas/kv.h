@@ -237,6 +237,24 @@ void maas_worker_info_release(maas_worker_info *w, int n);
 maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_job_record *out,
                            int *n, char *errstr, size_t errstr_size);
 
+/*
+ * The message of a work job as it was published (maas:job:{ID}:message,
+ * expiring after ttl_s), kept by submitters so housekeeping can publish it
+ * again when the worker running it vanished. UNKNOWN when none is stored.
+ */
+maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes, size_t len,
+                                 int ttl_s, char *errstr, size_t errstr_size);
+maas_err maas_kv_job_message_get(maas_kv *kv, const char *id, unsigned char **bytes, size_t *len,
+                                 char *errstr, size_t errstr_size);
+
+/*
+ * Deletes a version's bytes and metadata (retention). Never an aliased one:
+ * CONFLICT while any alias (latest included) points at it; UNKNOWN if gone.
+ * Version numbers are not reused.
+ */
+maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, char *errstr,
+                                size_t errstr_size);
+
 /* Model names, sorted; *names is an array of n malloc'ed strings (free each, then it). */
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);
 
