@@ -4,7 +4,8 @@
 #   Pima Indians diabetes (8 features) -> Dense(10, relu) -> Dense(1, sigmoid),
 #   binary cross-entropy, Adam, 10 epochs, batch 32 — trained by a worker through
 #   Kafka, registered in Redis as version 1 and aliased `production`, evaluated and
-#   queried through Kafka, exported as a Keras model.h5 and checked locally.
+#   queried through Kafka, exported as a Keras model.h5 and checked locally; then
+#   pruned and quantized to int8 by an optimize job (version 2) and evaluated again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,11 @@ else
   paste "$work/cluster.txt" "$work/local.txt" >&2
   exit 1
 fi
+echo "==> optimizing version 1 (an optimize job): 50% magnitude pruning, 2 fine-tuning epochs, int8"
+$maas submit optimize --model "$model:1" --quantize int8 --prune 0.5 --finetune-epochs 2 \
+  --dataset pima-train --wait
+echo "==> evaluating the int8 version 2 on the same 154 held-out rows"
+$maas submit evaluate --model "$model:2" --data "$work/test.csv" --label diabetes --wait
 echo
 echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092},"
 base="${MAAS_WORKER_HTTP_BASE:-19100}"

@@ -6,6 +6,7 @@
 # pending and cancelled jobs told apart; bad requests named.
 # usage: test_cli_cluster.sh MAAS WORKER PIMA_CSV H5_FIXTURE_DIR WORKDIR
 set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 maas="$(realpath "$1")" worker="$(realpath "$2")" pima="$(realpath "$3")" fx="$(realpath "$4")" work="$5"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 export MAAS_KAFKA_BROKERS="${MAAS_KAFKA_BROKERS:-127.0.0.1:29092}" MAAS_REDIS_URL="${MAAS_REDIS_URL:-redis://127.0.0.1:26379}"
@@ -104,5 +105,11 @@ grep -q "already exists; not submitted again" dup.err && ok "an idempotency key 
   || bad "replayed: $(cat replayed.err; "$maas" job "dl-$run")"
 "$maas" dlq replay "nope-$run" > /dev/null 2> noreplay.err; [[ $? -eq 1 ]] && grep -q "not on the dead-letter topic" noreplay.err \
   && ok "replaying an id that is not dead-lettered is an error" || bad "noreplay: $(cat noreplay.err)"
+# the kcat + redis-cli training recipe (examples/kcat/train.sh): no maas code on the client side
+"$maas" dataset put "kd$run" --data train.csv --label diabetes > /dev/null 2>&1
+if "$here/../../examples/kcat/train.sh" "kd$run" "kc$run" "kct-$run" > kcat.out 2>&1 \
+   && grep -q "state: succeeded" kcat.out && grep -q "^model kc$run version 1: {" kcat.out; then
+  ok "the kcat training recipe trains version 1"
+else bad "kcat train: $(cat kcat.out)"; fi
 echo "cli cluster: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
