@@ -1181,8 +1181,17 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    fprintf(stderr, "maas-coordinator: serving http://%s:%d (kafka %s, redis %s)\n", addr,
-            maas_http_port(h), c.brokers, c.redis);
+    /* the Redis URL may carry a password: shown masked */
+    char shown[sizeof(c.redis)];
+    snprintf(shown, sizeof(shown), "%s", c.redis);
+    char *at = strrchr(shown, '@'), *colon2 = strstr(shown, "://");
+    if (at && colon2 && (colon2 = strchr(colon2 + 3, ':')) && colon2 < at)
+        memmove(colon2 + 4, at, strlen(at) + 1), memcpy(colon2, ":***", 4);
+    fprintf(stderr,
+            "maas-coordinator: serving http://%s:%d (kafka %s, redis %s; stale after %d s, %d "
+            "attempts; retain %d versions)\n",
+            addr, maas_http_port(h), c.brokers, shown, c.stale_s, c.max_attempts,
+            c.retain_versions);
     pthread_t hk;
     int hk_started = pthread_create(&hk, NULL, housekeeping, &c) == 0;
     /* The producer's delivery reports are served here. */
