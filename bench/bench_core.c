@@ -7,6 +7,7 @@
  *   pima_10ep_s         seed model, 10 epochs, batch 32 on Pima: seconds (median of runs)
  *   predict1_us         single-row predict latency on the Fashion model: microseconds (median)
  *   predict1024_sps     batch-1024 predict throughput: samples/s (median)
+ *   predict1_int8_us, predict1024_int8_sps   the same on the int8-quantized model
  *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine
  *   sgemm_train_gflops  sgemm alone on the training step's GEMM shapes
  *   train_gemm_gflops   training step's GEMM FLOPs / whole step time
@@ -17,6 +18,7 @@
 #include "maas/dataset.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
+#include "maas/quant.h"
 #include "maas/train.h"
 
 #include <time.h>
@@ -150,30 +152,37 @@ int main(int argc, char **argv) {
     printf("sgemm_train_gflops %.2f\n", flops_step / t_sgemm_alone / 1e9);
     printf("train_gemm_gflops %.2f\n", flops_step * steps / ep / 1e9);
 
-    /* Predict: single-row latency and batch-1024 throughput. */
-    maas_infer *inf = maas_infer_new(m, 1024, err, sizeof(err));
-    if (!inf) die("infer", err);
-    float out[1024 * 10];
-    double lat[64];
-    for (int r = 0; r < repeats * 5 && r < 64; r++) {
-        int n = 2000;
-        double t0 = now();
-        for (int i = 0; i < n; i++)
-            maas_infer_run(inf, xi.data + (size_t)(i % 1000) * 784, 1, out, err, sizeof(err));
-        lat[r] = (now() - t0) / n * 1e6;
+    /* Predict: single-row latency and batch-1024 throughput, float32 then int8. */
+    maas_model *q = maas_model_clone(m, err, sizeof(err));
+    if (!q || maas_quantize(q, err, sizeof(err))) die("quantize", err);
+    for (int pass = 0; pass < 2; pass++) {
+        const maas_model *served = pass ? q : m;
+        const char *sfx = pass ? "_int8" : "";
+        maas_infer *inf = maas_infer_new(served, 1024, err, sizeof(err));
+        if (!inf) die("infer", err);
+        static float out[1024 * 10];
+        double lat[64];
+        for (int r = 0; r < repeats * 5 && r < 64; r++) {
+            int n = 2000;
+            double t0 = now();
+            for (int i = 0; i < n; i++)
+                maas_infer_run(inf, xi.data + (size_t)(i % 1000) * 784, 1, out, err, sizeof(err));
+            lat[r] = (now() - t0) / n * 1e6;
+        }
+        printf("predict1%s_us %.2f\n", sfx, median(lat, repeats * 5 < 64 ? repeats * 5 : 64));
+        double tp[64];
+        for (int r = 0; r < repeats * 5 && r < 64; r++) {
+            int n = 20;
+            double t0 = now();
+            for (int i = 0; i < n; i++)
+                maas_infer_run(inf, xi.data + (size_t)(i % 50) * 1024 * 784, 1024, out, err,
+                               sizeof(err));
+            tp[r] = 1024.0 * n / (now() - t0);
+        }
+        printf("predict1024%s_sps %.0f\n", sfx, median(tp, repeats * 5 < 64 ? repeats * 5 : 64));
+        maas_infer_free(inf);
     }
-    printf("predict1_us %.2f\n", median(lat, repeats * 5 < 64 ? repeats * 5 : 64));
-    double tp[64];
-    for (int r = 0; r < repeats * 5 && r < 64; r++) {
-        int n = 20;
-        double t0 = now();
-        for (int i = 0; i < n; i++)
-            maas_infer_run(inf, xi.data + (size_t)(i % 50) * 1024 * 784, 1024, out, err,
-                           sizeof(err));
-        tp[r] = 1024.0 * n / (now() - t0);
-    }
-    printf("predict1024_sps %.0f\n", median(tp, repeats * 5 < 64 ? repeats * 5 : 64));
-    maas_infer_free(inf);
+    maas_model_free(q);
     maas_model_free(m);
     maas_idx_release(&xi);
     maas_idx_release(&yi);

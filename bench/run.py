@@ -57,6 +57,11 @@ def main():
         f(t["predict1_us"]) / f(m["predict1_us"]), "<= 15 us (maas)", "{:.2f}")
     row("batch-1024 predict (samples/s)", f(m["predict1024_sps"]), f(t["predict1024_sps"]),
         f(m["predict1024_sps"]) / f(t["predict1024_sps"]), ">= 1.5x")
+    row("single-row predict, int8 model (us)", f(m["predict1_int8_us"]), f(t["predict1_us"]),
+        f(t["predict1_us"]) / f(m["predict1_int8_us"]), "(maas int8 vs torch float32)", "{:.2f}")
+    row("batch-1024 predict, int8 (samples/s)", f(m["predict1024_int8_sps"]),
+        f(t["predict1024_sps"]), f(m["predict1024_int8_sps"]) / f(t["predict1024_sps"]),
+        ">= 1.5x (maas int8 vs torch float32)")
     eff = f(m["train_gemm_gflops"]) / f(m["sgemm_peak_gflops"])
     print(f"{'training GEMM GFLOP/s vs sgemm peak':38} {f(m['train_gemm_gflops']):>12.1f} "
           f"{f(m['sgemm_peak_gflops']):>12.1f} {eff:>7.2f}x  >= 0.70x "

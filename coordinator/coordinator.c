@@ -549,15 +549,18 @@ static void route_versions(maas_kv *kv, const char *model, maas_http_response *r
     maas_strbuf_printf(&t, "{\"model\": ");
     put_str(&t, model);
     maas_strbuf_printf(&t, ", \"versions\": [");
+    int listed = 0; /* retention may have deleted some versions */
     for (int v = 1; v <= n; v++) {
         maas_version_meta m;
         if (maas_kv_version_meta(kv, model, v, &m, e, sizeof(e))) continue;
         maas_strbuf_printf(
             &t, "%s{\"version\": %d, \"parent\": %d, \"size\": %zu, \"sha256\": \"%s\", \"job\": ",
-            v > 1 ? ", " : "", v, m.parent, m.size, m.sha256);
+            listed++ ? ", " : "", v, m.parent, m.size, m.sha256);
         put_str(&t, m.job);
-        maas_strbuf_printf(&t, ", \"created_ms\": %lld, \"metrics\": %s}", (long long)m.created_ms,
-                           m.metrics && m.metrics[0] == '{' ? m.metrics : "null");
+        maas_strbuf_printf(&t, ", \"created_ms\": %lld, \"metrics\": %s, \"config\": %s}",
+                           (long long)m.created_ms,
+                           m.metrics && m.metrics[0] == '{' ? m.metrics : "null",
+                           m.config && m.config[0] == '{' ? m.config : "null");
         maas_version_meta_release(&m);
     }
     maas_strbuf_printf(&t, "]}");

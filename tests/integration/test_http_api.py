@@ -2,7 +2,8 @@
 """maas-coordinator's HTTP API against real Kafka, Redis and workers (services fixture):
 train -> wait -> version 1 -> alias -> predict by alias -> download the h5 -> the file
 predicts the same locally; bad requests get a 4xx naming the problem; unknown, pending and
-finished jobs told apart; Idempotency-Key honoured; /healthz and /metrics.
+finished and expired jobs told apart; Idempotency-Key honoured; an optimize job makes an int8
+version 2 naming version 1, downloaded as a float Keras file; /healthz and /metrics.
 usage: test_http_api.py BIN_DIR PIMA_CSV WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
 """
 import csv
@@ -137,6 +138,40 @@ try:
     st2, s2 = call("POST", "/v1/jobs", {"type": "infer", "model": model, "inputs": ten}, key)
     check(st1 == 202 and st2 == 200 and s1["id"] == s2["id"] == f"idem-{RUN}" and s2["resubmitted"] is False,
           "Idempotency-Key: the second POST does not resubmit")
+    # an expired job is told apart from a pending and an unknown one
+    st, s3 = call("POST", "/v1/jobs", {"type": "infer", "model": model, "inputs": ten,
+                                      "deadline_ms": int(time.time() * 1000) - 1000})
+    end = time.time() + 30
+    while time.time() < end and call("GET", f"/v1/jobs/{s3['id']}")[1]["state"] == "queued":
+        time.sleep(0.1)
+    st, j = call("GET", f"/v1/jobs/{s3['id']}")
+    check(st == 200 and j["state"] == "expired" and not j.get("result"),
+          f"a job past its deadline says expired, with no result ({j['state']})")
+
+    # an optimize job through the API: version 2 names version 1; its download is a float file
+    st, so = call("POST", "/v1/jobs", {"type": "optimize", "model": f"{model}:1", "quantize": "int8"})
+    check(st == 202, f"POST an optimize job ({st} {so})")
+    end = time.time() + 60
+    while time.time() < end and call("GET", f"/v1/jobs/{so['id']}")[1]["state"] not in ("succeeded", "failed"):
+        time.sleep(0.1)
+    st, j = call("GET", f"/v1/jobs/{so['id']}")
+    check(j["state"] == "succeeded" and j["result"]["version"] == 2, f"the optimize job made version 2 ({j})")
+    st, v = call("GET", f"/v1/models/{model}/versions")
+    v2 = [x for x in v["versions"] if x["version"] == 2]
+    check(v2 and v2[0]["parent"] == 1 and v2[0]["metrics"]["size_ratio"] > 0,
+          f"version 2's lineage and measured effects ({v2})")
+    st, h5 = call("GET", f"/v1/models/{model}/versions/2/h5", raw=True)
+    with open(os.path.join(WORK, "v2.h5"), "wb") as f:
+        f.write(h5)
+    chk = subprocess.run(["/usr/bin/python3", "-c",
+                          "import h5py,sys; f=h5py.File(sys.argv[1]); "
+                          "assert 'maas_quantization' not in f.attrs; "
+                          "assert f['model_weights/dense/dense/kernel:0'].dtype.kind == 'f'",
+                          os.path.join(WORK, "v2.h5")], capture_output=True, text=True)
+    check(st == 200 and chk.returncode == 0, f"the int8 version downloads as a float Keras file {chk.stderr[-200:]}")
+    st, p2 = call("POST", f"/v1/models/{model}:predict", {"inputs": ten, "version": 2})
+    check(st == 200 and all(abs(a[0] - b[0]) < 0.02 for a, b in zip(p2["outputs"], p["outputs"])),
+          "the int8 version serves predictions within 0.02 of the float one")
     metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
     check('maas_coordinator_submissions_total{type="infer"}' in metrics
           and "maas_coordinator_http_responses_total" in metrics, "/metrics")
