@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Sweeps against real Kafka, Redis, two workers and the coordinator (services fixture).
 
-1. `maas sweep --wait`: 3 learning rates x 2 layer lists = 6 training jobs across two workers;
+1. `maas sweep --wait`: 4 learning rates x 3 layer lists = 12 training jobs across two workers;
    every point is accounted for, both workers ran some, the table is ranked by val_loss, the
    best version gets the `production` alias; the same command again submits nothing.
 2. The HTTP API: POST /v1/sweeps (6 points) while no worker runs; the coordinator is killed
@@ -61,9 +61,28 @@ def maas(*args, check_rc=True):
     return r
 
 
-def worker(name):
+def worker(name, http_port):
     return spawn("maas-worker", "--id", name, "--brokers", BROKERS, "--redis", REDIS_URL,
-                 "-X", "kafka.session.timeout.ms=6000", log=name)
+                 "--http", f"127.0.0.1:{http_port}", "-X", "kafka.session.timeout.ms=6000", log=name)
+
+
+def work_partitions(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return json.loads(r.read())["partitions"]["work"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_shared(ports, seconds=90):
+    """Until every worker holds some of the work topic's 6 partitions (the group settled)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        got = [work_partitions(p) for p in ports]
+        if all(got) and sum(got) == 6:
+            return True
+        time.sleep(0.3)
+    return False
 
 
 def coordinator():
@@ -90,21 +109,22 @@ with open(PIMA) as f, open(train, "w") as out:
     out.writelines(f.readlines()[:615])
 try:
     # 1. the CLI
-    w1, w2 = worker(f"sw1-{RUN}"), worker(f"sw2-{RUN}")
+    w1, w2 = worker(f"sw1-{RUN}", 29191), worker(f"sw2-{RUN}", 29192)
+    check(wait_shared([29191, 29192]), "the two workers share the work topic's partitions")
     model = f"swc{RUN}"
     args = ["sweep", "--name", model, "--data", train, "--label", "diabetes",
             "--layers", "8:relu,1:sigmoid", "--layers", "16:relu,1:sigmoid",
-            "--lr", "0.001,0.01,0.03", "--epochs", "20", "--standardize", "--seed", "3",
+            "--layers", "4:relu,1:sigmoid", "--lr", "0.001,0.003,0.01,0.03", "--epochs", "20", "--standardize", "--seed", "3",
             "--promote", "production", "--id", f"swc-{RUN}", "--wait"]
     r = maas(*args)
     check(r.returncode == 0, f"maas sweep --wait exits 0 ({r.returncode})")
     lines = r.stdout.splitlines()
     table = [l for l in lines if l.split() and l.split()[0].isdigit()]
-    check(len(table) == 6 and [int(l.split()[0]) for l in table] == list(range(1, 7)),
-          f"6 points, all ranked ({len(table)})")
+    check(len(table) == 12 and [int(l.split()[0]) for l in table] == list(range(1, 13)),
+          f"12 points, all ranked ({len(table)})")
     vl = [float(l.split()[3]) for l in table]
     check(vl == sorted(vl), f"ranked by val_loss: {vl}")
-    check(r.stderr.count("succeeded: version") == 6, "each point reported as it ended")
+    check(r.stderr.count("succeeded: version") == 12, "each point reported as it ended")
     best = int(table[0].split()[1])
     check(f"best: {model} version {best}" in r.stdout and "production moved to it" in r.stdout,
           "the best version is named and promoted")
@@ -113,7 +133,7 @@ try:
               (l.startswith(model) and "production" in l and str(best) in l) for l in m.splitlines()),
           f"production -> {best} in the registry: {m.strip()}")
     ran_on = set()
-    for k in range(1, 7):
+    for k in range(1, 13):
         rec = maas("job", f"swc-{RUN}-{k:03d}").stdout
         ran_on |= {l.split()[1] for l in rec.splitlines() if l.startswith("worker:")}
     check(len(ran_on) == 2, f"both workers trained points: {sorted(ran_on)}")
@@ -152,7 +172,7 @@ try:
     st, g = call("GET", f"/v1/sweeps/swa-{RUN}")
     check(st == 200 and g["finished"] == 0 and all(p["state"] == "queued" for p in g["ranking"]),
           f"the acknowledged sweep survived the restart: 6 queued points ({st})")
-    w1, w2 = worker(f"sw3-{RUN}"), worker(f"sw4-{RUN}")
+    w1, w2 = worker(f"sw3-{RUN}", 29193), worker(f"sw4-{RUN}", 29194)
     end = time.time() + 180
     while time.time() < end:
         st, g = call("GET", f"/v1/sweeps/swa-{RUN}")
