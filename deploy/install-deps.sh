@@ -17,6 +17,7 @@ PKGS_BUILD=(
   libcsv-dev          # CSV reader for datasets
   libcmocka-dev       # unit test framework
   libmicrohttpd-dev   # HTTP endpoints (worker /metrics, coordinator API)
+  libdnnl-dev         # oneDNN: int8 GEMMs of large batches (qgemm_dnnl.c)
   zlib1g-dev          # gzip-compressed IDX datasets
 )
 # Test-only: reference implementations and data.

@@ -18,6 +18,7 @@
 /* ---------------------------------------------------------------- layers */
 
 static void qlayer_release(maas_qlayer *l) {
+    maas__qdnnl_free(l->dnnl);
     free(l->wq);
     free(l->scale);
     free(l->packed);
@@ -42,6 +43,7 @@ static int qlayer_alloc(maas_qlayer *l, int n_in, int n_out) {
     l->scale = malloc((size_t)n_out * sizeof(float));
     l->packed = calloc(packed, 1);
     l->colsum = calloc((size_t)l->nb * 16, sizeof(int32_t));
+    l->dnnl = maas__qdnnl_new(); /* NULL without oneDNN: then the other kernels do it all */
     return l->wq && l->scale && l->packed && l->colsum;
 }
 
@@ -455,11 +457,21 @@ static maas_qkernel resolve(maas_qkernel k) {
 }
 
 const char *maas_qkernel_name(maas_qkernel k) {
-    return resolve(k) == MAAS_QKERNEL_VNNI ? "avx512-vnni" : "portable";
+    int vnni = resolve(k) == MAAS_QKERNEL_VNNI;
+    if (k == MAAS_QKERNEL_AUTO && maas__qdnnl_available())
+        return vnni ? "onednn+avx512-vnni" : "onednn+portable";
+    return vnni ? "avx512-vnni" : "portable";
 }
 
 void maas_qgemm(maas_qkernel k, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
                 int32_t *acc, int ldc) {
+    if (k == MAAS_QKERNEL_AUTO) { /* large batches: oneDNN takes what it can */
+        int done = maas__qdnnl_run(l->dnnl, l, xq, ldx, rows, acc, ldc);
+        xq += (size_t)done * ldx;
+        acc += (size_t)done * ldc;
+        rows -= done;
+        if (rows == 0) return;
+    }
 #if MAAS_HAVE_VNNI_KERNEL
     if (resolve(k) == MAAS_QKERNEL_VNNI) {
         qgemm_vnni(l, xq, ldx, rows, acc, ldc);
@@ -521,7 +533,7 @@ void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const
         for (int r = 0; r < rows; r++)
             s->rs[r] = quantize_row_avx512(in + (size_t)r * l->n_in, l->n_in, padded,
                                            s->xq + (size_t)r * s->ldx, &s->sh[r], l);
-        qgemm_vnni(l, s->xq, s->ldx, rows, s->acc, s->ldc);
+        maas_qgemm(s->kernel, l, s->xq, s->ldx, rows, s->acc, s->ldc);
         for (int r = 0; r < rows; r++)
             epilogue_avx512(l, s->acc + (size_t)r * s->ldc, s->sh[r] ? 128 : 0, s->rs[r], bias,
                             out + (size_t)r * l->n_out);

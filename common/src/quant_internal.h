@@ -15,6 +15,18 @@ typedef struct maas_qscratch {
     maas_qkernel kernel;
 } maas_qscratch;
 
+/*
+ * oneDNN for batches of >= 32 rows (qgemm_dnnl.c). new() makes no oneDNN call
+ * (safe in the model loader's forked child); run() computes the first rows it
+ * can in bucket-sized chunks and returns how many (0: none, e.g. < 32 rows, or
+ * a build without oneDNN); the caller's kernel does the rest.
+ */
+maas_qdnnl *maas__qdnnl_new(void);
+void maas__qdnnl_free(maas_qdnnl *d);
+int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
+                    int32_t *acc, int ldc);
+int maas__qdnnl_available(void);
+
 /* The widest padded input (4 kg) and output (16 nb) over a model's quantized layers. */
 void maas__quant_widths(const maas_model *m, int *ldx, int *ldc);
 

@@ -82,7 +82,7 @@ static void test_kernels_agree_exactly(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
     const int shapes[][2] = {{13, 37}, {784, 256}, {256, 128}, {128, 10}, {1, 1}, {8, 10}, {5, 70}};
-    const int rows_list[] = {1, 2, 5, 6, 7, 13, 64};
+    const int rows_list[] = {1, 2, 5, 6, 7, 13, 32, 64, 100, 1024 + 37};
     print_message("int8 kernel on this CPU: %s\n", maas_qkernel_name(MAAS_QKERNEL_AUTO));
     for (size_t s = 0; s < MAAS_ARRAY_LEN(shapes); s++) {
         maas_layer_spec l[] = {maas_dense(shapes[s][1], MAAS_ACT_LINEAR)};
@@ -101,21 +101,24 @@ static void test_kernels_agree_exactly(void **state) {
             int32_t *a = calloc((size_t)rows * ldc, sizeof(int32_t));
             int32_t *b = calloc((size_t)rows * ldc, sizeof(int32_t));
             int32_t *c = calloc((size_t)rows * ldc, sizeof(int32_t));
+            int32_t *d = calloc((size_t)rows * ldc, sizeof(int32_t));
             reference_gemm(q, x, ldx, rows, a, ldc);
             maas_qgemm(MAAS_QKERNEL_PORTABLE, q, x, ldx, rows, b, ldc);
             maas_qgemm(MAAS_QKERNEL_VNNI, q, x, ldx, rows, c, ldc);
+            maas_qgemm(MAAS_QKERNEL_AUTO, q, x, ldx, rows, d, ldc); /* oneDNN for >= 32 rows */
             for (int r = 0; r < rows; r++)
                 for (int j = 0; j < q->n_out; j++) {
                     size_t at = (size_t)r * ldc + j;
-                    if (a[at] != b[at] || a[at] != c[at])
+                    if (a[at] != b[at] || a[at] != c[at] || a[at] != d[at])
                         fail_msg("%dx%d, %d rows: row %d unit %d: reference %d, portable %d, "
-                                 "vnni %d",
-                                 q->n_in, q->n_out, rows, r, j, a[at], b[at], c[at]);
+                                 "vnni %d, auto %d",
+                                 q->n_in, q->n_out, rows, r, j, a[at], b[at], c[at], d[at]);
                 }
             free(x);
             free(a);
             free(b);
             free(c);
+            free(d);
         }
         maas_model_free(m);
     }

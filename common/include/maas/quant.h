@@ -31,6 +31,8 @@
 #include "maas/err.h"
 #include "maas/model.h"
 
+typedef struct maas_qdnnl maas_qdnnl; /* oneDNN state of a layer, private */
+
 /* One quantized Dense layer. All arrays owned by the maas_quant. */
 typedef struct maas_qlayer {
     int n_in, n_out;
@@ -42,6 +44,7 @@ typedef struct maas_qlayer {
     int32_t *colsum;  /* 16 nb: sum over inputs of each unit's int8 weights */
     float act_scale;  /* 0: dynamic per-row input scales; > 0: a calibrated one */
     int act_unsigned; /* with act_scale: the calibrated input is >= 0 (uint8) */
+    maas_qdnnl *dnnl; /* oneDNN primitives for large batches, made on first use; owned */
 } maas_qlayer;
 
 /* The int8 side of a quantized model: one entry per model layer (Dropout: unused). */
@@ -111,12 +114,13 @@ void maas_sparsity(const maas_model *m, maas_prune_report *report);
 /* ---- the int8 kernel, exposed for tests and the benchmark ---- */
 
 typedef enum maas_qkernel {
-    MAAS_QKERNEL_AUTO = 0, /* VNNI when the CPU has it */
+    MAAS_QKERNEL_AUTO = 0, /* oneDNN for chunks of >= 32 rows (when built with it), else VNNI
+                              when the CPU has it, else portable */
     MAAS_QKERNEL_PORTABLE, /* plain C */
-    MAAS_QKERNEL_VNNI      /* AVX-512 VNNI; falls back to portable without it */
+    MAAS_QKERNEL_VNNI      /* our AVX-512 VNNI tiles only; falls back to portable without it */
 } maas_qkernel;
 
-/* The kernel AUTO resolves to on this CPU: "avx512-vnni" or "portable". */
+/* What k resolves to here: "onednn+avx512-vnni", "avx512-vnni" or "portable". */
 const char *maas_qkernel_name(maas_qkernel k);
 
 /*

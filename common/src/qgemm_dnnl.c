@@ -1,0 +1,138 @@
+/*
+ * The oneDNN adapter (the only file that includes dnnl.h): uint8 x int8 ->
+ * int32 matmuls for batches of 32 rows and more, where oneDNN's kernels (AMX
+ * on CPUs that have it) beat our VNNI tiles (README, "oneDNN"). oneDNN's fast
+ * paths need a primitive per shape, so a layer keeps one per batch bucket
+ * (32, 64, ..., 1024 rows), made on first use; a batch is cut into bucket-
+ * sized chunks and the rest (< 32 rows) is left to the caller's kernel.
+ * Results are the same integers as the other kernels.
+ */
+#include "maas/base.h"
+#include "quant_internal.h"
+
+#ifdef MAAS_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+
+/* Debian's oneDNN runs on GNU OpenMP; this is libgomp's (declared here: clang has no omp.h). */
+extern void omp_set_num_threads(int n);
+
+#define N_BUCKETS 6 /* 32 << 0 .. 32 << 5 = 1024 rows */
+
+struct maas_qdnnl {
+    pthread_mutex_t lock; /* primitives are made lazily; calls are serialized */
+    int failed;           /* oneDNN refused something: the caller's kernel does everything */
+    int ldx, ldc;         /* the strides the primitives were made for */
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_primitive_t prim[N_BUCKETS];
+    dnnl_memory_desc_t src_md[N_BUCKETS], dst_md[N_BUCKETS], w_md;
+};
+
+maas_qdnnl *maas__qdnnl_new(void) {
+    maas_qdnnl *d = calloc(1, sizeof(*d));
+    if (d) pthread_mutex_init(&d->lock, NULL);
+    return d;
+}
+
+void maas__qdnnl_free(maas_qdnnl *d) {
+    if (!d) return;
+    for (int i = 0; i < N_BUCKETS; i++)
+        if (d->prim[i]) dnnl_primitive_destroy(d->prim[i]);
+    if (d->stream) dnnl_stream_destroy(d->stream);
+    if (d->engine) dnnl_engine_destroy(d->engine);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+static int make_prim(maas_qdnnl *d, const maas_qlayer *l, int b) {
+    int m = 32 << b;
+    dnnl_dims_t sd = {m, l->n_in}, ss = {d->ldx, 1};
+    dnnl_dims_t dd = {m, l->n_out}, ds = {d->ldc, 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok =
+        dnnl_memory_desc_init_by_strides(&d->src_md[b], 2, sd, dnnl_u8, ss) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&d->dst_md[b], 2, dd, dnnl_s32, ds) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &d->src_md[b], &d->w_md, NULL, &d->dst_md[b]) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, d->engine, NULL) == dnnl_success &&
+        dnnl_primitive_create(&d->prim[b], pd) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
+                    int32_t *acc, int ldc) {
+    if (!d || rows < 32) return 0;
+    pthread_mutex_lock(&d->lock);
+    int done = 0;
+    if (!d->failed && !d->engine) {
+        d->ldx = ldx;
+        d->ldc = ldc;
+        dnnl_dims_t wd = {l->n_in, l->n_out};
+        d->failed =
+            dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success ||
+            dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags) != dnnl_success ||
+            dnnl_memory_desc_init_by_tag(&d->w_md, 2, wd, dnnl_s8, dnnl_ab) != dnnl_success;
+    }
+    if (d->failed || d->ldx != ldx || d->ldc != ldc) goto out;
+    omp_set_num_threads(1); /* one thread, as the BLAS side (maas_blas_set_threads) */
+    dnnl_memory_t w = NULL;
+    if (dnnl_memory_create(&w, &d->w_md, d->engine, l->wq) != dnnl_success) w = NULL;
+    for (int b = N_BUCKETS - 1; b >= 0 && w; b--) {
+        int m = 32 << b;
+        while (rows - done >= m) {
+            if (!d->prim[b] && !make_prim(d, l, b)) {
+                d->failed = 1;
+                break;
+            }
+            dnnl_memory_t src, dst;
+            if (dnnl_memory_create(&src, &d->src_md[b], d->engine,
+                                   (void *)(xq + (size_t)done * ldx)) != dnnl_success)
+                break;
+            if (dnnl_memory_create(&dst, &d->dst_md[b], d->engine, acc + (size_t)done * ldc) !=
+                dnnl_success) {
+                dnnl_memory_destroy(src);
+                break;
+            }
+            dnnl_exec_arg_t args[3] = {
+                {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
+            int ok = dnnl_primitive_execute(d->prim[b], d->stream, 3, args) == dnnl_success &&
+                     dnnl_stream_wait(d->stream) == dnnl_success;
+            dnnl_memory_destroy(src);
+            dnnl_memory_destroy(dst);
+            if (!ok) {
+                d->failed = 1;
+                break;
+            }
+            done += m;
+        }
+        if (d->failed) break;
+    }
+    if (w) dnnl_memory_destroy(w);
+out:
+    pthread_mutex_unlock(&d->lock);
+    return done;
+}
+
+int maas__qdnnl_available(void) {
+    return 1;
+}
+
+#else /* built without oneDNN */
+
+maas_qdnnl *maas__qdnnl_new(void) {
+    return NULL;
+}
+void maas__qdnnl_free(maas_qdnnl *d) {
+    (void)d;
+}
+int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
+                    int32_t *acc, int ldc) {
+    (void)d, (void)l, (void)xq, (void)ldx, (void)rows, (void)acc, (void)ldc;
+    return 0;
+}
+int maas__qdnnl_available(void) {
+    return 0;
+}
+#endif
