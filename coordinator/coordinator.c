@@ -237,6 +237,29 @@ static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *er
 }
 
 /* Records, then publishes; returns MAAS_OK, CONFLICT (exists: not resubmitted) or an error. */
+/* Publishes stored bytes and waits for the broker's acknowledgement. */
+static maas_err publish_bytes(coord *c, const char *topic, const char *key, const void *buf,
+                              size_t len, char *e, size_t es) {
+    delivery d = {.c = c};
+    maas_err err = maas_producer_send(c->producer, topic, key, strlen(key), buf, len, &d, e, es);
+    if (err) return err;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 15;
+    pthread_mutex_lock(&c->lock);
+    while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
+    }
+    if (!d.done) {
+        err = MAAS_ERR_TIMEOUT;
+        snprintf(e, es, "kafka did not acknowledge within 15 s");
+    } else if (d.err) {
+        err = d.err;
+        snprintf(e, es, "%s", d.errstr);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return err;
+}
+
 /*
  * Records then publishes j. CONFLICT when the id is known (an idempotency key),
  * unless republish and the record is still queued: then it is published again
@@ -272,30 +295,12 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
     char topic[256];
     maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
                     topic, sizeof(topic), e, es);
-    delivery d = {.c = c};
     double t0 = mono();
-    err = maas_producer_send(c->producer, topic, j->id, strlen(j->id), buf, len, &d, e, es);
+    err = publish_bytes(c, topic, j->id, buf, len, e, es);
     free(buf);
-    if (!err) {
-        /* the producer's poll thread serves the report; wait for it (bounded) */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 15;
-        pthread_mutex_lock(&c->lock);
-        while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
-        }
-        if (!d.done) {
-            err = MAAS_ERR_TIMEOUT;
-            snprintf(e, es, "kafka did not acknowledge the job within 15 s");
-        } else if (d.err) {
-            err = d.err;
-            snprintf(e, es, "%s", d.errstr);
-        }
-        c->publishes++;
-        c->publish_seconds += mono() - t0;
-        pthread_mutex_unlock(&c->lock);
-    }
     pthread_mutex_lock(&c->lock);
+    c->publishes++;
+    c->publish_seconds += mono() - t0;
     if (err)
         c->publish_failed++;
     else
@@ -315,29 +320,6 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
 
 static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
     return submit_ex(c, kv, j, 0, NULL, e, es);
-}
-
-/* Publishes stored bytes (housekeeping) and waits for the broker's acknowledgement. */
-static maas_err publish_bytes(coord *c, const char *topic, const char *key, const void *buf,
-                              size_t len, char *e, size_t es) {
-    delivery d = {.c = c};
-    maas_err err = maas_producer_send(c->producer, topic, key, strlen(key), buf, len, &d, e, es);
-    if (err) return err;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 15;
-    pthread_mutex_lock(&c->lock);
-    while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
-    }
-    if (!d.done) {
-        err = MAAS_ERR_TIMEOUT;
-        snprintf(e, es, "kafka did not acknowledge within 15 s");
-    } else if (d.err) {
-        err = d.err;
-        snprintf(e, es, "%s", d.errstr);
-    }
-    pthread_mutex_unlock(&c->lock);
-    return err;
 }
 
 static void random_id(char out[33]) {

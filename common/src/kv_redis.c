@@ -934,30 +934,35 @@ maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, s
     return MAAS_OK;
 }
 
+/* GET key into a malloc'ed copy; UNKNOWN with `missing` as the message when absent. */
+static maas_err get_blob(maas_kv *kv, const char *key, const char *missing, unsigned char **bytes,
+                         size_t *len, char *errstr, size_t errstr_size) {
+    const char *argv[] = {"GET", key};
+    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (rep->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "%s", missing);
+    }
+    *bytes = malloc(rep->len ? rep->len : 1);
+    if (*bytes) {
+        memcpy(*bytes, rep->str, rep->len);
+        *len = rep->len;
+    }
+    freeReplyObject(rep);
+    return *bytes ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+}
+
 maas_err maas_kv_dataset_get(maas_kv *kv, const char *name, unsigned char **bytes, size_t *len,
                              char *errstr, size_t errstr_size) {
     *bytes = NULL;
     *len = 0;
     maas_err err = maas_name_check("dataset name", name, errstr, errstr_size);
     if (err) return err;
-    char key[256];
+    char key[256], missing[200];
     KEY(key, kv, "dataset:{%s}", name);
-    const char *argv[] = {"GET", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
-    if (rep->type != REDIS_REPLY_STRING) {
-        freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no dataset '%s'", name);
-    }
-    *bytes = malloc(rep->len ? rep->len : 1);
-    if (!*bytes) {
-        freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
-    }
-    memcpy(*bytes, rep->str, rep->len);
-    *len = rep->len;
-    freeReplyObject(rep);
-    return MAAS_OK;
+    snprintf(missing, sizeof(missing), "no dataset '%s'", name);
+    return get_blob(kv, key, missing, bytes, len, errstr, errstr_size);
 }
 
 maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, size_t errstr_size) {
@@ -1440,23 +1445,10 @@ maas_err maas_kv_job_message_get(maas_kv *kv, const char *id, unsigned char **by
     *len = 0;
     maas_err err = maas_name_check("job id", id, errstr, errstr_size);
     if (err) return err;
-    char key[256];
+    char key[256], missing[200];
     KEY(key, kv, "job:{%s}:message", id);
-    const char *argv[] = {"GET", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
-    if (rep->type != REDIS_REPLY_STRING) {
-        freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "job '%s' has no stored message",
-                         id);
-    }
-    *bytes = malloc(rep->len ? rep->len : 1);
-    if (*bytes) {
-        memcpy(*bytes, rep->str, rep->len);
-        *len = rep->len;
-    }
-    freeReplyObject(rep);
-    return *bytes ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    snprintf(missing, sizeof(missing), "job '%s' has no stored message", id);
+    return get_blob(kv, key, missing, bytes, len, errstr, errstr_size);
 }
 
 static const char version_delete_lua[] =
