@@ -435,6 +435,35 @@ static int submit_job(const char *cmd, conn *c, maas_job *j, int wait, int json)
     return follow(cmd, c, j->id, json, j->want_classes);
 }
 
+/*
+ * A train job's loss (--loss, else from the output activation, as `maas fit`
+ * does), accuracy, and optimizer (--optimizer, keeping a --lr given before).
+ * Returns 0 or the usage-error exit status.
+ */
+static int train_compile(const char *cmd, maas_train_spec *t, const char *loss, const char *opt) {
+    char e[MAAS_ERRSTR_SIZE];
+    const maas_layer_spec *last = &t->layers[t->n_layers - 1];
+    if (loss) {
+        if (maas_loss_from_name(loss, &t->compile.loss, e, sizeof(e)))
+            return maas_cli_usage_error(cmd, "%s", e);
+    } else {
+        t->compile.loss = last->act == MAAS_ACT_SIGMOID ? MAAS_LOSS_BINARY_CROSSENTROPY
+                          : last->act == MAAS_ACT_SOFTMAX
+                              ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
+                              : MAAS_LOSS_MSE;
+    }
+    t->compile.accuracy = t->compile.loss != MAAS_LOSS_MSE && t->compile.loss != MAAS_LOSS_MAE;
+    if (opt) {
+        maas_opt kind;
+        float lr = t->compile.optim.learning_rate;
+        if (maas_opt_from_name(opt, &kind, e, sizeof(e))) return maas_cli_usage_error(cmd, "%s", e);
+        int custom_lr = lr != 0.001f;
+        maas_optim_defaults(&t->compile.optim, kind);
+        if (custom_lr) t->compile.optim.learning_rate = lr;
+    }
+    return 0;
+}
+
 static const char submit_help[] =
     "usage: maas submit train --name MODEL (--data FILE --label COLUMN | --dataset NAME)\n"
     "                         --layers SPEC [--loss NAME] [--optimizer NAME] [--lr RATE]\n"
@@ -692,31 +721,7 @@ int maas_cli_submit(int argc, char **argv) {
             rc = maas_cli_usage_error(cmd, "--layers: %s", e);
             goto done;
         }
-        const maas_layer_spec *last = &j.train.layers[j.train.n_layers - 1];
-        if (loss) {
-            if (maas_loss_from_name(loss, &j.train.compile.loss, e, sizeof(e))) {
-                rc = maas_cli_usage_error(cmd, "%s", e);
-                goto done;
-            }
-        } else {
-            j.train.compile.loss = last->act == MAAS_ACT_SIGMOID ? MAAS_LOSS_BINARY_CROSSENTROPY
-                                   : last->act == MAAS_ACT_SOFTMAX
-                                       ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
-                                       : MAAS_LOSS_MSE;
-        }
-        j.train.compile.accuracy =
-            j.train.compile.loss != MAAS_LOSS_MSE && j.train.compile.loss != MAAS_LOSS_MAE;
-        if (opt) {
-            maas_opt kind;
-            float lr = j.train.compile.optim.learning_rate;
-            if (maas_opt_from_name(opt, &kind, e, sizeof(e))) {
-                rc = maas_cli_usage_error(cmd, "%s", e);
-                goto done;
-            }
-            int custom_lr = lr != 0.001f;
-            maas_optim_defaults(&j.train.compile.optim, kind);
-            if (custom_lr) j.train.compile.optim.learning_rate = lr;
-        }
+        if ((rc = train_compile(cmd, &j.train, loss, opt))) goto done;
         if (from) {
             if (maas_model_ref_parse(from, &j.train.from, e, sizeof(e))) {
                 rc = maas_cli_usage_error(cmd, "--from: %s", e);
@@ -1460,7 +1465,7 @@ static int follow_sweep(const char *cmd, conn *c, maas_sweep *s) {
     sigaction(SIGINT, &old, NULL);
     if (!rc) {
         int did;
-        if (maas_sweep_settle(c->kv, s, &did, e, sizeof(e))) {
+        if (maas_sweep_settle(c->kv, s, rows, finished, best, &did, e, sizeof(e))) {
             rc = maas_cli_fail(cmd, "%s", e);
         } else {
             print_sweep(s, rows, finished);
@@ -1678,28 +1683,7 @@ int maas_cli_sweep(int argc, char **argv) {
         rc = maas_cli_usage_error(cmd, "--layers: %s", e);
         goto done;
     }
-    const maas_layer_spec *last = &base.train.layers[base.train.n_layers - 1];
-    if (loss) {
-        if (maas_loss_from_name(loss, &base.train.compile.loss, e, sizeof(e))) {
-            rc = maas_cli_usage_error(cmd, "%s", e);
-            goto done;
-        }
-    } else {
-        base.train.compile.loss = last->act == MAAS_ACT_SIGMOID ? MAAS_LOSS_BINARY_CROSSENTROPY
-                                  : last->act == MAAS_ACT_SOFTMAX
-                                      ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
-                                      : MAAS_LOSS_MSE;
-    }
-    base.train.compile.accuracy =
-        base.train.compile.loss != MAAS_LOSS_MSE && base.train.compile.loss != MAAS_LOSS_MAE;
-    if (opt) {
-        maas_opt kind;
-        if (maas_opt_from_name(opt, &kind, e, sizeof(e))) {
-            rc = maas_cli_usage_error(cmd, "%s", e);
-            goto done;
-        }
-        maas_optim_defaults(&base.train.compile.optim, kind);
-    }
+    if ((rc = train_compile(cmd, &base.train, loss, opt))) goto done;
     if (id) {
         if (maas_name_check("--id", id, e, sizeof(e))) {
             rc = maas_cli_usage_error(cmd, "%s", e);

@@ -538,6 +538,33 @@ done:
 
 /* ------------------------------------------------------------- evaluate */
 
+/*
+ * The loss and metrics to judge a loaded model by: the file's training config,
+ * or --loss NAME over it (Adam defaults when the file has none). Returns 0, or
+ * an exit status after printing why; *have says whether there is one (when
+ * it is not required).
+ */
+static int resolve_compile(const char *cmd, const char *model, const maas_model_info *info,
+                           const char *loss_name, int required, maas_compile *comp, int *have) {
+    char err[MAAS_ERRSTR_SIZE];
+    *comp = info->compile;
+    *have = info->has_compile;
+    if (loss_name) {
+        if (!*have) {
+            memset(comp, 0, sizeof(*comp));
+            maas_optim_defaults(&comp->optim, MAAS_OPT_ADAM);
+        }
+        if (maas_loss_from_name(loss_name, &comp->loss, err, sizeof(err)))
+            return maas_cli_usage_error(cmd, "%s", err);
+        comp->accuracy = comp->loss != MAAS_LOSS_MSE && comp->loss != MAAS_LOSS_MAE;
+        *have = 1;
+    }
+    if (required && !*have)
+        return maas_cli_fail(cmd, "%s has no usable training config%s%s; pass --loss NAME", model,
+                             info->compile_note[0] ? ": " : "", info->compile_note);
+    return 0;
+}
+
 static const char evaluate_help[] =
     "usage: maas evaluate -m model.h5 --data FILE (--label COLUMN | --labels FILE.h5:/y)\n"
     "                     [--loss NAME] [--drop COLUMN]... [--format text|json] [--threads N]\n"
@@ -617,21 +644,11 @@ int maas_cli_evaluate(int argc, char **argv) {
     maas_model_info info;
     maas_model *m;
     if (maas_model_load(model, &m, &info, err, sizeof(err))) return maas_cli_fail(cmd, "%s", err);
-    maas_compile comp = info.compile;
-    if (loss_name) {
-        if (!info.has_compile) {
-            memset(&comp, 0, sizeof(comp));
-            maas_optim_defaults(&comp.optim, MAAS_OPT_ADAM);
-        }
-        if (maas_loss_from_name(loss_name, &comp.loss, err, sizeof(err))) {
-            maas_model_free(m);
-            return maas_cli_usage_error(cmd, "%s", err);
-        }
-        comp.accuracy = comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
-    } else if (!info.has_compile) {
+    maas_compile comp;
+    int have_compile;
+    if ((rc = resolve_compile(cmd, model, &info, loss_name, 1, &comp, &have_compile))) {
         maas_model_free(m);
-        return maas_cli_fail(cmd, "%s has no usable training config%s%s; pass --loss NAME", model,
-                             info.compile_note[0] ? ": " : "", info.compile_note);
+        return rc;
     }
     maas_blas_set_threads((int)threads);
     cli_data d;
@@ -986,24 +1003,11 @@ int maas_cli_optimize(int argc, char **argv) {
         maas_model_free(m);
         return rc;
     }
-    maas_compile comp = info.compile;
-    int have_compile = info.has_compile;
-    if (loss_name) {
-        if (!have_compile) {
-            memset(&comp, 0, sizeof(comp));
-            maas_optim_defaults(&comp.optim, MAAS_OPT_ADAM);
-        }
-        if (maas_loss_from_name(loss_name, &comp.loss, err, sizeof(err))) {
-            maas_model_free(m);
-            return maas_cli_usage_error(cmd, "%s", err);
-        }
-        comp.accuracy = comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
-        have_compile = 1;
-    }
-    if (data && !have_compile) {
+    maas_compile comp;
+    int have_compile;
+    if ((rc = resolve_compile(cmd, model, &info, loss_name, data != NULL, &comp, &have_compile))) {
         maas_model_free(m);
-        return maas_cli_fail(cmd, "%s has no usable training config%s%s; pass --loss NAME", model,
-                             info.compile_note[0] ? ": " : "", info.compile_note);
+        return rc;
     }
     maas_blas_set_threads((int)threads);
     cli_data d = {0};

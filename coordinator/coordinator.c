@@ -1052,13 +1052,15 @@ static void *housekeeping(void *ud) {
         maas_sweep_row *rows = calloc(MAAS_SWEEP_MAX_POINTS, sizeof(*rows));
         for (int i = 0; i < n; i++) {
             int did = 0, fin = 0, best;
-            if (maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) == MAAS_OK && rows &&
-                maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e)) == MAAS_OK) {
-                points += (unsigned long)s->n;
-                finished += (unsigned long)fin;
+            if (!rows || maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) ||
+                maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e))) {
+                free(ids[i]);
+                continue;
             }
-            if (maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) == MAAS_OK &&
-                maas_sweep_settle(kv, s, &did, e, sizeof(e)) == MAAS_OK && did && ++settled)
+            points += (unsigned long)s->n;
+            finished += (unsigned long)fin;
+            if (maas_sweep_settle(kv, s, rows, fin, best, &did, e, sizeof(e)) == MAAS_OK && did &&
+                ++settled)
                 fprintf(stderr, "maas-coordinator: sweep %s done: best %s version %d%s%s\n", s->id,
                         s->model, s->best_version, s->promote[0] ? ", promoted to " : "",
                         s->promote);

@@ -450,10 +450,6 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
             return maas_errf(e, es, MAAS_ERR_LIMIT,
                              "field finetune_epochs: %d, over the limit of %d",
                              j->optimize.finetune_epochs, w->cfg.max_epochs);
-        if (j->optimize.quantize_int8 && j->optimize.prune == 0.0f &&
-            maas_model_is_quantized(ce->model))
-            return maas_errf(e, es, MAAS_ERR_ARG, "field quantize: %s:%d is already int8", ce->name,
-                             ce->version);
         int has_data = j->data.x.rows > 0;
         if ((j->optimize.finetune_epochs > 0 || has_data) && !ce->info.has_compile)
             return maas_errf(e, es, MAAS_ERR_ARG,

@@ -893,11 +893,13 @@ static int cmp_worker(const void *a, const void *b) {
     return strcmp(((const maas_worker_info *)a)->id, ((const maas_worker_info *)b)->id);
 }
 
-maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size) {
-    *names = NULL;
+/* The members of set prefix+name, sorted: *out holds n malloc'ed strings (free each, then it). */
+static maas_err smembers(maas_kv *kv, const char *name, char ***out, int *n, char *errstr,
+                         size_t errstr_size) {
+    *out = NULL;
     *n = 0;
     char key[128];
-    snprintf(key, sizeof(key), "%smodels", kv->prefix);
+    snprintf(key, sizeof(key), "%s%s", kv->prefix, name);
     const char *argv[] = {"SMEMBERS", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
@@ -907,15 +909,18 @@ maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t
         return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < rep->elements; i++) {
-        v[i] = malloc(rep->element[i]->len + 1);
-        if (!v[i]) break;
+        if (!(v[i] = malloc(rep->element[i]->len + 1))) break;
         copy_field(v[i], rep->element[i]->len + 1, rep->element[i]);
         (*n)++;
     }
     freeReplyObject(rep);
     qsort(v, (size_t)*n, sizeof(char *), cmp_str);
-    *names = v;
+    *out = v;
     return MAAS_OK;
+}
+
+maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size) {
+    return smembers(kv, "models", names, n, errstr, errstr_size);
 }
 
 /* ---- datasets ---- */
@@ -1400,26 +1405,7 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
 }
 
 maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, size_t errstr_size) {
-    *ids = NULL;
-    *n = 0;
-    char kset[128];
-    snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
-    const char *argv[] = {"SMEMBERS", kset};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
-    char **v = calloc(rep->elements + 1, sizeof(char *));
-    if (!v) {
-        freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < rep->elements; i++) {
-        if (!(v[i] = malloc(rep->element[i]->len + 1))) break;
-        copy_field(v[i], rep->element[i]->len + 1, rep->element[i]);
-        (*n)++;
-    }
-    freeReplyObject(rep);
-    *ids = v;
-    return MAAS_OK;
+    return smembers(kv, "sweeps:active", ids, n, errstr, errstr_size);
 }
 
 /* ---- housekeeping: stored job messages, version retention ---- */

@@ -198,17 +198,11 @@ maas_err maas_sweep_rank(maas_kv *kv, const maas_sweep *s, maas_sweep_row *rows,
     return MAAS_OK;
 }
 
-maas_err maas_sweep_settle(maas_kv *kv, maas_sweep *s, int *did, char *errstr, size_t errstr_size) {
+maas_err maas_sweep_settle(maas_kv *kv, maas_sweep *s, const maas_sweep_row *rows, int finished,
+                           int best, int *did, char *errstr, size_t errstr_size) {
     *did = 0;
-    if (s->done) return MAAS_OK;
-    maas_sweep_row *rows = malloc((size_t)(s->n ? s->n : 1) * sizeof(*rows));
-    if (!rows) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
-    int finished, best;
-    maas_err err = maas_sweep_rank(kv, s, rows, &finished, &best, errstr, errstr_size);
-    if (err || finished < s->n) {
-        free(rows);
-        return err;
-    }
+    if (s->done || finished < s->n) return MAAS_OK;
+    maas_err err = MAAS_OK;
     int version = best >= 0 ? rows[best].version : 0;
     const char *job = best >= 0 ? s->points[rows[best].point].job : "";
     /* alias first: idempotent, and every settler computes the same best */
@@ -222,6 +216,5 @@ maas_err maas_sweep_settle(maas_kv *kv, maas_sweep *s, int *did, char *errstr, s
         s->best_version = version;
         snprintf(s->best_job, sizeof(s->best_job), "%s", job);
     }
-    free(rows);
     return err;
 }

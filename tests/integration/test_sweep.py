@@ -129,8 +129,8 @@ try:
     check(f"best: {model} version {best}" in r.stdout and "production moved to it" in r.stdout,
           "the best version is named and promoted")
     m = maas("models").stdout
-    check(any(l.startswith(model) and f"production={best}" in l.replace(" ", "") or
-              (l.startswith(model) and "production" in l and str(best) in l) for l in m.splitlines()),
+    check(any(l.startswith(model + " ") and f"production={best}" in l.replace(" ", "")
+              for l in m.splitlines()),
           f"production -> {best} in the registry: {m.strip()}")
     ran_on = set()
     for k in range(1, 13):
@@ -186,7 +186,8 @@ try:
     ranked = [p["val_loss"] for p in g["ranking"]]
     check(ranked == sorted(ranked) and g["ranking"][0]["rank"] == 1, "the API ranks by val_loss")
     m = maas("models").stdout
-    check(any(l.startswith(api_model) and "production" in l for l in m.splitlines())
+    check(any(l.startswith(api_model + " ") and f"production={g.get('best_version')}" in l.replace(" ", "")
+              for l in m.splitlines())
           and g.get("best_version") == g["ranking"][0]["version"],
           f"the restarted coordinator promoted version {g.get('best_version')}")
     st, err = call("POST", "/v1/sweeps", {"job": {"model": api_model, "data": {"dataset": "x"},

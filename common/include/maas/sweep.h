@@ -113,10 +113,12 @@ maas_err maas_sweep_rank(maas_kv *kv, const maas_sweep *s, maas_sweep_row *rows,
                          int *best, char *errstr, size_t errstr_size);
 
 /*
- * When every point is final: moves the promote alias (if any) to the best
- * version and marks the sweep done. *did says whether it finished it now (0:
- * not all final yet, or done before). Safe to call from several processes.
+ * Given what maas_sweep_rank just returned: when every point is final, moves
+ * the promote alias (if any) to the best version and marks the sweep done.
+ * *did says whether it finished it now (0: not all final yet, or done before).
+ * Safe to call from several processes.
  */
-maas_err maas_sweep_settle(maas_kv *kv, maas_sweep *s, int *did, char *errstr, size_t errstr_size);
+maas_err maas_sweep_settle(maas_kv *kv, maas_sweep *s, const maas_sweep_row *rows, int finished,
+                           int best, int *did, char *errstr, size_t errstr_size);
 
 #endif
