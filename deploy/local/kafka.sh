@@ -134,6 +134,7 @@ case "${1:-}" in
           >> "$logfile" 2>&1 || { tail_log "$logfile"; die "formatting the KRaft storage failed"; }
       fi
       t0=$SECONDS
+      rm -f "$pidfile" # a kill -9 leaves the old one behind; it must not pass for the new one
       nohup bash -c 'echo $$ > "$0"; exec "${@:1}"' "$pidfile" \
         java -Xms"$MAAS_KAFKA_HEAP" -Xmx"$MAAS_KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$libs/*" \

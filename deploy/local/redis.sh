@@ -14,7 +14,9 @@ wait_ready() {
   local deadline=$((SECONDS + ${1:-30}))
   while ((SECONDS < deadline)); do
     ping && return 0
-    live_pid "$pidfile" redis-server >/dev/null || break
+    # a daemonized redis-server writes its pid file just after it forks: a missing
+    # file means "still starting"; a file naming a dead process means it exited
+    if [[ -s "$pidfile" ]] && ! live_pid "$pidfile" redis-server >/dev/null; then break; fi
     sleep 0.1
   done
   log "redis did not answer PING on 127.0.0.1:$MAAS_REDIS_PORT"
@@ -29,6 +31,7 @@ case "${1:-}" in
     if pid="$(live_pid "$pidfile" redis-server)"; then
       log "redis already running (pid $pid)"
     else
+      rm -f "$pidfile" # a kill -9 leaves the old one behind; it must not pass for the new one
       redis-server --bind 127.0.0.1 --port "$MAAS_REDIS_PORT" --protected-mode yes \
         --dir "$dir" --appendonly yes --appendfsync everysec --save "" \
         --daemonize yes --pidfile "$pidfile" --logfile "$logfile"
