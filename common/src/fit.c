@@ -237,6 +237,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     maas_trainer *tr = maas_trainer_new(m, c, batch, o->rng, errstr, errstr_size);
     if (!tr) return MAAS_ERR_NOMEM;
     if (o->param_mask) maas_trainer_set_mask(tr, o->param_mask);
+    if (o->profile) maas_trainer_set_profile(tr, o->profile);
     size_t *idx = malloc(n_train * sizeof(size_t));
     float *xb = malloc((size_t)eval_batch * m->n_inputs * sizeof(float));
     float *yb = malloc((size_t)eval_batch * ycols * sizeof(float));

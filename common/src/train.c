@@ -2,7 +2,10 @@
 #include "maas/base.h"
 #include "maas/gemm.h"
 #include "maas/train.h"
+#include "fpenv.h"
 #include "train_internal.h"
+
+#include <time.h>
 
 #define CLIP_EPS 1e-7f /* Keras backend.epsilon() */
 
@@ -160,9 +163,13 @@ struct maas_trainer {
     float *grad;      /* n_params */
     float *slot[3];   /* optimizer state, n_params each (NULL when unused) */
     long long iterations;
-    float *block;            /* one allocation for all activations */
-    const float *param_mask; /* borrowed; held after every update (pruning) */
+    float *block;             /* one allocation for all activations */
+    const float *param_mask;  /* borrowed; held after every update (pruning) */
+    int isa;                  /* update_isa() */
+    maas_train_profile *prof; /* borrowed; NULL: no timing */
 };
+
+static int update_isa(void);
 
 void maas_trainer_free(maas_trainer *tr) {
     if (!tr) return;
@@ -216,6 +223,7 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     tr->batch = batch;
     tr->rng = rng;
     tr->fused = output_is_fused(m, c->loss);
+    tr->isa = update_isa();
     size_t nl = (size_t)m->n_layers;
     tr->z = calloc(nl, sizeof(float *));
     tr->a = calloc(nl, sizeof(float *));
@@ -268,6 +276,27 @@ maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_s
     return trainer_new(m, c, batch_size, rng, 1, errstr, errstr_size);
 }
 
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* maas_gemm, timed into the profile when one is set. */
+static void tr_gemm(maas_trainer *tr, int ta, int tb, int m, int n, int k, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc) {
+    double t0 = tr->prof ? mono_now() : 0.0;
+    maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    if (tr->prof) {
+        tr->prof->gemm_s += mono_now() - t0;
+        tr->prof->gemm_flops += 2.0 * m * (double)n * k;
+    }
+}
+
+void maas_trainer_set_profile(maas_trainer *tr, maas_train_profile *p) {
+    tr->prof = p;
+}
+
 /* Forward pass; returns the output buffer (rows x n_outputs). */
 static const float *forward(maas_trainer *tr, const float *x, int rows, int training) {
     const maas_model *m = tr->m;
@@ -286,8 +315,7 @@ static const float *forward(maas_trainer *tr, const float *x, int rows, int trai
                     memcpy(z + (size_t)r * l->n_out, b, (size_t)l->n_out * sizeof(float));
                 beta = 1.0f;
             }
-            maas_gemm(0, 0, rows, l->n_out, l->n_in, 1.0f, in, l->n_in, w, l->n_out, beta, z,
-                      l->n_out);
+            tr_gemm(tr, 0, 0, rows, l->n_out, l->n_in, in, l->n_in, w, l->n_out, beta, z, l->n_out);
             memcpy(tr->a[i], z, n * sizeof(float));
             maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), tr->a[i], (size_t)rows,
                              l->n_out);
@@ -460,8 +488,8 @@ static void backward(maas_trainer *tr, int rows) {
             maas_act_backward(l->spec.act, maas_act_alpha(&l->spec), tr->z[i], tr->a[i], g,
                               (size_t)rows, l->n_out);
         /* dW = in^T . dz ; db = column sums of dz ; dx = dz . W^T */
-        maas_gemm(1, 0, l->n_in, l->n_out, rows, 1.0f, tr->in[i], l->n_in, g, l->n_out, 0.0f,
-                  tr->grad + l->w_off, l->n_out);
+        tr_gemm(tr, 1, 0, l->n_in, l->n_out, rows, tr->in[i], l->n_in, g, l->n_out, 0.0f,
+                tr->grad + l->w_off, l->n_out);
         if (l->spec.use_bias) {
             float *db = tr->grad + l->b_off;
             memcpy(db, g, (size_t)l->n_out * sizeof(float));
@@ -473,29 +501,41 @@ static void backward(maas_trainer *tr, int rows) {
         int earlier_dense = 0;
         for (int j = 0; j < i; j++) earlier_dense |= m->layers[j].spec.kind == MAAS_LAYER_DENSE;
         if (!earlier_dense) break; /* no gradient needed below the first Dense */
-        maas_gemm(0, 1, rows, l->n_in, l->n_out, 1.0f, g, l->n_out, m->params + l->w_off, l->n_out,
-                  0.0f, tr->d[cur ^ 1], l->n_in);
+        tr_gemm(tr, 0, 1, rows, l->n_in, l->n_out, g, l->n_out, m->params + l->w_off, l->n_out,
+                0.0f, tr->d[cur ^ 1], l->n_in);
         cur ^= 1;
     }
 }
 
 /* The update rules, one loop per optimizer over the whole parameter block;
- * restrict lets the compiler vectorize them. */
-static void sgd_update(float *restrict w, const float *restrict g, float *restrict v, size_t n,
-                       const maas_optim_spec *o) {
+ * restrict lets the compiler vectorize them. Each body is compiled three times
+ * (SSE2 baseline, AVX2, AVX-512) and the trainer picks the widest the CPU runs;
+ * with -ffp-contract=off all three give the same bits. */
+#define MAAS_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+MAAS_ALWAYS_INLINE void sgd_body(float *restrict w, const float *restrict g, float *restrict v,
+                                 size_t n, const maas_optim_spec *o) {
     float lr = o->learning_rate, mu = o->momentum;
     if (!v) {
         for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
         return;
     }
+    if (o->nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mu * v[i] - lr * g[i];
+            w[i] += mu * v[i] - lr * g[i];
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         v[i] = mu * v[i] - lr * g[i];
-        w[i] += o->nesterov ? mu * v[i] - lr * g[i] : v[i];
+        w[i] += v[i];
     }
 }
 
-static void adam_update(float *restrict w, const float *restrict g, float *restrict mo,
-                        float *restrict ve, size_t n, float alpha, const maas_optim_spec *o) {
+MAAS_ALWAYS_INLINE void adam_body(float *restrict w, const float *restrict g, float *restrict mo,
+                                  float *restrict ve, size_t n, float alpha,
+                                  const maas_optim_spec *o) {
     /* Keras: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t); w -= alpha * m / (sqrt(v) + eps). */
     float b1c = 1.0f - o->beta_1, b2c = 1.0f - o->beta_2, eps = o->epsilon;
     for (size_t i = 0; i < n; i++) {
@@ -505,19 +545,100 @@ static void adam_update(float *restrict w, const float *restrict g, float *restr
     }
 }
 
-static void rmsprop_update(float *restrict w, const float *restrict g, float *restrict ve,
-                           float *restrict mo, size_t n, const maas_optim_spec *o) {
+MAAS_ALWAYS_INLINE void rmsprop_body(float *restrict w, const float *restrict g, float *restrict ve,
+                                     float *restrict mo, size_t n, const maas_optim_spec *o) {
     float rho = o->rho, lr = o->learning_rate, eps = o->epsilon, mu = o->momentum;
+    if (mo) {
+        for (size_t i = 0; i < n; i++) {
+            ve[i] = rho * ve[i] + (1.0f - rho) * g[i] * g[i];
+            mo[i] = mu * mo[i] + lr * g[i] / sqrtf(ve[i] + eps);
+            w[i] -= mo[i];
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         ve[i] = rho * ve[i] + (1.0f - rho) * g[i] * g[i];
-        float inc = lr * g[i] / sqrtf(ve[i] + eps);
-        if (mo) {
-            mo[i] = mu * mo[i] + inc;
-            w[i] -= mo[i];
-        } else {
-            w[i] -= inc;
-        }
+        w[i] -= lr * g[i] / sqrtf(ve[i] + eps);
     }
+}
+
+MAAS_ALWAYS_INLINE void mask_body(float *restrict w, const float *restrict mk, size_t n) {
+    for (size_t i = 0; i < n; i++) w[i] *= mk[i];
+}
+
+/* The three optimizers plus the pruning mask, for one instruction set. */
+#define MAAS_UPDATE_FNS(SFX, ATTR)                                                                 \
+    ATTR static void sgd_update##SFX(float *restrict w, const float *restrict g,                   \
+                                     float *restrict v, size_t n, const maas_optim_spec *o) {      \
+        sgd_body(w, g, v, n, o);                                                                   \
+    }                                                                                              \
+    ATTR static void adam_update##SFX(float *restrict w, const float *restrict g,                  \
+                                      float *restrict mo, float *restrict ve, size_t n,            \
+                                      float alpha, const maas_optim_spec *o) {                     \
+        adam_body(w, g, mo, ve, n, alpha, o);                                                      \
+    }                                                                                              \
+    ATTR static void rmsprop_update##SFX(float *restrict w, const float *restrict g,               \
+                                         float *restrict ve, float *restrict mo, size_t n,         \
+                                         const maas_optim_spec *o) {                               \
+        rmsprop_body(w, g, ve, mo, n, o);                                                          \
+    }                                                                                              \
+    ATTR static void mask_update##SFX(float *restrict w, const float *restrict mk, size_t n) {     \
+        mask_body(w, mk, n);                                                                       \
+    }
+
+MAAS_UPDATE_FNS(_base, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MAAS_WIDE_UPDATES 1
+MAAS_UPDATE_FNS(_avx2, __attribute__((target("avx2"))))
+MAAS_UPDATE_FNS(_avx512, __attribute__((target("avx512f"))))
+#endif
+
+/* 0: baseline, 1: AVX2, 2: AVX-512F. */
+static int update_isa(void) {
+#ifdef MAAS_WIDE_UPDATES
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+}
+
+static void sgd_update(int isa, float *w, const float *g, float *v, size_t n,
+                       const maas_optim_spec *o) {
+#ifdef MAAS_WIDE_UPDATES
+    if (isa == 2) return sgd_update_avx512(w, g, v, n, o);
+    if (isa == 1) return sgd_update_avx2(w, g, v, n, o);
+#endif
+    (void)isa;
+    sgd_update_base(w, g, v, n, o);
+}
+
+static void adam_update(int isa, float *w, const float *g, float *mo, float *ve, size_t n,
+                        float alpha, const maas_optim_spec *o) {
+#ifdef MAAS_WIDE_UPDATES
+    if (isa == 2) return adam_update_avx512(w, g, mo, ve, n, alpha, o);
+    if (isa == 1) return adam_update_avx2(w, g, mo, ve, n, alpha, o);
+#endif
+    (void)isa;
+    adam_update_base(w, g, mo, ve, n, alpha, o);
+}
+
+static void rmsprop_update(int isa, float *w, const float *g, float *ve, float *mo, size_t n,
+                           const maas_optim_spec *o) {
+#ifdef MAAS_WIDE_UPDATES
+    if (isa == 2) return rmsprop_update_avx512(w, g, ve, mo, n, o);
+    if (isa == 1) return rmsprop_update_avx2(w, g, ve, mo, n, o);
+#endif
+    (void)isa;
+    rmsprop_update_base(w, g, ve, mo, n, o);
+}
+
+static void mask_update(int isa, float *w, const float *mk, size_t n) {
+#ifdef MAAS_WIDE_UPDATES
+    if (isa == 2) return mask_update_avx512(w, mk, n);
+    if (isa == 1) return mask_update_avx2(w, mk, n);
+#endif
+    (void)isa;
+    mask_update_base(w, mk, n);
 }
 
 static void apply_update(maas_trainer *tr) {
@@ -526,26 +647,22 @@ static void apply_update(maas_trainer *tr) {
     tr->iterations++;
     switch (o->kind) {
     case MAAS_OPT_SGD:
-        sgd_update(tr->m->params, tr->grad, o->momentum > 0.0f ? tr->slot[0] : NULL, n, o);
+        sgd_update(tr->isa, tr->m->params, tr->grad, o->momentum > 0.0f ? tr->slot[0] : NULL, n, o);
         break;
     case MAAS_OPT_ADAM: {
         double t = (double)tr->iterations;
         float alpha =
             (float)(o->learning_rate * sqrt(1.0 - pow(o->beta_2, t)) / (1.0 - pow(o->beta_1, t)));
-        adam_update(tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, alpha, o);
+        adam_update(tr->isa, tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, alpha, o);
         break;
     }
     case MAAS_OPT_RMSPROP:
-        rmsprop_update(tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, o);
+        rmsprop_update(tr->isa, tr->m->params, tr->grad, tr->slot[0], tr->slot[1], n, o);
         break;
     default:
         break;
     }
-    if (tr->param_mask) {
-        float *restrict w = tr->m->params;
-        const float *restrict mk = tr->param_mask;
-        for (size_t i = 0; i < n; i++) w[i] *= mk[i];
-    }
+    if (tr->param_mask) mask_update(tr->isa, tr->m->params, tr->param_mask, n);
 }
 
 void maas_trainer_set_mask(maas_trainer *tr, const float *mask) {
@@ -581,10 +698,22 @@ static maas_err run_grad(maas_trainer *tr, const float *x, const float *y, int r
 
 maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
                            double *acc_sum, char *errstr, size_t errstr_size) {
+    maas_fpenv fp;
+    maas__fpenv_flush(&fp);
+    double t0 = tr->prof ? mono_now() : 0.0;
     maas_err err = run_grad(tr, x, y, rows, 1, loss, acc_sum, errstr, errstr_size);
-    if (err) return err;
-    apply_update(tr);
-    return MAAS_OK;
+    if (!err) {
+        double t1 = tr->prof ? mono_now() : 0.0;
+        apply_update(tr);
+        if (tr->prof) {
+            double t2 = mono_now();
+            tr->prof->update_s += t2 - t1;
+            tr->prof->step_s += t2 - t0;
+            tr->prof->steps++;
+        }
+    }
+    maas__fpenv_restore(&fp);
+    return err;
 }
 
 maas_err maas_trainer_gradient(maas_trainer *tr, const float *x, const float *y, int rows,
@@ -620,6 +749,12 @@ maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c,
                                      char *errstr, size_t errstr_size) {
     /* The trainer never writes the model when it does not step. */
     return trainer_new((maas_model *)m, c, batch, NULL, 0, errstr, errstr_size);
+}
+
+int maas__trainer_set_isa(maas_trainer *tr, int isa) {
+    int best = update_isa();
+    tr->isa = isa < 0 ? 0 : isa > best ? best : isa;
+    return tr->isa;
 }
 
 int maas__trainer_batch(const maas_trainer *tr) {

@@ -5,6 +5,18 @@
  * input.
  */
 #include "testutil.h"
+#include "train_internal.h"
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+static unsigned fpmode(void) {
+    return _mm_getcsr() & ~0x3fu; /* the mode bits, not the sticky exception flags */
+}
+#else
+static unsigned fpmode(void) {
+    return 0;
+}
+#endif
 
 static char err[MAAS_ERRSTR_SIZE];
 
@@ -192,6 +204,68 @@ static void test_optimizer_updates(void **state) {
     maas_optim_defaults(&o, MAAS_OPT_RMSPROP);
     /* v = 0.1 * 1; w -= 1e-3 * 1 / sqrt(0.1 + 1e-7) */
     assert_float_equal(one_step(&o, 1), 0.5 - 1e-3 / sqrt(0.1 + 1e-7), 1e-7);
+}
+
+/* Every optimizer on each instruction set the CPU runs gives the same bits as
+ * the baseline loop; the step leaves the caller's floating-point mode as it was
+ * (denormals are flushed only inside); the profile counts what ran. */
+static void test_update_isas_agree(void **state) {
+    (void)state;
+    const int n_in = 37, batch = 16; /* odd sizes: the vector loops' tails run too */
+    float x[16 * 37], y[16];
+    maas_rng r;
+    maas_rng_init(&r, 5);
+    for (int i = 0; i < batch * n_in; i++) x[i] = (float)maas_rng_normal(&r);
+    for (int i = 0; i < batch; i++) y[i] = (float)(i % 3);
+    maas_optim_spec specs[5];
+    maas_optim_defaults(&specs[0], MAAS_OPT_ADAM);
+    maas_optim_defaults(&specs[1], MAAS_OPT_SGD);
+    maas_optim_defaults(&specs[2], MAAS_OPT_SGD);
+    specs[2].momentum = 0.9f;
+    specs[2].nesterov = 1;
+    maas_optim_defaults(&specs[3], MAAS_OPT_RMSPROP);
+    maas_optim_defaults(&specs[4], MAAS_OPT_RMSPROP);
+    specs[4].momentum = 0.5f;
+    for (int s = 0; s < 5; s++) {
+        float *ref = NULL;
+        for (int isa = 0; isa <= 2; isa++) {
+            maas_rng_init(&r, 11);
+            maas_layer_spec l[] = {maas_dense(21, MAAS_ACT_RELU), maas_dense(3, MAAS_ACT_SOFTMAX)};
+            maas_model *m = maas_model_new(n_in, l, 2, &r, err, sizeof(err));
+            assert_non_null(m);
+            maas_compile c = {.loss = MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, .optim = specs[s]};
+            maas_trainer *tr = maas_trainer_new(m, &c, batch, &r, err, sizeof(err));
+            assert_non_null(tr);
+            float *mask = malloc(m->n_params * sizeof(float));
+            for (size_t i = 0; i < m->n_params; i++) mask[i] = i % 4 ? 1.0f : 0.0f;
+            maas_trainer_set_mask(tr, mask);
+            int used = maas__trainer_set_isa(tr, isa);
+            maas_train_profile prof = {0};
+            maas_trainer_set_profile(tr, &prof);
+            unsigned csr_before = fpmode();
+            for (int step = 0; step < 5; step++)
+                assert_ok(maas_trainer_step(tr, x, y, batch, NULL, NULL, err, sizeof(err)), err);
+            assert_int_equal(fpmode(), csr_before);
+            assert_int_equal(prof.steps, 5);
+            /* forward 2 GEMMs, backward 2 weight gradients + 1 input gradient */
+            double f = 2.0 * batch * (n_in * 21.0 + 21.0 * 3);
+            assert_float_equal(prof.gemm_flops, 5 * (2 * f + 2.0 * batch * 21 * 3), 1e-3);
+            assert_true(prof.gemm_s > 0 && prof.gemm_s <= prof.step_s);
+            assert_true(prof.update_s > 0 && prof.update_s <= prof.step_s);
+            for (size_t i = 0; i < m->n_params; i += 4) assert_true(m->params[i] == 0.0f);
+            if (!ref) {
+                ref = malloc(m->n_params * sizeof(float));
+                memcpy(ref, m->params, m->n_params * sizeof(float));
+            } else if (used == isa) {
+                if (memcmp(ref, m->params, m->n_params * sizeof(float)))
+                    fail_msg("optimizer %d on isa %d differs from the baseline", s, isa);
+            }
+            free(mask);
+            maas_trainer_free(tr);
+            maas_model_free(m);
+        }
+        free(ref);
+    }
 }
 
 /* ---- fit ---- */
@@ -511,6 +585,7 @@ int main(void) {
         cmocka_unit_test(test_find_nonfinite),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_optimizer_updates),
+        cmocka_unit_test(test_update_isas_agree),
         cmocka_unit_test(test_fit_reproducible_and_learns),
         cmocka_unit_test(test_early_stopping_restores_best),
         cmocka_unit_test(test_callbacks_stop_and_cancel),

@@ -98,6 +98,8 @@ void maas_trainer_free(maas_trainer *tr);
  * (the model's standardization is *not* applied here); y has
  * maas_label_cols() columns. Outputs (optional): mean loss of the batch and the
  * summed per-row accuracy (divide by rows for the batch accuracy).
+ * The step runs with denormals flushed to zero (x86 FTZ/DAZ, as TensorFlow's
+ * CPU kernels do); the caller's floating-point mode is restored on return.
  */
 maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int rows, double *loss,
                            double *acc_sum, char *errstr, size_t errstr_size);
@@ -108,6 +110,22 @@ maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int
  * pruned weight stays zero while the rest train. NULL removes it.
  */
 void maas_trainer_set_mask(maas_trainer *tr, const float *mask);
+
+/*
+ * Where training time goes, for benchmarks and tuning: totals over
+ * maas_trainer_step() calls, accumulated (never reset) into a caller-owned
+ * struct. Costs two clock reads per GEMM, so it is off unless asked for.
+ */
+typedef struct maas_train_profile {
+    long long steps;
+    double step_s;     /* whole steps */
+    double gemm_s;     /* inside the BLAS GEMM calls of those steps */
+    double gemm_flops; /* 2 m n k summed over those calls */
+    double update_s;   /* the optimizer update */
+} maas_train_profile;
+
+/* Borrowed; must outlive the trainer or be unset with NULL. */
+void maas_trainer_set_profile(maas_trainer *tr, maas_train_profile *p);
 
 /*
  * Forward + backward without updating: the mean loss and a pointer to the
@@ -160,6 +178,7 @@ typedef struct maas_fit_opts {
     int restore_best;    /* restore the best epoch's weights when training ends */
     const float
         *param_mask; /* optional pruning mask held through training (maas_trainer_set_mask) */
+    maas_train_profile *profile; /* optional, accumulated (maas_trainer_set_profile) */
     maas_epoch_fn on_epoch;
     maas_batch_fn on_batch;
     void *ud;      /* passed to both callbacks */
