@@ -235,9 +235,18 @@ static void arg_s(argv_buf *a, const char *s) {
 }
 static void arg_i(argv_buf *a, long long v) {
     if (a->n_num >= 16) return;
-    char *b = a->num[a->n_num++];
-    snprintf(b, 24, "%lld", v);
-    arg_s(a, b);
+    /* decimal by hand: several per job record, and snprintf showed in the worker's profile */
+    char tmp[24], *b = a->num[a->n_num++];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) b[len++] = '-';
+    while (n) b[len++] = tmp[--n];
+    arg(a, b, len);
 }
 
 #define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)
@@ -387,51 +396,66 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
     return MAAS_OK;
 }
 
+/* One job state transition, atomically (ARGV as build_transition() sends them). Written to do
+ * no per-call table or closure building beyond the HSET field list: it runs once per job. */
 static const char job_transition_lua[] =
-    "local st = redis.call('HGET', KEYS[1], 'state')\n"
-    "local f, attempts, new = {}, nil, false\n"
-    "if not st and ARGV[10] == '1' then\n"
+    "local key = KEYS[1]\n"
+    "local st = redis.call('HGET', key, 'state')\n"
+    "local new = false\n"
+    "local attempts\n"
+    "local f\n"
+    "if not st then\n"
+    "  if ARGV[10] ~= '1' then return {-1, ''} end\n"
     "  f = {'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13], 'created_ms', ARGV[14],\n"
     "       'deadline_ms', ARGV[15], 'ttl_s', ARGV[16]}\n"
     "  st, attempts, new = 'queued', 0, true\n"
+    "else\n"
+    "  f = {}\n"
     "end\n"
-    "if not st then return {-1, ''} end\n"
-    "local idx = {queued=1, running=2, succeeded=3, failed=4, expired=5, cancelled=6}\n"
-    "local i = idx[st] or 0\n"
+    "local i\n"
+    "if st == 'queued' then i = 1 elseif st == 'running' then i = 2 elseif st == 'succeeded' then "
+    "i = 3\n"
+    "elseif st == 'failed' then i = 4 elseif st == 'expired' then i = 5 elseif st == 'cancelled' "
+    "then i = 6\n"
+    "else i = 0 end\n"
     "if math.floor(tonumber(ARGV[1]) / (2 ^ i)) % 2 ~= 1 then return {0, st} end\n"
-    "local to, now = ARGV[2], ARGV[3]\n"
+    "local to, now, worker = ARGV[2], ARGV[3], ARGV[4]\n"
     "local final = to == 'succeeded' or to == 'failed' or to == 'expired' or to == 'cancelled'\n"
-    "local function add(k, v) f[#f + 1] = k; f[#f + 1] = v end\n"
-    "add('state', to)\n"
-    "if to == 'running' or (final and st == 'queued' and ARGV[4] ~= '') then\n"
-    "  if not attempts then attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') "
-    "end\n"
+    "local n = #f\n"
+    "f[n + 1] = 'state'; f[n + 2] = to; n = n + 2\n"
+    "if to == 'running' or (final and st == 'queued' and worker ~= '') then\n"
+    "  if not attempts then attempts = tonumber(redis.call('HGET', key, 'attempts') or '0') end\n"
     "  attempts = attempts + 1\n"
     "end\n"
     "if to == 'queued' and st == 'failed' then attempts = 0 end\n"
-    "if attempts then add('attempts', attempts) end\n"
-    "if to == 'running' then add('worker', ARGV[4]); add('started_ms', now); add('heartbeat_ms', "
-    "now) end\n"
-    "if final then\n"
-    "  if ARGV[4] ~= '' then add('worker', ARGV[4]) end\n"
-    "  add('finished_ms', now)\n"
-    "  if ARGV[9] == '1' then add('result', ARGV[5]) end\n"
-    "  if ARGV[6] ~= '' then add('error_code', ARGV[6]); add('error_message', ARGV[7]) end\n"
+    "if attempts then f[n + 1] = 'attempts'; f[n + 2] = attempts; n = n + 2 end\n"
+    "if to == 'running' then\n"
+    "  f[n + 1] = 'worker'; f[n + 2] = worker; f[n + 3] = 'started_ms'; f[n + 4] = now\n"
+    "  f[n + 5] = 'heartbeat_ms'; f[n + 6] = now; n = n + 6\n"
     "end\n"
-    "redis.call('HSET', KEYS[1], unpack(f))\n"
+    "if final then\n"
+    "  if worker ~= '' then f[n + 1] = 'worker'; f[n + 2] = worker; n = n + 2 end\n"
+    "  f[n + 1] = 'finished_ms'; f[n + 2] = now; n = n + 2\n"
+    "  if ARGV[9] == '1' then f[n + 1] = 'result'; f[n + 2] = ARGV[5]; n = n + 2 end\n"
+    "  if ARGV[6] ~= '' then\n"
+    "    f[n + 1] = 'error_code'; f[n + 2] = ARGV[6]; f[n + 3] = 'error_message'; f[n + 4] = "
+    "ARGV[7]\n"
+    "    n = n + 4\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', key, unpack(f))\n"
     "if to == 'queued' and not new then\n"
-    "  redis.call('HDEL', KEYS[1], 'worker', 'error_code', 'error_message', 'finished_ms',\n"
+    "  redis.call('HDEL', key, 'worker', 'error_code', 'error_message', 'finished_ms',\n"
     "             'result', 'progress', 'cancel_requested')\n"
-    "  redis.call('PERSIST', KEYS[1])\n"
+    "  redis.call('PERSIST', key)\n"
     "  redis.call('DEL', KEYS[2])\n"
     "end\n"
     "if final then\n"
     "  redis.call('RPUSH', KEYS[2], to)\n"
     "  local ttl = tonumber(ARGV[8])\n"
-    "  if ttl <= 0 and not new then ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl_s') or '0') "
-    "end\n"
+    "  if ttl <= 0 and not new then ttl = tonumber(redis.call('HGET', key, 'ttl_s') or '0') end\n"
     "  if ttl > 0 then\n"
-    "    redis.call('EXPIRE', KEYS[1], ttl)\n"
+    "    redis.call('EXPIRE', key, ttl)\n"
     "    redis.call('EXPIRE', KEYS[2], ttl)\n"
     "  end\n"
     "  redis.call('PUBLISH', KEYS[3], to)\n"
