@@ -689,6 +689,14 @@ static maas_err finalize(worker *w, work_task *t) {
         wlog(w, "info", j->id, "stopped by shutdown; the job will run again elsewhere");
         return MAAS_OK;
     }
+    if (atomic_load(&t->lost)) {
+        /* A rebalance gave the partition (and so the job) to another worker, or the
+         * record went back to the queue: the record is not ours to write, and the
+         * offset is the new owner's to store. */
+        wlog(w, "info", j->id, "left to its new owner after %.1fs; nothing written",
+             now_s() - t->started);
+        return MAAS_OK;
+    }
     if (t->err == MAAS_ERR_CANCELLED) {
         maas_job_update u = {.to = MAAS_JOB_CANCELLED,
                              .from_mask = FROM_ACTIVE,
@@ -816,7 +824,9 @@ void poll_work_task(worker *w) {
         maas_err err = maas_kv_job_heartbeat(w->kv, t->job.id, w->cfg.id, progress, e, sizeof(e));
         if (err == MAAS_ERR_CANCELLED || err == MAAS_ERR_CONFLICT) {
             wlog(w, "info", t->job.id, "%s: stopping the computation",
-                 err == MAAS_ERR_CANCELLED ? "cancel requested" : "the record moved on");
+                 err == MAAS_ERR_CANCELLED ? "cancel requested"
+                                           : "the record moved on (another worker owns the job)");
+            if (err == MAAS_ERR_CONFLICT) atomic_store(&t->lost, 1);
             atomic_store(&t->cancel, 1);
         }
         return;

@@ -72,6 +72,8 @@ typedef struct work_task {
     int parent_version;
     pthread_t thread;
     atomic_int done, cancel, stop;
+    atomic_int
+        lost; /* the record moved on (another worker owns it, or it went back to the queue) */
     int joined;
     maas_err err;
     char errstr[MAAS_ERRSTR_SIZE];

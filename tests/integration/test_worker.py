@@ -281,6 +281,26 @@ try:
     check(wait_state(c1, ["cancelled"], 30) == "cancelled", "a cancel request stops it")
     check(prog is not None and b"epoch" in prog, f"a running job reports live progress ({prog})")
 
+    # 5d. the record moves on under a running job (a rebalance handed its partition to another
+    # worker, which took the job over): the first worker stops and writes nothing, so the new
+    # owner's record stands (it used to mark the job cancelled for everybody)
+    c2 = f"takeover-{RUN}"
+    send("maas.jobs.work", train_job(c2, f"big-{RUN}", X[:1], Y[:1], epochs=200, **big))
+    check(wait_state(c2, ["running"], 30) == "running", "the job to take over starts")
+    first = rec(c2)["worker"].decode()
+    R.hset(f"maas:job:{{{c2}}}", "worker", "new-owner")
+    log = os.path.join(WORK, f"{first}.log")
+    end = time.time() + 30
+    while time.time() < end and "left to its new owner" not in open(log).read():
+        time.sleep(0.2)
+    check("left to its new owner" in open(log).read(), f"{first} notices and stops computing")
+    time.sleep(1)
+    r = rec(c2)
+    check(r.get("state") == b"running" and r.get("worker") == b"new-owner"
+          and b"error_code" not in r, f"the new owner's record stands ({r.get('state')}, "
+          f"{r.get('worker')}, {r.get('error_code')})")
+    R.hset(f"maas:job:{{{c2}}}", "state", "cancelled")  # so that a redelivery only acknowledges it
+
     # 3. a job longer than max.poll.interval.ms (7 s) completes once, with no rebalance
     L = f"long-{RUN}"
     long_epochs = max(2, int(12 / per_epoch) + 1)  # ~12 s, over the 7 s max.poll.interval.ms
