@@ -63,6 +63,13 @@ def main():
         f(t["predict1024_sps"]), f(m["predict1024_int8_sps"]) / f(t["predict1024_sps"]),
         ">= 1.5x (maas int8 vs torch float32)")
     peak = f(m["sgemm_peak_gflops"])
+    # the Fashion model's forward pass: 2 * (784*256 + 256*128 + 128*10) FLOPs per row
+    fwd = 2.0 * (784 * 256 + 256 * 128 + 128 * 10)
+    print(f"{'batch-1024 predict GFLOP/s vs sgemm peak':38} "
+          f"{f(m['predict1024_sps']) * fwd / 1e9:>12.1f} {f(t['predict1024_sps']) * fwd / 1e9:>12.1f} "
+          f"{'':>8}  (OpenBLAS sgemm peak {peak:.1f}: maas "
+          f"{f(m['predict1024_sps']) * fwd / 1e9 / peak:.2f}x of it, PyTorch "
+          f"{f(t['predict1024_sps']) * fwd / 1e9 / peak:.2f}x)")
     print(f"{'training GEMMs GFLOP/s vs sgemm peak':38} {f(m['train_insitu_gflops']):>12.1f} "
           f"{peak:>12.1f} {f(m['train_insitu_gflops']) / peak:>7.2f}x  >= 0.70x "
           f"(the GEMM calls inside the real steps; sgemm alone on the step's shapes: "
