@@ -47,6 +47,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=20000)
     ap.add_argument("--build", default="build")
+    ap.add_argument("--wait-sweep", default="",
+                    help="comma-separated --batch-wait-ms values to measure latency at half of "
+                         "peak with (e.g. 0,1,2,5); how the worker's default was picked")
     a = ap.parse_args()
     worker_bin = os.path.join(ROOT, a.build, "bin", "maas-worker")
     admin = os.path.join(ROOT, a.build, "bin", "maas-kafka-admin")
@@ -198,6 +201,11 @@ def main():
         results["py1"] = drain("p1.", max(2000, n // 10), lambda: [start_py("p1.", "py1")])
         peak1 = results["maas1"][0]
         lat1 = latency("l1.", peak1 / 2, 5, lambda: [start_worker("l1.", "l1a")])
+        sweep = []
+        for i, t in enumerate(v for v in a.wait_sweep.split(",") if v.strip()):
+            pre = f"ws{i}."
+            sweep.append((int(t), latency(pre, peak1 / 2, 5,
+                                          lambda pre=pre, t=t: [start_worker(pre, f"ws{i}", "--batch-wait-ms", t.strip())])))
         lat_py = latency("lp.", results["py1"][0] / 2, 5, lambda: [start_py("lp.", "lpy")])
 
         print(f"end-to-end inference, 1-row jobs of the seed model; Kafka {ENV.get('MAAS_KAFKA_VERSION', '3.9.1')}, "
@@ -207,6 +215,8 @@ def main():
             print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   "
                   f"({results[k][1]} jobs; Redis CPU {results[k][2]:.0f} us/job)")
         print(f"latency at half of peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s)")
+        for t, (p50, p99, n_) in sweep:
+            print(f"  --batch-wait-ms {t}: p50 {p50} ms, p99 {p99} ms ({n_} jobs at {peak1 / 2:.0f}/s)")
         print(f"latency at half of peak, python:   p50 {lat_py[0]} ms, p99 {lat_py[1]} ms ({lat_py[2]} jobs)")
         print(f"maas-worker RSS: {rss_idle / 1024:.1f} MB idle (fresh), {rss / 1024:.1f} MB idle after a "
               f"training job; start to ready (before the group join): {ready} ms")
