@@ -224,17 +224,23 @@ static int as_i32(dec *d, const msgpack_object *o, const char *path, int lo, int
     return 0;
 }
 
+/* A msgpack number as a double; 0 when o is not a number. */
+static int num_of(const msgpack_object *o, double *v) {
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
+        *v = o->via.f64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *v = (double)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *v = (double)o->via.i64;
+    else
+        return 0;
+    return 1;
+}
+
 static int as_num(dec *d, const msgpack_object *o, const char *path, double lo, double hi,
                   double *out) {
     double v = 0;
-    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64)
-        v = o->via.f64;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        v = (double)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        v = (double)o->via.i64;
-    else
-        return fail(d, MAAS_ERR_FORMAT, path, "expected a number");
+    if (!num_of(o, &v)) return fail(d, MAAS_ERR_FORMAT, path, "expected a number");
     if (!isfinite(v)) return fail(d, MAAS_ERR_NONFINITE, path, "is not finite");
     if (v < lo || v > hi)
         return fail(d, MAAS_ERR_FORMAT, path, "expected %g..%g, got %g", lo, hi, v);
@@ -349,15 +355,7 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
             for (uint32_t j = 0; j < cols; j++) {
                 const msgpack_object *cell = &row->via.array.ptr[j];
                 double v = 0;
-                if (cell->type == MSGPACK_OBJECT_FLOAT32 || cell->type == MSGPACK_OBJECT_FLOAT64)
-                    v = cell->via.f64;
-                else if (cell->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                    v = (double)cell->via.u64;
-                else if (cell->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-                    v = (double)cell->via.i64;
-                else
-                    v = NAN; /* not a number: as_num below says what it is */
-                if (!(v >= -FLT_MAX && v <= FLT_MAX)) {
+                if (!num_of(cell, &v) || !(v >= -FLT_MAX && v <= FLT_MAX)) {
                     /* the cell's name and as_num's message only for a bad cell */
                     snprintf(sub, sizeof(sub), nested ? "%s[%u][%u]" : "%s[%u]", path,
                              nested ? i : j, j);
