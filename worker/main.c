@@ -335,6 +335,7 @@ int main(int argc, char **argv) {
         wlog(&w, "info", NULL, "serving /metrics, /healthz, /readyz on %s:%d", addr,
              maas_http_port(w.http));
     }
+    metrics_probe_start(&w);
     metrics_refresh(&w);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -405,6 +406,7 @@ int main(int argc, char **argv) {
     maas_http_stop(w.http);
     wlog(&w, "info", NULL, "leaving the groups: %lu jobs done, %lu failed", w.jobs_done,
          w.jobs_failed);
+    metrics_probe_stop(&w);       /* before the consumer it probes goes */
     maas_consumer_free(w.work_c); /* commits stored offsets, leaves the group */
     maas_consumer_free(w.infer_c);
     maas_producer_free(w.producer);

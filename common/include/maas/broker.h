@@ -148,6 +148,7 @@ long long maas_consumer_lag(maas_consumer *c);
 long maas_consumer_rebalances(const maas_consumer *c);
 
 /* A metadata round trip through this consumer's connection: is Kafka answering? */
+/* Safe to call from another thread than the one polling (librdkafka metadata request). */
 maas_err maas_consumer_ping(maas_consumer *c, int timeout_ms, char *errstr, size_t errstr_size);
 
 /* Number of partitions currently assigned to this member. */
