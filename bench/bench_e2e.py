@@ -47,6 +47,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=20000)
     ap.add_argument("--build", default="build")
+    ap.add_argument("--latency-rate", type=float, default=0,
+                    help="also measure latency at this fixed rate (jobs/s, 10 s), beside half of peak")
     ap.add_argument("--wait-sweep", default="",
                     help="comma-separated --batch-wait-ms values to measure latency at half of "
                          "peak with (e.g. 0,1,2,5); how the worker's default was picked")
@@ -62,7 +64,8 @@ def main():
     sh(os.path.join(ROOT, "deploy/local/redis.sh"), "start", stderr=subprocess.DEVNULL)
     sh(os.path.join(ROOT, "deploy/local/kafka.sh"), "start", stderr=subprocess.DEVNULL)
     r = redis.Redis.from_url(REDIS_URL)
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
+    # linger.ms 1, as maas's own producers (CLI, coordinator) use
+    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 1})
     procs = []
     logdir = os.path.join(ROOT, ".local/bench")
     try:
@@ -120,10 +123,11 @@ def main():
                     "v": 1, "id": jid, "type": "infer", "model": "pima",
                     "created_ms": int(time.time() * 1000), "inputs": [X[i % len(X)]]}))
                 if rate and i % 50 == 0:
+                    p.poll(0)  # serve delivery reports as a paced client would
                     ahead = i / rate - (time.time() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
-                if i % 1000 == 0:
+                elif i % 1000 == 0:
                     p.poll(0)
             p.flush()
             return ids
@@ -201,6 +205,8 @@ def main():
         results["py1"] = drain("p1.", max(2000, n // 10), lambda: [start_py("p1.", "py1")])
         peak1 = results["maas1"][0]
         lat1 = latency("l1.", peak1 / 2, 5, lambda: [start_worker("l1.", "l1a")])
+        lat_fixed = latency("lf.", a.latency_rate, 10, lambda: [start_worker("lf.", "lfa")]) \
+            if a.latency_rate > 0 else None
         sweep = []
         for i, t in enumerate(v for v in a.wait_sweep.split(",") if v.strip()):
             pre = f"ws{i}."
@@ -215,6 +221,9 @@ def main():
             print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   "
                   f"({results[k][1]} jobs; Redis CPU {results[k][2]:.0f} us/job)")
         print(f"latency at half of peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s)")
+        if lat_fixed:
+            print(f"latency at a fixed rate, maas x1: p50 {lat_fixed[0]} ms, p99 {lat_fixed[1]} ms "
+                  f"({lat_fixed[2]} jobs at {a.latency_rate:.0f}/s)")
         for t, (p50, p99, n_) in sweep:
             print(f"  --batch-wait-ms {t}: p50 {p50} ms, p99 {p99} ms ({n_} jobs at {peak1 / 2:.0f}/s)")
         print(f"latency at half of peak, python:   p50 {lat_py[0]} ms, p99 {lat_py[1]} ms ({lat_py[2]} jobs)")
