@@ -70,6 +70,50 @@ static int conn_opt(conn *c, int opt, const char *arg) {
         "topic-prefix", required_argument, 0, 'P'                                                  \
     }
 
+/* Where a job's data comes from: --data FILE --label COLUMN [--drop COLUMN ...] or --dataset NAME.
+ */
+typedef struct data_args {
+    const char *data, *label, *dataset;
+    const char *drops[32];
+    int n_drops;
+} data_args;
+
+/* Option codes of data_args (above every command's own, which start at 256). */
+enum { O_DATA_FILE = 1000, O_DATA_LABEL, O_DATA_SET, O_DATA_DROP };
+
+#define DATA_LONGOPTS                                                                              \
+    {"data", required_argument, 0, O_DATA_FILE}, {"label", required_argument, 0, O_DATA_LABEL},    \
+        {"dataset", required_argument, 0, O_DATA_SET}, {                                           \
+        "drop", required_argument, 0, O_DATA_DROP                                                  \
+    }
+
+/* Takes a data option (a usage error in *rc when it is bad); 0 when opt is not one. */
+static int data_opt(const char *cmd, data_args *d, int opt, const char *arg, int *rc) {
+    switch (opt) {
+    case O_DATA_FILE:
+        d->data = arg;
+        return 1;
+    case O_DATA_LABEL:
+        d->label = arg;
+        return 1;
+    case O_DATA_SET:
+        d->dataset = arg;
+        return 1;
+    case O_DATA_DROP:
+        if (d->n_drops == (int)MAAS_ARRAY_LEN(d->drops))
+            *rc = maas_cli_usage_error(cmd, "at most %d --drop", (int)MAAS_ARRAY_LEN(d->drops));
+        else
+            d->drops[d->n_drops++] = arg;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int data_load(const char *cmd, const data_args *a, const char *label, cli_data *d) {
+    return cli_load_data(cmd, a->data, label, NULL, a->drops, a->n_drops, d);
+}
+
 static const char conn_help[] =
     "Connection: --brokers HOST:PORT (MAAS_KAFKA_BROKERS, default 127.0.0.1:19092),\n"
     "            --redis URL (MAAS_REDIS_URL, default redis://127.0.0.1:16379),\n"
@@ -496,10 +540,6 @@ int maas_cli_submit(int argc, char **argv) {
     enum {
         O_NAME = 256,
         O_MODEL,
-        O_DATA,
-        O_LABEL,
-        O_DATASET,
-        O_DROP,
         O_LAYERS,
         O_LOSS,
         O_OPT,
@@ -521,12 +561,9 @@ int maas_cli_submit(int argc, char **argv) {
         O_FINETUNE
     };
     static const struct option opts[] = {CONN_LONGOPTS,
+                                         DATA_LONGOPTS,
                                          {"name", required_argument, 0, O_NAME},
                                          {"model", required_argument, 0, O_MODEL},
-                                         {"data", required_argument, 0, O_DATA},
-                                         {"label", required_argument, 0, O_LABEL},
-                                         {"dataset", required_argument, 0, O_DATASET},
-                                         {"drop", required_argument, 0, O_DROP},
                                          {"layers", required_argument, 0, O_LAYERS},
                                          {"loss", required_argument, 0, O_LOSS},
                                          {"optimizer", required_argument, 0, O_OPT},
@@ -551,32 +588,20 @@ int maas_cli_submit(int argc, char **argv) {
     conn_defaults(&c);
     maas_job j;
     maas_job_init(&j, type);
-    const char *model = NULL, *data = NULL, *label = NULL, *dataset = NULL, *layers = NULL;
-    const char *loss = NULL, *opt = NULL, *from = NULL, *id = NULL, *drops[32];
-    int n_drops = 0, wait = 0, json = 0, o, rc = 0;
+    const char *model = NULL, *layers = NULL, *loss = NULL, *opt = NULL, *from = NULL, *id = NULL;
+    data_args da = {0};
+    int wait = 0, json = 0, o, rc = 0;
     long lv;
     double dv;
     char e[MAAS_ERRSTR_SIZE];
     optind = 2;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
-        if (conn_opt(&c, o, optarg)) continue;
+        if (conn_opt(&c, o, optarg) || data_opt(cmd, &da, o, optarg, &rc)) continue;
         switch (o) {
         case O_NAME:
         case O_MODEL:
             model = optarg;
-            break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_DATASET:
-            dataset = optarg;
-            break;
-        case O_DROP:
-            if (n_drops < 32) drops[n_drops++] = optarg;
             break;
         case O_LAYERS:
             layers = optarg;
@@ -674,28 +699,28 @@ int maas_cli_submit(int argc, char **argv) {
     j.created_ms = wall_ms();
     cli_data d = {0};
     if (type == MAAS_JOBTYPE_INFER) {
-        if (!data) {
+        if (!da.data) {
             rc = maas_cli_usage_error(cmd, "--data is required");
             goto done;
         }
-        if ((rc = cli_load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) goto done;
+        if ((rc = data_load(cmd, &da, NULL, &d))) goto done;
         j.inputs = as_matrix(d.x, d.rows, d.n_features);
         d.x = NULL;
-    } else if (type == MAAS_JOBTYPE_OPTIMIZE && !data && !dataset) {
+    } else if (type == MAAS_JOBTYPE_OPTIMIZE && !da.data && !da.dataset) {
         /* no data: size and speed only */
     } else {
-        if (!dataset == !data) {
+        if (!da.dataset == !da.data) {
             rc = maas_cli_usage_error(cmd, "give --data FILE --label COLUMN, or --dataset NAME");
             goto done;
         }
-        if (dataset) {
-            snprintf(j.data.dataset, sizeof(j.data.dataset), "%s", dataset);
+        if (da.dataset) {
+            snprintf(j.data.dataset, sizeof(j.data.dataset), "%s", da.dataset);
         } else {
-            if (!label) {
+            if (!da.label) {
                 rc = maas_cli_usage_error(cmd, "--label COLUMN is required with --data");
                 goto done;
             }
-            if ((rc = cli_load_data(cmd, data, label, NULL, drops, n_drops, &d))) goto done;
+            if ((rc = data_load(cmd, &da, da.label, &d))) goto done;
             j.data.x = as_matrix(d.x, d.rows, d.n_features);
             j.data.y = as_matrix(d.y, d.rows, d.y_cols);
             d.x = d.y = NULL;
@@ -706,7 +731,8 @@ int maas_cli_submit(int argc, char **argv) {
             rc = maas_cli_usage_error(cmd, "give --quantize int8, --prune SPARSITY, or both");
             goto done;
         }
-        if (j.optimize.finetune_epochs > 0 && (j.optimize.prune == 0.0f || (!data && !dataset))) {
+        if (j.optimize.finetune_epochs > 0 &&
+            (j.optimize.prune == 0.0f || (!da.data && !da.dataset))) {
             rc = maas_cli_usage_error(cmd, "--finetune-epochs needs --prune and labelled data");
             goto done;
         }
@@ -1501,10 +1527,6 @@ int maas_cli_sweep(int argc, char **argv) {
     int show = argc >= 2 && !strcmp(argv[1], "show");
     enum {
         O_NAME = 256,
-        O_DATA,
-        O_LABEL,
-        O_DATASET,
-        O_DROP,
         O_LAYERS,
         O_LR,
         O_BATCH,
@@ -1521,11 +1543,8 @@ int maas_cli_sweep(int argc, char **argv) {
         O_WAIT
     };
     static const struct option opts[] = {CONN_LONGOPTS,
+                                         DATA_LONGOPTS,
                                          {"name", required_argument, 0, O_NAME},
-                                         {"data", required_argument, 0, O_DATA},
-                                         {"label", required_argument, 0, O_LABEL},
-                                         {"dataset", required_argument, 0, O_DATASET},
-                                         {"drop", required_argument, 0, O_DROP},
                                          {"layers", required_argument, 0, O_LAYERS},
                                          {"lr", required_argument, 0, O_LR},
                                          {"batch-size", required_argument, 0, O_BATCH},
@@ -1548,9 +1567,9 @@ int maas_cli_sweep(int argc, char **argv) {
     maas_job base;
     maas_job_init(&base, MAAS_JOBTYPE_TRAIN);
     base.train.validation_split = 0.2f;
-    const char *model = NULL, *data = NULL, *label = NULL, *dataset = NULL, *id = NULL;
-    const char *loss = NULL, *opt = NULL, *drops[32];
-    int n_drops = 0, wait = 0, o, rc = 0;
+    const char *model = NULL, *id = NULL, *loss = NULL, *opt = NULL;
+    data_args da = {0};
+    int wait = 0, o, rc = 0;
     long lv;
     double dv;
     char e[MAAS_ERRSTR_SIZE];
@@ -1562,22 +1581,10 @@ int maas_cli_sweep(int argc, char **argv) {
     optind = show ? 2 : 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "X:", opts, NULL)) != -1 && !rc) {
-        if (conn_opt(&c, o, optarg)) continue;
+        if (conn_opt(&c, o, optarg) || data_opt(cmd, &da, o, optarg, &rc)) continue;
         switch (o) {
         case O_NAME:
             model = optarg;
-            break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_DATASET:
-            dataset = optarg;
-            break;
-        case O_DROP:
-            if (n_drops < 32) drops[n_drops++] = optarg;
             break;
         case O_LAYERS:
             if (g->n_layers == MAAS_SWEEP_MAX_VALUES)
@@ -1668,7 +1675,7 @@ int maas_cli_sweep(int argc, char **argv) {
         rc = maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
         goto done;
     }
-    if (!model || !g->n_layers || (!data == !dataset) || (data && !label)) {
+    if (!model || !g->n_layers || (!da.data == !da.dataset) || (da.data && !da.label)) {
         rc = maas_cli_usage_error(cmd, "--name, --layers, and --data FILE --label COLUMN or "
                                        "--dataset NAME are required");
         goto done;
@@ -1700,14 +1707,14 @@ int maas_cli_sweep(int argc, char **argv) {
         goto done;
     }
     if ((rc = conn_open(cmd, &c))) goto done;
-    if (data) { /* the data goes to Redis once; every point's job names it */
-        if ((rc = cli_load_data(cmd, data, label, NULL, drops, n_drops, &d))) goto done;
+    if (da.data) { /* the data goes to Redis once; every point's job names it */
+        if ((rc = data_load(cmd, &da, da.label, &d))) goto done;
         char name[MAAS_NAME_MAX + 1];
         snprintf(name, sizeof(name), "%.120s-data", s->id);
         if ((rc = put_dataset(cmd, &c, name, &d))) goto done;
         snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", name);
     } else {
-        snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", dataset);
+        snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", da.dataset);
     }
     s->created_ms = wall_ms();
     maas_err err = maas_kv_sweep_create(c.kv, s, e, sizeof(e));
