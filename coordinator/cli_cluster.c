@@ -456,7 +456,8 @@ static int publish_job(const char *cmd, conn *c, maas_job *j, int republish, int
         maas_job_update u = {.to = MAAS_JOB_FAILED,
                              .from_mask = 1u << MAAS_JOB_QUEUED,
                              .error_code = "UNAVAILABLE",
-                             .error_message = e};
+                             .error_message = e,
+                             .notify = j->notify};
         maas_kv_job_transition(c->kv, j->id, &u, e2, sizeof(e2));
         return maas_cli_fail(cmd, "job %s was not published (its record says failed): %s", j->id,
                              e);
@@ -1364,7 +1365,8 @@ int maas_cli_dlq(int argc, char **argv) {
             maas_job_update u = {.to = MAAS_JOB_FAILED,
                                  .from_mask = 1u << MAAS_JOB_QUEUED,
                                  .error_code = "UNAVAILABLE",
-                                 .error_message = e};
+                                 .error_message = e,
+                                 .notify = 1}; /* what it asked for is unknown here */
             char e2[MAAS_ERRSTR_SIZE];
             maas_kv_job_transition(c.kv, d->id, &u, e2, sizeof(e2));
             rc = maas_cli_fail(cmd, "replaying %s: %s (its record says failed again)", d->id, e);

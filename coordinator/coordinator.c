@@ -311,7 +311,8 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
         maas_job_update u = {.to = MAAS_JOB_FAILED,
                              .from_mask = 1u << MAAS_JOB_QUEUED,
                              .error_code = "UNAVAILABLE",
-                             .error_message = e};
+                             .error_message = e,
+                             .notify = j->notify};
         maas_kv_job_transition(kv, j->id, &u, e2, sizeof(e2));
         return MAAS_ERR_UNAVAILABLE;
     }
@@ -987,7 +988,8 @@ static void requeue_stale(coord *c, maas_kv *kv) {
             maas_job_update u = {.to = MAAS_JOB_FAILED,
                                  .from_mask = 1u << MAAS_JOB_RUNNING,
                                  .error_code = "WORKER_LOST",
-                                 .error_message = why};
+                                 .error_message = why,
+                                 .notify = 1}; /* what it asked for is unknown here */
             if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
                 fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
                 pthread_mutex_lock(&c->lock);

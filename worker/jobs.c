@@ -40,6 +40,7 @@ static maas_err fail_job(worker *w, const maas_job *j, const void *raw, size_t r
                              .error_code = maas_err_code(code),
                              .error_message = message,
                              .ttl_s = ttl_of(w, j),
+                             .notify = j->notify,
                              .create = &rec};
         err = maas_kv_job_transition(w->kv, id, &u, e, sizeof(e));
         if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
@@ -106,57 +107,67 @@ static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce,
     return err;
 }
 
-/* Writes the results of a group's jobs in one pipelined round trip. */
+/* A batch's results, written with one pipeline when the whole batch is computed. */
+typedef struct outbox {
+    int n;
+    const char **ids;
+    maas_job_update *ups;
+    maas_job_record *recs;
+    unsigned char **bufs;
+} outbox;
+
+static int outbox_init(outbox *o, int cap) {
+    memset(o, 0, sizeof(*o));
+    o->ids = calloc((size_t)cap, sizeof(*o->ids));
+    o->ups = calloc((size_t)cap, sizeof(*o->ups));
+    o->recs = calloc((size_t)cap, sizeof(*o->recs));
+    o->bufs = calloc((size_t)cap, sizeof(*o->bufs));
+    return o->ids && o->ups && o->recs && o->bufs ? 0 : -1;
+}
+
+static void outbox_free(outbox *o) {
+    for (int k = 0; o->bufs && k < o->n; k++) free(o->bufs[k]);
+    free(o->ids);
+    free(o->ups);
+    free(o->recs);
+    free(o->bufs);
+}
+
+/* Adds the results of a group's jobs to the batch's outbox (items must outlive it). */
 static maas_err finish_group(worker *w, infer_item *items, const int *members, int nm,
-                             const cache_entry *ce, const float *y) {
+                             const cache_entry *ce, const float *y, outbox *o) {
     char e[MAAS_ERRSTR_SIZE];
-    const char **ids = calloc((size_t)nm, sizeof(*ids));
-    maas_job_update *ups = calloc((size_t)nm, sizeof(*ups));
-    maas_job_record *recs = calloc((size_t)nm, sizeof(*recs));
-    unsigned char **bufs = calloc((size_t)nm, sizeof(*bufs));
-    maas_err *res = calloc((size_t)nm, sizeof(*res));
-    maas_err err = (!ids || !ups || !recs || !bufs || !res) ? MAAS_ERR_NOMEM : MAAS_OK;
+    maas_err err = MAAS_OK;
     size_t at = 0;
     int outs = ce->model->n_outputs;
     for (int k = 0; k < nm && !err; k++) {
         infer_item *it = &items[members[k]];
         size_t len;
-        err = encode_infer_result(it, ce, y + at * outs, &bufs[k], &len, e, sizeof(e));
-        at += it->job.inputs.rows;
-        maas_job_record_of(&it->job, &recs[k]);
-        ids[k] = it->job.id;
-        ups[k] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
-                                   .from_mask = FROM_ACTIVE,
-                                   .worker = w->cfg.id,
-                                   .result = bufs[k],
-                                   .result_len = len,
-                                   .ttl_s = ttl_of(w, &it->job),
-                                   .create = &recs[k]};
-    }
-    if (!err) err = maas_kv_job_transition_batch(w->kv, nm, ids, ups, res, e, sizeof(e));
-    if (err) {
-        wlog(w, "error", NULL, "cannot write %d results: %s", nm, e);
-    } else {
-        for (int k = 0; k < nm; k++) {
-            /* CONFLICT: final already, a redelivered job; nothing to do */
-            items[members[k]].state = 1;
-            if (res[k] == MAAS_OK) {
-                w->jobs_done++;
-                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
-            }
+        int i = o->n;
+        err = encode_infer_result(it, ce, y + at * outs, &o->bufs[i], &len, e, sizeof(e));
+        if (err) {
+            wlog(w, "error", it->job.id, "cannot encode the result: %s", e);
+            break;
         }
+        at += it->job.inputs.rows;
+        maas_job_record_of(&it->job, &o->recs[i]);
+        o->ids[i] = it->job.id;
+        o->ups[i] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
+                                      .from_mask = FROM_ACTIVE,
+                                      .worker = w->cfg.id,
+                                      .result = o->bufs[i],
+                                      .result_len = len,
+                                      .ttl_s = ttl_of(w, &it->job),
+                                      .notify = it->job.notify,
+                                      .create = &o->recs[i]};
+        o->n++;
+        it->state = 1;
     }
-    for (int k = 0; bufs && k < nm; k++) free(bufs[k]);
-    free(ids);
-    free(ups);
-    free(recs);
-    free(bufs);
-    free(res);
     return err;
 }
 
 /* Runs the pending items that use model (name, ref) as one forward pass. */
-static maas_err run_group(worker *w, infer_item *items, int n, int first) {
+static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox *o) {
     char e[MAAS_ERRSTR_SIZE];
     const maas_model_ref *ref = &items[first].job.model;
     cache_entry *ce;
@@ -227,15 +238,99 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first) {
     free(x);
     w->batches++;
     w->batched_jobs += (unsigned long)nm;
-    if (!err) err = finish_group(w, items, members, nm, ce, y);
+    if (!err) err = finish_group(w, items, members, nm, ce, y, o);
     free(y);
     return err;
 }
 
-void process_infer_batch(worker *w, maas_message *msgs, int n) {
+/* Seeks each partition of a, then of b (those not in a), back to its first message there. */
+static void rewind_batches(worker *w, const maas_message *a, int na, const maas_message *b,
+                           int nb) {
+    char e[MAAS_ERRSTR_SIZE];
+    for (int i = 0; i < na + nb; i++) {
+        const maas_message *m = i < na ? &a[i] : &b[i - na];
+        int first = 1;
+        for (int k = 0; k < i && first; k++) {
+            const maas_message *p = k < na ? &a[k] : &b[k - na];
+            if (p->partition == m->partition && !strcmp(p->topic, m->topic)) first = 0;
+        }
+        if (first) maas_consumer_seek(w->infer_c, m->topic, m->partition, m->offset, e, sizeof(e));
+    }
+}
+
+/* Stores, per partition, the offset after the batch's last message there. */
+static void store_offsets(worker *w, const maas_message *msgs, int n) {
+    char e[MAAS_ERRSTR_SIZE];
+    for (int i = 0; i < n; i++) {
+        int64_t max = msgs[i].offset;
+        int first = 1;
+        for (int k = 0; k < n; k++)
+            if (msgs[k].partition == msgs[i].partition && !strcmp(msgs[k].topic, msgs[i].topic)) {
+                if (k < i) first = 0;
+                if (msgs[k].offset > max) max = msgs[k].offset;
+            }
+        if (first && maas_consumer_store(w->infer_c, msgs[i].topic, msgs[i].partition, max + 1, e,
+                                         sizeof(e)))
+            wlog(w, "warn", NULL, "%s", e); /* lost the partition: redelivery is harmless */
+    }
+}
+
+static void backoff(void) {
+    struct timespec ts = {0, (200 + rand() % 300) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Reads the replies of the batch in flight; on success stores its offsets. On a Redis
+ * failure returns the error and keeps the flight, for the caller to rewind. */
+static maas_err flight_finish(worker *w) {
+    if (!w->flight.msgs) return MAAS_OK;
+    char e[MAAS_ERRSTR_SIZE];
+    maas_err *res = calloc((size_t)w->flight.n_results, sizeof(*res));
+    maas_err err =
+        res ? maas_kv_job_transition_recv(w->kv_results, res, e, sizeof(e)) : MAAS_ERR_NOMEM;
+    if (err) {
+        wlog(w, "error", NULL, "cannot write %d results: %s", w->flight.n_results,
+             res ? e : "out of memory");
+    } else {
+        for (int k = 0; k < w->flight.n_results; k++)
+            if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
+                w->jobs_done++;
+                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+            }
+        store_offsets(w, w->flight.msgs, w->flight.n);
+    }
+    free(res);
+    return err;
+}
+
+static void flight_release(worker *w) {
+    for (int i = 0; w->flight.msgs && i < w->flight.n; i++)
+        maas_message_release(&w->flight.msgs[i]);
+    free(w->flight.msgs);
+    memset(&w->flight, 0, sizeof(w->flight));
+}
+
+maas_err infer_settle(worker *w) {
+    maas_err err = flight_finish(w);
+    if (err) {
+        rewind_batches(w, w->flight.msgs, w->flight.n, NULL, 0);
+        wlog(w, "warn", NULL, "retrying a batch of %d after a retriable error (%s)", w->flight.n,
+             maas_err_code(err));
+    }
+    flight_release(w);
+    if (err) backoff();
+    return err;
+}
+
+int process_infer_batch(worker *w, maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
     infer_item *items = calloc((size_t)n, sizeof(*items));
-    if (!items) return; /* nothing stored: redelivered */
+    outbox o;
+    if (!items || outbox_init(&o, n)) { /* nothing stored: redelivered */
+        free(items);
+        outbox_free(&o);
+        return 0;
+    }
     maas_err err = MAAS_OK;
     int64_t now = now_ms();
     for (int i = 0; i < n && !err; i++) {
@@ -255,6 +350,7 @@ void process_infer_batch(worker *w, maas_message *msgs, int n) {
                                  .error_code = "EXPIRED",
                                  .error_message = "the deadline passed before a worker took it",
                                  .ttl_s = ttl_of(w, &it->job),
+                                 .notify = it->job.notify,
                                  .create = &rec};
             err = maas_kv_job_transition(w->kv, it->job.id, &u, e, sizeof(e));
             if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
@@ -274,39 +370,51 @@ void process_infer_batch(worker *w, maas_message *msgs, int n) {
         }
     }
     for (int i = 0; i < n && !err; i++)
-        if (!items[i].state) err = run_group(w, items, n, i);
-    if (err) {
-        /* Retriable (Redis or Kafka away): store nothing, rewind, back off. The
-         * jobs that did finish are final in Redis, so their redelivery is a no-op. */
-        for (int i = 0; i < n; i++) {
-            int first = 1;
-            for (int k = 0; k < i; k++)
-                if (msgs[k].partition == msgs[i].partition) first = 0;
-            if (first)
-                maas_consumer_seek(w->infer_c, msgs[i].topic, msgs[i].partition, msgs[i].offset, e,
-                                   sizeof(e));
-        }
+        if (!items[i].state) err = run_group(w, items, n, i, &o);
+    /* The batch before this one is confirmed first (its offsets stored), then this one's
+     * results go out and Redis applies them while the next batch is gathered and computed. */
+    maas_err ferr = flight_finish(w);
+    if (!err && !ferr && o.n) {
+        err = maas_kv_job_transition_send(w->kv_results, o.n, o.ids, o.ups, e, sizeof(e));
+        if (err) wlog(w, "error", NULL, "cannot write %d results: %s", o.n, e);
+    }
+    int kept = 0;
+    if (err || ferr) {
+        /* Retriable (Redis or Kafka away): store nothing, rewind, back off. The jobs that
+         * did finish are final in Redis, so their redelivery is a no-op. A failed batch in
+         * flight is rewound with this one, its partitions first (its offsets are lower). */
+        rewind_batches(w, ferr ? w->flight.msgs : NULL, ferr ? w->flight.n : 0, msgs, n);
+        flight_release(w);
         wlog(w, "warn", NULL, "retrying a batch of %d after a retriable error (%s)", n,
-             maas_err_code(err));
-        struct timespec ts = {0, (200 + rand() % 300) * 1000000L};
-        nanosleep(&ts, NULL);
+             maas_err_code(err ? err : ferr));
+        backoff();
     } else {
-        /* Every job of the batch is final: store the offsets. */
-        for (int i = 0; i < n; i++) {
-            int64_t max = msgs[i].offset;
-            int first = 1;
-            for (int k = 0; k < n; k++)
-                if (msgs[k].partition == msgs[i].partition) {
-                    if (k < i) first = 0;
-                    if (msgs[k].offset > max) max = msgs[k].offset;
-                }
-            if (first && maas_consumer_store(w->infer_c, msgs[i].topic, msgs[i].partition, max + 1,
-                                             e, sizeof(e)))
-                wlog(w, "warn", NULL, "%s", e); /* lost the partition: redelivery is harmless */
+        flight_release(w);
+        if (o.n && (w->flight.msgs = malloc((size_t)n * sizeof(*msgs)))) {
+            memcpy(w->flight.msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
+            w->flight.n = n;
+            w->flight.n_results = o.n;
+            kept = 1;
+        } else if (o.n) {
+            /* no memory to hold them: wait for the replies now */
+            maas_err *res = calloc((size_t)o.n, sizeof(*res));
+            err = res ? maas_kv_job_transition_recv(w->kv_results, res, e, sizeof(e))
+                      : MAAS_ERR_NOMEM;
+            free(res);
+            if (err) {
+                rewind_batches(w, NULL, 0, msgs, n);
+                backoff();
+            } else {
+                store_offsets(w, msgs, n);
+            }
+        } else {
+            store_offsets(w, msgs, n); /* every job failed or expired, already final */
         }
     }
     for (int i = 0; i < n; i++) maas_job_release(&items[i].job);
+    outbox_free(&o);
     free(items);
+    return kept;
 }
 
 /* ------------------------------------------------------------ long jobs */
@@ -550,6 +658,7 @@ void start_work_job(worker *w, maas_message *msg) {
                              .error_code = "EXPIRED",
                              .error_message = "the deadline passed before a worker took it",
                              .ttl_s = ttl_of(w, j),
+                             .notify = j->notify,
                              .create = &rec};
         err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
         if (!err || err == MAAS_ERR_CONFLICT)
@@ -563,6 +672,7 @@ void start_work_job(worker *w, maas_message *msg) {
                            .from_mask = FROM_ACTIVE,
                            .worker = w->cfg.id,
                            .ttl_s = ttl_of(w, j),
+                           .notify = j->notify,
                            .create = &rec};
     err = maas_kv_job_transition(w->kv, j->id, &run, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
@@ -702,7 +812,8 @@ static maas_err finalize(worker *w, work_task *t) {
                              .from_mask = FROM_ACTIVE,
                              .error_code = "CANCELLED",
                              .error_message = "cancelled on request",
-                             .ttl_s = ttl_of(w, j)};
+                             .ttl_s = ttl_of(w, j),
+                             .notify = j->notify};
         err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
         wlog(w, "info", j->id, "cancelled after %.1fs", now_s() - t->started);
@@ -777,7 +888,8 @@ static maas_err finalize(worker *w, work_task *t) {
                          .from_mask = FROM_ACTIVE,
                          .result = buf,
                          .result_len = len,
-                         .ttl_s = ttl_of(w, j)};
+                         .ttl_s = ttl_of(w, j),
+                         .notify = j->notify};
     err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
     free(buf);
     if (err && err != MAAS_ERR_CONFLICT) return err;

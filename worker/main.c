@@ -296,6 +296,8 @@ int main(int argc, char **argv) {
     }
     cache_init(&w.cache, (size_t)w.cfg.cache_mb << 20);
     if (!(w.kv =
+              maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e, sizeof(e))) ||
+        !(w.kv_results =
               maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e, sizeof(e)))) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
@@ -372,13 +374,16 @@ int main(int argc, char **argv) {
             maas_message_release(&m);
         }
         if (stop_at) {
+            infer_settle(&w);
             struct timespec ts = {0, 20000000L};
             nanosleep(&ts, NULL);
             continue;
         }
         /* inference: gather up to batch_max jobs, for at most batch_wait_ms after the first */
         int n = 0;
-        if (maas_consumer_poll(w.infer_c, w.task ? 20 : 50, &batch[0], e, sizeof(e)) == MAAS_OK &&
+        /* with results in flight, only a look: if nothing is waiting, confirm them first */
+        int wait_ms = w.flight.msgs ? 0 : w.task ? 20 : 50;
+        if (maas_consumer_poll(w.infer_c, wait_ms, &batch[0], e, sizeof(e)) == MAAS_OK &&
             batch[0].handle_) {
             n = 1;
             double until = now_s() + w.cfg.batch_wait_ms / 1000.0;
@@ -390,8 +395,10 @@ int main(int argc, char **argv) {
                     break;
                 n++;
             }
-            process_infer_batch(&w, batch, n);
-            for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
+            if (!process_infer_batch(&w, batch, n))
+                for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
+        } else if (w.flight.msgs) {
+            infer_settle(&w);
         }
         if (now_s() - last_refresh > 1.0) {
             metrics_refresh(&w);
@@ -402,16 +409,21 @@ int main(int argc, char **argv) {
             last_announce = now_s();
         }
     }
+    infer_settle(&w);
     free(batch);
     maas_http_stop(w.http);
-    wlog(&w, "info", NULL, "leaving the groups: %lu jobs done, %lu failed", w.jobs_done,
-         w.jobs_failed);
+    wlog(&w, "info", NULL,
+         "leaving the groups: %lu jobs done, %lu failed; %lu inference batches of %.1f jobs on "
+         "average",
+         w.jobs_done, w.jobs_failed, w.batches,
+         w.batches ? (double)w.batched_jobs / (double)w.batches : 0.0);
     metrics_probe_stop(&w);       /* before the consumer it probes goes */
     maas_consumer_free(w.work_c); /* commits stored offsets, leaves the group */
     maas_consumer_free(w.infer_c);
     maas_producer_free(w.producer);
     cache_release(&w.cache);
     maas_kv_free(w.kv);
+    maas_kv_free(w.kv_results);
     for (int i = 0; i < w.cfg.n_owned; i++) free(w.cfg.owned[i]);
     return 0;
 }

@@ -113,9 +113,20 @@ typedef struct metrics {
     double checked_at;
 } metrics;
 
+/* An inference batch whose results are written but not yet confirmed: Redis applies the
+ * pipeline while the worker computes the next batch; the offsets are stored when the
+ * replies say the records are final. */
+typedef struct infer_flight {
+    maas_message *msgs; /* the batch's messages, held until then; NULL: none in flight */
+    int n;
+    int n_results; /* results in the pipeline */
+} infer_flight;
+
 typedef struct worker {
     worker_config cfg;
     maas_kv *kv;
+    maas_kv *kv_results; /* the inference results' own connection (pipelined, in flight) */
+    infer_flight flight;
     maas_producer *producer;
     maas_consumer *infer_c, *work_c;
     char topic_infer[256], topic_work[256], topic_dlq[256];
@@ -159,7 +170,12 @@ void metrics_probe_stop(worker *w);
 void metrics_http(void *ud, const maas_http_request *req, maas_http_response *res);
 
 /* jobs.c */
-void process_infer_batch(worker *w, maas_message *msgs, int n);
+/* Runs a batch of inference messages. Returns 1 if it kept msgs (their results are in
+ * flight; infer_settle releases them), 0 if the caller releases them now. */
+int process_infer_batch(worker *w, maas_message *msgs, int n);
+/* Reads the replies of the batch in flight, if any: stores its offsets, or rewinds its
+ * partitions after a Redis failure (then returns the error); releases its messages. */
+maas_err infer_settle(worker *w);
 void start_work_job(worker *w, maas_message *msg);
 void poll_work_task(worker *w);
 

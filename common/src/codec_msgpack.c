@@ -692,8 +692,8 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
     maas_job_init(j, t);
     copy(j->id, sizeof(j->id), keep_id);
 
-    static const char *const common[] = {"v",          "id",          "type",  "model",
-                                         "created_ms", "deadline_ms", "ttl_s", "priority"};
+    static const char *const common[] = {"v",           "id",    "type",     "model", "created_ms",
+                                         "deadline_ms", "ttl_s", "priority", "notify"};
     static const char *const infer_keys[] = {"inputs", "output"};
     static const char *const train_keys[] = {"layers",      "keras_config", "loss",
                                              "optimizer",   "metrics",      "epochs",
@@ -740,6 +740,7 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
         return d.err;
     if ((v = get(m, "ttl_s")) && as_i32(&d, v, "ttl_s", 0, 365 * 86400, &j->ttl_s)) return d.err;
     if ((v = get(m, "priority")) && as_i32(&d, v, "priority", 0, 9, &j->priority)) return d.err;
+    if ((v = get(m, "notify")) && as_bool(&d, v, "notify", &j->notify)) return d.err;
 
     switch (t) {
     case MAAS_JOBTYPE_INFER:
@@ -901,7 +902,7 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int n = 6 + (j->deadline_ms > 0) + (j->ttl_s > 0);
+    int n = 6 + (j->deadline_ms > 0) + (j->ttl_s > 0) + (j->notify != 0);
     const maas_train_spec *t = &j->train;
     switch (j->type) {
     case MAAS_JOBTYPE_INFER:
@@ -937,6 +938,10 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
     if (j->ttl_s > 0) {
         pk_str(&pk, "ttl_s");
         msgpack_pack_int(&pk, j->ttl_s);
+    }
+    if (j->notify) {
+        pk_str(&pk, "notify");
+        msgpack_pack_true(&pk);
     }
     switch (j->type) {
     case MAAS_JOBTYPE_INFER:

@@ -21,11 +21,12 @@ str() { printf "\\x$(printf %x $((0xa0 + ${#1})))%s" "$1"; }
 job="$(mktemp)"
 trap 'rm -f "$job"' EXIT
 {
-  printf '\x85'                                # a map of 5 entries
+  printf '\x86'                                # a map of 6 entries
   printf '\xa1v\x01'                           # "v": 1
   printf '\xa2id'; str "$id"                   # "id": JOB_ID
   printf '\xa4type\xa5infer'                   # "type": "infer"
   printf '\xa5model'; str "$model"             # "model": MODEL
+  printf '\xa6notify\xc3'                      # "notify": true (fill the done-list)
   printf '\xa6inputs\x91\x98'                  # "inputs": [[ 8 numbers
   printf '\x06\xcc\x94\x48\x23\x00'            #   6, 148, 72, 35, 0,
   printf '\xcb\x40\x40\xcc\xcc\xcc\xcc\xcc\xcd' #   33.6 (float64),
@@ -37,8 +38,8 @@ trap 'rm -f "$job"' EXIT
 kcat -P -b "$brokers" -t "$topic" -k "$id" "$job"
 echo "produced job $id to $topic"
 
-# Wait without polling: the job's done-list gets its final state; BLMOVE onto itself
-# waits for it without consuming it.
+# Wait without polling: the job asked ("notify") for its done-list, which gets the final
+# state; BLMOVE onto itself waits for it without consuming it.
 rc=(redis-cli -u "$redis_url" --no-auth-warning)
 state="$("${rc[@]}" BLMOVE "maas:job:{$id}:done" "maas:job:{$id}:done" RIGHT LEFT 30)"
 echo "state: ${state:-still pending after 30 s}"

@@ -28,11 +28,12 @@ str() { printf "\\x$(printf %x $((0xa0 + ${#1})))%s" "$1"; }
 job="$(mktemp)"
 trap 'rm -f "$job"' EXIT
 {
-  printf '\x8a'                                  # a map of 10 entries
+  printf '\x8b'                                  # a map of 11 entries
   printf '\xa1v\x01'                             # "v": 1
   printf '\xa2id'; str "$id"                     # "id": JOB_ID
   printf '\xa4type\xa5train'                     # "type": "train"
   printf '\xa5model'; str "$model"               # "model": MODEL
+  printf '\xa6notify\xc3'                        # "notify": true (fill the done-list)
   printf '\xa6layers\x92'                        # "layers": [ 2 maps
   printf '\x82\xa5units\x0a\xaaactivation\xa4relu'    #   {"units": 10, "activation": "relu"},
   printf '\x82\xa5units\x01\xaaactivation\xa7sigmoid' #   {"units": 1, "activation": "sigmoid"} ]
@@ -55,7 +56,8 @@ for _ in $(seq 1 20); do
   [[ "$st" == succeeded || "$st" == failed ]] && break
   sleep 0.1
 done
-# Wait without polling: BLMOVE on the job's done-list returns its final state.
+# Wait without polling: BLMOVE on the job's done-list (it asked: "notify") returns its
+# final state.
 state="$("${rc[@]}" BLMOVE "maas:job:{$id}:done" "maas:job:{$id}:done" RIGHT LEFT 60)"
 echo "state: ${state:-still pending after 60 s}"
 "${rc[@]}" HMGET "maas:job:{$id}" worker attempts error_code error_message

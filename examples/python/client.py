@@ -35,7 +35,8 @@ def matrix(rows):
 
 
 def submit(topic, job):
-    job = {"v": 1, "id": uuid.uuid4().hex, "created_ms": int(time.time() * 1000), **job}
+    # notify: the final state also goes onto the job's done-list, which wait() blocks on
+    job = {"v": 1, "id": uuid.uuid4().hex, "created_ms": int(time.time() * 1000), "notify": True, **job}
     producer.produce(prefix + topic, key=job["id"], value=msgpack.packb(job))
     return job["id"]
 

@@ -2,7 +2,9 @@
  * The Redis adapter against a real redis-server (started by the services
  * fixture): job records and their state machine, waiting without polling,
  * cancel, the model registry's atomic numbering, idempotency by job, and the
- * atomic alias move.
+ * atomic alias move; pipelined transitions sent and read in two halves, and the
+ * :done list only for jobs that ask (checked on the raw keys, with hiredis, as a
+ * client in another language would see them).
  */
 #include "../unit/testutil.h"
 
@@ -11,6 +13,8 @@
 #include <unistd.h>
 
 #include "maas/kv.h"
+
+#include <hiredis/hiredis.h>
 
 static char err[MAAS_ERRSTR_SIZE];
 static char prefix[64];
@@ -149,6 +153,83 @@ static void test_wait_without_polling(void **state) {
     assert_string_equal(got.error_code, "SHAPE_MISMATCH");
     assert_mentions(got.error_message, "expected 8, got 9");
     maas_job_record_release(&got);
+    maas_kv_free(kv);
+}
+
+/* A plain connection to the test Redis, for looking at raw keys. */
+static redisContext *raw_connect(void) {
+    const char *url = getenv("MAAS_REDIS_URL");
+    char host[128] = "127.0.0.1";
+    int port = 26379;
+    if (url && !strncmp(url, "redis://", 8)) sscanf(url + 8, "%127[^:]:%d", host, &port);
+    redisContext *c = redisConnect(host, port);
+    if (!c || c->err) fail_msg("raw connect %s:%d", host, port);
+    return c;
+}
+
+static void test_pipelined_halves_and_notify(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    /* two jobs produced straight to Kafka (no record yet); the second asks for :done */
+    maas_job_record a = job("job-p0"), b = job("job-p1");
+    const unsigned char res[] = {0x80};
+    const char *ids[] = {"job-p0", "job-p1"};
+    maas_job_update u[2] = {{.to = MAAS_JOB_SUCCEEDED,
+                             .from_mask = FROM(MAAS_JOB_QUEUED) | FROM(MAAS_JOB_RUNNING),
+                             .worker = "w1",
+                             .result = res,
+                             .result_len = sizeof(res),
+                             .ttl_s = 600,
+                             .create = &a}};
+    u[1] = u[0];
+    u[1].create = &b;
+    u[1].notify = 1;
+    assert_ok(maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
+    assert_int_equal(maas_kv_job_transition_in_flight(kv), 2);
+    assert_err(MAAS_ERR_ARG, maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
+    assert_mentions(err, "in flight");
+    /* another call meanwhile reads the batch's replies first, then runs */
+    maas_job_record got;
+    assert_ok(maas_kv_job_get(kv, "job-p1", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
+    assert_int_equal(got.attempts, 1);
+    assert_string_equal(got.worker, "w1");
+    maas_job_record_release(&got);
+    maas_err results[2] = {MAAS_ERR_ARG, MAAS_ERR_ARG};
+    assert_ok(maas_kv_job_transition_recv(kv, results, err, sizeof(err)), err);
+    assert_int_equal(results[0], MAAS_OK);
+    assert_int_equal(results[1], MAAS_OK);
+    assert_int_equal(maas_kv_job_transition_in_flight(kv), 0);
+    /* delivered again: each one is a CONFLICT (final already), the batch is no error */
+    assert_ok(maas_kv_job_transition_batch(kv, 2, ids, u, results, err, sizeof(err)), err);
+    assert_int_equal(results[0], MAAS_ERR_CONFLICT);
+    assert_int_equal(results[1], MAAS_ERR_CONFLICT);
+    /* the :done list exists only for the job that asked, with the record's TTL */
+    redisContext *c = raw_connect();
+    char key[256];
+    snprintf(key, sizeof(key), "%sjob:{job-p0}:done", prefix);
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    snprintf(key, sizeof(key), "%sjob:{job-p1}:done", prefix);
+    r = redisCommand(c, "LRANGE %s 0 -1", key);
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "succeeded");
+    freeReplyObject(r);
+    r = redisCommand(c, "TTL %s", key);
+    assert_true(r->integer > 500 && r->integer <= 600);
+    freeReplyObject(r);
+    snprintf(key, sizeof(key), "%sjob:{job-p0}", prefix);
+    r = redisCommand(c, "TTL %s", key);
+    assert_true(r->integer > 500 && r->integer <= 600);
+    freeReplyObject(r);
+    redisFree(c);
+    /* a final record: wait returns at once, with or without a :done list */
+    maas_job_state st;
+    double t0 = now_s();
+    assert_ok(maas_kv_job_wait(kv, "job-p0", 5000, &st, err, sizeof(err)), err);
+    assert_int_equal(st, MAAS_JOB_SUCCEEDED);
+    assert_true(now_s() - t0 < 1.0);
     maas_kv_free(kv);
 }
 
@@ -297,6 +378,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_lifecycle),
         cmocka_unit_test(test_wait_without_polling),
+        cmocka_unit_test(test_pipelined_halves_and_notify),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

@@ -120,6 +120,8 @@ def main(schema_dir, out):
         ("string_cell", "infer", setf(["inputs", 0, 2], "72"), "field inputs[0][2]: expected a number",
          "infer-0001"),
         ("priority", "infer", setf(["priority"], 12), "field priority: expected 0..9", "infer-0001"),
+        ("notify_type", "infer", setf(["notify"], "yes"), "field notify: expected true or false",
+         "infer-0001"),
         ("xy_rows", "evaluate", setf(["data", "y"], [[1], [0]]), "field data.y: has 2 rows, x has 1",
          "eval-0001"),
         ("data_both", "train", setf(["data"], {"dataset": "d", "x": [[1]], "y": [[1]]}),

@@ -60,6 +60,7 @@ static void test_roundtrip_infer(void **state) {
     j.deadline_ms = 1795900009999;
     j.ttl_s = 60;
     j.priority = 1;
+    j.notify = 1;
     j.want_classes = 1;
     j.inputs = mat(3, 8, -1.5f);
     roundtrip(&j, &b);
@@ -70,6 +71,7 @@ static void test_roundtrip_infer(void **state) {
     assert_true(b.created_ms == j.created_ms && b.deadline_ms == j.deadline_ms);
     assert_int_equal(b.ttl_s, 60);
     assert_int_equal(b.priority, 1);
+    assert_true(b.notify);
     assert_true(b.want_classes);
     assert_matrix_equal(&j.inputs, &b.inputs);
     maas_job_release(&b);

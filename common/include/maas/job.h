@@ -93,6 +93,7 @@ typedef struct maas_job {
     int64_t deadline_ms; /* 0 = none */
     int ttl_s;           /* result TTL, 0 = the cluster's default */
     int priority;        /* 0..9, default 5 */
+    int notify;          /* push the final state onto the job's :done list (BLMOVE waiters) */
     /* infer */
     maas_matrix inputs;
     int want_classes;

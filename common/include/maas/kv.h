@@ -94,7 +94,9 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
  * Moves a job to `to` atomically if its state is one of `from` (a bitmask of
  * 1 << state); CONFLICT otherwise (the record keeps its state). On entering
  * running: attempts + 1, worker, started_ms. On a final state: finished_ms,
- * the result or the error, the TTL, and a notification (see maas_kv_job_wait).
+ * the result or the error, the TTL, and a message on the job's events channel
+ * (see maas_kv_job_wait); with notify, the state is also pushed onto the job's
+ * :done list, for clients that wait with BLMOVE.
  */
 typedef struct maas_job_update {
     maas_job_state to;
@@ -108,6 +110,7 @@ typedef struct maas_job_update {
     /* When the job has no record (a client produced it straight to Kafka), create
      * one from this first (state queued), then apply the transition. NULL: no. */
     const maas_job_record *create;
+    int notify; /* the job asked for its :done list (the message's "notify") */
 } maas_job_update;
 
 maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
@@ -123,6 +126,21 @@ maas_err maas_kv_job_transition_batch(maas_kv *kv, int n, const char *const *ids
                                       const maas_job_update *updates, maas_err *results,
                                       char *errstr, size_t errstr_size);
 
+/*
+ * The same in two halves, so the caller works while Redis applies the batch:
+ * _send writes the pipeline and returns (ids and updates may go then); _recv
+ * reads the replies into results[0..n) and returns as _transition_batch does.
+ * One batch in flight per handle: _send refuses a second one until _recv. Any
+ * other call on the handle first reads the batch's replies (kept for _recv),
+ * so calls stay correct, only not overlapped. _in_flight: n, or 0 if none.
+ */
+maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
+                                     const maas_job_update *updates, char *errstr,
+                                     size_t errstr_size);
+maas_err maas_kv_job_transition_recv(maas_kv *kv, maas_err *results, char *errstr,
+                                     size_t errstr_size);
+int maas_kv_job_transition_in_flight(const maas_kv *kv);
+
 /* Heartbeat and live progress (JSON) of a running job held by worker; CONFLICT if not. */
 maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
                                const char *progress_json, char *errstr, size_t errstr_size);
@@ -131,9 +149,12 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
 maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t errstr_size);
 
 /*
- * Blocks up to timeout_ms until the job is final (no polling: BLPOP on the
- * job's notification list, which a final transition fills). *state receives
- * the state then (or the current one on timeout).
+ * Blocks up to timeout_ms until something happens to the job (no polling: it
+ * subscribes to the job's events channel, then reads the record): returns at
+ * once if the job is final or unknown, else on its next event (progress or the
+ * final state) or the timeout. *state receives the state then; callers that
+ * want the end loop until MAAS_JOB_FINAL. The subscription uses a second
+ * connection of the handle, opened on first use.
  */
 maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_state *state,
                           char *errstr, size_t errstr_size);
