@@ -2,7 +2,8 @@
  * The model cache: versions loaded from Redis (their h5 bytes), keyed by the
  * immutable (name, version) pair, bounded by a memory budget with LRU
  * eviction. Aliases are resolved per job, so moving `production` takes effect
- * on the next job.
+ * on the next job (the resolution is cached by the Redis adapter and kept true
+ * by Redis's invalidation messages: maas_kv_cache_versions).
  */
 #include "maas/base.h"
 #include "worker.h"

@@ -243,18 +243,26 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
     return err;
 }
 
-/* Seeks each partition of a, then of b (those not in a), back to its first message there. */
-static void rewind_batches(worker *w, const maas_message *a, int na, const maas_message *b,
-                           int nb) {
+/* Seeks each partition of the batches in flight (oldest first), then of msgs (those not
+ * seen yet), back to its first message there: the earliest unconfirmed offset. */
+static void rewind_all(worker *w, const maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
-    for (int i = 0; i < na + nb; i++) {
-        const maas_message *m = i < na ? &a[i] : &b[i - na];
-        int first = 1;
-        for (int k = 0; k < i && first; k++) {
-            const maas_message *p = k < na ? &a[k] : &b[k - na];
-            if (p->partition == m->partition && !strcmp(p->topic, m->topic)) first = 0;
+    const maas_message *seen[4096];
+    int n_seen = 0;
+    for (int b = 0; b <= w->n_flights; b++) {
+        const infer_flight *f =
+            b < w->n_flights ? &w->flight[(w->flight_head + b) % INFER_FLIGHTS] : NULL;
+        const maas_message *m = f ? f->msgs : msgs;
+        int nm = f ? f->n : n;
+        for (int i = 0; i < nm; i++) {
+            int first = 1;
+            for (int k = 0; k < n_seen && first; k++)
+                if (seen[k]->partition == m[i].partition && !strcmp(seen[k]->topic, m[i].topic))
+                    first = 0;
+            if (!first) continue;
+            if (n_seen < (int)MAAS_ARRAY_LEN(seen)) seen[n_seen++] = &m[i];
+            maas_consumer_seek(w->infer_c, m[i].topic, m[i].partition, m[i].offset, e, sizeof(e));
         }
-        if (first) maas_consumer_seek(w->infer_c, m->topic, m->partition, m->offset, e, sizeof(e));
     }
 }
 
@@ -280,45 +288,68 @@ static void backoff(void) {
     nanosleep(&ts, NULL);
 }
 
-/* Reads the replies of the batch in flight; on success stores its offsets. On a Redis
- * failure returns the error and keeps the flight, for the caller to rewind. */
-static maas_err flight_finish(worker *w) {
-    if (!w->flight.msgs) return MAAS_OK;
-    char e[MAAS_ERRSTR_SIZE];
-    maas_err *res = calloc((size_t)w->flight.n_results, sizeof(*res));
-    maas_err err =
-        res ? maas_kv_job_transition_recv(w->kv_results, res, e, sizeof(e)) : MAAS_ERR_NOMEM;
-    if (err) {
-        wlog(w, "error", NULL, "cannot write %d results: %s", w->flight.n_results,
-             res ? e : "out of memory");
-    } else {
-        for (int k = 0; k < w->flight.n_results; k++)
-            if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
-                w->jobs_done++;
-                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
-            }
-        store_offsets(w, w->flight.msgs, w->flight.n);
-    }
-    free(res);
-    return err;
+static void flight_release(infer_flight *f) {
+    for (int i = 0; f->msgs && i < f->n; i++) maas_message_release(&f->msgs[i]);
+    free(f->msgs);
+    memset(f, 0, sizeof(*f));
 }
 
-static void flight_release(worker *w) {
-    for (int i = 0; w->flight.msgs && i < w->flight.n; i++)
-        maas_message_release(&w->flight.msgs[i]);
-    free(w->flight.msgs);
-    memset(&w->flight, 0, sizeof(w->flight));
+/* Reads the replies of the oldest batch in flight; on success stores its offsets and lets
+ * it go. On a Redis failure returns the error and keeps every flight, for the caller to
+ * rewind. */
+static maas_err flight_finish(worker *w) {
+    if (!w->n_flights) return MAAS_OK;
+    int slot = w->flight_head;
+    infer_flight *f = &w->flight[slot];
+    char e[MAAS_ERRSTR_SIZE];
+    maas_err *res = calloc((size_t)f->n_results, sizeof(*res));
+    maas_err err =
+        res ? maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e)) : MAAS_ERR_NOMEM;
+    if (err) {
+        wlog(w, "error", NULL, "cannot write %d results: %s", f->n_results,
+             res ? e : "out of memory");
+        free(res);
+        return err;
+    }
+    for (int k = 0; k < f->n_results; k++)
+        if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
+            w->jobs_done++;
+            metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+        }
+    free(res);
+    store_offsets(w, f->msgs, f->n);
+    flight_release(f);
+    w->flight_head = (slot + 1) % INFER_FLIGHTS;
+    w->n_flights--;
+    return MAAS_OK;
+}
+
+/* After a failure: every flight's replies are read (or the connection dropped) and all
+ * are let go; the caller has rewound them. */
+static void flights_drop(worker *w) {
+    while (w->n_flights) {
+        int slot = w->flight_head;
+        maas_err *res = calloc((size_t)w->flight[slot].n_results + 1, sizeof(*res));
+        char e[MAAS_ERRSTR_SIZE];
+        if (res) maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e));
+        free(res);
+        flight_release(&w->flight[slot]);
+        w->flight_head = (slot + 1) % INFER_FLIGHTS;
+        w->n_flights--;
+    }
 }
 
 maas_err infer_settle(worker *w) {
-    maas_err err = flight_finish(w);
-    if (err) {
-        rewind_batches(w, w->flight.msgs, w->flight.n, NULL, 0);
-        wlog(w, "warn", NULL, "retrying a batch of %d after a retriable error (%s)", w->flight.n,
-             maas_err_code(err));
+    maas_err err = MAAS_OK;
+    while (w->n_flights && !(err = flight_finish(w))) {
     }
-    flight_release(w);
-    if (err) backoff();
+    if (err) {
+        rewind_all(w, NULL, 0);
+        wlog(w, "warn", NULL, "retrying %d batches after a retriable error (%s)", w->n_flights,
+             maas_err_code(err));
+        flights_drop(w);
+        backoff();
+    }
     return err;
 }
 
@@ -371,45 +402,40 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     }
     for (int i = 0; i < n && !err; i++)
         if (!items[i].state) err = run_group(w, items, n, i, &o);
-    /* The batch before this one is confirmed first (its offsets stored), then this one's
-     * results go out and Redis applies them while the next batch is gathered and computed. */
-    maas_err ferr = flight_finish(w);
+    /* A slot for this batch's results: the oldest batch in flight is confirmed first (its
+     * offsets stored) if all are taken. A batch with no results to write (every job failed
+     * or expired, already final) waits for all of them: offsets go in order. */
+    maas_err ferr = MAAS_OK;
+    while (!err && !ferr && w->n_flights && (w->n_flights == INFER_FLIGHTS || o.n == 0))
+        ferr = flight_finish(w);
+    int slot = (w->flight_head + w->n_flights) % INFER_FLIGHTS;
+    infer_flight *f = &w->flight[slot];
+    if (!err && !ferr && o.n && !(f->msgs = malloc((size_t)n * sizeof(*msgs))))
+        err = MAAS_ERR_NOMEM;
     if (!err && !ferr && o.n) {
-        err = maas_kv_job_transition_send(w->kv_results, o.n, o.ids, o.ups, e, sizeof(e));
+        err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
         if (err) wlog(w, "error", NULL, "cannot write %d results: %s", o.n, e);
     }
     int kept = 0;
     if (err || ferr) {
         /* Retriable (Redis or Kafka away): store nothing, rewind, back off. The jobs that
-         * did finish are final in Redis, so their redelivery is a no-op. A failed batch in
-         * flight is rewound with this one, its partitions first (its offsets are lower). */
-        rewind_batches(w, ferr ? w->flight.msgs : NULL, ferr ? w->flight.n : 0, msgs, n);
-        flight_release(w);
+         * did finish are final in Redis, so their redelivery is a no-op. Batches in flight
+         * are rewound with this one, oldest first (their offsets are lower). */
+        free(f->msgs);
+        f->msgs = NULL;
+        rewind_all(w, msgs, n);
         wlog(w, "warn", NULL, "retrying a batch of %d after a retriable error (%s)", n,
              maas_err_code(err ? err : ferr));
+        flights_drop(w);
         backoff();
+    } else if (o.n) {
+        memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
+        f->n = n;
+        f->n_results = o.n;
+        w->n_flights++;
+        kept = 1;
     } else {
-        flight_release(w);
-        if (o.n && (w->flight.msgs = malloc((size_t)n * sizeof(*msgs)))) {
-            memcpy(w->flight.msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
-            w->flight.n = n;
-            w->flight.n_results = o.n;
-            kept = 1;
-        } else if (o.n) {
-            /* no memory to hold them: wait for the replies now */
-            maas_err *res = calloc((size_t)o.n, sizeof(*res));
-            err = res ? maas_kv_job_transition_recv(w->kv_results, res, e, sizeof(e))
-                      : MAAS_ERR_NOMEM;
-            free(res);
-            if (err) {
-                rewind_batches(w, NULL, 0, msgs, n);
-                backoff();
-            } else {
-                store_offsets(w, msgs, n);
-            }
-        } else {
-            store_offsets(w, msgs, n); /* every job failed or expired, already final */
-        }
+        store_offsets(w, msgs, n);
     }
     for (int i = 0; i < n; i++) maas_job_release(&items[i].job);
     outbox_free(&o);

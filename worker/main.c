@@ -295,13 +295,17 @@ int main(int argc, char **argv) {
         return 2;
     }
     cache_init(&w.cache, (size_t)w.cfg.cache_mb << 20);
-    if (!(w.kv =
-              maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e, sizeof(e))) ||
-        !(w.kv_results =
-              maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e, sizeof(e)))) {
+    int connected = (w.kv = maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e,
+                                            sizeof(e))) != NULL;
+    for (int i = 0; i < INFER_FLIGHTS && connected; i++)
+        connected = (w.kv_results[i] = maas_kv_connect(w.cfg.redis_url, w.cfg.settings,
+                                                       w.cfg.n_settings, e, sizeof(e))) != NULL;
+    if (!connected) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
     }
+    /* aliases resolved per job without a round trip each: Redis says when one moves */
+    if (maas_kv_cache_versions(w.kv, e, sizeof(e))) wlog(&w, "warn", NULL, "%s", e);
     if (!(w.producer = maas_producer_new(w.cfg.brokers, w.cfg.settings, w.cfg.n_settings, NULL,
                                          NULL, e, sizeof(e)))) {
         wlog(&w, "error", NULL, "%s", e);
@@ -382,7 +386,7 @@ int main(int argc, char **argv) {
         /* inference: gather up to batch_max jobs, for at most batch_wait_ms after the first */
         int n = 0;
         /* with results in flight, only a look: if nothing is waiting, confirm them first */
-        int wait_ms = w.flight.msgs ? 0 : w.task ? 20 : 50;
+        int wait_ms = w.n_flights ? 0 : w.task ? 20 : 50;
         if (maas_consumer_poll(w.infer_c, wait_ms, &batch[0], e, sizeof(e)) == MAAS_OK &&
             batch[0].handle_) {
             n = 1;
@@ -397,7 +401,7 @@ int main(int argc, char **argv) {
             }
             if (!process_infer_batch(&w, batch, n))
                 for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
-        } else if (w.flight.msgs) {
+        } else if (w.n_flights) {
             infer_settle(&w);
         }
         if (now_s() - last_refresh > 1.0) {
@@ -423,7 +427,7 @@ int main(int argc, char **argv) {
     maas_producer_free(w.producer);
     cache_release(&w.cache);
     maas_kv_free(w.kv);
-    maas_kv_free(w.kv_results);
+    for (int i = 0; i < INFER_FLIGHTS; i++) maas_kv_free(w.kv_results[i]);
     for (int i = 0; i < w.cfg.n_owned; i++) free(w.cfg.owned[i]);
     return 0;
 }

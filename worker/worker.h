@@ -114,19 +114,24 @@ typedef struct metrics {
 } metrics;
 
 /* An inference batch whose results are written but not yet confirmed: Redis applies the
- * pipeline while the worker computes the next batch; the offsets are stored when the
- * replies say the records are final. */
+ * pipeline while the worker computes the next batches; the offsets are stored when the
+ * replies say the records are final, oldest batch first. */
 typedef struct infer_flight {
-    maas_message *msgs; /* the batch's messages, held until then; NULL: none in flight */
+    maas_message *msgs; /* the batch's messages, held until then */
     int n;
     int n_results; /* results in the pipeline */
 } infer_flight;
 
+/* Batches in flight at most, each on a Redis connection of its own (measured on 2 cores:
+ * with one, Redis idled ~30% of a drain waiting for the worker's next batch). */
+#define INFER_FLIGHTS 2
+
 typedef struct worker {
     worker_config cfg;
     maas_kv *kv;
-    maas_kv *kv_results; /* the inference results' own connection (pipelined, in flight) */
-    infer_flight flight;
+    maas_kv *kv_results[INFER_FLIGHTS]; /* the results' own connections, one per flight */
+    infer_flight flight[INFER_FLIGHTS]; /* a ring: slot (flight_head + k) % INFER_FLIGHTS */
+    int flight_head, n_flights;
     maas_producer *producer;
     maas_consumer *infer_c, *work_c;
     char topic_infer[256], topic_work[256], topic_dlq[256];
@@ -173,8 +178,8 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
 /* Runs a batch of inference messages. Returns 1 if it kept msgs (their results are in
  * flight; infer_settle releases them), 0 if the caller releases them now. */
 int process_infer_batch(worker *w, maas_message *msgs, int n);
-/* Reads the replies of the batch in flight, if any: stores its offsets, or rewinds its
- * partitions after a Redis failure (then returns the error); releases its messages. */
+/* Reads the replies of the batches in flight, if any: stores their offsets, or rewinds
+ * their partitions after a Redis failure (then returns the error); releases the messages. */
 maas_err infer_settle(worker *w);
 void start_work_job(worker *w, maas_message *msg);
 void poll_work_task(worker *w);

@@ -11,9 +11,25 @@
 #include <sys/time.h>
 #include <time.h>
 
+/* One answer of maas_kv_version_resolve, kept while Redis does not say its key changed. */
+typedef struct resolved {
+    char key[200];               /* the hash it came from: aliases, or versions for a number */
+    char ref[MAAS_NAME_MAX + 1]; /* the alias or version asked for */
+    int version;
+} resolved;
+
+#define RESOLVED_MAX 64
+
 struct maas_kv {
     redisContext *ctx;
     redisContext *sub; /* a second connection, opened by the first wait: SUBSCRIBE mode */
+    /* maas_kv_cache_versions: resolve answers cached, kept true by Redis's client-side
+     * caching (CLIENT TRACKING ... REDIRECT to inval, subscribed to __redis__:invalidate) */
+    int cache_versions;
+    int64_t track_retry_ms; /* when to try setting it up again after a failure */
+    redisContext *inval;
+    int n_resolved;
+    resolved resolved[RESOLVED_MAX];
     char host[256];
     int port;
     int db;
@@ -152,10 +168,14 @@ static maas_err connect_ctx(const maas_kv *kv, redisContext **out, char *errstr,
     return MAAS_OK;
 }
 
+static void track_on(maas_kv *kv);
+
 static maas_err kv_open(maas_kv *kv, char *errstr, size_t errstr_size) {
     kv->transition_sha[0] = '\0'; /* the server may have lost its script cache */
     kv->flight.unread = 0;        /* a batch in flight, if any, reads as failed */
-    return connect_ctx(kv, &kv->ctx, errstr, errstr_size);
+    maas_err err = connect_ctx(kv, &kv->ctx, errstr, errstr_size);
+    if (!err && kv->cache_versions) track_on(kv); /* tracking belongs to the connection */
+    return err;
 }
 
 maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
@@ -199,6 +219,7 @@ void maas_kv_free(maas_kv *kv) {
     if (!kv) return;
     if (kv->ctx) redisFree(kv->ctx);
     if (kv->sub) redisFree(kv->sub);
+    if (kv->inval) redisFree(kv->inval);
     free(kv);
 }
 
@@ -927,6 +948,127 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
                                     "redis returned no version number");
 }
 
+/* ---- client-side caching of version resolution ---- */
+
+static void track_off(maas_kv *kv) {
+    if (kv->inval) redisFree(kv->inval);
+    kv->inval = NULL;
+    kv->n_resolved = 0;
+}
+
+/* Best effort: on any failure the cache stays off and every resolve asks Redis. */
+static void track_on(maas_kv *kv) {
+    track_off(kv);
+    if (!kv->ctx || connect_ctx(kv, &kv->inval, NULL, 0)) return;
+    long long id = -1;
+    redisReply *r = redisCommand(kv->inval, "CLIENT ID");
+    if (r && r->type == REDIS_REPLY_INTEGER) id = r->integer;
+    if (r) freeReplyObject(r);
+    r = id < 0 ? NULL : redisCommand(kv->inval, "SUBSCRIBE __redis__:invalidate");
+    int ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (r) freeReplyObject(r);
+    /* OPTIN: only the reads preceded by CLIENT CACHING yes are tracked (resolves, not the
+     * job records and model files the handle also reads). Off first: a redirect to an
+     * earlier, broken invalidation connection may still be set. */
+    if (ok && (r = redisCommand(kv->ctx, "CLIENT TRACKING off"))) freeReplyObject(r);
+    r = ok ? redisCommand(kv->ctx, "CLIENT TRACKING on REDIRECT %lld OPTIN", id) : NULL;
+    ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+    if (!ok) {
+        track_off(kv);
+        kv->track_retry_ms = now_ms() + 5000;
+    }
+}
+
+/* Applies the invalidations Redis sent since the last look (never blocks). */
+static void track_drain(maas_kv *kv) {
+    while (kv->inval) {
+        redisReply *rep = NULL;
+        if (redisGetReplyFromReader(kv->inval, (void **)&rep) != REDIS_OK) {
+            track_off(kv);
+            break;
+        }
+        if (!rep) {
+            struct pollfd pfd = {.fd = kv->inval->fd, .events = POLLIN};
+            int r = poll(&pfd, 1, 0);
+            if (r == 0 || (r < 0 && errno == EINTR)) break;
+            if (r < 0 || redisBufferRead(kv->inval) != REDIS_OK) track_off(kv);
+            continue;
+        }
+        /* ["message", "__redis__:invalidate", [key, ...] or nil (everything)] */
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+            const redisReply *keys = rep->element[2];
+            if (keys->type != REDIS_REPLY_ARRAY) {
+                kv->n_resolved = 0;
+            } else {
+                for (size_t k = 0; k < keys->elements; k++)
+                    for (int i = kv->n_resolved - 1; i >= 0; i--)
+                        if (keys->element[k]->type == REDIS_REPLY_STRING &&
+                            !strcmp(kv->resolved[i].key, keys->element[k]->str))
+                            kv->resolved[i] = kv->resolved[--kv->n_resolved];
+            }
+        }
+        freeReplyObject(rep);
+    }
+}
+
+static const resolved *resolved_find(const maas_kv *kv, const char *key, const char *ref) {
+    for (int i = 0; i < kv->n_resolved; i++)
+        if (!strcmp(kv->resolved[i].ref, ref) && !strcmp(kv->resolved[i].key, key))
+            return &kv->resolved[i];
+    return NULL;
+}
+
+static void resolved_put(maas_kv *kv, const char *key, const char *ref, int version) {
+    if (!kv->inval || strlen(key) >= sizeof(kv->resolved[0].key)) return;
+    if (kv->n_resolved == RESOLVED_MAX) kv->n_resolved = 0; /* full: start over */
+    resolved *r = &kv->resolved[kv->n_resolved++];
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    snprintf(r->ref, sizeof(r->ref), "%s", ref);
+    r->version = version;
+}
+
+/* A read that Redis tracks for the cache (CLIENT CACHING yes right before it), or a plain
+ * one when the cache is off. */
+static redisReply *tracked_cmd(maas_kv *kv, int argc, const char **argv, char *errstr,
+                               size_t errstr_size) {
+    flight_read(kv);
+    if (!kv->ctx && kv_open(kv, errstr, errstr_size)) return NULL;
+    if (!kv->inval) return cmd(kv, argc, argv, NULL, errstr, errstr_size);
+    redisReply *opt = NULL, *rep = NULL;
+    if (redisAppendCommand(kv->ctx, "CLIENT CACHING yes") != REDIS_OK ||
+        redisAppendCommandArgv(kv->ctx, argc, argv, NULL) != REDIS_OK ||
+        redisGetReply(kv->ctx, (void **)&opt) != REDIS_OK ||
+        redisGetReply(kv->ctx, (void **)&rep) != REDIS_OK) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
+                  kv->ctx->errstr);
+        if (opt) freeReplyObject(opt);
+        redisFree(kv->ctx); /* the context is unusable after an I/O error */
+        kv->ctx = NULL;
+        track_off(kv);
+        return NULL;
+    }
+    int opt_ok = opt && opt->type == REDIS_REPLY_STATUS;
+    freeReplyObject(opt);
+    if (!opt_ok) track_off(kv); /* not tracked after all: no caching from now on */
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0], rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+maas_err maas_kv_cache_versions(maas_kv *kv, char *errstr, size_t errstr_size) {
+    kv->cache_versions = 1;
+    if (!kv->ctx && kv_open(kv, errstr, errstr_size)) return MAAS_ERR_UNAVAILABLE;
+    if (!kv->inval) track_on(kv);
+    return kv->inval ? MAAS_OK
+                     : maas_errf(errstr, errstr_size, MAAS_ERR_UNSUPPORTED,
+                                 "redis refused client-side caching (CLIENT TRACKING, Redis 6+): "
+                                 "every resolve asks Redis");
+}
+
 maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref, int *version,
                                  char *errstr, size_t errstr_size) {
     maas_err err = maas_name_check("model name", model, errstr, errstr_size);
@@ -934,30 +1076,42 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
     if (err) return err;
     char *end;
     long v = strtol(ref, &end, 10);
+    int numeric = *end == '\0' && v > 0 && v < INT_MAX;
     char key[256], field[64];
-    redisReply *rep;
-    if (*end == '\0' && v > 0 && v < INT_MAX) {
+    if (numeric)
         KEY(key, kv, "model:{%s}:versions", model);
+    else
+        KEY(key, kv, "model:{%s}:aliases", model);
+    if (kv->cache_versions && !kv->inval && kv->ctx && now_ms() >= kv->track_retry_ms)
+        track_on(kv); /* it broke earlier (Redis went away): set it up again */
+    track_drain(kv);
+    const resolved *hit = kv->inval ? resolved_find(kv, key, ref) : NULL;
+    if (hit) {
+        *version = hit->version;
+        return MAAS_OK;
+    }
+    redisReply *rep;
+    if (numeric) {
         snprintf(field, sizeof(field), "%ld.size", v);
         const char *argv[] = {"HEXISTS", key, field};
-        if (!(rep = cmd(kv, 3, argv, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
         int exists = rep->integer == 1;
         freeReplyObject(rep);
         if (!exists)
             return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %ld",
                              model, v);
         *version = (int)v;
-        return MAAS_OK;
+    } else {
+        const char *argv[] = {"HGET", key, ref};
+        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+        long got = rep->type == REDIS_REPLY_STRING ? strtol(rep->str, NULL, 10) : 0;
+        freeReplyObject(rep);
+        if (got <= 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no alias '%s'",
+                             model, ref);
+        *version = (int)got;
     }
-    KEY(key, kv, "model:{%s}:aliases", model);
-    const char *argv[] = {"HGET", key, ref};
-    if (!(rep = cmd(kv, 3, argv, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
-    long got = rep->type == REDIS_REPLY_STRING ? strtol(rep->str, NULL, 10) : 0;
-    freeReplyObject(rep);
-    if (got <= 0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no alias '%s'",
-                         model, ref);
-    *version = (int)got;
+    resolved_put(kv, key, ref, *version);
     return MAAS_OK;
 }
 

@@ -4,7 +4,8 @@
  * cancel, the model registry's atomic numbering, idempotency by job, and the
  * atomic alias move; pipelined transitions sent and read in two halves, and the
  * :done list only for jobs that ask (checked on the raw keys, with hiredis, as a
- * client in another language would see them).
+ * client in another language would see them); resolves cached until Redis says
+ * the alias moved (client-side caching), whoever moved it.
  */
 #include "../unit/testutil.h"
 
@@ -233,6 +234,67 @@ static void test_pipelined_halves_and_notify(void **state) {
     maas_kv_free(kv);
 }
 
+static long long hget_calls(redisContext *c) {
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    const char *p = r && r->str ? strstr(r->str, "cmdstat_hget:calls=") : NULL;
+    long long n = p ? strtoll(p + 19, NULL, 10) : -1;
+    if (r) freeReplyObject(r);
+    return n;
+}
+
+static void moved(void) {
+    usleep(5000);
+}
+
+static void test_version_cache(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    assert_ok(maas_kv_cache_versions(kv, err, sizeof(err)), err);
+    redisContext *c = raw_connect(); /* another client: moves aliases behind the handle's back */
+    char aliases[256], versions[256];
+    snprintf(aliases, sizeof(aliases), "%smodel:{cached}:aliases", prefix);
+    snprintf(versions, sizeof(versions), "%smodel:{cached}:versions", prefix);
+    freeReplyObject(redisCommand(c, "HSET %s production 1", aliases));
+    freeReplyObject(redisCommand(c, "HSET %s 1.size 10 2.size 10", versions));
+    int v = 0;
+    assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
+    assert_int_equal(v, 1);
+    /* asked again while nothing moved: answered from the cache, no HGET reaches Redis */
+    long long before = hget_calls(c);
+    for (int i = 0; i < 5; i++) {
+        assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
+        assert_int_equal(v, 1);
+    }
+    assert_int_equal(hget_calls(c), before);
+    /* moved by another client: the next resolve sees it. Redis pushes the invalidation in
+     * the same event-loop turn as the mover's reply, but writes the mover's reply first:
+     * a few microseconds on loopback, where a job produced after a move spends milliseconds
+     * in Kafka. moved() gives the push that time. */
+    freeReplyObject(redisCommand(c, "HSET %s production 2", aliases));
+    moved();
+    assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
+    assert_int_equal(v, 2);
+    /* with the adapter's own alias move too */
+    assert_ok(maas_kv_alias_set(kv, "cached", "production", 1, -1, err, sizeof(err)), err);
+    moved();
+    assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
+    assert_int_equal(v, 1);
+    /* a numbered version, cached as existing, then deleted */
+    assert_ok(maas_kv_version_resolve(kv, "cached", "2", &v, err, sizeof(err)), err);
+    assert_int_equal(v, 2);
+    freeReplyObject(redisCommand(c, "HDEL %s 2.size", versions));
+    moved();
+    assert_err(MAAS_ERR_UNKNOWN, maas_kv_version_resolve(kv, "cached", "2", &v, err, sizeof(err)),
+               err);
+    /* the alias deleted: unknown at once */
+    freeReplyObject(redisCommand(c, "HDEL %s production", aliases));
+    moved();
+    assert_err(MAAS_ERR_UNKNOWN,
+               maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
+    redisFree(c);
+    maas_kv_free(kv);
+}
+
 static void test_cancel(void **state) {
     (void)state;
     maas_kv *kv = connect_kv();
@@ -379,6 +441,7 @@ int main(void) {
         cmocka_unit_test(test_job_lifecycle),
         cmocka_unit_test(test_wait_without_polling),
         cmocka_unit_test(test_pipelined_halves_and_notify),
+        cmocka_unit_test(test_version_cache),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

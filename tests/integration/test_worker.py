@@ -386,7 +386,8 @@ try:
               "each one computed into its record once (attempts 1)")
         with open(os.path.join(WORK, "wr.log")) as f:
             log = f.read()
-        check("retrying a batch" in log, "the worker saw Redis go and retried")
+        check("retrying" in log and "after a retriable error" in log,
+              "the worker saw Redis go and retried")
         check(not R.exists(f"maas:job:{{{ids[0]}}}"), "(the records are on the outage's Redis)")
     finally:
         rs.send_signal(signal.SIGCONT)

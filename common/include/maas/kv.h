@@ -192,6 +192,18 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
 maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref, int *version,
                                  char *errstr, size_t errstr_size);
 
+/*
+ * Caches the handle's maas_kv_version_resolve answers, kept true by Redis
+ * itself: client-side caching (CLIENT TRACKING, OPTIN, redirected to a third
+ * connection of the handle subscribed to __redis__:invalidate). Redis tells
+ * that connection when a key a cached answer came from changes, by any client
+ * (an alias moved with redis-cli too), and each resolve applies those messages
+ * before it answers; so a move takes effect on the next resolve, with no round
+ * trip while nothing moves. For long-lived handles that resolve per job (the
+ * worker). UNSUPPORTED if Redis refuses (before 6.0): resolves then ask Redis.
+ */
+maas_err maas_kv_cache_versions(maas_kv *kv, char *errstr, size_t errstr_size);
+
 /* A version's h5 bytes (*h5 malloc'ed; free()) and metadata (meta may be NULL). */
 maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsigned char **h5,
                              size_t *len, maas_version_meta *meta, char *errstr,
