@@ -52,6 +52,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="drain rounds (maas x1, x2, python)")
     ap.add_argument("--warm-rounds", type=int, default=3,
                     help="drains of --jobs jobs before anything is measured (the broker's JIT)")
+    ap.add_argument("--warm-s", type=int, default=60,
+                    help="then seconds of jobs at 5000/s, not measured either")
     ap.add_argument("--latency-rate", type=float, default=0,
                     help="also measure latency at this fixed rate (jobs/s, 10 s), beside half of peak")
     ap.add_argument("--wait-sweep", default="",
@@ -229,11 +231,14 @@ def main():
                                  stderr=log, stdout=log)
             procs.append(w)
             return w
-        # A fresh broker's JVM spends its first minutes compiling its hot paths: at 6 k jobs/s
-        # it used 110-130% CPU for the first ~150 k messages and ~40% after (measured), so
-        # the first phases measured the JIT. Jobs through a throwaway topic first, not counted.
+        # A fresh broker's JVM spends its first minutes compiling its hot paths: paced at
+        # 6-8 k jobs/s it used 100-130% CPU for the first ~500 k messages and 65% after
+        # (measured), so the first phases measured the JIT. Jobs through throwaway topics
+        # first, not counted: drains, then a paced stream (the latency runs' pattern).
         for i in range(a.warm_rounds):
             drain(f"warm{i}.", n, lambda i=i: [start_worker(f"warm{i}.", f"warm{i}")])
+        if a.warm_s > 0:
+            latency("warmp.", 5000, a.warm_s, lambda: [start_worker("warmp.", "warmp")])
         # Rounds of maas x1, maas x2, python, one after the other: the machine's speed drifts
         # within minutes (the Python reference alone has ranged 0.8-3.1 k jobs/s in a day), so
         # each round's ratio compares neighbours, and the medians are what is reported.
