@@ -243,26 +243,31 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
     return err;
 }
 
-/* Seeks each partition of the batches in flight (oldest first), then of msgs (those not
- * seen yet), back to its first message there: the earliest unconfirmed offset. */
+/* Message j of the batches in flight (oldest first) followed by msgs[0..n). */
+static const maas_message *unconfirmed(const worker *w, const maas_message *msgs, int j) {
+    for (int b = 0; b < w->n_flights; b++) {
+        const infer_flight *f = &w->flight[(w->flight_head + b) % INFER_FLIGHTS];
+        if (j < f->n) return &f->msgs[j];
+        j -= f->n;
+    }
+    return &msgs[j];
+}
+
+/* Seeks each partition of the batches in flight and of msgs back to its first message
+ * there: the earliest unconfirmed offset (the oldest batch's offsets are the lowest). */
 static void rewind_all(worker *w, const maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
-    const maas_message *seen[4096];
-    int n_seen = 0;
-    for (int b = 0; b <= w->n_flights; b++) {
-        const infer_flight *f =
-            b < w->n_flights ? &w->flight[(w->flight_head + b) % INFER_FLIGHTS] : NULL;
-        const maas_message *m = f ? f->msgs : msgs;
-        int nm = f ? f->n : n;
-        for (int i = 0; i < nm; i++) {
-            int first = 1;
-            for (int k = 0; k < n_seen && first; k++)
-                if (seen[k]->partition == m[i].partition && !strcmp(seen[k]->topic, m[i].topic))
-                    first = 0;
-            if (!first) continue;
-            if (n_seen < (int)MAAS_ARRAY_LEN(seen)) seen[n_seen++] = &m[i];
-            maas_consumer_seek(w->infer_c, m[i].topic, m[i].partition, m[i].offset, e, sizeof(e));
+    int total = n;
+    for (int b = 0; b < w->n_flights; b++)
+        total += w->flight[(w->flight_head + b) % INFER_FLIGHTS].n;
+    for (int j = 0; j < total; j++) {
+        const maas_message *m = unconfirmed(w, msgs, j);
+        int first = 1;
+        for (int k = 0; k < j && first; k++) {
+            const maas_message *p = unconfirmed(w, msgs, k);
+            if (p->partition == m->partition && !strcmp(p->topic, m->topic)) first = 0;
         }
+        if (first) maas_consumer_seek(w->infer_c, m->topic, m->partition, m->offset, e, sizeof(e));
     }
 }
 
@@ -288,10 +293,14 @@ static void backoff(void) {
     nanosleep(&ts, NULL);
 }
 
-static void flight_release(infer_flight *f) {
+/* Lets the oldest batch in flight go: its messages released, its slot free. */
+static void flight_pop(worker *w) {
+    infer_flight *f = &w->flight[w->flight_head];
     for (int i = 0; f->msgs && i < f->n; i++) maas_message_release(&f->msgs[i]);
     free(f->msgs);
     memset(f, 0, sizeof(*f));
+    w->flight_head = (w->flight_head + 1) % INFER_FLIGHTS;
+    w->n_flights--;
 }
 
 /* Reads the replies of the oldest batch in flight; on success stores its offsets and lets
@@ -318,9 +327,7 @@ static maas_err flight_finish(worker *w) {
         }
     free(res);
     store_offsets(w, f->msgs, f->n);
-    flight_release(f);
-    w->flight_head = (slot + 1) % INFER_FLIGHTS;
-    w->n_flights--;
+    flight_pop(w);
     return MAAS_OK;
 }
 
@@ -333,9 +340,7 @@ static void flights_drop(worker *w) {
         char e[MAAS_ERRSTR_SIZE];
         if (res) maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e));
         free(res);
-        flight_release(&w->flight[slot]);
-        w->flight_head = (slot + 1) % INFER_FLIGHTS;
-        w->n_flights--;
+        flight_pop(w);
     }
 }
 

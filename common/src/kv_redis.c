@@ -169,10 +169,13 @@ static maas_err connect_ctx(const maas_kv *kv, redisContext **out, char *errstr,
 }
 
 static void track_on(maas_kv *kv);
+static void flight_read(maas_kv *kv);
 
 static maas_err kv_open(maas_kv *kv, char *errstr, size_t errstr_size) {
+    if (kv->ctx) redisFree(kv->ctx);
+    kv->ctx = NULL;
+    flight_read(kv);              /* with no connection: a batch in flight reads as failed */
     kv->transition_sha[0] = '\0'; /* the server may have lost its script cache */
-    kv->flight.unread = 0;        /* a batch in flight, if any, reads as failed */
     maas_err err = connect_ctx(kv, &kv->ctx, errstr, errstr_size);
     if (!err && kv->cache_versions) track_on(kv); /* tracking belongs to the connection */
     return err;
@@ -222,8 +225,6 @@ void maas_kv_free(maas_kv *kv) {
     if (kv->inval) redisFree(kv->inval);
     free(kv);
 }
-
-static void flight_read(maas_kv *kv);
 
 /*
  * Runs a command (binary-safe argv), reconnecting once if the connection is
@@ -804,34 +805,45 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     return MAAS_OK;
 }
 
-/* Waits up to timeout_ms for a message on the subscribed connection c: 1 got one, 0 timed
- * out, -1 the connection failed. Other replies (subscribe confirmations) are skipped. */
-static int sub_message(redisContext *c, int timeout_ms) {
+/* The next reply on a subscribed connection, waiting up to timeout_ms (0: only what has
+ * arrived): 1 and *out (free it), 0 none in time (or a signal), -1 the connection failed. */
+static int sub_next(redisContext *c, int timeout_ms, redisReply **out) {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (1) {
-        redisReply *rep = NULL;
-        if (redisGetReplyFromReader(c, (void **)&rep) != REDIS_OK) return -1;
-        if (rep) {
-            int msg = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                      rep->element[0]->type == REDIS_REPLY_STRING &&
-                      !strcmp(rep->element[0]->str, "message");
-            freeReplyObject(rep);
-            if (msg) return 1;
-            continue;
-        }
+        *out = NULL;
+        if (redisGetReplyFromReader(c, (void **)out) != REDIS_OK) return -1;
+        if (*out) return 1;
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         long left =
             timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0) return 0;
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int r = poll(&pfd, 1, (int)left);
+        int r = poll(&pfd, 1, left > 0 ? (int)left : 0);
         if (r < 0 && errno == EINTR) return 0; /* a signal: let the caller look at it */
         if (r < 0) return -1;
         if (r == 0) return 0;
         if (redisBufferRead(c) != REDIS_OK) return -1;
     }
+}
+
+/* A pub/sub push of the given kind ("message", "unsubscribe", ...). */
+static int is_push(const redisReply *r, const char *kind) {
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+           r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, kind);
+}
+
+/* Waits up to timeout_ms for a message on the subscribed connection c: 1 got one, 0 timed
+ * out, -1 the connection failed. Other replies (subscribe confirmations) are skipped. */
+static int sub_message(redisContext *c, int timeout_ms) {
+    redisReply *rep;
+    int got;
+    while ((got = sub_next(c, timeout_ms, &rep)) == 1) {
+        int msg = is_push(rep, "message");
+        freeReplyObject(rep);
+        if (msg) return 1;
+    }
+    return got;
 }
 
 maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_state *state,
@@ -860,9 +872,7 @@ maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_
     /* Unsubscribe and skip what came meanwhile, up to the confirmation. */
     if (got >= 0 && redisAppendCommand(kv->sub, "UNSUBSCRIBE %s", chan) == REDIS_OK) {
         while ((rep = NULL, redisGetReply(kv->sub, (void **)&rep) == REDIS_OK) && rep) {
-            int done = rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
-                       rep->element[0]->type == REDIS_REPLY_STRING &&
-                       !strcmp(rep->element[0]->str, "unsubscribe");
+            int done = is_push(rep, "unsubscribe");
             freeReplyObject(rep);
             if (done) break;
         }
@@ -982,21 +992,15 @@ static void track_on(maas_kv *kv) {
 
 /* Applies the invalidations Redis sent since the last look (never blocks). */
 static void track_drain(maas_kv *kv) {
-    while (kv->inval) {
-        redisReply *rep = NULL;
-        if (redisGetReplyFromReader(kv->inval, (void **)&rep) != REDIS_OK) {
+    redisReply *rep;
+    int got;
+    while (kv->inval && (got = sub_next(kv->inval, 0, &rep)) != 0) {
+        if (got < 0) {
             track_off(kv);
             break;
         }
-        if (!rep) {
-            struct pollfd pfd = {.fd = kv->inval->fd, .events = POLLIN};
-            int r = poll(&pfd, 1, 0);
-            if (r == 0 || (r < 0 && errno == EINTR)) break;
-            if (r < 0 || redisBufferRead(kv->inval) != REDIS_OK) track_off(kv);
-            continue;
-        }
         /* ["message", "__redis__:invalidate", [key, ...] or nil (everything)] */
-        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+        if (is_push(rep, "message")) {
             const redisReply *keys = rep->element[2];
             if (keys->type != REDIS_REPLY_ARRAY) {
                 kv->n_resolved = 0;
