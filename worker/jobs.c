@@ -288,11 +288,6 @@ static void store_offsets(worker *w, const maas_message *msgs, int n) {
     }
 }
 
-static void backoff(void) {
-    struct timespec ts = {0, (200 + rand() % 300) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Lets the oldest batch in flight go: its messages released, its slot free. */
 static void flight_pop(worker *w) {
     infer_flight *f = &w->flight[w->flight_head];
@@ -344,17 +339,25 @@ static void flights_drop(worker *w) {
     }
 }
 
+/* Retriable (Redis or Kafka away): every unconfirmed message - the batches in flight,
+ * oldest first (their offsets are lower), then msgs[0..n) - is rewound for redelivery,
+ * nothing stored; then a jittered pause. Jobs that did finish are final in Redis, so their
+ * redelivery is a no-op. */
+static void retry_later(worker *w, const maas_message *msgs, int n, maas_err err) {
+    rewind_all(w, msgs, n);
+    wlog(w, "warn", NULL,
+         "retrying %d batches in flight and %d new jobs after a retriable error (%s)", w->n_flights,
+         n, maas_err_code(err));
+    flights_drop(w);
+    struct timespec ts = {0, (200 + rand() % 300) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 maas_err infer_settle(worker *w) {
     maas_err err = MAAS_OK;
     while (w->n_flights && !(err = flight_finish(w))) {
     }
-    if (err) {
-        rewind_all(w, NULL, 0);
-        wlog(w, "warn", NULL, "retrying %d batches after a retriable error (%s)", w->n_flights,
-             maas_err_code(err));
-        flights_drop(w);
-        backoff();
-    }
+    if (err) retry_later(w, NULL, 0, err);
     return err;
 }
 
@@ -423,16 +426,9 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     }
     int kept = 0;
     if (err || ferr) {
-        /* Retriable (Redis or Kafka away): store nothing, rewind, back off. The jobs that
-         * did finish are final in Redis, so their redelivery is a no-op. Batches in flight
-         * are rewound with this one, oldest first (their offsets are lower). */
         free(f->msgs);
         f->msgs = NULL;
-        rewind_all(w, msgs, n);
-        wlog(w, "warn", NULL, "retrying a batch of %d after a retriable error (%s)", n,
-             maas_err_code(err ? err : ferr));
-        flights_drop(w);
-        backoff();
+        retry_later(w, msgs, n, err ? err : ferr);
     } else if (o.n) {
         memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
         f->n = n;
