@@ -3,6 +3,7 @@
  * inspects Keras model.h5 files on this machine, with no cluster.
  */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "cli.h"
 
 static const char usage[] =
@@ -82,6 +83,11 @@ int main(int argc, char **argv) {
         !strcmp(argv[1], "help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_cpu_check_env(e, sizeof(e))) {
+        fprintf(stderr, "maas: %s\n", e);
+        return 2;
     }
     for (size_t i = 0; i < MAAS_ARRAY_LEN(cmds); i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);

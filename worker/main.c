@@ -7,6 +7,7 @@
  * start (bad settings, Kafka or Redis unreachable at start), 2 on usage errors.
  */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/protocol.h"
 #include "worker.h"
@@ -247,6 +248,9 @@ static void log_config(const worker *w) {
          c->brokers, url, c->topic_prefix, c->batch_max, c->batch_wait_ms, c->cache_mb,
          c->max_attempts, c->max_rows, c->max_params, c->max_epochs, c->grace_s, c->default_ttl_s,
          c->threads);
+    wlog(w, "info", NULL, "kernels: level=%s (cpu %s, cap %s) blas=%s",
+         maas_cpu_level_name(maas_cpu_current()), maas_cpu_level_name(maas_cpu_detected()),
+         maas_cpu_level_name(maas_cpu_cap()), maas_blas_describe());
     for (int i = 0; i < c->n_settings; i++)
         wlog(w, "info", NULL, "config: %s=%s", c->settings[i].key,
              secret(c->settings[i].key) ? "***" : c->settings[i].value);
@@ -281,10 +285,14 @@ int main(int argc, char **argv) {
     int rc = configure(&w.cfg, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
     w.started = now_s();
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_cpu_check_env(e, sizeof(e))) {
+        fprintf(stderr, "maas-worker: %s\n", e);
+        return 2;
+    }
     srand((unsigned)(getpid() ^ (unsigned)now_ms()));
     maas_blas_set_threads(w.cfg.threads);
     log_config(&w);
-    char e[MAAS_ERRSTR_SIZE];
     if (maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.topic_infer, sizeof(w.topic_infer),
                         e, sizeof(e)) ||
         maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_WORK, w.topic_work, sizeof(w.topic_work), e,

@@ -16,6 +16,7 @@
  * kernels do everything.
  */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "quant_internal.h"
 
 #ifdef MAAS_HAVE_DNNL
@@ -43,6 +44,7 @@ extern void omp_set_num_threads(int n);
     X(dnnl_primitive_execute)                                                                      \
     X(dnnl_memory_create)                                                                          \
     X(dnnl_memory_destroy)                                                                         \
+    X(dnnl_set_max_cpu_isa)                                                                        \
     X(omp_set_num_threads)
 
 typedef struct {
@@ -51,6 +53,36 @@ typedef struct {
     DNNL_FNS(DNNL_FIELD)
 #undef DNNL_FIELD
 } dnnl_api;
+
+/*
+ * oneDNN runs only where the CPU (and MAAS_CPU_LEVEL) has AVX-512 VNNI. Below
+ * that, its u8 x s8 kernels multiply with vpmaddubsw, whose pairwise sums
+ * saturate at 16 bits (oneDNN's guide, "Nuances of int8 computations"): the
+ * integers would differ from the exact ones of our kernels (test_quant@avx2
+ * and @avx512 catch it), so those levels use our kernels for every batch.
+ */
+static int level_ok(void) {
+    return maas_cpu_current() >= MAAS_CPU_AVX512_VNNI;
+}
+
+/*
+ * oneDNN's ISA follows MAAS_CPU_LEVEL (maas/cpu.h). dnnl_set_max_cpu_isa()
+ * takes effect once per process, before the first kernel is made, and
+ * refuses later calls: the cap never changes within a process, so every load
+ * asks for the same thing and only the first call counts.
+ */
+static void cap_isa(const dnnl_api *a) {
+    dnnl_cpu_isa_t isa;
+    switch (maas_cpu_cap()) {
+    case MAAS_CPU_AVX512_VNNI:
+        isa = dnnl_cpu_isa_avx512_core_vnni;
+        break;
+    case MAAS_CPU_NATIVE:
+    default:
+        return;
+    }
+    (void)a->dnnl_set_max_cpu_isa(isa);
+}
 
 /* Loads libdnnl and resolves every function; 0 when any is missing. */
 static int api_load(dnnl_api *a) {
@@ -64,6 +96,7 @@ static int api_load(dnnl_api *a) {
     ok &= a->name != NULL;
     DNNL_FNS(DNNL_RESOLVE)
 #undef DNNL_RESOLVE
+    if (ok) cap_isa(a);
     return ok;
 }
 
@@ -122,7 +155,7 @@ static int make_prim(maas_qdnnl *d, const maas_qlayer *l, int b) {
 
 int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
                     int32_t *acc, int ldc) {
-    if (!d || rows < 32) return 0;
+    if (!d || rows < 32 || !level_ok()) return 0;
     pthread_mutex_lock(&d->lock);
     int done = 0;
     if (!d->failed && !d->engine) {
@@ -178,6 +211,7 @@ out:
 }
 
 int maas__qdnnl_available(void) {
+    if (!level_ok()) return 0;
     dnnl_api a = {0};
     int ok = api_load(&a);
     api_unload(&a);

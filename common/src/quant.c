@@ -3,6 +3,7 @@
  * GEMM (AVX-512 VNNI or portable C), and magnitude pruning. See quant.h.
  */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/quant.h"
 #include "quant_internal.h"
@@ -442,8 +443,7 @@ VNNI_TARGET static void epilogue_avx512(const maas_qlayer *l, const int32_t *a, 
 }
 
 static int cpu_has_vnni(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    return maas_cpu_current() >= MAAS_CPU_AVX512_VNNI;
 }
 #else
 static int cpu_has_vnni(void) {

@@ -1,5 +1,6 @@
 /* Losses, optimizers, metrics, and the trainer that runs forward/backward passes. */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/train.h"
 #include "fpenv.h"
@@ -593,11 +594,12 @@ MAAS_UPDATE_FNS(_avx2, __attribute__((target("avx2"))))
 MAAS_UPDATE_FNS(_avx512, __attribute__((target("avx512f"))))
 #endif
 
-/* 0: baseline, 1: AVX2, 2: AVX-512F. */
+/* 0: baseline, 1: AVX2, 2: AVX-512F, as the CPU and MAAS_CPU_LEVEL allow (maas/cpu.h). */
 static int update_isa(void) {
 #ifdef MAAS_WIDE_UPDATES
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2")) return 1;
+    maas_cpu_level l = maas_cpu_current();
+    if (l >= MAAS_CPU_AVX512) return 2;
+    if (l >= MAAS_CPU_AVX2) return 1;
 #endif
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
 #include "maas/train.h"
@@ -29,6 +30,29 @@
         if (!strstr((errbuf), (needle)))                                                           \
             fail_msg("message '%s' does not mention '%s'", (errbuf), (needle));                    \
     } while (0)
+
+/*
+ * The ISA matrix (tests/CMakeLists.txt) runs each compute test again with
+ * MAAS_CPU_LEVEL capped at every lower level (maas/cpu.h). A level this CPU
+ * does not have is skipped (exit 77, ctest's SKIP_RETURN_CODE) rather than
+ * silently run at a lower one; a bad value fails.
+ */
+__attribute__((constructor)) static void maas_test_cpu_gate(void) {
+    char e[MAAS_ERRSTR_SIZE];
+    const char *want = getenv("MAAS_CPU_LEVEL");
+    maas_cpu_level cap;
+    if (!want || !*want) return;
+    if (maas_cpu_level_parse(want, &cap, e, sizeof(e)) != MAAS_OK) {
+        fprintf(stderr, "%s\n", e);
+        exit(2);
+    }
+    if (cap != MAAS_CPU_NATIVE && cap > maas_cpu_detected()) {
+        printf("skipped: this CPU has no %s (it has %s)\n", want,
+               maas_cpu_level_name(maas_cpu_detected()));
+        exit(77);
+    }
+    printf("kernels at level %s\n", maas_cpu_level_name(maas_cpu_current()));
+}
 
 /* Source directory, passed by CMake, for data files. */
 #ifndef MAAS_SOURCE_DIR
