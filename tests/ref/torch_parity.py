@@ -11,6 +11,22 @@ places epsilon differently. Losses match Keras's TensorFlow backend: a
 sigmoid + binary cross-entropy or softmax + cross-entropy output is computed
 from the logits.
 
+Tolerances for the trained weights and the loss (NAME.w0_1_tol, ...) come from
+float32 arithmetic, not from one machine's output: the same epoch is run again
+K times in float64 with every operation's result perturbed as float32
+rounding could perturb it, at its worst-case size (Monte Carlo arithmetic):
+  * a matmul or sum of n products (forward, and both backward products) by
+    uniform noise in +-gamma_n * (|A| @ |B|), gamma_n = n u / (1 - n u), the
+    bound on any float32 summation order of n terms (u = 2^-24), with or
+    without FMA;
+  * an activation, a loss gradient and each Adam quantity (m, v, the update)
+    by a relative +-4u (libm's expf/tanhf/erff/expm1f are within 2 ulp).
+The tolerance of each weight is SAFETY times the widest deviation seen, plus
+one ulp of its value per update and one more: a weight whose gradient is well above its rounding noise
+gets a tight bound, one whose gradient is at the noise (where Adam's
+g / sqrt(v) can flip sign) a wide one. A real bug (a wrong beta, learning
+rate, activation or gradient) moves weights by far more.
+
 Writes OUT as a sequence of records: 32-byte NUL-padded name, uint32 count,
 then count little-endian float32 values.
 Run with Debian's interpreter: /usr/bin/python3 torch_parity.py OUT
@@ -29,6 +45,62 @@ MODELS = [
     ("C", 6, [(7, "elu"), (5, "leaky_relu"), (3, "linear")], "mse", 80),
 ]
 LR, B1, B2, EPS, BATCH = 1e-3, 0.9, 0.999, 1e-7, 32
+U = 2.0 ** -24  # float32 unit roundoff
+K, SAFETY = 12, 4  # perturbed runs; tolerance = SAFETY x the widest deviation
+
+
+def gamma(n):
+    return n * U / (1 - n * U)
+
+
+class Noise:
+    """Perturbation source for one Monte Carlo run (None: exact float64)."""
+
+    def __init__(self, seed):
+        self.g = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def __call__(self, t, scale):
+        """t + U(-1, 1) * scale, elementwise (scale broadcasts)."""
+        if self.g is None:
+            return t
+        r = torch.rand(t.shape, generator=self.g, dtype=torch.float64) * 2 - 1
+        return t + r * scale
+
+
+def round_fn(noise, rel):
+    """An identity whose value and incoming gradient are perturbed by +-rel relative."""
+
+    class Round(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return noise(t, rel * t.abs())
+
+        @staticmethod
+        def backward(ctx, g):
+            return noise(g, rel * g.abs())
+
+    return Round.apply
+
+
+def dense_fn(noise):
+    """h @ W + b with forward and backward roundings at their worst-case size."""
+
+    class Dense(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, h, w, b):
+            ctx.save_for_backward(h, w)
+            n = h.shape[1]
+            return noise(h @ w + b, gamma(n + 1) * (h.abs() @ w.abs() + b.abs()))
+
+        @staticmethod
+        def backward(ctx, g):
+            h, w = ctx.saved_tensors
+            gh = noise(g @ w.T, gamma(w.shape[1]) * (g.abs() @ w.abs().T))
+            gw = noise(h.T @ g, gamma(h.shape[0]) * (h.abs().T @ g.abs()))
+            gb = noise(g.sum(0), gamma(g.shape[0]) * g.abs().sum(0))
+            return gh, gw, gb
+
+    return Dense.apply
 
 
 def act(name, z):
@@ -39,18 +111,53 @@ def act(name, z):
         "gelu": lambda t: F.gelu(t),  # exact erf form
         "softmax": lambda t: torch.softmax(t, dim=-1),
         "elu": lambda t: F.elu(t, alpha=1.0),
-        "leaky_relu": lambda t: F.leaky_relu(t, negative_slope=0.2),
+        # maas (like Keras) holds alpha as a float32: 0.2f, not the double 0.2
+        "leaky_relu": lambda t: F.leaky_relu(t, negative_slope=float(np.float32(0.2))),
         "linear": lambda t: t,
     }[name](z)
 
 
-def forward(params, layers, x):
-    """Returns (output, logits of the last layer)."""
+def forward(params, layers, x, noise=None):
+    """Returns (output, logits of the last layer); noise perturbs every operation."""
+    noise = noise or Noise(None)
+    dense, rnd = dense_fn(noise), round_fn(noise, 4 * U)
     h, z = x, None
     for i, (_, a) in enumerate(layers):
-        z = h @ params[2 * i] + params[2 * i + 1]
-        h = act(a, z)
+        z = dense(h, params[2 * i], params[2 * i + 1])
+        h = rnd(act(a, z))
     return h, z
+
+
+def train_epoch(params, layers, loss, xt, yt, noise=None):
+    """One epoch of Keras-style Adam in float64 (perturbed when noise is given)."""
+    noise = noise or Noise(None)
+    rnd = round_fn(noise, 4 * U)
+    p = [t.detach().clone().requires_grad_(True) for t in params]
+    m = [torch.zeros_like(t) for t in p]
+    v = [torch.zeros_like(t) for t in p]
+    t = 0
+    for start in range(0, xt.shape[0], BATCH):
+        xb, yb = xt[start:start + BATCH], yt[start:start + BATCH]
+        out, logits = forward(p, layers, xb, noise)
+        lval = loss_fn(loss, layers, out, rnd(logits), yb)
+        grads = torch.autograd.grad(lval, p)
+        t += 1
+        alpha = LR * np.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+        with torch.no_grad():
+            for pi, gi, mi, vi in zip(p, grads, m, v):
+                mi += (gi - mi) * (1 - B1)
+                mi.copy_(noise(mi, 4 * U * mi.abs()))
+                vi += (gi * gi - vi) * (1 - B2)
+                vi.copy_(noise(vi, 4 * U * vi.abs()))
+                step = alpha * mi / (torch.sqrt(vi) + EPS)
+                pi -= noise(step, 4 * U * step.abs())
+                pi.copy_(noise(pi, U * pi.abs()))  # the subtraction rounds too
+    with torch.no_grad():
+        out1, logits1 = forward(p, layers, xt, noise)
+        l1 = loss_fn(loss, layers, out1, logits1, yt)
+        # the mean of per-row losses (each within a few ulp): a sum of rows + 8 roundings
+        l1 = noise(l1, gamma(xt.shape[0] + 8) * l1.abs())
+    return [q.detach() for q in p], float(l1)
 
 
 def loss_fn(loss, layers, out, logits, y):
@@ -102,26 +209,21 @@ def main(out_path):
             out0, _ = forward(p, layers, xt)
         put(f"{name}.out0", out0.numpy())
 
-        m = [torch.zeros_like(t) for t in p]
-        v = [torch.zeros_like(t) for t in p]
-        t = 0
-        for start in range(0, rows, BATCH):
-            xb, yb = xt[start:start + BATCH], yt[start:start + BATCH]
-            out, logits = forward(p, layers, xb)
-            lval = loss_fn(loss, layers, out, logits, yb)
-            grads = torch.autograd.grad(lval, p)
-            t += 1
-            alpha = LR * np.sqrt(1 - B2 ** t) / (1 - B1 ** t)
-            with torch.no_grad():
-                for pi, gi, mi, vi in zip(p, grads, m, v):
-                    mi += (gi - mi) * (1 - B1)
-                    vi += (gi * gi - vi) * (1 - B2)
-                    pi -= alpha * mi / (torch.sqrt(vi) + EPS)
-        for i, pi in enumerate(p):
-            put(f"{name}.{'w' if i % 2 == 0 else 'b'}{i // 2}_1", pi.detach().numpy())
-        with torch.no_grad():
-            out1, logits1 = forward(p, layers, xt)
-            put(f"{name}.loss1", [float(loss_fn(loss, layers, out1, logits1, yt))])
+        p1, loss1 = train_epoch(p, layers, loss, xt, yt)
+        dev = [torch.zeros_like(t) for t in p1]
+        ldev = 0.0
+        for k in range(K):
+            pk, lk = train_epoch(p, layers, loss, xt, yt, Noise(1000 + k))
+            dev = [torch.maximum(d, (a - b).abs()) for d, a, b in zip(dev, pk, p1)]
+            ldev = max(ldev, abs(lk - loss1))
+        for i, (pi, di) in enumerate(zip(p1, dev)):
+            tag = f"{name}.{'w' if i % 2 == 0 else 'b'}{i // 2}_1"
+            put(tag, pi.numpy())
+            # + (steps + 1) ulp: each update rounds the weight once (<= 1/2 ulp <= U |w|)
+            steps = -(-rows // BATCH)
+            put(tag + "_tol", (SAFETY * di + 2 * (steps + 1) * U * pi.abs()).numpy())
+        put(f"{name}.loss1", [loss1])
+        put(f"{name}.loss1_tol", [SAFETY * ldev + 2 * U * abs(loss1)])
 
     with open(out_path, "wb") as f:
         for name, arr in records:
