@@ -36,9 +36,22 @@ for ((i = 0; i < 300; i++)); do
   sleep 0.1
 done
 [[ -n "$worker" ]] || { echo "no worker took the job" >&2; exit 1; }
-sleep 2
-echo "job $id is running on $worker; progress: $(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:job:{$id}" progress)"
+# wait for its first progress report (not a fixed sleep: machines differ in speed), then make
+# sure it is still running: the demonstration needs a job to kill
+rcli() { redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning "$@"; }
+for ((i = 0; i < 600; i++)); do
+  [[ -n "$(rcli HGET "maas:job:{$id}" progress)" ]] && break
+  sleep 0.1
+done
 pid=$(cat "$MAAS_STATE_DIR/workers/$worker.pid")
+kill -STOP "$pid" # it cannot finish the job now; the record tells whether it already had
+state=$(rcli HGET "maas:job:{$id}" state)
+[[ "$state" == running ]] || {
+  kill -CONT "$pid"
+  echo "the job is $state already: this machine trains it too fast for the demo; set EPOCHS higher" >&2
+  exit 1
+}
+echo "job $id is running on $worker; progress: $(rcli HGET "maas:job:{$id}" progress)"
 echo "kill -9 $worker (pid $pid)"
 kill -9 "$pid"
 deploy/local/workers.sh start "$(ls "$MAAS_STATE_DIR"/workers/*.pid | wc -l)" 2>&1 | grep -v "already running" || true

@@ -95,20 +95,33 @@ try:
     # 1. a stale job
     w = worker(f"hk1-{RUN}")
     model = f"hks{RUN}"
-    # size the long job from a measured short one (a sanitizer build is many times slower)
-    t0 = time.time()
+    # Size the long job from a short one as the worker measured it (started -> finished in its
+    # record: no submit or queue overhead; a sanitizer build is many times slower), aiming at
+    # ~15 s. The test then stops the worker (SIGSTOP) as soon as the job reports progress and
+    # checks it is still running before killing it: if the premise broke, it says so.
+    cal = f"hkcal-{RUN}"
     maas("submit", "train", "--name", f"hkcal{RUN}", "--data", big, "--label", "diabetes",
-         "--layers", "64:relu,64:relu,1:sigmoid", "--epochs", "20", "--standardize", "--wait")
-    epochs = max(40, min(3000, int(20 * 12 / max(time.time() - t0, 0.05))))
-    print(f"     20 epochs took {time.time() - t0:.1f} s; the long job gets {epochs} (~12 s)")
+         "--layers", "64:relu,64:relu,1:sigmoid", "--epochs", "20", "--standardize", "--id", cal,
+         "--wait")
+    rc = record(cal)
+    ms = lambda v: int(v.strip("+ ms")) if v else 0
+    took = (ms(rc.get("finished")) - ms(rc.get("started"))) / 1000
+    check(rc.get("state") == "succeeded" and took > 0, f"the calibration job ran ({rc})")
+    epochs = max(60, min(10000, int(20 * 15 / max(took, 0.01))))
+    print(f"     the worker trained 20 epochs in {took:.2f} s; the long job gets {epochs} (~15 s)")
     sub = maas("submit", "train", "--name", model, "--data", big, "--label", "diabetes",
                "--layers", "64:relu,64:relu,1:sigmoid", "--epochs", str(epochs), "--standardize",
                "--seed", "1", "--id", f"hk-long-{RUN}")
     check(sub.returncode == 0, f"submitted the long job ({sub.stderr.strip()})")
     jid = f"hk-long-{RUN}"
-    check(wait_for(lambda: record(jid).get("state") == "running", 60), "the job is running")
-    time.sleep(1.5)
-    check(record(jid).get("state") == "running", "still running when its worker is killed")
+    check(wait_for(lambda: record(jid).get("state") == "running" and "progress" in record(jid),
+                   120), "the job is running and reports progress")
+    w.send_signal(signal.SIGSTOP)  # it cannot finish now; the record says whether it had
+    rec = record(jid)
+    if rec.get("state") != "running":
+        print(f"FAIL premise broken: the long job ({epochs} epochs) was already {rec.get('state')} "
+              f"when its worker was stopped; the calibration ({took:.2f} s for 20 epochs) was off")
+    check(rec.get("state") == "running", f"still running when its worker is killed ({rec.get('progress')})")
     w.send_signal(signal.SIGKILL)
     w.wait()
     # the worker's announcement expires after 15 s; then the heartbeat is older than 3 s

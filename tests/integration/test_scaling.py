@@ -80,7 +80,17 @@ try:
             start(joiner, ports[joiner])
         t0 = time.time()
         first = len(ids)
-        while time.time() - t0 < 8:
+        # a phase lasts 8 s and at least 2 s past the moment the group has settled (every
+        # worker holds partitions, all 6 assigned): a loaded machine may take longer to join
+        # a worker, and the phase must not end on a fixed guess (at most 90 s)
+        settled_at, it = None, 0
+        while time.time() - t0 < 90 and not (time.time() - t0 >= 8 and settled_at
+                                               and time.time() - settled_at >= 2):
+            it += 1
+            if settled_at is None and it % 10 == 1:  # about once a second
+                held = [readyz(ports[n])["partitions"]["infer"] for n in procs]
+                if sum(held) == 6 and min(held) >= 1:
+                    settled_at = time.time()
             for _ in range(rate // 10):
                 jid = f"sc-{RUN}-{len(ids)}"
                 ids.append(jid)
