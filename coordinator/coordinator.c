@@ -26,11 +26,11 @@
 #include "maas/broker.h"
 #include "maas/http.h"
 #include "maas/job.h"
+#include "maas/json.h"
 #include "maas/kv.h"
 #include "maas/model_io.h"
 #include "maas/protocol.h"
 #include "maas/sweep.h"
-#include "keras_json.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -338,8 +338,8 @@ static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
     /* The id comes from the body, else the Idempotency-Key header, else it is made here;
      * "v" may be left out over HTTP (this API speaks version 1). */
     char *id_json = NULL, *v_json = NULL, *body = NULL;
-    maas_err err = maas__json_get(req->body, req->body_len, "id", &id_json, e, sizeof(e));
-    if (!err) err = maas__json_get(req->body, req->body_len, "v", &v_json, e, sizeof(e));
+    maas_err err = maas_json_get(req->body, req->body_len, "id", &id_json, e, sizeof(e));
+    if (!err) err = maas_json_get(req->body, req->body_len, "v", &v_json, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     int n = 0;
     prefix[0] = '\0';
@@ -362,7 +362,7 @@ static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
     }
     free(id_json);
     free(v_json);
-    err = maas__json_rewrite(req->body, req->body_len, NULL, 0, prefix, &body, e, sizeof(e));
+    err = maas_json_rewrite(req->body, req->body_len, NULL, 0, prefix, &body, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     maas_job j;
     err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
@@ -418,9 +418,9 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     if (maas_model_ref_parse(model, &ref, e, sizeof(e)))
         return reply_error(res, 400, "BAD_FORMAT", e);
     char *version = NULL, *alias = NULL, *timeout = NULL, *body = NULL;
-    maas_err err = maas__json_get(req->body, req->body_len, "version", &version, e, sizeof(e));
-    if (!err) err = maas__json_get(req->body, req->body_len, "alias", &alias, e, sizeof(e));
-    if (!err) err = maas__json_get(req->body, req->body_len, "timeout_ms", &timeout, e, sizeof(e));
+    maas_err err = maas_json_get(req->body, req->body_len, "version", &version, e, sizeof(e));
+    if (!err) err = maas_json_get(req->body, req->body_len, "alias", &alias, e, sizeof(e));
+    if (!err) err = maas_json_get(req->body, req->body_len, "timeout_ms", &timeout, e, sizeof(e));
     long timeout_ms = timeout ? strtol(timeout, NULL, 10) : 5000;
     char model_text[300], prefix[600], id[33];
     if (version) {
@@ -448,8 +448,8 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     static const char *const drop[] = {"version",     "alias", "timeout_ms", "v",
                                        "id",          "type",  "model",      "created_ms",
                                        "deadline_ms", "ttl_s", "priority"};
-    err = maas__json_rewrite(req->body, req->body_len, drop, (int)MAAS_ARRAY_LEN(drop), prefix,
-                             &body, e, sizeof(e));
+    err = maas_json_rewrite(req->body, req->body_len, drop, (int)MAAS_ARRAY_LEN(drop), prefix,
+                            &body, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     maas_job j;
     err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
@@ -553,8 +553,8 @@ static void route_versions(maas_kv *kv, const char *model, maas_http_response *r
 static void route_alias(maas_kv *kv, const char *model, const char *alias,
                         const maas_http_request *req, maas_http_response *res) {
     char e[MAAS_ERRSTR_SIZE], *v = NULL, *x = NULL;
-    maas_err err = maas__json_get(req->body, req->body_len, "version", &v, e, sizeof(e));
-    if (!err) err = maas__json_get(req->body, req->body_len, "expect", &x, e, sizeof(e));
+    maas_err err = maas_json_get(req->body, req->body_len, "version", &v, e, sizeof(e));
+    if (!err) err = maas_json_get(req->body, req->body_len, "expect", &x, e, sizeof(e));
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     char *end = NULL;
     long version = v ? strtol(v, &end, 10) : 0;
@@ -596,7 +596,7 @@ static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_
     res->body_len = len;
 }
 
-/* A JSON string value as maas__json_get returns it ("\"abc\""), unquoted; 0 if not one. */
+/* A JSON string value as maas_json_get returns it ("\"abc\""), unquoted; 0 if not one. */
 static int json_plain_string(const char *json, char *out, size_t size) {
     size_t n = json ? strlen(json) : 0;
     if (n < 2 || json[0] != '"' || json[n - 1] != '"' || memchr(json + 1, '\\', n - 2) ||
@@ -688,7 +688,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     char **vals[] = {&id_json,   &job_json,    &grid_json,   &rand_json,
                      &seed_json, &metric_json, &promote_json};
     for (size_t i = 0; !err && i < MAAS_ARRAY_LEN(keys); i++)
-        err = maas__json_get(req->body, req->body_len, keys[i], vals[i], e, sizeof(e));
+        err = maas_json_get(req->body, req->body_len, keys[i], vals[i], e, sizeof(e));
     if (!err && id_json && !json_plain_string(id_json, id, sizeof(id)))
         err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field id: expected a string");
     if (!err && !id[0]) {
@@ -710,7 +710,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         snprintf(prefix, sizeof(prefix), "\"v\": %d, \"type\": \"train\", \"id\": \"%.120s-base\"",
                  MAAS_PROTOCOL_VERSION, id);
         const char *drop[] = {"v", "type", "id"};
-        err = maas__json_rewrite(job_json, strlen(job_json), drop, 3, prefix, &body, e, sizeof(e));
+        err = maas_json_rewrite(job_json, strlen(job_json), drop, 3, prefix, &body, e, sizeof(e));
     }
     if (!err) err = maas_job_decode_json(body, strlen(body), &base, e, sizeof(e));
     if (!err && !base.data.dataset[0])
@@ -720,21 +720,21 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         double v[MAAS_SWEEP_MAX_VALUES];
         int n;
         size_t gl = strlen(grid_json);
-        err = maas__json_list(grid_json, gl, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
-                              e, sizeof(e));
+        err = maas_json_list(grid_json, gl, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
+                             e, sizeof(e));
         for (int i = 0; !err && i < n; i++) g->lr[g->n_lr++] = (float)v[i];
         if (!err)
-            err = maas__json_list(grid_json, gl, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES,
-                                  &n, e, sizeof(e));
+            err = maas_json_list(grid_json, gl, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
+                                 e, sizeof(e));
         for (int i = 0; !err && i < n; i++) g->batch[g->n_batch++] = (int)v[i];
         if (!err)
-            err = maas__json_list(grid_json, gl, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
-                                  sizeof(e));
+            err = maas_json_list(grid_json, gl, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
+                                 sizeof(e));
         for (int i = 0; !err && i < n; i++) g->epochs[g->n_epochs++] = (int)v[i];
         if (!err)
-            err = maas__json_list(grid_json, gl, "layers", NULL, &g->layers[0][0],
-                                  MAAS_SWEEP_LAYERS_MAX, MAAS_SWEEP_MAX_VALUES, &g->n_layers, e,
-                                  sizeof(e));
+            err = maas_json_list(grid_json, gl, "layers", NULL, &g->layers[0][0],
+                                 MAAS_SWEEP_LAYERS_MAX, MAAS_SWEEP_MAX_VALUES, &g->n_layers, e,
+                                 sizeof(e));
     }
     if (!err && rand_json) g->random = (int)strtol(rand_json, NULL, 10);
     if (!err && seed_json) g->seed = (uint64_t)strtoull(seed_json, NULL, 10);

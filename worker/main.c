@@ -187,7 +187,7 @@ static int configure(worker_config *c, int argc, char **argv) {
     c->max_params = 50000000;
     c->max_epochs = 10000;
     c->grace_s = 30;
-    c->default_ttl_s = 7 * 86400;
+    c->default_ttl_s = MAAS_JOB_TTL_DEFAULT_S;
     c->threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -819,7 +819,7 @@ maas_err maas_job_decode_json(const char *json, size_t len, maas_job *out, char 
     unsigned char *mp;
     size_t mp_len;
     maas_job_init(out, MAAS_JOBTYPE_NONE);
-    maas_err err = maas__json_to_msgpack(json, len, &mp, &mp_len, errstr, errstr_size);
+    maas_err err = maas_json_to_msgpack(json, len, &mp, &mp_len, errstr, errstr_size);
     if (err) return err;
     err = maas_job_decode(mp, mp_len, out, errstr, errstr_size);
     free(mp);

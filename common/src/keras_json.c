@@ -680,8 +680,8 @@ static int mp_value(mp_out *o, const cJSON *j, int in_matrix, const char *key) {
     return 1;
 }
 
-maas_err maas__json_to_msgpack(const char *json, size_t len, unsigned char **out, size_t *out_len,
-                               char *errstr, size_t errstr_size) {
+maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out, size_t *out_len,
+                              char *errstr, size_t errstr_size) {
     *out = NULL;
     *out_len = 0;
     if (len > ((size_t)64 << 20))
@@ -705,8 +705,8 @@ maas_err maas__json_to_msgpack(const char *json, size_t len, unsigned char **out
 
 /* ---- edits for the HTTP API ---- */
 
-maas_err maas__json_get(const char *json, size_t len, const char *key, char **value, char *errstr,
-                        size_t errstr_size) {
+maas_err maas_json_get(const char *json, size_t len, const char *key, char **value, char *errstr,
+                       size_t errstr_size) {
     *value = NULL;
     cJSON *root;
     maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
@@ -721,8 +721,8 @@ maas_err maas__json_get(const char *json, size_t len, const char *key, char **va
     return MAAS_OK;
 }
 
-maas_err maas__json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
-                            const char *prefix, char **out, char *errstr, size_t errstr_size) {
+maas_err maas_json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
+                           const char *prefix, char **out, char *errstr, size_t errstr_size) {
     *out = NULL;
     cJSON *root;
     maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
@@ -746,8 +746,8 @@ maas_err maas__json_rewrite(const char *json, size_t len, const char *const *dro
     return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
 }
 
-maas_err maas__json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
-                         size_t str_size, int max, int *n, char *errstr, size_t errstr_size) {
+maas_err maas_json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
+                        size_t str_size, int max, int *n, char *errstr, size_t errstr_size) {
     *n = 0;
     cJSON *root;
     maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);

@@ -2,7 +2,6 @@
 #include "maas/base.h"
 #include "maas/digest.h"
 #include "maas/kv.h"
-#include "maas/sweep.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -53,21 +52,6 @@ static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size) {
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > MAAS_NAME_MAX)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s must be 1..%d characters", what,
-                         MAAS_NAME_MAX);
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
-                             "%s '%s' may use only letters, digits, '.', '_' and '-'", what, name);
-    }
-    return MAAS_OK;
 }
 
 /* ---- connection ---- */
@@ -298,29 +282,6 @@ static void arg_i(argv_buf *a, long long v) {
 #define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)
 
 /* ---- job records ---- */
-
-static const char *const state_names[MAAS_JOB__COUNT] = {
-    "unknown", "queued", "running", "succeeded", "failed", "expired", "cancelled",
-};
-
-const char *maas_job_state_name(maas_job_state s) {
-    return (int)s >= 0 && s < MAAS_JOB__COUNT ? state_names[s] : "unknown";
-}
-
-maas_job_state maas_job_state_from_name(const char *name) {
-    for (int i = 1; name && i < MAAS_JOB__COUNT; i++)
-        if (!strcmp(name, state_names[i])) return (maas_job_state)i;
-    return MAAS_JOB_UNKNOWN;
-}
-
-void maas_job_record_release(maas_job_record *r) {
-    if (!r) return;
-    free(r->progress);
-    free(r->result);
-    r->progress = NULL;
-    r->result = NULL;
-    r->result_len = 0;
-}
 
 /*
  * The recent-jobs index (sorted set maas:jobs, score = created_ms): for
@@ -1755,7 +1716,7 @@ maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes,
     if (err) return err;
     char key[256], ttl[24];
     KEY(key, kv, "job:{%s}:message", id);
-    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 7 * 86400);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : MAAS_JOB_TTL_DEFAULT_S);
     const char *argv[] = {"SET", key, bytes, "EX", ttl};
     size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
     redisReply *rep = cmd(kv, 5, argv, lens, errstr, errstr_size);

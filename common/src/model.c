@@ -2,7 +2,6 @@
 #include "maas/base.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
-#include "maas/quant.h"
 #include "quant_internal.h"
 
 static const char *const init_names[MAAS_INIT__COUNT] = {
@@ -313,6 +312,18 @@ maas_err maas_model_check_finite(const maas_model *m, char *errstr, size_t errst
 
 /* ---- inference ---- */
 
+/* The widest padded input (4 kg) and output (16 nb) over a model's quantized layers. */
+static void quant_widths(const maas_model *m, int *ldx, int *ldc) {
+    *ldx = *ldc = 0;
+    if (!m->quant) return;
+    for (int i = 0; i < m->quant->n_layers; i++) {
+        const maas_qlayer *l = &m->quant->layers[i];
+        if (!l->wq) continue;
+        if (4 * l->kg > *ldx) *ldx = 4 * l->kg;
+        if (16 * l->nb > *ldc) *ldc = 16 * l->nb;
+    }
+}
+
 struct maas_infer {
     const maas_model *m;
     int max_batch;
@@ -341,7 +352,7 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
     if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
     if (m->quant) {
-        maas__quant_widths(m, &inf->q.ldx, &inf->q.ldc);
+        quant_widths(m, &inf->q.ldx, &inf->q.ldc);
         inf->q.xq = malloc((size_t)max_batch * (size_t)inf->q.ldx + 64);
         inf->q.rs = malloc((size_t)max_batch * sizeof(float));
         inf->q.sh = malloc((size_t)max_batch);

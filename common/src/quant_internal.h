@@ -1,8 +1,9 @@
-/* Private to the compute core: the int8 forward step that model.c's inference calls. */
+/* Private to the compute core: the int8 layers and forward step (qkernel.c) that model.c's
+ * inference and quant.c's transforms call. */
 #ifndef MAAS_QUANT_INTERNAL_H
 #define MAAS_QUANT_INTERNAL_H
 
-#include "maas/quant.h"
+#include "maas/qkernel.h"
 
 /* Scratch for quantized Dense layers, owned by an inference context. */
 typedef struct maas_qscratch {
@@ -27,8 +28,12 @@ int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int 
                     int32_t *acc, int ldc);
 int maas__qdnnl_available(void);
 
-/* The widest padded input (4 kg) and output (16 nb) over a model's quantized layers. */
-void maas__quant_widths(const maas_model *m, int *ldx, int *ldc);
+/* Allocates a layer's buffers for n_in x n_out (1 on success; release with the quant). */
+int maas__qlayer_alloc(maas_qlayer *l, int n_in, int n_out);
+/* Frees a layer's buffers and zeroes it. */
+void maas__qlayer_release(maas_qlayer *l);
+/* Builds the VNNI layout and the column sums from l->wq. */
+void maas__qlayer_pack(maas_qlayer *l);
 
 /*
  * out (rows x n_out) = act-free Dense output of layer l for float inputs in

@@ -3,19 +3,6 @@
 #include "maas/rng.h"
 #include "maas/sweep.h"
 
-const char *maas_sweep_metric_name(maas_sweep_metric m) {
-    return m == MAAS_SWEEP_VAL_ACCURACY ? "val_accuracy" : "val_loss";
-}
-
-maas_err maas_sweep_metric_from_name(const char *name, maas_sweep_metric *out, char *errstr,
-                                     size_t errstr_size) {
-    if (name && !strcmp(name, "val_loss")) return *out = MAAS_SWEEP_VAL_LOSS, MAAS_OK;
-    if (name && !strcmp(name, "val_accuracy")) return *out = MAAS_SWEEP_VAL_ACCURACY, MAAS_OK;
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
-                     "unknown sweep metric '%s' (known: val_loss, val_accuracy)",
-                     name ? name : "(null)");
-}
-
 /* The base job's layers back as a spec string ("10:relu,dropout:0.2,1:sigmoid"). */
 static void layers_text(const maas_train_spec *t, char *out, size_t size) {
     size_t n = 0;

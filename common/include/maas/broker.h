@@ -12,12 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "maas/config.h" /* maas_setting */
 #include "maas/err.h"
-
-typedef struct maas_setting {
-    const char *key;
-    const char *value;
-} maas_setting;
 
 /* ---- admin ---- */
 

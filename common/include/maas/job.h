@@ -14,7 +14,8 @@
 #include <stdint.h>
 
 #include "maas/err.h"
-#include "maas/kv.h" /* MAAS_NAME_MAX */
+#include "maas/job_state.h" /* maas_job_record */
+#include "maas/names.h"
 #include "maas/model.h"
 #include "maas/train.h"
 

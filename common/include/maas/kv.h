@@ -18,10 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "maas/broker.h" /* maas_setting */
+#include "maas/config.h" /* maas_setting */
 #include "maas/err.h"
-
-#define MAAS_NAME_MAX 128
+#include "maas/job_state.h"
+#include "maas/names.h"
+#include "maas/sweep_record.h"
 
 typedef struct maas_kv maas_kv;
 
@@ -36,47 +37,7 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
 void maas_kv_free(maas_kv *kv);
 maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size);
 
-/* Checks a job id / model name / alias against the name rules. */
-maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size);
-
-/* ---- job records ---- */
-
-typedef enum maas_job_state {
-    MAAS_JOB_UNKNOWN = 0, /* no record: never submitted, or its TTL ran out */
-    MAAS_JOB_QUEUED,
-    MAAS_JOB_RUNNING,
-    MAAS_JOB_SUCCEEDED,
-    MAAS_JOB_FAILED,
-    MAAS_JOB_EXPIRED,
-    MAAS_JOB_CANCELLED,
-    MAAS_JOB__COUNT
-} maas_job_state;
-
-#define MAAS_JOB_FINAL(s)                                                                          \
-    ((s) == MAAS_JOB_SUCCEEDED || (s) == MAAS_JOB_FAILED || (s) == MAAS_JOB_EXPIRED ||             \
-     (s) == MAAS_JOB_CANCELLED)
-
-const char *maas_job_state_name(maas_job_state s);
-maas_job_state maas_job_state_from_name(const char *name);
-
-/* A job record as stored (a Redis hash). Strings are "" when unset. */
-typedef struct maas_job_record {
-    char id[MAAS_NAME_MAX + 1];
-    char type[16]; /* train, infer, evaluate, optimize */
-    char model[2 * MAAS_NAME_MAX + 2];
-    maas_job_state state;
-    int attempts;
-    char worker[MAAS_NAME_MAX + 1];
-    int64_t created_ms, started_ms, finished_ms, heartbeat_ms, deadline_ms;
-    char error_code[32];
-    char error_message[512];
-    char *progress;        /* JSON text or NULL; owned */
-    unsigned char *result; /* msgpack bytes or NULL; owned */
-    size_t result_len;
-    int cancel_requested;
-} maas_job_record;
-
-void maas_job_record_release(maas_job_record *r);
+/* ---- job records (maas/job_state.h) ---- */
 
 /*
  * Creates the record (state queued) if no record with this id exists. Returns
@@ -290,5 +251,18 @@ maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, cha
 
 /* Model names, sorted; *names is an array of n malloc'ed strings (free each, then it). */
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);
+
+/* ---- sweeps (maas/sweep_record.h; the logic is in maas/sweep.h) ---- */
+
+/* Stores a new sweep; CONFLICT if one with this id exists (then load it). */
+maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, size_t errstr_size);
+/* Loads a sweep; UNKNOWN if there is none. s is large: allocate it on the heap. */
+maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *errstr,
+                            size_t errstr_size);
+/* Marks it done with its best version; CONFLICT if it was already done. */
+maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job, int best_version,
+                              char *errstr, size_t errstr_size);
+/* Ids of sweeps not yet done (*ids: n malloc'ed strings, free each, then it). */
+maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, size_t errstr_size);
 
 #endif

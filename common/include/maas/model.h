@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "maas/err.h"
+#include "maas/qkernel.h" /* the int8 floor below: maas_quant, maas_qkernel */
 #include "maas/rng.h"
 
 /* Limits checked before anything is allocated. */
@@ -152,6 +153,9 @@ void maas_infer_free(maas_infer *inf);
  */
 maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out, char *errstr,
                         size_t errstr_size);
+
+/* Selects the int8 kernel a context uses for a quantized model (tests compare them). */
+void maas_infer_set_qkernel(maas_infer *inf, maas_qkernel k);
 
 /* Convenience: a temporary context for one call. */
 maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, float *out,

@@ -30,28 +30,7 @@
 
 #include "maas/err.h"
 #include "maas/model.h"
-
-typedef struct maas_qdnnl maas_qdnnl; /* oneDNN state of a layer, private */
-
-/* One quantized Dense layer. All arrays owned by the maas_quant. */
-typedef struct maas_qlayer {
-    int n_in, n_out;
-    int kg;           /* groups of 4 inputs: ceil(n_in / 4) */
-    int nb;           /* blocks of 16 outputs: ceil(n_out / 16) */
-    int8_t *wq;       /* n_in x n_out, row-major: the stored form */
-    float *scale;     /* n_out per-channel scales, > 0 */
-    int8_t *packed;   /* kg x (16 nb) x 4: the VNNI layout, zero-padded */
-    int32_t *colsum;  /* 16 nb: sum over inputs of each unit's int8 weights */
-    float act_scale;  /* 0: dynamic per-row input scales; > 0: a calibrated one */
-    int act_unsigned; /* with act_scale: the calibrated input is >= 0 (uint8) */
-    maas_qdnnl *dnnl; /* oneDNN primitives for large batches, made on first use; owned */
-} maas_qlayer;
-
-/* The int8 side of a quantized model: one entry per model layer (Dropout: unused). */
-typedef struct maas_quant {
-    int n_layers;
-    maas_qlayer *layers; /* n_layers entries; wq == NULL for a layer left in float */
-} maas_quant;
+#include "maas/qkernel.h" /* maas_quant, maas_qkernel */
 
 /*
  * Quantizes every Dense kernel of m in place (see the top of this file). A
@@ -71,10 +50,6 @@ int maas_model_is_quantized(const maas_model *m);
 
 /* Drops the int8 side: m becomes the float model of its dequantized weights. */
 void maas_model_dequantize(maas_model *m);
-
-/* Deep copy of a maas_quant (NULL for NULL); NULL on allocation failure. */
-maas_quant *maas_quant_clone(const maas_quant *q);
-void maas_quant_free(maas_quant *q);
 
 /*
  * Static (calibrated) input scales instead of dynamic ones, measured as the
@@ -110,28 +85,5 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
 
 /* The sparsity m has now (exact zeros in each kernel). */
 void maas_sparsity(const maas_model *m, maas_prune_report *report);
-
-/* ---- the int8 kernel, exposed for tests and the benchmark ---- */
-
-typedef enum maas_qkernel {
-    MAAS_QKERNEL_AUTO = 0, /* oneDNN for chunks of >= 32 rows (when built with it), else VNNI
-                              when the CPU has it, else portable */
-    MAAS_QKERNEL_PORTABLE, /* plain C */
-    MAAS_QKERNEL_VNNI      /* our AVX-512 VNNI tiles only; falls back to portable without it */
-} maas_qkernel;
-
-/* What k resolves to here: "onednn+avx512-vnni", "avx512-vnni" or "portable". */
-const char *maas_qkernel_name(maas_qkernel k);
-
-/*
- * acc[r][j] = sum_k xq[r][k] * packed-weight[k][j] for rows rows, where xq is
- * uint8 rows of stride ldx >= 4 kg (padded with zeros to 4 kg), acc has
- * stride ldc >= 16 nb.
- */
-void maas_qgemm(maas_qkernel k, const maas_qlayer *l, const uint8_t *xq, int ldx, int rows,
-                int32_t *acc, int ldc);
-
-/* Selects the kernel an inference context uses (tests compare them). */
-void maas_infer_set_qkernel(maas_infer *inf, maas_qkernel k);
 
 #endif

@@ -20,10 +20,7 @@
 #include "maas/err.h"
 #include "maas/job.h"
 #include "maas/kv.h"
-
-#define MAAS_SWEEP_MAX_VALUES 16  /* values per dimension */
-#define MAAS_SWEEP_MAX_POINTS 256 /* jobs per sweep */
-#define MAAS_SWEEP_LAYERS_MAX 256 /* a layer list such as "32:relu,1:sigmoid" */
+#include "maas/sweep_record.h"
 
 /* The search space; a dimension with no values keeps the base job's setting. */
 typedef struct maas_sweep_grid {
@@ -35,35 +32,6 @@ typedef struct maas_sweep_grid {
     int random;    /* 0: every grid point; N: N distinct points drawn at random */
     uint64_t seed; /* for random */
 } maas_sweep_grid;
-
-typedef struct maas_sweep_point {
-    char job[MAAS_NAME_MAX + 1];
-    float lr;
-    int batch_size, epochs;
-    char layers[MAAS_SWEEP_LAYERS_MAX];
-} maas_sweep_point;
-
-typedef enum maas_sweep_metric {
-    MAAS_SWEEP_VAL_LOSS = 0,
-    MAAS_SWEEP_VAL_ACCURACY
-} maas_sweep_metric;
-
-typedef struct maas_sweep {
-    char id[MAAS_NAME_MAX + 1];
-    char model[MAAS_NAME_MAX + 1];
-    maas_sweep_metric metric;
-    char promote[MAAS_NAME_MAX + 1]; /* alias moved to the best version at the end, or "" */
-    int64_t created_ms;
-    int done;                         /* finished (and promoted, if asked) */
-    char best_job[MAAS_NAME_MAX + 1]; /* when done */
-    int best_version;                 /* when done; 0 if no job succeeded */
-    int n;                            /* points */
-    maas_sweep_point points[MAAS_SWEEP_MAX_POINTS];
-} maas_sweep;
-
-const char *maas_sweep_metric_name(maas_sweep_metric m);
-maas_err maas_sweep_metric_from_name(const char *name, maas_sweep_metric *out, char *errstr,
-                                     size_t errstr_size);
 
 /*
  * Fills s->points from the grid around the base training job (its learning
@@ -81,17 +49,6 @@ maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_j
  */
 maas_err maas_sweep_job(const maas_job *base, const maas_sweep_point *p, maas_job *out,
                         char *errstr, size_t errstr_size);
-
-/* Stores a new sweep; CONFLICT if one with this id exists (then load it). */
-maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, size_t errstr_size);
-/* Loads a sweep; UNKNOWN if there is none. s is large: allocate it on the heap. */
-maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *errstr,
-                            size_t errstr_size);
-/* Marks it done with its best version; CONFLICT if it was already done. */
-maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job, int best_version,
-                              char *errstr, size_t errstr_size);
-/* Ids of sweeps not yet done (*ids: n malloc'ed strings, free each, then it). */
-maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, size_t errstr_size);
 
 /* One point's outcome, from its job record. */
 typedef struct maas_sweep_row {

@@ -1,0 +1,21 @@
+/*
+ * names.h - the rules for names: job ids, model names, aliases, datasets,
+ * sweep ids. A neutral leaf: the codec, the adapters and the programs check
+ * names here without depending on each other.
+ *
+ * A name is 1..MAAS_NAME_MAX characters of [A-Za-z0-9._-], which keeps it out
+ * of Redis's hash-tag syntax and of any key or topic separator.
+ */
+#ifndef MAAS_NAMES_H
+#define MAAS_NAMES_H
+
+#include <stddef.h>
+
+#include "maas/err.h"
+
+#define MAAS_NAME_MAX 128
+
+/* Checks name against the rules; MAAS_ERR_ARG with a message naming `what` otherwise. */
+maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size);
+
+#endif
