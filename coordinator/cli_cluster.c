@@ -4,6 +4,7 @@
  * in Redis, and manage the model registry and datasets.
  */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/broker.h"
 #include "maas/job.h"
 #include "maas/kv.h"
@@ -134,17 +135,11 @@ static void conn_close(conn *c) {
     }
 }
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* 128 random bits as 32 hex digits. */
 static void random_id(char out[33]) {
     unsigned char b[16];
     if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        uint64_t t = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 40);
+        uint64_t t = (uint64_t)maas_wall_ms() ^ ((uint64_t)getpid() << 40);
         for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
     }
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
@@ -653,7 +648,7 @@ int maas_cli_submit(int argc, char **argv) {
             break;
         case O_DEADLINE:
             if (!(rc = cli_parse_int(cmd, "--deadline-s", optarg, 1, 86400 * 365, &lv)))
-                j.deadline_ms = wall_ms() + lv * 1000;
+                j.deadline_ms = maas_wall_ms() + lv * 1000;
             break;
         case O_CLASSES:
             j.want_classes = 1;
@@ -697,7 +692,7 @@ int maas_cli_submit(int argc, char **argv) {
     } else {
         random_id(j.id);
     }
-    j.created_ms = wall_ms();
+    j.created_ms = maas_wall_ms();
     cli_data d = {0};
     if (type == MAAS_JOBTYPE_INFER) {
         if (!da.data) {
@@ -869,7 +864,7 @@ int maas_cli_cancel(int argc, char **argv) {
 }
 
 static void age(int64_t ms, char *out, size_t size) {
-    int64_t s = ms > 0 ? (wall_ms() - ms) / 1000 : -1;
+    int64_t s = ms > 0 ? (maas_wall_ms() - ms) / 1000 : -1;
     if (s < 0)
         snprintf(out, size, "-");
     else if (s < 120)
@@ -1161,7 +1156,7 @@ int maas_cli_import(int argc, char **argv) {
     conn_defaults(&c);
     if (!(rc = conn_open(cmd, &c))) {
         char job[64];
-        snprintf(job, sizeof(job), "import-%lld", (long long)wall_ms());
+        snprintf(job, sizeof(job), "import-%lld", (long long)maas_wall_ms());
         int version, created;
         if (maas_kv_version_create(c.kv, argv[3], job, 0, h5, len, NULL, NULL, &version, &created,
                                    e, sizeof(e)))
@@ -1210,14 +1205,14 @@ static int dlq_read(const char *cmd, conn *c, dlq_entry **out, int *n) {
     if (!con) return maas_cli_fail(cmd, "%s", e);
     int cap = 64, rc = 0;
     dlq_entry *v = calloc((size_t)cap, sizeof(*v));
-    int64_t deadline = wall_ms() + 30000, idle_since = 0;
-    while (v && wall_ms() < deadline) {
+    int64_t deadline = maas_wall_ms() + 30000, idle_since = 0;
+    while (v && maas_wall_ms() < deadline) {
         maas_message m;
         if (maas_consumer_poll(con, 200, &m, e, sizeof(e))) continue;
         if (!m.handle_) {
             if (maas_consumer_assigned(con) > 0 && maas_consumer_lag(con) == 0) {
-                if (!idle_since) idle_since = wall_ms();
-                if (wall_ms() - idle_since > 1500) break; /* caught up */
+                if (!idle_since) idle_since = maas_wall_ms();
+                if (maas_wall_ms() - idle_since > 1500) break; /* caught up */
             }
             continue;
         }
@@ -1248,7 +1243,7 @@ static int dlq_read(const char *cmd, conn *c, dlq_entry **out, int *n) {
         maas_message_release(&m);
     }
     if (!v) rc = maas_cli_fail(cmd, "out of memory");
-    if (wall_ms() >= deadline && !rc)
+    if (maas_wall_ms() >= deadline && !rc)
         fprintf(stderr, "maas %s: stopped reading %s after 30 s\n", cmd, topic);
     maas_consumer_free(con);
     *out = v;
@@ -1718,7 +1713,7 @@ int maas_cli_sweep(int argc, char **argv) {
     } else {
         snprintf(base.data.dataset, sizeof(base.data.dataset), "%s", da.dataset);
     }
-    s->created_ms = wall_ms();
+    s->created_ms = maas_wall_ms();
     maas_err err = maas_kv_sweep_create(c.kv, s, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
         maas_sweep *old = calloc(1, sizeof(*old));
@@ -1743,7 +1738,7 @@ int maas_cli_sweep(int argc, char **argv) {
             rc = maas_cli_fail(cmd, "%s", e);
             break;
         }
-        j.created_ms = wall_ms();
+        j.created_ms = maas_wall_ms();
         rc = publish_job(cmd, &c, &j, 1, &existed, topic, sizeof(topic));
         submitted += !existed;
     }

@@ -1,5 +1,6 @@
 /* `maas fit | evaluate | predict | inspect | optimize`: local mode on model.h5 files. */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/dataset.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
@@ -182,16 +183,10 @@ typedef struct progress {
     double epoch_start, last_draw;
 } progress;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int on_batch(void *ud, int epoch, size_t batch, size_t n_batches) {
     progress *p = ud;
     if (interrupted) return 1;
-    double t = now_s();
+    double t = maas_mono_s();
     if (batch == 0) p->epoch_start = t;
     if (!p->tty || (t - p->last_draw < 0.1 && batch + 1 < n_batches)) return 0;
     p->last_draw = t;

@@ -22,6 +22,7 @@
  * Exit status: 0 after SIGTERM/SIGINT, 1 if it cannot start, 2 on usage errors.
  */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/strbuf.h"
 #include "maas/broker.h"
 #include "maas/http.h"
@@ -58,18 +59,6 @@ static volatile sig_atomic_t stop;
 static void on_signal(int sig) {
     (void)sig;
     stop = 1;
-}
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ------------------------------------------------------------ JSON out */
@@ -270,7 +259,7 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
                           size_t es) {
     unsigned char *buf;
     size_t len;
-    if (!j->created_ms) j->created_ms = wall_ms();
+    if (!j->created_ms) j->created_ms = maas_wall_ms();
     maas_err err = maas_job_encode(j, &buf, &len, e, es);
     if (err) return err;
     maas_job_record rec;
@@ -295,12 +284,12 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
     char topic[256];
     maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
                     topic, sizeof(topic), e, es);
-    double t0 = mono();
+    double t0 = maas_mono_s();
     err = publish_bytes(c, topic, j->id, buf, len, e, es);
     free(buf);
     pthread_mutex_lock(&c->lock);
     c->publishes++;
-    c->publish_seconds += mono() - t0;
+    c->publish_seconds += maas_mono_s() - t0;
     if (err)
         c->publish_failed++;
     else
@@ -326,7 +315,7 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
 static void random_id(char out[33]) {
     unsigned char b[16];
     if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(wall_ms() >> (i % 8));
+        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(maas_wall_ms() >> (i % 8));
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
@@ -439,7 +428,7 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     if (timeout_ms < 1 || timeout_ms > 600000)
         return reply_error(res, 400, "BAD_FORMAT", "field timeout_ms: expected 1..600000");
     random_id(id);
-    int64_t now = wall_ms();
+    int64_t now = maas_wall_ms();
     snprintf(
         prefix, sizeof(prefix),
         "\"v\": 1, \"id\": \"%s\", \"type\": \"infer\", \"model\": \"%s\", \"created_ms\": %lld, "
@@ -462,9 +451,9 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     maas_job_release(&j);
     if (err) return reply_error(res, status_of(err), maas_err_code(err), e);
     maas_job_state st = MAAS_JOB_QUEUED;
-    double until = mono() + timeout_ms / 1000.0;
-    while (!MAAS_JOB_FINAL(st) && mono() < until) {
-        int left = (int)((until - mono()) * 1000);
+    double until = maas_mono_s() + timeout_ms / 1000.0;
+    while (!MAAS_JOB_FINAL(st) && maas_mono_s() < until) {
+        int left = (int)((until - maas_mono_s()) * 1000);
         if ((err = maas_kv_job_wait(kv, id, left > 1 ? left : 1, &st, e, sizeof(e))))
             return reply_error(res, status_of(err), maas_err_code(err), e);
     }
@@ -752,7 +741,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     if (!err) {
         snprintf(s->id, sizeof(s->id), "%s", id);
         snprintf(s->model, sizeof(s->model), "%s", base.model.name);
-        s->created_ms = wall_ms();
+        s->created_ms = maas_wall_ms();
         err = maas_sweep_expand(s, g, &base, e, sizeof(e));
     }
     if (!err) {
@@ -774,7 +763,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         maas_job j;
         err = maas_sweep_job(&base, &s->points[k], &j, e, sizeof(e));
         if (!err) {
-            j.created_ms = wall_ms();
+            j.created_ms = maas_wall_ms();
             int again = 0;
             err = submit_ex(c, kv, &j, 1, &again, e, sizeof(e));
             if (!err && again)
@@ -948,7 +937,7 @@ static void requeue_stale(coord *c, maas_kv *kv) {
         return;
     }
     unsigned long counts[MAAS_JOB__COUNT] = {0};
-    int64_t now = wall_ms();
+    int64_t now = maas_wall_ms();
     for (int i = 0; i < n; i++) {
         maas_job_record *r = &recs[i];
         counts[r->state]++;

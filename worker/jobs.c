@@ -231,9 +231,9 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
         memcpy(x + at * cols, in->data, (size_t)in->rows * cols * sizeof(float));
         at += in->rows;
     }
-    double t0 = now_s();
+    double t0 = maas_mono_s();
     err = maas_infer_run(ce->infer, x, rows, y, e, sizeof(e));
-    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, now_s() - t0);
+    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, maas_mono_s() - t0);
     metrics_batch(&w->metrics, nm);
     free(x);
     w->batches++;
@@ -371,7 +371,7 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
         return 0;
     }
     maas_err err = MAAS_OK;
-    int64_t now = now_ms();
+    int64_t now = maas_wall_ms();
     for (int i = 0; i < n && !err; i++) {
         infer_item *it = &items[i];
         it->msg = &msgs[i];
@@ -597,7 +597,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         t->compile = ce->info.compile;
         t->has_compile = ce->info.has_compile;
         t->parent_version = ce->version;
-        maas_rng_init(&t->rng, (uint64_t)now_ms());
+        maas_rng_init(&t->rng, (uint64_t)maas_wall_ms());
         if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
         j->train.compile = t->compile;
         return has_data ? shape_labels(j, t->model, e, es) : MAAS_OK;
@@ -623,7 +623,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         return maas_errf(e, es, MAAS_ERR_LIMIT, "field epochs: %d, over the limit of %d",
                          j->train.epochs, w->cfg.max_epochs);
     t->compile = j->train.compile;
-    maas_rng_init(&t->rng, j->train.has_seed ? j->train.seed : (uint64_t)now_ms());
+    maas_rng_init(&t->rng, j->train.has_seed ? j->train.seed : (uint64_t)maas_wall_ms());
     int n_in = (int)j->data.x.cols;
     if (j->train.has_from) {
         cache_entry *ce;
@@ -678,8 +678,8 @@ void start_work_job(worker *w, maas_message *msg) {
     maas_job_record rec;
     maas_job_record_of(j, &rec);
     if (j->created_ms > 0)
-        metrics_queue_time(&w->metrics, 0, (double)(now_ms() - j->created_ms) / 1000.0);
-    if (j->deadline_ms > 0 && now_ms() > j->deadline_ms) {
+        metrics_queue_time(&w->metrics, 0, (double)(maas_wall_ms() - j->created_ms) / 1000.0);
+    if (j->deadline_ms > 0 && maas_wall_ms() > j->deadline_ms) {
         maas_job_update u = {.to = MAAS_JOB_EXPIRED,
                              .from_mask = FROM_ACTIVE,
                              .error_code = "EXPIRED",
@@ -747,7 +747,7 @@ void start_work_job(worker *w, maas_message *msg) {
     /* Long work: pause fetching on the work topic and keep polling (so the group
      * never sees this member as stuck) while a compute thread runs the job. */
     maas_consumer_pause(w->work_c, 1, e, sizeof(e));
-    t->started = t->last_heartbeat = now_s();
+    t->started = t->last_heartbeat = maas_mono_s();
     wlog(w, "info", j->id, "%s %s: %u rows, %s", maas_job_type_name(j->type), j->model.name,
          j->data.x.rows,
          j->type == MAAS_JOBTYPE_TRAIN      ? "training"
@@ -831,7 +831,7 @@ static maas_err finalize(worker *w, work_task *t) {
          * record went back to the queue: the record is not ours to write, and the
          * offset is the new owner's to store. */
         wlog(w, "info", j->id, "left to its new owner after %.1fs; nothing written",
-             now_s() - t->started);
+             maas_mono_s() - t->started);
         return MAAS_OK;
     }
     if (t->err == MAAS_ERR_CANCELLED) {
@@ -843,7 +843,7 @@ static maas_err finalize(worker *w, work_task *t) {
                              .notify = j->notify};
         err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
-        wlog(w, "info", j->id, "cancelled after %.1fs", now_s() - t->started);
+        wlog(w, "info", j->id, "cancelled after %.1fs", maas_mono_s() - t->started);
         metrics_job(&w->metrics, j->type, OUT_CANCELLED);
         store_work_offset(w, t->topic, t->partition, t->offset);
         return MAAS_OK;
@@ -922,9 +922,9 @@ static maas_err finalize(worker *w, work_task *t) {
     if (err && err != MAAS_ERR_CONFLICT) return err;
     w->jobs_done++;
     metrics_job(&w->metrics, j->type, OUT_SUCCEEDED);
-    metrics_compute_time(&w->metrics, j->type, now_s() - t->started);
+    metrics_compute_time(&w->metrics, j->type, maas_mono_s() - t->started);
     wlog(w, "info", j->id, "%s done in %.1fs: version %d, loss %.4f", maas_job_type_name(j->type),
-         now_s() - t->started, r.version, t->loss);
+         maas_mono_s() - t->started, r.version, t->loss);
     store_work_offset(w, t->topic, t->partition, t->offset);
     return MAAS_OK;
 }
@@ -934,7 +934,7 @@ void poll_work_task(worker *w) {
     char e[MAAS_ERRSTR_SIZE];
     if (!t) return;
     if (!atomic_load(&t->done)) {
-        double now = now_s();
+        double now = maas_mono_s();
         if (now - t->last_heartbeat < 1.0) return;
         t->last_heartbeat = now;
         char progress[512];

@@ -7,6 +7,7 @@
  * start (bad settings, Kafka or Redis unreachable at start), 2 on usage errors.
  */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/protocol.h"
@@ -21,18 +22,6 @@ static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
     (void)sig;
     stop_requested = 1;
-}
-
-double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...) {
@@ -262,7 +251,7 @@ static void announce(worker *w) {
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     snprintf(done, sizeof(done), "%lu", w->jobs_done);
     snprintf(failed, sizeof(failed), "%lu", w->jobs_failed);
-    snprintf(since, sizeof(since), "%lld", (long long)now_ms());
+    snprintf(since, sizeof(since), "%lld", (long long)maas_wall_ms());
     int n = 0;
     loaded[0] = '\0';
     for (int i = 0; i < w->cache.n && n < (int)sizeof(loaded) - 140; i++)
@@ -284,13 +273,13 @@ int main(int argc, char **argv) {
     static worker w;
     int rc = configure(&w.cfg, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;
-    w.started = now_s();
+    w.started = maas_mono_s();
     char e[MAAS_ERRSTR_SIZE];
     if (maas_cpu_check_env(e, sizeof(e))) {
         fprintf(stderr, "maas-worker: %s\n", e);
         return 2;
     }
-    srand((unsigned)(getpid() ^ (unsigned)now_ms()));
+    srand((unsigned)(getpid() ^ (unsigned)maas_wall_ms()));
     maas_blas_set_threads(w.cfg.threads);
     log_config(&w);
     if (maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.topic_infer, sizeof(w.topic_infer),
@@ -355,21 +344,21 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    wlog(&w, "info", NULL, "ready in %.0f ms: consuming %s and %s", (now_s() - w.started) * 1e3,
-         w.topic_infer, w.topic_work);
+    wlog(&w, "info", NULL, "ready in %.0f ms: consuming %s and %s",
+         (maas_mono_s() - w.started) * 1e3, w.topic_infer, w.topic_work);
     announce(&w);
 
     maas_message *batch = calloc((size_t)w.cfg.batch_max, sizeof(maas_message));
-    double last_announce = now_s(), last_refresh = now_s(), stop_at = 0;
+    double last_announce = maas_mono_s(), last_refresh = maas_mono_s(), stop_at = 0;
     while (1) {
         if (stop_requested && stop_at == 0) {
-            stop_at = now_s() + w.cfg.grace_s;
+            stop_at = maas_mono_s() + w.cfg.grace_s;
             w.stopping = 1;
             wlog(&w, "info", NULL, "stopping: no new jobs%s",
                  w.task ? "; finishing the current one" : "");
         }
         if (stop_at && !w.task) break;
-        if (stop_at && w.task && now_s() > stop_at && !atomic_load(&w.task->stop)) {
+        if (stop_at && w.task && maas_mono_s() > stop_at && !atomic_load(&w.task->stop)) {
             wlog(&w, "warn", w.task->job.id, "grace period over: abandoning it for redelivery");
             atomic_store(&w.task->stop, 1);
         }
@@ -398,9 +387,9 @@ int main(int argc, char **argv) {
         if (maas_consumer_poll(w.infer_c, wait_ms, &batch[0], e, sizeof(e)) == MAAS_OK &&
             batch[0].handle_) {
             n = 1;
-            double until = now_s() + w.cfg.batch_wait_ms / 1000.0;
+            double until = maas_mono_s() + w.cfg.batch_wait_ms / 1000.0;
             while (n < w.cfg.batch_max) {
-                int left = (int)((until - now_s()) * 1000);
+                int left = (int)((until - maas_mono_s()) * 1000);
                 if (maas_consumer_poll(w.infer_c, left > 0 ? left : 0, &batch[n], e, sizeof(e)) !=
                         MAAS_OK ||
                     !batch[n].handle_)
@@ -412,13 +401,13 @@ int main(int argc, char **argv) {
         } else if (w.n_flights) {
             infer_settle(&w);
         }
-        if (now_s() - last_refresh > 1.0) {
+        if (maas_mono_s() - last_refresh > 1.0) {
             metrics_refresh(&w);
-            last_refresh = now_s();
+            last_refresh = maas_mono_s();
         }
-        if (now_s() - last_announce > 5.0) {
+        if (maas_mono_s() - last_announce > 5.0) {
             announce(&w);
-            last_announce = now_s();
+            last_announce = maas_mono_s();
         }
     }
     infer_settle(&w);

@@ -87,7 +87,7 @@ void metrics_batch(metrics *m, int jobs) {
 void metrics_refresh(worker *w) {
     metrics *m = &w->metrics;
     char e[MAAS_ERRSTR_SIZE];
-    double now = now_s();
+    double now = maas_mono_s();
     int check = now - m->checked_at > 5.0;
     int redis_ok = m->redis_ok;
     /* Redis answers a PING in well under a millisecond: checked here, on the connection the

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "maas/broker.h"
+#include "maas/clock.h"
 #include "maas/http.h"
 #include "maas/job.h"
 #include "maas/kv.h"
@@ -152,8 +153,6 @@ typedef struct worker {
 /* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
 void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-double now_s(void);
-int64_t now_ms(void);
 
 /* cache.c */
 void cache_init(model_cache *c, size_t budget_bytes);

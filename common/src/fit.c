@@ -1,5 +1,6 @@
 /* model.fit / model.evaluate: batching, shuffling, validation, early stopping. */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/quant.h"
 #include "maas/train.h"
 #include "train_internal.h"
@@ -18,12 +19,6 @@ void maas_history_release(maas_history *h) {
     if (!h) return;
     free(h->epochs);
     memset(h, 0, sizeof(*h));
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static maas_err check_inputs(const maas_model *m, const float *x, size_t rows, const char *what,
@@ -254,7 +249,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     double best_val = is_max ? -INFINITY : INFINITY;
     int best_epoch = 0, wait = 0, n_epochs = 0, stopped = 0;
     for (int ep = 1; ep <= o->epochs; ep++) {
-        double t0 = now_seconds();
+        double t0 = maas_mono_s();
         if (o->shuffle)
             for (size_t i = n_train - 1; i > 0; i--) {
                 size_t j = (size_t)maas_rng_below(o->rng, i + 1);
@@ -291,7 +286,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
             if (err) goto done;
             e->has_val = 1;
         }
-        e->seconds = now_seconds() - t0;
+        e->seconds = maas_mono_s() - t0;
         int stop = o->on_epoch && o->on_epoch(o->ud, e);
         if (o->early_stopping) {
             double v = monitored(o, e);

@@ -1,5 +1,6 @@
 /* The Redis adapter (the only file that includes hiredis.h). Key layout: schemas/redis-keys.md. */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/digest.h"
 #include "maas/kv.h"
 
@@ -47,12 +48,6 @@ struct maas_kv {
         char errstr[MAAS_ERRSTR_SIZE];
     } flight;
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- connection ---- */
 
@@ -293,7 +288,7 @@ static maas_err index_job(maas_kv *kv, const char *id, int64_t created_ms, char 
     char key[128], score[24], cutoff[32];
     snprintf(key, sizeof(key), "%sjobs", kv->prefix);
     snprintf(score, sizeof(score), "%lld", (long long)created_ms);
-    snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(now_ms() - 30LL * 86400 * 1000));
+    snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(maas_wall_ms() - 30LL * 86400 * 1000));
     const char *add[] = {"ZADD", key, "NX", score, id};
     redisReply *rep = cmd(kv, 5, add, NULL, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
@@ -324,7 +319,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     arg_s(&a, "model"), arg_s(&a, r->model);
     arg_s(&a, "state"), arg_s(&a, "queued");
     arg_s(&a, "attempts"), arg_i(&a, 0);
-    arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : now_ms());
+    arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : maas_wall_ms());
     arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
     arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
@@ -333,7 +328,8 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     freeReplyObject(rep);
     if (!created)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
-    return index_job(kv, r->id, r->created_ms ? r->created_ms : now_ms(), errstr, errstr_size);
+    return index_job(kv, r->id, r->created_ms ? r->created_ms : maas_wall_ms(), errstr,
+                     errstr_size);
 }
 
 static void copy_field(char *dst, size_t size, const redisReply *v) {
@@ -571,7 +567,7 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     transition_call t;
     for (int attempt = 0; attempt < 2; attempt++) {
         if ((err = load_transition(kv, errstr, errstr_size))) return err;
-        build_transition(kv, &t, id, u, now_ms());
+        build_transition(kv, &t, id, u, maas_wall_ms());
         redisReply *rep = cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
         if (!rep) {
             if (errstr && strstr(errstr, "NOSCRIPT")) { /* SCRIPT FLUSH or a restart */
@@ -583,7 +579,7 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
         err = transition_reply(rep, id, u, errstr, errstr_size);
         freeReplyObject(rep);
         if (!err && u->create) /* a job produced straight to Kafka: index it too */
-            err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : now_ms(),
+            err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : maas_wall_ms(),
                             errstr, errstr_size);
         return err;
     }
@@ -639,7 +635,7 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
         free(t);
         return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
     }
-    int64_t now = now_ms();
+    int64_t now = maas_wall_ms();
     maas_err err = kv->ctx ? MAAS_OK : kv_open(kv, errstr, errstr_size);
     if (!err) err = load_transition(kv, errstr, errstr_size);
     /* Pipelined: every script is appended to the output buffer, then written at once. */
@@ -717,7 +713,7 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
     arg_s(&a, key);
     arg_s(&a, chan);
     arg_s(&a, worker);
-    arg_i(&a, now_ms());
+    arg_i(&a, maas_wall_ms());
     arg_s(&a, progress_json);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
@@ -761,7 +757,7 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     arg_s(&a, key);
     arg_s(&a, done);
     arg_s(&a, chan);
-    arg_i(&a, now_ms());
+    arg_i(&a, maas_wall_ms());
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return MAAS_ERR_UNAVAILABLE;
     int unknown = rep->str && !strcmp(rep->str, "unknown");
@@ -773,16 +769,12 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
 /* The next reply on a subscribed connection, waiting up to timeout_ms (0: only what has
  * arrived): 1 and *out (free it), 0 none in time (or a signal), -1 the connection failed. */
 static int sub_next(redisContext *c, int timeout_ms, redisReply **out) {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = maas_mono_ms();
     while (1) {
         *out = NULL;
         if (redisGetReplyFromReader(c, (void **)out) != REDIS_OK) return -1;
         if (*out) return 1;
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left =
-            timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        long left = (long)(timeout_ms - (maas_mono_ms() - t0));
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int r = poll(&pfd, 1, left > 0 ? (int)left : 0);
         if (r < 0 && errno == EINTR) return 0; /* a signal: let the caller look at it */
@@ -887,7 +879,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
     KEY(kjobs, kv, "model:{%s}:jobs", model);
     KEY(kal, kv, "model:{%s}:aliases", model);
     maas_sha256_hex(h5, len, sha);
-    int64_t t = now_ms();
+    int64_t t = maas_wall_ms();
     argv_buf a = {0};
     arg_s(&a, "EVAL");
     arg_s(&a, version_create_lua);
@@ -951,7 +943,7 @@ static void track_on(maas_kv *kv) {
     if (r) freeReplyObject(r);
     if (!ok) {
         track_off(kv);
-        kv->track_retry_ms = now_ms() + 5000;
+        kv->track_retry_ms = maas_wall_ms() + 5000;
     }
 }
 
@@ -1051,7 +1043,7 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
         KEY(key, kv, "model:{%s}:versions", model);
     else
         KEY(key, kv, "model:{%s}:aliases", model);
-    if (kv->cache_versions && !kv->inval && kv->ctx && now_ms() >= kv->track_retry_ms)
+    if (kv->cache_versions && !kv->inval && kv->ctx && maas_wall_ms() >= kv->track_retry_ms)
         track_on(kv); /* it broke earlier (Redis went away): set it up again */
     track_drain(kv);
     const resolved *hit = kv->inval ? resolved_find(kv, key, ref) : NULL;
@@ -1556,7 +1548,8 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
     char key[256], nbuf[16], cbuf[24];
     KEY(key, kv, "sweep:{%s}", s->id);
     snprintf(nbuf, sizeof(nbuf), "%d", s->n);
-    snprintf(cbuf, sizeof(cbuf), "%lld", (long long)(s->created_ms ? s->created_ms : now_ms()));
+    snprintf(cbuf, sizeof(cbuf), "%lld",
+             (long long)(s->created_ms ? s->created_ms : maas_wall_ms()));
     int a = 0;
     argv[a++] = "EVAL";
     argv[a++] = sweep_create_lua;
@@ -1689,7 +1682,7 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
     char key[256], ver[16], now[24], kset[128];
     KEY(key, kv, "sweep:{%s}", id);
     snprintf(ver, sizeof(ver), "%d", best_version);
-    snprintf(now, sizeof(now), "%lld", (long long)now_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)maas_wall_ms());
     snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
     const char *argv[] = {"EVAL", sweep_finish_lua, "1", key, best_job, ver, now};
     redisReply *rep = cmd(kv, 7, argv, NULL, errstr, errstr_size);

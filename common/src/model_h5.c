@@ -3,6 +3,7 @@
  * documented in schemas/model-h5.md.
  */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/dataset.h"
 #include "maas/model_io.h"
 #include "maas/quant.h"
@@ -920,9 +921,7 @@ static int write_all(int fd, const void *p, size_t n) {
 static int read_all(int fd, void *p, size_t n, long long deadline_ms) {
     char *c = p;
     while (n > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long long left = deadline_ms - (ts.tv_sec * 1000LL + ts.tv_nsec / 1000000);
+        long long left = deadline_ms - (long long)maas_mono_ms();
         if (left <= 0) return 0;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int pr = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
@@ -975,9 +974,7 @@ static void child_load(int fd, const void *buf, size_t len) {
 
 static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_info *info,
                                char *errstr, size_t errstr_size) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    long long deadline = ts.tv_sec * 1000LL + ts.tv_nsec / 1000000 + ISOLATE_TIMEOUT_MS(len);
+    long long deadline = (long long)maas_mono_ms() + ISOLATE_TIMEOUT_MS(len);
     iso_header *h = malloc(sizeof(*h));
     maas_layer_spec *specs = malloc(MAAS_MAX_LAYERS * sizeof(*specs));
     float *mean = NULL, *std = NULL;

@@ -1,5 +1,6 @@
 /* The optimization pipeline shared by `maas optimize` and optimize jobs. See optimize.h. */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/model_io.h"
 #include "maas/optimize.h"
 
@@ -9,12 +10,6 @@ void maas_optimize_opts_init(maas_optimize_opts *o) {
     memset(o, 0, sizeof(*o));
     o->batch_size = 32;
     o->holdout = 0.2;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -33,14 +28,14 @@ static maas_err latency_us(const maas_model *m, const float *row, double *us, ch
     float *out = malloc((size_t)m->n_outputs * sizeof(float));
     maas_err err = inf && (row || zeros) && out ? MAAS_OK : MAAS_ERR_NOMEM;
     const float *x = row ? row : zeros;
-    double t[9], start = now_s();
+    double t[9], start = maas_mono_s();
     int runs = 0;
     if (!err) err = maas_infer_run(inf, x, 1, out, errstr, errstr_size); /* warm */
-    while (!err && runs < 9 && (runs == 0 || now_s() - start < 1.0)) {
-        double t0 = now_s();
+    while (!err && runs < 9 && (runs == 0 || maas_mono_s() - start < 1.0)) {
+        double t0 = maas_mono_s();
         for (int i = 0; !err && i < 50; i++)
             err = maas_infer_run(inf, x, 1, out, errstr, errstr_size);
-        t[runs++] = (now_s() - t0) / 50 * 1e6;
+        t[runs++] = (maas_mono_s() - t0) / 50 * 1e6;
     }
     if (!err) {
         qsort(t, (size_t)runs, sizeof(double), cmp_double);

@@ -1,5 +1,6 @@
 /* Losses, optimizers, metrics, and the trainer that runs forward/backward passes. */
 #include "maas/base.h"
+#include "maas/clock.h"
 #include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/train.h"
@@ -277,19 +278,13 @@ maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_s
     return trainer_new(m, c, batch_size, rng, 1, errstr, errstr_size);
 }
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* maas_gemm, timed into the profile when one is set. */
 static void tr_gemm(maas_trainer *tr, int ta, int tb, int m, int n, int k, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc) {
-    double t0 = tr->prof ? mono_now() : 0.0;
+    double t0 = tr->prof ? maas_mono_s() : 0.0;
     maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     if (tr->prof) {
-        tr->prof->gemm_s += mono_now() - t0;
+        tr->prof->gemm_s += maas_mono_s() - t0;
         tr->prof->gemm_flops += 2.0 * m * (double)n * k;
     }
 }
@@ -702,13 +697,13 @@ maas_err maas_trainer_step(maas_trainer *tr, const float *x, const float *y, int
                            double *acc_sum, char *errstr, size_t errstr_size) {
     maas_fpenv fp;
     maas__fpenv_flush(&fp);
-    double t0 = tr->prof ? mono_now() : 0.0;
+    double t0 = tr->prof ? maas_mono_s() : 0.0;
     maas_err err = run_grad(tr, x, y, rows, 1, loss, acc_sum, errstr, errstr_size);
     if (!err) {
-        double t1 = tr->prof ? mono_now() : 0.0;
+        double t1 = tr->prof ? maas_mono_s() : 0.0;
         apply_update(tr);
         if (tr->prof) {
-            double t2 = mono_now();
+            double t2 = maas_mono_s();
             tr->prof->update_s += t2 - t1;
             tr->prof->step_s += t2 - t0;
             tr->prof->steps++;
