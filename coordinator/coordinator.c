@@ -25,6 +25,7 @@
 #include "maas/clock.h"
 #include "maas/strbuf.h"
 #include "maas/broker.h"
+#include "maas/client.h"
 #include "maas/http.h"
 #include "maas/job.h"
 #include "maas/json.h"
@@ -41,14 +42,10 @@
 
 typedef struct coord {
     char brokers[512], redis[512], prefix[64], listen[64];
-    maas_setting settings[32];
-    int n_settings;
-    maas_producer *producer;
-    pthread_mutex_t lock; /* metrics and the delivery-report handshake */
-    pthread_cond_t delivered;
-    unsigned long submitted[5], publish_failed, requests[6]; /* requests by status class */
-    double publish_seconds;
-    unsigned long publishes;
+    maas_config conf;          /* conf.settings: kafka.* and redis.* (maas/config.h) */
+    maas_client *client;       /* the producer and the submit protocol (maas/client.h) */
+    pthread_mutex_t lock;      /* metrics */
+    unsigned long requests[6]; /* requests by status class */
     /* housekeeping settings and what it last saw (under lock) */
     int stale_s, max_attempts, retain_versions;
     unsigned long recent[MAAS_JOB__COUNT], sweeps_active, sweep_points, sweep_finished;
@@ -204,107 +201,16 @@ static void put_record(maas_strbuf *t, const maas_job_record *r) {
 
 /* ------------------------------------------------------------ submitting */
 
-typedef struct delivery {
-    coord *c;
-    int done;
-    maas_err err;
-    char errstr[256];
-} delivery;
-
-static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *errstr,
-                        int32_t partition, int64_t offset) {
-    (void)ud;
-    (void)partition;
-    (void)offset;
-    delivery *d = msg_opaque;
-    pthread_mutex_lock(&d->c->lock);
-    d->err = err;
-    snprintf(d->errstr, sizeof(d->errstr), "%s", errstr ? errstr : "");
-    d->done = 1;
-    pthread_cond_broadcast(&d->c->delivered);
-    pthread_mutex_unlock(&d->c->lock);
-}
-
-/* Records, then publishes; returns MAAS_OK, CONFLICT (exists: not resubmitted) or an error. */
-/* Publishes stored bytes and waits for the broker's acknowledgement. */
-static maas_err publish_bytes(coord *c, const char *topic, const char *key, const void *buf,
-                              size_t len, char *e, size_t es) {
-    delivery d = {.c = c};
-    maas_err err = maas_producer_send(c->producer, topic, key, strlen(key), buf, len, &d, e, es);
-    if (err) return err;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 15;
-    pthread_mutex_lock(&c->lock);
-    while (!d.done && pthread_cond_timedwait(&c->delivered, &c->lock, &until) == 0) {
-    }
-    if (!d.done) {
-        err = MAAS_ERR_TIMEOUT;
-        snprintf(e, es, "kafka did not acknowledge within 15 s");
-    } else if (d.err) {
-        err = d.err;
-        snprintf(e, es, "%s", d.errstr);
-    }
-    pthread_mutex_unlock(&c->lock);
-    return err;
-}
-
-/*
- * Records then publishes j. CONFLICT when the id is known (an idempotency key),
- * unless republish and the record is still queued: then it is published again
- * (a coordinator that died between the record and the publish; a duplicate is
- * harmless, the worker acknowledges a job whose record moved on).
- */
+/* Submits through the client (maas/client.h); CONFLICT when the id was known and left alone. */
 static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int *again, char *e,
                           size_t es) {
-    unsigned char *buf;
-    size_t len;
-    if (!j->created_ms) j->created_ms = maas_wall_ms();
-    maas_err err = maas_job_encode(j, &buf, &len, e, es);
+    maas_submit_info info;
+    maas_err err =
+        maas_client_submit(c->client, kv, j, republish ? MAAS_SUBMIT_REPUBLISH : 0, &info, e, es);
     if (err) return err;
-    maas_job_record rec;
-    maas_job_record_of(j, &rec);
-    err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : 7 * 86400, e, es);
-    if (err == MAAS_ERR_CONFLICT && republish) {
-        maas_job_record now = {0};
-        maas_err gerr = maas_kv_job_get(kv, j->id, &now, e, es);
-        if (!gerr && now.state == MAAS_JOB_QUEUED) {
-            err = MAAS_OK;
-            if (again) *again = 1;
-        }
-        maas_job_record_release(&now);
-    }
-    /* a work job's message is kept, so housekeeping can publish it again if its worker vanishes */
-    if (!err && j->type != MAAS_JOBTYPE_INFER)
-        err = maas_kv_job_message_put(kv, j->id, buf, len, j->ttl_s, e, es);
-    if (err) {
-        free(buf);
-        return err;
-    }
-    char topic[256];
-    maas_topic_name(c->prefix, j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
-                    topic, sizeof(topic), e, es);
-    double t0 = maas_mono_s();
-    err = publish_bytes(c, topic, j->id, buf, len, e, es);
-    free(buf);
-    pthread_mutex_lock(&c->lock);
-    c->publishes++;
-    c->publish_seconds += maas_mono_s() - t0;
-    if (err)
-        c->publish_failed++;
-    else
-        c->submitted[j->type]++;
-    pthread_mutex_unlock(&c->lock);
-    if (err) {
-        char e2[MAAS_ERRSTR_SIZE];
-        maas_job_update u = {.to = MAAS_JOB_FAILED,
-                             .from_mask = 1u << MAAS_JOB_QUEUED,
-                             .error_code = "UNAVAILABLE",
-                             .error_message = e,
-                             .notify = j->notify};
-        maas_kv_job_transition(kv, j->id, &u, e2, sizeof(e2));
-        return MAAS_ERR_UNAVAILABLE;
-    }
+    if (again) *again = info.existed && info.published;
+    if (info.existed && !info.published)
+        return maas_errf(e, es, MAAS_ERR_CONFLICT, "job %s exists", j->id);
     return MAAS_OK;
 }
 
@@ -799,11 +705,13 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
 
 static void route_metrics(coord *c, maas_http_response *res) {
     maas_strbuf t = {0};
+    maas_client_stats cs;
+    maas_client_stats_get(c->client, &cs);
     pthread_mutex_lock(&c->lock);
     maas_strbuf_printf(&t, "# TYPE maas_coordinator_submissions_total counter\n");
     for (int ty = 1; ty <= MAAS_JOBTYPE_OPTIMIZE; ty++)
         maas_strbuf_printf(&t, "maas_coordinator_submissions_total{type=\"%s\"} %lu\n",
-                           maas_job_type_name((maas_job_type)ty), c->submitted[ty]);
+                           maas_job_type_name((maas_job_type)ty), cs.submitted[ty]);
     maas_strbuf_printf(
         &t,
         "# TYPE maas_coordinator_publish_failures_total counter\n"
@@ -811,7 +719,7 @@ static void route_metrics(coord *c, maas_http_response *res) {
         "# TYPE maas_coordinator_publish_seconds summary\n"
         "maas_coordinator_publish_seconds_sum %.6f\nmaas_coordinator_publish_seconds_count %lu\n"
         "# TYPE maas_coordinator_http_responses_total counter\n",
-        c->publish_failed, c->publish_seconds, c->publishes);
+        cs.publish_failed, cs.publish_seconds, cs.publishes);
     for (int k = 1; k <= 5; k++)
         maas_strbuf_printf(&t, "maas_coordinator_http_responses_total{class=\"%dxx\"} %lu\n", k,
                            c->requests[k]);
@@ -861,7 +769,7 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
     int n = segments(req->path, buf, sizeof(buf), s, 8);
     const char *m = req->method;
     if (!strcmp(req->path, "/metrics") && !strcmp(m, "GET")) return route_metrics(c, res);
-    maas_kv *kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e));
+    maas_kv *kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, sizeof(e));
     if (!kv) {
         if (!strcmp(req->path, "/healthz"))
             return maas_http_reply(res, 503, "application/json",
@@ -869,7 +777,7 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
         return reply_error(res, 503, "UNAVAILABLE", e);
     }
     if (!strcmp(req->path, "/healthz")) {
-        int kafka = maas_kafka_wait_ready(c->brokers, c->settings, c->n_settings, 2000, e,
+        int kafka = maas_kafka_wait_ready(c->brokers, c->conf.settings, c->conf.n_settings, 2000, e,
                                           sizeof(e)) == MAAS_OK;
         maas_http_reply(res, kafka ? 200 : 503, "application/json",
                         "{\"status\": \"%s\", \"kafka\": %s, \"redis\": true}\n",
@@ -960,7 +868,8 @@ static void requeue_stale(coord *c, maas_kv *kv) {
             char topic[256];
             maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
             if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
-                maas_err err = publish_bytes(c, topic, r->id, msg, len, e, sizeof(e));
+                maas_err err =
+                    maas_client_publish(c->client, kv, topic, r->id, msg, len, 1, e, sizeof(e));
                 fprintf(stderr,
                         "maas-coordinator: job %s: worker %s stopped %llds ago; %s (attempt %d "
                         "of %d)\n",
@@ -1032,7 +941,8 @@ static void *housekeeping(void *ud) {
             struct timespec ts = {0, 100 * 1000000L};
             nanosleep(&ts, NULL);
         }
-        if (!kv && !(kv = maas_kv_connect(c->redis, c->settings, c->n_settings, e, sizeof(e))))
+        if (!kv &&
+            !(kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, sizeof(e))))
             continue;
         if (tick % 5 == 0) requeue_stale(c, kv);
         if (tick % 5 == 0) apply_retention(c, kv);
@@ -1087,60 +997,38 @@ static const char usage[] =
 
 int main(int argc, char **argv) {
     static coord c;
-    const char *env;
-    snprintf(c.brokers, sizeof(c.brokers), "%s",
-             (env = getenv("MAAS_KAFKA_BROKERS")) ? env : "127.0.0.1:19092");
-    snprintf(c.redis, sizeof(c.redis), "%s",
-             (env = getenv("MAAS_REDIS_URL")) ? env : "redis://127.0.0.1:16379");
-    snprintf(c.prefix, sizeof(c.prefix), "%s",
-             (env = getenv("MAAS_TOPIC_PREFIX")) ? env : MAAS_TOPIC_PREFIX_DEFAULT);
-    snprintf(c.listen, sizeof(c.listen), "%s",
-             (env = getenv("MAAS_COORDINATOR_HTTP")) ? env : "127.0.0.1:18080");
-    c.stale_s = (env = getenv("MAAS_STALE_S")) ? (int)strtol(env, NULL, 10) : 60;
-    c.max_attempts = (env = getenv("MAAS_MAX_ATTEMPTS")) ? (int)strtol(env, NULL, 10) : 3;
-    c.retain_versions = (env = getenv("MAAS_RETAIN_VERSIONS")) ? (int)strtol(env, NULL, 10) : 0;
-    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return fputs(usage, stdout), 0;
-        if (!v) return fputs(usage, stderr), 2;
-        if (!strcmp(a, "--http"))
-            snprintf(c.listen, sizeof(c.listen), "%s", v);
-        else if (!strcmp(a, "--brokers"))
-            snprintf(c.brokers, sizeof(c.brokers), "%s", v);
-        else if (!strcmp(a, "--redis"))
-            snprintf(c.redis, sizeof(c.redis), "%s", v);
-        else if (!strcmp(a, "--topic-prefix"))
-            snprintf(c.prefix, sizeof(c.prefix), "%s", v);
-        else if (!strcmp(a, "--stale-s"))
-            c.stale_s = (int)strtol(v, NULL, 10);
-        else if (!strcmp(a, "--max-attempts"))
-            c.max_attempts = (int)strtol(v, NULL, 10);
-        else if (!strcmp(a, "--retain-versions"))
-            c.retain_versions = (int)strtol(v, NULL, 10);
-        else if (!strcmp(a, "-X") && strchr(v, '=') && c.n_settings < 32) {
-            char *k = strndup(v, (size_t)(strchr(v, '=') - v));
-            c.settings[c.n_settings++] = (maas_setting){k, strdup(strchr(v, '=') + 1)};
-        } else {
-            return fputs(usage, stderr), 2;
-        }
-    }
-    if (c.stale_s < 1 || c.stale_s > 86400 || c.max_attempts < 1 || c.max_attempts > 100 ||
-        c.retain_versions < 0 || c.retain_versions > 1000000) {
-        fprintf(stderr, "maas-coordinator: --stale-s must be 1..86400, --max-attempts 1..100, "
-                        "--retain-versions 0..1000000\n");
+    snprintf(c.brokers, sizeof(c.brokers), "127.0.0.1:19092");
+    snprintf(c.redis, sizeof(c.redis), "redis://127.0.0.1:16379");
+    snprintf(c.prefix, sizeof(c.prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
+    snprintf(c.listen, sizeof(c.listen), "127.0.0.1:18080");
+    c.stale_s = 60;
+    c.max_attempts = 3;
+    c.retain_versions = 0;
+    const maas_option opts[] = {
+        MAAS_OPTION_CLUSTER(c.brokers, c.redis, c.prefix),
+        {"http", "MAAS_COORDINATOR_HTTP", MAAS_OPTION_STRING, c.listen, sizeof(c.listen), 0, 0},
+        {"stale-s", "MAAS_STALE_S", MAAS_OPTION_INT, &c.stale_s, 0, 1, 86400},
+        {"max-attempts", "MAAS_MAX_ATTEMPTS", MAAS_OPTION_INT, &c.max_attempts, 0, 1, 100},
+        {"retain-versions", "MAAS_RETAIN_VERSIONS", MAAS_OPTION_INT, &c.retain_versions, 0, 0,
+         1000000},
+    };
+    char e[MAAS_ERRSTR_SIZE];
+    int help = 0;
+    if (maas_config_init(&c.conf, "maas-coordinator", opts, (int)MAAS_ARRAY_LEN(opts), e,
+                         sizeof(e)) ||
+        maas_config_parse_args(&c.conf, argc, argv, &help, e, sizeof(e))) {
+        fprintf(stderr, "%s\n%s", e, usage);
+        maas_config_release(&c.conf);
         return 2;
     }
+    if (help) return fputs(usage, stdout), 0;
     pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.delivered, NULL);
-    char e[MAAS_ERRSTR_SIZE];
-    maas_kv *probe = maas_kv_connect(c.redis, c.settings, c.n_settings, e, sizeof(e));
-    if (!probe) {
-        fprintf(stderr, "maas-coordinator: %s\n", e);
-        return 1;
-    }
-    maas_kv_free(probe);
-    if (!(c.producer = maas_producer_new(c.brokers, c.settings, c.n_settings, on_delivery, &c, e,
-                                         sizeof(e)))) {
+    maas_client_config cc = {.brokers = c.brokers,
+                             .redis_url = c.redis,
+                             .topic_prefix = c.prefix,
+                             .settings = c.conf.settings,
+                             .n_settings = c.conf.n_settings};
+    if (!(c.client = maas_client_new(&cc, e, sizeof(e)))) {
         fprintf(stderr, "maas-coordinator: %s\n", e);
         return 1;
     }
@@ -1161,10 +1049,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     /* the Redis URL may carry a password: shown masked */
     char shown[sizeof(c.redis)];
-    snprintf(shown, sizeof(shown), "%s", c.redis);
-    char *at = strrchr(shown, '@'), *colon2 = strstr(shown, "://");
-    if (at && colon2 && (colon2 = strchr(colon2 + 3, ':')) && colon2 < at)
-        memmove(colon2 + 4, at, strlen(at) + 1), memcpy(colon2, ":***", 4);
+    maas_config_mask_url(c.redis, shown, sizeof(shown));
     fprintf(stderr,
             "maas-coordinator: serving http://%s:%d (kafka %s, redis %s; stale after %d s, %d "
             "attempts; retain %d versions)\n",
@@ -1172,15 +1057,12 @@ int main(int argc, char **argv) {
             c.retain_versions);
     pthread_t hk;
     int hk_started = pthread_create(&hk, NULL, housekeeping, &c) == 0;
-    /* The producer's delivery reports are served here. */
-    while (!stop) maas_producer_poll(c.producer, 100);
+    /* delivery reports are served by the threads that wait for them (maas/client.h) */
+    while (!stop) usleep(100 * 1000);
     fprintf(stderr, "maas-coordinator: stopping\n");
     if (hk_started) pthread_join(hk, NULL);
     maas_http_stop(h);
-    maas_producer_free(c.producer);
-    for (int i = 0; i < c.n_settings; i++) {
-        free((char *)c.settings[i].key);
-        free((char *)c.settings[i].value);
-    }
+    maas_client_free(c.client);
+    maas_config_release(&c.conf);
     return 0;
 }

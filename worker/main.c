@@ -11,6 +11,7 @@
 #include "maas/cpu.h"
 #include "maas/gemm.h"
 #include "maas/protocol.h"
+#include "maas/strbuf.h"
 #include "worker.h"
 
 #include <signal.h>
@@ -62,112 +63,11 @@ static const char usage[] =
     "  --threads N             BLAS threads (default 1)\n"
     "  --http ADDR:PORT        serve /metrics, /healthz, /readyz (env MAAS_WORKER_HTTP; off)\n";
 
-static char *keep(worker_config *c, const char *s) {
-    char *d = strdup(s);
-    if (d && c->n_owned < (int)MAAS_ARRAY_LEN(c->owned)) c->owned[c->n_owned++] = d;
-    return d;
-}
-
-static int set_opt(worker_config *c, const char *name, const char *v) {
-    char *end;
-    long n = strtol(v, &end, 10);
-    int numeric = *v && !*end;
-    struct {
-        const char *name;
-        long *lp;
-        int *ip;
-        long lo, hi;
-    } nums[] = {
-        {"batch-max", NULL, &c->batch_max, 1, 4096},
-        {"batch-wait-ms", NULL, &c->batch_wait_ms, 0, 1000},
-        {"cache-mb", &c->cache_mb, NULL, 16, 1 << 20},
-        {"max-attempts", NULL, &c->max_attempts, 1, 100},
-        {"max-rows", &c->max_rows, NULL, 1, 1L << 32},
-        {"max-params", &c->max_params, NULL, 1, MAAS_MAX_PARAMS},
-        {"max-epochs", NULL, &c->max_epochs, 1, 1000000},
-        {"grace-s", NULL, &c->grace_s, 0, 3600},
-        {"ttl-s", NULL, &c->default_ttl_s, 0, 365 * 86400},
-        {"threads", NULL, &c->threads, 1, 256},
-    };
-    for (size_t i = 0; i < MAAS_ARRAY_LEN(nums); i++) {
-        if (strcmp(name, nums[i].name)) continue;
-        if (!numeric || n < nums[i].lo || n > nums[i].hi) {
-            fprintf(stderr, "maas-worker: --%s must be an integer in %ld..%ld, got '%s'\n", name,
-                    nums[i].lo, nums[i].hi, v);
-            return 2;
-        }
-        if (nums[i].lp)
-            *nums[i].lp = n;
-        else
-            *nums[i].ip = (int)n;
-        return 0;
-    }
-    struct {
-        const char *name;
-        char *buf;
-        size_t size;
-    } strs[] = {
-        {"brokers", c->brokers, sizeof(c->brokers)},
-        {"redis", c->redis_url, sizeof(c->redis_url)},
-        {"id", c->id, sizeof(c->id)},
-        {"topic-prefix", c->topic_prefix, sizeof(c->topic_prefix)},
-        {"http", c->http, sizeof(c->http)},
-    };
-    for (size_t i = 0; i < MAAS_ARRAY_LEN(strs); i++)
-        if (!strcmp(name, strs[i].name)) {
-            snprintf(strs[i].buf, strs[i].size, "%s", v);
-            return 0;
-        }
-    if (!strncmp(name, "kafka.", 6) || !strncmp(name, "redis.", 6)) {
-        if (c->n_settings == MAX_SETTINGS) return 2;
-        c->settings[c->n_settings++] = (maas_setting){keep(c, name), keep(c, v)};
-        return 0;
-    }
-    fprintf(stderr, "maas-worker: unknown setting '%s'\n%s", name, usage);
-    return 2;
-}
-
-static int load_file(worker_config *c, const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "maas-worker: cannot read config '%s': %s\n", path, strerror(errno));
-        return 1;
-    }
-    char line[1024];
-    int rc = 0, ln = 0;
-    while (!rc && fgets(line, sizeof(line), f)) {
-        ln++;
-        line[strcspn(line, "\r\n")] = '\0';
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (!*p || *p == '#') continue;
-        char *eq = strchr(p, '=');
-        if (!eq) {
-            fprintf(stderr, "maas-worker: %s:%d: expected name=value\n", path, ln);
-            rc = 2;
-            break;
-        }
-        *eq = '\0';
-        char *k = p, *v = eq + 1;
-        for (char *q = eq - 1; q >= k && (*q == ' ' || *q == '\t'); q--) *q = '\0';
-        while (*v == ' ' || *v == '\t') v++;
-        rc = set_opt(c, k, v);
-    }
-    fclose(f);
-    return rc;
-}
-
 static int configure(worker_config *c, int argc, char **argv) {
     memset(c, 0, sizeof(*c));
-    snprintf(c->brokers, sizeof(c->brokers), "%s",
-             getenv("MAAS_KAFKA_BROKERS") ? getenv("MAAS_KAFKA_BROKERS") : "127.0.0.1:19092");
-    snprintf(c->redis_url, sizeof(c->redis_url), "%s",
-             getenv("MAAS_REDIS_URL") ? getenv("MAAS_REDIS_URL") : "redis://127.0.0.1:16379");
-    snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s",
-             getenv("MAAS_TOPIC_PREFIX") ? getenv("MAAS_TOPIC_PREFIX") : MAAS_TOPIC_PREFIX_DEFAULT);
-    if (getenv("MAAS_WORKER_ID")) snprintf(c->id, sizeof(c->id), "%s", getenv("MAAS_WORKER_ID"));
-    if (getenv("MAAS_WORKER_HTTP"))
-        snprintf(c->http, sizeof(c->http), "%s", getenv("MAAS_WORKER_HTTP"));
+    snprintf(c->brokers, sizeof(c->brokers), "127.0.0.1:19092");
+    snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:16379");
+    snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
     c->batch_max = 64;
     c->batch_wait_ms = 2;
     c->cache_mb = 512;
@@ -178,30 +78,34 @@ static int configure(worker_config *c, int argc, char **argv) {
     c->grace_s = 30;
     c->default_ttl_s = MAAS_JOB_TTL_DEFAULT_S;
     c->threads = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return -1;
-        }
-        int rc;
-        if (!strcmp(a, "-X") && i + 1 < argc) {
-            char *kv = keep(c, argv[++i]), *eq = kv ? strchr(kv, '=') : NULL;
-            if (!eq) {
-                fprintf(stderr, "maas-worker: -X needs key=value\n");
-                return 2;
-            }
-            *eq = '\0';
-            rc = set_opt(c, kv, eq + 1);
-        } else if (!strcmp(a, "--config") && i + 1 < argc) {
-            rc = load_file(c, argv[++i]);
-        } else if (!strncmp(a, "--", 2) && i + 1 < argc) {
-            rc = set_opt(c, a + 2, argv[++i]);
-        } else {
-            fprintf(stderr, "maas-worker: unexpected argument '%s'\n%s", a, usage);
-            return 2;
-        }
-        if (rc) return rc;
+    const maas_option opts[] = {
+        MAAS_OPTION_CLUSTER(c->brokers, c->redis_url, c->topic_prefix),
+        {"id", "MAAS_WORKER_ID", MAAS_OPTION_STRING, c->id, sizeof(c->id), 0, 0},
+        {"http", "MAAS_WORKER_HTTP", MAAS_OPTION_STRING, c->http, sizeof(c->http), 0, 0},
+        {"batch-max", NULL, MAAS_OPTION_INT, &c->batch_max, 0, 1, 4096},
+        {"batch-wait-ms", NULL, MAAS_OPTION_INT, &c->batch_wait_ms, 0, 0, 1000},
+        {"cache-mb", NULL, MAAS_OPTION_LONG, &c->cache_mb, 0, 16, 1 << 20},
+        {"max-attempts", NULL, MAAS_OPTION_INT, &c->max_attempts, 0, 1, 100},
+        {"max-rows", NULL, MAAS_OPTION_LONG, &c->max_rows, 0, 1, 1L << 32},
+        {"max-params", NULL, MAAS_OPTION_LONG, &c->max_params, 0, 1, MAAS_MAX_PARAMS},
+        {"max-epochs", NULL, MAAS_OPTION_INT, &c->max_epochs, 0, 1, 1000000},
+        {"grace-s", NULL, MAAS_OPTION_INT, &c->grace_s, 0, 0, 3600},
+        {"ttl-s", NULL, MAAS_OPTION_INT, &c->default_ttl_s, 0, 0, 365 * 86400},
+        {"threads", NULL, MAAS_OPTION_INT, &c->threads, 0, 1, 256},
+    };
+    _Static_assert(MAAS_ARRAY_LEN(opts) <= MAAS_ARRAY_LEN(c->opts), "worker_config.opts");
+    memcpy(c->opts, opts, sizeof(opts));
+    char e[MAAS_ERRSTR_SIZE];
+    int help = 0;
+    if (maas_config_init(&c->conf, "maas-worker", c->opts, (int)MAAS_ARRAY_LEN(opts), e,
+                         sizeof(e)) ||
+        maas_config_parse_args(&c->conf, argc, argv, &help, e, sizeof(e))) {
+        fprintf(stderr, "%s\n%s", e, usage);
+        return 2;
+    }
+    if (help) {
+        fputs(usage, stdout);
+        return -1;
     }
     if (!c->id[0]) {
         char host[64] = "worker";
@@ -211,7 +115,6 @@ static int configure(worker_config *c, int argc, char **argv) {
                 *p = '-';
         snprintf(c->id, sizeof(c->id), "%s-%ld", host, (long)getpid());
     }
-    char e[MAAS_ERRSTR_SIZE];
     if (maas_name_check("worker id", c->id, e, sizeof(e))) {
         fprintf(stderr, "maas-worker: %s\n", e);
         return 2;
@@ -221,28 +124,14 @@ static int configure(worker_config *c, int argc, char **argv) {
     return 0;
 }
 
-static int secret(const char *key) {
-    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.oauthbearer");
-}
-
 static void log_config(const worker *w) {
-    const worker_config *c = &w->cfg;
-    char url[512];
-    snprintf(url, sizeof(url), "%s", c->redis_url);
-    char *at = strrchr(url, '@'), *scheme = strstr(url, "://");
-    if (at && scheme) snprintf(scheme + 3, sizeof(url) - (size_t)(scheme + 3 - url), "***%s", at);
-    wlog(w, "info", NULL,
-         "config: brokers=%s redis=%s topic_prefix=%s batch_max=%d batch_wait_ms=%d cache_mb=%ld "
-         "max_attempts=%d max_rows=%ld max_params=%ld max_epochs=%d grace_s=%d ttl_s=%d threads=%d",
-         c->brokers, url, c->topic_prefix, c->batch_max, c->batch_wait_ms, c->cache_mb,
-         c->max_attempts, c->max_rows, c->max_params, c->max_epochs, c->grace_s, c->default_ttl_s,
-         c->threads);
+    maas_strbuf t = {0};
+    maas_config_describe(&w->cfg.conf, &t);
+    wlog(w, "info", NULL, "config: %s", t.p ? t.p : "");
+    free(t.p);
     wlog(w, "info", NULL, "kernels: level=%s (cpu %s, cap %s) blas=%s",
          maas_cpu_level_name(maas_cpu_current()), maas_cpu_level_name(maas_cpu_detected()),
          maas_cpu_level_name(maas_cpu_cap()), maas_blas_describe());
-    for (int i = 0; i < c->n_settings; i++)
-        wlog(w, "info", NULL, "config: %s=%s", c->settings[i].key,
-             secret(c->settings[i].key) ? "***" : c->settings[i].value);
 }
 
 static void announce(worker *w) {
@@ -292,31 +181,32 @@ int main(int argc, char **argv) {
         return 2;
     }
     cache_init(&w.cache, (size_t)w.cfg.cache_mb << 20);
-    int connected = (w.kv = maas_kv_connect(w.cfg.redis_url, w.cfg.settings, w.cfg.n_settings, e,
-                                            sizeof(e))) != NULL;
+    int connected = (w.kv = maas_kv_connect(w.cfg.redis_url, w.cfg.conf.settings,
+                                            w.cfg.conf.n_settings, e, sizeof(e))) != NULL;
     for (int i = 0; i < INFER_FLIGHTS && connected; i++)
-        connected = (w.kv_results[i] = maas_kv_connect(w.cfg.redis_url, w.cfg.settings,
-                                                       w.cfg.n_settings, e, sizeof(e))) != NULL;
+        connected =
+            (w.kv_results[i] = maas_kv_connect(w.cfg.redis_url, w.cfg.conf.settings,
+                                               w.cfg.conf.n_settings, e, sizeof(e))) != NULL;
     if (!connected) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
     }
     /* aliases resolved per job without a round trip each: Redis says when one moves */
     if (maas_kv_cache_versions(w.kv, e, sizeof(e))) wlog(&w, "warn", NULL, "%s", e);
-    if (!(w.producer = maas_producer_new(w.cfg.brokers, w.cfg.settings, w.cfg.n_settings, NULL,
-                                         NULL, e, sizeof(e)))) {
+    if (!(w.producer = maas_producer_new(w.cfg.brokers, w.cfg.conf.settings, w.cfg.conf.n_settings,
+                                         NULL, NULL, e, sizeof(e)))) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
     }
     const char *ti[] = {w.topic_infer}, *tw[] = {w.topic_work};
     /* The work consumer prefetches little: a paused partition's prefetch is thrown away. */
-    maas_setting ws[MAX_SETTINGS + 2];
+    maas_setting ws[MAAS_CONFIG_MAX_SETTINGS + 2];
     int nws = 0;
     ws[nws++] = (maas_setting){"kafka.queued.min.messages", "1"};
     ws[nws++] = (maas_setting){"kafka.queued.max.messages.kbytes", "1024"};
-    for (int i = 0; i < w.cfg.n_settings; i++) ws[nws++] = w.cfg.settings[i];
-    w.infer_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_infer, ti, 1, w.cfg.settings,
-                                  w.cfg.n_settings, e, sizeof(e));
+    for (int i = 0; i < w.cfg.conf.n_settings; i++) ws[nws++] = w.cfg.conf.settings[i];
+    w.infer_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_infer, ti, 1, w.cfg.conf.settings,
+                                  w.cfg.conf.n_settings, e, sizeof(e));
     if (w.infer_c)
         w.work_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_work, tw, 1, ws, nws, e, sizeof(e));
     if (!w.infer_c || !w.work_c) {
@@ -425,6 +315,6 @@ int main(int argc, char **argv) {
     cache_release(&w.cache);
     maas_kv_free(w.kv);
     for (int i = 0; i < INFER_FLIGHTS; i++) maas_kv_free(w.kv_results[i]);
-    for (int i = 0; i < w.cfg.n_owned; i++) free(w.cfg.owned[i]);
+    maas_config_release(&w.cfg.conf);
     return 0;
 }

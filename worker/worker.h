@@ -7,14 +7,13 @@
 
 #include "maas/broker.h"
 #include "maas/clock.h"
+#include "maas/config.h"
 #include "maas/http.h"
 #include "maas/job.h"
 #include "maas/kv.h"
 #include "maas/model.h"
 #include "maas/optimize.h"
 #include "maas/model_io.h"
-
-#define MAX_SETTINGS 64
 
 typedef struct worker_config {
     char brokers[512];
@@ -29,14 +28,12 @@ typedef struct worker_config {
     long max_rows;     /* per job */
     long max_params;
     int max_epochs;
-    int grace_s;       /* shutdown: finish the current training job for up to this long */
-    int default_ttl_s; /* job records live this long after they end (0 = forever) */
-    int threads;       /* BLAS threads */
-    char http[64];     /* "ADDR:PORT" of /metrics, /healthz, /readyz; "" = off */
-    maas_setting settings[MAX_SETTINGS]; /* kafka.* and redis.* pass-through */
-    int n_settings;
-    char *owned[MAX_SETTINGS * 2];
-    int n_owned;
+    int grace_s;          /* shutdown: finish the current training job for up to this long */
+    int default_ttl_s;    /* job records live this long after they end (0 = forever) */
+    int threads;          /* BLAS threads */
+    char http[64];        /* "ADDR:PORT" of /metrics, /healthz, /readyz; "" = off */
+    maas_option opts[20]; /* the option table (maas/config.h), pointing into this struct */
+    maas_config conf;     /* conf.settings: kafka.* and redis.* pass-through */
 } worker_config;
 
 /* A cached model version: immutable, shared by every job that uses it. */
