@@ -136,9 +136,12 @@ maas_err maas_config_parse_args(maas_config *c, int argc, char **argv, int *help
             return MAAS_OK;
         }
         maas_err err;
-        if (i + 1 >= argc || strncmp(a, "-", 1))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
-                             "%s: unexpected argument '%s' (options take a value)", c->program, a);
+        if (a[0] != '-')
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: unexpected argument '%s'",
+                             c->program, a);
+        if (i + 1 >= argc)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: option '%s' takes a value",
+                             c->program, a);
         if (!strcmp(a, "-X"))
             err = maas_config_setting(c, argv[++i], errstr, errstr_size);
         else if (!strcmp(a, "--config"))
