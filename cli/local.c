@@ -1,4 +1,8 @@
-/* `maas fit | evaluate | predict | inspect | optimize`: local mode on model.h5 files. */
+/*
+ * `maas fit | evaluate | predict | inspect | optimize`: local mode on model.h5 files.
+ * Size (~1080 lines): five commands and the data loading (CSV, HDF5) they and the
+ * cluster commands share (cli.h); to be split per command like cluster mode.
+ */
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/dataset.h"

@@ -3,6 +3,9 @@
  * evaluation on a compute thread while the main thread keeps polling. Every
  * effect is idempotent by job id; offsets are stored only after the job's
  * record is final in Redis.
+ *
+ * Size (~1000 lines): batching/flights, the compute thread and job outcomes
+ * still share one file; splitting them (issue 15) is the next step here.
  */
 #include "maas/base.h"
 #include "maas/strbuf.h"
@@ -762,58 +765,64 @@ void start_work_job(worker *w, maas_message *msg) {
     w->task = t;
 }
 
-static void metrics_json(const work_task *t, char *out, size_t size) {
-    int n = snprintf(out, size, "{\"rows\": %zu, \"loss\": %.9g", t->rows, t->loss);
-    if (!isnan(t->accuracy))
-        n += snprintf(out + n, size - (size_t)n, ", \"accuracy\": %.9g", t->accuracy);
+/* A training job's version metrics (JSON). */
+static void metrics_json(const work_task *t, maas_strbuf *b) {
+    maas_strbuf_printf(b, "{\"rows\": %zu, \"loss\": %.9g", t->rows, t->loss);
+    if (!isnan(t->accuracy)) maas_strbuf_printf(b, ", \"accuracy\": %.9g", t->accuracy);
     if (t->history.n_epochs > 0) {
         const maas_epoch_log *l = &t->history.epochs[t->history.n_epochs - 1];
-        n += snprintf(out + n, size - (size_t)n, ", \"epochs\": %d", t->history.n_epochs);
-        if (l->has_val)
-            n += snprintf(out + n, size - (size_t)n, ", \"val_loss\": %.9g", l->val_loss);
+        maas_strbuf_printf(b, ", \"epochs\": %d", t->history.n_epochs);
+        if (l->has_val) maas_strbuf_printf(b, ", \"val_loss\": %.9g", l->val_loss);
         if (l->has_val && l->has_accuracy)
-            n += snprintf(out + n, size - (size_t)n, ", \"val_accuracy\": %.9g", l->val_accuracy);
+            maas_strbuf_printf(b, ", \"val_accuracy\": %.9g", l->val_accuracy);
     }
-    snprintf(out + n, size - (size_t)n, "}");
+    maas_strbuf_printf(b, "}");
+}
+
+/* A training job's version config: what was done (JSON). */
+static void train_config_json(const work_task *t, maas_strbuf *b) {
+    maas_strbuf_printf(b,
+                       "{\"loss\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %.9g, "
+                       "\"epochs\": %d, \"batch_size\": %d}",
+                       maas_loss_name(t->compile.loss), maas_opt_name(t->compile.optim.kind),
+                       (double)t->compile.optim.learning_rate, t->job.train.epochs,
+                       t->job.train.batch_size);
 }
 
 /* An optimize job's effects (the version's metrics) and what was done (its config). */
-static void optimize_json(const work_task *t, char *effects, size_t msize, char *config,
-                          size_t csize) {
+static void optimize_json(const work_task *t, maas_strbuf *effects, maas_strbuf *config) {
     const maas_optimize_report *r = &t->opt;
-    maas_strbuf b = {0};
-    maas_strbuf_printf(&b, "{\"bytes_before\": %zu, \"bytes_after\": %zu, \"size_ratio\": %.4g",
+    maas_strbuf *b = effects;
+    maas_strbuf_printf(b, "{\"bytes_before\": %zu, \"bytes_after\": %zu, \"size_ratio\": %.4g",
                        r->bytes_before, r->bytes_after,
                        (double)r->bytes_before / (double)r->bytes_after);
-    maas_strbuf_printf(&b, ", \"predict_us_before\": %.4g, \"predict_us_after\": %.4g",
-                       r->us_before, r->us_after);
+    maas_strbuf_printf(b, ", \"predict_us_before\": %.4g, \"predict_us_after\": %.4g", r->us_before,
+                       r->us_after);
     if (r->eval_rows > 0) {
-        maas_strbuf_printf(&b, ", \"rows\": %zu, \"loss_before\": %.9g, \"loss\": %.9g",
+        maas_strbuf_printf(b, ", \"rows\": %zu, \"loss_before\": %.9g, \"loss\": %.9g",
                            r->eval_rows, r->loss_before, r->loss_after);
         if (!isnan(r->acc_before))
-            maas_strbuf_printf(&b, ", \"accuracy_before\": %.9g, \"accuracy\": %.9g", r->acc_before,
+            maas_strbuf_printf(b, ", \"accuracy_before\": %.9g, \"accuracy\": %.9g", r->acc_before,
                                r->acc_after);
     }
     if (r->pruned) {
-        maas_strbuf_printf(&b, ", \"sparsity\": %.6g, \"sparsity_per_layer\": [",
+        maas_strbuf_printf(b, ", \"sparsity\": %.6g, \"sparsity_per_layer\": [",
                            r->prune.total_sparsity);
         int first = 1;
         for (int i = 0; i < t->model->n_layers; i++)
             if (t->model->layers[i].spec.kind == MAAS_LAYER_DENSE) {
-                maas_strbuf_printf(&b, "%s%.6g", first ? "" : ", ", r->prune.sparsity[i]);
+                maas_strbuf_printf(b, "%s%.6g", first ? "" : ", ", r->prune.sparsity[i]);
                 first = 0;
             }
-        maas_strbuf_printf(&b, "]");
+        maas_strbuf_printf(b, "]");
     }
-    maas_strbuf_printf(&b, "}");
-    snprintf(effects, msize, "%s", !b.oom && b.p ? b.p : "{}");
-    free(b.p);
+    maas_strbuf_printf(b, "}");
     const maas_optimize_spec *o = &t->job.optimize;
-    snprintf(config, csize,
-             "{\"method\": \"optimize\", \"quantize\": %s, \"prune\": %.6g, "
-             "\"finetune_epochs\": %d, \"parent\": %d, \"int8_kernel\": \"%s\"}",
-             o->quantize_int8 ? "\"int8\"" : "null", (double)o->prune, r->finetune_epochs,
-             t->parent_version, r->kernel ? r->kernel : "");
+    maas_strbuf_printf(config,
+                       "{\"method\": \"optimize\", \"quantize\": %s, \"prune\": %.6g, "
+                       "\"finetune_epochs\": %d, \"parent\": %d, \"int8_kernel\": \"%s\"}",
+                       o->quantize_int8 ? "\"int8\"" : "null", (double)o->prune, r->finetune_epochs,
+                       t->parent_version, r->kernel ? r->kernel : "");
 }
 
 /* Writes what the finished task produced; a retriable error keeps the task for later. */
@@ -862,7 +871,7 @@ static maas_err finalize(worker *w, work_task *t) {
     r.loss = t->loss;
     r.accuracy = t->accuracy;
     r.version = t->parent_version;
-    maas_history_entry hist[1024];
+    maas_history_entry *hist = NULL; /* every epoch (the result's contract), on the heap */
     if (j->type == MAAS_JOBTYPE_TRAIN || j->type == MAAS_JOBTYPE_OPTIMIZE) {
         /* a new version: the model file, what was measured, what was done */
         unsigned char *h5;
@@ -874,21 +883,23 @@ static maas_err finalize(worker *w, work_task *t) {
             store_work_offset(w, t->topic, t->partition, t->offset);
             return MAAS_OK;
         }
-        char metrics_text[1024], config[512];
+        maas_strbuf metrics_text = {0}, config = {0};
         if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
-            optimize_json(t, metrics_text, sizeof(metrics_text), config, sizeof(config));
+            optimize_json(t, &metrics_text, &config);
         } else {
-            metrics_json(t, metrics_text, sizeof(metrics_text));
-            snprintf(config, sizeof(config),
-                     "{\"loss\": \"%s\", \"optimizer\": \"%s\", \"learning_rate\": %.9g, "
-                     "\"epochs\": %d, \"batch_size\": %d}",
-                     maas_loss_name(t->compile.loss), maas_opt_name(t->compile.optim.kind),
-                     (double)t->compile.optim.learning_rate, j->train.epochs, j->train.batch_size);
+            metrics_json(t, &metrics_text);
+            train_config_json(t, &config);
         }
         int version, created;
-        err = maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
-                                     metrics_text, config, &version, &created, e, sizeof(e));
+        if (metrics_text.oom || config.oom)
+            err = maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory for the version's JSON");
+        else
+            err =
+                maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
+                                       metrics_text.p, config.p, &version, &created, e, sizeof(e));
         free(h5);
+        free(metrics_text.p);
+        free(config.p);
         if (err) {
             wlog(w, "warn", j->id, "cannot store the version: %s", e);
             return err;
@@ -896,7 +907,8 @@ static maas_err finalize(worker *w, work_task *t) {
         r.version = version;
         r.created = created;
         const maas_history *th = j->type == MAAS_JOBTYPE_OPTIMIZE ? &t->opt.history : &t->history;
-        int n = th->n_epochs < 1024 ? th->n_epochs : 1024;
+        int n = th->n_epochs;
+        if (n > 0 && !(hist = malloc((size_t)n * sizeof(*hist)))) return MAAS_ERR_NOMEM;
         for (int i = 0; i < n; i++) {
             const maas_epoch_log *l = &th->epochs[i];
             hist[i] = (maas_history_entry){l->epoch, l->loss, l->has_accuracy ? l->accuracy : NAN,
@@ -909,7 +921,8 @@ static maas_err finalize(worker *w, work_task *t) {
     unsigned char *buf;
     size_t len;
     err = maas_result_encode(&r, &buf, &len, e, sizeof(e));
-    r.history = NULL; /* stack memory */
+    r.history = NULL; /* ours, not the result's */
+    free(hist);
     if (err) return err;
     maas_job_update u = {.to = MAAS_JOB_SUCCEEDED,
                          .from_mask = FROM_ACTIVE,

@@ -1,4 +1,8 @@
-/* Keras model_config / training_config JSON (the only file that includes cJSON). */
+/*
+ * Keras model_config / training_config JSON (the only file that includes cJSON).
+ * Size (~780 lines): one adapter file per library (STYLE.md), and Keras's config
+ * dialects (tf.keras 2, Keras 3) are read and written here.
+ */
 #include "maas/base.h"
 #include "keras_json.h"
 

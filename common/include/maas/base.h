@@ -50,4 +50,18 @@
 
 #define MAAS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * An invariant that stays checked in release builds: where going on would
+ * corrupt data (a record written with arguments missing, a buffer overrun),
+ * the process stops with the place and the condition instead. For bugs only;
+ * bad input is an error code, never this.
+ */
+#define MAAS_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "maas: invariant broken at %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
 #endif
