@@ -147,6 +147,34 @@ typedef struct worker {
     atomic_int probe_stop;
 } worker;
 
+/* Which states a job may leave for a final one: it was queued or running. */
+#define JOB_FROM_ACTIVE (MAAS_JOB_FROM(MAAS_JOB_QUEUED) | MAAS_JOB_FROM(MAAS_JOB_RUNNING))
+
+/* Where a job's message came from: what its dead letter carries (all borrowed). */
+typedef struct job_source {
+    const void *raw;
+    size_t raw_len;
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} job_source;
+
+/* The initializer of a job_source for a received message: (job_source){JOB_SOURCE_OF(m)}. */
+#define JOB_SOURCE_OF(m) (m)->value, (m)->value_len, (m)->topic, (m)->partition, (m)->offset
+
+/* outcome.c: how a job ends when it is not computed to success */
+/* The record's TTL after the job ends: the job's own, or the worker's default. */
+int job_ttl(const worker *w, const maas_job *j);
+/*
+ * A permanent failure: the record says failed (created when the job had none)
+ * and the message goes to the dead-letter topic with the reason in its
+ * headers. Returns a retriable error only when Redis or Kafka could not take it.
+ */
+maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err code,
+                  const char *message);
+/* The deadline passed first: the record says expired; logged and counted. */
+maas_err job_expire(worker *w, const maas_job *j);
+
 /* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
 void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -170,13 +198,15 @@ void metrics_probe_start(worker *w);
 void metrics_probe_stop(worker *w);
 void metrics_http(void *ud, const maas_http_request *req, maas_http_response *res);
 
-/* jobs.c */
+/* infer.c */
 /* Runs a batch of inference messages. Returns 1 if it kept msgs (their results are in
  * flight; infer_settle releases them), 0 if the caller releases them now. */
 int process_infer_batch(worker *w, maas_message *msgs, int n);
 /* Reads the replies of the batches in flight, if any: stores their offsets, or rewinds
  * their partitions after a Redis failure (then returns the error); releases the messages. */
 maas_err infer_settle(worker *w);
+
+/* work.c */
 void start_work_job(worker *w, maas_message *msg);
 void poll_work_task(worker *w);
 

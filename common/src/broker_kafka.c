@@ -392,6 +392,58 @@ maas_err maas_consumer_store(maas_consumer *c, const char *topic, int32_t partit
     return MAAS_OK;
 }
 
+/*
+ * Per (topic, partition) of msgs, the highest (want_max) or lowest offset, in a
+ * partition list (the list is searched per message: a batch spans few partitions).
+ */
+static rd_kafka_topic_partition_list_t *offsets_of(const maas_message *const *msgs, int n,
+                                                   int want_max) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+    for (int i = 0; i < n; i++) {
+        const maas_message *m = msgs[i];
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(l, m->topic, m->partition);
+        if (!p) {
+            rd_kafka_topic_partition_list_add(l, m->topic, m->partition)->offset = m->offset;
+        } else if (want_max ? m->offset > p->offset : m->offset < p->offset) {
+            p->offset = m->offset;
+        }
+    }
+    return l;
+}
+
+maas_err maas_consumer_store_batch(maas_consumer *c, const maas_message *const *msgs, int n,
+                                   char *errstr, size_t errstr_size) {
+    if (n <= 0) return MAAS_OK;
+    rd_kafka_topic_partition_list_t *l = offsets_of(msgs, n, 1);
+    for (int i = 0; i < l->cnt; i++) l->elems[i].offset++; /* the next one to read */
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    maas_err err = MAAS_OK;
+    for (int i = 0; i < l->cnt && !err; i++) {
+        rd_kafka_resp_err_t pe = e ? e : l->elems[i].err;
+        if (pe)
+            err = maas_errf(errstr, errstr_size, map_err(pe), "store offset %s[%d]@%lld: %s",
+                            l->elems[i].topic, (int)l->elems[i].partition,
+                            (long long)l->elems[i].offset, rd_kafka_err2str(pe));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return err;
+}
+
+maas_err maas_consumer_rewind(maas_consumer *c, const maas_message *const *msgs, int n,
+                              char *errstr, size_t errstr_size) {
+    if (n <= 0) return MAAS_OK;
+    rd_kafka_topic_partition_list_t *l = offsets_of(msgs, n, 0);
+    maas_err err = MAAS_OK;
+    for (int i = 0; i < l->cnt; i++) {
+        maas_err e = maas_consumer_seek(c, l->elems[i].topic, l->elems[i].partition,
+                                        l->elems[i].offset, errstr, errstr_size);
+        if (e && !err) err = e; /* every partition is tried; the first error is reported */
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return err;
+}
+
 maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size) {
     rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)

@@ -139,28 +139,28 @@ static void default_name(maas_layer *layers, int i) {
 
 /* Validates the specs and allocates a model with zeroed weights. */
 static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n_layers,
-                               char *errstr, size_t errstr_size) {
+                               maas_err *code, char *errstr, size_t errstr_size) {
     if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "input width must be in 1..%d, got %d",
-                  MAAS_MAX_UNITS, n_inputs);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                          "input width must be in 1..%d, got %d", MAAS_MAX_UNITS, n_inputs);
         return NULL;
     }
     if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "a model needs 1..%d layers, got %d",
-                  MAAS_MAX_LAYERS, n_layers);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "a model needs 1..%d layers, got %d",
+                          MAAS_MAX_LAYERS, n_layers);
         return NULL;
     }
     /* Validate and size everything before the first allocation. */
     size_t n_params = 0;
     int width = n_inputs, n_dense = 0;
     for (int i = 0; i < n_layers; i++) {
-        if (check_spec(i, &specs[i], errstr, errstr_size) != MAAS_OK) return NULL;
+        if ((*code = check_spec(i, &specs[i], errstr, errstr_size)) != MAAS_OK) return NULL;
         if (specs[i].kind == MAAS_LAYER_DENSE) {
             n_params += (size_t)width * (size_t)specs[i].units;
             if (specs[i].use_bias) n_params += (size_t)specs[i].units;
             if (n_params > MAAS_MAX_PARAMS) {
-                maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
-                          "model exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                                  "model exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
                 return NULL;
             }
             width = specs[i].units;
@@ -168,14 +168,15 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
         }
     }
     if (n_dense == 0) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a model needs at least one Dense layer");
+        *code =
+            maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a model needs at least one Dense layer");
         return NULL;
     }
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name)) {
-                maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
-                          specs[i].name);
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
+                                  specs[i].name);
                 return NULL;
             }
 
@@ -184,8 +185,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     if (m && m->layers) m->params = calloc(n_params, sizeof(float));
     if (!m || !m->layers || !m->params) {
         maas_model_free(m);
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for %zu parameters",
-                  n_params);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for %zu parameters",
+                          n_params);
         return NULL;
     }
     m->n_inputs = n_inputs;
@@ -212,8 +213,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(m->layers[i].spec.name, m->layers[j].spec.name)) {
-                maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
-                          m->layers[i].spec.name);
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
+                                  m->layers[i].spec.name);
                 maas_model_free(m);
                 return NULL;
             }
@@ -221,13 +222,22 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     return m;
 }
 
+maas_err maas_model_create(maas_model **out, int n_inputs, const maas_layer_spec *specs,
+                           int n_layers, maas_rng *rng, char *errstr, size_t errstr_size) {
+    maas_err err = MAAS_OK;
+    maas_model *m = model_build(n_inputs, specs, n_layers, &err, errstr, errstr_size);
+    if (m && (err = maas_model_init_weights(m, rng, errstr, errstr_size)) != MAAS_OK) {
+        maas_model_free(m);
+        m = NULL;
+    }
+    *out = m;
+    return m ? MAAS_OK : err;
+}
+
 maas_model *maas_model_new(int n_inputs, const maas_layer_spec *specs, int n_layers, maas_rng *rng,
                            char *errstr, size_t errstr_size) {
-    maas_model *m = model_build(n_inputs, specs, n_layers, errstr, errstr_size);
-    if (m && maas_model_init_weights(m, rng, errstr, errstr_size) != MAAS_OK) {
-        maas_model_free(m);
-        return NULL;
-    }
+    maas_model *m;
+    maas_model_create(&m, n_inputs, specs, n_layers, rng, errstr, errstr_size);
     return m;
 }
 
@@ -244,7 +254,8 @@ void maas_model_free(maas_model *m) {
 maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_size) {
     maas_layer_spec specs[MAAS_MAX_LAYERS];
     for (int i = 0; i < src->n_layers; i++) specs[i] = src->layers[i].spec;
-    maas_model *m = model_build(src->n_inputs, specs, src->n_layers, errstr, errstr_size);
+    maas_err code;
+    maas_model *m = model_build(src->n_inputs, specs, src->n_layers, &code, errstr, errstr_size);
     if (!m) return NULL;
     memcpy(m->params, src->params, src->n_params * sizeof(float));
     if (maas_model_set_standardization(m, src->feat_mean, src->feat_std, errstr, errstr_size) !=

@@ -192,6 +192,76 @@ static void test_offsets_stored_only_when_told(void **state) {
     maas_consumer_free(b);
 }
 
+/* The batch forms the worker uses: rewind partitions to a batch's first offsets, store a
+ * batch's last offsets per partition in one call. */
+static void test_store_batch_and_rewind(void **state) {
+    (void)state;
+    const char *topics[] = {topic};
+    maas_consumer *c = maas_consumer_new(brokers, "it-batch", topics, 1, fast, 3, err, sizeof(err));
+    assert_non_null(c);
+    enum { MAX = N_MSG + 1 };
+    maas_message msgs[MAX];
+    const maas_message *ptrs[MAX];
+    int got = 0, per_part[N_PART] = {0};
+    double end = now_s() + 60;
+    while (got < MAX && now_s() < end) {
+        if (maas_consumer_poll(c, 100, &msgs[got], err, sizeof(err)) || !msgs[got].handle_)
+            continue;
+        per_part[msgs[got].partition]++;
+        ptrs[got] = &msgs[got];
+        got++;
+    }
+    assert_int_equal(got, MAX);
+    /* rewind partition 1 (its messages, in any order): all of them come again */
+    const maas_message *p1[MAX];
+    int n1 = 0;
+    for (int i = got - 1; i >= 0; i--)
+        if (msgs[i].partition == 1) p1[n1++] = &msgs[i];
+    assert_ok(maas_consumer_rewind(c, p1, n1, err, sizeof(err)), err);
+    int again = 0;
+    end = now_s() + 30;
+    while (again < per_part[1] && now_s() < end) {
+        maas_message m;
+        if (maas_consumer_poll(c, 100, &m, err, sizeof(err)) || !m.handle_) continue;
+        assert_int_equal(m.partition, 1);
+        again++;
+        maas_message_release(&m);
+    }
+    assert_int_equal(again, per_part[1]);
+    /* store everything but partition 2's, in one call: the next member gets exactly those */
+    int k = 0;
+    for (int i = 0; i < got; i++)
+        if (msgs[i].partition != 2) ptrs[k++] = &msgs[i];
+    assert_ok(maas_consumer_store_batch(c, ptrs, k, err, sizeof(err)), err);
+    assert_ok(maas_consumer_commit(c, err, sizeof(err)), err);
+    for (int i = 0; i < got; i++) maas_message_release(&msgs[i]);
+    maas_consumer_free(c);
+    maas_consumer *d = maas_consumer_new(brokers, "it-batch", topics, 1, fast, 3, err, sizeof(err));
+    assert_non_null(d);
+    int later = 0, other = 0;
+    end = now_s() + 30;
+    while (later < per_part[2] && now_s() < end) {
+        maas_message m;
+        if (maas_consumer_poll(d, 100, &m, err, sizeof(err)) || !m.handle_) continue;
+        later += m.partition == 2;
+        other += m.partition != 2;
+        maas_message_release(&m);
+    }
+    end = now_s() + 2;
+    while (now_s() < end) {
+        maas_message m;
+        if (maas_consumer_poll(d, 100, &m, err, sizeof(err)) == MAAS_OK && m.handle_) {
+            later += m.partition == 2;
+            other += m.partition != 2;
+            maas_message_release(&m);
+        }
+    }
+    print_message("batch store: %d of partition 2 redelivered, %d others\n", later, other);
+    assert_int_equal(later, per_part[2]);
+    assert_int_equal(other, 0);
+    maas_consumer_free(d);
+}
+
 static void test_unreachable_broker(void **state) {
     (void)state;
     double t0 = now_s();
@@ -206,6 +276,7 @@ int main(void) {
         cmocka_unit_test(test_idempotent_produce),
         cmocka_unit_test(test_group_shares_partitions),
         cmocka_unit_test(test_offsets_stored_only_when_told),
+        cmocka_unit_test(test_store_batch_and_rewind),
         cmocka_unit_test(test_unreachable_broker),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

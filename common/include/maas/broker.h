@@ -121,6 +121,18 @@ int maas_message_header(const maas_message *msg, const char *name, char *out, si
 maas_err maas_consumer_store(maas_consumer *c, const char *topic, int32_t partition,
                              int64_t next_offset, char *errstr, size_t errstr_size);
 
+/*
+ * Marks a batch done: per (topic, partition) among msgs, everything up to its
+ * highest offset. CONFLICT when a partition is no longer assigned (its jobs go
+ * elsewhere); the others are stored anyway.
+ */
+maas_err maas_consumer_store_batch(maas_consumer *c, const maas_message *const *msgs, int n,
+                                   char *errstr, size_t errstr_size);
+
+/* Rewinds each (topic, partition) among msgs to its lowest offset there (retry them all). */
+maas_err maas_consumer_rewind(maas_consumer *c, const maas_message *const *msgs, int n,
+                              char *errstr, size_t errstr_size);
+
 /* Commits the stored offsets now (synchronously). */
 maas_err maas_consumer_commit(maas_consumer *c, char *errstr, size_t errstr_size);
 

@@ -106,6 +106,10 @@ typedef struct maas_model {
 maas_model *maas_model_new(int n_inputs, const maas_layer_spec *layers, int n_layers, maas_rng *rng,
                            char *errstr, size_t errstr_size);
 
+/* The same, with the error's code: ARG, UNKNOWN, LIMIT (sizes) or NOMEM; *out NULL on error. */
+maas_err maas_model_create(maas_model **out, int n_inputs, const maas_layer_spec *layers,
+                           int n_layers, maas_rng *rng, char *errstr, size_t errstr_size);
+
 /* Frees a model and everything it owns. NULL is fine. */
 void maas_model_free(maas_model *m);
 

@@ -1,11 +1,8 @@
 /*
- * Job execution: inference in dynamic batches on the main thread; training and
- * evaluation on a compute thread while the main thread keeps polling. Every
- * effect is idempotent by job id; offsets are stored only after the job's
- * record is final in Redis.
- *
- * Size (~1000 lines): batching/flights, the compute thread and job outcomes
- * still share one file; splitting them (issue 15) is the next step here.
+ * Work jobs (train, evaluate, optimize): prepared on the main thread, computed
+ * on a compute thread while the main thread keeps polling, finalized (the
+ * version, the record, the offset) back on the main thread. Every effect is
+ * idempotent by job id; the offset is stored only after the record is final.
  */
 #include "maas/base.h"
 #include "maas/strbuf.h"
@@ -14,438 +11,9 @@
 
 #include <time.h>
 
-#define FROM_ACTIVE ((1u << MAAS_JOB_QUEUED) | (1u << MAAS_JOB_RUNNING))
-
-static int ttl_of(const worker *w, const maas_job *j) {
-    return j && j->ttl_s > 0 ? j->ttl_s : w->cfg.default_ttl_s;
-}
-
-/*
- * A permanent failure: the record says failed (when the id is known) and the
- * message goes to the dead-letter topic with the reason in its headers.
- * Returns a retriable error only when Redis or Kafka could not take it.
- */
-static maas_err fail_job(worker *w, const maas_job *j, const void *raw, size_t raw_len,
-                         const char *topic, int32_t partition, int64_t offset, maas_err code,
-                         const char *message) {
-    char e[MAAS_ERRSTR_SIZE];
-    maas_err err = MAAS_OK;
-    const char *id = j && j->id[0] ? j->id : "";
-    wlog(w, "warn", id[0] ? id : NULL, "job failed: %s: %s", maas_err_code(code), message);
-    w->jobs_failed++;
-    metrics_job(&w->metrics, j ? j->type : MAAS_JOBTYPE_NONE, OUT_FAILED);
-    if (id[0]) {
-        maas_job_record rec;
-        maas_job_record_of(j, &rec);
-        maas_job_update u = {.to = MAAS_JOB_FAILED,
-                             .from_mask = FROM_ACTIVE,
-                             .worker = w->cfg.id,
-                             .error_code = maas_err_code(code),
-                             .error_message = message,
-                             .ttl_s = ttl_of(w, j),
-                             .notify = j->notify,
-                             .create = &rec};
-        err = maas_kv_job_transition(w->kv, id, &u, e, sizeof(e));
-        if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
-        if (err) {
-            wlog(w, "error", id, "cannot record the failure: %s", e);
-            return err;
-        }
-    }
-    char part[16], off[32];
-    snprintf(part, sizeof(part), "%d", (int)partition);
-    snprintf(off, sizeof(off), "%lld", (long long)offset);
-    maas_setting h[] = {
-        {"maas-error-code", maas_err_code(code)},
-        {"maas-error-message", message},
-        {"maas-job-id", id},
-        {"maas-source-topic", topic},
-        {"maas-source-partition", part},
-        {"maas-source-offset", off},
-        {"maas-worker", w->cfg.id},
-    };
-    err = maas_producer_send_headers(w->producer, w->topic_dlq, id, strlen(id), raw, raw_len, h,
-                                     (int)MAAS_ARRAY_LEN(h), NULL, e, sizeof(e));
-    if (!err) err = maas_producer_flush(w->producer, 10000, e, sizeof(e));
-    if (err) wlog(w, "error", id[0] ? id : NULL, "cannot dead-letter the job: %s", e);
-    return err;
-}
-
-/* ------------------------------------------------------------ inference */
-
-typedef struct infer_item {
-    maas_message *msg;
-    maas_job job;
-    int state; /* 0 pending, 1 done (record final or dead-lettered) */
-} infer_item;
-
-/* The msgpack result of one inference job (outputs, and classes if asked). */
-static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce, const float *out,
-                                    unsigned char **buf, size_t *len, char *e, size_t es) {
-    maas_result r;
-    maas_result_init(&r, MAAS_JOBTYPE_INFER);
-    snprintf(r.model, sizeof(r.model), "%s", ce->name);
-    r.version = ce->version;
-    r.outputs.rows = it->job.inputs.rows;
-    r.outputs.cols = (uint32_t)ce->model->n_outputs;
-    r.outputs.data = (float *)out; /* borrowed for the encode */
-    int32_t *classes = NULL;
-    if (it->job.want_classes) {
-        classes = malloc(r.outputs.rows * sizeof(int32_t));
-        if (!classes) return MAAS_ERR_NOMEM;
-        for (uint32_t i = 0; i < r.outputs.rows; i++) {
-            const float *o = out + (size_t)i * r.outputs.cols;
-            int best = 0;
-            if (r.outputs.cols == 1)
-                best = o[0] > 0.5f;
-            else
-                for (uint32_t k = 1; k < r.outputs.cols; k++)
-                    if (o[k] > o[best]) best = (int)k;
-            classes[i] = best;
-        }
-        r.classes = classes;
-    }
-    maas_err err = maas_result_encode(&r, buf, len, e, es);
-    free(classes);
-    return err;
-}
-
-/* A batch's results, written with one pipeline when the whole batch is computed. */
-typedef struct outbox {
-    int n;
-    const char **ids;
-    maas_job_update *ups;
-    maas_job_record *recs;
-    unsigned char **bufs;
-} outbox;
-
-static int outbox_init(outbox *o, int cap) {
-    memset(o, 0, sizeof(*o));
-    o->ids = calloc((size_t)cap, sizeof(*o->ids));
-    o->ups = calloc((size_t)cap, sizeof(*o->ups));
-    o->recs = calloc((size_t)cap, sizeof(*o->recs));
-    o->bufs = calloc((size_t)cap, sizeof(*o->bufs));
-    return o->ids && o->ups && o->recs && o->bufs ? 0 : -1;
-}
-
-static void outbox_free(outbox *o) {
-    for (int k = 0; o->bufs && k < o->n; k++) free(o->bufs[k]);
-    free(o->ids);
-    free(o->ups);
-    free(o->recs);
-    free(o->bufs);
-}
-
-/* Adds the results of a group's jobs to the batch's outbox (items must outlive it). */
-static maas_err finish_group(worker *w, infer_item *items, const int *members, int nm,
-                             const cache_entry *ce, const float *y, outbox *o) {
-    char e[MAAS_ERRSTR_SIZE];
-    maas_err err = MAAS_OK;
-    size_t at = 0;
-    int outs = ce->model->n_outputs;
-    for (int k = 0; k < nm && !err; k++) {
-        infer_item *it = &items[members[k]];
-        size_t len;
-        int i = o->n;
-        err = encode_infer_result(it, ce, y + at * outs, &o->bufs[i], &len, e, sizeof(e));
-        if (err) {
-            wlog(w, "error", it->job.id, "cannot encode the result: %s", e);
-            break;
-        }
-        at += it->job.inputs.rows;
-        maas_job_record_of(&it->job, &o->recs[i]);
-        o->ids[i] = it->job.id;
-        o->ups[i] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
-                                      .from_mask = FROM_ACTIVE,
-                                      .worker = w->cfg.id,
-                                      .result = o->bufs[i],
-                                      .result_len = len,
-                                      .ttl_s = ttl_of(w, &it->job),
-                                      .notify = it->job.notify,
-                                      .create = &o->recs[i]};
-        o->n++;
-        it->state = 1;
-    }
-    return err;
-}
-
-/* Runs the pending items that use model (name, ref) as one forward pass. */
-static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox *o) {
-    char e[MAAS_ERRSTR_SIZE];
-    const maas_model_ref *ref = &items[first].job.model;
-    cache_entry *ce;
-    maas_err err = cache_get(w, ref->name, ref->ref, &ce, e, sizeof(e));
-    int members[1024], nm = 0;
-    size_t rows = 0;
-    for (int i = first; i < n && nm < (int)MAAS_ARRAY_LEN(members); i++) {
-        infer_item *it = &items[i];
-        if (it->state || strcmp(it->job.model.name, ref->name) ||
-            strcmp(it->job.model.ref, ref->ref))
-            continue;
-        if (err) {
-            if (maas_err_retriable(err)) return err;
-            char msg[MAAS_ERRSTR_SIZE + 32];
-            snprintf(msg, sizeof(msg), "%s", e);
-            maas_err fe = fail_job(w, &it->job, it->msg->value, it->msg->value_len, it->msg->topic,
-                                   it->msg->partition, it->msg->offset, err, msg);
-            if (fe) return fe;
-            it->state = 1;
-            continue;
-        }
-        if ((int)it->job.inputs.cols != ce->model->n_inputs) {
-            char msg[MAAS_ERRSTR_SIZE];
-            snprintf(msg, sizeof(msg), "field inputs.shape[1]: expected %d, got %u (model %s:%d)",
-                     ce->model->n_inputs, it->job.inputs.cols, ce->name, ce->version);
-            maas_err fe = fail_job(w, &it->job, it->msg->value, it->msg->value_len, it->msg->topic,
-                                   it->msg->partition, it->msg->offset, MAAS_ERR_SHAPE, msg);
-            if (fe) return fe;
-            it->state = 1;
-            continue;
-        }
-        if (rows + it->job.inputs.rows > (size_t)w->cfg.max_rows) {
-            if (nm == 0) {
-                char msg[128];
-                snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",
-                         it->job.inputs.rows, w->cfg.max_rows);
-                maas_err fe =
-                    fail_job(w, &it->job, it->msg->value, it->msg->value_len, it->msg->topic,
-                             it->msg->partition, it->msg->offset, MAAS_ERR_LIMIT, msg);
-                if (fe) return fe;
-                it->state = 1;
-            }
-            continue; /* the next group pass takes it */
-        }
-        members[nm++] = i;
-        rows += it->job.inputs.rows;
-    }
-    if (err || nm == 0) return MAAS_OK;
-    /* One forward pass for the whole group: the batching that makes inference cheap. */
-    int cols = ce->model->n_inputs, outs = ce->model->n_outputs;
-    float *x = malloc(rows * (size_t)cols * sizeof(float));
-    float *y = malloc(rows * (size_t)outs * sizeof(float));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        return MAAS_ERR_NOMEM;
-    }
-    size_t at = 0;
-    for (int k = 0; k < nm; k++) {
-        const maas_matrix *in = &items[members[k]].job.inputs;
-        memcpy(x + at * cols, in->data, (size_t)in->rows * cols * sizeof(float));
-        at += in->rows;
-    }
-    double t0 = maas_mono_s();
-    err = maas_infer_run(ce->infer, x, rows, y, e, sizeof(e));
-    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, maas_mono_s() - t0);
-    metrics_batch(&w->metrics, nm);
-    free(x);
-    w->batches++;
-    w->batched_jobs += (unsigned long)nm;
-    if (!err) err = finish_group(w, items, members, nm, ce, y, o);
-    free(y);
-    return err;
-}
-
-/* Message j of the batches in flight (oldest first) followed by msgs[0..n). */
-static const maas_message *unconfirmed(const worker *w, const maas_message *msgs, int j) {
-    for (int b = 0; b < w->n_flights; b++) {
-        const infer_flight *f = &w->flight[(w->flight_head + b) % INFER_FLIGHTS];
-        if (j < f->n) return &f->msgs[j];
-        j -= f->n;
-    }
-    return &msgs[j];
-}
-
-/* Seeks each partition of the batches in flight and of msgs back to its first message
- * there: the earliest unconfirmed offset (the oldest batch's offsets are the lowest). */
-static void rewind_all(worker *w, const maas_message *msgs, int n) {
-    char e[MAAS_ERRSTR_SIZE];
-    int total = n;
-    for (int b = 0; b < w->n_flights; b++)
-        total += w->flight[(w->flight_head + b) % INFER_FLIGHTS].n;
-    for (int j = 0; j < total; j++) {
-        const maas_message *m = unconfirmed(w, msgs, j);
-        int first = 1;
-        for (int k = 0; k < j && first; k++) {
-            const maas_message *p = unconfirmed(w, msgs, k);
-            if (p->partition == m->partition && !strcmp(p->topic, m->topic)) first = 0;
-        }
-        if (first) maas_consumer_seek(w->infer_c, m->topic, m->partition, m->offset, e, sizeof(e));
-    }
-}
-
-/* Stores, per partition, the offset after the batch's last message there. */
-static void store_offsets(worker *w, const maas_message *msgs, int n) {
-    char e[MAAS_ERRSTR_SIZE];
-    for (int i = 0; i < n; i++) {
-        int64_t max = msgs[i].offset;
-        int first = 1;
-        for (int k = 0; k < n; k++)
-            if (msgs[k].partition == msgs[i].partition && !strcmp(msgs[k].topic, msgs[i].topic)) {
-                if (k < i) first = 0;
-                if (msgs[k].offset > max) max = msgs[k].offset;
-            }
-        if (first && maas_consumer_store(w->infer_c, msgs[i].topic, msgs[i].partition, max + 1, e,
-                                         sizeof(e)))
-            wlog(w, "warn", NULL, "%s", e); /* lost the partition: redelivery is harmless */
-    }
-}
-
-/* Lets the oldest batch in flight go: its messages released, its slot free. */
-static void flight_pop(worker *w) {
-    infer_flight *f = &w->flight[w->flight_head];
-    for (int i = 0; f->msgs && i < f->n; i++) maas_message_release(&f->msgs[i]);
-    free(f->msgs);
-    memset(f, 0, sizeof(*f));
-    w->flight_head = (w->flight_head + 1) % INFER_FLIGHTS;
-    w->n_flights--;
-}
-
-/* Reads the replies of the oldest batch in flight; on success stores its offsets and lets
- * it go. On a Redis failure returns the error and keeps every flight, for the caller to
- * rewind. */
-static maas_err flight_finish(worker *w) {
-    if (!w->n_flights) return MAAS_OK;
-    int slot = w->flight_head;
-    infer_flight *f = &w->flight[slot];
-    char e[MAAS_ERRSTR_SIZE];
-    maas_err *res = calloc((size_t)f->n_results, sizeof(*res));
-    maas_err err =
-        res ? maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e)) : MAAS_ERR_NOMEM;
-    if (err) {
-        wlog(w, "error", NULL, "cannot write %d results: %s", f->n_results,
-             res ? e : "out of memory");
-        free(res);
-        return err;
-    }
-    for (int k = 0; k < f->n_results; k++)
-        if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
-            w->jobs_done++;
-            metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
-        }
-    free(res);
-    store_offsets(w, f->msgs, f->n);
-    flight_pop(w);
-    return MAAS_OK;
-}
-
-/* After a failure: every flight's replies are read (or the connection dropped) and all
- * are let go; the caller has rewound them. */
-static void flights_drop(worker *w) {
-    while (w->n_flights) {
-        int slot = w->flight_head;
-        maas_err *res = calloc((size_t)w->flight[slot].n_results + 1, sizeof(*res));
-        char e[MAAS_ERRSTR_SIZE];
-        if (res) maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e));
-        free(res);
-        flight_pop(w);
-    }
-}
-
-/* Retriable (Redis or Kafka away): every unconfirmed message - the batches in flight,
- * oldest first (their offsets are lower), then msgs[0..n) - is rewound for redelivery,
- * nothing stored; then a jittered pause. Jobs that did finish are final in Redis, so their
- * redelivery is a no-op. */
-static void retry_later(worker *w, const maas_message *msgs, int n, maas_err err) {
-    rewind_all(w, msgs, n);
-    wlog(w, "warn", NULL,
-         "retrying %d batches in flight and %d new jobs after a retriable error (%s)", w->n_flights,
-         n, maas_err_code(err));
-    flights_drop(w);
-    struct timespec ts = {0, (200 + rand() % 300) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-maas_err infer_settle(worker *w) {
-    maas_err err = MAAS_OK;
-    while (w->n_flights && !(err = flight_finish(w))) {
-    }
-    if (err) retry_later(w, NULL, 0, err);
-    return err;
-}
-
-int process_infer_batch(worker *w, maas_message *msgs, int n) {
-    char e[MAAS_ERRSTR_SIZE];
-    infer_item *items = calloc((size_t)n, sizeof(*items));
-    outbox o;
-    if (!items || outbox_init(&o, n)) { /* nothing stored: redelivered */
-        free(items);
-        outbox_free(&o);
-        return 0;
-    }
-    maas_err err = MAAS_OK;
-    int64_t now = maas_wall_ms();
-    for (int i = 0; i < n && !err; i++) {
-        infer_item *it = &items[i];
-        it->msg = &msgs[i];
-        maas_err de = maas_job_decode(msgs[i].value, msgs[i].value_len, &it->job, e, sizeof(e));
-        if (!de && it->job.type != MAAS_JOBTYPE_INFER) {
-            de = MAAS_ERR_FORMAT;
-            snprintf(e, sizeof(e), "field type: a %s job on the inference topic",
-                     maas_job_type_name(it->job.type));
-        }
-        if (!de && it->job.deadline_ms > 0 && now > it->job.deadline_ms) {
-            maas_job_record rec;
-            maas_job_record_of(&it->job, &rec);
-            maas_job_update u = {.to = MAAS_JOB_EXPIRED,
-                                 .from_mask = FROM_ACTIVE,
-                                 .error_code = "EXPIRED",
-                                 .error_message = "the deadline passed before a worker took it",
-                                 .ttl_s = ttl_of(w, &it->job),
-                                 .notify = it->job.notify,
-                                 .create = &rec};
-            err = maas_kv_job_transition(w->kv, it->job.id, &u, e, sizeof(e));
-            if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
-            if (!err) {
-                wlog(w, "info", it->job.id, "expired before it was computed");
-                metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_EXPIRED);
-            }
-            it->state = 1;
-            continue;
-        }
-        if (!de && it->job.created_ms > 0)
-            metrics_queue_time(&w->metrics, 1, (double)(now - it->job.created_ms) / 1000.0);
-        if (de) {
-            err = fail_job(w, &it->job, msgs[i].value, msgs[i].value_len, msgs[i].topic,
-                           msgs[i].partition, msgs[i].offset, de, e);
-            it->state = 1;
-        }
-    }
-    for (int i = 0; i < n && !err; i++)
-        if (!items[i].state) err = run_group(w, items, n, i, &o);
-    /* A slot for this batch's results: the oldest batch in flight is confirmed first (its
-     * offsets stored) if all are taken. A batch with no results to write (every job failed
-     * or expired, already final) waits for all of them: offsets go in order. */
-    maas_err ferr = MAAS_OK;
-    while (!err && !ferr && w->n_flights && (w->n_flights == INFER_FLIGHTS || o.n == 0))
-        ferr = flight_finish(w);
-    int slot = (w->flight_head + w->n_flights) % INFER_FLIGHTS;
-    infer_flight *f = &w->flight[slot];
-    if (!err && !ferr && o.n && !(f->msgs = malloc((size_t)n * sizeof(*msgs))))
-        err = MAAS_ERR_NOMEM;
-    if (!err && !ferr && o.n) {
-        err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
-        if (err) wlog(w, "error", NULL, "cannot write %d results: %s", o.n, e);
-    }
-    int kept = 0;
-    if (err || ferr) {
-        free(f->msgs);
-        f->msgs = NULL;
-        retry_later(w, msgs, n, err ? err : ferr);
-    } else if (o.n) {
-        memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
-        f->n = n;
-        f->n_results = o.n;
-        w->n_flights++;
-        kept = 1;
-    } else {
-        store_offsets(w, msgs, n);
-    }
-    for (int i = 0; i < n; i++) maas_job_release(&items[i].job);
-    outbox_free(&o);
-    free(items);
-    return kept;
-}
+/* Where a work task's message came from (for job_fail's dead letter). */
+#define TASK_SOURCE(t)                                                                             \
+    (&(job_source){(t)->raw, (t)->raw_len, (t)->topic, (t)->partition, (t)->offset})
 
 /* ------------------------------------------------------------ long jobs */
 
@@ -645,8 +213,10 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
         if (!strcmp(ce->name, j->model.name)) t->parent_version = ce->version;
     } else {
-        t->model = maas_model_new(n_in, j->train.layers, j->train.n_layers, &t->rng, e, es);
-        if (!t->model) return MAAS_ERR_LIMIT;
+        maas_err merr =
+            maas_model_create(&t->model, n_in, j->train.layers, j->train.n_layers, &t->rng, e, es);
+        /* a network this worker cannot allocate fails alone (LIMIT), never retried forever */
+        if (merr) return merr == MAAS_ERR_NOMEM ? MAAS_ERR_LIMIT : merr;
     }
     if ((long)t->model->n_params > w->cfg.max_params)
         return maas_errf(e, es, MAAS_ERR_LIMIT, "the network has %zu parameters, over %ld",
@@ -672,8 +242,7 @@ void start_work_job(worker *w, maas_message *msg) {
         snprintf(e, sizeof(e), "field type: an infer job on the work topic");
     }
     if (err) {
-        if (!maas_err_retriable(
-                fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, err, e)))
+        if (!maas_err_retriable(job_fail(w, j, TASK_SOURCE(t), err, e)))
             store_work_offset(w, t->topic, t->partition, t->offset);
         task_free(t);
         return;
@@ -683,25 +252,14 @@ void start_work_job(worker *w, maas_message *msg) {
     if (j->created_ms > 0)
         metrics_queue_time(&w->metrics, 0, (double)(maas_wall_ms() - j->created_ms) / 1000.0);
     if (j->deadline_ms > 0 && maas_wall_ms() > j->deadline_ms) {
-        maas_job_update u = {.to = MAAS_JOB_EXPIRED,
-                             .from_mask = FROM_ACTIVE,
-                             .error_code = "EXPIRED",
-                             .error_message = "the deadline passed before a worker took it",
-                             .ttl_s = ttl_of(w, j),
-                             .notify = j->notify,
-                             .create = &rec};
-        err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
-        if (!err || err == MAAS_ERR_CONFLICT)
-            store_work_offset(w, t->topic, t->partition, t->offset);
-        wlog(w, "info", j->id, "expired before it was computed");
-        metrics_job(&w->metrics, j->type, OUT_EXPIRED);
+        if (!job_expire(w, j)) store_work_offset(w, t->topic, t->partition, t->offset);
         task_free(t);
         return;
     }
     maas_job_update run = {.to = MAAS_JOB_RUNNING,
-                           .from_mask = FROM_ACTIVE,
+                           .from_mask = JOB_FROM_ACTIVE,
                            .worker = w->cfg.id,
-                           .ttl_s = ttl_of(w, j),
+                           .ttl_s = job_ttl(w, j),
                            .notify = j->notify,
                            .create = &rec};
     err = maas_kv_job_transition(w->kv, j->id, &run, e, sizeof(e));
@@ -729,8 +287,7 @@ void start_work_job(worker *w, maas_message *msg) {
                  "started %d times without finishing (a worker died each time?); dead-lettered",
                  now.attempts);
         maas_job_record_release(&now);
-        if (!fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, MAAS_ERR_LIMIT,
-                      why))
+        if (!job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT, why))
             store_work_offset(w, t->topic, t->partition, t->offset);
         task_free(t);
         return;
@@ -741,7 +298,7 @@ void start_work_job(worker *w, maas_message *msg) {
         if (maas_err_retriable(err)) {
             wlog(w, "warn", j->id, "cannot prepare: %s; will retry", e);
             maas_consumer_seek(w->work_c, t->topic, t->partition, t->offset, e, sizeof(e));
-        } else if (!fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, err, e)) {
+        } else if (!job_fail(w, j, TASK_SOURCE(t), err, e)) {
             store_work_offset(w, t->topic, t->partition, t->offset);
         }
         task_free(t);
@@ -845,10 +402,10 @@ static maas_err finalize(worker *w, work_task *t) {
     }
     if (t->err == MAAS_ERR_CANCELLED) {
         maas_job_update u = {.to = MAAS_JOB_CANCELLED,
-                             .from_mask = FROM_ACTIVE,
+                             .from_mask = JOB_FROM_ACTIVE,
                              .error_code = "CANCELLED",
                              .error_message = "cancelled on request",
-                             .ttl_s = ttl_of(w, j),
+                             .ttl_s = job_ttl(w, j),
                              .notify = j->notify};
         err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
@@ -858,8 +415,7 @@ static maas_err finalize(worker *w, work_task *t) {
         return MAAS_OK;
     }
     if (t->err) {
-        err = fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, t->err,
-                       t->errstr);
+        err = job_fail(w, j, TASK_SOURCE(t), t->err, t->errstr);
         if (err) return err;
         store_work_offset(w, t->topic, t->partition, t->offset);
         return MAAS_OK;
@@ -879,7 +435,7 @@ static maas_err finalize(worker *w, work_task *t) {
         const maas_compile *c =
             j->type == MAAS_JOBTYPE_TRAIN || t->has_compile ? &t->compile : NULL;
         if ((err = maas_model_save_image(t->model, c, &h5, &len, e, sizeof(e)))) {
-            fail_job(w, j, t->raw, t->raw_len, t->topic, t->partition, t->offset, err, e);
+            job_fail(w, j, TASK_SOURCE(t), err, e);
             store_work_offset(w, t->topic, t->partition, t->offset);
             return MAAS_OK;
         }
@@ -925,10 +481,10 @@ static maas_err finalize(worker *w, work_task *t) {
     free(hist);
     if (err) return err;
     maas_job_update u = {.to = MAAS_JOB_SUCCEEDED,
-                         .from_mask = FROM_ACTIVE,
+                         .from_mask = JOB_FROM_ACTIVE,
                          .result = buf,
                          .result_len = len,
-                         .ttl_s = ttl_of(w, j),
+                         .ttl_s = job_ttl(w, j),
                          .notify = j->notify};
     err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
     free(buf);
