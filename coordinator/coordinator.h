@@ -1,0 +1,52 @@
+/*
+ * coordinator.h - what the coordinator's files share: its state, JSON output
+ * (json_out.c) and the housekeeping thread (housekeeping.c). Routes and main
+ * are coordinator.c.
+ */
+#ifndef MAAS_COORDINATOR_H
+#define MAAS_COORDINATOR_H
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "maas/client.h"
+#include "maas/config.h"
+#include "maas/http.h"
+#include "maas/job_state.h"
+#include "maas/strbuf.h"
+#include "maas/sweep.h"
+
+typedef struct coord {
+    char brokers[512], redis[512], prefix[64], listen[64];
+    maas_config conf;          /* conf.settings: kafka.* and redis.* (maas/config.h) */
+    maas_client *client;       /* the producer and the submit protocol (maas/client.h) */
+    pthread_mutex_t lock;      /* metrics */
+    unsigned long requests[6]; /* requests by status class */
+    /* housekeeping settings and what it last saw (under lock) */
+    int stale_s, max_attempts, retain_versions;
+    unsigned long recent[MAAS_JOB__COUNT], sweeps_active, sweep_points, sweep_finished;
+    unsigned long stale_requeued, stale_failed, versions_deleted, sweeps_settled;
+} coord;
+
+/* Set by SIGTERM / SIGINT: the HTTP loop and housekeeping stop. */
+extern volatile sig_atomic_t coord_stop;
+
+/* json_out.c */
+void coord_put_str(maas_strbuf *t, const char *s);
+void coord_put_num(maas_strbuf *t, double v);
+/* Replies with t's text (t's buffer becomes the response body). */
+void coord_reply_text(maas_http_response *res, int status, maas_strbuf *t);
+/* Replies {"error": {"code", "message"}}. */
+void coord_reply_error(maas_http_response *res, int status, const char *code, const char *msg);
+/* The HTTP status that fits a maas error. */
+int coord_status_of(maas_err e);
+/* A job's result (or null) and a whole record, as JSON. */
+void coord_put_result(maas_strbuf *t, const maas_job_record *r);
+void coord_put_record(maas_strbuf *t, const maas_job_record *r);
+/* A sweep and its ranked points, as JSON. */
+void coord_put_sweep(maas_strbuf *t, const maas_sweep *s, const maas_sweep_row *rows, int finished);
+
+/* housekeeping.c: the thread's body (ud: the coord) */
+void *coord_housekeeping(void *ud);
+
+#endif

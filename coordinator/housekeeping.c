@@ -1,0 +1,184 @@
+/*
+ * The coordinator's housekeeping thread: stale work jobs published again (or
+ * failed after max_attempts), version retention, sweeps settled, and the job
+ * counts /metrics shows. Everything it knows comes from Redis, so a restart
+ * loses nothing.
+ */
+#include "maas/base.h"
+#include "maas/clock.h"
+#include "maas/config.h"
+#include "maas/strbuf.h"
+#include "maas/broker.h"
+#include "maas/client.h"
+#include "maas/http.h"
+#include "maas/job.h"
+#include "maas/json.h"
+#include "maas/kv.h"
+#include "maas/model_io.h"
+#include "maas/protocol.h"
+#include "maas/sweep.h"
+#include "coordinator.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ housekeeping */
+
+/*
+ * Work jobs still `running` whose heartbeat is older than stale_s and whose
+ * worker no longer announces itself: published again from their stored
+ * message (the record goes back to queued, attempts kept), or failed with
+ * WORKER_LOST once they started max_attempts times. A job produced straight
+ * to Kafka has no stored message: Kafka's redelivery is its way back, so it
+ * is left alone.
+ */
+static void requeue_stale(coord *c, maas_kv *kv) {
+    enum { N = 500 };
+    char e[MAAS_ERRSTR_SIZE];
+    maas_job_record *recs = calloc(N, sizeof(*recs));
+    maas_worker_info *w = NULL;
+    int n = 0, nw = 0;
+    if (!recs || maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) ||
+        maas_kv_workers_list(kv, &w, &nw, e, sizeof(e))) {
+        for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
+        free(recs);
+        return;
+    }
+    unsigned long counts[MAAS_JOB__COUNT] = {0};
+    int64_t now = maas_wall_ms();
+    for (int i = 0; i < n; i++) {
+        maas_job_record *r = &recs[i];
+        counts[r->state]++;
+        int alive = 0;
+        for (int k = 0; k < nw; k++) alive |= !strcmp(w[k].id, r->worker);
+        int64_t beat = r->heartbeat_ms ? r->heartbeat_ms : r->started_ms;
+        if (r->state != MAAS_JOB_RUNNING || !strcmp(r->type, "infer") || alive ||
+            now - beat < (int64_t)c->stale_s * 1000)
+            continue;
+        unsigned char *msg = NULL;
+        size_t len = 0;
+        char why[400];
+        int have = maas_kv_job_message_get(kv, r->id, &msg, &len, e, sizeof(e)) == MAAS_OK;
+        if (!have) { /* produced straight to Kafka: its redelivery is the only way back */
+            free(msg);
+            continue;
+        }
+        if (r->attempts < c->max_attempts) {
+            maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_RUNNING};
+            char topic[256];
+            maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
+            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+                maas_err err =
+                    maas_client_publish(c->client, kv, topic, r->id, msg, len, 1, e, sizeof(e));
+                fprintf(stderr,
+                        "maas-coordinator: job %s: worker %s stopped %llds ago; %s (attempt %d "
+                        "of %d)\n",
+                        r->id, r->worker, (long long)((now - beat) / 1000),
+                        err ? "could not publish it again" : "published it again", r->attempts,
+                        c->max_attempts);
+                pthread_mutex_lock(&c->lock);
+                c->stale_requeued += !err;
+                pthread_mutex_unlock(&c->lock);
+            }
+        } else {
+            snprintf(why, sizeof(why), "its worker %.64s vanished %llds ago on attempt %d of %d",
+                     r->worker, (long long)((now - beat) / 1000), r->attempts, c->max_attempts);
+            maas_job_update u = {.to = MAAS_JOB_FAILED,
+                                 .from_mask = 1u << MAAS_JOB_RUNNING,
+                                 .error_code = "WORKER_LOST",
+                                 .error_message = why,
+                                 .notify = 1}; /* what it asked for is unknown here */
+            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+                fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
+                pthread_mutex_lock(&c->lock);
+                c->stale_failed++;
+                pthread_mutex_unlock(&c->lock);
+            }
+        }
+        free(msg);
+    }
+    pthread_mutex_lock(&c->lock);
+    memcpy(c->recent, counts, sizeof(counts));
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
+    free(recs);
+    maas_worker_info_release(w, nw);
+}
+
+/* Keeps each model's newest retain_versions versions and every aliased one. */
+static void apply_retention(coord *c, maas_kv *kv) {
+    char e[MAAS_ERRSTR_SIZE], **names;
+    int n;
+    if (c->retain_versions <= 0 || maas_kv_models(kv, &names, &n, e, sizeof(e))) return;
+    for (int i = 0; i < n; i++) {
+        int count = 0;
+        if (maas_kv_version_count(kv, names[i], &count, e, sizeof(e)) == MAAS_OK)
+            for (int v = count - c->retain_versions; v >= 1; v--) {
+                maas_version_meta meta;
+                if (maas_kv_version_meta(kv, names[i], v, &meta, e, sizeof(e))) continue;
+                maas_version_meta_release(&meta);
+                if (maas_kv_version_delete(kv, names[i], v, e, sizeof(e)) == MAAS_OK) {
+                    fprintf(stderr, "maas-coordinator: retention: deleted %s version %d\n",
+                            names[i], v);
+                    pthread_mutex_lock(&c->lock);
+                    c->versions_deleted++;
+                    pthread_mutex_unlock(&c->lock);
+                }
+            }
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* Every 2 s: sweeps whose points are all final get their promote alias and are marked done. */
+void *coord_housekeeping(void *ud) {
+    coord *c = ud;
+    maas_kv *kv = NULL;
+    maas_sweep *s = calloc(1, sizeof(*s));
+    char e[MAAS_ERRSTR_SIZE];
+    for (long tick = 0; !coord_stop && s; tick++) {
+        for (int i = 0; i < 20 && !coord_stop; i++) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (!kv &&
+            !(kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, sizeof(e))))
+            continue;
+        if (tick % 5 == 0) requeue_stale(c, kv);
+        if (tick % 5 == 0) apply_retention(c, kv);
+        char **ids;
+        int n;
+        if (maas_kv_sweeps_active(kv, &ids, &n, e, sizeof(e))) continue;
+        unsigned long points = 0, finished = 0, settled = 0;
+        maas_sweep_row *rows = calloc(MAAS_SWEEP_MAX_POINTS, sizeof(*rows));
+        for (int i = 0; i < n; i++) {
+            int did = 0, fin = 0, best;
+            if (!rows || maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) ||
+                maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e))) {
+                free(ids[i]);
+                continue;
+            }
+            points += (unsigned long)s->n;
+            finished += (unsigned long)fin;
+            if (maas_sweep_settle(kv, s, rows, fin, best, &did, e, sizeof(e)) == MAAS_OK && did &&
+                ++settled)
+                fprintf(stderr, "maas-coordinator: sweep %s done: best %s version %d%s%s\n", s->id,
+                        s->model, s->best_version, s->promote[0] ? ", promoted to " : "",
+                        s->promote);
+            free(ids[i]);
+        }
+        free(rows);
+        free(ids);
+        pthread_mutex_lock(&c->lock);
+        c->sweeps_active = (unsigned long)n - settled;
+        c->sweep_points = points;
+        c->sweep_finished = finished;
+        c->sweeps_settled += settled;
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(s);
+    maas_kv_free(kv);
+    return NULL;
+}
