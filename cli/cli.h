@@ -48,6 +48,27 @@ int cli_parse_float(const char *cmd, const char *opt, const char *v, double lo, 
 int cli_wants_help(int argc, char **argv);
 int cli_parse_format(const char *cmd, const char *v, int *json);
 
+/* Labels reshaped for the loss (class indices one-hot for categorical cross-entropy); 0 or
+ * the exit status after a message naming spec. */
+#include "maas/model.h"
+#include "maas/train.h"
+#include <signal.h>
+int cli_shape_labels(const char *cmd, const char *spec, const maas_model *m, maas_loss loss,
+                     cli_data *d);
+/* 0 when d has the model's feature count, else the exit status after a message. */
+int cli_check_features(const char *cmd, const char *spec, const maas_model *m, const cli_data *d);
+
+/* Training progress: a bar on a terminal, one line per epoch; Ctrl-C stops at the next batch. */
+typedef struct cli_progress {
+    int tty;   /* draw a bar on stderr */
+    int quiet; /* no epoch lines */
+    double epoch_start, last_draw;
+} cli_progress;
+extern volatile sig_atomic_t cli_interrupted;
+void cli_local_on_sigint(int sig);
+int cli_on_batch(void *ud, int epoch, size_t batch, size_t n_batches);
+int cli_on_epoch(void *ud, const maas_epoch_log *e);
+
 /* Prints "maas CMD: message" on stderr and returns 1 (runtime) — for `return cli_fail(...)`. */
 int maas_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error and returns 2. */

@@ -1,8 +1,4 @@
-/*
- * `maas fit | evaluate | predict | inspect | optimize`: local mode on model.h5 files.
- * Size (~1080 lines): five commands and the data loading (CSV, HDF5) they and the
- * cluster commands share (cli.h); to be split per command like cluster mode.
- */
+/* `maas evaluate | predict | inspect | optimize`: local mode on model.h5 files. */
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/dataset.h"
@@ -19,521 +15,6 @@
 #include <unistd.h>
 
 #define MAX_DROPS 64
-
-/* ------------------------------------------------------------------ data */
-
-void cli_data_release(cli_data *d) {
-    free(d->x);
-    free(d->y);
-    memset(d, 0, sizeof(*d));
-}
-
-/* "file.h5:/x" -> path "file.h5", dataset "/x"; returns 0 for a plain path. */
-static int split_h5_spec(const char *spec, char *path, size_t size, const char **dataset) {
-    const char *c = strrchr(spec, ':');
-    if (!c) return 0;
-    size_t len = (size_t)(c - spec);
-    int h5 = (len > 3 && !strncmp(c - 3, ".h5", 3)) || (len > 5 && !strncmp(c - 5, ".hdf5", 5));
-    if (!h5 || len >= size) return 0;
-    memcpy(path, spec, len);
-    path[len] = '\0';
-    *dataset = c + 1;
-    return 1;
-}
-
-static maas_err read_table(const char *spec, maas_table *t, char *err, size_t errsize) {
-    char path[4096];
-    const char *dset;
-    if (split_h5_spec(spec, path, sizeof(path), &dset))
-        return maas_h5_read_matrix(path, dset, t, err, errsize);
-    return maas_csv_read(spec, t, err, errsize);
-}
-
-/*
- * Loads features from `spec`; the label column `label` (CSV) or the separate
- * labels dataset `labels_spec` gives y. Columns named in drops are left out.
- */
-int cli_load_data(const char *cmd, const char *spec, const char *label, const char *labels_spec,
-                  const char *const *drops, int n_drops, cli_data *out) {
-    memset(out, 0, sizeof(*out));
-    char err[MAAS_ERRSTR_SIZE];
-    maas_table t;
-    if (read_table(spec, &t, err, sizeof(err))) return maas_cli_fail(cmd, "%s", err);
-    int rc = 0;
-    int label_col = -1;
-    char *skip = calloc((size_t)t.cols, 1);
-    if (!skip) {
-        maas_table_release(&t);
-        return maas_cli_fail(cmd, "out of memory");
-    }
-    if (label) {
-        label_col = maas_table_col(&t, label);
-        if (label_col < 0) {
-            rc = maas_cli_fail(cmd, "%s has no column '%s' (columns: %s%s%s%s)", spec, label,
-                               t.names[0], t.cols > 1 ? ", " : "", t.cols > 1 ? t.names[1] : "",
-                               t.cols > 2 ? ", ..." : "");
-            goto done;
-        }
-        skip[label_col] = 1;
-    }
-    for (int i = 0; i < n_drops; i++) {
-        int c = maas_table_col(&t, drops[i]);
-        if (c < 0) {
-            rc = maas_cli_fail(cmd, "%s has no column '%s' to drop", spec, drops[i]);
-            goto done;
-        }
-        skip[c] = 1;
-    }
-    int nf = 0;
-    for (int j = 0; j < t.cols; j++) nf += !skip[j];
-    if (nf == 0) {
-        rc = maas_cli_fail(cmd, "%s has no feature columns left", spec);
-        goto done;
-    }
-    out->rows = t.rows;
-    out->n_features = nf;
-    out->x = malloc(t.rows * (size_t)nf * sizeof(float));
-    if (!out->x) {
-        rc = maas_cli_fail(cmd, "out of memory");
-        goto done;
-    }
-    for (size_t r = 0; r < t.rows; r++)
-        for (int j = 0, k = 0; j < t.cols; j++)
-            if (!skip[j]) out->x[r * (size_t)nf + k++] = t.data[r * (size_t)t.cols + j];
-    if (label_col >= 0) {
-        out->y_cols = 1;
-        out->y = malloc(t.rows * sizeof(float));
-        if (!out->y) {
-            rc = maas_cli_fail(cmd, "out of memory");
-            goto done;
-        }
-        for (size_t r = 0; r < t.rows; r++) out->y[r] = t.data[r * (size_t)t.cols + label_col];
-    } else if (labels_spec) {
-        maas_table lt;
-        if (read_table(labels_spec, &lt, err, sizeof(err))) {
-            rc = maas_cli_fail(cmd, "%s", err);
-            goto done;
-        }
-        if (lt.rows != t.rows) {
-            rc = maas_cli_fail(cmd, "%s has %zu rows but %s has %zu", labels_spec, lt.rows, spec,
-                               t.rows);
-            maas_table_release(&lt);
-            goto done;
-        }
-        out->y_cols = lt.cols;
-        out->y = lt.data;
-        lt.data = NULL;
-        maas_table_release(&lt);
-    }
-done:
-    free(skip);
-    maas_table_release(&t);
-    if (rc) cli_data_release(out);
-    return rc;
-}
-
-/*
- * Shapes labels for the loss: class indices become one-hot rows for
- * categorical cross-entropy; otherwise the column count must match.
- */
-static int shape_labels(const char *cmd, const char *spec, const maas_model *m, maas_loss loss,
-                        cli_data *d) {
-    int want = maas_label_cols(m, loss);
-    if (d->y_cols == want) return 0;
-    if (loss == MAAS_LOSS_CATEGORICAL_CROSSENTROPY && d->y_cols == 1) {
-        float *oh = calloc(d->rows * (size_t)want, sizeof(float));
-        if (!oh) return maas_cli_fail(cmd, "out of memory");
-        for (size_t r = 0; r < d->rows; r++) {
-            float v = d->y[r];
-            if (!(v >= 0.0f && v < (float)want) || v != floorf(v)) {
-                free(oh);
-                return maas_cli_fail(cmd,
-                                     "%s: label in row %zu is %g; expected a class index "
-                                     "in 0..%d",
-                                     spec, r + 1, (double)v, want - 1);
-            }
-            oh[r * (size_t)want + (size_t)v] = 1.0f;
-        }
-        free(d->y);
-        d->y = oh;
-        d->y_cols = want;
-        return 0;
-    }
-    return maas_cli_fail(cmd, "%s: labels have %d columns; %s on this model needs %d", spec,
-                         d->y_cols, maas_loss_name(loss), want);
-}
-
-static int check_features(const char *cmd, const char *spec, const maas_model *m,
-                          const cli_data *d) {
-    if (d->n_features == m->n_inputs) return 0;
-    return maas_cli_fail(cmd,
-                         "%s has %d feature columns; the model takes %d (use --drop COLUMN to "
-                         "leave out a label or id column)",
-                         spec, d->n_features, m->n_inputs);
-}
-
-/* ------------------------------------------------------------- progress */
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
-
-typedef struct progress {
-    int tty;   /* draw a bar on stderr */
-    int quiet; /* no epoch lines */
-    double epoch_start, last_draw;
-} progress;
-
-static int on_batch(void *ud, int epoch, size_t batch, size_t n_batches) {
-    progress *p = ud;
-    if (interrupted) return 1;
-    double t = maas_mono_s();
-    if (batch == 0) p->epoch_start = t;
-    if (!p->tty || (t - p->last_draw < 0.1 && batch + 1 < n_batches)) return 0;
-    p->last_draw = t;
-    int width = 30, done = (int)((double)width * (double)batch / (double)n_batches);
-    char bar[32];
-    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : (i == done ? '>' : '.');
-    bar[width] = '\0';
-    double eta = batch ? (t - p->epoch_start) / (double)batch * (double)(n_batches - batch) : 0.0;
-    fprintf(stderr, "\r\033[KEpoch %d: %zu/%zu [%s] ETA %.1fs", epoch, batch, n_batches, bar, eta);
-    return 0;
-}
-
-static int on_epoch(void *ud, const maas_epoch_log *e) {
-    progress *p = ud;
-    if (p->tty) fprintf(stderr, "\r\033[K");
-    if (p->quiet) return 0;
-    printf("Epoch %d/%d - %.2fs - loss: %.4f", e->epoch, e->epochs, e->seconds, e->loss);
-    if (e->has_accuracy) printf(" - accuracy: %.4f", e->accuracy);
-    if (e->has_val) {
-        printf(" - val_loss: %.4f", e->val_loss);
-        if (e->has_accuracy) printf(" - val_accuracy: %.4f", e->val_accuracy);
-    }
-    printf("\n");
-    fflush(stdout);
-    return 0;
-}
-
-/* ------------------------------------------------------------- options */
-
-int cli_parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi, long *out) {
-    char *e;
-    errno = 0;
-    long n = strtol(v, &e, 10);
-    if (*e || e == v || errno || n < lo || n > hi)
-        return maas_cli_usage_error(cmd, "%s must be an integer in %ld..%ld, got '%s'", opt, lo, hi,
-                                    v);
-    *out = n;
-    return 0;
-}
-
-int cli_parse_float(const char *cmd, const char *opt, const char *v, double lo, double hi,
-                    double *out) {
-    char *e;
-    double n = strtod(v, &e);
-    if (*e || e == v || !(n >= lo && n <= hi))
-        return maas_cli_usage_error(cmd, "%s must be a number in [%g, %g], got '%s'", opt, lo, hi,
-                                    v);
-    *out = n;
-    return 0;
-}
-
-int cli_wants_help(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ fit */
-
-static const char fit_help[] =
-    "usage: maas fit --data FILE --label COLUMN --layers SPEC -o model.h5 [options]\n"
-    "\n"
-    "Trains a Sequential MLP and saves it as a Keras model.h5.\n"
-    "\n"
-    "Data:\n"
-    "  --data FILE            CSV with a header row, or FILE.h5:/dataset (rows x features)\n"
-    "  --label COLUMN         label column of the CSV (name or 0-based index; -1 = last)\n"
-    "  --labels FILE.h5:/y    labels as a separate HDF5 dataset (instead of --label)\n"
-    "  --drop COLUMN          leave a column out of the features (repeatable)\n"
-    "Model:\n"
-    "  --layers SPEC          e.g. 10:relu,1:sigmoid or 256:relu,dropout:0.2,10:softmax;\n"
-    "                         an item is UNITS[:ACTIVATION[:nobias]] or dropout:RATE\n"
-    "                         (activations: linear relu sigmoid tanh softmax leaky_relu elu gelu)\n"
-    "  --loss NAME            binary_crossentropy, categorical_crossentropy,\n"
-    "                         sparse_categorical_crossentropy, mse, mae (default: from the\n"
-    "                         output: sigmoid -> binary_crossentropy, softmax ->\n"
-    "                         sparse_categorical_crossentropy, else mse)\n"
-    "  --optimizer NAME       adam (default), sgd, rmsprop\n"
-    "  --lr RATE              learning rate (default: Keras's, 0.001; sgd 0.01)\n"
-    "  --momentum M           sgd/rmsprop momentum (default 0)\n"
-    "  --nesterov             sgd Nesterov momentum\n"
-    "  --no-accuracy          do not track accuracy (tracked by default for cross-entropy)\n"
-    "Training:\n"
-    "  --epochs N             default 10\n"
-    "  --batch-size N         default 32\n"
-    "  --validation-split F   hold out the last fraction F of rows for validation\n"
-    "  --standardize          learn per-feature mean/std; saved in the model (Keras\n"
-    "                         Normalization layer) and applied by predict\n"
-    "  --early-stopping       stop when --monitor (default val_loss, or loss without\n"
-    "                         validation) stops improving for --patience epochs (default 2)\n"
-    "  --monitor NAME --patience N --restore-best\n"
-    "  --no-shuffle           keep the row order\n"
-    "  --seed N               random seed (default: from the clock, printed)\n"
-    "  --threads N            BLAS threads (default 1)\n"
-    "  -o, --output FILE      where to write the model.h5 (required)\n"
-    "  -q, --quiet            no epoch lines\n"
-    "\n"
-    "Epoch lines go to stdout; a progress bar is drawn on stderr when it is a terminal.\n"
-    "Ctrl-C stops between batches without writing the model.\n";
-
-int maas_cli_fit(int argc, char **argv) {
-    const char *cmd = "fit";
-    if (cli_wants_help(argc, argv)) return fputs(fit_help, stdout), 0;
-    enum {
-        O_DATA = 256,
-        O_LABEL,
-        O_LABELS,
-        O_DROP,
-        O_LAYERS,
-        O_LOSS,
-        O_OPT,
-        O_LR,
-        O_MOM,
-        O_NEST,
-        O_NOACC,
-        O_EPOCHS,
-        O_BATCH,
-        O_VSPLIT,
-        O_STD,
-        O_ES,
-        O_MON,
-        O_PAT,
-        O_RB,
-        O_NOSHUF,
-        O_SEED,
-        O_THREADS
-    };
-    static const struct option opts[] = {
-        {"data", required_argument, 0, O_DATA},
-        {"label", required_argument, 0, O_LABEL},
-        {"labels", required_argument, 0, O_LABELS},
-        {"drop", required_argument, 0, O_DROP},
-        {"layers", required_argument, 0, O_LAYERS},
-        {"loss", required_argument, 0, O_LOSS},
-        {"optimizer", required_argument, 0, O_OPT},
-        {"lr", required_argument, 0, O_LR},
-        {"learning-rate", required_argument, 0, O_LR},
-        {"momentum", required_argument, 0, O_MOM},
-        {"nesterov", no_argument, 0, O_NEST},
-        {"no-accuracy", no_argument, 0, O_NOACC},
-        {"epochs", required_argument, 0, O_EPOCHS},
-        {"batch-size", required_argument, 0, O_BATCH},
-        {"validation-split", required_argument, 0, O_VSPLIT},
-        {"standardize", no_argument, 0, O_STD},
-        {"early-stopping", no_argument, 0, O_ES},
-        {"monitor", required_argument, 0, O_MON},
-        {"patience", required_argument, 0, O_PAT},
-        {"restore-best", no_argument, 0, O_RB},
-        {"no-shuffle", no_argument, 0, O_NOSHUF},
-        {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS},
-        {"output", required_argument, 0, 'o'},
-        {"quiet", no_argument, 0, 'q'},
-        {0, 0, 0, 0},
-    };
-    const char *data = NULL, *label = NULL, *labels = NULL, *layers = NULL, *loss_name = NULL;
-    const char *opt_name = "adam", *out = NULL, *monitor = NULL, *drops[MAX_DROPS];
-    int n_drops = 0, nesterov = 0, no_acc = 0, standardize = 0, early = 0, restore = 0;
-    int shuffle = 1, quiet = 0, have_seed = 0;
-    long epochs = 10, batch = 32, patience = 2, threads = 1, seed = 0;
-    double lr = 0, momentum = 0, vsplit = 0;
-    int c, rc;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
-        rc = 0;
-        switch (c) {
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_LABELS:
-            labels = optarg;
-            break;
-        case O_DROP:
-            if (n_drops == MAX_DROPS) return maas_cli_usage_error(cmd, "too many --drop");
-            drops[n_drops++] = optarg;
-            break;
-        case O_LAYERS:
-            layers = optarg;
-            break;
-        case O_LOSS:
-            loss_name = optarg;
-            break;
-        case O_OPT:
-            opt_name = optarg;
-            break;
-        case O_LR:
-            rc = cli_parse_float(cmd, "--lr", optarg, 1e-12, 10, &lr);
-            break;
-        case O_MOM:
-            rc = cli_parse_float(cmd, "--momentum", optarg, 0, 0.999999, &momentum);
-            break;
-        case O_NEST:
-            nesterov = 1;
-            break;
-        case O_NOACC:
-            no_acc = 1;
-            break;
-        case O_EPOCHS:
-            rc = cli_parse_int(cmd, "--epochs", optarg, 1, 1000000, &epochs);
-            break;
-        case O_BATCH:
-            rc = cli_parse_int(cmd, "--batch-size", optarg, 1, 1 << 20, &batch);
-            break;
-        case O_VSPLIT:
-            rc = cli_parse_float(cmd, "--validation-split", optarg, 0, 0.99, &vsplit);
-            break;
-        case O_STD:
-            standardize = 1;
-            break;
-        case O_ES:
-            early = 1;
-            break;
-        case O_MON:
-            monitor = optarg;
-            break;
-        case O_PAT:
-            rc = cli_parse_int(cmd, "--patience", optarg, 0, 1000000, &patience);
-            break;
-        case O_RB:
-            restore = 1;
-            break;
-        case O_NOSHUF:
-            shuffle = 0;
-            break;
-        case O_SEED:
-            rc = cli_parse_int(cmd, "--seed", optarg, 0, LONG_MAX, &seed);
-            have_seed = 1;
-            break;
-        case O_THREADS:
-            rc = cli_parse_int(cmd, "--threads", optarg, 1, 256, &threads);
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        default:
-            return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
-        if (rc) return rc;
-    }
-    if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!data) return maas_cli_usage_error(cmd, "--data is required");
-    if (!layers) return maas_cli_usage_error(cmd, "--layers is required");
-    if (!out) return maas_cli_usage_error(cmd, "-o model.h5 is required");
-    if (!label == !labels)
-        return maas_cli_usage_error(cmd, "give exactly one of --label, --labels");
-
-    char err[MAAS_ERRSTR_SIZE];
-    maas_layer_spec specs[MAAS_MAX_LAYERS];
-    int n_specs;
-    if (maas_layers_parse(layers, specs, MAAS_MAX_LAYERS, &n_specs, err, sizeof(err)))
-        return maas_cli_usage_error(cmd, "--layers: %s", err);
-    maas_compile comp = {0};
-    maas_opt okind;
-    if (maas_opt_from_name(opt_name, &okind, err, sizeof(err)))
-        return maas_cli_usage_error(cmd, "%s", err);
-    maas_optim_defaults(&comp.optim, okind);
-    if (lr > 0) comp.optim.learning_rate = (float)lr;
-    comp.optim.momentum = (float)momentum;
-    comp.optim.nesterov = nesterov;
-    const maas_layer_spec *last = &specs[n_specs - 1];
-    if (loss_name) {
-        if (maas_loss_from_name(loss_name, &comp.loss, err, sizeof(err)))
-            return maas_cli_usage_error(cmd, "%s", err);
-    } else {
-        comp.loss = last->act == MAAS_ACT_SIGMOID   ? MAAS_LOSS_BINARY_CROSSENTROPY
-                    : last->act == MAAS_ACT_SOFTMAX ? MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY
-                                                    : MAAS_LOSS_MSE;
-    }
-    comp.accuracy = !no_acc && comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
-
-    cli_data d;
-    if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) return rc;
-    uint64_t s = have_seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    maas_rng rng;
-    maas_rng_init(&rng, s);
-    maas_blas_set_threads((int)threads);
-    maas_model *m = maas_model_new(d.n_features, specs, n_specs, &rng, err, sizeof(err));
-    if (!m) {
-        cli_data_release(&d);
-        return maas_cli_fail(cmd, "%s", err);
-    }
-    if ((rc = shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) goto done;
-    size_t n_params = m->n_params;
-    if (!quiet)
-        fprintf(stderr,
-                "maas fit: %zu rows x %d features; %d layers, %zu parameters; loss %s, "
-                "optimizer %s (lr %g); seed %llu\n",
-                d.rows, d.n_features, m->n_layers, n_params, maas_loss_name(comp.loss),
-                maas_opt_name(comp.optim.kind), (double)comp.optim.learning_rate,
-                (unsigned long long)s);
-    progress prog = {.tty = isatty(2), .quiet = quiet};
-    maas_fit_opts fo;
-    maas_fit_opts_init(&fo);
-    fo.epochs = (int)epochs;
-    fo.batch_size = (int)batch;
-    fo.shuffle = shuffle;
-    fo.validation_split = (float)vsplit;
-    fo.standardize = standardize;
-    fo.early_stopping = early;
-    fo.monitor = monitor ? monitor : (vsplit > 0 ? "val_loss" : "loss");
-    fo.patience = (int)patience;
-    fo.restore_best = restore;
-    fo.rng = &rng;
-    fo.on_epoch = on_epoch;
-    fo.on_batch = on_batch;
-    fo.ud = &prog;
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
-    maas_history h = {0};
-    maas_err e = maas_fit(m, &comp, d.x, d.y, d.rows, &fo, &h, err, sizeof(err));
-    sigaction(SIGINT, &old, NULL);
-    if (prog.tty) fprintf(stderr, "\r\033[K");
-    if (e == MAAS_ERR_CANCELLED) {
-        rc = maas_cli_fail(cmd, "interrupted; %s was not written", out);
-        rc = 130;
-        goto done;
-    }
-    if (e) {
-        rc = maas_cli_fail(cmd, "%s", err);
-        goto done;
-    }
-    if (h.stopped_early && !quiet)
-        fprintf(stderr, "maas fit: early stopping after epoch %d (best epoch %d)\n", h.n_epochs,
-                h.best_epoch);
-    if (maas_model_save(m, &comp, out, err, sizeof(err))) {
-        rc = maas_cli_fail(cmd, "%s", err);
-        goto done;
-    }
-    if (!quiet) fprintf(stderr, "maas fit: saved %s\n", out);
-done:
-    maas_history_release(&h);
-    maas_model_free(m);
-    cli_data_release(&d);
-    return rc;
-}
 
 /* ------------------------------------------------------------- evaluate */
 
@@ -570,16 +51,6 @@ static const char evaluate_help[] =
     "\n"
     "Prints the model's loss and accuracy on labelled data. The loss and metrics come from\n"
     "the file's training config; --loss overrides it (and is required when the file has none).\n";
-
-int cli_parse_format(const char *cmd, const char *v, int *json) {
-    if (!strcmp(v, "json"))
-        *json = 1;
-    else if (!strcmp(v, "csv") || !strcmp(v, "text"))
-        *json = 0;
-    else
-        return maas_cli_usage_error(cmd, "--format must be csv, text or json, got '%s'", v);
-    return 0;
-}
 
 int maas_cli_evaluate(int argc, char **argv) {
     const char *cmd = "evaluate";
@@ -656,8 +127,8 @@ int maas_cli_evaluate(int argc, char **argv) {
         return rc;
     }
     double loss, acc;
-    if (!(rc = check_features(cmd, data, m, &d)) &&
-        !(rc = shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
+    if (!(rc = cli_check_features(cmd, data, m, &d)) &&
+        !(rc = cli_shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
         if (maas_evaluate(m, &comp, d.x, d.y, d.rows, &loss, &acc, err, sizeof(err))) {
             rc = maas_cli_fail(cmd, "%s: %s", data, err);
         } else if (json) {
@@ -744,7 +215,7 @@ int maas_cli_predict(int argc, char **argv) {
         return rc;
     }
     float *out = NULL;
-    if ((rc = check_features(cmd, data, m, &d))) goto done;
+    if ((rc = cli_check_features(cmd, data, m, &d))) goto done;
     int k = m->n_outputs;
     out = malloc(d.rows * (size_t)k * sizeof(float));
     if (!out) {
@@ -1012,8 +483,8 @@ int maas_cli_optimize(int argc, char **argv) {
     cli_data d = {0};
     if (data) {
         if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d)) ||
-            (rc = check_features(cmd, data, m, &d)) ||
-            (rc = shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
+            (rc = cli_check_features(cmd, data, m, &d)) ||
+            (rc = cli_shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
             cli_data_release(&d);
             maas_model_free(m);
             return rc;
@@ -1022,7 +493,7 @@ int maas_cli_optimize(int argc, char **argv) {
     uint64_t s = have_seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     maas_rng rng;
     maas_rng_init(&rng, s);
-    progress prog = {.tty = isatty(2), .quiet = quiet};
+    cli_progress prog = {.tty = isatty(2), .quiet = quiet};
     o.prune = prune;
     o.finetune_epochs = (int)finetune;
     o.batch_size = (int)batch;
@@ -1031,11 +502,11 @@ int maas_cli_optimize(int argc, char **argv) {
     o.y = d.y;
     o.rows = d.rows;
     o.rng = &rng;
-    o.on_epoch = on_epoch;
-    o.on_batch = on_batch;
+    o.on_epoch = cli_on_epoch;
+    o.on_batch = cli_on_batch;
     o.ud = &prog;
     struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = cli_local_on_sigint;
     sigaction(SIGINT, &sa, &old);
     maas_optimize_report r;
     maas_err e = maas_optimize(m, &o, &r, err, sizeof(err));
