@@ -87,6 +87,15 @@ start_worker b
 "$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null
 "$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "fixed-$run" > /dev/null 2> dup.err
 grep -q "already exists; not submitted again" dup.err && ok "an idempotency key is honoured" || bad "dup: $(cat dup.err)"
+# a publish that fails (no broker listens there): the record says so, never a queued job
+# that Kafka lacks; a bad -X is a usage error
+"$maas" submit infer --model "p$run" --data ten.csv --drop diabetes --id "nopub-$run" \
+  --brokers 127.0.0.1:1 -X kafka.message.timeout.ms=2000 > /dev/null 2> nopub.err
+[[ $? -eq 1 ]] && grep -q "job nopub-$run was not published (its record says failed)" nopub.err \
+  && "$maas" job "nopub-$run" > nopub.rec && grep -q "state:     failed" nopub.rec && grep -q "error:     UNAVAILABLE" nopub.rec \
+  && ok "a failed publish is recorded as failed" || bad "nopub: $(cat nopub.err; cat nopub.rec 2>/dev/null)"
+"$maas" submit infer --model "p$run" --data ten.csv --drop diabetes -X acks=all > /dev/null 2> badx.err
+[[ $? -eq 2 ]] && grep -q "kafka.KEY=VALUE" badx.err && ok "a bad -X is named" || bad "bad -X: $(cat badx.err)"
 # the fleet, recent jobs, dead letters and their replay
 "$maas" workers > workers.out && grep -q "^cli-b " workers.out && ok "workers lists the live worker" || bad "workers: $(cat workers.out)"
 "$maas" submit infer --model "later$run" --data ten.csv --drop diabetes --id "dl-$run" --wait > /dev/null 2>&1
