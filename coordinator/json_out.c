@@ -71,6 +71,7 @@ int coord_status_of(maas_err e) {
     case MAAS_ERR_TIMEOUT:
         return 503;
     case MAAS_ERR_NOMEM:
+    case MAAS_ERR_SERVER: /* Redis refused it: the service's fault, not the request's */
         return 500;
     case MAAS_ERR_LIMIT:
         return 413;

@@ -246,11 +246,22 @@ static maas_err flight_finish(worker *w) {
         free(res);
         return err;
     }
-    for (int k = 0; k < f->n_results; k++)
+    int refused = 0;
+    maas_err why = MAAS_OK;
+    for (int k = 0; k < f->n_results; k++) {
         if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
             w->jobs_done++;
             metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+        } else if (res[k] != MAAS_ERR_CONFLICT) {
+            refused++; /* a permanent refusal by Redis for that job alone: not retried */
+            why = res[k];
         }
+    }
+    if (refused)
+        wlog(w, "error", NULL,
+             "%d of %d results were refused by Redis (%s); their jobs stay "
+             "unrecorded",
+             refused, f->n_results, maas_err_code(why));
     free(res);
     store_offsets(w, f->msgs, f->n);
     flight_pop(w);

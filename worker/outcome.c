@@ -42,7 +42,9 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
         if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
         if (err) {
             wlog(w, "error", id, "cannot record the failure: %s", e);
-            return err;
+            /* Redis down: retry it all later. Redis refusing this record for good (its key
+             * broken): the dead letter is then the job's only trace, so it still goes. */
+            if (maas_err_retriable(err)) return err;
         }
     }
     char part[16], off[32];

@@ -548,6 +548,12 @@ void poll_work_task(worker *w) {
         nanosleep(&ts, NULL);
         return;
     }
+    if (err) { /* a permanent refusal (Redis's SERVER_ERROR, an encoding error): fail it alone */
+        char why[MAAS_ERRSTR_SIZE + 48];
+        snprintf(why, sizeof(why), "its outcome could not be stored: %s", maas_err_code(err));
+        if (!maas_err_retriable(job_fail(w, &t->job, TASK_SOURCE(t), err, why)))
+            store_work_offset(w, t->topic, t->partition, t->offset);
+    }
     maas_consumer_pause(w->work_c, 0, e, sizeof(e));
     w->task = NULL;
     task_free(t);

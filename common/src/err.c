@@ -19,6 +19,7 @@ static const char *const err_codes[MAAS_ERR__COUNT] = {
     [MAAS_ERR_TIMEOUT] = "TIMEOUT",
     [MAAS_ERR_CONFLICT] = "CONFLICT",
     [MAAS_ERR_UNSUPPORTED] = "UNSUPPORTED",
+    [MAAS_ERR_SERVER] = "SERVER_ERROR",
 };
 
 int maas_err_retriable(maas_err err) {

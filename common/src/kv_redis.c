@@ -44,6 +44,8 @@ struct maas_kv {
     char prefix[64];
     int timeout_ms;
     char transition_sha[41]; /* SCRIPT LOAD of job_transition_lua on this connection */
+    maas_err last_err;       /* why the last cmd() returned NULL */
+    int last_noscript;       /* ... and it was NOSCRIPT (the script cache was flushed) */
     /* The transition batch sent by maas_kv_job_transition_send: its replies come first on ctx,
      * so any other command reads them (into results) before it runs. */
     struct {
@@ -102,9 +104,31 @@ static maas_err parse_url(maas_kv *kv, const char *url, char *errstr, size_t err
     return MAAS_OK;
 }
 
+/*
+ * What an error reply means. The ones a restart, a failover, a busy script or a full
+ * disk give are worth retrying (UNAVAILABLE), and so is NOSCRIPT (the caller loads the
+ * script again); any other (WRONGTYPE, OOM, a script's own error, a bad argument) is
+ * SERVER: permanent for the request, so a worker fails that job instead of retrying it
+ * forever.
+ */
+static maas_err server_err(const char *msg) {
+    static const char *const transient[] = {"LOADING",  "BUSY",        "MASTERDOWN", "READONLY",
+                                            "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF",
+                                            "NOSCRIPT", "MOVED",       "ASK"};
+    if (!msg) return MAAS_ERR_UNAVAILABLE;
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(transient); i++) {
+        size_t n = strlen(transient[i]);
+        if (!strncmp(msg, transient[i], n) && (msg[n] == ' ' || msg[n] == '\0'))
+            return MAAS_ERR_UNAVAILABLE;
+    }
+    return MAAS_ERR_SERVER;
+}
+
 static maas_err reply_err(redisReply *r, const char *what, char *errstr, size_t errstr_size) {
-    maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", what,
-                           r && r->str ? r->str : "error");
+    maas_err e =
+        maas_errf(errstr, errstr_size,
+                  r && r->type == REDIS_REPLY_ERROR ? server_err(r->str) : MAAS_ERR_UNAVAILABLE,
+                  "redis %s: %s", what, r && r->str ? r->str : "error");
     if (r) freeReplyObject(r);
     return e;
 }
@@ -219,19 +243,21 @@ static redisReply *cmd(maas_kv *kv, int argc, const char **argv, const size_t *l
                        size_t errstr_size) {
     flight_read(kv);
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (!kv->ctx && kv_open(kv, errstr, errstr_size)) return NULL;
+        kv->last_noscript = 0;
+        if (!kv->ctx && (kv->last_err = kv_open(kv, errstr, errstr_size))) return NULL;
         redisReply *r = redisCommandArgv(kv->ctx, argc, argv, lens);
         if (r) {
             if (r->type == REDIS_REPLY_ERROR) {
-                maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
-                          r->str);
+                kv->last_err = maas_errf(errstr, errstr_size, server_err(r->str), "redis %s: %s",
+                                         argv[0], r->str);
+                kv->last_noscript = r->str && !strncmp(r->str, "NOSCRIPT", 8);
                 freeReplyObject(r);
                 return NULL;
             }
             return r;
         }
-        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
-                  kv->ctx->errstr);
+        kv->last_err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
+                                 kv->ctx->errstr);
         redisFree(kv->ctx); /* the context is unusable after an I/O error */
         kv->ctx = NULL;
     }
@@ -241,7 +267,7 @@ static redisReply *cmd(maas_kv *kv, int argc, const char **argv, const size_t *l
 maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size) {
     const char *argv[] = {"PING"};
     redisReply *r = cmd(kv, 1, argv, NULL, errstr, errstr_size);
-    if (!r) return MAAS_ERR_UNAVAILABLE;
+    if (!r) return kv->last_err;
     freeReplyObject(r);
     return MAAS_OK;
 }
@@ -296,10 +322,10 @@ static maas_err index_job(maas_kv *kv, const char *id, int64_t created_ms, char 
     snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(maas_wall_ms() - 30LL * 86400 * 1000));
     const char *add[] = {"ZADD", key, "NX", score, id};
     redisReply *rep = cmd(kv, 5, add, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     freeReplyObject(rep);
     const char *trim[] = {"ZREMRANGEBYSCORE", key, "-inf", cutoff};
-    if (!(rep = cmd(kv, 4, trim, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    if (!(rep = cmd(kv, 4, trim, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -328,7 +354,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
     arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long created = rep->integer;
     freeReplyObject(rep);
     if (!created)
@@ -358,7 +384,7 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
     KEY(key, kv, "job:{%s}", id);
     const char *argv[] = {"HGETALL", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     snprintf(r->id, sizeof(r->id), "%s", id);
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         const char *f = rep->element[i]->str;
@@ -502,7 +528,7 @@ static maas_err load_transition(maas_kv *kv, char *errstr, size_t errstr_size) {
     if (kv->transition_sha[0]) return MAAS_OK;
     const char *argv[] = {"SCRIPT", "LOAD", job_transition_lua};
     redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     if (rep->type == REDIS_REPLY_STRING && rep->len == 40)
         copy_field(kv->transition_sha, sizeof(kv->transition_sha), rep);
     freeReplyObject(rep);
@@ -547,8 +573,8 @@ static void build_transition(maas_kv *kv, transition_call *t, const char *id,
 static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
                                  char *errstr, size_t errstr_size) {
     if (!rep || rep->type == REDIS_REPLY_ERROR)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis EVAL: %s",
-                         rep && rep->str ? rep->str : "no reply");
+        return maas_errf(errstr, errstr_size, rep ? server_err(rep->str) : MAAS_ERR_UNAVAILABLE,
+                         "redis EVAL: %s", rep && rep->str ? rep->str : "no reply");
     /* 1 when moved (a plain integer: a table reply costs Redis ~10% of the script, measured);
      * {0, state} when the record's state did not allow it; {-1, ""} when there is none */
     long long ok = rep->type == REDIS_REPLY_INTEGER ? rep->integer
@@ -575,11 +601,11 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
         build_transition(kv, &t, id, u, maas_wall_ms());
         redisReply *rep = cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
         if (!rep) {
-            if (errstr && strstr(errstr, "NOSCRIPT")) { /* SCRIPT FLUSH or a restart */
+            if (kv->last_noscript) { /* SCRIPT FLUSH or a restart: load it again */
                 kv->transition_sha[0] = '\0';
                 continue;
             }
-            return MAAS_ERR_UNAVAILABLE;
+            return kv->last_err;
         }
         err = transition_reply(rep, id, u, errstr, errstr_size);
         freeReplyObject(rep);
@@ -721,7 +747,7 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
     arg_i(&a, maas_wall_ms());
     arg_s(&a, progress_json);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long v = rep->integer;
     freeReplyObject(rep);
     if (v == 0)
@@ -764,7 +790,7 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     arg_s(&a, chan);
     arg_i(&a, maas_wall_ms());
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     int unknown = rep->str && !strcmp(rep->str, "unknown");
     freeReplyObject(rep);
     if (unknown) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no job '%s'", id);
@@ -904,7 +930,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
     if (metrics_json) arg_s(&a, "metrics"), arg_s(&a, metrics_json);
     if (config_json) arg_s(&a, "config"), arg_s(&a, config_json);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     *version = rep->elements == 2 ? (int)rep->element[0]->integer : 0;
     if (created) *created = rep->elements == 2 ? (int)rep->element[1]->integer : 0;
     freeReplyObject(rep);
@@ -913,7 +939,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
     snprintf(kmodels, sizeof(kmodels), "%smodels", kv->prefix);
     const char *sadd[] = {"SADD", kmodels, model};
     rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return *version > 0 ? MAAS_OK
                         : maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
@@ -999,15 +1025,15 @@ static void resolved_put(maas_kv *kv, const char *key, const char *ref, int vers
 static redisReply *tracked_cmd(maas_kv *kv, int argc, const char **argv, char *errstr,
                                size_t errstr_size) {
     flight_read(kv);
-    if (!kv->ctx && kv_open(kv, errstr, errstr_size)) return NULL;
+    if (!kv->ctx && (kv->last_err = kv_open(kv, errstr, errstr_size))) return NULL;
     if (!kv->inval) return cmd(kv, argc, argv, NULL, errstr, errstr_size);
     redisReply *opt = NULL, *rep = NULL;
     if (redisAppendCommand(kv->ctx, "CLIENT CACHING yes") != REDIS_OK ||
         redisAppendCommandArgv(kv->ctx, argc, argv, NULL) != REDIS_OK ||
         redisGetReply(kv->ctx, (void **)&opt) != REDIS_OK ||
         redisGetReply(kv->ctx, (void **)&rep) != REDIS_OK) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
-                  kv->ctx->errstr);
+        kv->last_err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0],
+                                 kv->ctx->errstr);
         if (opt) freeReplyObject(opt);
         redisFree(kv->ctx); /* the context is unusable after an I/O error */
         kv->ctx = NULL;
@@ -1018,7 +1044,8 @@ static redisReply *tracked_cmd(maas_kv *kv, int argc, const char **argv, char *e
     freeReplyObject(opt);
     if (!opt_ok) track_off(kv); /* not tracked after all: no caching from now on */
     if (rep && rep->type == REDIS_REPLY_ERROR) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s: %s", argv[0], rep->str);
+        kv->last_err =
+            maas_errf(errstr, errstr_size, server_err(rep->str), "redis %s: %s", argv[0], rep->str);
         freeReplyObject(rep);
         return NULL;
     }
@@ -1060,7 +1087,7 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
     if (numeric) {
         snprintf(field, sizeof(field), "%ld.size", v);
         const char *argv[] = {"HEXISTS", key, field};
-        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return kv->last_err;
         int exists = rep->integer == 1;
         freeReplyObject(rep);
         if (!exists)
@@ -1069,7 +1096,7 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
         *version = (int)v;
     } else {
         const char *argv[] = {"HGET", key, ref};
-        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+        if (!(rep = tracked_cmd(kv, 3, argv, errstr, errstr_size))) return kv->last_err;
         long got = rep->type == REDIS_REPLY_STRING ? strtol(rep->str, NULL, 10) : 0;
         freeReplyObject(rep);
         if (got <= 0)
@@ -1102,7 +1129,7 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
         arg_s(&a, names[i]);
     }
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     if (rep->elements != 8 || rep->element[0]->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
@@ -1169,7 +1196,7 @@ maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, in
     arg_i(&a, version);
     arg_i(&a, expect < 0 ? -1 : expect);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);
     if (r == -1)
@@ -1199,7 +1226,7 @@ static maas_err smembers(maas_kv *kv, const char *name, char ***out, int *n, cha
     snprintf(key, sizeof(key), "%s%s", kv->prefix, name);
     const char *argv[] = {"SMEMBERS", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     char **v = calloc(rep->elements + 1, sizeof(char *));
     if (!v) {
         freeReplyObject(rep);
@@ -1231,7 +1258,7 @@ maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, s
     const char *argv[] = {"SET", key, bytes};
     size_t lens[] = {3, strlen(key), len};
     redisReply *rep = cmd(kv, 3, argv, lens, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1241,7 +1268,7 @@ static maas_err get_blob(maas_kv *kv, const char *key, const char *missing, unsi
                          size_t *len, char *errstr, size_t errstr_size) {
     const char *argv[] = {"GET", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     if (rep->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "%s", missing);
@@ -1274,7 +1301,7 @@ maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, siz
     KEY(key, kv, "dataset:{%s}", name);
     const char *argv[] = {"DEL", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long n = rep->integer;
     freeReplyObject(rep);
     return n ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no dataset '%s'", name);
@@ -1299,15 +1326,15 @@ maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting
         arg_s(&a, fields[i].value);
     }
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     freeReplyObject(rep);
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 30);
     const char *ex[] = {"EXPIRE", key, ttl};
-    if (!(rep = cmd(kv, 3, ex, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    if (!(rep = cmd(kv, 3, ex, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     const char *sadd[] = {"SADD", kset, id};
-    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1330,7 +1357,7 @@ maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_
         arg_s(&a, names[i]);
     }
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     redisReply **e = rep->element;
     if (rep->elements != 7 || e[1]->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
@@ -1367,7 +1394,7 @@ maas_err maas_kv_version_count(maas_kv *kv, const char *model, int *n, char *err
     KEY(key, kv, "model:{%s}", model);
     const char *argv[] = {"HGET", key, "next_version"};
     redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     if (rep->type == REDIS_REPLY_STRING) *n = (int)field_i64(rep);
     freeReplyObject(rep);
     return MAAS_OK;
@@ -1384,7 +1411,7 @@ maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **
     KEY(key, kv, "model:{%s}:aliases", model);
     const char *argv[] = {"HGETALL", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     size_t pairs = rep->elements / 2;
     *aliases = calloc(pairs + 1, sizeof(char *));
     *versions = calloc(pairs + 1, sizeof(int));
@@ -1423,7 +1450,7 @@ maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_jo
         snprintf(a1, sizeof(a1), "%ld", start + 199);
         const char *argv[] = {"ZREVRANGE", key, a0, a1};
         redisReply *rep = cmd(kv, 4, argv, NULL, errstr, errstr_size);
-        if (!rep) return MAAS_ERR_UNAVAILABLE;
+        if (!rep) return kv->last_err;
         size_t got = rep->elements, gone = 0;
         for (size_t i = 0; i < got && *n < limit; i++) {
             char id[MAAS_NAME_MAX + 1];
@@ -1472,7 +1499,7 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
     snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
     const char *argv[] = {"SMEMBERS", kset};
     redisReply *ids = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!ids) return MAAS_ERR_UNAVAILABLE;
+    if (!ids) return kv->last_err;
     maas_worker_info *w = calloc(ids->elements + 1, sizeof(*w));
     if (!w) {
         freeReplyObject(ids);
@@ -1487,7 +1514,7 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
         const char *hg[] = {"HGETALL", key};
         redisReply *h = cmd(kv, 2, hg, NULL, errstr, errstr_size);
         if (!h) {
-            err = MAAS_ERR_UNAVAILABLE;
+            err = kv->last_err;
             break;
         }
         if (h->elements == 0) { /* stopped announcing: its key expired */
@@ -1593,7 +1620,7 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
     free(argv);
     free(lens);
     free(text);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long created = rep->integer;
     freeReplyObject(rep);
     if (!created)
@@ -1602,7 +1629,7 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
     char kset[128];
     snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
     const char *sadd[] = {"SADD", kset, s->id};
-    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return MAAS_ERR_UNAVAILABLE;
+    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1616,7 +1643,7 @@ maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *er
     KEY(key, kv, "sweep:{%s}", id);
     const char *argv[] = {"HGETALL", key};
     redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     if (rep->elements == 0) {
         freeReplyObject(rep);
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no sweep '%s'", id);
@@ -1691,7 +1718,7 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
     snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
     const char *argv[] = {"EVAL", sweep_finish_lua, "1", key, best_job, ver, now};
     redisReply *rep = cmd(kv, 7, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);
     const char *srem[] = {"SREM", kset, id};
@@ -1718,7 +1745,7 @@ maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes,
     const char *argv[] = {"SET", key, bytes, "EX", ttl};
     size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
     redisReply *rep = cmd(kv, 5, argv, lens, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1758,7 +1785,7 @@ maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, cha
     snprintf(v, sizeof(v), "%d", version);
     const char *argv[] = {"EVAL", version_delete_lua, "2", kver, kal, v};
     redisReply *rep = cmd(kv, 6, argv, NULL, errstr, errstr_size);
-    if (!rep) return MAAS_ERR_UNAVAILABLE;
+    if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);
     if (r < 0)

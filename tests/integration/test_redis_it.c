@@ -301,6 +301,43 @@ static void test_version_cache(void **state) {
     maas_kv_free(kv);
 }
 
+/*
+ * A key of the wrong type (or any error of Redis's own) is SERVER_ERROR, permanent for
+ * that request, so a worker fails the job instead of retrying it forever; the same handle
+ * goes on serving other keys, and a pipelined batch keeps the refusal to its one job.
+ */
+static void test_server_errors_are_permanent(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    redisContext *c = raw_connect();
+    char key[128];
+    snprintf(key, sizeof(key), "%sjob:{job-broken}", prefix);
+    freeReplyObject(redisCommand(c, "SET %s not-a-hash", key));
+    maas_job_record r;
+    assert_err(MAAS_ERR_SERVER, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
+    assert_mentions(err, "WRONGTYPE");
+    assert_false(maas_err_retriable(MAAS_ERR_SERVER));
+    assert_string_equal(maas_err_code(MAAS_ERR_SERVER), "SERVER_ERROR");
+    maas_job_update u = {.to = MAAS_JOB_FAILED, .from_mask = FROM(MAAS_JOB_QUEUED)};
+    assert_err(MAAS_ERR_SERVER, maas_kv_job_transition(kv, "job-broken", &u, err, sizeof(err)),
+               err);
+    /* the handle still works */
+    maas_job_record ok = job("job-fine");
+    assert_ok(maas_kv_job_create(kv, &ok, 60, err, sizeof(err)), err);
+    /* in a pipelined batch, only the broken job's result says so */
+    const char *ids[] = {"job-fine", "job-broken"};
+    maas_job_update ups[2] = {
+        {.to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"},
+        {.to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"}};
+    maas_err res[2];
+    assert_ok(maas_kv_job_transition_send(kv, 2, ids, ups, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_transition_recv(kv, res, err, sizeof(err)), err);
+    assert_int_equal(res[0], MAAS_OK);
+    assert_int_equal(res[1], MAAS_ERR_SERVER);
+    redisFree(c);
+    maas_kv_free(kv);
+}
+
 static void test_cancel(void **state) {
     (void)state;
     maas_kv *kv = connect_kv();
@@ -448,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_wait_without_polling),
         cmocka_unit_test(test_pipelined_halves_and_notify),
         cmocka_unit_test(test_version_cache),
+        cmocka_unit_test(test_server_errors_are_permanent),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

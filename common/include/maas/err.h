@@ -29,6 +29,8 @@ typedef enum maas_err {
     MAAS_ERR_TIMEOUT,     /* a deadline passed */
     MAAS_ERR_CONFLICT,    /* the state changed under us (e.g. an alias moved); retry */
     MAAS_ERR_UNSUPPORTED, /* a valid request this build cannot carry out yet */
+    MAAS_ERR_SERVER,      /* a store answered with an error of its own (a key of the wrong type,
+                             out of memory, a script error): permanent for this request */
     MAAS_ERR__COUNT
 } maas_err;
 
