@@ -106,16 +106,6 @@ void cli_conn_close(cli_conn *c) {
     maas_config_release(&c->conf);
 }
 
-/* 128 random bits as 32 hex digits. */
-void cli_random_id(char out[33]) {
-    unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-        uint64_t t = (uint64_t)maas_wall_ms() ^ ((uint64_t)getpid() << 40);
-        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
-    }
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 /* ------------------------------------------------------------ datasets */
 
 maas_matrix cli_as_matrix(float *data, size_t rows, int cols) {

@@ -71,9 +71,6 @@ int cli_put_dataset(const char *cmd, cli_conn *c, const char *name, cli_data *d)
 /* A matrix view of rows x cols floats (borrowed). */
 maas_matrix cli_as_matrix(float *data, size_t rows, int cols);
 
-/* 128 random bits as 32 hex digits. */
-void cli_random_id(char out[33]);
-
 /* Set by Ctrl-C while following (cli_on_sigint): stop following, the job goes on. */
 extern volatile sig_atomic_t cli_detach;
 void cli_on_sigint(int sig);

@@ -42,7 +42,7 @@ static int dlq_read(const char *cmd, cli_conn *c, dlq_entry **out, int *n) {
     *n = 0;
     if (maas_topic_name(c->prefix, MAAS_TOPIC_DLQ, topic, sizeof(topic), e, sizeof(e)))
         return maas_cli_fail(cmd, "%s", e);
-    cli_random_id(rid);
+    maas_name_random(rid);
     snprintf(group, sizeof(group), "maas-cli-dlq-%.16s", rid);
     maas_setting s[MAAS_CONFIG_MAX_SETTINGS + 2];
     int ns = 0;

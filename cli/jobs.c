@@ -208,7 +208,7 @@ int maas_cli_submit(int argc, char **argv) {
         }
         snprintf(j.id, sizeof(j.id), "%s", id);
     } else {
-        cli_random_id(j.id);
+        maas_name_random(j.id);
     }
     j.created_ms = maas_wall_ms();
     cli_data d = {0};

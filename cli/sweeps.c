@@ -335,7 +335,7 @@ int maas_cli_sweep(int argc, char **argv) {
         snprintf(s->id, sizeof(s->id), "%s", id);
     } else {
         char rid[33];
-        cli_random_id(rid);
+        maas_name_random(rid);
         snprintf(s->id, sizeof(s->id), "sw-%.16s", rid);
     }
     if (maas_sweep_expand(s, g, &base, e, sizeof(e))) {

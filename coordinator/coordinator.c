@@ -69,13 +69,6 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
     return submit_ex(c, kv, j, 0, NULL, e, es);
 }
 
-static void random_id(char out[33]) {
-    unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        for (int i = 0; i < 16; i++) b[i] = (unsigned char)(maas_wall_ms() >> (i % 8));
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
 /* ------------------------------------------------------------ routes */
 
 static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
@@ -101,7 +94,7 @@ static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
             }
             snprintf(id, sizeof(id), "%s", key);
         } else {
-            random_id(id);
+            maas_name_random(id);
         }
         n +=
             snprintf(prefix + n, sizeof(prefix) - (size_t)n, "%s\"id\": \"%s\"", n ? ", " : "", id);
@@ -184,7 +177,7 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
     if (timeout_ms < 1 || timeout_ms > 600000)
         return coord_reply_error(res, 400, "BAD_FORMAT", "field timeout_ms: expected 1..600000");
-    random_id(id);
+    maas_name_random(id);
     int64_t now = maas_wall_ms();
     snprintf(
         prefix, sizeof(prefix),
@@ -361,11 +354,11 @@ static void route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res
     maas_err err = maas_kv_sweep_load(kv, id, s, e, sizeof(e));
     maas_sweep_row *rows = err ? NULL : calloc((size_t)s->n + 1, sizeof(*rows));
     int finished = 0, best;
-    if (!err && !rows) err = maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory");
+    if (!err && !rows) err = maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     if (!err) err = maas_sweep_rank(kv, s, rows, &finished, &best, e, sizeof(e));
     if (err) {
         coord_reply_error(res, coord_status_of(err),
-                          err == MAAS_ERR_UNKNOWN ? "UNKNOWN_SWEEP" : maas_err_code(err), e);
+                          err == MAAS_ERR_UNKNOWN_NAME ? "UNKNOWN_SWEEP" : maas_err_code(err), e);
     } else {
         maas_strbuf t = {0};
         coord_put_sweep(&t, s, rows, finished);
@@ -388,27 +381,28 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     maas_job_init(&base, MAAS_JOBTYPE_TRAIN);
     int status = 400, submitted = 0, republished = 0, resumed = 0;
     const char *code = "BAD_FORMAT";
-    maas_err err = s && g ? MAAS_OK : maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory");
+    maas_err err =
+        s && g ? MAAS_OK : maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     const char *keys[] = {"id", "job", "grid", "random", "seed", "metric", "promote"};
     char **vals[] = {&id_json,   &job_json,    &grid_json,   &rand_json,
                      &seed_json, &metric_json, &promote_json};
     for (size_t i = 0; !err && i < MAAS_ARRAY_LEN(keys); i++)
         err = maas_json_get(req->body, req->body_len, keys[i], vals[i], e, sizeof(e));
     if (!err && id_json && !json_plain_string(id_json, id, sizeof(id)))
-        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field id: expected a string");
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field id: expected a string");
     if (!err && !id[0]) {
         const char *key = req->header(req, "Idempotency-Key");
         if (key) {
             snprintf(id, sizeof(id), "%s", key);
         } else {
             char rid[33];
-            random_id(rid);
+            maas_name_random(rid);
             snprintf(id, sizeof(id), "sw-%.16s", rid);
         }
     }
     if (!err) err = maas_name_check("sweep id", id, e, sizeof(e));
     if (!err && !job_json)
-        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT,
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
                         "field job: the base training job is required");
     if (!err) {
         char prefix[256];
@@ -419,7 +413,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     }
     if (!err) err = maas_job_decode_json(body, strlen(body), &base, e, sizeof(e));
     if (!err && !base.data.dataset[0])
-        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT,
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
                         "field job.data: a sweep names its data by dataset (upload it first)");
     if (!err && grid_json) {
         double v[MAAS_SWEEP_MAX_VALUES];
@@ -444,16 +438,17 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     if (!err && rand_json) g->random = (int)strtol(rand_json, NULL, 10);
     if (!err && seed_json) g->seed = (uint64_t)strtoull(seed_json, NULL, 10);
     if (!err && g->random < 0)
-        err = maas_errf(e, sizeof(e), MAAS_ERR_ARG, "field random: must be >= 0");
+        err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT, "field random: must be >= 0");
     char name[MAAS_NAME_MAX + 1];
     if (!err && metric_json &&
         (!json_plain_string(metric_json, name, sizeof(name)) ||
          maas_sweep_metric_from_name(name, &s->metric, e, sizeof(e))))
-        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field metric: val_loss or val_accuracy");
+        err =
+            maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field metric: val_loss or val_accuracy");
     if (!err && promote_json &&
         (!json_plain_string(promote_json, s->promote, sizeof(s->promote)) ||
          maas_name_check("promote", s->promote, e, sizeof(e))))
-        err = maas_errf(e, sizeof(e), MAAS_ERR_FORMAT, "field promote: an alias name");
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field promote: an alias name");
     if (!err) {
         snprintf(s->id, sizeof(s->id), "%s", id);
         snprintf(s->model, sizeof(s->model), "%s", base.model.name);
@@ -466,7 +461,7 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         err = maas_kv_sweep_create(kv, s, e, sizeof(e));
         if (err == MAAS_ERR_CONFLICT) { /* a retry: submit what is missing */
             maas_sweep *old = calloc(1, sizeof(*old));
-            err = old ? maas_kv_sweep_load(kv, id, old, e, sizeof(e)) : MAAS_ERR_NOMEM;
+            err = old ? maas_kv_sweep_load(kv, id, old, e, sizeof(e)) : MAAS_ERR_OUT_OF_MEMORY;
             if (!err && old->n != s->n)
                 err = maas_errf(e, sizeof(e), MAAS_ERR_CONFLICT,
                                 "sweep '%s' exists with %d points, this request has %d", id, old->n,
@@ -603,7 +598,7 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
         maas_err err = maas_kv_job_cancel(kv, s[2], e, sizeof(e));
         if (err)
             coord_reply_error(res, coord_status_of(err),
-                              err == MAAS_ERR_UNKNOWN ? "UNKNOWN_JOB" : maas_err_code(err), e);
+                              err == MAAS_ERR_UNKNOWN_NAME ? "UNKNOWN_JOB" : maas_err_code(err), e);
         else
             route_get_job(kv, s[2], res);
     } else if (n == 2 && !strcmp(s[1], "sweeps") && !strcmp(m, "POST")) {

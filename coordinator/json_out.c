@@ -63,17 +63,17 @@ void coord_reply_error(maas_http_response *res, int status, const char *code, co
 /* The HTTP status that fits a maas error. */
 int coord_status_of(maas_err e) {
     switch (e) {
-    case MAAS_ERR_UNKNOWN:
+    case MAAS_ERR_UNKNOWN_NAME:
         return 404;
     case MAAS_ERR_CONFLICT:
         return 409;
     case MAAS_ERR_UNAVAILABLE:
     case MAAS_ERR_TIMEOUT:
         return 503;
-    case MAAS_ERR_NOMEM:
-    case MAAS_ERR_SERVER: /* Redis refused it: the service's fault, not the request's */
+    case MAAS_ERR_OUT_OF_MEMORY:
+    case MAAS_ERR_SERVER_ERROR: /* Redis refused it: the service's fault, not the request's */
         return 500;
-    case MAAS_ERR_LIMIT:
+    case MAAS_ERR_LIMIT_EXCEEDED:
         return 413;
     default:
         return 400;

@@ -62,7 +62,7 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
                                      errstr, errstr_size);
     if (!inf) {
         maas_model_free(m);
-        return MAAS_ERR_NOMEM;
+        return MAAS_ERR_OUT_OF_MEMORY;
     }
     cache_entry *e = &c->e[c->n++];
     memset(e, 0, sizeof(*e));

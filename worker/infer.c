@@ -32,7 +32,7 @@ static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce,
     int32_t *classes = NULL;
     if (it->job.want_classes) {
         classes = malloc(r.outputs.rows * sizeof(int32_t));
-        if (!classes) return MAAS_ERR_NOMEM;
+        if (!classes) return MAAS_ERR_OUT_OF_MEMORY;
         for (uint32_t i = 0; i < r.outputs.rows; i++) {
             const float *o = out + (size_t)i * r.outputs.cols;
             int best = 0;
@@ -135,8 +135,8 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
             char msg[MAAS_ERRSTR_SIZE];
             snprintf(msg, sizeof(msg), "field inputs.shape[1]: expected %d, got %u (model %s:%d)",
                      ce->model->n_inputs, it->job.inputs.cols, ce->name, ce->version);
-            maas_err fe =
-                job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)}, MAAS_ERR_SHAPE, msg);
+            maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)},
+                                   MAAS_ERR_SHAPE_MISMATCH, msg);
             if (fe) return fe;
             it->state = 1;
             continue;
@@ -147,7 +147,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
                 snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",
                          it->job.inputs.rows, w->cfg.max_rows);
                 maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)},
-                                       MAAS_ERR_LIMIT, msg);
+                                       MAAS_ERR_LIMIT_EXCEEDED, msg);
                 if (fe) return fe;
                 it->state = 1;
             }
@@ -164,7 +164,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
     if (!x || !y) {
         free(x);
         free(y);
-        return MAAS_ERR_NOMEM;
+        return MAAS_ERR_OUT_OF_MEMORY;
     }
     size_t at = 0;
     for (int k = 0; k < nm; k++) {
@@ -238,8 +238,8 @@ static maas_err flight_finish(worker *w) {
     infer_flight *f = &w->flight[slot];
     char e[MAAS_ERRSTR_SIZE];
     maas_err *res = calloc((size_t)f->n_results, sizeof(*res));
-    maas_err err =
-        res ? maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e)) : MAAS_ERR_NOMEM;
+    maas_err err = res ? maas_kv_job_transition_recv(w->kv_results[slot], res, e, sizeof(e))
+                       : MAAS_ERR_OUT_OF_MEMORY;
     if (err) {
         wlog(w, "error", NULL, "cannot write %d results: %s", f->n_results,
              res ? e : "out of memory");
@@ -319,7 +319,7 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
         it->msg = &msgs[i];
         maas_err de = maas_job_decode(msgs[i].value, msgs[i].value_len, &it->job, e, sizeof(e));
         if (!de && it->job.type != MAAS_JOBTYPE_INFER) {
-            de = MAAS_ERR_FORMAT;
+            de = MAAS_ERR_BAD_FORMAT;
             snprintf(e, sizeof(e), "field type: a %s job on the inference topic",
                      maas_job_type_name(it->job.type));
         }
@@ -346,7 +346,7 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     int slot = (w->flight_head + w->n_flights) % INFER_FLIGHTS;
     infer_flight *f = &w->flight[slot];
     if (!err && !ferr && o.n && !(f->msgs = malloc((size_t)n * sizeof(*msgs))))
-        err = MAAS_ERR_NOMEM;
+        err = MAAS_ERR_OUT_OF_MEMORY;
     if (!err && !ferr && o.n) {
         err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
         if (err) wlog(w, "error", NULL, "cannot write %d results: %s", o.n, e);

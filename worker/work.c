@@ -114,12 +114,12 @@ static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t e
     if ((int)y->cols == want) return MAAS_OK;
     if (j->train.compile.loss == MAAS_LOSS_CATEGORICAL_CROSSENTROPY && y->cols == 1) {
         float *oh = calloc((size_t)y->rows * want, sizeof(float));
-        if (!oh) return MAAS_ERR_NOMEM;
+        if (!oh) return MAAS_ERR_OUT_OF_MEMORY;
         for (uint32_t r = 0; r < y->rows; r++) {
             float v = y->data[r];
             if (!(v >= 0 && v < want) || v != floorf(v)) {
                 free(oh);
-                return maas_errf(e, es, MAAS_ERR_LABEL,
+                return maas_errf(e, es, MAAS_ERR_LABEL_OUT_OF_RANGE,
                                  "field data.y[%u]: class %g is not an index in 0..%d", r,
                                  (double)v, want - 1);
             }
@@ -130,8 +130,9 @@ static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t e
         y->cols = (uint32_t)want;
         return MAAS_OK;
     }
-    return maas_errf(e, es, MAAS_ERR_SHAPE, "field data.y: %u columns, %s on this model needs %d",
-                     y->cols, maas_loss_name(j->train.compile.loss), want);
+    return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
+                     "field data.y: %u columns, %s on this model needs %d", y->cols,
+                     maas_loss_name(j->train.compile.loss), want);
 }
 
 /* Prepares the task; on a permanent problem returns its code with the message in e. */
@@ -147,29 +148,31 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         if (err) return err;
     }
     if ((long)j->data.x.rows > w->cfg.max_rows)
-        return maas_errf(e, es, MAAS_ERR_LIMIT, "field data.x: %u rows, over the limit of %ld",
-                         j->data.x.rows, w->cfg.max_rows);
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
+                         "field data.x: %u rows, over the limit of %ld", j->data.x.rows,
+                         w->cfg.max_rows);
     if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
         cache_entry *ce;
         if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
         if (j->optimize.finetune_epochs > w->cfg.max_epochs)
-            return maas_errf(e, es, MAAS_ERR_LIMIT,
+            return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
                              "field finetune_epochs: %d, over the limit of %d",
                              j->optimize.finetune_epochs, w->cfg.max_epochs);
         int has_data = j->data.x.rows > 0;
         if ((j->optimize.finetune_epochs > 0 || has_data) && !ce->info.has_compile)
-            return maas_errf(e, es, MAAS_ERR_ARG,
+            return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
                              "field data: %s:%d has no training config (loss, optimizer) to "
                              "fine-tune or measure with",
                              ce->name, ce->version);
         if (has_data && (int)j->data.x.cols != ce->model->n_inputs)
-            return maas_errf(e, es, MAAS_ERR_SHAPE, "field data.x.shape[1]: expected %d, got %u",
-                             ce->model->n_inputs, j->data.x.cols);
+            return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
+                             "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
+                             j->data.x.cols);
         t->compile = ce->info.compile;
         t->has_compile = ce->info.has_compile;
         t->parent_version = ce->version;
         maas_rng_init(&t->rng, (uint64_t)maas_wall_ms());
-        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
+        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_OUT_OF_MEMORY;
         j->train.compile = t->compile;
         return has_data ? shape_labels(j, t->model, e, es) : MAAS_OK;
     }
@@ -177,21 +180,22 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         cache_entry *ce;
         if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
         if (!ce->info.has_compile)
-            return maas_errf(e, es, MAAS_ERR_ARG,
+            return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
                              "model %s:%d has no training config, so no loss to evaluate", ce->name,
                              ce->version);
         if ((int)j->data.x.cols != ce->model->n_inputs)
-            return maas_errf(e, es, MAAS_ERR_SHAPE, "field data.x.shape[1]: expected %d, got %u",
-                             ce->model->n_inputs, j->data.x.cols);
+            return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
+                             "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
+                             j->data.x.cols);
         t->compile = ce->info.compile;
         t->parent_version = ce->version;
-        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
+        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_OUT_OF_MEMORY;
         j->train.compile = t->compile;
         return shape_labels(j, t->model, e, es);
     }
     /* train */
     if (j->train.epochs > w->cfg.max_epochs)
-        return maas_errf(e, es, MAAS_ERR_LIMIT, "field epochs: %d, over the limit of %d",
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED, "field epochs: %d, over the limit of %d",
                          j->train.epochs, w->cfg.max_epochs);
     t->compile = j->train.compile;
     maas_rng_init(&t->rng, j->train.has_seed ? j->train.seed : (uint64_t)maas_wall_ms());
@@ -200,26 +204,26 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         cache_entry *ce;
         if ((err = cache_get(w, j->train.from.name, j->train.from.ref, &ce, e, es))) return err;
         if (ce->model->n_inputs != n_in || ce->model->n_layers != j->train.n_layers)
-            return maas_errf(e, es, MAAS_ERR_SHAPE,
+            return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                              "field from: %s:%d has %d inputs and %d layers; the job has %d and %d",
                              ce->name, ce->version, ce->model->n_inputs, ce->model->n_layers, n_in,
                              j->train.n_layers);
         for (int i = 0; i < j->train.n_layers; i++)
             if (ce->model->layers[i].spec.kind != j->train.layers[i].kind ||
                 ce->model->layers[i].spec.units != j->train.layers[i].units)
-                return maas_errf(e, es, MAAS_ERR_SHAPE,
+                return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                                  "field layers[%d]: does not match layer %d of %s:%d", i, i,
                                  ce->name, ce->version);
-        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_NOMEM;
+        if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_OUT_OF_MEMORY;
         if (!strcmp(ce->name, j->model.name)) t->parent_version = ce->version;
     } else {
         maas_err merr =
             maas_model_create(&t->model, n_in, j->train.layers, j->train.n_layers, &t->rng, e, es);
         /* a network this worker cannot allocate fails alone (LIMIT), never retried forever */
-        if (merr) return merr == MAAS_ERR_NOMEM ? MAAS_ERR_LIMIT : merr;
+        if (merr) return merr == MAAS_ERR_OUT_OF_MEMORY ? MAAS_ERR_LIMIT_EXCEEDED : merr;
     }
     if ((long)t->model->n_params > w->cfg.max_params)
-        return maas_errf(e, es, MAAS_ERR_LIMIT, "the network has %zu parameters, over %ld",
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED, "the network has %zu parameters, over %ld",
                          t->model->n_params, w->cfg.max_params);
     return shape_labels(j, t->model, e, es);
 }
@@ -238,7 +242,7 @@ void start_work_job(worker *w, maas_message *msg) {
     maas_job *j = &t->job;
     maas_err err = maas_job_decode(msg->value, msg->value_len, j, e, sizeof(e));
     if (!err && j->type == MAAS_JOBTYPE_INFER) {
-        err = MAAS_ERR_FORMAT;
+        err = MAAS_ERR_BAD_FORMAT;
         snprintf(e, sizeof(e), "field type: an infer job on the work topic");
     }
     if (err) {
@@ -287,7 +291,7 @@ void start_work_job(worker *w, maas_message *msg) {
                  "started %d times without finishing (a worker died each time?); dead-lettered",
                  now.attempts);
         maas_job_record_release(&now);
-        if (!job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT, why))
+        if (!job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT_EXCEEDED, why))
             store_work_offset(w, t->topic, t->partition, t->offset);
         task_free(t);
         return;
@@ -448,7 +452,8 @@ static maas_err finalize(worker *w, work_task *t) {
         }
         int version, created;
         if (metrics_text.oom || config.oom)
-            err = maas_errf(e, sizeof(e), MAAS_ERR_NOMEM, "out of memory for the version's JSON");
+            err = maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY,
+                            "out of memory for the version's JSON");
         else
             err =
                 maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
@@ -464,7 +469,7 @@ static maas_err finalize(worker *w, work_task *t) {
         r.created = created;
         const maas_history *th = j->type == MAAS_JOBTYPE_OPTIMIZE ? &t->opt.history : &t->history;
         int n = th->n_epochs;
-        if (n > 0 && !(hist = malloc((size_t)n * sizeof(*hist)))) return MAAS_ERR_NOMEM;
+        if (n > 0 && !(hist = malloc((size_t)n * sizeof(*hist)))) return MAAS_ERR_OUT_OF_MEMORY;
         for (int i = 0; i < n; i++) {
             const maas_epoch_log *l = &th->epochs[i];
             hist[i] = (maas_history_entry){l->epoch, l->loss, l->has_accuracy ? l->accuracy : NAN,
@@ -506,30 +511,25 @@ void poll_work_task(worker *w) {
         double now = maas_mono_s();
         if (now - t->last_heartbeat < 1.0) return;
         t->last_heartbeat = now;
-        char progress[512];
         pthread_mutex_lock(&t->lock);
         maas_epoch_log p = t->progress;
         pthread_mutex_unlock(&t->lock);
         int planned = t->job.type == MAAS_JOBTYPE_OPTIMIZE ? t->job.optimize.finetune_epochs
                                                            : t->job.train.epochs;
-        int n = snprintf(progress, sizeof(progress), "{\"epoch\": %d, \"epochs\": %d", p.epoch,
-                         planned);
+        maas_strbuf pb = {0};
+        maas_strbuf_printf(&pb, "{\"epoch\": %d, \"epochs\": %d", p.epoch, planned);
         if (p.epoch > 0) {
             double eta = (now - t->started) / p.epoch * (planned - p.epoch);
-            n += snprintf(progress + n, sizeof(progress) - (size_t)n,
-                          ", \"loss\": %.6g, \"eta_s\": %.1f", p.loss, eta);
-            if (p.has_accuracy)
-                n += snprintf(progress + n, sizeof(progress) - (size_t)n, ", \"accuracy\": %.6g",
-                              p.accuracy);
-            if (p.has_val)
-                n += snprintf(progress + n, sizeof(progress) - (size_t)n, ", \"val_loss\": %.6g",
-                              p.val_loss);
+            maas_strbuf_printf(&pb, ", \"loss\": %.6g, \"eta_s\": %.1f", p.loss, eta);
+            if (p.has_accuracy) maas_strbuf_printf(&pb, ", \"accuracy\": %.6g", p.accuracy);
+            if (p.has_val) maas_strbuf_printf(&pb, ", \"val_loss\": %.6g", p.val_loss);
             if (p.has_val && p.has_accuracy)
-                n += snprintf(progress + n, sizeof(progress) - (size_t)n,
-                              ", \"val_accuracy\": %.6g", p.val_accuracy);
+                maas_strbuf_printf(&pb, ", \"val_accuracy\": %.6g", p.val_accuracy);
         }
-        snprintf(progress + n, sizeof(progress) - (size_t)n, "}");
+        maas_strbuf_printf(&pb, "}");
+        const char *progress = pb.p && !pb.oom ? pb.p : "{}";
         maas_err err = maas_kv_job_heartbeat(w->kv, t->job.id, w->cfg.id, progress, e, sizeof(e));
+        free(pb.p);
         if (err == MAAS_ERR_CANCELLED || err == MAAS_ERR_CONFLICT) {
             wlog(w, "info", t->job.id, "%s: stopping the computation",
                  err == MAAS_ERR_CANCELLED ? "cancel requested"

@@ -25,7 +25,7 @@ maas_err maas_act_from_name(const char *name, maas_act *out, char *errstr, size_
             return MAAS_OK;
         }
     }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "unknown activation '%s' (known: linear, relu, sigmoid, tanh, softmax, "
                      "leaky_relu, elu, gelu)",
                      name);

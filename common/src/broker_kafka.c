@@ -25,7 +25,7 @@ static rd_kafka_conf_t *make_conf(const char *brokers, const char *const *defaul
     return conf;
 bad:
     rd_kafka_conf_destroy(conf);
-    maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "kafka setting: %s", err);
+    maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "kafka setting: %s", err);
     return NULL;
 }
 
@@ -35,7 +35,7 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, rd_kafka_conf_t *conf, char
     rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "kafka client: %s", err);
+        maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "kafka client: %s", err);
     }
     return rk; /* rd_kafka_new owns conf on success */
 }
@@ -58,7 +58,7 @@ static maas_err map_err(rd_kafka_resp_err_t e) {
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
-        return MAAS_ERR_ARG;
+        return MAAS_ERR_INVALID_ARGUMENT;
     default:
         return MAAS_ERR_UNAVAILABLE;
     }
@@ -75,7 +75,7 @@ static rd_kafka_t *admin_client(const char *brokers, const maas_setting *s, int 
 maas_err maas_kafka_wait_ready(const char *brokers, const maas_setting *settings, int n_settings,
                                int timeout_ms, char *errstr, size_t errstr_size) {
     rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
-    if (!rk) return MAAS_ERR_ARG;
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
     maas_err err = MAAS_OK;
@@ -95,7 +95,7 @@ maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *se
                                      int n_settings, const char *topic, int *partitions,
                                      int timeout_ms, char *errstr, size_t errstr_size) {
     rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
-    if (!rk) return MAAS_ERR_ARG;
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
@@ -115,9 +115,10 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
                                   const maas_topic_spec *topics, int n_topics, int replication,
                                   int timeout_ms, char *errstr, size_t errstr_size) {
     if (n_topics < 1 || n_topics > 64)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "1..64 topics, got %d", n_topics);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "1..64 topics, got %d",
+                         n_topics);
     rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
-    if (!rk) return MAAS_ERR_ARG;
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
     rd_kafka_NewTopic_t *nt[64];
     maas_err err = MAAS_OK;
     char e[512];
@@ -126,8 +127,8 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
         nt[made] = rd_kafka_NewTopic_new(topics[made].name, topics[made].partitions,
                                          replication < 1 ? 1 : replication, e, sizeof(e));
         if (!nt[made]) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "topic '%s': %s", topics[made].name,
-                            e);
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "topic '%s': %s",
+                            topics[made].name, e);
             break;
         }
     }
@@ -189,7 +190,7 @@ maas_producer *maas_producer_new(const char *brokers, const maas_setting *settin
         "enable.idempotence", "true", "acks", "all", "linger.ms", "1", "log_level", "4", NULL};
     maas_producer *p = calloc(1, sizeof(*p));
     if (!p) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     rd_kafka_conf_t *conf = make_conf(brokers, defaults, settings, n_settings, errstr, errstr_size);
@@ -309,7 +310,7 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
                               NULL};
     maas_consumer *c = calloc(1, sizeof(*c));
     if (!c) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     rd_kafka_conf_t *conf = make_conf(brokers, defaults, settings, n_settings, errstr, errstr_size);

@@ -54,7 +54,7 @@ static void on_delivery(void *ud, void *msg_opaque, maas_err err, const char *er
 maas_client *maas_client_new(const maas_client_config *cfg, char *errstr, size_t errstr_size) {
     maas_client *c = calloc(1, sizeof(*c));
     if (!c) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
@@ -66,7 +66,7 @@ maas_client *maas_client_new(const maas_client_config *cfg, char *errstr, size_t
     c->n_settings = cfg->n_settings;
     if (!c->brokers || !c->redis_url || !c->prefix) {
         maas_client_free(c);
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     if (!(c->kv = maas_kv_connect(c->redis_url, c->settings, c->n_settings, errstr, errstr_size))) {
@@ -122,7 +122,7 @@ static maas_err publish_wait(maas_client *c, const char *topic, const char *key,
     maas_producer *p = producer(c, errstr, errstr_size);
     if (!p) return MAAS_ERR_UNAVAILABLE;
     delivery *d = calloc(1, sizeof(*d));
-    if (!d) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!d) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     d->c = c;
     double t0 = maas_mono_s();
     maas_err err = maas_producer_send(p, topic, key, strlen(key), buf, len, d, errstr, errstr_size);

@@ -96,29 +96,31 @@ static int scan_value(scan *s, int depth) {
 
 static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_unpacked *out,
                        char *errstr, size_t errstr_size) {
-    if (len == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s is empty", what);
+    if (len == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s is empty", what);
     if (len > MAAS_MSG_MAX_BYTES)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "%s is %zu bytes, over the %zu limit",
-                         what, len, MAAS_MSG_MAX_BYTES);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "%s is %zu bytes, over the %zu limit", what, len, MAAS_MSG_MAX_BYTES);
     scan s = {buf, len, 0, 0};
     if (scan_value(&s, 0))
         return maas_errf(errstr, errstr_size,
-                         s.objects > MAAS_MSG_MAX_OBJECTS ? MAAS_ERR_LIMIT : MAAS_ERR_FORMAT,
+                         s.objects > MAAS_MSG_MAX_OBJECTS ? MAAS_ERR_LIMIT_EXCEEDED
+                                                          : MAAS_ERR_BAD_FORMAT,
                          "%s is not valid msgpack (truncated, a bad count, nested deeper than %d, "
                          "or over %zu objects) at byte %zu",
                          what, MAAS_MSG_MAX_DEPTH, MAAS_MSG_MAX_OBJECTS, s.pos);
     if (s.pos != len)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "%s has %zu trailing bytes after the message", what, len - s.pos);
     msgpack_unpacked_init(out);
     size_t off = 0;
     if (msgpack_unpack_next(out, buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
         msgpack_unpacked_destroy(out);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s could not be unpacked", what);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s could not be unpacked",
+                         what);
     }
     if (out->data.type != MSGPACK_OBJECT_MAP) {
         msgpack_unpacked_destroy(out);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s is not a msgpack map", what);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s is not a msgpack map", what);
     }
     return MAAS_OK;
 }
@@ -178,7 +180,8 @@ static int check_keys(dec *d, const msgpack_object *map, const char *path,
         const msgpack_object *k = &map->via.map.ptr[i].key;
         char full[160];
         if (k->type != MSGPACK_OBJECT_STR)
-            return fail(d, MAAS_ERR_FORMAT, path[0] ? path : "(top)", "a map key is not a string");
+            return fail(d, MAAS_ERR_BAD_FORMAT, path[0] ? path : "(top)",
+                        "a map key is not a string");
         int known = 0;
         for (int a = 0; allowed[a] && !known; a++) known = key_is(k, allowed[a]);
             /* the field's full name, only for a message (this runs for every key of every job) */
@@ -187,14 +190,14 @@ static int check_keys(dec *d, const msgpack_object *map, const char *path,
              (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr)
         if (!known) {
             FULL_NAME();
-            return fail(d, MAAS_ERR_FORMAT, full, "unknown field");
+            return fail(d, MAAS_ERR_BAD_FORMAT, full, "unknown field");
         }
         for (uint32_t j = 0; j < i; j++)
             if (map->via.map.ptr[j].key.type == MSGPACK_OBJECT_STR &&
                 map->via.map.ptr[j].key.via.str.size == k->via.str.size &&
                 !memcmp(map->via.map.ptr[j].key.via.str.ptr, k->via.str.ptr, k->via.str.size)) {
                 FULL_NAME();
-                return fail(d, MAAS_ERR_FORMAT, full, "appears twice");
+                return fail(d, MAAS_ERR_BAD_FORMAT, full, "appears twice");
             }
 #undef FULL_NAME
     }
@@ -205,15 +208,16 @@ static int as_int(dec *d, const msgpack_object *o, const char *path, int64_t lo,
                   int64_t *out) {
     int64_t v = 0;
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > (uint64_t)INT64_MAX) return fail(d, MAAS_ERR_FORMAT, path, "too large");
+        if (o->via.u64 > (uint64_t)INT64_MAX)
+            return fail(d, MAAS_ERR_BAD_FORMAT, path, "too large");
         v = (int64_t)o->via.u64;
     } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         v = o->via.i64;
     } else {
-        return fail(d, MAAS_ERR_FORMAT, path, "expected an integer");
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected an integer");
     }
     if (v < lo || v > hi)
-        return fail(d, MAAS_ERR_FORMAT, path, "expected %lld..%lld, got %lld", (long long)lo,
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected %lld..%lld, got %lld", (long long)lo,
                     (long long)hi, (long long)v);
     *out = v;
     return 0;
@@ -242,10 +246,10 @@ static int num_of(const msgpack_object *o, double *v) {
 static int as_num(dec *d, const msgpack_object *o, const char *path, double lo, double hi,
                   double *out) {
     double v = 0;
-    if (!num_of(o, &v)) return fail(d, MAAS_ERR_FORMAT, path, "expected a number");
-    if (!isfinite(v)) return fail(d, MAAS_ERR_NONFINITE, path, "is not finite");
+    if (!num_of(o, &v)) return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected a number");
+    if (!isfinite(v)) return fail(d, MAAS_ERR_NON_FINITE, path, "is not finite");
     if (v < lo || v > hi)
-        return fail(d, MAAS_ERR_FORMAT, path, "expected %g..%g, got %g", lo, hi, v);
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected %g..%g, got %g", lo, hi, v);
     *out = v;
     return 0;
 }
@@ -260,18 +264,19 @@ static int as_f32(dec *d, const msgpack_object *o, const char *path, double lo, 
 
 static int as_bool(dec *d, const msgpack_object *o, const char *path, int *out) {
     if (o->type != MSGPACK_OBJECT_BOOLEAN)
-        return fail(d, MAAS_ERR_FORMAT, path, "expected true or false");
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected true or false");
     *out = o->via.boolean;
     return 0;
 }
 
 /* A string into a fixed buffer (size includes the NUL). */
 static int as_str(dec *d, const msgpack_object *o, const char *path, char *out, size_t size) {
-    if (o->type != MSGPACK_OBJECT_STR) return fail(d, MAAS_ERR_FORMAT, path, "expected a string");
+    if (o->type != MSGPACK_OBJECT_STR)
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected a string");
     if (o->via.str.size >= size)
-        return fail(d, MAAS_ERR_LIMIT, path, "longer than %zu bytes", size - 1);
+        return fail(d, MAAS_ERR_LIMIT_EXCEEDED, path, "longer than %zu bytes", size - 1);
     if (memchr(o->via.str.ptr, '\0', o->via.str.size))
-        return fail(d, MAAS_ERR_FORMAT, path, "contains a NUL byte");
+        return fail(d, MAAS_ERR_BAD_FORMAT, path, "contains a NUL byte");
     memcpy(out, o->via.str.ptr, o->via.str.size);
     out[o->via.str.size] = '\0';
     return 0;
@@ -281,7 +286,7 @@ static int as_name(dec *d, const msgpack_object *o, const char *path, char *out,
     if (as_str(d, o, path, out, size)) return -1;
     char sub[MAAS_ERRSTR_SIZE];
     if (maas_name_check(path, out, sub, sizeof(sub)))
-        return fail(d, MAAS_ERR_FORMAT, path,
+        return fail(d, MAAS_ERR_BAD_FORMAT, path,
                     "1..%d characters of letters, digits, '.', '_', "
                     "'-'",
                     MAAS_NAME_MAX);
@@ -308,7 +313,7 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
                              *data = get(o, "data");
         join(sub, sizeof(sub), path, ".shape");
         if (!shape || shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size != 2)
-            return fail(d, MAAS_ERR_FORMAT, sub, "expected [rows, columns]");
+            return fail(d, MAAS_ERR_BAD_FORMAT, sub, "expected [rows, columns]");
         int64_t r = 0, c = 0;
         join(sub, sizeof(sub), path, ".shape[0]");
         if (as_int(d, &shape->via.array.ptr[0], sub, 1, MAAS_MSG_MAX_ROWS, &r)) return -1;
@@ -319,18 +324,20 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
             join(sub, sizeof(sub), path, ".dtype");
             if (as_str(d, dtype, sub, dt, sizeof(dt))) return -1;
             if (strcmp(dt, "float32"))
-                return fail(d, MAAS_ERR_FORMAT, sub, "expected \"float32\", got \"%s\"", dt);
+                return fail(d, MAAS_ERR_BAD_FORMAT, sub, "expected \"float32\", got \"%s\"", dt);
         }
         join(sub, sizeof(sub), path, ".data");
         if (!data || data->type != MSGPACK_OBJECT_BIN)
-            return fail(d, MAAS_ERR_FORMAT, sub, "expected bin (little-endian float32)");
+            return fail(d, MAAS_ERR_BAD_FORMAT, sub, "expected bin (little-endian float32)");
         uint64_t want = (uint64_t)r * (uint64_t)c * 4;
-        if (want > MAAS_MSG_MAX_BYTES) return fail(d, MAAS_ERR_LIMIT, sub, "matrix too large");
+        if (want > MAAS_MSG_MAX_BYTES)
+            return fail(d, MAAS_ERR_LIMIT_EXCEEDED, sub, "matrix too large");
         if (data->via.bin.size != want)
-            return fail(d, MAAS_ERR_SHAPE, sub, "expected %llu bytes (%lld x %lld float32), got %u",
+            return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub,
+                        "expected %llu bytes (%lld x %lld float32), got %u",
                         (unsigned long long)want, (long long)r, (long long)c, data->via.bin.size);
         m->data = malloc(want);
-        if (!m->data) return fail(d, MAAS_ERR_NOMEM, path, "out of memory");
+        if (!m->data) return fail(d, MAAS_ERR_OUT_OF_MEMORY, path, "out of memory");
         memcpy(m->data, data->via.bin.ptr, want);
         m->rows = (uint32_t)r;
         m->cols = (uint32_t)c;
@@ -341,9 +348,10 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
         uint32_t cols = nested ? o->via.array.ptr[0].via.array.size : rows;
         if (!nested) rows = 1;
         if (cols == 0 || cols > MAAS_MAX_UNITS)
-            return fail(d, MAAS_ERR_FORMAT, path, "rows must have 1..%d numbers", MAAS_MAX_UNITS);
+            return fail(d, MAAS_ERR_BAD_FORMAT, path, "rows must have 1..%d numbers",
+                        MAAS_MAX_UNITS);
         m->data = malloc((size_t)rows * cols * sizeof(float));
-        if (!m->data) return fail(d, MAAS_ERR_NOMEM, path, "out of memory");
+        if (!m->data) return fail(d, MAAS_ERR_OUT_OF_MEMORY, path, "out of memory");
         m->rows = rows;
         m->cols = cols;
         for (uint32_t i = 0; i < rows; i++) {
@@ -351,8 +359,8 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
             if (nested && (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != cols)) {
                 snprintf(sub, sizeof(sub), "%s[%u]", path, i);
                 matrix_release(m);
-                return fail(d, MAAS_ERR_SHAPE, sub, "expected a row of %u numbers (like row 0)",
-                            cols);
+                return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub,
+                            "expected a row of %u numbers (like row 0)", cols);
             }
             for (uint32_t j = 0; j < cols; j++) {
                 const msgpack_object *cell = &row->via.array.ptr[j];
@@ -369,13 +377,14 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
             }
         }
     } else {
-        return fail(d, MAAS_ERR_FORMAT, path, "expected a matrix ({shape, dtype, data} or rows)");
+        return fail(d, MAAS_ERR_BAD_FORMAT, path,
+                    "expected a matrix ({shape, dtype, data} or rows)");
     }
     size_t cells = (size_t)m->rows * m->cols;
     size_t bad = maas_find_nonfinite(m->data, cells);
     if (bad < cells) {
         copy(sub, sizeof(sub), path);
-        fail(d, MAAS_ERR_NONFINITE, sub, "row %zu, column %zu is not finite", bad / m->cols,
+        fail(d, MAAS_ERR_NON_FINITE, sub, "row %zu, column %zu is not finite", bad / m->cols,
              bad % m->cols);
         matrix_release(m);
         return -1;
@@ -385,23 +394,24 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
 
 static int as_data(dec *d, const msgpack_object *o, const char *path, maas_data *out) {
     static const char *const keys[] = {"x", "y", "dataset", NULL};
-    if (o->type != MSGPACK_OBJECT_MAP) return fail(d, MAAS_ERR_FORMAT, path, "expected a map");
+    if (o->type != MSGPACK_OBJECT_MAP) return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected a map");
     if (check_keys(d, o, path, keys)) return -1;
     const msgpack_object *x = get(o, "x"), *y = get(o, "y"), *ds = get(o, "dataset");
     char sub[160];
     if (ds) {
-        if (x || y) return fail(d, MAAS_ERR_FORMAT, path, "give either dataset or x and y");
+        if (x || y) return fail(d, MAAS_ERR_BAD_FORMAT, path, "give either dataset or x and y");
         join(sub, sizeof(sub), path, ".dataset");
         return as_name(d, ds, sub, out->dataset, sizeof(out->dataset));
     }
-    if (!x || !y) return fail(d, MAAS_ERR_FORMAT, path, "needs x and y, or dataset");
+    if (!x || !y) return fail(d, MAAS_ERR_BAD_FORMAT, path, "needs x and y, or dataset");
     join(sub, sizeof(sub), path, ".x");
     if (as_matrix(d, x, sub, &out->x)) return -1;
     join(sub, sizeof(sub), path, ".y");
     if (as_matrix(d, y, sub, &out->y)) return -1;
     if (out->x.rows != out->y.rows) {
         join(sub, sizeof(sub), path, ".y");
-        return fail(d, MAAS_ERR_SHAPE, sub, "has %u rows, x has %u", out->y.rows, out->x.rows);
+        return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub, "has %u rows, x has %u", out->y.rows,
+                    out->x.rows);
     }
     return 0;
 }
@@ -409,12 +419,13 @@ static int as_data(dec *d, const msgpack_object *o, const char *path, maas_data 
 static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 1 ||
         o->via.array.size > MAAS_MAX_LAYERS)
-        return fail(d, MAAS_ERR_FORMAT, "layers", "expected 1..%d layer maps", MAAS_MAX_LAYERS);
+        return fail(d, MAAS_ERR_BAD_FORMAT, "layers", "expected 1..%d layer maps", MAAS_MAX_LAYERS);
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *l = &o->via.array.ptr[i];
         char path[64], sub[96];
         snprintf(path, sizeof(path), "layers[%u]", i);
-        if (l->type != MSGPACK_OBJECT_MAP) return fail(d, MAAS_ERR_FORMAT, path, "expected a map");
+        if (l->type != MSGPACK_OBJECT_MAP)
+            return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected a map");
         maas_layer_spec s = maas_dropout(0.0f);
         const msgpack_object *v;
         if ((v = get(l, "dropout"))) {
@@ -431,7 +442,7 @@ static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
             int units;
             join(sub, sizeof(sub), path, ".units");
             if (!(v = get(l, "units")))
-                return fail(d, MAAS_ERR_FORMAT, sub, "missing (or give \"dropout\": rate)");
+                return fail(d, MAAS_ERR_BAD_FORMAT, sub, "missing (or give \"dropout\": rate)");
             if (as_i32(d, v, sub, 1, MAAS_MAX_UNITS, &units)) return -1;
             s = maas_dense(units, MAAS_ACT_LINEAR);
             if ((v = get(l, "activation"))) {
@@ -439,7 +450,7 @@ static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
                 join(sub, sizeof(sub), path, ".activation");
                 if (as_str(d, v, sub, a, sizeof(a))) return -1;
                 if (maas_act_from_name(a, &s.act, e, sizeof(e)))
-                    return fail(d, MAAS_ERR_UNKNOWN, sub, "%s", e);
+                    return fail(d, MAAS_ERR_UNKNOWN_NAME, sub, "%s", e);
             }
             if ((v = get(l, "use_bias"))) {
                 join(sub, sizeof(sub), path, ".use_bias");
@@ -450,7 +461,7 @@ static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
                 join(sub, sizeof(sub), path, ".kernel_initializer");
                 if (as_str(d, v, sub, a, sizeof(a))) return -1;
                 if (maas_init_from_name(a, &s.kernel_init, e, sizeof(e)))
-                    return fail(d, MAAS_ERR_UNKNOWN, sub, "%s", e);
+                    return fail(d, MAAS_ERR_UNKNOWN_NAME, sub, "%s", e);
             }
         }
         if ((v = get(l, "name"))) {
@@ -471,13 +482,13 @@ static int as_optimizer(dec *d, const msgpack_object *o, maas_optim_spec *opt) {
                                            "beta_2",   "epsilon",       "momentum",
                                            "nesterov", "rho",           NULL};
         if (check_keys(d, o, "optimizer", keys)) return -1;
-        if (!(v = get(o, "name"))) return fail(d, MAAS_ERR_FORMAT, "optimizer.name", "missing");
+        if (!(v = get(o, "name"))) return fail(d, MAAS_ERR_BAD_FORMAT, "optimizer.name", "missing");
     }
     if (as_str(d, v, o->type == MSGPACK_OBJECT_MAP ? "optimizer.name" : "optimizer", name,
                sizeof(name)))
         return -1;
     if (maas_opt_from_name(name, &kind, e, sizeof(e)))
-        return fail(d, MAAS_ERR_UNKNOWN, "optimizer", "%s", e);
+        return fail(d, MAAS_ERR_UNKNOWN_NAME, "optimizer", "%s", e);
     maas_optim_defaults(opt, kind);
     if (o->type != MSGPACK_OBJECT_MAP) return 0;
     if ((v = get(o, "learning_rate")) &&
@@ -501,14 +512,15 @@ static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
     maas_train_spec *t = &j->train;
     const msgpack_object *v;
     const msgpack_object *layers = get(m, "layers"), *kc = get(m, "keras_config");
-    if (!layers == !kc) return fail(d, MAAS_ERR_FORMAT, "layers", "give layers or keras_config");
+    if (!layers == !kc)
+        return fail(d, MAAS_ERR_BAD_FORMAT, "layers", "give layers or keras_config");
     if (layers && as_layers(d, layers, t)) return -1;
     if (kc) {
         if (kc->type != MSGPACK_OBJECT_STR || kc->via.str.size > MAAS_MSG_MAX_TEXT)
-            return fail(d, MAAS_ERR_FORMAT, "keras_config",
+            return fail(d, MAAS_ERR_BAD_FORMAT, "keras_config",
                         "expected model.to_json() text up to %zu bytes", MAAS_MSG_MAX_TEXT);
         if (memchr(kc->via.str.ptr, '\0', kc->via.str.size))
-            return fail(d, MAAS_ERR_FORMAT, "keras_config", "contains a NUL byte");
+            return fail(d, MAAS_ERR_BAD_FORMAT, "keras_config", "contains a NUL byte");
         maas_keras_arch a;
         char e[MAAS_ERRSTR_SIZE];
         maas_err err = maas__keras_arch_parse(kc->via.str.ptr, kc->via.str.size, &a, e, sizeof(e));
@@ -516,32 +528,34 @@ static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
         int has_norm = a.norm;
         maas__keras_arch_release(&a);
         if (has_norm)
-            return fail(d, MAAS_ERR_UNKNOWN, "keras_config",
+            return fail(d, MAAS_ERR_UNKNOWN_NAME, "keras_config",
                         "a Normalization layer is not accepted here; send \"standardize\": true");
         memcpy(t->layers, a.layers, sizeof(a.layers));
         t->n_layers = a.n_layers;
         t->from_keras = 1;
         t->keras_config = malloc(kc->via.str.size + 1);
-        if (!t->keras_config) return fail(d, MAAS_ERR_NOMEM, "keras_config", "out of memory");
+        if (!t->keras_config)
+            return fail(d, MAAS_ERR_OUT_OF_MEMORY, "keras_config", "out of memory");
         memcpy(t->keras_config, kc->via.str.ptr, kc->via.str.size);
         t->keras_config[kc->via.str.size] = '\0';
     }
-    if (!(v = get(m, "loss"))) return fail(d, MAAS_ERR_FORMAT, "loss", "missing");
+    if (!(v = get(m, "loss"))) return fail(d, MAAS_ERR_BAD_FORMAT, "loss", "missing");
     char loss[48], e[MAAS_ERRSTR_SIZE];
     if (as_str(d, v, "loss", loss, sizeof(loss))) return -1;
     if (maas_loss_from_name(loss, &t->compile.loss, e, sizeof(e)))
-        return fail(d, MAAS_ERR_UNKNOWN, "loss", "%s", e);
+        return fail(d, MAAS_ERR_UNKNOWN_NAME, "loss", "%s", e);
     if ((v = get(m, "optimizer")) && as_optimizer(d, v, &t->compile.optim)) return -1;
     if ((v = get(m, "metrics"))) {
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > 4)
-            return fail(d, MAAS_ERR_FORMAT, "metrics", "expected a list such as [\"accuracy\"]");
+            return fail(d, MAAS_ERR_BAD_FORMAT, "metrics",
+                        "expected a list such as [\"accuracy\"]");
         t->compile.accuracy = 0;
         for (uint32_t i = 0; i < v->via.array.size; i++) {
             char name[32], path[32];
             snprintf(path, sizeof(path), "metrics[%u]", i);
             if (as_str(d, &v->via.array.ptr[i], path, name, sizeof(name))) return -1;
             if (strcmp(name, "accuracy") && strcmp(name, "acc"))
-                return fail(d, MAAS_ERR_UNKNOWN, path, "unknown metric '%s' (known: accuracy)",
+                return fail(d, MAAS_ERR_UNKNOWN_NAME, path, "unknown metric '%s' (known: accuracy)",
                             name);
             t->compile.accuracy = 1;
         }
@@ -564,7 +578,7 @@ static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
         static const char *const keys[] = {"monitor", "patience", "min_delta", "restore_best",
                                            NULL};
         if (v->type != MSGPACK_OBJECT_MAP)
-            return fail(d, MAAS_ERR_FORMAT, "early_stopping", "expected a map");
+            return fail(d, MAAS_ERR_BAD_FORMAT, "early_stopping", "expected a map");
         if (check_keys(d, v, "early_stopping", keys)) return -1;
         t->early_stopping = 1;
         const msgpack_object *w;
@@ -572,7 +586,7 @@ static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
             if (as_str(d, w, "early_stopping.monitor", t->monitor, sizeof(t->monitor))) return -1;
             if (strcmp(t->monitor, "loss") && strcmp(t->monitor, "val_loss") &&
                 strcmp(t->monitor, "accuracy") && strcmp(t->monitor, "val_accuracy"))
-                return fail(d, MAAS_ERR_FORMAT, "early_stopping.monitor",
+                return fail(d, MAAS_ERR_BAD_FORMAT, "early_stopping.monitor",
                             "expected loss, val_loss, accuracy or val_accuracy");
         }
         if ((w = get(v, "patience")) &&
@@ -589,7 +603,7 @@ static int as_train(dec *d, const msgpack_object *m, maas_job *j) {
         char text[2 * MAAS_NAME_MAX + 2];
         if (as_str(d, v, "from", text, sizeof(text))) return -1;
         if (maas_model_ref_parse(text, &t->from, e, sizeof(e)))
-            return fail(d, MAAS_ERR_FORMAT, "from", "%s", e);
+            return fail(d, MAAS_ERR_BAD_FORMAT, "from", "%s", e);
         t->has_from = 1;
     }
     return 0;
@@ -625,7 +639,7 @@ maas_err maas_model_ref_parse(const char *text, maas_model_ref *out, char *errst
     const char *sep = strpbrk(text, ":@");
     size_t n = sep ? (size_t)(sep - text) : strlen(text);
     if (n == 0 || n > MAAS_NAME_MAX)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "model reference '%s' is not NAME, NAME:VERSION or NAME@ALIAS", text);
     memcpy(out->name, text, n);
     copy(out->ref, sizeof(out->ref), "latest");
@@ -637,14 +651,14 @@ maas_err maas_model_ref_parse(const char *text, maas_model_ref *out, char *errst
         char *end;
         long v = strtol(r, &end, 10);
         if (end == r || *end || v < 1 || v > INT_MAX)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "model reference '%s': version must be a number >= 1", text);
     } else if (*r >= '0' && *r <= '9') {
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "model reference '%s': an alias cannot start with a digit", text);
     }
     if (strlen(r) > MAAS_NAME_MAX || maas_name_check("alias", r, errstr, errstr_size))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "model reference '%s': bad version or alias", text);
     copy(out->ref, sizeof(out->ref), r);
     return MAAS_OK;
@@ -670,22 +684,22 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
     }
     int64_t ver = 0;
     if (!(v = get(m, "v")))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field v: missing (the protocol version)");
     if (as_int(&d, v, "v", 0, INT32_MAX, &ver)) return d.err;
     if (ver != MAAS_PROTOCOL_VERSION)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field v: protocol version %lld is not supported (this build speaks %d)",
                          (long long)ver, MAAS_PROTOCOL_VERSION);
     char type[16];
     if (!(v = get(m, "type")))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field type: missing");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field type: missing");
     if (as_str(&d, v, "type", type, sizeof(type))) return d.err;
     maas_job_type t = MAAS_JOBTYPE_NONE;
     for (int i = 1; i <= MAAS_JOBTYPE_OPTIMIZE; i++)
         if (!strcmp(type, type_names[i])) t = (maas_job_type)i;
     if (!t)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field type: unknown job type '%s' (known: train, infer, evaluate, "
                          "optimize)",
                          type);
@@ -722,18 +736,18 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
     if (!j->id[0]) {
         char bad[MAAS_NAME_MAX + 1];
         if (!(v = get(m, "id")))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field id: missing");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field id: missing");
         as_name(&d, v, "id", bad, sizeof(bad));
-        return d.err ? d.err : MAAS_ERR_FORMAT;
+        return d.err ? d.err : MAAS_ERR_BAD_FORMAT;
     }
     char text[2 * MAAS_NAME_MAX + 2], e[MAAS_ERRSTR_SIZE];
     if (!(v = get(m, "model")))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field model: missing");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field model: missing");
     if (as_str(&d, v, "model", text, sizeof(text))) return d.err;
     if (maas_model_ref_parse(text, &j->model, e, sizeof(e)))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field model: %s", e);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field model: %s", e);
     if (t == MAAS_JOBTYPE_TRAIN && strcmp(j->model.ref, "latest"))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field model: a train job names the model only (it makes the next "
                          "version); start from a version with \"from\"");
     if ((v = get(m, "created_ms")) && as_int(&d, v, "created_ms", 0, INT64_MAX, &j->created_ms))
@@ -747,7 +761,7 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
     switch (t) {
     case MAAS_JOBTYPE_INFER:
         if (!(v = get(m, "inputs")))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field inputs: missing");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field inputs: missing");
         if (as_matrix(&d, v, "inputs", &j->inputs)) return d.err;
         if ((v = get(m, "output"))) {
             char out[32];
@@ -755,19 +769,19 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
             if (!strcmp(out, "classes"))
                 j->want_classes = 1;
             else if (strcmp(out, "probabilities"))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "field output: expected \"probabilities\" or \"classes\"");
         }
         break;
     case MAAS_JOBTYPE_TRAIN:
         if (as_train(&d, m, j)) return d.err;
         if (!(v = get(m, "data")))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field data: missing");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field data: missing");
         if (as_data(&d, v, "data", &j->data)) return d.err;
         break;
     case MAAS_JOBTYPE_EVALUATE:
         if (!(v = get(m, "data")))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field data: missing");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field data: missing");
         if (as_data(&d, v, "data", &j->data)) return d.err;
         break;
     case MAAS_JOBTYPE_OPTIMIZE:
@@ -775,7 +789,7 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
             char q[16];
             if (as_str(&d, v, "quantize", q, sizeof(q))) return d.err;
             if (strcmp(q, "int8"))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "field quantize: expected \"int8\", got \"%s\"", q);
             j->optimize.quantize_int8 = 1;
         }
@@ -786,10 +800,10 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
             return d.err;
         if ((v = get(m, "data")) && as_data(&d, v, "data", &j->data)) return d.err;
         if (!j->optimize.quantize_int8 && j->optimize.prune == 0.0f)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "field quantize: an optimize job needs quantize or prune");
         if (j->optimize.finetune_epochs > 0 && !get(m, "data"))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "field data: fine-tuning needs data");
         break;
     default:
@@ -866,10 +880,11 @@ static void pk_data(msgpack_packer *pk, const maas_data *d) {
 
 static maas_err finish(msgpack_sbuffer *sb, unsigned char **buf, size_t *len, char *errstr,
                        size_t errstr_size) {
-    if (!sb->data) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory encoding");
+    if (!sb->data)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory encoding");
     if (sb->size > MAAS_MSG_MAX_BYTES) {
         msgpack_sbuffer_destroy(sb);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                          "the message would be %zu bytes, over the %zu limit (use a dataset)",
                          sb->size, MAAS_MSG_MAX_BYTES);
     }
@@ -889,15 +904,18 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
     maas_err err = maas_name_check("job id", j->id, errstr, errstr_size);
     if (err) return err;
     if (j->type < MAAS_JOBTYPE_TRAIN || j->type > MAAS_JOBTYPE_OPTIMIZE)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "unknown job type %d", (int)j->type);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "unknown job type %d",
+                         (int)j->type);
     int has_data = j->data.dataset[0] || matrix_ok(&j->data.x);
     if (j->type == MAAS_JOBTYPE_INFER && !matrix_ok(&j->inputs))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "an infer job needs inputs");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "an infer job needs inputs");
     if ((j->type == MAAS_JOBTYPE_TRAIN || j->type == MAAS_JOBTYPE_EVALUATE) && !has_data)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a %s job needs data",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "a %s job needs data",
                          maas_job_type_name(j->type));
     if (j->type == MAAS_JOBTYPE_TRAIN && j->train.n_layers < 1 && !j->train.keras_config)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a train job needs layers");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a train job needs layers");
     char ref[2 * MAAS_NAME_MAX + 2];
     maas_model_ref_format(&j->model, ref, sizeof(ref));
     msgpack_sbuffer sb;
@@ -1097,7 +1115,7 @@ maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *l
     *buf = NULL;
     *len = 0;
     if (r->type < MAAS_JOBTYPE_TRAIN || r->type > MAAS_JOBTYPE_OPTIMIZE)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "unknown result type");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "unknown result type");
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -1169,17 +1187,17 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
     int64_t ver = 0;
     if (check_keys(&d, m, "", keys)) goto done;
     if (!(v = get(m, "v")) || as_int(&d, v, "v", 1, 1, &ver)) {
-        if (!d.err) fail(&d, MAAS_ERR_FORMAT, "v", "missing");
+        if (!d.err) fail(&d, MAAS_ERR_BAD_FORMAT, "v", "missing");
         goto done;
     }
     if (!(v = get(m, "type")) || as_str(&d, v, "type", type, sizeof(type))) {
-        if (!d.err) fail(&d, MAAS_ERR_FORMAT, "type", "missing");
+        if (!d.err) fail(&d, MAAS_ERR_BAD_FORMAT, "type", "missing");
         goto done;
     }
     for (int i = 1; i <= MAAS_JOBTYPE_OPTIMIZE; i++)
         if (!strcmp(type, type_names[i])) out->type = (maas_job_type)i;
     if (!out->type) {
-        fail(&d, MAAS_ERR_FORMAT, "type", "unknown result type '%s'", type);
+        fail(&d, MAAS_ERR_BAD_FORMAT, "type", "unknown result type '%s'", type);
         goto done;
     }
     if ((v = get(m, "model")) && as_name(&d, v, "model", out->model, sizeof(out->model))) goto done;
@@ -1187,7 +1205,7 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
     if ((v = get(m, "outputs")) && as_matrix(&d, v, "outputs", &out->outputs)) goto done;
     if ((v = get(m, "classes"))) {
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != out->outputs.rows) {
-            fail(&d, MAAS_ERR_SHAPE, "classes", "expected one class per output row");
+            fail(&d, MAAS_ERR_SHAPE_MISMATCH, "classes", "expected one class per output row");
             goto done;
         }
         out->classes = malloc((out->outputs.rows ? out->outputs.rows : 1) * sizeof(int32_t));
@@ -1203,12 +1221,12 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
     if ((v = get(m, "created")) && as_bool(&d, v, "created", &out->created)) goto done;
     if ((v = get(m, "history"))) {
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > 1000000) {
-            fail(&d, MAAS_ERR_FORMAT, "history", "expected a list");
+            fail(&d, MAAS_ERR_BAD_FORMAT, "history", "expected a list");
             goto done;
         }
         out->history = calloc(v->via.array.size + 1, sizeof(*out->history));
         if (!out->history) {
-            fail(&d, MAAS_ERR_NOMEM, "history", "out of memory");
+            fail(&d, MAAS_ERR_OUT_OF_MEMORY, "history", "out of memory");
             goto done;
         }
         for (uint32_t i = 0; i < v->via.array.size; i++) {
@@ -1218,7 +1236,7 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
             static const char *const hk[] = {"epoch",    "loss",         "accuracy",
                                              "val_loss", "val_accuracy", NULL};
             if (h->type != MSGPACK_OBJECT_MAP || check_keys(&d, h, "history[]", hk)) {
-                if (!d.err) fail(&d, MAAS_ERR_FORMAT, "history[]", "expected a map");
+                if (!d.err) fail(&d, MAAS_ERR_BAD_FORMAT, "history[]", "expected a map");
                 goto done;
             }
             if ((w = get(h, "epoch")) && as_i32(&d, w, "history[].epoch", 1, INT32_MAX, &e->epoch))
@@ -1252,7 +1270,7 @@ maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigne
     *buf = NULL;
     *len = 0;
     if (!matrix_ok(x) || !matrix_ok(y) || x->rows != y->rows)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                          "a dataset needs x and y with the same number of rows");
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -1280,7 +1298,7 @@ maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char 
         matrix_release(&tmp.x);
         matrix_release(&tmp.y);
         return d.err ? d.err
-                     : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                     : maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "a dataset must hold x and y, not another dataset's name");
     }
     data->x = tmp.x;

@@ -14,7 +14,7 @@ static maas_err apply(maas_config *c, const maas_option *o, const char *v, const
                       char *errstr, size_t errstr_size) {
     if (o->type == MAAS_OPTION_STRING) {
         if (strlen(v) >= o->size)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "%s: %s is longer than %zu characters", c->program, from, o->size - 1);
         snprintf((char *)o->dst, o->size, "%s", v);
         return MAAS_OK;
@@ -23,7 +23,7 @@ static maas_err apply(maas_config *c, const maas_option *o, const char *v, const
     errno = 0;
     long n = strtol(v, &end, 10);
     if (!*v || *end || errno || n < o->lo || n > o->hi)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "%s: %s must be an integer in %ld..%ld, got '%s'", c->program, from, o->lo,
                          o->hi, v);
     if (o->type == MAAS_OPTION_INT)
@@ -51,13 +51,13 @@ maas_err maas_config_init(maas_config *c, const char *program, const maas_option
 static maas_err add_setting(maas_config *c, const char *key, size_t key_len, const char *value,
                             char *errstr, size_t errstr_size) {
     if (c->n_settings == MAAS_CONFIG_MAX_SETTINGS)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "%s: more than %d settings",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "%s: more than %d settings",
                          c->program, MAAS_CONFIG_MAX_SETTINGS);
     char *k = strndup(key, key_len), *v = strdup(value);
     if (!k || !v) {
         free(k);
         free(v);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     c->settings[c->n_settings++] = (maas_setting){k, v};
     return MAAS_OK;
@@ -77,15 +77,15 @@ maas_err maas_config_set(maas_config *c, const char *name, const char *value, ch
     }
     if (adapter_key(name) && name[6])
         return add_setting(c, name, strlen(name), value, errstr, errstr_size);
-    return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: unknown setting '%s'", c->program,
-                     name);
+    return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "%s: unknown setting '%s'",
+                     c->program, name);
 }
 
 maas_err maas_config_setting(maas_config *c, const char *key_value, char *errstr,
                              size_t errstr_size) {
     const char *eq = strchr(key_value, '=');
     if (!eq || eq == key_value || !adapter_key(key_value) || eq - key_value <= 6)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "%s: -X needs kafka.KEY=VALUE or redis.KEY=VALUE, got '%s'", c->program,
                          key_value);
     return add_setting(c, key_value, (size_t)(eq - key_value), eq + 1, errstr, errstr_size);
@@ -102,8 +102,8 @@ maas_err maas_config_load_file(maas_config *c, const char *path, char *errstr, s
     while (!err && fgets(line, sizeof(line), f)) {
         ln++;
         if (!strchr(line, '\n') && !feof(f)) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: %s:%d: line too long",
-                            c->program, path, ln);
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                            "%s: %s:%d: line too long", c->program, path, ln);
             break;
         }
         line[strcspn(line, "\r\n")] = '\0';
@@ -112,8 +112,8 @@ maas_err maas_config_load_file(maas_config *c, const char *path, char *errstr, s
         if (!*p || *p == '#') continue;
         char *eq = strchr(p, '=');
         if (!eq) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: %s:%d: expected name=value",
-                            c->program, path, ln);
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                            "%s: %s:%d: expected name=value", c->program, path, ln);
             break;
         }
         *eq = '\0';
@@ -137,11 +137,11 @@ maas_err maas_config_parse_args(maas_config *c, int argc, char **argv, int *help
         }
         maas_err err;
         if (a[0] != '-')
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: unexpected argument '%s'",
-                             c->program, a);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "%s: unexpected argument '%s'", c->program, a);
         if (i + 1 >= argc)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: option '%s' takes a value",
-                             c->program, a);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "%s: option '%s' takes a value", c->program, a);
         if (!strcmp(a, "-X"))
             err = maas_config_setting(c, argv[++i], errstr, errstr_size);
         else if (!strcmp(a, "--config"))
@@ -149,8 +149,8 @@ maas_err maas_config_parse_args(maas_config *c, int argc, char **argv, int *help
         else if (!strncmp(a, "--", 2) && find(c, a + 2))
             err = maas_config_set(c, a + 2, argv[++i], errstr, errstr_size);
         else
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s: unknown option '%s'",
-                            c->program, a);
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                            "%s: unknown option '%s'", c->program, a);
         if (err) return err;
     }
     return MAAS_OK;

@@ -22,7 +22,7 @@ maas_err maas_cpu_level_parse(const char *name, maas_cpu_level *out, char *errst
             *out = (maas_cpu_level)i;
             return MAAS_OK;
         }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                      "MAAS_CPU_LEVEL '%s' is not one of portable, avx2, avx512, avx512-vnni, "
                      "native",
                      name ? name : "(null)");

@@ -21,7 +21,7 @@ static void on_field(void *s, size_t len, void *ud) {
     if (st->err) return;
     if (st->record == 0) {
         if (st->col >= MAAS_DATA_MAX_COLS) {
-            st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_LIMIT,
+            st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                                 "csv header has more than %d columns", MAAS_DATA_MAX_COLS);
             return;
         }
@@ -42,13 +42,13 @@ static void on_field(void *s, size_t len, void *ud) {
     }
     if (st->col >= t->cols) {
         st->err =
-            maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
+            maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT,
                       "csv row %zu has more than the header's %d columns", st->record, t->cols);
         return;
     }
     char buf[64];
     if (len == 0 || len >= sizeof(buf)) {
-        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
+        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT,
                             "csv row %zu, column '%s': %s", st->record, t->names[st->col],
                             len == 0 ? "empty value" : "value too long for a number");
         return;
@@ -60,14 +60,14 @@ static void on_field(void *s, size_t len, void *ud) {
     double v = strtod(buf, &end);
     while (*end == ' ' || *end == '\t' || *end == '\r') end++;
     if (end == buf || *end != '\0' || !isfinite(v) || fabs(v) > FLT_MAX) {
-        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
+        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT,
                             "csv row %zu, column '%s': '%s' is not a finite number", st->record,
                             t->names[st->col], buf);
         return;
     }
     size_t cell = (st->record - 1) * (size_t)t->cols + (size_t)st->col;
     if (cell >= MAAS_DATA_MAX_CELLS) {
-        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_LIMIT,
+        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                             "csv has more than %zu values", MAAS_DATA_MAX_CELLS);
         return;
     }
@@ -82,7 +82,8 @@ static void on_field(void *s, size_t len, void *ud) {
     st->col++;
     return;
 oom:
-    st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_NOMEM, "out of memory reading csv");
+    st->err =
+        maas_errf(st->errstr, st->errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory reading csv");
 }
 
 static void on_record(int c, void *ud) {
@@ -92,9 +93,9 @@ static void on_record(int c, void *ud) {
     if (st->record == 0) {
         if (st->col == 0)
             st->err =
-                maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT, "csv header is empty");
+                maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT, "csv header is empty");
     } else if (st->col != st->t->cols) {
-        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_FORMAT,
+        st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT,
                             "csv row %zu has %d columns, the header has %d", st->record, st->col,
                             st->t->cols);
         return;
@@ -110,10 +111,11 @@ maas_err maas_csv_parse(const char *text, size_t len, maas_table *out, char *err
     memset(out, 0, sizeof(*out));
     struct csv_parser p;
     if (csv_init(&p, CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "cannot initialize the csv parser");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                         "cannot initialize the csv parser");
     csv_state st = {.t = out, .errstr = errstr, .errstr_size = errstr_size};
     if (csv_parse(&p, text, len, on_field, on_record, &st) != len && !st.err)
-        st.err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "csv is malformed: %s",
+        st.err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "csv is malformed: %s",
                            csv_strerror(csv_error(&p)));
     if (!st.err) csv_fini(&p, on_field, on_record, &st);
     csv_free(&p);
@@ -138,7 +140,8 @@ maas_err maas_csv_read(const char *path, maas_table *out, char *errstr, size_t e
         if (n == 0) break;
         if (len == cap) {
             if (cap > MAAS_DATA_MAX_CELLS * 4) {
-                err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "'%s' is too large", path);
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "'%s' is too large",
+                                path);
                 break;
             }
             char *nb = realloc(buf, cap * 2);
@@ -151,7 +154,8 @@ maas_err maas_csv_read(const char *path, maas_table *out, char *errstr, size_t e
             cap *= 2;
         }
     }
-    if (!buf) err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory reading csv");
+    if (!buf)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory reading csv");
     if (!err && ferror(f))
         err = maas_errf(errstr, errstr_size, MAAS_ERR_IO, "cannot read '%s'", path);
     fclose(f);
@@ -189,7 +193,7 @@ maas_err maas_table_split(const maas_table *t, int label_col, float **x, float *
                           size_t errstr_size) {
     *x = *y = NULL;
     if (label_col < 0 || label_col >= t->cols || t->cols < 2)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "label column %d is not one of the table's %d columns", label_col,
                          t->cols);
     int nf = t->cols - 1;
@@ -199,7 +203,7 @@ maas_err maas_table_split(const maas_table *t, int label_col, float **x, float *
         free(*x);
         free(*y);
         *x = *y = NULL;
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (size_t r = 0; r < t->rows; r++) {
         const float *src = t->data + r * (size_t)t->cols;

@@ -26,11 +26,12 @@ maas_err maas_idx_read(const char *path, maas_idx *out, char *errstr, size_t err
     unsigned char magic[4];
     unsigned char *raw = NULL;
     if (read_full(f, magic, 4) != 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "'%s' is too short for IDX", path);
+        err =
+            maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "'%s' is too short for IDX", path);
         goto done;
     }
     if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] < 1 || magic[3] > 4) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         "'%s' is not an unsigned-byte IDX file of rank 1..4", path);
         goto done;
     }
@@ -39,12 +40,13 @@ maas_err maas_idx_read(const char *path, maas_idx *out, char *errstr, size_t err
     for (int i = 0; i < out->ndim; i++) {
         unsigned char d[4];
         if (read_full(f, d, 4) != 0) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "'%s': truncated header", path);
+            err =
+                maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "'%s': truncated header", path);
             goto done;
         }
         out->dims[i] = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
         if (out->dims[i] == 0 || count > MAAS_DATA_MAX_CELLS / out->dims[i]) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                             "'%s': dimension %d (%u) is zero or too large", path, i, out->dims[i]);
             goto done;
         }
@@ -53,11 +55,12 @@ maas_err maas_idx_read(const char *path, maas_idx *out, char *errstr, size_t err
     raw = malloc(count);
     out->data = malloc(count * sizeof(float));
     if (!raw || !out->data) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory reading '%s'", path);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory reading '%s'",
+                        path);
         goto done;
     }
     if (read_full(f, raw, count) != 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "'%s': truncated data", path);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "'%s': truncated data", path);
         goto done;
     }
     for (size_t i = 0; i < count; i++) out->data[i] = raw[i];

@@ -1,30 +1,15 @@
 #include "maas/base.h"
 #include "maas/err.h"
 
-static const char *const err_codes[MAAS_ERR__COUNT] = {
-    [MAAS_OK] = "OK",
-    [MAAS_ERR_ARG] = "INVALID_ARGUMENT",
-    [MAAS_ERR_UNKNOWN] = "UNKNOWN_NAME",
-    [MAAS_ERR_SHAPE] = "SHAPE_MISMATCH",
-    [MAAS_ERR_NONFINITE] = "NON_FINITE",
-    [MAAS_ERR_EMPTY] = "EMPTY",
-    [MAAS_ERR_LABEL] = "LABEL_OUT_OF_RANGE",
-    [MAAS_ERR_LIMIT] = "LIMIT_EXCEEDED",
-    [MAAS_ERR_NOMEM] = "OUT_OF_MEMORY",
-    [MAAS_ERR_IO] = "IO",
-    [MAAS_ERR_FORMAT] = "BAD_FORMAT",
-    [MAAS_ERR_CANCELLED] = "CANCELLED",
-    [MAAS_ERR_DIVERGED] = "DIVERGED",
-    [MAAS_ERR_UNAVAILABLE] = "UNAVAILABLE",
-    [MAAS_ERR_TIMEOUT] = "TIMEOUT",
-    [MAAS_ERR_CONFLICT] = "CONFLICT",
-    [MAAS_ERR_UNSUPPORTED] = "UNSUPPORTED",
-    [MAAS_ERR_SERVER] = "SERVER_ERROR",
+static const char *const err_codes[MAAS_ERR__COUNT] = {[MAAS_OK] = "OK",
+#define MAAS_ERR_NAME(name) [MAAS_ERR_##name] = #name,
+                                                       MAAS_ERRORS(MAAS_ERR_NAME)
+#undef MAAS_ERR_NAME
 };
 
 int maas_err_retriable(maas_err err) {
     return err == MAAS_ERR_UNAVAILABLE || err == MAAS_ERR_TIMEOUT || err == MAAS_ERR_CONFLICT ||
-           err == MAAS_ERR_NOMEM;
+           err == MAAS_ERR_OUT_OF_MEMORY;
 }
 
 const char *maas_err_code(maas_err err) {

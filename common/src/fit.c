@@ -24,11 +24,11 @@ void maas_history_release(maas_history *h) {
 static maas_err check_inputs(const maas_model *m, const float *x, size_t rows, const char *what,
                              char *errstr, size_t errstr_size) {
     if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "%s has no rows", what);
-    if (!x) return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "%s is missing", what);
+    if (!x) return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "%s is missing", what);
     size_t n = (size_t)m->n_inputs;
     size_t bad = maas_find_nonfinite(x, rows * n);
     if (bad < rows * n)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                          "%s row %zu, column %zu is not finite", what, bad / n, bad % n);
     return MAAS_OK;
 }
@@ -63,7 +63,7 @@ static maas_err eval_rows(maas_trainer *tr, const maas_model *m, const maas_comp
         /* An int8 model is judged by what its int8 inference outputs. */
         maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
         float *out = malloc((size_t)batch * m->n_outputs * sizeof(float));
-        maas_err err = inf && out ? MAAS_OK : MAAS_ERR_NOMEM;
+        maas_err err = inf && out ? MAAS_OK : MAAS_ERR_OUT_OF_MEMORY;
         for (size_t r0 = 0; !err && r0 < rows; r0 += (size_t)batch) {
             int n = (int)(rows - r0 < (size_t)batch ? rows - r0 : (size_t)batch);
             err = maas_infer_run(inf, x + r0 * (size_t)m->n_inputs, (size_t)n, out, errstr,
@@ -73,7 +73,8 @@ static maas_err eval_rows(maas_trainer *tr, const maas_model *m, const maas_comp
             lsum += err ? 0.0 : l * n;
             asum += err ? 0.0 : a;
         }
-        if (err == MAAS_ERR_NOMEM && inf) maas_errf(errstr, errstr_size, err, "out of memory");
+        if (err == MAAS_ERR_OUT_OF_MEMORY && inf)
+            maas_errf(errstr, errstr_size, err, "out of memory");
         maas_infer_free(inf);
         free(out);
         if (err) return err;
@@ -109,7 +110,8 @@ maas_err maas_evaluate(const maas_model *m, const maas_compile *c, const float *
     float *yb = malloc((size_t)batch * ycols * sizeof(float));
     double l = NAN, a = NAN;
     if (!tr || !xb || !yb)
-        err = tr ? maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory") : MAAS_ERR_NOMEM;
+        err = tr ? maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory")
+                 : MAAS_ERR_OUT_OF_MEMORY;
     else
         err = eval_rows(tr, m, c, x, y, rows, xb, yb, &l, &a, errstr, errstr_size);
     free(xb);
@@ -138,35 +140,38 @@ static void feature_stats(const float *x, size_t rows, int n, float *mean, float
 static maas_err check_opts(const maas_model *m, const maas_compile *c, const maas_fit_opts *o,
                            int *monitor_is_max, char *errstr, size_t errstr_size) {
     if (o->epochs < 1 || o->epochs > 1000000)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "epochs must be in 1..1000000, got %d",
-                         o->epochs);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "epochs must be in 1..1000000, got %d", o->epochs);
     if (o->batch_size < 1 || o->batch_size > 1 << 20)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "batch size must be in 1..1048576, got %d", o->batch_size);
     if (!(o->validation_split >= 0.0f && o->validation_split < 1.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "validation split must be in [0, 1), got %g", (double)o->validation_split);
     if (!o->rng)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "fit needs a random generator");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "fit needs a random generator");
     if (o->early_stopping) {
         const char *mon = o->monitor ? o->monitor : "val_loss";
         int val = !strncmp(mon, "val_", 4);
         const char *base = val ? mon + 4 : mon;
         if (strcmp(base, "loss") && strcmp(base, "accuracy"))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "early stopping cannot monitor '%s' (use loss, accuracy, val_loss "
                              "or val_accuracy)",
                              mon);
         if (!strcmp(base, "accuracy") && maas_acc_resolve(m, c) == MAAS_ACC_NONE)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "early stopping monitors '%s' but accuracy is not tracked", mon);
         if (val && o->validation_split == 0.0f && !o->val_x)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "early stopping monitors '%s' but there is no validation data", mon);
         if (o->patience < 0)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "patience must be >= 0");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "patience must be >= 0");
         if (!(o->min_delta >= 0.0f))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "min_delta must be >= 0");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "min_delta must be >= 0");
         *monitor_is_max = !strcmp(base, "accuracy");
     }
     return MAAS_OK;
@@ -184,7 +189,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;
     if (m->quant)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "the model is int8-quantized: train the float model, then quantize");
     maas_err err = check_opts(m, c, o, &is_max, errstr, errstr_size);
     if (!err) err = maas_compile_check(m, c, errstr, errstr_size);
@@ -220,7 +225,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
             feature_stats(x, n_train, m->n_inputs, mean, std);
             err = maas_model_set_standardization(m, mean, std, errstr, errstr_size);
         } else {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         }
         free(mean);
         free(std);
@@ -230,7 +235,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     int batch = (size_t)o->batch_size < n_train ? o->batch_size : (int)n_train;
     int eval_batch = batch;
     maas_trainer *tr = maas_trainer_new(m, c, batch, o->rng, errstr, errstr_size);
-    if (!tr) return MAAS_ERR_NOMEM;
+    if (!tr) return MAAS_ERR_OUT_OF_MEMORY;
     if (o->param_mask) maas_trainer_set_mask(tr, o->param_mask);
     if (o->profile) maas_trainer_set_profile(tr, o->profile);
     size_t *idx = malloc(n_train * sizeof(size_t));
@@ -239,7 +244,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     float *best = o->early_stopping && o->restore_best ? malloc(m->n_params * sizeof(float)) : NULL;
     maas_epoch_log *logs = calloc((size_t)o->epochs, sizeof(*logs));
     if (!idx || !xb || !yb || !logs || (o->early_stopping && o->restore_best && !best)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for training");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory for training");
         goto done;
     }
     for (size_t i = 0; i < n_train; i++) idx[i] = i;

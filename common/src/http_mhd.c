@@ -101,7 +101,7 @@ maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler
                            char *errstr, size_t errstr_size) {
     maas_http *h = calloc(1, sizeof(*h));
     if (!h) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     h->handler = handler;
@@ -112,7 +112,8 @@ maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, addr && *addr ? addr : "127.0.0.1", &sa.sin_addr) != 1) {
         free(h);
-        maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "'%s' is not an IPv4 address", addr);
+        maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "'%s' is not an IPv4 address",
+                  addr);
         return NULL;
     }
     /* a thread per connection: a handler may block (a synchronous predict waits for its job) */

@@ -27,11 +27,12 @@ static maas_err parse(const char *json, size_t len, const char *what, cJSON **ou
                       size_t errstr_size) {
     cJSON *root = cJSON_ParseWithLength(json, len);
     *out = NULL;
-    if (!root) return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "%s is not valid JSON", what);
+    if (!root)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s is not valid JSON", what);
     if (json_depth(root, 0) > MAX_JSON_DEPTH) {
         cJSON_Delete(root);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "%s nests deeper than %d levels",
-                         what, MAX_JSON_DEPTH);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "%s nests deeper than %d levels", what, MAX_JSON_DEPTH);
     }
     *out = root;
     return MAAS_OK;
@@ -104,7 +105,7 @@ static maas_err copy_name(char *dst, size_t size, const char *src, int idx, char
         return MAAS_OK;
     }
     if (strlen(src) >= size || strchr(src, '/'))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer %d has an invalid name (over %zu bytes or containing '/')", idx,
                          size - 1);
     snprintf(dst, size, "%s", src);
@@ -116,7 +117,7 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
     const char *cls = get_str(layer, "class_name");
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
     if (!cls || !cJSON_IsObject(cfg))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "model_config layer %d lacks class_name or config", idx);
     const char *name = get_str(cfg, "name");
     const char *shown = name ? name : "?";
@@ -127,7 +128,7 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, shape_keys[k]);
         w = input_width(s);
         if (w < 0)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "layer %d ('%s'): %s is not [null, features] (only flat feature "
                              "vectors are supported)",
                              idx, shown, shape_keys[k]);
@@ -140,37 +141,37 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
 
     if (!strcmp(cls, "InputLayer")) {
         if (a->n_layers > 0 || a->norm)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "InputLayer '%s' is not the first layer", shown);
         return MAAS_OK;
     }
     if (a->n_layers >= MAAS_MAX_LAYERS)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model has more than %d layers",
-                         MAAS_MAX_LAYERS);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "model has more than %d layers", MAAS_MAX_LAYERS);
     maas_err err;
     if (!strcmp(cls, "Dense")) {
         long units;
         if (!get_int(cJSON_GetObjectItemCaseSensitive(cfg, "units"), 1, MAAS_MAX_UNITS, &units))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "Dense layer '%s': units must be an integer in 1..%d", shown,
                              MAAS_MAX_UNITS);
         const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "activation");
         maas_act ma = MAAS_ACT_LINEAR;
         if (act && !cJSON_IsNull(act)) {
             if (!cJSON_IsString(act))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                                  "Dense layer '%s': only built-in activations given by name are "
                                  "supported",
                                  shown);
             char sub[MAAS_ERRSTR_SIZE];
             if (maas_act_from_name(act->valuestring, &ma, sub, sizeof(sub)))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "Dense layer '%s': %s",
+                return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "Dense layer '%s': %s",
                                  shown, sub);
         }
         maas_layer_spec s = maas_dense((int)units, ma);
         const cJSON *bias = cJSON_GetObjectItemCaseSensitive(cfg, "use_bias");
         if (bias && !cJSON_IsBool(bias))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "Dense layer '%s': use_bias is not a boolean", shown);
         if (bias) s.use_bias = cJSON_IsTrue(bias);
         const cJSON *ki = cJSON_GetObjectItemCaseSensitive(cfg, "kernel_initializer");
@@ -184,7 +185,7 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
     if (!strcmp(cls, "Dropout")) {
         const cJSON *rate = cJSON_GetObjectItemCaseSensitive(cfg, "rate");
         if (!cJSON_IsNumber(rate) || !(rate->valuedouble >= 0.0 && rate->valuedouble < 1.0))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "Dropout layer '%s': rate must be a number in [0, 1)", shown);
         maas_layer_spec s = maas_dropout((float)rate->valuedouble);
         if ((err = copy_name(s.name, sizeof(s.name), name, idx, errstr, errstr_size))) return err;
@@ -193,18 +194,18 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
     }
     if (!strcmp(cls, "Normalization")) {
         if (a->n_layers > 0 || a->norm)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                              "Normalization layer '%s' is supported only as the first layer",
                              shown);
         const cJSON *axis = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
         long ax = -1;
         if (cJSON_IsArray(axis) && cJSON_GetArraySize(axis) == 1) axis = axis->child;
         if (axis && !cJSON_IsNull(axis) && (!get_int(axis, -1, 1, &ax) || ax == 0))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                              "Normalization layer '%s': only axis -1 is supported", shown);
         const cJSON *inv = cJSON_GetObjectItemCaseSensitive(cfg, "invert");
         if (cJSON_IsTrue(inv))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                              "Normalization layer '%s': invert=true is not supported", shown);
         a->norm = 1;
         if ((err = copy_name(a->norm_name, sizeof(a->norm_name), name, idx, errstr, errstr_size)))
@@ -216,18 +217,18 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
         int nm = 0, nv = 0;
         if (!get_floats(mean, &a->norm_mean, &nm) || !get_floats(var, &a->norm_var, &nv) ||
             nm != nv)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "Normalization layer '%s': mean and variance must be finite number "
                              "lists of equal length",
                              shown);
         for (int i = 0; i < nv; i++)
             if (a->norm_var[i] < 0.0f)
-                return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "Normalization layer '%s': variance %d is negative", shown, i);
         a->n_norm = nm;
         return MAAS_OK;
     }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "layer %d ('%s') is a %s, which maas does not support (supported: "
                      "InputLayer, Dense, Dropout, Normalization)",
                      idx, shown, cls);
@@ -243,11 +244,11 @@ maas_err maas__keras_arch_parse(const char *json, size_t len, maas_keras_arch *a
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
     const cJSON *layers = NULL;
     if (!cls) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "model_config has no class_name");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "model_config has no class_name");
         goto done;
     }
     if (strcmp(cls, "Sequential")) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                         "model_config is a '%s' model; maas supports Sequential models only", cls);
         goto done;
     }
@@ -261,12 +262,12 @@ maas_err maas__keras_arch_parse(const char *json, size_t len, maas_keras_arch *a
         if (w > 0) a->n_inputs = (int)w;
     }
     if (!cJSON_IsArray(layers)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "model_config has no layer list");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "model_config has no layer list");
         goto done;
     }
     if (cJSON_GetArraySize(layers) > MAAS_MAX_LAYERS + 2) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model has more than %d layers",
-                        MAAS_MAX_LAYERS);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                        "model has more than %d layers", MAAS_MAX_LAYERS);
         goto done;
     }
     int idx = 0;
@@ -276,11 +277,11 @@ maas_err maas__keras_arch_parse(const char *json, size_t len, maas_keras_arch *a
         if ((err = parse_layer(a, idx, l, errstr, errstr_size))) goto done;
     if (a->n_inputs == 0) a->n_inputs = width_from_input;
     if (a->n_layers == 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "model_config has no layers");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "model_config has no layers");
         goto done;
     }
     if (a->norm && a->norm_mean && a->n_inputs && a->n_norm != 1 && a->n_norm != a->n_inputs)
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                         "Normalization '%s' has %d statistics for %d input features", a->norm_name,
                         a->n_norm, a->n_inputs);
 done:
@@ -308,12 +309,12 @@ static maas_err parse_loss(const cJSON *loss, maas_loss *out, char *errstr, size
         if (strcmp(cls, names[i].keras)) continue;
         const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(loss, "config");
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "from_logits")))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                              "loss %s with from_logits=true is not supported", cls);
         *out = names[i].loss;
         return MAAS_OK;
     }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "loss %s is not supported",
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "loss %s is not supported",
                      cls ? cls : "(not a name)");
 }
 
@@ -348,7 +349,8 @@ maas_err maas__keras_training_parse(const char *json, size_t len, maas_compile *
     maas_err err = parse(json, len, "training_config", &root, errstr, errstr_size);
     if (err) return err;
     if (!cJSON_IsObject(root)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "training_config is not an object");
+        err =
+            maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "training_config is not an object");
         goto done;
     }
     if ((err = parse_loss(cJSON_GetObjectItemCaseSensitive(root, "loss"), &c->loss, errstr,
@@ -359,7 +361,7 @@ maas_err maas__keras_training_parse(const char *json, size_t len, maas_compile *
     const char *ocls = cJSON_IsObject(oc) ? get_str(oc, "class_name") : NULL;
     const cJSON *ocfg = cJSON_IsObject(oc) ? cJSON_GetObjectItemCaseSensitive(oc, "config") : NULL;
     if (!ocls || !cJSON_IsObject(ocfg)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         "training_config has no optimizer_config");
         goto done;
     }
@@ -375,7 +377,7 @@ maas_err maas__keras_training_parse(const char *json, size_t len, maas_compile *
     const cJSON *lr = cJSON_GetObjectItemCaseSensitive(ocfg, "learning_rate");
     if (!lr) lr = cJSON_GetObjectItemCaseSensitive(ocfg, "lr");
     if (cJSON_IsObject(lr)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                         "learning-rate schedules are not supported");
         goto done;
     }
@@ -383,13 +385,13 @@ maas_err maas__keras_training_parse(const char *json, size_t len, maas_compile *
     if (!get_float_key(ocfg, "beta_1", &o->beta_1) || !get_float_key(ocfg, "beta_2", &o->beta_2) ||
         !get_float_key(ocfg, "epsilon", &o->epsilon) ||
         !get_float_key(ocfg, "momentum", &o->momentum) || !get_float_key(ocfg, "rho", &o->rho)) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         "optimizer_config has a non-numeric hyper-parameter");
         goto done;
     }
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ocfg, "amsgrad")) ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ocfg, "centered")))
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                         "optimizer variants amsgrad/centered are not supported");
 done:
     cJSON_Delete(root);
@@ -401,7 +403,8 @@ done:
 static maas_err print_and_free(cJSON *root, char **out, char *errstr, size_t errstr_size) {
     *out = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
-    if (!*out) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory writing JSON");
+    if (!*out)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory writing JSON");
     return MAAS_OK;
 }
 
@@ -433,7 +436,7 @@ maas_err maas__keras_arch_write(const maas_model *m, const char *norm_name, char
         if ((s->act == MAAS_ACT_LEAKY_RELU && alpha != 0.2f) ||
             (s->act == MAAS_ACT_ELU && alpha != 1.0f)) {
             *out = NULL;
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "layer '%s': %s with alpha %g cannot be written as a Keras "
                              "activation name",
                              s->name, maas_act_name(s->act), (double)alpha);
@@ -475,7 +478,7 @@ maas_err maas__keras_arch_write(const maas_model *m, const char *norm_name, char
             cJSON_Delete(nl);
             cJSON_Delete(root);
             *out = NULL;
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         }
         for (int i = 0; i < m->n_inputs; i++) var[i] = m->feat_std[i] * m->feat_std[i];
         cJSON_AddItemToObject(ncfg, "variance", float_list(var, m->n_inputs));
@@ -689,7 +692,7 @@ maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out,
     *out = NULL;
     *out_len = 0;
     if (len > ((size_t)64 << 20))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "request body over 64 MiB");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "request body over 64 MiB");
     cJSON *root;
     maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
     if (err) return err;
@@ -698,8 +701,8 @@ maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out,
     cJSON_Delete(root);
     if (!ok || o.oom) {
         free(o.p);
-        return o.oom ? maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory")
-                     : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return o.oom ? maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory")
+                     : maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "a matrix's data is not valid base64");
     }
     *out = o.p;
@@ -717,7 +720,8 @@ maas_err maas_json_get(const char *json, size_t len, const char *key, char **val
     if (err) return err;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the request body is not an object");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                         "the request body is not an object");
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (v) *value = cJSON_PrintUnformatted(v);
@@ -733,12 +737,13 @@ maas_err maas_json_rewrite(const char *json, size_t len, const char *const *drop
     if (err) return err;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the request body is not an object");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                         "the request body is not an object");
     }
     for (int i = 0; i < n_drop; i++) cJSON_DeleteItemFromObjectCaseSensitive(root, drop[i]);
     char *rest = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!rest) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!rest) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     size_t need = strlen(prefix) + strlen(rest) + 8;
     *out = malloc(need);
     if (*out) {
@@ -747,7 +752,7 @@ maas_err maas_json_rewrite(const char *json, size_t len, const char *const *drop
                  empty ? "}" : rest + 1);
     }
     free(rest);
-    return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
 maas_err maas_json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
@@ -763,7 +768,7 @@ maas_err maas_json_list(const char *json, size_t len, const char *key, double *n
     }
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max) {
         cJSON_Delete(root);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field %s: expected a list of at most %d %s", key, max,
                          nums ? "numbers" : "strings");
     }
@@ -776,8 +781,9 @@ maas_err maas_json_list(const char *json, size_t len, const char *key, double *n
             (*n)++;
         } else {
             cJSON_Delete(root);
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "field %s[%d]: expected a %s",
-                             key, *n, nums ? "number" : "string (shorter than the limit)");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "field %s[%d]: expected a %s", key, *n,
+                             nums ? "number" : "string (shorter than the limit)");
         }
     }
     cJSON_Delete(root);

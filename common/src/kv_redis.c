@@ -67,7 +67,7 @@ static maas_err parse_url(maas_kv *kv, const char *url, char *errstr, size_t err
     if (!strncmp(p, "redis://", 8))
         p += 8;
     else if (strstr(p, "://"))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "redis URL '%s': only redis:// is supported (hiredis 0.14 has no TLS)",
                          url);
     const char *at = strrchr(p, '@');
@@ -86,19 +86,22 @@ static maas_err parse_url(maas_kv *kv, const char *url, char *errstr, size_t err
     size_t hlen = colon && (!slash || colon < slash) ? (size_t)(colon - p)
                                                      : (slash ? (size_t)(slash - p) : strlen(p));
     if (hlen >= sizeof(kv->host))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': host too long", url);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "redis URL '%s': host too long", url);
     if (hlen) snprintf(kv->host, sizeof(kv->host), "%.*s", (int)hlen, p);
     char *end;
     if (colon && (!slash || colon < slash)) {
         long port = strtol(colon + 1, &end, 10);
         if (end == colon + 1 || port < 1 || port > 65535 || (*end && *end != '/'))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': bad port", url);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "redis URL '%s': bad port", url);
         kv->port = (int)port;
     }
     if (slash && slash[1]) {
         long db = strtol(slash + 1, &end, 10);
         if (*end || db < 0 || db > 1000)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis URL '%s': bad db", url);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "redis URL '%s': bad db", url);
         kv->db = (int)db;
     }
     return MAAS_OK;
@@ -121,7 +124,7 @@ static maas_err server_err(const char *msg) {
         if (!strncmp(msg, transient[i], n) && (msg[n] == ' ' || msg[n] == '\0'))
             return MAAS_ERR_UNAVAILABLE;
     }
-    return MAAS_ERR_SERVER;
+    return MAAS_ERR_SERVER_ERROR;
 }
 
 static maas_err reply_err(redisReply *r, const char *what, char *errstr, size_t errstr_size) {
@@ -155,8 +158,8 @@ static maas_err connect_ctx(const maas_kv *kv, redisContext **out, char *errstr,
         else
             r = redisCommand(c, "AUTH %s", kv->password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
-            maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "redis AUTH failed: %s",
-                                   r && r->str ? r->str : c->errstr);
+            maas_err e = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                   "redis AUTH failed: %s", r && r->str ? r->str : c->errstr);
             if (r) freeReplyObject(r);
             redisFree(c);
             *out = NULL;
@@ -194,7 +197,7 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
                          char *errstr, size_t errstr_size) {
     maas_kv *kv = calloc(1, sizeof(*kv));
     if (!kv) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         return NULL;
     }
     kv->timeout_ms = 5000;
@@ -211,7 +214,7 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
         else if (!strcmp(k, "redis.timeout_ms"))
             kv->timeout_ms = (int)strtol(v, NULL, 10);
         else if (!strncmp(k, "redis.", 6)) {
-            maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                       "unknown setting '%s' (known: redis.user, redis.password, redis.prefix, "
                       "redis.timeout_ms)",
                       k);
@@ -584,7 +587,7 @@ static maas_err transition_reply(const redisReply *rep, const char *id, const ma
     if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
         copy_field(from, sizeof(from), rep->element[1]);
     if (ok < 0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "job '%s' has no record", id);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "job '%s' has no record", id);
     if (ok == 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' is %s, not moved to %s",
                          id, from, u ? maas_job_state_name(u->to) : "its next state");
@@ -652,7 +655,7 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
                                      const maas_job_update *updates, char *errstr,
                                      size_t errstr_size) {
     if (kv->flight.n)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "a transition batch is in flight already: recv it first");
     if (n <= 0) return MAAS_OK;
     for (int i = 0; i < n; i++) {
@@ -664,7 +667,7 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
     if (!results || !t) {
         free(results);
         free(t);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     int64_t now = maas_wall_ms();
     maas_err err = kv->ctx ? MAAS_OK : kv_open(kv, errstr, errstr_size);
@@ -793,7 +796,7 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     if (!rep) return kv->last_err;
     int unknown = rep->str && !strcmp(rep->str, "unknown");
     freeReplyObject(rep);
-    if (unknown) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no job '%s'", id);
+    if (unknown) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no job '%s'", id);
     return MAAS_OK;
 }
 
@@ -1091,8 +1094,8 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
         int exists = rep->integer == 1;
         freeReplyObject(rep);
         if (!exists)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %ld",
-                             model, v);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "model '%s' has no version %ld", model, v);
         *version = (int)v;
     } else {
         const char *argv[] = {"HGET", key, ref};
@@ -1100,8 +1103,8 @@ maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref
         long got = rep->type == REDIS_REPLY_STRING ? strtol(rep->str, NULL, 10) : 0;
         freeReplyObject(rep);
         if (got <= 0)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no alias '%s'",
-                             model, ref);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "model '%s' has no alias '%s'", model, ref);
         *version = (int)got;
     }
     resolved_put(kv, key, ref, *version);
@@ -1132,14 +1135,14 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
     if (!rep) return kv->last_err;
     if (rep->elements != 8 || rep->element[0]->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "model '%s' has no version %d",
                          model, version);
     }
     redisReply **e = rep->element;
     *h5 = malloc(e[0]->len ? e[0]->len : 1);
     if (!*h5) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     memcpy(*h5, e[0]->str, e[0]->len);
     *len = e[0]->len;
@@ -1181,7 +1184,7 @@ maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, in
     if (!err) err = maas_name_check("alias", alias, errstr, errstr_size);
     if (err) return err;
     if (alias[0] >= '0' && alias[0] <= '9')
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "alias '%s' must not start with a digit (that reads as a version)", alias);
     char kal[256], kver[256];
     KEY(kal, kv, "model:{%s}:aliases", model);
@@ -1200,7 +1203,7 @@ maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, in
     long long r = rep->integer;
     freeReplyObject(rep);
     if (r == -1)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "model '%s' has no version %d",
                          model, version);
     if (r == -2)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
@@ -1230,7 +1233,7 @@ static maas_err smembers(maas_kv *kv, const char *name, char ***out, int *n, cha
     char **v = calloc(rep->elements + 1, sizeof(char *));
     if (!v) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (size_t i = 0; i < rep->elements; i++) {
         if (!(v[i] = malloc(rep->element[i]->len + 1))) break;
@@ -1271,7 +1274,7 @@ static maas_err get_blob(maas_kv *kv, const char *key, const char *missing, unsi
     if (!rep) return kv->last_err;
     if (rep->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "%s", missing);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "%s", missing);
     }
     *bytes = malloc(rep->len ? rep->len : 1);
     if (*bytes) {
@@ -1279,7 +1282,8 @@ static maas_err get_blob(maas_kv *kv, const char *key, const char *missing, unsi
         *len = rep->len;
     }
     freeReplyObject(rep);
-    return *bytes ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    return *bytes ? MAAS_OK
+                  : maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
 maas_err maas_kv_dataset_get(maas_kv *kv, const char *name, unsigned char **bytes, size_t *len,
@@ -1304,7 +1308,8 @@ maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, siz
     if (!rep) return kv->last_err;
     long long n = rep->integer;
     freeReplyObject(rep);
-    return n ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no dataset '%s'", name);
+    return n ? MAAS_OK
+             : maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no dataset '%s'", name);
 }
 
 /* ---- the fleet ---- */
@@ -1314,7 +1319,7 @@ maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting
     maas_err err = maas_name_check("worker id", id, errstr, errstr_size);
     if (err) return err;
     if (n_fields < 1 || n_fields > 20)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "1..20 worker fields");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "1..20 worker fields");
     char key[256], kset[128];
     KEY(key, kv, "worker:{%s}", id);
     snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
@@ -1361,7 +1366,7 @@ maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_
     redisReply **e = rep->element;
     if (rep->elements != 7 || e[1]->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "model '%s' has no version %d",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "model '%s' has no version %d",
                          model, version);
     }
     meta->version = version;
@@ -1421,7 +1426,7 @@ maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **
         free(*versions);
         *aliases = NULL;
         *versions = NULL;
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (size_t i = 0; i < pairs; i++) {
         char *a = malloc(rep->element[2 * i]->len + 1);
@@ -1503,7 +1508,7 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
     maas_worker_info *w = calloc(ids->elements + 1, sizeof(*w));
     if (!w) {
         freeReplyObject(ids);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     maas_err err = MAAS_OK;
     for (size_t i = 0; i < ids->elements && !err; i++) {
@@ -1527,7 +1532,7 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
                 if (!kk || !vv) {
                     free(kk);
                     free(vv);
-                    err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+                    err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
                     break;
                 }
                 copy_field(kk, h->element[k]->len + 1, h->element[k]);
@@ -1565,8 +1570,8 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
     maas_err err = maas_name_check("sweep id", s->id, errstr, errstr_size);
     if (err) return err;
     if (s->n < 1 || s->n > MAAS_SWEEP_MAX_POINTS)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a sweep needs 1..%d points",
-                         MAAS_SWEEP_MAX_POINTS);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a sweep needs 1..%d points", MAAS_SWEEP_MAX_POINTS);
     int argc = 4 + 2 * (9 + s->n);
     const char **argv = calloc((size_t)argc, sizeof(char *));
     size_t *lens = calloc((size_t)argc, sizeof(size_t));
@@ -1575,7 +1580,7 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
         free(argv);
         free(lens);
         free(text);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     char key[256], nbuf[16], cbuf[24];
     KEY(key, kv, "sweep:{%s}", s->id);
@@ -1646,7 +1651,7 @@ maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *er
     if (!rep) return kv->last_err;
     if (rep->elements == 0) {
         freeReplyObject(rep);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no sweep '%s'", id);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no sweep '%s'", id);
     }
     snprintf(s->id, sizeof(s->id), "%s", id);
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
@@ -1694,8 +1699,8 @@ maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *er
     freeReplyObject(rep);
     for (int k = 0; k < s->n; k++)
         if (!s->points[k].job[0])
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "sweep '%s' lacks point %d", id,
-                             k + 1);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "sweep '%s' lacks point %d",
+                             id, k + 1);
     return MAAS_OK;
 }
 
@@ -1723,7 +1728,7 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
     freeReplyObject(rep);
     const char *srem[] = {"SREM", kset, id};
     if ((rep = cmd(kv, 3, srem, NULL, errstr, errstr_size))) freeReplyObject(rep);
-    if (r < 0) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "no sweep '%s'", id);
+    if (r < 0) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no sweep '%s'", id);
     if (r == 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "sweep '%s' was already done", id);
     return MAAS_OK;
@@ -1792,7 +1797,7 @@ maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, cha
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
                          "%s version %d has an alias; move the alias first", model, version);
     if (r == 0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "%s has no version %d", model,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "%s has no version %d", model,
                          version);
     return MAAS_OK;
 }

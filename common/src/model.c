@@ -22,7 +22,7 @@ maas_err maas_init_from_name(const char *name, maas_init *out, char *errstr, siz
             return MAAS_OK;
         }
     }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "unknown initializer '%s' (known: glorot_uniform, he_normal, zeros)",
                      name ? name : "(null)");
 }
@@ -75,7 +75,7 @@ maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, siz
         int need_rng = l->spec.kernel_init != MAAS_INIT_ZEROS ||
                        (l->spec.use_bias && l->spec.bias_init != MAAS_INIT_ZEROS);
         if (need_rng && !rng)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "layer '%s' needs a random generator for its initializer",
                              l->spec.name);
         init_block(m->params + l->w_off, (size_t)l->n_in * l->n_out, l->spec.kernel_init, l->n_in,
@@ -91,34 +91,36 @@ maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, siz
 static maas_err check_spec(int idx, const maas_layer_spec *s, char *errstr, size_t errstr_size) {
     if (s->kind == MAAS_LAYER_DENSE) {
         if (s->units < 1 || s->units > MAAS_MAX_UNITS)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                              "layer %d: units must be in 1..%d, got %d", idx, MAAS_MAX_UNITS,
                              s->units);
         if ((int)s->act < 0 || s->act >= MAAS_ACT__COUNT)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                              "layer %d: unknown activation %d", idx, (int)s->act);
         if ((int)s->kernel_init < 0 || s->kernel_init >= MAAS_INIT__COUNT ||
             (int)s->bias_init < 0 || s->bias_init >= MAAS_INIT__COUNT)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: unknown initializer",
-                             idx);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "layer %d: unknown initializer", idx);
         if (!isfinite(s->act_alpha))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "layer %d: activation alpha is not finite", idx);
         if (s->act == MAAS_ACT_SOFTMAX && s->units < 1)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d: empty softmax", idx);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "layer %d: empty softmax", idx);
     } else if (s->kind == MAAS_LAYER_DROPOUT) {
         if (!(s->rate >= 0.0f && s->rate < 1.0f))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "layer %d: dropout rate must be in [0, 1), got %g", idx,
                              (double)s->rate);
     } else {
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: unknown layer kind %d",
-                         idx, (int)s->kind);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                         "layer %d: unknown layer kind %d", idx, (int)s->kind);
     }
     if (memchr(s->name, '\0', sizeof(s->name)) == NULL)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d: name not terminated", idx);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "layer %d: name not terminated", idx);
     if (strchr(s->name, '/'))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "layer %d: name '%s' must not contain '/'", idx, s->name);
     return MAAS_OK;
 }
@@ -141,13 +143,13 @@ static void default_name(maas_layer *layers, int i) {
 static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n_layers,
                                maas_err *code, char *errstr, size_t errstr_size) {
     if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS) {
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                           "input width must be in 1..%d, got %d", MAAS_MAX_UNITS, n_inputs);
         return NULL;
     }
     if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS) {
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "a model needs 1..%d layers, got %d",
-                          MAAS_MAX_LAYERS, n_layers);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                          "a model needs 1..%d layers, got %d", MAAS_MAX_LAYERS, n_layers);
         return NULL;
     }
     /* Validate and size everything before the first allocation. */
@@ -159,7 +161,7 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
             n_params += (size_t)width * (size_t)specs[i].units;
             if (specs[i].use_bias) n_params += (size_t)specs[i].units;
             if (n_params > MAAS_MAX_PARAMS) {
-                *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                                   "model exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
                 return NULL;
             }
@@ -168,15 +170,15 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
         }
     }
     if (n_dense == 0) {
-        *code =
-            maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a model needs at least one Dense layer");
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                          "a model needs at least one Dense layer");
         return NULL;
     }
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name)) {
-                *code = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
-                                  specs[i].name);
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                  "duplicate layer name '%s'", specs[i].name);
                 return NULL;
             }
 
@@ -185,8 +187,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     if (m && m->layers) m->params = calloc(n_params, sizeof(float));
     if (!m || !m->layers || !m->params) {
         maas_model_free(m);
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for %zu parameters",
-                          n_params);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                          "out of memory for %zu parameters", n_params);
         return NULL;
     }
     m->n_inputs = n_inputs;
@@ -213,8 +215,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(m->layers[i].spec.name, m->layers[j].spec.name)) {
-                *code = maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "duplicate layer name '%s'",
-                                  m->layers[i].spec.name);
+                *code = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                  "duplicate layer name '%s'", m->layers[i].spec.name);
                 maas_model_free(m);
                 return NULL;
             }
@@ -265,7 +267,8 @@ maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_
     }
     if (src->quant && !(m->quant = maas_quant_clone(src->quant))) {
         maas_model_free(m);
-        maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory copying int8 weights");
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                  "out of memory copying int8 weights");
         return NULL;
     }
     return m;
@@ -281,14 +284,14 @@ maas_err maas_model_set_standardization(maas_model *m, const float *mean, const 
     }
     for (int i = 0; i < m->n_inputs; i++)
         if (!isfinite(mean[i]) || !isfinite(std[i]) || std[i] < 0.0f)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                              "standardization of feature %d is invalid (mean %g, std %g)", i,
                              (double)mean[i], (double)std[i]);
     if (!m->feat_mean) m->feat_mean = malloc((size_t)m->n_inputs * sizeof(float));
     if (!m->feat_std) m->feat_std = malloc((size_t)m->n_inputs * sizeof(float));
     if (!m->feat_mean || !m->feat_std) {
         maas_model_set_standardization(m, NULL, NULL, NULL, 0);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (int i = 0; i < m->n_inputs; i++) {
         m->feat_mean[i] = mean[i];
@@ -315,7 +318,7 @@ maas_err maas_model_check_finite(const maas_model *m, char *errstr, size_t errst
         const float *p = m->params + l->w_off;
         for (size_t k = 0; k < n; k++)
             if (!isfinite(p[k]))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                                  "layer '%s' has a non-finite weight", l->spec.name);
     }
     return MAAS_OK;
@@ -346,8 +349,8 @@ struct maas_infer {
 
 maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, size_t errstr_size) {
     if (max_batch < 1 || max_batch > 1 << 20) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "batch size must be in 1..%d, got %d",
-                  1 << 20, max_batch);
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                  "batch size must be in 1..%d, got %d", 1 << 20, max_batch);
         return NULL;
     }
     int w = m->n_inputs;
@@ -373,7 +376,8 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     return inf;
 oom:
     maas_infer_free(inf);
-    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for an inference context");
+    maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+              "out of memory for an inference context");
     return NULL;
 }
 
@@ -444,7 +448,7 @@ maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out
     size_t n_in = (size_t)m->n_inputs;
     size_t bad = maas_find_nonfinite(x, rows * n_in);
     if (bad < rows * n_in)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                          "input row %zu, column %zu is not finite", bad / n_in, bad % n_in);
     for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->max_batch) {
         int n = (int)(rows - r0 < (size_t)inf->max_batch ? rows - r0 : (size_t)inf->max_batch);
@@ -458,7 +462,7 @@ maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, fl
                             char *errstr, size_t errstr_size) {
     int batch = rows > 1024 ? 1024 : (int)(rows ? rows : 1);
     maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
-    if (!inf) return MAAS_ERR_NOMEM;
+    if (!inf) return MAAS_ERR_OUT_OF_MEMORY;
     maas_err err = maas_infer_run(inf, x, rows, out, errstr, errstr_size);
     maas_infer_free(inf);
     return err;
@@ -468,17 +472,18 @@ maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int 
                            size_t errstr_size) {
     *n = 0;
     if (!text || !*text)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the layer list is empty");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "the layer list is empty");
     const char *p = text;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char item[96];
         if (len == 0 || len >= sizeof(item))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "layer %d of '%s' is empty or too long", *n + 1, text);
         if (*n >= max)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "more than %d layers", max);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "more than %d layers",
+                             max);
         memcpy(item, p, len);
         item[len] = '\0';
         maas_layer_spec s;
@@ -489,7 +494,7 @@ maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int 
         if (!strcmp(item, "dropout")) {
             double rate = arg ? strtod(arg, &e) : -1.0;
             if (!arg || *e || !(rate >= 0.0 && rate < 1.0))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                                  "layer %d: dropout needs a rate in [0, 1), e.g. dropout:0.2",
                                  *n + 1);
             s = maas_dropout((float)rate);
@@ -497,7 +502,7 @@ maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int 
             errno = 0;
             long units = strtol(item, &e, 10);
             if (*e || e == item || units < 1 || units > MAAS_MAX_UNITS || errno)
-                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                                  "layer %d: '%s' is not UNITS[:ACTIVATION[:nobias]] or "
                                  "dropout:RATE (units in 1..%d)",
                                  *n + 1, item, MAAS_MAX_UNITS);
@@ -510,15 +515,15 @@ maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int 
                 if (opt) {
                     *opt++ = '\0';
                     if (strcmp(opt, "nobias"))
-                        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                                          "layer %d: unknown option '%s' (known: nobias)", *n + 1,
                                          opt);
                     bias = 0;
                 }
                 char sub[MAAS_ERRSTR_SIZE];
                 if (maas_act_from_name(a, &act, sub, sizeof(sub)))
-                    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "layer %d: %s", *n + 1,
-                                     sub);
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "layer %d: %s",
+                                     *n + 1, sub);
             }
             s = maas_dense((int)units, act);
             s.use_bias = bias;

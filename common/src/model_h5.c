@@ -267,12 +267,14 @@ static maas_err save_image_locked(const maas_model *m, const maas_compile *c, un
     H5Fflush(f, H5F_SCOPE_GLOBAL);
     ssize_t size = H5Fget_file_image(f, NULL, 0);
     if (size <= 0 || (size_t)size > MAAS_H5_MAX_IMAGE) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model file image size %zd", size);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "model file image size %zd",
+                        size);
         goto done;
     }
     *buf = malloc((size_t)size);
     if (!*buf) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for the model file");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                        "out of memory for the model file");
         goto done;
     }
     if (H5Fget_file_image(f, *buf, (size_t)size) != size) {
@@ -291,7 +293,7 @@ done:
 
 maas_err maas_model_save_image(const maas_model *m, const maas_compile *c, unsigned char **buf,
                                size_t *len, char *errstr, size_t errstr_size) {
-    if (c && maas_compile_check(m, c, errstr, errstr_size)) return MAAS_ERR_ARG;
+    if (c && maas_compile_check(m, c, errstr, errstr_size)) return MAAS_ERR_INVALID_ARGUMENT;
     h5_guard g;
     guard_enter(&g);
     maas_err err = save_image_locked(m, c, buf, len, errstr, errstr_size);
@@ -309,7 +311,7 @@ maas_err maas_model_save(const maas_model *m, const maas_compile *c, const char 
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
         free(buf);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "path too long: %s", path);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "path too long: %s", path);
     }
     FILE *f = fopen(tmp, "wb");
     if (!f) {
@@ -489,7 +491,7 @@ static int path_is_hard(hid_t loc, const char *path) {
 static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
                              int int8, maas_err *err, char *errstr, size_t errstr_size) {
     if (!path_is_hard(g, path)) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is missing or is a link", layer, path);
         return H5I_INVALID_HID;
     }
@@ -497,35 +499,35 @@ static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims,
     int ok = 0;
     if (d < 0 || (t = H5Dget_type(d)) < 0 || (s = H5Dget_space(d)) < 0 ||
         (dcpl = H5Dget_create_plist(d)) < 0) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': cannot open weight '%s'", layer, path);
         goto done;
     }
     if (!int8 && H5Tget_class(t) != H5T_FLOAT) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is not floating point", layer, path);
         goto done;
     }
     if (int8 &&
         (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 1 || H5Tget_sign(t) != H5T_SGN_2)) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is not int8", layer, path);
         goto done;
     }
     if (H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is stored outside the file", layer, path);
         goto done;
     }
     if (H5Sget_simple_extent_type(s) != H5S_SIMPLE || H5Sget_simple_extent_ndims(s) != rank) {
-        *err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE, "layer '%s': weight '%s' is not %d-D",
-                         layer, path, rank);
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
+                         "layer '%s': weight '%s' is not %d-D", layer, path, rank);
         goto done;
     }
     H5Sget_simple_extent_dims(s, dims, NULL);
     for (int i = 0; i < rank; i++)
         if (dims[i] < 1 || dims[i] > MAAS_MAX_UNITS) {
-            *err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+            *err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                              "layer '%s': weight '%s' has dimension %llu, outside 1..%d", layer,
                              path, (unsigned long long)dims[i], MAAS_MAX_UNITS);
             goto done;
@@ -573,14 +575,14 @@ static void load_state_release(load_state *st) {
 static maas_err collect_weighted(load_state *st, char *errstr, size_t errstr_size) {
     strlist names;
     if (!attr_read_names(st->mw, "layer_names", &names))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "model_weights has a malformed layer_names attribute");
     maas_err err = MAAS_OK;
     st->wl = calloc((size_t)names.n + 1, sizeof(weighted));
-    if (!st->wl) err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!st->wl) err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; !err && i < names.n; i++) {
         if (!path_is_hard(st->mw, names.v[i]) || strchr(names.v[i], '/')) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                             "layer '%s' is listed in layer_names but has no group", names.v[i]);
             break;
         }
@@ -589,7 +591,7 @@ static maas_err collect_weighted(load_state *st, char *errstr, size_t errstr_siz
         int ok = g >= 0 && attr_read_names(g, "weight_names", &w);
         CLOSE(H5Gclose, g);
         if (!ok) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                             "layer '%s' has a malformed weight_names attribute", names.v[i]);
             break;
         }
@@ -608,12 +610,12 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     *out = NULL;
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     if (len < 8 || memcmp(buf, sig, 8) != 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "not an HDF5 file");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "not an HDF5 file");
         return err;
     }
     if (len > MAAS_H5_MAX_IMAGE) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "model file is larger than %zu bytes",
-                        MAAS_H5_MAX_IMAGE);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                        "model file is larger than %zu bytes", MAAS_H5_MAX_IMAGE);
         return err;
     }
     load_state st = {.f = H5I_INVALID_HID, .mw = H5I_INVALID_HID};
@@ -623,14 +625,14 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     if (fapl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
         H5Pset_file_image(fapl, (void *)buf, len) < 0 ||
         (st.f = H5Fopen("maas-model.h5", H5F_ACC_RDONLY, fapl)) < 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         "the HDF5 file is truncated or corrupt (%zu bytes)", len);
         goto done;
     }
     int bad;
     cfg = attr_read_string(st.f, "model_config", MAAS_H5_MAX_JSON, &bad);
     if (!cfg) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         bad ? "the model_config attribute is malformed or too large"
                             : "no model_config attribute: not a Keras model file");
         goto done;
@@ -639,8 +641,8 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     st.arch_ok = 1;
     if (!path_is_hard(st.f, "model_weights") ||
         (st.mw = H5Gopen2(st.f, "model_weights", H5P_DEFAULT)) < 0) {
-        err =
-            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the file has no model_weights group");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                        "the file has no model_weights group");
         goto done;
     }
     if ((err = collect_weighted(&st, errstr, errstr_size))) goto done;
@@ -649,7 +651,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     {
         char *qa = attr_read_string(st.f, "maas_quantization", 64, &bad);
         if (qa && strcmp(qa, "int8")) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                             "unsupported maas_quantization '%.32s' (known: int8)", qa);
             free(qa);
             goto done;
@@ -665,7 +667,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     for (int i = 0; i < a->n_layers; i++) expect += a->layers[i].kind == MAAS_LAYER_DENSE;
     if (st.n_wl != expect) {
         err = maas_errf(
-            errstr, errstr_size, MAAS_ERR_FORMAT,
+            errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
             "the file has weights for %d layers but model_config has %d layers with weights",
             st.n_wl, expect);
         goto done;
@@ -676,7 +678,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     if (norm_weights) {
         weighted *e = &st.wl[w_idx++];
         if (e->w.n < 2) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                             "Normalization layer '%s' needs mean and variance weights", e->name);
             goto done;
         }
@@ -696,7 +698,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                  H5Dread(dm, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->norm_mean) >= 0 &&
                  H5Dread(dv, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->norm_var) >= 0;
         } else if (ok) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                             "Normalization layer '%s' has %llu features, the input has %d", e->name,
                             (unsigned long long)dims[0], width);
             ok = 0;
@@ -706,7 +708,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         CLOSE(H5Gclose, g);
         if (!ok) {
             if (!errstr || !errstr[0])
-                err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                 "Normalization layer '%s' has unreadable statistics", e->name);
             goto done;
         }
@@ -716,7 +718,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         if (s->kind != MAAS_LAYER_DENSE) continue;
         weighted *e = &st.wl[k++];
         if (e->w.n != (s->use_bias ? 2 : 1) + quant) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                             "Dense layer '%s' has %d weights in the file, expected %d", s->name,
                             e->w.n, (s->use_bias ? 2 : 1) + quant);
             goto done;
@@ -729,7 +731,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         CLOSE(H5Dclose, d);
         if (ok && width == 0) width = a->n_inputs = (int)dims[0];
         if (ok && (dims[0] != (hsize_t)width || dims[1] != (hsize_t)s->units)) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                             "Dense layer '%s': kernel is %llux%llu, the model needs %dx%d", s->name,
                             (unsigned long long)dims[0], (unsigned long long)dims[1], width,
                             s->units);
@@ -741,7 +743,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
             ok = d >= 0;
             CLOSE(H5Dclose, d);
             if (ok && bd[0] != (hsize_t)s->units) {
-                err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                                 "Dense layer '%s': %s has %llu entries, the model needs %d",
                                 s->name, quant && w == 1 ? "kernel_scale" : "bias",
                                 (unsigned long long)bd[0], s->units);
@@ -760,7 +762,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     }
     m = maas_model_new(a->n_inputs, specs, a->n_layers, NULL, errstr, errstr_size);
     if (!m) {
-        err = MAAS_ERR_FORMAT; /* the file describes a model maas cannot build */
+        err = MAAS_ERR_BAD_FORMAT; /* the file describes a model maas cannot build */
         goto done;
     }
     for (int i = 0; i < m->n_layers; i++) { /* keep the default names assigned by new */
@@ -808,7 +810,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                 free(scale);
                 CLOSE(H5Gclose, g);
                 err =
-                    maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                    maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                               "Dense layer '%s': cannot read weight '%s'", l->spec.name, e->w.v[w]);
                 maas_model_free(m);
                 m = NULL;
@@ -836,7 +838,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         }
         if (!ok || (err = maas_model_set_standardization(m, mean, std, errstr, errstr_size))) {
             if (!ok)
-                err = maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                                 "Normalization layer '%s' has invalid statistics", a->norm_name);
             maas_model_free(m);
             m = NULL;
@@ -871,7 +873,7 @@ done:
     free(be);
     CLOSE(H5Pclose, fapl);
     load_state_release(&st);
-    if (!m && !err) err = MAAS_ERR_FORMAT;
+    if (!m && !err) err = MAAS_ERR_BAD_FORMAT;
     *out = m;
     return err;
 }
@@ -981,19 +983,19 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
     maas_layer_spec *specs = malloc(MAAS_MAX_LAYERS * sizeof(*specs));
     float *mean = NULL, *std = NULL;
     maas_model *m = NULL;
-    maas_err err = MAAS_ERR_FORMAT;
+    maas_err err = MAAS_ERR_BAD_FORMAT;
     if (!h || !specs) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
     if (!read_all(fd, h, sizeof(*h), deadline) || h->magic != ISOLATE_MAGIC) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                   "the HDF5 library failed on this file (corrupt file)");
         goto done;
     }
     h->errstr[sizeof(h->errstr) - 1] = '\0';
     if (h->err != MAAS_OK) {
-        err = (h->err > 0 && h->err < MAAS_ERR__COUNT) ? (maas_err)h->err : MAAS_ERR_FORMAT;
+        err = (h->err > 0 && h->err < MAAS_ERR__COUNT) ? (maas_err)h->err : MAAS_ERR_BAD_FORMAT;
         maas_errf(errstr, errstr_size, err, "%s", h->errstr);
         goto done;
     }
@@ -1001,7 +1003,7 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
     if (h->n_layers < 1 || h->n_layers > MAAS_MAX_LAYERS || h->n_inputs < 1 ||
         h->n_inputs > MAAS_MAX_UNITS || h->n_params > MAAS_MAX_PARAMS ||
         !read_all(fd, specs, (size_t)h->n_layers * sizeof(*specs), deadline)) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+        maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "the model loader sent a bad reply");
         goto done;
     }
     maas_layer_spec zeroed[MAAS_MAX_LAYERS];
@@ -1013,7 +1015,9 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
     m = maas_model_new(h->n_inputs, zeroed, h->n_layers, NULL, errstr, errstr_size);
     if (!m || m->n_params != h->n_params ||
         !read_all(fd, m->params, m->n_params * sizeof(float), deadline)) {
-        if (m) maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+        if (m)
+            maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                      "the model loader sent a bad reply");
         maas_model_free(m);
         m = NULL;
         goto done;
@@ -1026,7 +1030,8 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
         if (!mean || !std || !read_all(fd, mean, n * sizeof(float), deadline) ||
             !read_all(fd, std, n * sizeof(float), deadline) ||
             maas_model_set_standardization(m, mean, std, errstr, errstr_size) != MAAS_OK) {
-            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "the model loader sent a bad reply");
+            maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                      "the model loader sent a bad reply");
             maas_model_free(m);
             m = NULL;
             goto done;
@@ -1042,7 +1047,7 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
         int ok = wq && scale && read_all(fd, wq, nw, deadline) &&
                  read_all(fd, scale, (size_t)l->n_out * sizeof(float), deadline);
         maas_err qe = ok ? maas_quant_set_layer(m, i, wq, scale, errstr, errstr_size)
-                         : maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+                         : maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                      "the model loader sent a bad reply");
         free(wq);
         free(scale);
@@ -1056,7 +1061,7 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
     if (maas_model_check_finite(m, errstr, errstr_size)) {
         maas_model_free(m);
         m = NULL;
-        err = MAAS_ERR_NONFINITE;
+        err = MAAS_ERR_NON_FINITE;
         goto done;
     }
     if (info) {
@@ -1094,7 +1099,7 @@ maas_err maas_model_load_image(const void *buf, size_t len, maas_model **out, ma
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "fork: %s", strerror(errno));
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "fork: %s", strerror(errno));
     }
     maas_err err = parent_receive(fds[0], len, out, info, errstr, errstr_size);
     close(fds[0]);
@@ -1106,7 +1111,7 @@ maas_err maas_model_load_image(const void *buf, size_t len, maas_model **out, ma
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
-            maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                       "the file is corrupt (the HDF5 library crashed reading it: signal %d)",
                       WTERMSIG(status));
     }
@@ -1124,7 +1129,7 @@ maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *in
     if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
     if (size < 0 || (size_t)size > MAAS_H5_MAX_IMAGE || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return maas_errf(errstr, errstr_size, size < 0 ? MAAS_ERR_IO : MAAS_ERR_LIMIT,
+        return maas_errf(errstr, errstr_size, size < 0 ? MAAS_ERR_IO : MAAS_ERR_LIMIT_EXCEEDED,
                          "'%s': unreadable or larger than %zu bytes", path, MAAS_H5_MAX_IMAGE);
     }
     unsigned char *buf = malloc(size ? (size_t)size : 1);
@@ -1132,7 +1137,7 @@ maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *in
     fclose(f);
     if (!buf || got != (size_t)size) {
         free(buf);
-        return maas_errf(errstr, errstr_size, buf ? MAAS_ERR_IO : MAAS_ERR_NOMEM,
+        return maas_errf(errstr, errstr_size, buf ? MAAS_ERR_IO : MAAS_ERR_OUT_OF_MEMORY,
                          "cannot read '%s'", path);
     }
     char sub[MAAS_ERRSTR_SIZE];
@@ -1155,7 +1160,7 @@ maas_err maas_model_image_for_keras(const void *buf, size_t len, unsigned char *
     if (!maas_model_is_quantized(m)) {
         maas_model_free(m);
         if (!(*out = malloc(len ? len : 1)))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         memcpy(*out, buf, len);
         *out_len = len;
         return MAAS_OK;
@@ -1184,7 +1189,7 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
         goto done;
     }
     if (!path_is_hard(f, rel) || (d = H5Dopen2(f, rel, H5P_DEFAULT)) < 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "'%s' has no dataset '%s'", path,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "'%s' has no dataset '%s'", path,
                         dataset);
         goto done;
     }
@@ -1195,7 +1200,7 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
     H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
     if (rank < 1 || rank > 2 || (cls != H5T_FLOAT && cls != H5T_INTEGER) || dcpl < 0 ||
         H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                         "'%s:%s' must be a 1-D or 2-D numeric dataset stored in the file", path,
                         dataset);
         goto done;
@@ -1204,7 +1209,7 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
     H5Sget_simple_extent_dims(s, dims, NULL);
     if (dims[0] == 0 || dims[1] == 0 || dims[1] > MAAS_DATA_MAX_COLS ||
         dims[0] > MAAS_DATA_MAX_CELLS / dims[1]) {
-        err = maas_errf(errstr, errstr_size, dims[0] ? MAAS_ERR_LIMIT : MAAS_ERR_EMPTY,
+        err = maas_errf(errstr, errstr_size, dims[0] ? MAAS_ERR_LIMIT_EXCEEDED : MAAS_ERR_EMPTY,
                         "'%s:%s' is %llux%llu, empty or too large", path, dataset,
                         (unsigned long long)dims[0], (unsigned long long)dims[1]);
         goto done;
@@ -1214,25 +1219,27 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
     out->data = malloc(out->rows * (size_t)out->cols * sizeof(float));
     out->names = calloc((size_t)out->cols, sizeof(char *));
     if (!out->data || !out->names) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory reading '%s'", path);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory reading '%s'",
+                        path);
         goto done;
     }
     for (int i = 0; i < out->cols; i++) {
         char name[16];
         snprintf(name, sizeof(name), "%d", i);
         if (!(out->names[i] = malloc(strlen(name) + 1))) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
         memcpy(out->names[i], name, strlen(name) + 1);
     }
     if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT, "cannot read '%s:%s'", path, dataset);
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "cannot read '%s:%s'", path,
+                        dataset);
         goto done;
     }
     size_t bad = maas_find_nonfinite(out->data, out->rows * (size_t)out->cols);
     if (bad < out->rows * (size_t)out->cols)
-        err = maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                         "'%s:%s' row %zu, column %zu is not finite", path, dataset,
                         bad / (size_t)out->cols, bad % (size_t)out->cols);
 done:

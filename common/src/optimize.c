@@ -26,7 +26,7 @@ static maas_err latency_us(const maas_model *m, const float *row, double *us, ch
     maas_infer *inf = maas_infer_new(m, 1, errstr, errstr_size);
     float *zeros = row ? NULL : calloc((size_t)m->n_inputs, sizeof(float));
     float *out = malloc((size_t)m->n_outputs * sizeof(float));
-    maas_err err = inf && (row || zeros) && out ? MAAS_OK : MAAS_ERR_NOMEM;
+    maas_err err = inf && (row || zeros) && out ? MAAS_OK : MAAS_ERR_OUT_OF_MEMORY;
     const float *x = row ? row : zeros;
     double t[9], start = maas_mono_s();
     int runs = 0;
@@ -40,7 +40,7 @@ static maas_err latency_us(const maas_model *m, const float *row, double *us, ch
     if (!err) {
         qsort(t, (size_t)runs, sizeof(double), cmp_double);
         *us = t[runs / 2];
-    } else if (err == MAAS_ERR_NOMEM) {
+    } else if (err == MAAS_ERR_OUT_OF_MEMORY) {
         maas_errf(errstr, errstr_size, err, "out of memory");
     }
     maas_infer_free(inf);
@@ -71,24 +71,25 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
     r->loss_before = r->loss_after = r->acc_before = r->acc_after = NAN;
     r->kernel = maas_qkernel_name(MAAS_QKERNEL_AUTO);
     if (!(o->prune >= 0.0 && o->prune <= 0.99))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "prune: target sparsity must be in [0, 0.99], got %g", o->prune);
     if (!o->quantize_int8 && o->prune == 0.0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "nothing to do: ask for int8 quantization, pruning, or both");
     if (o->finetune_epochs < 0 || o->finetune_epochs > 10000)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "finetune_epochs must be in 0..10000, got %d", o->finetune_epochs);
     if (o->finetune_epochs > 0 && o->prune == 0.0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "fine-tuning holds a pruning mask: it needs prune > 0");
     if (o->finetune_epochs > 0 && (!o->x || !o->y || o->rows == 0 || !o->compile || !o->rng))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "fine-tuning needs labelled data and the model's loss and optimizer");
     if (o->quantize_int8 && m->quant && o->prune == 0.0)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the model is already int8-quantized");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "the model is already int8-quantized");
     if (o->finetune_epochs > 0 && !(o->holdout > 0.0 && o->holdout < 1.0))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "holdout must be in (0, 1) with fine-tuning, got %g", o->holdout);
 
     /* Which rows fine-tune and which measure (the last ones, as Keras splits). */
@@ -112,7 +113,7 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
     if (o->prune > 0.0) {
         maas_model_dequantize(m); /* pruning works on float weights */
         float *mask = malloc(m->n_params * sizeof(float));
-        if (!mask) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+        if (!mask) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         err = maas_prune(m, o->prune, o->prune_per_layer, mask, &r->prune, errstr, errstr_size);
         if (!err && o->finetune_epochs > 0) {
             maas_fit_opts fo;

@@ -18,12 +18,12 @@ maas_err maas_topic_name(const char *prefix, const char *suffix, char *out, size
     for (const char *p = prefix; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '.' || *p == '_' || *p == '-'))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "topic prefix '%s' may use only letters, digits, '.', '_' and '-'",
                              prefix);
     int n = snprintf(out, size, "%s%s", prefix, suffix);
     if (n < 0 || (size_t)n >= size || n > 200)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "topic prefix '%s' is too long",
-                         prefix);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "topic prefix '%s' is too long", prefix);
     return MAAS_OK;
 }

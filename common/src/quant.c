@@ -40,25 +40,27 @@ static void dequantize_into(const maas_qlayer *l, float *w) {
 maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const float *scale,
                               char *errstr, size_t errstr_size) {
     if (i < 0 || i >= m->n_layers || m->layers[i].spec.kind != MAAS_LAYER_DENSE)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "layer %d is not a Dense layer", i);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "layer %d is not a Dense layer", i);
     const maas_layer *ml = &m->layers[i];
     for (int j = 0; j < ml->n_out; j++)
         if (!isfinite(scale[j]) || !(scale[j] > 0.0f))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                              "layer '%s': quantization scale of unit %d is not a positive number",
                              ml->spec.name, j);
     for (size_t k = 0; k < (size_t)ml->n_in * ml->n_out; k++)
         if (wq[k] == INT8_MIN)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_FORMAT,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "layer '%s': int8 weight -128 is outside the symmetric range",
                              ml->spec.name);
     maas_quant *q = quant_for(m);
-    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     maas_qlayer *l = &q->layers[i];
     maas__qlayer_release(l);
     if (!maas__qlayer_alloc(l, ml->n_in, ml->n_out)) {
         maas__qlayer_release(l);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for int8 weights");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                         "out of memory for int8 weights");
     }
     memcpy(l->wq, wq, (size_t)ml->n_in * (size_t)ml->n_out);
     memcpy(l->scale, scale, (size_t)ml->n_out * sizeof(float));
@@ -69,18 +71,20 @@ maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const floa
 
 maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size) {
     if (m->quant)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "the model is already int8-quantized");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "the model is already int8-quantized");
     maas_err err = maas_model_check_finite(m, errstr, errstr_size);
     if (err) return err;
     maas_quant *q = quant_for(m);
-    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *ml = &m->layers[i];
         if (ml->spec.kind != MAAS_LAYER_DENSE) continue;
         maas_qlayer *l = &q->layers[i];
         if (!maas__qlayer_alloc(l, ml->n_in, ml->n_out)) {
             maas_model_dequantize(m);
-            return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for int8 weights");
+            return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                             "out of memory for int8 weights");
         }
         const float *w = m->params + ml->w_off;
         for (int j = 0; j < ml->n_out; j++) {
@@ -124,7 +128,8 @@ size_t maas_quant_payload_bytes(const maas_model *m) {
 maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *errstr,
                               size_t errstr_size) {
     if (!m->quant)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "calibration needs a quantized model");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "calibration needs a quantized model");
     if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "no calibration rows");
     int w = m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) w = m->layers[i].n_out > w ? m->layers[i].n_out : w;
@@ -133,7 +138,8 @@ maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *
     if (!a || !b) {
         free(a);
         free(b);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for calibration");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                         "out of memory for calibration");
     }
     int n = m->n_inputs;
     for (size_t r = 0; r < rows; r++)
@@ -235,10 +241,10 @@ static void prune_set(maas_model *m, int only, size_t count, float *work, float 
 maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
                     maas_prune_report *report, char *errstr, size_t errstr_size) {
     if (!(sparsity >= 0.0 && sparsity < 1.0))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "sparsity must be in [0, 1), got %g",
-                         sparsity);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "sparsity must be in [0, 1), got %g", sparsity);
     if (m->quant)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "prune the float model, then quantize (this one is int8-quantized)");
     size_t total = 0, largest = 0;
     for (int i = 0; i < m->n_layers; i++) {
@@ -249,7 +255,8 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
         largest = kn > largest ? kn : largest;
     }
     float *work = malloc((per_layer ? largest : total) * sizeof(float) + 1);
-    if (!work) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for pruning");
+    if (!work)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory for pruning");
     if (mask)
         for (size_t k = 0; k < m->n_params; k++) mask[k] = 1.0f;
     if (per_layer) {

@@ -1,32 +1,38 @@
 /* Sweeps: expanding a grid into training jobs, ranking their outcomes. See sweep.h. */
 #include "maas/base.h"
 #include "maas/rng.h"
+#include "maas/strbuf.h"
 #include "maas/sweep.h"
 
-/* The base job's layers back as a spec string ("10:relu,dropout:0.2,1:sigmoid"). */
-static void layers_text(const maas_train_spec *t, char *out, size_t size) {
-    size_t n = 0;
-    out[0] = '\0';
-    for (int i = 0; i < t->n_layers && n < size; i++) {
+/* The base job's layers back as a spec string ("10:relu,dropout:0.2,1:sigmoid"); 0 when it
+ * does not fit in size (then the caller says so: a cut list would be another network). */
+static int layers_text(const maas_train_spec *t, char *out, size_t size) {
+    maas_strbuf b = {0};
+    for (int i = 0; i < t->n_layers; i++) {
         const maas_layer_spec *l = &t->layers[i];
         if (l->kind == MAAS_LAYER_DROPOUT)
-            n += (size_t)snprintf(out + n, size - n, "%sdropout:%g", i ? "," : "", (double)l->rate);
+            maas_strbuf_printf(&b, "%sdropout:%g", i ? "," : "", (double)l->rate);
         else
-            n += (size_t)snprintf(out + n, size - n, "%s%d:%s%s", i ? "," : "", l->units,
-                                  maas_act_name(l->act), l->use_bias ? "" : ":nobias");
+            maas_strbuf_printf(&b, "%s%d:%s%s", i ? "," : "", l->units, maas_act_name(l->act),
+                               l->use_bias ? "" : ":nobias");
     }
+    int fits = !b.oom && b.len < size;
+    snprintf(out, size, "%s", fits && b.p ? b.p : "");
+    free(b.p);
+    return fits;
 }
 
 maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_job *base,
                            char *errstr, size_t errstr_size) {
     if (base->type != MAAS_JOBTYPE_TRAIN)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "a sweep's base job must be train");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a sweep's base job must be train");
     if (g->n_lr < 0 || g->n_lr > MAAS_SWEEP_MAX_VALUES || g->n_batch < 0 ||
         g->n_batch > MAAS_SWEEP_MAX_VALUES || g->n_epochs < 0 ||
         g->n_epochs > MAAS_SWEEP_MAX_VALUES || g->n_layers < 0 ||
         g->n_layers > MAAS_SWEEP_MAX_VALUES)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "at most %d values per dimension",
-                         MAAS_SWEEP_MAX_VALUES);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "at most %d values per dimension", MAAS_SWEEP_MAX_VALUES);
     float lr[MAAS_SWEEP_MAX_VALUES];
     int batch[MAAS_SWEEP_MAX_VALUES], epochs[MAAS_SWEEP_MAX_VALUES];
     char layers[MAAS_SWEEP_MAX_VALUES][MAAS_SWEEP_LAYERS_MAX];
@@ -35,20 +41,20 @@ maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_j
     for (int i = 0; i < nl; i++) {
         lr[i] = g->n_lr ? g->lr[i] : base->train.compile.optim.learning_rate;
         if (!(lr[i] >= 1e-12f && lr[i] <= 10.0f))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "field learning_rate[%d]: %g is outside [1e-12, 10]", i,
                              (double)lr[i]);
     }
     for (int i = 0; i < nb; i++) {
         batch[i] = g->n_batch ? g->batch[i] : base->train.batch_size;
         if (batch[i] < 1 || batch[i] > 1 << 20)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "field batch_size[%d]: %d is outside 1..%d", i, batch[i], 1 << 20);
     }
     for (int i = 0; i < ne; i++) {
         epochs[i] = g->n_epochs ? g->epochs[i] : base->train.epochs;
         if (epochs[i] < 1 || epochs[i] > 1000000)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                              "field epochs[%d]: %d is outside 1..1000000", i, epochs[i]);
     }
     for (int i = 0; i < ny; i++) {
@@ -58,23 +64,27 @@ maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_j
             int n;
             char sub[MAAS_ERRSTR_SIZE];
             if (maas_layers_parse(layers[i], tmp, MAAS_MAX_LAYERS, &n, sub, sizeof(sub)))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "field layers[%d]: %s", i, sub);
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                 "field layers[%d]: %s", i, sub);
             if (strchr(layers[i], '|'))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                                  "field layers[%d]: '|' is not allowed", i);
-        } else {
-            layers_text(&base->train, layers[i], sizeof(layers[i]));
+        } else if (!layers_text(&base->train, layers[i], sizeof(layers[i]))) {
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                             "the job's layer list is longer than %d characters; give the "
+                             "sweep's layers explicitly",
+                             MAAS_SWEEP_LAYERS_MAX - 1);
         }
     }
     long total = (long)nl * nb * ne * ny;
     int want = g->random > 0 && g->random < total ? g->random : (int)total;
     if (total > 100000 || want > MAAS_SWEEP_MAX_POINTS)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                          "the sweep has %ld points; at most %d jobs (use random N)", total,
                          MAAS_SWEEP_MAX_POINTS);
     /* the grid in order; a random search takes the first N of a seeded shuffle */
     long *order = malloc((size_t)total * sizeof(long));
-    if (!order) return maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory");
+    if (!order) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     for (long i = 0; i < total; i++) order[i] = i;
     if (g->random > 0 && g->random < total) {
         maas_rng rng;
@@ -100,7 +110,8 @@ maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_j
         snprintf(p->layers, sizeof(p->layers), "%s", layers[c % ny]);
         if ((size_t)snprintf(p->job, sizeof(p->job), "%s-%03d", s->id, k + 1) >= sizeof(p->job)) {
             free(order);
-            return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "sweep id '%s' is too long", s->id);
+            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                             "sweep id '%s' is too long", s->id);
         }
     }
     free(order);
@@ -110,7 +121,7 @@ maas_err maas_sweep_expand(maas_sweep *s, const maas_sweep_grid *g, const maas_j
 maas_err maas_sweep_job(const maas_job *base, const maas_sweep_point *p, maas_job *out,
                         char *errstr, size_t errstr_size) {
     if (!base->data.dataset[0] || base->data.x.data || base->train.keras_config)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "a sweep's base job names its data by dataset and its layers as a list");
     *out = *base; /* plain fields; the pointers are all NULL (checked above) */
     memset(&out->inputs, 0, sizeof(out->inputs));
@@ -121,7 +132,8 @@ maas_err maas_sweep_job(const maas_job *base, const maas_sweep_point *p, maas_jo
     char sub[MAAS_ERRSTR_SIZE];
     if (maas_layers_parse(p->layers, out->train.layers, MAAS_MAX_LAYERS, &out->train.n_layers, sub,
                           sizeof(sub)))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "point %s: %s", p->job, sub);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "point %s: %s", p->job,
+                         sub);
     return MAAS_OK;
 }
 

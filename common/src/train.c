@@ -47,7 +47,7 @@ maas_err maas_loss_from_name(const char *name, maas_loss *out, char *errstr, siz
         if (!strcmp(name, loss_names[i])) return *out = (maas_loss)i, MAAS_OK;
     for (size_t i = 0; name && i < MAAS_ARRAY_LEN(aliases); i++)
         if (!strcmp(name, aliases[i].alias)) return *out = aliases[i].loss, MAAS_OK;
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "unknown loss '%s' (known: binary_crossentropy, categorical_crossentropy, "
                      "sparse_categorical_crossentropy, mse, mae)",
                      name ? name : "(null)");
@@ -61,7 +61,7 @@ const char *maas_opt_name(maas_opt opt) {
 maas_err maas_opt_from_name(const char *name, maas_opt *out, char *errstr, size_t errstr_size) {
     for (int i = 0; name && i < MAAS_OPT__COUNT; i++)
         if (!strcasecmp(name, opt_names[i])) return *out = (maas_opt)i, MAAS_OK;
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "unknown optimizer '%s' (known: sgd, adam, rmsprop)", name ? name : "(null)");
 }
 
@@ -90,28 +90,31 @@ maas_err maas_compile_check(const maas_model *m, const maas_compile *c, char *er
                             size_t errstr_size) {
     const maas_optim_spec *o = &c->optim;
     if ((int)c->loss < 0 || c->loss >= MAAS_LOSS__COUNT)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "unknown loss %d", (int)c->loss);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "unknown loss %d",
+                         (int)c->loss);
     if ((int)o->kind < 0 || o->kind >= MAAS_OPT__COUNT)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN, "unknown optimizer %d",
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "unknown optimizer %d",
                          (int)o->kind);
     if (!(o->learning_rate > 0.0f && o->learning_rate <= 10.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "learning rate must be in (0, 10], got %g", (double)o->learning_rate);
     if (!(o->momentum >= 0.0f && o->momentum < 1.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "momentum must be in [0, 1), got %g",
-                         (double)o->momentum);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "momentum must be in [0, 1), got %g", (double)o->momentum);
     if (o->kind == MAAS_OPT_ADAM &&
         !(o->beta_1 >= 0.0f && o->beta_1 < 1.0f && o->beta_2 >= 0.0f && o->beta_2 < 1.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "adam betas must be in [0, 1)");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "adam betas must be in [0, 1)");
     if (o->kind == MAAS_OPT_RMSPROP && !(o->rho >= 0.0f && o->rho < 1.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "rmsprop rho must be in [0, 1)");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "rmsprop rho must be in [0, 1)");
     if (o->kind != MAAS_OPT_SGD && !(o->epsilon > 0.0f && o->epsilon < 1.0f))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_ARG, "epsilon must be in (0, 1), got %g",
-                         (double)o->epsilon);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "epsilon must be in (0, 1), got %g", (double)o->epsilon);
     if ((c->loss == MAAS_LOSS_CATEGORICAL_CROSSENTROPY ||
          c->loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) &&
         m->n_outputs < 2)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                          "%s needs at least 2 output units, the model has %d",
                          maas_loss_name(c->loss), m->n_outputs);
     return MAAS_OK;
@@ -124,24 +127,24 @@ maas_err maas_labels_check(const maas_model *m, maas_loss loss, const float *y, 
         for (int j = 0; j < k; j++) {
             float v = y[r * (size_t)k + j];
             if (!isfinite(v))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_NONFINITE,
+                return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                                  "label row %zu, column %d is not finite", r, j);
             switch (loss) {
             case MAAS_LOSS_BINARY_CROSSENTROPY:
                 if (v < 0.0f || v > 1.0f)
-                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL_OUT_OF_RANGE,
                                      "label row %zu is %g; binary_crossentropy needs labels in "
                                      "[0, 1]",
                                      r, (double)v);
                 break;
             case MAAS_LOSS_CATEGORICAL_CROSSENTROPY:
                 if (v < 0.0f)
-                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL_OUT_OF_RANGE,
                                      "label row %zu, column %d is negative (%g)", r, j, (double)v);
                 break;
             case MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY:
                 if (v != floorf(v) || v < 0.0f || v >= (float)m->n_outputs)
-                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL,
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_LABEL_OUT_OF_RANGE,
                                      "label row %zu is %g; sparse_categorical_crossentropy needs "
                                      "a class index in 0..%d",
                                      r, (double)v, m->n_outputs - 1);
@@ -204,8 +207,8 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
                                  int for_training, char *errstr, size_t errstr_size) {
     if (maas_compile_check(m, c, errstr, errstr_size) != MAAS_OK) return NULL;
     if (batch < 1 || batch > 1 << 20) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT, "batch size must be in 1..%d, got %d",
-                  1 << 20, batch);
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                  "batch size must be in 1..%d, got %d", 1 << 20, batch);
         return NULL;
     }
     int maxw = m->n_inputs;
@@ -218,7 +221,7 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     }
     cells += 2 * (size_t)batch * (size_t)maxw;
     if (cells > ((size_t)1 << 31)) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT,
+        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                   "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch, cells);
         return NULL;
     }
@@ -274,7 +277,8 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     return tr;
 oom:
     maas_trainer_free(tr);
-    maas_errf(errstr, errstr_size, MAAS_ERR_NOMEM, "out of memory for a trainer (batch %d)", batch);
+    maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory for a trainer (batch %d)",
+              batch);
     return NULL;
 }
 
@@ -675,7 +679,7 @@ void maas_trainer_set_mask(maas_trainer *tr, const float *mask) {
 
 static maas_err check_rows(const maas_trainer *tr, int rows, char *errstr, size_t errstr_size) {
     if (rows < 1 || rows > tr->batch)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE,
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                          "batch has %d rows; the trainer takes 1..%d", rows, tr->batch);
     return MAAS_OK;
 }

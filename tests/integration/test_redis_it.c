@@ -93,9 +93,10 @@ static void test_job_lifecycle(void **state) {
     /* unknown ids are told apart from pending and finished ones */
     assert_ok(maas_kv_job_get(kv, "no-such-job", &got, err, sizeof(err)), err);
     assert_int_equal(got.state, MAAS_JOB_UNKNOWN);
-    assert_err(MAAS_ERR_UNKNOWN, maas_kv_job_transition(kv, "no-such-job", &run, err, sizeof(err)),
+    assert_err(MAAS_ERR_UNKNOWN_NAME,
+               maas_kv_job_transition(kv, "no-such-job", &run, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_kv_job_get(kv, "bad{id}", &got, err, sizeof(err)),
                err);
-    assert_err(MAAS_ERR_ARG, maas_kv_job_get(kv, "bad{id}", &got, err, sizeof(err)), err);
     maas_kv_free(kv);
 }
 
@@ -187,7 +188,8 @@ static void test_pipelined_halves_and_notify(void **state) {
     u[1].notify = 1;
     assert_ok(maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
     assert_int_equal(maas_kv_job_transition_in_flight(kv), 2);
-    assert_err(MAAS_ERR_ARG, maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
     assert_mentions(err, "in flight");
     /* another call meanwhile reads the batch's replies first, then runs */
     maas_job_record got;
@@ -196,7 +198,7 @@ static void test_pipelined_halves_and_notify(void **state) {
     assert_int_equal(got.attempts, 1);
     assert_string_equal(got.worker, "w1");
     maas_job_record_release(&got);
-    maas_err results[2] = {MAAS_ERR_ARG, MAAS_ERR_ARG};
+    maas_err results[2] = {MAAS_ERR_INVALID_ARGUMENT, MAAS_ERR_INVALID_ARGUMENT};
     assert_ok(maas_kv_job_transition_recv(kv, results, err, sizeof(err)), err);
     assert_int_equal(results[0], MAAS_OK);
     assert_int_equal(results[1], MAAS_OK);
@@ -248,14 +250,14 @@ static long long hget_calls(redisContext *c) {
  * loopback, where a job produced after a move spends milliseconds in Kafka. On a loaded
  * machine Redis can be descheduled between the two writes, so this waits for the expected
  * answer (polling every millisecond, at most 5 s) instead of sleeping a guessed time, and
- * fails if it never comes. Expects version `want`, or MAAS_ERR_UNKNOWN when want is 0.
+ * fails if it never comes. Expects version `want`, or MAAS_ERR_UNKNOWN_NAME when want is 0.
  */
 static void resolves_to(maas_kv *kv, const char *ref, int want) {
     int v = 0;
     maas_err rc = MAAS_OK;
     for (int i = 0; i < 5000; i++) {
         rc = maas_kv_version_resolve(kv, "cached", ref, &v, err, sizeof(err));
-        if (want ? rc == MAAS_OK && v == want : rc == MAAS_ERR_UNKNOWN) return;
+        if (want ? rc == MAAS_OK && v == want : rc == MAAS_ERR_UNKNOWN_NAME) return;
         usleep(1000);
     }
     fail_msg("'%s' still resolves to %d (%s) 5 s after it moved; expected %d", ref, v,
@@ -314,13 +316,13 @@ static void test_server_errors_are_permanent(void **state) {
     snprintf(key, sizeof(key), "%sjob:{job-broken}", prefix);
     freeReplyObject(redisCommand(c, "SET %s not-a-hash", key));
     maas_job_record r;
-    assert_err(MAAS_ERR_SERVER, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_SERVER_ERROR, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
     assert_mentions(err, "WRONGTYPE");
-    assert_false(maas_err_retriable(MAAS_ERR_SERVER));
-    assert_string_equal(maas_err_code(MAAS_ERR_SERVER), "SERVER_ERROR");
+    assert_false(maas_err_retriable(MAAS_ERR_SERVER_ERROR));
+    assert_string_equal(maas_err_code(MAAS_ERR_SERVER_ERROR), "SERVER_ERROR");
     maas_job_update u = {.to = MAAS_JOB_FAILED, .from_mask = FROM(MAAS_JOB_QUEUED)};
-    assert_err(MAAS_ERR_SERVER, maas_kv_job_transition(kv, "job-broken", &u, err, sizeof(err)),
-               err);
+    assert_err(MAAS_ERR_SERVER_ERROR,
+               maas_kv_job_transition(kv, "job-broken", &u, err, sizeof(err)), err);
     /* the handle still works */
     maas_job_record ok = job("job-fine");
     assert_ok(maas_kv_job_create(kv, &ok, 60, err, sizeof(err)), err);
@@ -333,7 +335,7 @@ static void test_server_errors_are_permanent(void **state) {
     assert_ok(maas_kv_job_transition_send(kv, 2, ids, ups, err, sizeof(err)), err);
     assert_ok(maas_kv_job_transition_recv(kv, res, err, sizeof(err)), err);
     assert_int_equal(res[0], MAAS_OK);
-    assert_int_equal(res[1], MAAS_ERR_SERVER);
+    assert_int_equal(res[1], MAAS_ERR_SERVER_ERROR);
     redisFree(c);
     maas_kv_free(kv);
 }
@@ -355,7 +357,7 @@ static void test_cancel(void **state) {
     /* running: the worker learns it at its next heartbeat */
     assert_err(MAAS_ERR_CANCELLED, maas_kv_job_heartbeat(kv, "job-cr", "w", NULL, err, sizeof(err)),
                err);
-    assert_err(MAAS_ERR_UNKNOWN, maas_kv_job_cancel(kv, "job-none", err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN_NAME, maas_kv_job_cancel(kv, "job-none", err, sizeof(err)), err);
     maas_kv_free(kv);
 }
 
@@ -386,12 +388,12 @@ static void test_registry(void **state) {
     assert_int_equal(r, 2);
     assert_ok(maas_kv_version_resolve(kv, "pima", "1", &r, err, sizeof(err)), err);
     assert_int_equal(r, 1);
-    assert_err(MAAS_ERR_UNKNOWN, maas_kv_version_resolve(kv, "pima", "9", &r, err, sizeof(err)),
-               err);
+    assert_err(MAAS_ERR_UNKNOWN_NAME,
+               maas_kv_version_resolve(kv, "pima", "9", &r, err, sizeof(err)), err);
     assert_mentions(err, "no version 9");
-    assert_err(MAAS_ERR_UNKNOWN,
+    assert_err(MAAS_ERR_UNKNOWN_NAME,
                maas_kv_version_resolve(kv, "pima", "production", &r, err, sizeof(err)), err);
-    assert_err(MAAS_ERR_UNKNOWN,
+    assert_err(MAAS_ERR_UNKNOWN_NAME,
                maas_kv_version_resolve(kv, "nope", "latest", &r, err, sizeof(err)), err);
 
     unsigned char *bytes;
@@ -418,9 +420,10 @@ static void test_registry(void **state) {
     assert_err(MAAS_ERR_CONFLICT,
                maas_kv_alias_set(kv, "pima", "production", 2, 0, err, sizeof(err)), err);
     assert_ok(maas_kv_alias_set(kv, "pima", "production", 2, 1, err, sizeof(err)), err);
-    assert_err(MAAS_ERR_UNKNOWN,
+    assert_err(MAAS_ERR_UNKNOWN_NAME,
                maas_kv_alias_set(kv, "pima", "production", 7, -1, err, sizeof(err)), err);
-    assert_err(MAAS_ERR_ARG, maas_kv_alias_set(kv, "pima", "3rd", 1, -1, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_kv_alias_set(kv, "pima", "3rd", 1, -1, err, sizeof(err)), err);
 
     char **names;
     int n;

@@ -169,9 +169,9 @@ static void test_roundtrip_evaluate_optimize(void **state) {
     snprintf(j.id, sizeof(j.id), "x");
     unsigned char *buf;
     size_t len;
-    assert_err(MAAS_ERR_ARG, maas_job_encode(&j, &buf, &len, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_job_encode(&j, &buf, &len, err, sizeof(err)), err);
     snprintf(j.id, sizeof(j.id), "bad id");
-    assert_err(MAAS_ERR_ARG, maas_job_encode(&j, &buf, &len, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_job_encode(&j, &buf, &len, err, sizeof(err)), err);
 }
 
 static void test_roundtrip_results(void **state) {

@@ -77,7 +77,8 @@ static void test_bad_values(void **state) {
     prog p;
     prog_init(&p);
     setenv("MAAS_TEST_N", "x", 1);
-    assert_err(MAAS_ERR_ARG, maas_config_init(&p.conf, "prog", p.opts, 5, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_init(&p.conf, "prog", p.opts, 5, err, sizeof(err)), err);
     assert_mentions(err, "MAAS_TEST_N");
     unsetenv("MAAS_TEST_N");
     assert_ok(maas_config_init(&p.conf, "prog", p.opts, 5, err, sizeof(err)), err);
@@ -89,7 +90,7 @@ static void test_bad_values(void **state) {
         {"kafka.", "1", "unknown"}, {"prefix", "x", "unknown"},
     };
     for (size_t i = 0; i < MAAS_ARRAY_LEN(bad); i++) {
-        assert_err(MAAS_ERR_ARG,
+        assert_err(MAAS_ERR_INVALID_ARGUMENT,
                    maas_config_set(&p.conf, bad[i].name, bad[i].value, err, sizeof(err)), err);
         assert_mentions(err, bad[i].mention);
     }
@@ -97,16 +98,18 @@ static void test_bad_values(void **state) {
     char long_value[200];
     memset(long_value, 'a', sizeof(long_value) - 1);
     long_value[sizeof(long_value) - 1] = '\0';
-    assert_err(MAAS_ERR_ARG, maas_config_set(&p.conf, "topic-prefix", long_value, err, sizeof(err)),
-               err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_set(&p.conf, "topic-prefix", long_value, err, sizeof(err)), err);
     assert_mentions(err, "longer than 15");
-    assert_err(MAAS_ERR_ARG, maas_config_setting(&p.conf, "acks=all", err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_setting(&p.conf, "acks=all", err, sizeof(err)), err);
     assert_mentions(err, "kafka.KEY=VALUE");
-    assert_err(MAAS_ERR_ARG, maas_config_setting(&p.conf, "kafka.acks", err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_setting(&p.conf, "kafka.acks", err, sizeof(err)), err);
     char *argv[] = {"prog", "--n"};
     int help;
-    assert_err(MAAS_ERR_ARG, maas_config_parse_args(&p.conf, 2, argv, &help, err, sizeof(err)),
-               err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_parse_args(&p.conf, 2, argv, &help, err, sizeof(err)), err);
     assert_mentions(err, "takes a value");
     char *argv2[] = {"prog", "--config", "/nonexistent/maas.conf"};
     assert_err(MAAS_ERR_IO, maas_config_parse_args(&p.conf, 3, argv2, &help, err, sizeof(err)),

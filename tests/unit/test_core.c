@@ -148,20 +148,21 @@ static void test_names(void **state) {
         assert_ok(maas_act_from_name(maas_act_name((maas_act)i), &a, err, sizeof(err)), err);
         assert_int_equal(a, i);
     }
-    assert_err(MAAS_ERR_UNKNOWN, maas_act_from_name("swish2", &a, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN_NAME, maas_act_from_name("swish2", &a, err, sizeof(err)), err);
     assert_mentions(err, "swish2");
     maas_loss l;
     assert_ok(maas_loss_from_name("mean_squared_error", &l, err, sizeof(err)), err);
     assert_int_equal(l, MAAS_LOSS_MSE);
-    assert_err(MAAS_ERR_UNKNOWN, maas_loss_from_name("hinge", &l, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN_NAME, maas_loss_from_name("hinge", &l, err, sizeof(err)), err);
     assert_mentions(err, "hinge");
     maas_opt o;
     assert_ok(maas_opt_from_name("Adam", &o, err, sizeof(err)), err);
     assert_int_equal(o, MAAS_OPT_ADAM);
-    assert_err(MAAS_ERR_UNKNOWN, maas_opt_from_name("adagrad", &o, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNKNOWN_NAME, maas_opt_from_name("adagrad", &o, err, sizeof(err)), err);
     maas_init in;
-    assert_err(MAAS_ERR_UNKNOWN, maas_init_from_name("orthogonal", &in, err, sizeof(err)), err);
-    assert_string_equal(maas_err_code(MAAS_ERR_SHAPE), "SHAPE_MISMATCH");
+    assert_err(MAAS_ERR_UNKNOWN_NAME, maas_init_from_name("orthogonal", &in, err, sizeof(err)),
+               err);
+    assert_string_equal(maas_err_code(MAAS_ERR_SHAPE_MISMATCH), "SHAPE_MISMATCH");
 }
 
 /* ---- optimizers: one step on w * x with MSE against hand-derived Keras updates ---- */
@@ -507,40 +508,50 @@ static void test_bad_training_input(void **state) {
 
     assert_err(MAAS_ERR_EMPTY, maas_fit(m, &c, t.x, t.y, 0, &o, NULL, err, sizeof(err)), err);
     t.x[7] = NAN;
-    assert_err(MAAS_ERR_NONFINITE, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)),
+               err);
     assert_mentions(err, "row 3, column 1");
     t.x[7] = 0.0f;
     t.y[5] = INFINITY;
-    assert_err(MAAS_ERR_NONFINITE, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)),
+               err);
     t.y[5] = 2.0f;
-    assert_err(MAAS_ERR_LABEL, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_LABEL_OUT_OF_RANGE,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "row 5");
     t.y[5] = 1.0f;
     o.epochs = 0;
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "epochs");
     o.epochs = 1;
     o.validation_split = 1.5f;
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     o.validation_split = 0.5f;
     assert_err(MAAS_ERR_EMPTY, maas_fit(m, &c, t.x, t.y, 1, &o, NULL, err, sizeof(err)), err);
     o.validation_split = 0.0f;
     o.early_stopping = 1; /* monitors val_loss by default, and there is no validation data */
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "validation");
     o.monitor = "f1";
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "f1");
     o.early_stopping = 0;
     c.optim.learning_rate = -1.0f;
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "learning rate");
     c = bce();
     c.loss = MAAS_LOSS_CATEGORICAL_CROSSENTROPY; /* one output unit */
-    assert_err(MAAS_ERR_SHAPE, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_SHAPE_MISMATCH, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)),
+               err);
     o.rng = NULL;
     c = bce();
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_fit(m, &c, t.x, t.y, 200, &o, NULL, err, sizeof(err)), err);
 
     /* sparse labels must be class indices */
     maas_layer_spec l[] = {maas_dense(3, MAAS_ACT_SOFTMAX)};
@@ -549,14 +560,16 @@ static void test_bad_training_input(void **state) {
     maas_optim_defaults(&cs.optim, MAAS_OPT_ADAM);
     float y3[4] = {0, 1, 3, 2};
     o.rng = &rng;
-    assert_err(MAAS_ERR_LABEL, maas_fit(m3, &cs, t.x, y3, 4, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_LABEL_OUT_OF_RANGE,
+               maas_fit(m3, &cs, t.x, y3, 4, &o, NULL, err, sizeof(err)), err);
     assert_mentions(err, "0..2");
     y3[2] = 1.5f;
-    assert_err(MAAS_ERR_LABEL, maas_fit(m3, &cs, t.x, y3, 4, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_LABEL_OUT_OF_RANGE,
+               maas_fit(m3, &cs, t.x, y3, 4, &o, NULL, err, sizeof(err)), err);
 
     /* predict */
     float in[2] = {NAN, 0}, out[3];
-    assert_err(MAAS_ERR_NONFINITE, maas_model_predict(m3, in, 1, out, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_model_predict(m3, in, 1, out, err, sizeof(err)), err);
     assert_err(MAAS_ERR_EMPTY, maas_model_predict(m3, in, 0, out, err, sizeof(err)), err);
 
     /* a diverging run stops with an error instead of producing NaN weights */

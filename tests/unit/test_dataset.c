@@ -30,23 +30,23 @@ static void test_csv_good(void **state) {
     assert_float_equal(x[3], 1, 0);
     free(x);
     free(y);
-    assert_err(MAAS_ERR_ARG, maas_table_split(&t, 5, &x, &y, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_table_split(&t, 5, &x, &y, err, sizeof(err)), err);
     maas_table_release(&t);
 }
 
 static void test_csv_bad(void **state) {
     (void)state;
     maas_table t;
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,2\n3\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,2\n3\n", &t), err);
     assert_mentions(err, "row 2 has 1 columns");
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,2,3\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,2,3\n", &t), err);
     assert_mentions(err, "more than");
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,x\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,x\n", &t), err);
     assert_mentions(err, "column 'b'");
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,\n", &t), err);
     assert_mentions(err, "empty");
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,nan\n", &t), err);
-    assert_err(MAAS_ERR_FORMAT, parse("a,b\n1,1e999\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,nan\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,1e999\n", &t), err);
     assert_err(MAAS_ERR_EMPTY, parse("a,b\n", &t), err);
     assert_err(MAAS_ERR_EMPTY, parse("", &t), err);
     assert_err(MAAS_ERR_IO, maas_csv_read("/nonexistent/x.csv", &t, err, sizeof(err)), err);
@@ -75,14 +75,14 @@ static void test_idx(void **state) {
     assert_float_equal(t.data[5], 255, 0);
     maas_idx_release(&t);
     write_file(path, good, sizeof(good) - 1);
-    assert_err(MAAS_ERR_FORMAT, maas_idx_read(path, &t, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, maas_idx_read(path, &t, err, sizeof(err)), err);
     assert_mentions(err, "truncated");
     const unsigned char huge[] = {0, 0, 8, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     write_file(path, huge, sizeof(huge));
-    assert_err(MAAS_ERR_LIMIT, maas_idx_read(path, &t, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_LIMIT_EXCEEDED, maas_idx_read(path, &t, err, sizeof(err)), err);
     const unsigned char wrong[] = {0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0};
     write_file(path, wrong, sizeof(wrong));
-    assert_err(MAAS_ERR_FORMAT, maas_idx_read(path, &t, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, maas_idx_read(path, &t, err, sizeof(err)), err);
     remove(path);
 }
 

@@ -205,7 +205,8 @@ static void test_save_errors(void **state) {
     maas_model *m = maas_model_new(2, l, 1, &rng, err, sizeof(err));
     unsigned char *img;
     size_t len;
-    assert_err(MAAS_ERR_ARG, maas_model_save_image(m, NULL, &img, &len, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_model_save_image(m, NULL, &img, &len, err, sizeof(err)), err);
     assert_mentions(err, "leaky_relu");
     maas_model_free(m);
     l[0].act_alpha = 0;

@@ -60,7 +60,7 @@ static void test_quantize_error_per_channel(void **state) {
             assert_memory_equal(m->params + ml->b_off, f->params + ml->b_off,
                                 (size_t)ml->n_out * sizeof(float));
     }
-    assert_err(MAAS_ERR_ARG, maas_quantize(m, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_quantize(m, err, sizeof(err)), err);
     assert_mentions(err, "already");
     maas_model_free(m);
     maas_model_free(f);
@@ -186,7 +186,7 @@ static void test_int8_matches_float(void **state) {
     assert_true(maxd <= 0.03);
     /* non-finite input is still refused */
     xn[5] = NAN;
-    assert_err(MAAS_ERR_NONFINITE, maas_model_predict(q, xn, 1, yq, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_model_predict(q, xn, 1, yq, err, sizeof(err)), err);
     maas_infer_free(inf);
     free(x);
     free(xn);
@@ -262,15 +262,16 @@ static void test_set_layer_rejects(void **state) {
     maas_model *m = random_model(2, l, 2, 3);
     int8_t wq[6] = {1, 2, 3, -4, -5, 127};
     float scale[3] = {0.1f, 0.2f, 0.3f};
-    assert_err(MAAS_ERR_ARG, maas_quant_set_layer(m, 0, wq, scale, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_quant_set_layer(m, 0, wq, scale, err, sizeof(err)),
+               err);
     scale[1] = NAN;
-    assert_err(MAAS_ERR_NONFINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
     assert_mentions(err, "unit 1");
     scale[1] = 0.0f;
-    assert_err(MAAS_ERR_NONFINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_NON_FINITE, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
     scale[1] = 0.2f;
     wq[2] = -128;
-    assert_err(MAAS_ERR_FORMAT, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
     wq[2] = 3;
     assert_ok(maas_quant_set_layer(m, 1, wq, scale, err, sizeof(err)), err);
     assert_true(maas_model_kernel(m, 1)[5] == 127 * 0.3f);
@@ -283,9 +284,10 @@ static void test_set_layer_rejects(void **state) {
     maas_rng_init(&rng, 1);
     o.rng = &rng;
     float x[4] = {1, 2, 3, 4}, y[6] = {0};
-    assert_err(MAAS_ERR_ARG, maas_fit(m, &c, x, y, 2, &o, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_fit(m, &c, x, y, 2, &o, NULL, err, sizeof(err)),
+               err);
     assert_mentions(err, "quantized");
-    assert_err(MAAS_ERR_ARG, maas_prune(m, 0.5, 0, NULL, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_prune(m, 0.5, 0, NULL, NULL, err, sizeof(err)), err);
     maas_model_free(m);
 }
 
@@ -320,8 +322,9 @@ static void test_prune_exact_and_mask_holds(void **state) {
     assert_true(fabs(rep.sparsity[0] - 24.0 / 80.0) < 1e-12);
     assert_true(fabs(rep.sparsity[1] - 3.0 / 10.0) < 1e-12);
     maas_model_free(g);
-    assert_err(MAAS_ERR_ARG, maas_prune(m, 1.0, 0, NULL, NULL, err, sizeof(err)), err);
-    assert_err(MAAS_ERR_ARG, maas_prune(m, -0.1, 0, NULL, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_prune(m, 1.0, 0, NULL, NULL, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_prune(m, -0.1, 0, NULL, NULL, err, sizeof(err)),
+               err);
     assert_mentions(err, "sparsity");
 
     /* fine-tuning with the mask: pruned weights stay zero, the others move */

@@ -43,7 +43,7 @@ maas_cpu_level maas_cpu_cap(void);
 maas_cpu_level maas_cpu_current(void);
 
 /*
- * Checks MAAS_CPU_LEVEL: MAAS_ERR_ARG with a message naming the valid values
+ * Checks MAAS_CPU_LEVEL: MAAS_ERR_INVALID_ARGUMENT with a message naming the valid values
  * when it is set to something else. Programs call it at start-up and refuse
  * to run on a bad value (the kernels alone would ignore it).
  */

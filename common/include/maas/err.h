@@ -11,32 +11,43 @@
 
 #include <stddef.h>
 
+/*
+ * The codes, in one list: the enum (MAAS_ERR_<NAME>) and the wire names
+ * maas_err_code() returns ("<NAME>") both come from it, so they cannot
+ * differ. Append only: the numbers are stable within a build (the h5
+ * loader's child reports them over a pipe).
+ */
+#define MAAS_ERRORS(X)                                                                             \
+    X(INVALID_ARGUMENT)   /* an argument or setting is invalid */                                  \
+    X(UNKNOWN_NAME)       /* an unknown name: activation, loss, optimizer, layer, model */         \
+    X(SHAPE_MISMATCH)     /* shapes do not fit together */                                         \
+    X(NON_FINITE)         /* NaN or Inf in data, labels or weights */                              \
+    X(EMPTY)              /* zero rows where some are needed */                                    \
+    X(LABEL_OUT_OF_RANGE) /* a label outside its allowed range */                                  \
+    X(LIMIT_EXCEEDED)     /* a size beyond the documented limits */                                \
+    X(OUT_OF_MEMORY)      /* allocation failed */                                                  \
+    X(IO)                 /* reading or writing a file failed */                                   \
+    X(BAD_FORMAT)         /* a malformed file or message */                                        \
+    X(CANCELLED)          /* the caller asked to stop */                                           \
+    X(DIVERGED)           /* training produced a non-finite loss */                                \
+    X(UNAVAILABLE)        /* Kafka or Redis cannot be reached: retry later */                      \
+    X(TIMEOUT)            /* a deadline passed */                                                  \
+    X(CONFLICT)           /* the state changed under us (e.g. an alias moved); retry */            \
+    X(UNSUPPORTED)        /* a valid request this build cannot carry out yet */                    \
+    X(SERVER_ERROR)       /* a store's own error (a key of the wrong type, out of memory, a        \
+                             script error): permanent for this request */
+
 typedef enum maas_err {
     MAAS_OK = 0,
-    MAAS_ERR_ARG,         /* an argument or setting is invalid */
-    MAAS_ERR_UNKNOWN,     /* an unknown name: activation, loss, optimizer, layer */
-    MAAS_ERR_SHAPE,       /* shapes do not fit together */
-    MAAS_ERR_NONFINITE,   /* NaN or Inf in data, labels or weights */
-    MAAS_ERR_EMPTY,       /* zero rows where some are needed */
-    MAAS_ERR_LABEL,       /* a label outside its allowed range */
-    MAAS_ERR_LIMIT,       /* a size beyond the documented limits */
-    MAAS_ERR_NOMEM,       /* allocation failed */
-    MAAS_ERR_IO,          /* reading or writing a file failed */
-    MAAS_ERR_FORMAT,      /* a malformed file or message */
-    MAAS_ERR_CANCELLED,   /* the caller asked to stop */
-    MAAS_ERR_DIVERGED,    /* training produced a non-finite loss */
-    MAAS_ERR_UNAVAILABLE, /* Kafka or Redis cannot be reached: retry later */
-    MAAS_ERR_TIMEOUT,     /* a deadline passed */
-    MAAS_ERR_CONFLICT,    /* the state changed under us (e.g. an alias moved); retry */
-    MAAS_ERR_UNSUPPORTED, /* a valid request this build cannot carry out yet */
-    MAAS_ERR_SERVER,      /* a store answered with an error of its own (a key of the wrong type,
-                             out of memory, a script error): permanent for this request */
-    MAAS_ERR__COUNT
+#define MAAS_ERR_ENUM(name) MAAS_ERR_##name,
+    MAAS_ERRORS(MAAS_ERR_ENUM)
+#undef MAAS_ERR_ENUM
+        MAAS_ERR__COUNT
 } maas_err;
 
 /*
  * Retriable errors mean "back off and try again without giving up the job"
- * (UNAVAILABLE, TIMEOUT, CONFLICT, NOMEM); every other code is permanent for
+ * (UNAVAILABLE, TIMEOUT, CONFLICT, OUT_OF_MEMORY); every other code is permanent for
  * the input that caused it.
  */
 int maas_err_retriable(maas_err err);

@@ -148,7 +148,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
 
 /*
  * Resolves ref — "7", "latest", "production", ... — to a version number.
- * Unknown model, version or alias: MAAS_ERR_UNKNOWN with a message naming it.
+ * Unknown model, version or alias: MAAS_ERR_UNKNOWN_NAME with a message naming it.
  */
 maas_err maas_kv_version_resolve(maas_kv *kv, const char *model, const char *ref, int *version,
                                  char *errstr, size_t errstr_size);

@@ -106,7 +106,8 @@ typedef struct maas_model {
 maas_model *maas_model_new(int n_inputs, const maas_layer_spec *layers, int n_layers, maas_rng *rng,
                            char *errstr, size_t errstr_size);
 
-/* The same, with the error's code: ARG, UNKNOWN, LIMIT (sizes) or NOMEM; *out NULL on error. */
+/* The same, with the error's code (INVALID_ARGUMENT, UNKNOWN_NAME, LIMIT_EXCEEDED, OUT_OF_MEMORY);
+ * *out NULL on error. */
 maas_err maas_model_create(maas_model **out, int n_inputs, const maas_layer_spec *layers,
                            int n_layers, maas_rng *rng, char *errstr, size_t errstr_size);
 

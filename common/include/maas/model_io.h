@@ -52,7 +52,7 @@ maas_err maas_model_save_image(const maas_model *m, const maas_compile *c, unsig
  * Loads a model file into *out (free with maas_model_free()); info (optional)
  * receives the file's metadata and training config. On error *out is NULL and
  * the code says why: BAD_FORMAT (broken file), UNKNOWN_NAME (something maas
- * does not support), SHAPE_MISMATCH, NON_FINITE, LIMIT_EXCEEDED, IO, NOMEM.
+ * does not support), SHAPE_MISMATCH, NON_FINITE, LIMIT_EXCEEDED, IO, OUT_OF_MEMORY.
  */
 maas_err maas_model_load(const char *path, maas_model **out, maas_model_info *info, char *errstr,
                          size_t errstr_size);

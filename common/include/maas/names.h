@@ -15,7 +15,11 @@
 
 #define MAAS_NAME_MAX 128
 
-/* Checks name against the rules; MAAS_ERR_ARG with a message naming `what` otherwise. */
+/* Checks name against the rules; MAAS_ERR_INVALID_ARGUMENT with a message naming `what` otherwise.
+ */
 maas_err maas_name_check(const char *what, const char *name, char *errstr, size_t errstr_size);
+
+/* A fresh name: 128 random bits as 32 hex digits (a job id nobody chose). */
+void maas_name_random(char out[33]);
 
 #endif

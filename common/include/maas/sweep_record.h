@@ -49,7 +49,7 @@ static inline maas_err maas_sweep_metric_from_name(const char *name, maas_sweep_
                                                    char *errstr, size_t errstr_size) {
     if (name && !strcmp(name, "val_loss")) return *out = MAAS_SWEEP_VAL_LOSS, MAAS_OK;
     if (name && !strcmp(name, "val_accuracy")) return *out = MAAS_SWEEP_VAL_ACCURACY, MAAS_OK;
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN,
+    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "unknown sweep metric '%s' (known: val_loss, val_accuracy)",
                      name ? name : "(null)");
 }
