@@ -193,7 +193,19 @@ static void rewind_all(worker *w, const maas_message *msgs, int n) {
     for (int b = 0; b < w->n_flights; b++)
         total += w->flight[(w->flight_head + b) % INFER_FLIGHTS].n;
     const maas_message **all = malloc((size_t)(total > 0 ? total : 1) * sizeof(*all));
-    MAAS_CHECK(all != NULL); /* without it, jobs would be skipped: better to restart */
+    if (!all) { /* no memory for the list: seek message by message, newest first, so that
+                 * each partition ends at its oldest unconfirmed offset */
+        for (int i = n - 1; i >= 0; i--)
+            maas_consumer_seek(w->infer_c, msgs[i].topic, msgs[i].partition, msgs[i].offset, e,
+                               sizeof(e));
+        for (int b = w->n_flights - 1; b >= 0; b--) {
+            const infer_flight *f = &w->flight[(w->flight_head + b) % INFER_FLIGHTS];
+            for (int i = f->n - 1; i >= 0; i--)
+                maas_consumer_seek(w->infer_c, f->msgs[i].topic, f->msgs[i].partition,
+                                   f->msgs[i].offset, e, sizeof(e));
+        }
+        return;
+    }
     int k = 0;
     for (int b = 0; b < w->n_flights; b++) {
         const infer_flight *f = &w->flight[(w->flight_head + b) % INFER_FLIGHTS];

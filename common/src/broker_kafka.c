@@ -1,8 +1,10 @@
 /* The Kafka adapter (the only file that includes rdkafka.h). */
 #include "maas/base.h"
 #include "maas/broker.h"
+#include "maas/clock.h"
 
 #include <librdkafka/rdkafka.h>
+#include <time.h>
 
 /* Applies defaults, then "kafka.*" settings (prefix removed) on top. */
 static rd_kafka_conf_t *make_conf(const char *brokers, const char *const *defaults,
@@ -163,6 +165,22 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
     rd_kafka_queue_destroy(q);
     for (int i = 0; i < made; i++) rd_kafka_NewTopic_destroy(nt[i]);
     rd_kafka_destroy(rk);
+    /* CreateTopics answers once the controller has the topics; a broker's metadata may
+     * still say "unknown topic" for a moment after (seen on a fresh KRaft broker). Wait
+     * until every topic is visible with its partitions, within the same timeout, so that
+     * the next produce, subscribe or metadata request finds it. */
+    int64_t until = maas_mono_ms() + timeout_ms;
+    for (int i = 0; !err && i < n_topics; i++) {
+        int parts = 0;
+        maas_err te;
+        while ((te = maas_kafka_topic_partitions(brokers, settings, n_settings, topics[i].name,
+                                                 &parts, 2000, errstr, errstr_size)) != MAAS_OK &&
+               maas_mono_ms() < until) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (te) err = te;
+    }
     return err;
 }
 

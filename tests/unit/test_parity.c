@@ -116,6 +116,13 @@ static double forward_ratio(const maas_model *m, const float *x, const float *re
 /* Bugs the forward bound must catch: each mutant fails it on some output. */
 static void forward_mutants(const maas_model *m, const float *x, const float *ref0, int rows) {
     char err[MAAS_ERRSTR_SIZE];
+    /* the true model's reference and bound, which every mutant is held against */
+    size_t n = (size_t)rows * m->n_outputs;
+    float *out = malloc(n * sizeof(float));
+    double *exact = malloc(n * sizeof(double)), *bound = malloc(n * sizeof(double));
+    assert_true(out && exact && bound);
+    assert_int_equal(maas_test_forward_bound(m, x, (size_t)rows, exact, bound), 0);
+    for (size_t i = 0; i < n; i++) bound[i] += MAAS_TEST_U * fabs(ref0[i]);
     for (int k = 0; k < 4; k++) {
         maas_model *mm = maas_model_clone(m, err, sizeof(err));
         assert_non_null(mm);
@@ -128,23 +135,16 @@ static void forward_mutants(const maas_model *m, const float *x, const float *re
             w[0] = w[1];
             w[1] = t;
         }
-        /* the mutant's outputs, held against the true model's reference and bound */
-        size_t n = (size_t)rows * m->n_outputs;
-        float *out = malloc(n * sizeof(float));
-        double *exact = malloc(n * sizeof(double)), *bound = malloc(n * sizeof(double));
-        assert_true(out && exact && bound);
-        assert_int_equal(maas_test_forward_bound(m, x, (size_t)rows, exact, bound), 0);
         assert_ok(maas_model_predict(mm, x, (size_t)rows, out, err, sizeof(err)), err);
-        for (size_t i = 0; i < n; i++) bound[i] += MAAS_TEST_U * fabs(ref0[i]);
         double r = 0.0;
         for (size_t i = 0; i < n; i++) r = fmax(r, fabs((double)out[i] - ref0[i]) / bound[i]);
         if (r <= 1.0) fail_msg("forward mutant %d passed the bound (%.3g)", k, r);
         print_message("  forward mutant %d: %.3g times its bound\n", k, r);
-        free(out);
-        free(exact);
-        free(bound);
         maas_model_free(mm);
     }
+    free(out);
+    free(exact);
+    free(bound);
 }
 
 /*
