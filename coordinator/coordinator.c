@@ -370,6 +370,23 @@ static void route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res
 
 /* POST /v1/sweeps: {"id", "job": {train job}, "grid": {...}, "random", "seed", "metric", "promote"}
  */
+
+/* A whole number of the sweep grid (index i of field; -1: not a list) within [lo, hi]. */
+static maas_err grid_int(const char *field, int i, double v, int lo, int hi, int *out, char *e,
+                         size_t es) {
+    if (!(v >= lo && v <= hi) || v != floor(v)) {
+        char name[64];
+        if (i >= 0)
+            snprintf(name, sizeof(name), "grid.%s[%d]", field, i);
+        else
+            snprintf(name, sizeof(name), "%s", field);
+        return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
+                         "field %s: %g is not a whole number in %d..%d", name, v, lo, hi);
+    }
+    *out = (int)v;
+    return MAAS_OK;
+}
+
 static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                                maas_http_response *res) {
     char e[MAAS_ERRSTR_SIZE], id[MAAS_NAME_MAX + 1] = "";
@@ -421,21 +438,36 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         size_t gl = strlen(grid_json);
         err = maas_json_list(grid_json, gl, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
                              e, sizeof(e));
-        for (int i = 0; !err && i < n; i++) g->lr[g->n_lr++] = (float)v[i];
+        for (int i = 0; !err && i < n; i++) {
+            if (!(v[i] > 0.0 && v[i] <= 10.0)) /* also refuses NaN; fits a float */
+                err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
+                                "field grid.learning_rate[%d]: %g is not in (0, 10]", i, v[i]);
+            else
+                g->lr[g->n_lr++] = (float)v[i];
+        }
         if (!err)
             err = maas_json_list(grid_json, gl, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
                                  e, sizeof(e));
-        for (int i = 0; !err && i < n; i++) g->batch[g->n_batch++] = (int)v[i];
+        for (int i = 0; !err && i < n; i++)
+            err =
+                grid_int("batch_size", i, v[i], 1, 1 << 20, &g->batch[g->n_batch++], e, sizeof(e));
         if (!err)
             err = maas_json_list(grid_json, gl, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
                                  sizeof(e));
-        for (int i = 0; !err && i < n; i++) g->epochs[g->n_epochs++] = (int)v[i];
+        for (int i = 0; !err && i < n; i++)
+            err = grid_int("epochs", i, v[i], 1, 1000000, &g->epochs[g->n_epochs++], e, sizeof(e));
         if (!err)
             err = maas_json_list(grid_json, gl, "layers", NULL, &g->layers[0][0],
                                  MAAS_SWEEP_LAYERS_MAX, MAAS_SWEEP_MAX_VALUES, &g->n_layers, e,
                                  sizeof(e));
     }
-    if (!err && rand_json) g->random = (int)strtol(rand_json, NULL, 10);
+    if (!err && rand_json) {
+        char *end;
+        double r = strtod(rand_json, &end);
+        err = *end ? maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
+                               "field random: an integer number of trials")
+                   : grid_int("random", -1, r, 0, 1000000, &g->random, e, sizeof(e));
+    }
     if (!err && seed_json) g->seed = (uint64_t)strtoull(seed_json, NULL, 10);
     if (!err && g->random < 0)
         err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT, "field random: must be >= 0");

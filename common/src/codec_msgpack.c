@@ -350,18 +350,22 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
         if (cols == 0 || cols > MAAS_MAX_UNITS)
             return fail(d, MAAS_ERR_BAD_FORMAT, path, "rows must have 1..%d numbers",
                         MAAS_MAX_UNITS);
+        /* every row's shape first: the size comes from what the message holds, never from
+         * row 0 alone (a million empty rows after one wide row is a few MB asking for TBs) */
+        for (uint32_t i = 0; nested && i < rows; i++) {
+            const msgpack_object *row = &o->via.array.ptr[i];
+            if (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != cols) {
+                snprintf(sub, sizeof(sub), "%s[%u]", path, i);
+                return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub,
+                            "expected a row of %u numbers (like row 0)", cols);
+            }
+        }
         m->data = malloc((size_t)rows * cols * sizeof(float));
         if (!m->data) return fail(d, MAAS_ERR_OUT_OF_MEMORY, path, "out of memory");
         m->rows = rows;
         m->cols = cols;
         for (uint32_t i = 0; i < rows; i++) {
             const msgpack_object *row = nested ? &o->via.array.ptr[i] : o;
-            if (nested && (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != cols)) {
-                snprintf(sub, sizeof(sub), "%s[%u]", path, i);
-                matrix_release(m);
-                return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub,
-                            "expected a row of %u numbers (like row 0)", cols);
-            }
             for (uint32_t j = 0; j < cols; j++) {
                 const msgpack_object *cell = &row->via.array.ptr[j];
                 double v = 0;

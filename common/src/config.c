@@ -165,8 +165,9 @@ void maas_config_release(maas_config *c) {
 }
 
 int maas_config_secret(const char *key) {
+    /* ssl.key.pem / ssl.key.location / ssl.keystore.*: a private key or where it is */
     return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.oauthbearer") ||
-           strstr(key, "token");
+           strstr(key, "token") || strstr(key, "ssl.key") || strstr(key, "private");
 }
 
 void maas_config_mask_url(const char *url, char *out, size_t size) {

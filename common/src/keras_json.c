@@ -42,7 +42,8 @@ static maas_err parse(const char *json, size_t len, const char *what, cJSON **ou
 static int get_int(const cJSON *j, long lo, long hi, long *out) {
     if (!cJSON_IsNumber(j)) return 0;
     double v = j->valuedouble;
-    if (!(v >= (double)lo && v <= (double)hi) || v != floor(v)) return 0;
+    /* hi + 1.0 and "<": (double)LONG_MAX rounds up to 2^63, which does not fit a long */
+    if (!(v >= (double)lo && v < (double)hi + 1.0) || v != floor(v)) return 0;
     *out = (long)v;
     return 1;
 }
@@ -62,7 +63,7 @@ static long input_width(const cJSON *shape) {
     if (n < 1 || n > 2 || !get_int(last, 1, MAAS_MAX_UNITS, &w)) return -1;
     if (n == 2 && !cJSON_IsNull(cJSON_GetArrayItem(shape, 0))) {
         long b;
-        if (!get_int(cJSON_GetArrayItem(shape, 0), 1, LONG_MAX, &b)) return -1;
+        if (!get_int(cJSON_GetArrayItem(shape, 0), 1, INT_MAX, &b)) return -1;
     }
     return w;
 }
@@ -72,9 +73,10 @@ static int get_floats(const cJSON *j, float **out, int *n) {
     if (cJSON_IsNumber(j)) {
         *out = malloc(sizeof(float));
         if (!*out) return 0;
+        if (!isfinite(j->valuedouble) || fabs(j->valuedouble) > FLT_MAX) return 0;
         (*out)[0] = (float)j->valuedouble;
         *n = 1;
-        return isfinite((*out)[0]);
+        return 1;
     }
     if (!cJSON_IsArray(j)) return 0;
     int size = cJSON_GetArraySize(j);
@@ -337,7 +339,7 @@ static int wants_accuracy(const cJSON *m) {
 static int get_float_key(const cJSON *cfg, const char *key, float *out) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!j || cJSON_IsNull(j)) return 1; /* keep the default */
-    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return 0;
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble) || fabs(j->valuedouble) > FLT_MAX) return 0;
     *out = (float)j->valuedouble;
     return 1;
 }
@@ -381,7 +383,15 @@ maas_err maas__keras_training_parse(const char *json, size_t len, maas_compile *
                         "learning-rate schedules are not supported");
         goto done;
     }
-    if (lr && cJSON_IsNumber(lr)) o->learning_rate = (float)lr->valuedouble;
+    if (lr && cJSON_IsNumber(lr)) {
+        if (!(lr->valuedouble > 0.0 && lr->valuedouble <= FLT_MAX)) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                            "optimizer_config learning_rate must be a positive float32, got %g",
+                            lr->valuedouble);
+            goto done;
+        }
+        o->learning_rate = (float)lr->valuedouble;
+    }
     if (!get_float_key(ocfg, "beta_1", &o->beta_1) || !get_float_key(ocfg, "beta_2", &o->beta_2) ||
         !get_float_key(ocfg, "epsilon", &o->epsilon) ||
         !get_float_key(ocfg, "momentum", &o->momentum) || !get_float_key(ocfg, "rho", &o->rho)) {

@@ -318,6 +318,68 @@ static void test_broken_messages(void **state) {
     assert_true(n >= 30);
 }
 
+/* Appends a msgpack string (fixstr) to p. */
+static unsigned char *put_str(unsigned char *p, const char *s) {
+    size_t n = strlen(s);
+    *p++ = (unsigned char)(0xa0 | n);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Rows as nested arrays: one row of 65 536 numbers, then 200 000 empty rows. The 265 KB
+ * message once made the decoder ask for rows x cols x 4 = 52 GB from row 0's width before
+ * it looked at row 1; it must be a shape error naming row 1, allocating nothing big. */
+static void test_ragged_rows(void **state) {
+    (void)state;
+    size_t rows = 200001, cols = 65536;
+    unsigned char *buf = malloc(64 + cols + rows), *p = buf;
+    *p++ = 0x85;
+    p = put_str(p, "v"), *p++ = 0x01;
+    p = put_str(p, "id"), p = put_str(p, "ragged");
+    p = put_str(p, "type"), p = put_str(p, "infer");
+    p = put_str(p, "model"), p = put_str(p, "m");
+    p = put_str(p, "inputs");
+    *p++ = 0xdd; /* array 32 */
+    for (int k = 3; k >= 0; k--) *p++ = (unsigned char)(rows >> (8 * k));
+    *p++ = 0xdd;
+    for (int k = 3; k >= 0; k--) *p++ = (unsigned char)(cols >> (8 * k));
+    memset(p, 0x01, cols);
+    p += cols;
+    memset(p, 0x90, rows - 1); /* empty arrays */
+    p += rows - 1;
+    maas_job j;
+    assert_err(MAAS_ERR_SHAPE_MISMATCH,
+               maas_job_decode(buf, (size_t)(p - buf), &j, err, sizeof(err)), err);
+    assert_non_null(strstr(err, "inputs[1]"));
+    assert_string_equal(j.id, "ragged");
+    maas_job_release(&j);
+    free(buf);
+}
+
+/* A Keras config whose batch size is 2^63: it does not fit a long (it used to be cast
+ * anyway, and the job trained); now an error naming the field. */
+static void test_keras_config_extremes(void **state) {
+    (void)state;
+    static const char *const cases[][2] = {
+        {"{\\\"class_name\\\": \\\"Sequential\\\", \\\"config\\\": {\\\"layers\\\": "
+         "[{\\\"class_name\\\": \\\"Dense\\\", \\\"config\\\": {\\\"units\\\": 1, "
+         "\\\"batch_input_shape\\\": [9223372036854775808, 2]}}]}}",
+         "batch_input_shape"},
+    };
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(cases); i++) {
+        char json[1024];
+        snprintf(json, sizeof(json),
+                 "{\"v\": 1, \"id\": \"k%zu\", \"type\": \"train\", \"model\": \"m\", "
+                 "\"keras_config\": \"%s\", \"data\": {\"x\": [[1, 2]], \"y\": [[1]]}}",
+                 i, cases[i][0]);
+        maas_job j;
+        assert_err(MAAS_ERR_BAD_FORMAT,
+                   maas_job_decode_json(json, strlen(json), &j, err, sizeof(err)), err);
+        if (!strstr(err, cases[i][1])) fail_msg("'%s' does not name %s", err, cases[i][1]);
+        maas_job_release(&j);
+    }
+}
+
 /* Inputs the fuzzer once crashed on: each must now be rejected or round-trip. */
 static void test_fuzz_regressions(void **state) {
     (void)state;
@@ -354,6 +416,8 @@ int main(void) {
         cmocka_unit_test(test_documented_examples),
         cmocka_unit_test(test_broken_messages),
         cmocka_unit_test(test_fuzz_regressions),
+        cmocka_unit_test(test_ragged_rows),
+        cmocka_unit_test(test_keras_config_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,8 @@ static void test_masking(void **state) {
     assert_string_equal(out, "redis://host:6379");
     assert_true(maas_config_secret("kafka.sasl.password"));
     assert_true(maas_config_secret("redis.password"));
+    assert_true(maas_config_secret("kafka.ssl.key.pem"));
+    assert_true(maas_config_secret("kafka.ssl.key.password"));
     assert_false(maas_config_secret("kafka.acks"));
 
     prog p;
