@@ -26,6 +26,7 @@
 typedef struct dlq_entry {
     int64_t offset;
     char id[MAAS_NAME_MAX + 1], code[32], message[512], topic[256], worker[MAAS_NAME_MAX + 1];
+    char truncated[64], src_partition[16], src_offset[32]; /* a cut copy: where the whole is */
     unsigned char *raw;
     size_t raw_len;
 } dlq_entry;
@@ -83,9 +84,13 @@ static int dlq_read(const char *cmd, cli_conn *c, dlq_entry **out, int *n) {
         maas_message_header(&m, "maas-error-message", d->message, sizeof(d->message));
         maas_message_header(&m, "maas-source-topic", d->topic, sizeof(d->topic));
         maas_message_header(&m, "maas-worker", d->worker, sizeof(d->worker));
+        maas_message_header(&m, "maas-truncated", d->truncated, sizeof(d->truncated));
+        maas_message_header(&m, "maas-source-partition", d->src_partition,
+                            sizeof(d->src_partition));
+        maas_message_header(&m, "maas-source-offset", d->src_offset, sizeof(d->src_offset));
         d->raw = malloc(m.value_len ? m.value_len : 1);
         if (d->raw) {
-            memcpy(d->raw, m.value, m.value_len);
+            if (m.value_len) memcpy(d->raw, m.value, m.value_len);
             d->raw_len = m.value_len;
             (*n)++;
         }
@@ -116,8 +121,10 @@ int maas_cli_dlq(int argc, char **argv) {
         "from failed back to queued (attempts reset; one whose record expired gets a new one)\n"
         "and its original message is produced to its topic again. Without IDs every\n"
         "dead-lettered job whose record is failed is replayed (the newest copy of each);\n"
-        "messages with no readable job id cannot be replayed. Fix the cause first: a job that\n"
-        "fails the same way is dead-lettered again.\n";
+        "messages with no readable job id cannot be replayed, nor cut copies (a message over\n"
+        "the topic's size limit: the headers say where the whole one is) or MISMATCH letters\n"
+        "(a message naming another job's record). Fix the cause first: a job that fails the\n"
+        "same way is dead-lettered again.\n";
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
     if (argc < 2 || (strcmp(argv[1], "ls") && strcmp(argv[1], "replay")))
         return maas_cli_usage_error(cmd, "expected ls or replay");
@@ -155,6 +162,17 @@ int maas_cli_dlq(int argc, char **argv) {
         int seen = 0;
         for (int k = n - 1; k > i; k--) seen |= !strcmp(v[k].id, d->id);
         if (seen) continue;
+        if (d->truncated[0]) { /* over the topic's limit: only a cut copy was kept */
+            fprintf(stderr, "skip %s: the dead letter holds %s; the message is at %s[%s]@%s\n",
+                    d->id, d->truncated, d->topic, d->src_partition, d->src_offset);
+            skipped++;
+            continue;
+        }
+        if (!strcmp(d->code, "MISMATCH")) { /* another job's id: replaying it changes nothing */
+            fprintf(stderr, "skip %s: the message does not match that job's record\n", d->id);
+            skipped++;
+            continue;
+        }
         maas_job_record r;
         if (maas_kv_job_get(c.kv, d->id, &r, e, sizeof(e))) {
             rc = maas_cli_fail(cmd, "%s", e);
@@ -170,7 +188,7 @@ int maas_cli_dlq(int argc, char **argv) {
                 continue;
             }
             maas_job_record rec;
-            maas_job_record_of(&j, &rec);
+            maas_job_record_of_message(&j, d->raw, d->raw_len, &rec);
             maas_err err = maas_kv_job_create(
                 c.kv, &rec, j.ttl_s > 0 ? j.ttl_s : MAAS_JOB_TTL_DEFAULT_S, e, sizeof(e));
             maas_job_release(&j);

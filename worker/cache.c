@@ -8,6 +8,9 @@
 #include "maas/base.h"
 #include "worker.h"
 
+/* An inference context's buffers per cached model, at most (one row at least). */
+#define CACHE_CTX_BYTES ((size_t)32 << 20)
+
 void cache_init(model_cache *c, size_t budget_bytes) {
     memset(c, 0, sizeof(*c));
     c->budget = budget_bytes;
@@ -49,7 +52,25 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
     free(h5);
     if (err)
         return maas_errf(errstr, errstr_size, err, "model %s version %d: %s", name, version, sub);
-    size_t bytes = m->n_params * sizeof(float) * 3 + len; /* weights + two activations, roughly */
+    /* The inference context's rows: up to 64 per job of a full batch (4096 at most), fewer
+     * for a wide model, so that its buffers stay within CACHE_CTX_BYTES. */
+    int widest = m->n_inputs;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].n_out > widest) widest = m->layers[i].n_out;
+    size_t row_bytes = ((size_t)2 * widest + (size_t)m->n_inputs) * sizeof(float) + 64;
+    size_t ctx_rows = CACHE_CTX_BYTES / row_bytes;
+    size_t want = w->cfg.batch_max * 64 > 4096 ? 4096 : (size_t)w->cfg.batch_max * 64;
+    if (ctx_rows > want) ctx_rows = want;
+    if (ctx_rows < 1) ctx_rows = 1;
+    /* charged: the weights (and the loader's copies), the h5 bytes and the context */
+    size_t bytes = m->n_params * sizeof(float) * 2 + len + ctx_rows * row_bytes;
+    if (bytes > c->budget) {
+        maas_model_free(m);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "model %s version %d needs %zu MiB in memory, over the worker's model "
+                         "cache budget of %zu MiB (--cache-mb)",
+                         name, version, bytes >> 20, c->budget >> 20);
+    }
     while (c->n > 0 && (c->bytes + bytes > c->budget || c->n == (int)MAAS_ARRAY_LEN(c->e))) {
         int lru = 0;
         for (int i = 1; i < c->n; i++)
@@ -58,8 +79,7 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
         drop(c, lru);
         c->evictions++;
     }
-    maas_infer *inf = maas_infer_new(m, w->cfg.batch_max * 64 > 4096 ? 4096 : w->cfg.batch_max * 64,
-                                     errstr, errstr_size);
+    maas_infer *inf = maas_infer_new(m, (int)ctx_rows, errstr, errstr_size);
     if (!inf) {
         maas_model_free(m);
         return MAAS_ERR_OUT_OF_MEMORY;

@@ -53,6 +53,7 @@ static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce,
 /* A batch's results, written with one pipeline when the whole batch is computed. */
 typedef struct outbox {
     int n;
+    int *item; /* result i is items[item[i]]'s */
     const char **ids;
     maas_job_update *ups;
     maas_job_record *recs;
@@ -61,39 +62,55 @@ typedef struct outbox {
 
 static int outbox_init(outbox *o, int cap) {
     memset(o, 0, sizeof(*o));
+    o->item = calloc((size_t)cap, sizeof(*o->item));
     o->ids = calloc((size_t)cap, sizeof(*o->ids));
     o->ups = calloc((size_t)cap, sizeof(*o->ups));
     o->recs = calloc((size_t)cap, sizeof(*o->recs));
     o->bufs = calloc((size_t)cap, sizeof(*o->bufs));
-    return o->ids && o->ups && o->recs && o->bufs ? 0 : -1;
+    return o->item && o->ids && o->ups && o->recs && o->bufs ? 0 : -1;
 }
 
 static void outbox_free(outbox *o) {
     for (int k = 0; o->bufs && k < o->n; k++) free(o->bufs[k]);
+    free(o->item);
     free(o->ids);
     free(o->ups);
     free(o->recs);
     free(o->bufs);
 }
 
-/* Adds the results of a group's jobs to the batch's outbox (items must outlive it). */
+/* Bytes an inference job's buffers take in a batch: its inputs and outputs in the forward
+ * pass and its encoded result (with the classes, if asked). */
+static double infer_job_bytes(const maas_job *j, int outs) {
+    double rows = j->inputs.rows;
+    return rows * ((double)j->inputs.cols + 2.0 * outs + (j->want_classes ? 1 : 0)) * 4.0;
+}
+
+/* Adds the results of a group's jobs to the batch's outbox (items must outlive it). A job
+ * whose result cannot be encoded fails alone. Returns an error only when such a failure
+ * could not be made durable (the caller then retries the batch). */
 static maas_err finish_group(worker *w, infer_item *items, const int *members, int nm,
                              const cache_entry *ce, const float *y, outbox *o) {
     char e[MAAS_ERRSTR_SIZE];
-    maas_err err = MAAS_OK;
     size_t at = 0;
     int outs = ce->model->n_outputs;
-    for (int k = 0; k < nm && !err; k++) {
+    for (int k = 0; k < nm; k++) {
         infer_item *it = &items[members[k]];
         size_t len;
         int i = o->n;
-        err = encode_infer_result(it, ce, y + at * outs, &o->bufs[i], &len, e, sizeof(e));
-        if (err) {
-            wlog(w, "error", it->job.id, "cannot encode the result: %s", e);
-            break;
-        }
+        const float *out = y + at * outs;
         at += it->job.inputs.rows;
-        maas_job_record_of(&it->job, &o->recs[i]);
+        maas_err err = encode_infer_result(it, ce, out, &o->bufs[i], &len, e, sizeof(e));
+        if (err) {
+            if (err == MAAS_ERR_OUT_OF_MEMORY)
+                snprintf(e, sizeof(e), "out of memory for the result");
+            maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)}, err, e);
+            if (fe) return fe;
+            it->state = 1;
+            continue;
+        }
+        maas_job_record_of_message(&it->job, it->msg->value, it->msg->value_len, &o->recs[i]);
+        o->item[i] = members[k];
         o->ids[i] = it->job.id;
         o->ups[i] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
                                       .from_mask = JOB_FROM_ACTIVE,
@@ -106,65 +123,30 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
         o->n++;
         it->state = 1;
     }
-    return err;
+    return MAAS_OK;
 }
 
-/* Runs the pending items that use model (name, ref) as one forward pass. */
-static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox *o) {
-    char e[MAAS_ERRSTR_SIZE];
-    const maas_model_ref *ref = &items[first].job.model;
-    cache_entry *ce;
-    maas_err err = cache_get(w, ref->name, ref->ref, &ce, e, sizeof(e));
-    int members[1024], nm = 0;
-    size_t rows = 0;
-    for (int i = first; i < n && nm < (int)MAAS_ARRAY_LEN(members); i++) {
-        infer_item *it = &items[i];
-        if (it->state || strcmp(it->job.model.name, ref->name) ||
-            strcmp(it->job.model.ref, ref->ref))
-            continue;
-        if (err) {
-            if (maas_err_retriable(err)) return err;
-            char msg[MAAS_ERRSTR_SIZE + 32];
-            snprintf(msg, sizeof(msg), "%s", e);
-            maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)}, err, msg);
-            if (fe) return fe;
-            it->state = 1;
-            continue;
-        }
-        if ((int)it->job.inputs.cols != ce->model->n_inputs) {
-            char msg[MAAS_ERRSTR_SIZE];
-            snprintf(msg, sizeof(msg), "field inputs.shape[1]: expected %d, got %u (model %s:%d)",
-                     ce->model->n_inputs, it->job.inputs.cols, ce->name, ce->version);
-            maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)},
-                                   MAAS_ERR_SHAPE_MISMATCH, msg);
-            if (fe) return fe;
-            it->state = 1;
-            continue;
-        }
-        if (rows + it->job.inputs.rows > (size_t)w->cfg.max_rows) {
-            if (nm == 0) {
-                char msg[128];
-                snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",
-                         it->job.inputs.rows, w->cfg.max_rows);
-                maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)},
-                                       MAAS_ERR_LIMIT_EXCEEDED, msg);
-                if (fe) return fe;
-                it->state = 1;
-            }
-            continue; /* the next group pass takes it */
-        }
-        members[nm++] = i;
-        rows += it->job.inputs.rows;
-    }
-    if (err || nm == 0) return MAAS_OK;
-    /* One forward pass for the whole group: the batching that makes inference cheap. */
+/* Fails one pending job of a group for good; an error only if that is not durable. */
+static maas_err fail_item(worker *w, infer_item *it, maas_err code, const char *msg) {
+    maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)}, code, msg);
+    if (!fe) it->state = 1;
+    return fe;
+}
+
+/* One forward pass over members (rows in all). A permanent error (out of memory for the
+ * group's buffers, a compute error) is returned with its message in e: the caller fails
+ * the job, or runs a group of several one by one. */
+static maas_err run_members(worker *w, infer_item *items, const int *members, int nm, size_t rows,
+                            const cache_entry *ce, outbox *o, char *e, size_t es) {
     int cols = ce->model->n_inputs, outs = ce->model->n_outputs;
     float *x = malloc(rows * (size_t)cols * sizeof(float));
     float *y = malloc(rows * (size_t)outs * sizeof(float));
     if (!x || !y) {
         free(x);
         free(y);
-        return MAAS_ERR_OUT_OF_MEMORY;
+        return maas_errf(e, es, MAAS_ERR_OUT_OF_MEMORY,
+                         "out of memory for %zu rows x %d outputs of model %s:%d", rows, outs,
+                         ce->name, ce->version);
     }
     size_t at = 0;
     for (int k = 0; k < nm; k++) {
@@ -173,15 +155,83 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
         at += in->rows;
     }
     double t0 = maas_mono_s();
-    err = maas_infer_run(ce->infer, x, rows, y, e, sizeof(e));
+    maas_err err = maas_infer_run(ce->infer, x, rows, y, e, es);
     metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, maas_mono_s() - t0);
-    metrics_batch(&w->metrics, nm);
     free(x);
-    w->batches++;
-    w->batched_jobs += (unsigned long)nm;
-    if (!err) err = finish_group(w, items, members, nm, ce, y, o);
+    if (!err) {
+        metrics_batch(&w->metrics, nm);
+        w->batches++;
+        w->batched_jobs += (unsigned long)nm;
+        /* a failure of finish_group is retriable (a job's failure not durable): no e */
+        if ((err = finish_group(w, items, members, nm, ce, y, o)) && !maas_err_retriable(err))
+            err = MAAS_ERR_UNAVAILABLE;
+    }
     free(y);
     return err;
+}
+
+/*
+ * Runs the pending items that use model (name, ref) as one forward pass, within the
+ * worker's row limit and inference budget (jobs that would overflow them wait for the
+ * next pass; a job over them alone fails with LIMIT_EXCEEDED). Every job-made problem
+ * fails its job alone; an error returned is retriable (Redis or Kafka away).
+ */
+static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox *o) {
+    char e[MAAS_ERRSTR_SIZE];
+    const maas_model_ref *ref = &items[first].job.model;
+    cache_entry *ce;
+    maas_err err = cache_get(w, ref->name, ref->ref, &ce, e, sizeof(e));
+    if (maas_err_retriable(err)) return err;
+    int members[1024], nm = 0;
+    size_t rows = 0;
+    double bytes = 0, budget = (double)w->cfg.infer_bytes;
+    for (int i = first; i < n && nm < (int)MAAS_ARRAY_LEN(members); i++) {
+        infer_item *it = &items[i];
+        if (it->state || strcmp(it->job.model.name, ref->name) ||
+            strcmp(it->job.model.ref, ref->ref))
+            continue;
+        maas_err fe = MAAS_OK;
+        if (err) {
+            fe = fail_item(w, it, err, e);
+        } else if ((int)it->job.inputs.cols != ce->model->n_inputs) {
+            char msg[MAAS_ERRSTR_SIZE];
+            snprintf(msg, sizeof(msg), "field inputs.shape[1]: expected %d, got %u (model %s:%d)",
+                     ce->model->n_inputs, it->job.inputs.cols, ce->name, ce->version);
+            fe = fail_item(w, it, MAAS_ERR_SHAPE_MISMATCH, msg);
+        } else if (it->job.inputs.rows > (uint64_t)w->cfg.max_rows) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",
+                     it->job.inputs.rows, w->cfg.max_rows);
+            fe = fail_item(w, it, MAAS_ERR_LIMIT_EXCEEDED, msg);
+        } else if (infer_job_bytes(&it->job, ce->model->n_outputs) > budget) {
+            char msg[MAAS_ERRSTR_SIZE + 160];
+            snprintf(msg, sizeof(msg),
+                     "field inputs: %u rows x %d outputs of model %s:%d need %.0f MiB of "
+                     "buffers, over the worker's inference budget of %.0f MiB (--memory-mb / 4)",
+                     it->job.inputs.rows, ce->model->n_outputs, ce->name, ce->version,
+                     infer_job_bytes(&it->job, ce->model->n_outputs) / 1048576.0,
+                     budget / 1048576.0);
+            fe = fail_item(w, it, MAAS_ERR_LIMIT_EXCEEDED, msg);
+        } else if (rows + it->job.inputs.rows <= (size_t)w->cfg.max_rows &&
+                   bytes + infer_job_bytes(&it->job, ce->model->n_outputs) <= budget) {
+            members[nm++] = i;
+            rows += it->job.inputs.rows;
+            bytes += infer_job_bytes(&it->job, ce->model->n_outputs);
+        } /* else: it waits for the next group pass */
+        if (fe) return fe;
+    }
+    if (err || nm == 0) return MAAS_OK;
+    /* One forward pass for the whole group: the batching that makes inference cheap. */
+    err = run_members(w, items, members, nm, rows, ce, o, e, sizeof(e));
+    if (!err || maas_err_retriable(err)) return err;
+    if (nm == 1) return fail_item(w, &items[members[0]], err, e);
+    for (int k = 0; k < nm; k++) { /* the group could not run as one: each job alone */
+        infer_item *it = &items[members[k]];
+        err = run_members(w, items, &members[k], 1, it->job.inputs.rows, ce, o, e, sizeof(e));
+        if (err && !maas_err_retriable(err)) err = fail_item(w, it, err, e);
+        if (err) return err;
+    }
+    return MAAS_OK;
 }
 
 /* Message j of the batches in flight (oldest first) followed by msgs[0..n). */
@@ -236,6 +286,8 @@ static void flight_pop(worker *w) {
     infer_flight *f = &w->flight[w->flight_head];
     for (int i = 0; f->msgs && i < f->n; i++) maas_message_release(&f->msgs[i]);
     free(f->msgs);
+    free(f->result_of);
+    free(f->ids);
     memset(f, 0, sizeof(*f));
     w->flight_head = (w->flight_head + 1) % INFER_FLIGHTS;
     w->n_flights--;
@@ -258,23 +310,27 @@ static maas_err flight_finish(worker *w) {
         free(res);
         return err;
     }
-    int refused = 0;
-    maas_err why = MAAS_OK;
-    for (int k = 0; k < f->n_results; k++) {
+    for (int k = 0; k < f->n_results && !err; k++) {
         if (res[k] == MAAS_OK) { /* CONFLICT: final already, a redelivered job */
             w->jobs_done++;
             metrics_job(&w->metrics, MAAS_JOBTYPE_INFER, OUT_SUCCEEDED);
+        } else if (maas_err_retriable(res[k]) && res[k] != MAAS_ERR_CONFLICT) {
+            err = res[k]; /* Redis busy or away for this one: the flights are rewound */
         } else if (res[k] != MAAS_ERR_CONFLICT) {
-            refused++; /* a permanent refusal by Redis for that job alone: not retried */
-            why = res[k];
+            /* the message does not match the record it names (MISMATCH), or Redis refused
+             * this job's record for good: that job alone is dead-lettered, not retried */
+            char why[MAAS_ERRSTR_SIZE];
+            snprintf(why, sizeof(why), "%s",
+                     res[k] == MAAS_ERR_MISMATCH
+                         ? "the message does not match the record it names (type, model or "
+                           "digest); the record is left as it was"
+                         : "Redis refused to store the result");
+            const maas_message *m = &f->msgs[f->result_of[k]];
+            err = job_reject(w, f->ids[k], &(job_source){JOB_SOURCE_OF(m)}, res[k], why);
         }
     }
-    if (refused)
-        wlog(w, "error", NULL,
-             "%d of %d results were refused by Redis (%s); their jobs stay "
-             "unrecorded",
-             refused, f->n_results, maas_err_code(why));
     free(res);
+    if (err) return err; /* not all durable: the caller rewinds the flights */
     store_offsets(w, f->msgs, f->n);
     flight_pop(w);
     return MAAS_OK;
@@ -319,9 +375,10 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
     infer_item *items = calloc((size_t)n, sizeof(*items));
     outbox o;
-    if (!items || outbox_init(&o, n)) { /* nothing stored: redelivered */
+    if (!items || outbox_init(&o, n)) { /* nothing stored: rewound, redelivered */
         free(items);
         outbox_free(&o);
+        retry_later(w, msgs, n, MAAS_ERR_OUT_OF_MEMORY);
         return 0;
     }
     maas_err err = MAAS_OK;
@@ -336,7 +393,7 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
                      maas_job_type_name(it->job.type));
         }
         if (!de && it->job.deadline_ms > 0 && now > it->job.deadline_ms) {
-            err = job_expire(w, &it->job);
+            err = job_expire(w, &it->job, &(job_source){JOB_SOURCE_OF(&msgs[i])});
             it->state = 1;
             continue;
         }
@@ -357,7 +414,10 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
         ferr = flight_finish(w);
     int slot = (w->flight_head + w->n_flights) % INFER_FLIGHTS;
     infer_flight *f = &w->flight[slot];
-    if (!err && !ferr && o.n && !(f->msgs = malloc((size_t)n * sizeof(*msgs))))
+    if (!err && !ferr && o.n &&
+        (!(f->msgs = malloc((size_t)n * sizeof(*msgs))) ||
+         !(f->result_of = malloc((size_t)o.n * sizeof(*f->result_of))) ||
+         !(f->ids = malloc((size_t)o.n * sizeof(*f->ids)))))
         err = MAAS_ERR_OUT_OF_MEMORY;
     if (!err && !ferr && o.n) {
         err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
@@ -366,10 +426,18 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     int kept = 0;
     if (err || ferr) {
         free(f->msgs);
+        free(f->result_of);
+        free(f->ids);
         f->msgs = NULL;
+        f->result_of = NULL;
+        f->ids = NULL;
         retry_later(w, msgs, n, err ? err : ferr);
     } else if (o.n) {
         memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
+        for (int k = 0; k < o.n; k++) {
+            f->result_of[k] = o.item[k];
+            snprintf(f->ids[k], sizeof(f->ids[k]), "%s", o.ids[k]);
+        }
         f->n = n;
         f->n_results = o.n;
         w->n_flights++;

@@ -53,7 +53,10 @@ static const char usage[] =
     "  -X key=value            a setting: kafka.* goes to librdkafka, redis.* to Redis\n"
     "  --batch-max N           inference: up to N jobs per forward pass (default 64)\n"
     "  --batch-wait-ms T       ... gathered for at most T ms after the first (default 2)\n"
-    "  --cache-mb N            model cache budget (default 512)\n"
+    "  --memory-mb N           memory budget: model cache + inference buffers (a quarter) +\n"
+    "                          one work job (the rest); jobs over it fail (default 4096)\n"
+    "  --cache-mb N            model cache budget, at most half of --memory-mb (default 512)\n"
+    "  --max-job-seconds N     a work job running longer fails with TIMEOUT (default 21600)\n"
     "  --max-attempts N        a job started N times without finishing is dead-lettered (3)\n"
     "  --max-rows N            rows per job (default 10000000)\n"
     "  --max-params N          parameters per trained network (default 50000000)\n"
@@ -70,7 +73,9 @@ static int configure(worker_config *c, int argc, char **argv) {
     snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
     c->batch_max = 64;
     c->batch_wait_ms = 2;
+    c->memory_mb = 4096;
     c->cache_mb = 512;
+    c->max_job_s = 6 * 3600;
     c->max_attempts = 3;
     c->max_rows = 10000000;
     c->max_params = 50000000;
@@ -84,7 +89,9 @@ static int configure(worker_config *c, int argc, char **argv) {
         {"http", "MAAS_WORKER_HTTP", MAAS_OPTION_STRING, c->http, sizeof(c->http), 0, 0},
         {"batch-max", NULL, MAAS_OPTION_INT, &c->batch_max, 0, 1, 4096},
         {"batch-wait-ms", NULL, MAAS_OPTION_INT, &c->batch_wait_ms, 0, 0, 1000},
-        {"cache-mb", NULL, MAAS_OPTION_LONG, &c->cache_mb, 0, 16, 1 << 20},
+        {"memory-mb", "MAAS_WORKER_MEMORY_MB", MAAS_OPTION_LONG, &c->memory_mb, 0, 128, 1 << 24},
+        {"cache-mb", NULL, MAAS_OPTION_LONG, &c->cache_mb, 0, 16, 1 << 23},
+        {"max-job-seconds", NULL, MAAS_OPTION_INT, &c->max_job_s, 0, 1, 365 * 86400},
         {"max-attempts", NULL, MAAS_OPTION_INT, &c->max_attempts, 0, 1, 100},
         {"max-rows", NULL, MAAS_OPTION_LONG, &c->max_rows, 0, 1, 1L << 32},
         {"max-params", NULL, MAAS_OPTION_LONG, &c->max_params, 0, 1, MAAS_MAX_PARAMS},
@@ -107,6 +114,13 @@ static int configure(worker_config *c, int argc, char **argv) {
         fputs(usage, stdout);
         return -1;
     }
+    if (c->cache_mb > c->memory_mb / 2) {
+        fprintf(stderr, "maas-worker: --cache-mb %ld is over half of --memory-mb %ld\n",
+                c->cache_mb, c->memory_mb);
+        return 2;
+    }
+    c->infer_bytes = (size_t)(c->memory_mb / 4) << 20;
+    c->work_bytes = ((size_t)c->memory_mb << 20) - ((size_t)c->cache_mb << 20) - c->infer_bytes;
     if (!c->id[0]) {
         char host[64] = "worker";
         gethostname(host, sizeof(host) - 1);

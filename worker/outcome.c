@@ -4,6 +4,7 @@
  * (infer.c) and work jobs (work.c).
  */
 #include "maas/base.h"
+#include "maas/digest.h"
 #include "maas/strbuf.h"
 #include "maas/train.h"
 #include "worker.h"
@@ -15,9 +16,64 @@ int job_ttl(const worker *w, const maas_job *j) {
 }
 
 /*
+ * The message to the dead-letter topic, with the reason and its origin in headers; waits
+ * for the broker's acknowledgement. A dead letter is always writable: a message over
+ * DLQ_MAX_VALUE (under Kafka's default limit of ~1 MB, which a compressed batch or a
+ * larger topic limit lets a message exceed) is cut to it, and one the topic still refuses
+ * as too large goes with no value; either way the headers say so and carry the original
+ * size and SHA-256, so the message can be found at its source offset.
+ */
+#define DLQ_MAX_VALUE (900 * 1000)
+
+static maas_err dead_letter(worker *w, const char *id, const job_source *src, maas_err code,
+                            const char *message) {
+    char e[MAAS_ERRSTR_SIZE], part[16], off[32], size[32], cut[64] = "", sha[65];
+    snprintf(part, sizeof(part), "%d", (int)src->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)src->offset);
+    snprintf(size, sizeof(size), "%zu", src->raw_len);
+    maas_sha256_hex(src->raw_len ? src->raw : "", src->raw_len, sha);
+    size_t keep = src->raw_len > DLQ_MAX_VALUE ? DLQ_MAX_VALUE : src->raw_len;
+    maas_setting h[] = {
+        {"maas-error-code", maas_err_code(code)},
+        {"maas-error-message", message},
+        {"maas-job-id", id},
+        {"maas-source-topic", src->topic},
+        {"maas-source-partition", part},
+        {"maas-source-offset", off},
+        {"maas-source-size", size},
+        {"maas-source-sha256", sha},
+        {"maas-worker", w->cfg.id},
+        {"maas-truncated", cut}, /* last: only sent when the value was cut */
+    };
+    int n = (int)MAAS_ARRAY_LEN(h) - 1;
+    maas_err err;
+    for (int tries = 0;; tries++) {
+        if (keep < src->raw_len) {
+            snprintf(cut, sizeof(cut), "%zu of %zu bytes", keep, src->raw_len);
+            n = (int)MAAS_ARRAY_LEN(h);
+        }
+        err = maas_producer_send_wait(w->producer, w->topic_dlq, id, strlen(id),
+                                      keep ? src->raw : "", keep, h, n, 10000, e, sizeof(e));
+        if (err != MAAS_ERR_LIMIT_EXCEEDED || keep == 0 || tries > 0) break;
+        keep = 0; /* the topic's limit is lower still: the headers alone */
+    }
+    if (err) wlog(w, "error", id[0] ? id : NULL, "cannot dead-letter the job: %s", e);
+    return err;
+}
+
+maas_err job_reject(worker *w, const char *id, const job_source *src, maas_err code,
+                    const char *why) {
+    wlog(w, "warn", id, "rejected: %s: %s", maas_err_code(code), why);
+    w->jobs_failed++;
+    metrics_job(&w->metrics, MAAS_JOBTYPE_NONE, OUT_FAILED);
+    return dead_letter(w, id, src, code, why);
+}
+
+/*
  * A permanent failure: the record says failed (when the id is known) and the
  * message goes to the dead-letter topic with the reason in its headers.
- * Returns a retriable error only when Redis or Kafka could not take it.
+ * Returns an error when that outcome is not durable (Redis or Kafka could not
+ * take it): the caller then rewinds to the job.
  */
 maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err code,
                   const char *message) {
@@ -29,7 +85,7 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
     metrics_job(&w->metrics, j ? j->type : MAAS_JOBTYPE_NONE, OUT_FAILED);
     if (id[0]) {
         maas_job_record rec;
-        maas_job_record_of(j, &rec);
+        maas_job_record_of_message(j, src->raw, src->raw_len, &rec);
         maas_job_update u = {.to = MAAS_JOB_FAILED,
                              .from_mask = JOB_FROM_ACTIVE,
                              .worker = w->cfg.id,
@@ -40,6 +96,10 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
                              .create = &rec};
         err = maas_kv_job_transition(w->kv, id, &u, e, sizeof(e));
         if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
+        if (err == MAAS_ERR_MISMATCH) {              /* another job's record: left alone */
+            wlog(w, "warn", id, "%s", e);
+            return dead_letter(w, id, src, MAAS_ERR_MISMATCH, e);
+        }
         if (err) {
             wlog(w, "error", id, "cannot record the failure: %s", e);
             /* Redis down: retry it all later. Redis refusing this record for good (its key
@@ -47,23 +107,7 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
             if (maas_err_retriable(err)) return err;
         }
     }
-    char part[16], off[32];
-    snprintf(part, sizeof(part), "%d", (int)src->partition);
-    snprintf(off, sizeof(off), "%lld", (long long)src->offset);
-    maas_setting h[] = {
-        {"maas-error-code", maas_err_code(code)},
-        {"maas-error-message", message},
-        {"maas-job-id", id},
-        {"maas-source-topic", src->topic},
-        {"maas-source-partition", part},
-        {"maas-source-offset", off},
-        {"maas-worker", w->cfg.id},
-    };
-    err = maas_producer_send_headers(w->producer, w->topic_dlq, id, strlen(id), src->raw,
-                                     src->raw_len, h, (int)MAAS_ARRAY_LEN(h), NULL, e, sizeof(e));
-    if (!err) err = maas_producer_flush(w->producer, 10000, e, sizeof(e));
-    if (err) wlog(w, "error", id[0] ? id : NULL, "cannot dead-letter the job: %s", e);
-    return err;
+    return dead_letter(w, id, src, code, message);
 }
 
 /*
@@ -71,10 +115,10 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
  * (created if the job had none), logged and counted. An already final record
  * is fine (a redelivery). Returns a retriable error when Redis could not take it.
  */
-maas_err job_expire(worker *w, const maas_job *j) {
+maas_err job_expire(worker *w, const maas_job *j, const job_source *src) {
     char e[MAAS_ERRSTR_SIZE];
     maas_job_record rec;
-    maas_job_record_of(j, &rec);
+    maas_job_record_of_message(j, src->raw, src->raw_len, &rec);
     maas_job_update u = {.to = MAAS_JOB_EXPIRED,
                          .from_mask = JOB_FROM_ACTIVE,
                          .error_code = "EXPIRED",
@@ -84,6 +128,7 @@ maas_err job_expire(worker *w, const maas_job *j) {
                          .create = &rec};
     maas_err err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
+    if (err == MAAS_ERR_MISMATCH) return job_reject(w, j->id, src, MAAS_ERR_MISMATCH, e);
     if (err) {
         wlog(w, "error", j->id, "cannot record the expiry: %s", e);
         return err;

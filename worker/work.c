@@ -101,11 +101,29 @@ static void task_free(work_task *t) {
     free(t);
 }
 
-static void store_work_offset(worker *w, const char *topic, int32_t partition, int64_t offset) {
+/*
+ * The one rule for a work job's offset: it is stored only once the job's outcome is
+ * durable (outcome MAAS_OK: its record final, or its dead letter written). Any other
+ * outcome (Redis or Kafka away, a write refused) rewinds the partition to the job, which
+ * comes back after a pause: nothing is skipped because a later job's offset was stored.
+ */
+static void work_ack(worker *w, const char *topic, int32_t partition, int64_t offset,
+                     maas_err outcome) {
     char e[MAAS_ERRSTR_SIZE];
-    if (maas_consumer_store(w->work_c, topic, partition, offset + 1, e, sizeof(e)))
-        wlog(w, "warn", NULL, "%s", e);
+    if (outcome == MAAS_OK) {
+        if (maas_consumer_store(w->work_c, topic, partition, offset + 1, e, sizeof(e)))
+            wlog(w, "warn", NULL, "%s", e); /* lost the partition: redelivery is harmless */
+        return;
+    }
+    wlog(w, "warn", NULL, "%s[%d]@%lld: its outcome is not stored (%s); it will be redelivered",
+         topic, (int)partition, (long long)offset, maas_err_code(outcome));
+    if (maas_consumer_seek(w->work_c, topic, partition, offset, e, sizeof(e)))
+        wlog(w, "warn", NULL, "%s", e); /* lost the partition: its new owner has it */
+    struct timespec ts = {0, (300 + rand() % 500) * 1000000L};
+    nanosleep(&ts, NULL);
 }
+
+#define TASK_ACK(w, t, outcome) work_ack((w), (t)->topic, (t)->partition, (t)->offset, (outcome))
 
 /* One-hot class indices for categorical cross-entropy, when y has one column. */
 static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t es) {
@@ -133,6 +151,37 @@ static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t e
     return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                      "field data.y: %u columns, %s on this model needs %d", y->cols,
                      maas_loss_name(j->train.compile.loss), want);
+}
+
+/*
+ * Checks a work job against the worker's budget (--memory-mb) from the shapes alone,
+ * before its network or any buffer of it is allocated: LIMIT_EXCEEDED naming the need.
+ */
+static maas_err check_budget(const worker *w, const maas_job *j, const maas_net_size *ns, int n_in,
+                             maas_loss loss, int epochs, char *e, size_t es) {
+    if (ns->n_params > (size_t)w->cfg.max_params)
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
+                         "field layers: the network has %zu parameters, over the limit of %ld "
+                         "(--max-params)",
+                         ns->n_params, w->cfg.max_params);
+    int label_cols = loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? 1 : ns->n_outputs;
+    int batch = j->train.batch_size > 0 ? j->train.batch_size : 32;
+    double need = maas_fit_bytes(ns, n_in, label_cols, j->data.x.rows, batch, epochs);
+    if (need > (double)w->cfg.work_bytes)
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
+                         "the job needs %.0f MiB (%zu parameters, %u rows, batch %d), over the "
+                         "worker's budget of %zu MiB for a work job (--memory-mb)",
+                         need / 1048576.0, ns->n_params, j->data.x.rows, batch,
+                         w->cfg.work_bytes >> 20);
+    return MAAS_OK;
+}
+
+/* The size of a loaded model's network. */
+static void model_size(const maas_model *m, maas_net_size *ns) {
+    maas_layer_spec specs[MAAS_MAX_LAYERS];
+    for (int i = 0; i < m->n_layers; i++) specs[i] = m->layers[i].spec;
+    if (maas_layers_size(m->n_inputs, specs, m->n_layers, ns, NULL, 0))
+        memset(ns, 0, sizeof(*ns)); /* cannot happen: it was built from these */
 }
 
 /* Prepares the task; on a permanent problem returns its code with the message in e. */
@@ -168,6 +217,11 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
             return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                              "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
                              j->data.x.cols);
+        maas_net_size ns;
+        model_size(ce->model, &ns);
+        if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss,
+                                j->optimize.finetune_epochs, e, es)))
+            return err;
         t->compile = ce->info.compile;
         t->has_compile = ce->info.has_compile;
         t->parent_version = ce->version;
@@ -187,6 +241,10 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
             return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                              "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
                              j->data.x.cols);
+        maas_net_size ns;
+        model_size(ce->model, &ns);
+        if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss, 0, e, es)))
+            return err;
         t->compile = ce->info.compile;
         t->parent_version = ce->version;
         if (!(t->model = maas_model_clone(ce->model, e, es))) return MAAS_ERR_OUT_OF_MEMORY;
@@ -200,6 +258,10 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     t->compile = j->train.compile;
     maas_rng_init(&t->rng, j->train.has_seed ? j->train.seed : (uint64_t)maas_wall_ms());
     int n_in = (int)j->data.x.cols;
+    maas_net_size ns;
+    if ((err = maas_layers_size(n_in, j->train.layers, j->train.n_layers, &ns, e, es)) ||
+        (err = check_budget(w, j, &ns, n_in, j->train.compile.loss, j->train.epochs, e, es)))
+        return err;
     if (j->train.has_from) {
         cache_entry *ce;
         if ((err = cache_get(w, j->train.from.name, j->train.from.ref, &ce, e, es))) return err;
@@ -222,22 +284,25 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         /* a network this worker cannot allocate fails alone (LIMIT), never retried forever */
         if (merr) return merr == MAAS_ERR_OUT_OF_MEMORY ? MAAS_ERR_LIMIT_EXCEEDED : merr;
     }
-    if ((long)t->model->n_params > w->cfg.max_params)
-        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED, "the network has %zu parameters, over %ld",
-                         t->model->n_params, w->cfg.max_params);
     return shape_labels(j, t->model, e, es);
 }
 
 void start_work_job(worker *w, maas_message *msg) {
     char e[MAAS_ERRSTR_SIZE];
     work_task *t = calloc(1, sizeof(*t));
-    if (!t) return;
+    unsigned char *raw = malloc(msg->value_len ? msg->value_len : 1);
+    if (!t || !raw) { /* not even the message can be kept: back to it after a pause */
+        free(t);
+        free(raw);
+        work_ack(w, msg->topic, msg->partition, msg->offset, MAAS_ERR_OUT_OF_MEMORY);
+        return;
+    }
     pthread_mutex_init(&t->lock, NULL);
     snprintf(t->topic, sizeof(t->topic), "%s", msg->topic);
     t->partition = msg->partition;
     t->offset = msg->offset;
-    t->raw = malloc(msg->value_len ? msg->value_len : 1);
-    if (t->raw) memcpy(t->raw, msg->value, msg->value_len);
+    t->raw = raw;
+    if (msg->value_len) memcpy(t->raw, msg->value, msg->value_len);
     t->raw_len = msg->value_len;
     maas_job *j = &t->job;
     maas_err err = maas_job_decode(msg->value, msg->value_len, j, e, sizeof(e));
@@ -246,17 +311,16 @@ void start_work_job(worker *w, maas_message *msg) {
         snprintf(e, sizeof(e), "field type: an infer job on the work topic");
     }
     if (err) {
-        if (!maas_err_retriable(job_fail(w, j, TASK_SOURCE(t), err, e)))
-            store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), err, e));
         task_free(t);
         return;
     }
     maas_job_record rec;
-    maas_job_record_of(j, &rec);
+    maas_job_record_of_message(j, t->raw, t->raw_len, &rec);
     if (j->created_ms > 0)
         metrics_queue_time(&w->metrics, 0, (double)(maas_wall_ms() - j->created_ms) / 1000.0);
     if (j->deadline_ms > 0 && maas_wall_ms() > j->deadline_ms) {
-        if (!job_expire(w, j)) store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, job_expire(w, j, TASK_SOURCE(t)));
         task_free(t);
         return;
     }
@@ -271,16 +335,19 @@ void start_work_job(worker *w, maas_message *msg) {
         /* Final already (done by a worker that died before storing its offset,
          * or cancelled while queued): acknowledge without computing again. */
         wlog(w, "info", j->id, "already final; acknowledged without recomputing");
-        store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, MAAS_OK);
+        task_free(t);
+        return;
+    }
+    if (err == MAAS_ERR_MISMATCH) { /* another job's record: not ours to start */
+        TASK_ACK(w, t, job_reject(w, j->id, TASK_SOURCE(t), MAAS_ERR_MISMATCH, e));
         task_free(t);
         return;
     }
     if (err) {
         wlog(w, "warn", j->id, "cannot start: %s; will retry", e);
-        maas_consumer_seek(w->work_c, t->topic, t->partition, t->offset, e, sizeof(e));
+        TASK_ACK(w, t, err);
         task_free(t);
-        struct timespec ts = {0, (300 + rand() % 500) * 1000000L};
-        nanosleep(&ts, NULL);
         return;
     }
     maas_job_record now;
@@ -291,8 +358,7 @@ void start_work_job(worker *w, maas_message *msg) {
                  "started %d times without finishing (a worker died each time?); dead-lettered",
                  now.attempts);
         maas_job_record_release(&now);
-        if (!job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT_EXCEEDED, why))
-            store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT_EXCEEDED, why));
         task_free(t);
         return;
     }
@@ -301,9 +367,9 @@ void start_work_job(worker *w, maas_message *msg) {
     if (err) {
         if (maas_err_retriable(err)) {
             wlog(w, "warn", j->id, "cannot prepare: %s; will retry", e);
-            maas_consumer_seek(w->work_c, t->topic, t->partition, t->offset, e, sizeof(e));
-        } else if (!job_fail(w, j, TASK_SOURCE(t), err, e)) {
-            store_work_offset(w, t->topic, t->partition, t->offset);
+            TASK_ACK(w, t, err);
+        } else {
+            TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), err, e));
         }
         task_free(t);
         return;
@@ -319,7 +385,7 @@ void start_work_job(worker *w, maas_message *msg) {
                                             : "evaluating");
     if (pthread_create(&t->thread, NULL, task_main, t) != 0) {
         maas_consumer_pause(w->work_c, 0, e, sizeof(e));
-        maas_consumer_seek(w->work_c, t->topic, t->partition, t->offset, e, sizeof(e));
+        TASK_ACK(w, t, MAAS_ERR_UNAVAILABLE);
         task_free(t);
         return;
     }
@@ -404,6 +470,14 @@ static maas_err finalize(worker *w, work_task *t) {
              maas_mono_s() - t->started);
         return MAAS_OK;
     }
+    if (t->err == MAAS_ERR_CANCELLED && t->timed_out) {
+        char why[96];
+        snprintf(why, sizeof(why), "ran longer than the worker's limit of %d s (--max-job-seconds)",
+                 w->cfg.max_job_s);
+        if ((err = job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_TIMEOUT, why))) return err;
+        TASK_ACK(w, t, MAAS_OK);
+        return MAAS_OK;
+    }
     if (t->err == MAAS_ERR_CANCELLED) {
         maas_job_update u = {.to = MAAS_JOB_CANCELLED,
                              .from_mask = JOB_FROM_ACTIVE,
@@ -415,13 +489,13 @@ static maas_err finalize(worker *w, work_task *t) {
         if (err && err != MAAS_ERR_CONFLICT) return err;
         wlog(w, "info", j->id, "cancelled after %.1fs", maas_mono_s() - t->started);
         metrics_job(&w->metrics, j->type, OUT_CANCELLED);
-        store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, MAAS_OK);
         return MAAS_OK;
     }
     if (t->err) {
         err = job_fail(w, j, TASK_SOURCE(t), t->err, t->errstr);
         if (err) return err;
-        store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, MAAS_OK);
         return MAAS_OK;
     }
     maas_result r;
@@ -439,8 +513,9 @@ static maas_err finalize(worker *w, work_task *t) {
         const maas_compile *c =
             j->type == MAAS_JOBTYPE_TRAIN || t->has_compile ? &t->compile : NULL;
         if ((err = maas_model_save_image(t->model, c, &h5, &len, e, sizeof(e)))) {
-            job_fail(w, j, TASK_SOURCE(t), err, e);
-            store_work_offset(w, t->topic, t->partition, t->offset);
+            /* the failure recorded (or dead-lettered) first; else kept and tried again */
+            if ((err = job_fail(w, j, TASK_SOURCE(t), err, e))) return err;
+            TASK_ACK(w, t, MAAS_OK);
             return MAAS_OK;
         }
         maas_strbuf metrics_text = {0}, config = {0};
@@ -499,7 +574,7 @@ static maas_err finalize(worker *w, work_task *t) {
     metrics_compute_time(&w->metrics, j->type, maas_mono_s() - t->started);
     wlog(w, "info", j->id, "%s done in %.1fs: version %d, loss %.4f", maas_job_type_name(j->type),
          maas_mono_s() - t->started, r.version, t->loss);
-    store_work_offset(w, t->topic, t->partition, t->offset);
+    TASK_ACK(w, t, MAAS_OK);
     return MAAS_OK;
 }
 
@@ -509,6 +584,12 @@ void poll_work_task(worker *w) {
     if (!t) return;
     if (!atomic_load(&t->done)) {
         double now = maas_mono_s();
+        if (now - t->started > w->cfg.max_job_s && !t->timed_out) {
+            wlog(w, "warn", t->job.id, "over --max-job-seconds (%d s): stopping it",
+                 w->cfg.max_job_s);
+            t->timed_out = 1;
+            atomic_store(&t->cancel, 1);
+        }
         if (now - t->last_heartbeat < 1.0) return;
         t->last_heartbeat = now;
         pthread_mutex_lock(&t->lock);
@@ -551,8 +632,7 @@ void poll_work_task(worker *w) {
     if (err) { /* a permanent refusal (Redis's SERVER_ERROR, an encoding error): fail it alone */
         char why[MAAS_ERRSTR_SIZE + 48];
         snprintf(why, sizeof(why), "its outcome could not be stored: %s", maas_err_code(err));
-        if (!maas_err_retriable(job_fail(w, &t->job, TASK_SOURCE(t), err, why)))
-            store_work_offset(w, t->topic, t->partition, t->offset);
+        TASK_ACK(w, t, job_fail(w, &t->job, TASK_SOURCE(t), err, why));
     }
     maas_consumer_pause(w->work_c, 0, e, sizeof(e));
     w->task = NULL;

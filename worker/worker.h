@@ -21,11 +21,15 @@ typedef struct worker_config {
     char topic_prefix[64];
     char id[MAAS_NAME_MAX + 1];
     char group_infer[128], group_work[128];
-    int batch_max;     /* inference batch: up to this many jobs ... */
-    int batch_wait_ms; /* ... or this long after the first */
-    long cache_mb;     /* model cache budget */
-    int max_attempts;  /* a job started this often without finishing is dead-lettered */
-    long max_rows;     /* per job */
+    int batch_max;      /* inference batch: up to this many jobs ... */
+    int batch_wait_ms;  /* ... or this long after the first */
+    long memory_mb;     /* the worker's memory budget: cache + inference buffers + a work job */
+    long cache_mb;      /* model cache budget (within memory_mb) */
+    size_t infer_bytes; /* one inference batch's buffers: memory_mb / 4 */
+    size_t work_bytes;  /* one work job: memory_mb - cache_mb - infer_bytes */
+    int max_job_s;      /* a work job running longer fails with TIMEOUT */
+    int max_attempts;   /* a job started this often without finishing is dead-lettered */
+    long max_rows;      /* per job */
     long max_params;
     int max_epochs;
     int grace_s;          /* shutdown: finish the current training job for up to this long */
@@ -73,6 +77,7 @@ typedef struct work_task {
     atomic_int
         lost; /* the record moved on (another worker owns it, or it went back to the queue) */
     int joined;
+    int timed_out; /* ran over --max-job-seconds: cancelled, to fail with TIMEOUT */
     maas_err err;
     char errstr[MAAS_ERRSTR_SIZE];
     maas_history history;
@@ -117,7 +122,9 @@ typedef struct metrics {
 typedef struct infer_flight {
     maas_message *msgs; /* the batch's messages, held until then */
     int n;
-    int n_results; /* results in the pipeline */
+    int n_results;                  /* results in the pipeline */
+    int *result_of;                 /* result k is the outcome of msgs[result_of[k]] ... */
+    char (*ids)[MAAS_NAME_MAX + 1]; /* ... for job ids[k] */
 } infer_flight;
 
 /* Batches in flight at most, each on a Redis connection of its own (measured on 2 cores:
@@ -168,12 +175,22 @@ int job_ttl(const worker *w, const maas_job *j);
 /*
  * A permanent failure: the record says failed (created when the job had none)
  * and the message goes to the dead-letter topic with the reason in its
- * headers. Returns a retriable error only when Redis or Kafka could not take it.
+ * headers (cut to fit the topic if it must be, the origin and digest in the
+ * headers). Returns an error when that outcome is not durable (Redis or Kafka
+ * could not take it): the caller must then rewind to the job, never store past it.
  */
 maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err code,
                   const char *message);
 /* The deadline passed first: the record says expired; logged and counted. */
-maas_err job_expire(worker *w, const maas_job *j);
+maas_err job_expire(worker *w, const maas_job *j, const job_source *src);
+/*
+ * A message whose record must not or cannot be written: one that does not match the
+ * record it names (MISMATCH: another job's id, a forgery; the record is left alone),
+ * or whose result Redis refused for good (SERVER_ERROR). It goes to the dead-letter
+ * topic with code and why. Returns an error when the dead letter could not be written.
+ */
+maas_err job_reject(worker *w, const char *id, const job_source *src, maas_err code,
+                    const char *why);
 
 /* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
 void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...)

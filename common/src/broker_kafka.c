@@ -56,9 +56,11 @@ static maas_err map_err(rd_kafka_resp_err_t e) {
     case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
         return MAAS_ERR_CONFLICT;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        return MAAS_ERR_LIMIT_EXCEEDED;
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
         return MAAS_ERR_INVALID_ARGUMENT;
     default:
@@ -186,15 +188,27 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
 
 /* ---- producer ---- */
 
+/* The report maas_producer_send_wait waits for. */
+typedef struct sync_report {
+    int done;
+    rd_kafka_resp_err_t err;
+} sync_report;
+
 struct maas_producer {
     rd_kafka_t *rk;
     maas_delivery_fn on_delivery;
     void *ud;
+    sync_report *waiting; /* the message send_wait waits for (its opaque), or NULL */
 };
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
     maas_producer *p = opaque;
+    if (p->waiting && m->_private == p->waiting) {
+        p->waiting->done = 1;
+        p->waiting->err = m->err;
+        return;
+    }
     if (!p->on_delivery) return;
     char err[256] = "";
     if (m->err) snprintf(err, sizeof(err), "delivery failed: %s", rd_kafka_err2str(m->err));
@@ -248,22 +262,39 @@ maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key
     return MAAS_OK;
 }
 
-maas_err maas_producer_send_headers(maas_producer *p, const char *topic, const void *key,
-                                    size_t key_len, const void *value, size_t value_len,
-                                    const maas_setting *headers, int n_headers, void *msg_opaque,
-                                    char *errstr, size_t errstr_size) {
+maas_err maas_producer_send_wait(maas_producer *p, const char *topic, const void *key,
+                                 size_t key_len, const void *value, size_t value_len,
+                                 const maas_setting *headers, int n_headers, int timeout_ms,
+                                 char *errstr, size_t errstr_size) {
     rd_kafka_headers_t *h = rd_kafka_headers_new((size_t)n_headers);
     for (int i = 0; i < n_headers; i++)
         rd_kafka_header_add(h, headers[i].key, -1, headers[i].value, -1);
+    sync_report rep = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
     rd_kafka_resp_err_t e = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&rep), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h); /* only freed by us when producev failed */
         return maas_errf(errstr, errstr_size, map_err(e), "produce to '%s': %s", topic,
                          rd_kafka_err2str(e));
     }
+    p->waiting = &rep;
+    /* Wait for this report: on a timeout, purge what is queued, so that the report (now
+     * "purged") still comes before rep goes out of scope. */
+    for (int waited = 0; !rep.done && waited < timeout_ms; waited += 50) rd_kafka_poll(p->rk, 50);
+    if (!rep.done) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        while (!rep.done) rd_kafka_poll(p->rk, 50);
+    }
+    p->waiting = NULL;
+    if (rep.err)
+        return maas_errf(errstr, errstr_size,
+                         rep.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                                 rep.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
+                             ? MAAS_ERR_TIMEOUT
+                             : map_err(rep.err),
+                         "deliver to '%s': %s", topic, rd_kafka_err2str(rep.err));
     return MAAS_OK;
 }
 

@@ -185,7 +185,7 @@ maas_err maas_client_submit(maas_client *c, maas_kv *kv, maas_job *j, unsigned f
     if ((err = maas_job_encode(j, &buf, &len, errstr, errstr_size))) return err;
     /* 1. the record (the id is an idempotency key) */
     maas_job_record rec;
-    maas_job_record_of(j, &rec);
+    maas_job_record_of_message(j, buf, len, &rec);
     err = maas_kv_job_create(kv, &rec, j->ttl_s > 0 ? j->ttl_s : MAAS_JOB_TTL_DEFAULT_S, errstr,
                              errstr_size);
     if (err == MAAS_ERR_CONFLICT) {

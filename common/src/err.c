@@ -8,8 +8,7 @@ static const char *const err_codes[MAAS_ERR__COUNT] = {[MAAS_OK] = "OK",
 };
 
 int maas_err_retriable(maas_err err) {
-    return err == MAAS_ERR_UNAVAILABLE || err == MAAS_ERR_TIMEOUT || err == MAAS_ERR_CONFLICT ||
-           err == MAAS_ERR_OUT_OF_MEMORY;
+    return err == MAAS_ERR_UNAVAILABLE || err == MAAS_ERR_TIMEOUT || err == MAAS_ERR_CONFLICT;
 }
 
 const char *maas_err_code(maas_err err) {

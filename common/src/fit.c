@@ -185,6 +185,17 @@ static double monitored(const maas_fit_opts *o, const maas_epoch_log *e) {
     return e->val_loss;
 }
 
+double maas_fit_bytes(const maas_net_size *size, int n_inputs, int label_cols, size_t rows,
+                      int batch_size, int epochs) {
+    double batch = batch_size < 1 ? 1.0 : (double)batch_size;
+    if ((double)rows < batch) batch = rows ? (double)rows : 1.0;
+    double params = 6.0 * (double)size->n_params * sizeof(float);
+    double act = 2.0 * batch * sizeof(float) *
+                 (2.0 * (double)size->cells_per_row + 2.0 * size->widest + n_inputs + label_cols);
+    double data = (double)rows * ((double)(n_inputs + label_cols) * sizeof(float) + sizeof(size_t));
+    return params + act + data + (epochs > 0 ? (double)epochs : 0.0) * sizeof(maas_epoch_log);
+}
+
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;

@@ -209,11 +209,30 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
             snprintf(kv->user, sizeof(kv->user), "%s", v);
         else if (!strcmp(k, "redis.password"))
             snprintf(kv->password, sizeof(kv->password), "%s", v);
-        else if (!strcmp(k, "redis.prefix"))
+        else if (!strcmp(k, "redis.prefix")) {
+            /* letters, digits and . _ : - only: a '{' would make a hash tag of the prefix and
+             * pin every key to one Redis Cluster slot */
+            size_t n = strlen(v);
+            if (n == 0 || n >= sizeof(kv->prefix) ||
+                strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") !=
+                    n) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                          "redis.prefix '%.80s': 1..%zu of letters, digits and . _ : - (no braces "
+                          "or spaces)",
+                          v, sizeof(kv->prefix) - 1);
+                goto fail;
+            }
             snprintf(kv->prefix, sizeof(kv->prefix), "%s", v);
-        else if (!strcmp(k, "redis.timeout_ms"))
-            kv->timeout_ms = (int)strtol(v, NULL, 10);
-        else if (!strncmp(k, "redis.", 6)) {
+        } else if (!strcmp(k, "redis.timeout_ms")) {
+            char *end;
+            long t = strtol(v, &end, 10);
+            if (*end || end == v || t < 10 || t > 600000) {
+                maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                          "redis.timeout_ms '%.40s': milliseconds in 10..600000", v);
+                goto fail;
+            }
+            kv->timeout_ms = (int)t;
+        } else if (!strncmp(k, "redis.", 6)) {
             maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                       "unknown setting '%s' (known: redis.user, redis.password, redis.prefix, "
                       "redis.timeout_ms)",
@@ -221,8 +240,6 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
             goto fail;
         }
     }
-    if (kv->timeout_ms < 10 || kv->timeout_ms > 600000) kv->timeout_ms = 5000;
-    if (maas_name_check("redis.prefix", kv->prefix[0] ? "x" : "", errstr, errstr_size)) goto fail;
     if (kv_open(kv, errstr, errstr_size)) goto fail;
     return kv;
 fail:
@@ -356,6 +373,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : maas_wall_ms());
     arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
     arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
+    if (r->digest[0]) arg_s(&a, "digest"), arg_s(&a, r->digest);
     redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long created = rep->integer;
@@ -420,6 +438,8 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
             r->deadline_ms = field_i64(v);
         else if (!strcmp(f, "cancel_requested"))
             r->cancel_requested = field_i64(v) != 0;
+        else if (!strcmp(f, "digest"))
+            copy_field(r->digest, sizeof(r->digest), v);
         else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
             memcpy(r->progress, v->str, v->len);
             r->progress[v->len] = '\0';
@@ -447,7 +467,7 @@ static const char job_transition_lua[] =
     "  redis.call('HSET', key, 'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13],\n"
     "             'created_ms', ARGV[14], 'deadline_ms', ARGV[15], 'ttl_s', ARGV[16],\n"
     "             'state', 'succeeded', 'attempts', 1, 'worker', ARGV[4], 'finished_ms', ARGV[3],\n"
-    "             'result', ARGV[5])\n"
+    "             'result', ARGV[5], 'digest', ARGV[18])\n"
     "  local ttl = tonumber(ARGV[8])\n"
     "  if ttl > 0 then redis.call('EXPIRE', key, ttl) end\n"
     "  if ARGV[17] == '1' then\n"
@@ -463,9 +483,18 @@ static const char job_transition_lua[] =
     "if not st then\n"
     "  if ARGV[10] ~= '1' then return {-1, ''} end\n"
     "  f = {'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13], 'created_ms', ARGV[14],\n"
-    "       'deadline_ms', ARGV[15], 'ttl_s', ARGV[16]}\n"
+    "       'deadline_ms', ARGV[15], 'ttl_s', ARGV[16], 'digest', ARGV[18]}\n"
     "  st, attempts, new = 'queued', 0, true\n"
     "else\n"
+    /* A message acting on a record must be the job the record was made for: its type,
+     * model and (when both are known) the SHA-256 of its bytes. */
+    "  if ARGV[10] == '1' then\n"
+    "    local r = redis.call('HMGET', key, 'type', 'model', 'digest')\n"
+    "    if r[1] ~= ARGV[12] or r[2] ~= ARGV[13] or\n"
+    "       (r[3] and r[3] ~= '' and ARGV[18] ~= '' and r[3] ~= ARGV[18]) then\n"
+    "      return {-2, st}\n"
+    "    end\n"
+    "  end\n"
     "  f = {}\n"
     "end\n"
     "local i\n"
@@ -571,6 +600,7 @@ static void build_transition(maas_kv *kv, transition_call *t, const char *id,
     arg_i(a, c ? c->deadline_ms : 0);
     arg_i(a, u->ttl_s);
     arg_s(a, u->notify ? "1" : "0");
+    arg_s(a, c ? c->digest : "");
 }
 
 static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
@@ -586,6 +616,11 @@ static maas_err transition_reply(const redisReply *rep, const char *id, const ma
     char from[32] = "";
     if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
         copy_field(from, sizeof(from), rep->element[1]);
+    if (ok == -2)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_MISMATCH,
+                         "job '%s': the message does not match its record (type, model or "
+                         "digest); the record is left as it was (%s)",
+                         id, from);
     if (ok < 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "job '%s' has no record", id);
     if (ok == 0)

@@ -139,49 +139,57 @@ static void default_name(maas_layer *layers, int i) {
         snprintf(s->name, sizeof(s->name), "%s_%d", base, seen);
 }
 
-/* Validates the specs and allocates a model with zeroed weights. */
-static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n_layers,
-                               maas_err *code, char *errstr, size_t errstr_size) {
-    if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS) {
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                          "input width must be in 1..%d, got %d", MAAS_MAX_UNITS, n_inputs);
-        return NULL;
-    }
-    if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS) {
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                          "a model needs 1..%d layers, got %d", MAAS_MAX_LAYERS, n_layers);
-        return NULL;
-    }
-    /* Validate and size everything before the first allocation. */
-    size_t n_params = 0;
-    int width = n_inputs, n_dense = 0;
+maas_err maas_layers_size(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                          maas_net_size *size, char *errstr, size_t errstr_size) {
+    memset(size, 0, sizeof(*size));
+    if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "input width must be in 1..%d, got %d", MAAS_MAX_UNITS, n_inputs);
+    if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "a model needs 1..%d layers, got %d", MAAS_MAX_LAYERS, n_layers);
+    maas_err code;
+    size_t n_params = 0, cells = 0;
+    int width = n_inputs, widest = n_inputs, n_dense = 0;
     for (int i = 0; i < n_layers; i++) {
-        if ((*code = check_spec(i, &specs[i], errstr, errstr_size)) != MAAS_OK) return NULL;
+        if ((code = check_spec(i, &specs[i], errstr, errstr_size)) != MAAS_OK) return code;
         if (specs[i].kind == MAAS_LAYER_DENSE) {
             n_params += (size_t)width * (size_t)specs[i].units;
             if (specs[i].use_bias) n_params += (size_t)specs[i].units;
-            if (n_params > MAAS_MAX_PARAMS) {
-                *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                                  "model exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
-                return NULL;
-            }
+            if (n_params > MAAS_MAX_PARAMS)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                                 "the network exceeds %u parameters at layer %d", MAAS_MAX_PARAMS,
+                                 i);
             width = specs[i].units;
             n_dense++;
         }
+        widest = width > widest ? width : widest;
+        cells += (size_t)width;
     }
-    if (n_dense == 0) {
-        *code = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                          "a model needs at least one Dense layer");
-        return NULL;
-    }
+    if (n_dense == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a model needs at least one Dense layer");
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
-            if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name)) {
-                *code = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                                  "duplicate layer name '%s'", specs[i].name);
-                return NULL;
-            }
+            if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                 "duplicate layer name '%s'", specs[i].name);
+    size->n_params = n_params;
+    size->n_outputs = width;
+    size->widest = widest;
+    size->cells_per_row = cells;
+    return MAAS_OK;
+}
 
+/* Validates the specs and allocates a model with zeroed weights. */
+static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                               maas_err *code, char *errstr, size_t errstr_size) {
+    /* Validate and size everything before the first allocation. */
+    maas_net_size size;
+    if ((*code = maas_layers_size(n_inputs, specs, n_layers, &size, errstr, errstr_size)))
+        return NULL;
+    size_t n_params = size.n_params;
+    int width;
     maas_model *m = calloc(1, sizeof(*m));
     if (m) m->layers = calloc((size_t)n_layers, sizeof(*m->layers));
     if (m && m->layers) m->params = calloc(n_params, sizeof(float));

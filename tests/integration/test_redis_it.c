@@ -482,6 +482,68 @@ static void test_atomic_under_concurrency(void **state) {
     assert_true(r[0].moves_won == 0 || r[1].moves_won == 0);
 }
 
+/* A record is bound to its message: only a message of its type, model and digest moves it. */
+static void test_record_bound_to_message(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    maas_job_record r = job("bound-1");
+    snprintf(r.type, sizeof(r.type), "train");
+    snprintf(r.model, sizeof(r.model), "m");
+    memset(r.digest, 'a', 64);
+    assert_ok(maas_kv_job_create(kv, &r, 60, err, sizeof(err)), err);
+    maas_job_record msg = r; /* what a worker derives from the message it holds */
+    maas_job_update run = {.to = MAAS_JOB_RUNNING,
+                           .from_mask = MAAS_JOB_FROM(MAAS_JOB_QUEUED),
+                           .worker = "w",
+                           .create = &msg};
+    msg.digest[0] = 'b'; /* other bytes under the same id */
+    assert_err(MAAS_ERR_MISMATCH, maas_kv_job_transition(kv, "bound-1", &run, err, sizeof(err)),
+               err);
+    assert_non_null(strstr(err, "does not match"));
+    msg = r;
+    snprintf(msg.type, sizeof(msg.type), "infer"); /* another type */
+    assert_err(MAAS_ERR_MISMATCH, maas_kv_job_transition(kv, "bound-1", &run, err, sizeof(err)),
+               err);
+    maas_job_record now;
+    assert_ok(maas_kv_job_get(kv, "bound-1", &now, err, sizeof(err)), err);
+    assert_int_equal(now.state, MAAS_JOB_QUEUED);
+    assert_int_equal(now.attempts, 0);
+    assert_memory_equal(now.digest, r.digest, 64);
+    maas_job_record_release(&now);
+    msg = r; /* the message the record was made for */
+    assert_ok(maas_kv_job_transition(kv, "bound-1", &run, err, sizeof(err)), err);
+    /* a record written without a digest (a client of its own): type and model decide */
+    maas_job_record plain = job("bound-2");
+    snprintf(plain.type, sizeof(plain.type), "infer");
+    snprintf(plain.model, sizeof(plain.model), "m");
+    assert_ok(maas_kv_job_create(kv, &plain, 60, err, sizeof(err)), err);
+    msg = plain;
+    memset(msg.digest, 'c', 64);
+    snprintf(msg.model, sizeof(msg.model), "other");
+    run.create = &msg;
+    assert_err(MAAS_ERR_MISMATCH, maas_kv_job_transition(kv, "bound-2", &run, err, sizeof(err)),
+               err);
+    snprintf(msg.model, sizeof(msg.model), "m");
+    assert_ok(maas_kv_job_transition(kv, "bound-2", &run, err, sizeof(err)), err);
+    maas_kv_free(kv);
+}
+
+/* Settings the adapter refuses before connecting, naming them. */
+static void test_bad_settings(void **state) {
+    (void)state;
+    const char *url = getenv("MAAS_REDIS_URL");
+    static const char *const bad[][2] = {{"redis.prefix", "a{b}:"},
+                                         {"redis.prefix", "has space"},
+                                         {"redis.timeout_ms", "soon"},
+                                         {"redis.timeout_ms", "5"}};
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(bad); i++) {
+        maas_setting s[] = {{bad[i][0], bad[i][1]}};
+        err[0] = '\0';
+        assert_null(maas_kv_connect(url, s, 1, err, sizeof(err)));
+        if (!strstr(err, bad[i][0])) fail_msg("'%s' does not name %s", err, bad[i][0]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_job_lifecycle),
@@ -492,6 +554,8 @@ int main(void) {
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),
+        cmocka_unit_test(test_record_bound_to_message),
+        cmocka_unit_test(test_bad_settings),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

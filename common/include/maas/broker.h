@@ -44,7 +44,8 @@ typedef struct maas_producer maas_producer;
 /*
  * Delivery report: called from maas_producer_poll()/flush() on the calling
  * thread, once per message, with the opaque given to send. err is MAAS_OK when
- * the broker acknowledged it (acks=all), else UNAVAILABLE/TIMEOUT with errstr.
+ * the broker acknowledged it (acks=all), else UNAVAILABLE/TIMEOUT (LIMIT_EXCEEDED for a
+ * message over a size limit) with errstr.
  */
 typedef void (*maas_delivery_fn)(void *ud, void *msg_opaque, maas_err err, const char *errstr,
                                  int32_t partition, int64_t offset);
@@ -59,11 +60,17 @@ maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key
                             const void *value, size_t value_len, void *msg_opaque, char *errstr,
                             size_t errstr_size);
 
-/* The same with message headers (e.g. the reason a job was dead-lettered). */
-maas_err maas_producer_send_headers(maas_producer *p, const char *topic, const void *key,
-                                    size_t key_len, const void *value, size_t value_len,
-                                    const maas_setting *headers, int n_headers, void *msg_opaque,
-                                    char *errstr, size_t errstr_size);
+/*
+ * Sends one message with headers and waits up to timeout_ms for the broker's
+ * verdict (the delivery report), serving other reports meanwhile: MAAS_OK only
+ * once the message is stored (acks=all). A message over the producer's or the
+ * topic's size limit is LIMIT_EXCEEDED; a broker away, UNAVAILABLE or TIMEOUT.
+ * Not for concurrent use on one producer (the dead-letter path of a worker).
+ */
+maas_err maas_producer_send_wait(maas_producer *p, const char *topic, const void *key,
+                                 size_t key_len, const void *value, size_t value_len,
+                                 const maas_setting *headers, int n_headers, int timeout_ms,
+                                 char *errstr, size_t errstr_size);
 
 /* Serves delivery reports for up to timeout_ms; returns how many were served. */
 int maas_producer_poll(maas_producer *p, int timeout_ms);

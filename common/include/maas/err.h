@@ -35,7 +35,8 @@
     X(CONFLICT)           /* the state changed under us (e.g. an alias moved); retry */            \
     X(UNSUPPORTED)        /* a valid request this build cannot carry out yet */                    \
     X(SERVER_ERROR)       /* a store's own error (a key of the wrong type, out of memory, a        \
-                             script error): permanent for this request */
+                             script error): permanent for this request */                          \
+    X(MISMATCH)           /* a message that does not match the job record it names */
 
 typedef enum maas_err {
     MAAS_OK = 0,
@@ -47,8 +48,10 @@ typedef enum maas_err {
 
 /*
  * Retriable errors mean "back off and try again without giving up the job"
- * (UNAVAILABLE, TIMEOUT, CONFLICT, OUT_OF_MEMORY); every other code is permanent for
- * the input that caused it.
+ * (UNAVAILABLE, TIMEOUT, CONFLICT); every other code is permanent for the input
+ * that caused it. OUT_OF_MEMORY is permanent: an allocation sized by a job that
+ * fails would fail again on every retry (a job that cannot be afforded fails
+ * alone; it must never stall the jobs behind it).
  */
 int maas_err_retriable(maas_err err);
 

@@ -107,6 +107,10 @@ typedef struct maas_job {
 /* The fields of a job's record that the job itself fixes (id, type, model, times). */
 void maas_job_record_of(const maas_job *j, maas_job_record *r);
 
+/* The same plus the digest of its message (msg may be NULL with len 0): what binds the
+ * record to that message (a message naming the record must match it to act on it). */
+void maas_job_record_of_message(const maas_job *j, const void *msg, size_t len, maas_job_record *r);
+
 /* Sets defaults (v, priority 5, epochs 10, batch 32, shuffle, adam...). */
 void maas_job_init(maas_job *j, maas_job_type type);
 void maas_job_release(maas_job *j);

@@ -57,6 +57,7 @@ typedef struct maas_job_record {
     unsigned char *result; /* msgpack bytes or NULL; owned */
     size_t result_len;
     int cancel_requested;
+    char digest[65]; /* SHA-256 (hex) of the job's message: a message must match to act on it */
 } maas_job_record;
 
 /* Frees what a record owns (progress, result); the struct itself is the caller's. */

@@ -97,6 +97,22 @@ typedef struct maas_model {
     struct maas_quant *quant;
 } maas_model;
 
+/* A network's size from its shapes alone (nothing allocated). */
+typedef struct maas_net_size {
+    size_t n_params;      /* weights and biases */
+    int n_outputs;        /* the last layer's width */
+    int widest;           /* the widest of the inputs and every layer */
+    size_t cells_per_row; /* sum of every layer's width: activations per row */
+} maas_net_size;
+
+/*
+ * Validates layer specs as maas_model_create does and sizes the network
+ * they describe, before anything is allocated: callers check their budgets
+ * (parameters, memory) against it first. LIMIT_EXCEEDED past MAAS_MAX_PARAMS.
+ */
+maas_err maas_layers_size(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                          maas_net_size *size, char *errstr, size_t errstr_size);
+
 /*
  * Builds a model of n_layers layers over n_inputs features and initializes its
  * weights from rng (borrowed; may be NULL only if every initializer is zeros).

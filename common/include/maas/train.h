@@ -198,6 +198,17 @@ typedef struct maas_history {
 void maas_history_release(maas_history *h);
 
 /*
+ * What maas_fit (or maas_evaluate) on a network of that size holds in memory at
+ * most, in bytes, from the shapes alone: the inputs and labels (label_cols
+ * per row, after a one-hot expansion), the weights with their gradients, two
+ * optimizer slots, the best weights and the saved model, the activations of a
+ * batch (twice: training and validation) and the shuffle index. A caller
+ * compares it with its budget before anything of the job is allocated.
+ */
+double maas_fit_bytes(const maas_net_size *size, int n_inputs, int label_cols, size_t rows,
+                      int batch_size, int epochs);
+
+/*
  * Keras's model.fit(): trains m on rows x n_inputs raw inputs and labels y.
  * Validates everything (shapes, NaN/Inf, label ranges, settings) first.
  * An int8-quantized model is refused: train the float model, then quantize.
