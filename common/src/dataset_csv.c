@@ -32,6 +32,12 @@ static void on_field(void *s, size_t len, void *ud) {
             t->names = n;
             st->header_cap = cap;
         }
+        if (len == 0) { /* libcsv passes NULL for an empty field: nothing to name it by */
+            st->err = maas_errf(st->errstr, st->errstr_size, MAAS_ERR_BAD_FORMAT,
+                                "csv header, column %d: empty name (every column needs one)",
+                                st->col + 1);
+            return;
+        }
         char *name = malloc(len + 1);
         if (!name) goto oom;
         memcpy(name, s, len);

@@ -47,6 +47,8 @@ static void test_csv_bad(void **state) {
     assert_mentions(err, "empty");
     assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,nan\n", &t), err);
     assert_err(MAAS_ERR_BAD_FORMAT, parse("a,b\n1,1e999\n", &t), err);
+    assert_err(MAAS_ERR_BAD_FORMAT, parse("a,,b\n1,2,3\n", &t), err); /* was read, UB */
+    assert_mentions(err, "column 2: empty name");
     assert_err(MAAS_ERR_EMPTY, parse("a,b\n", &t), err);
     assert_err(MAAS_ERR_EMPTY, parse("", &t), err);
     assert_err(MAAS_ERR_IO, maas_csv_read("/nonexistent/x.csv", &t, err, sizeof(err)), err);
