@@ -73,39 +73,33 @@ static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
 
 static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                          maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE], prefix[256];
-    /* The id comes from the body, else the Idempotency-Key header, else it is made here;
-     * "v" may be left out over HTTP (this API speaks version 1). */
-    char *id_json = NULL, *v_json = NULL, *body = NULL;
-    maas_err err = maas_json_get(req->body, req->body_len, "id", &id_json, e, sizeof(e));
-    if (!err) err = maas_json_get(req->body, req->body_len, "v", &v_json, e, sizeof(e));
+    char e[MAAS_ERRSTR_SIZE];
+    /* The body is parsed once. The id comes from it, else the Idempotency-Key header, else
+     * it is made here; "v" may be left out over HTTP (this API speaks version 1). */
+    maas_json *doc;
+    maas_err err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    int n = 0;
-    prefix[0] = '\0';
-    if (!v_json)
-        n += snprintf(prefix + n, sizeof(prefix) - (size_t)n, "\"v\": %d", MAAS_PROTOCOL_VERSION);
-    if (!id_json) {
+    if (!maas_json_has(doc, "v"))
+        err = maas_json_set_number(doc, "v", MAAS_PROTOCOL_VERSION, e, sizeof(e));
+    if (!err && !maas_json_has(doc, "id")) {
         const char *key = req->header(req, "Idempotency-Key");
         char id[MAAS_NAME_MAX + 1];
         if (key) {
-            if (maas_name_check("Idempotency-Key", key, e, sizeof(e))) {
-                free(v_json);
-                return coord_reply_error(res, 400, "BAD_FORMAT", e);
-            }
-            snprintf(id, sizeof(id), "%s", key);
+            if (maas_name_check("Idempotency-Key", key, e, sizeof(e)) == MAAS_OK)
+                snprintf(id, sizeof(id), "%s", key);
+            else
+                err = MAAS_ERR_BAD_FORMAT;
         } else {
             maas_name_random(id);
         }
-        n +=
-            snprintf(prefix + n, sizeof(prefix) - (size_t)n, "%s\"id\": \"%s\"", n ? ", " : "", id);
+        if (!err) err = maas_json_set_string(doc, "id", id, e, sizeof(e));
     }
-    free(id_json);
-    free(v_json);
-    err = maas_json_rewrite(req->body, req->body_len, NULL, 0, prefix, &body, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
     maas_job j;
-    err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
-    free(body);
+    if (!err)
+        err = maas_job_decode_json_doc(doc, &j, e, sizeof(e));
+    else
+        maas_job_init(&j, MAAS_JOBTYPE_NONE);
+    maas_json_free(doc);
     if (err) {
         maas_job_release(&j);
         return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
@@ -156,43 +150,51 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     maas_model_ref ref;
     if (maas_model_ref_parse(model, &ref, e, sizeof(e)))
         return coord_reply_error(res, 400, "BAD_FORMAT", e);
-    char *version = NULL, *alias = NULL, *timeout = NULL, *body = NULL;
-    maas_err err = maas_json_get(req->body, req->body_len, "version", &version, e, sizeof(e));
-    if (!err) err = maas_json_get(req->body, req->body_len, "alias", &alias, e, sizeof(e));
-    if (!err) err = maas_json_get(req->body, req->body_len, "timeout_ms", &timeout, e, sizeof(e));
-    long timeout_ms = timeout ? strtol(timeout, NULL, 10) : 5000;
-    char model_text[300], prefix[600], id[33];
-    if (version) {
-        long v = strtol(version, NULL, 10);
-        snprintf(model_text, sizeof(model_text), "%s:%ld", ref.name, v);
-    } else if (alias && alias[0] == '"') {
-        snprintf(model_text, sizeof(model_text), "%s@%.*s", ref.name, (int)strlen(alias) - 2,
-                 alias + 1);
-    } else {
-        maas_model_ref_format(&ref, model_text, sizeof(model_text));
-    }
-    free(version);
-    free(alias);
-    free(timeout);
+    maas_json *doc;
+    maas_err err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    if (timeout_ms < 1 || timeout_ms > 600000)
-        return coord_reply_error(res, 400, "BAD_FORMAT", "field timeout_ms: expected 1..600000");
+    double version = 0, timeout = 5000;
+    const char *alias = NULL;
+    char model_text[300], id[33];
+    if (maas_json_has(doc, "version") &&
+        (!maas_json_number(doc, "version", &version) || version < 1 || version > INT32_MAX ||
+         version != floor(version)))
+        err =
+            maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field version: expected an integer >= 1");
+    else if (maas_json_has(doc, "alias") && (!maas_json_string(doc, "alias", &alias) ||
+                                             maas_name_check("field alias", alias, e, sizeof(e))))
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field alias: an alias name");
+    else if (maas_json_has(doc, "timeout_ms") && (!maas_json_number(doc, "timeout_ms", &timeout) ||
+                                                  !(timeout >= 1 && timeout <= 600000)))
+        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field timeout_ms: expected 1..600000");
+    if (version > 0)
+        snprintf(model_text, sizeof(model_text), "%s:%d", ref.name, (int)version);
+    else if (alias)
+        snprintf(model_text, sizeof(model_text), "%s@%s", ref.name, alias);
+    else
+        maas_model_ref_format(&ref, model_text, sizeof(model_text));
+    long timeout_ms = (long)timeout;
     maas_name_random(id);
     int64_t now = maas_wall_ms();
-    snprintf(
-        prefix, sizeof(prefix),
-        "\"v\": 1, \"id\": \"%s\", \"type\": \"infer\", \"model\": \"%s\", \"created_ms\": %lld, "
-        "\"deadline_ms\": %lld, \"ttl_s\": 3600, \"priority\": 9",
-        id, model_text, (long long)now, (long long)(now + timeout_ms));
     static const char *const drop[] = {"version",     "alias", "timeout_ms", "v",
                                        "id",          "type",  "model",      "created_ms",
                                        "deadline_ms", "ttl_s", "priority"};
-    err = maas_json_rewrite(req->body, req->body_len, drop, (int)MAAS_ARRAY_LEN(drop), prefix,
-                            &body, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
+    if (!err) maas_json_drop(doc, drop, (int)MAAS_ARRAY_LEN(drop));
+    if (!err) err = maas_json_set_number(doc, "v", MAAS_PROTOCOL_VERSION, e, sizeof(e));
+    if (!err) err = maas_json_set_string(doc, "id", id, e, sizeof(e));
+    if (!err) err = maas_json_set_string(doc, "type", "infer", e, sizeof(e));
+    if (!err) err = maas_json_set_string(doc, "model", model_text, e, sizeof(e));
+    if (!err) err = maas_json_set_number(doc, "created_ms", (double)now, e, sizeof(e));
+    if (!err)
+        err = maas_json_set_number(doc, "deadline_ms", (double)(now + timeout_ms), e, sizeof(e));
+    if (!err) err = maas_json_set_number(doc, "ttl_s", 3600, e, sizeof(e));
+    if (!err) err = maas_json_set_number(doc, "priority", 9, e, sizeof(e));
     maas_job j;
-    err = maas_job_decode_json(body, strlen(body), &j, e, sizeof(e));
-    free(body);
+    if (!err)
+        err = maas_job_decode_json_doc(doc, &j, e, sizeof(e));
+    else
+        maas_job_init(&j, MAAS_JOBTYPE_NONE);
+    maas_json_free(doc);
     if (err) {
         maas_job_release(&j);
         return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
@@ -291,18 +293,21 @@ static void route_versions(maas_kv *kv, const char *model, maas_http_response *r
 
 static void route_alias(maas_kv *kv, const char *model, const char *alias,
                         const maas_http_request *req, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE], *v = NULL, *x = NULL;
-    maas_err err = maas_json_get(req->body, req->body_len, "version", &v, e, sizeof(e));
-    if (!err) err = maas_json_get(req->body, req->body_len, "expect", &x, e, sizeof(e));
+    char e[MAAS_ERRSTR_SIZE];
+    maas_json *doc;
+    maas_err err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    char *end = NULL;
-    long version = v ? strtol(v, &end, 10) : 0;
-    int bad = !v || *end || version < 1 || version > INT32_MAX;
-    long expect = x ? strtol(x, NULL, 10) : -1;
-    free(v);
-    free(x);
+    double v = 0, x = -1;
+    int bad = !maas_json_number(doc, "version", &v) || v < 1 || v > INT32_MAX || v != floor(v);
+    int bad_expect = maas_json_has(doc, "expect") && (!maas_json_number(doc, "expect", &x) ||
+                                                      x < 0 || x > INT32_MAX || x != floor(x));
+    maas_json_free(doc);
     if (bad)
         return coord_reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
+    if (bad_expect)
+        return coord_reply_error(res, 400, "BAD_FORMAT",
+                                 "field expect: the version the alias must point at now (0: none)");
+    long version = (long)v, expect = (long)x;
     err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
     maas_strbuf t = {0};
@@ -334,17 +339,6 @@ static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_
     snprintf(res->content_type, sizeof(res->content_type), "application/x-hdf5");
     res->body = (char *)h5;
     res->body_len = len;
-}
-
-/* A JSON string value as maas_json_get returns it ("\"abc\""), unquoted; 0 if not one. */
-static int json_plain_string(const char *json, char *out, size_t size) {
-    size_t n = json ? strlen(json) : 0;
-    if (n < 2 || json[0] != '"' || json[n - 1] != '"' || memchr(json + 1, '\\', n - 2) ||
-        n - 2 >= size)
-        return 0;
-    memcpy(out, json + 1, n - 2);
-    out[n - 2] = '\0';
-    return 1;
 }
 
 static void route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res) {
@@ -390,8 +384,7 @@ static maas_err grid_int(const char *field, int i, double v, int lo, int hi, int
 static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                                maas_http_response *res) {
     char e[MAAS_ERRSTR_SIZE], id[MAAS_NAME_MAX + 1] = "";
-    char *id_json = NULL, *job_json = NULL, *grid_json = NULL, *rand_json = NULL;
-    char *seed_json = NULL, *metric_json = NULL, *promote_json = NULL, *body = NULL;
+    maas_json *doc = NULL, *job_doc = NULL, *grid = NULL;
     maas_sweep *s = calloc(1, sizeof(*s));
     maas_sweep_grid *g = calloc(1, sizeof(*g));
     maas_job base;
@@ -400,13 +393,17 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
     const char *code = "BAD_FORMAT";
     maas_err err =
         s && g ? MAAS_OK : maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY, "out of memory");
-    const char *keys[] = {"id", "job", "grid", "random", "seed", "metric", "promote"};
-    char **vals[] = {&id_json,   &job_json,    &grid_json,   &rand_json,
-                     &seed_json, &metric_json, &promote_json};
-    for (size_t i = 0; !err && i < MAAS_ARRAY_LEN(keys); i++)
-        err = maas_json_get(req->body, req->body_len, keys[i], vals[i], e, sizeof(e));
-    if (!err && id_json && !json_plain_string(id_json, id, sizeof(id)))
-        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field id: expected a string");
+    const char *str;
+    /* the body parsed once; "job" and "grid" taken out of it as documents of their own */
+    if (!err) err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
+    if (!err) err = maas_json_take_object(doc, "job", &job_doc, e, sizeof(e));
+    if (!err) err = maas_json_take_object(doc, "grid", &grid, e, sizeof(e));
+    if (!err && maas_json_has(doc, "id")) {
+        if (maas_json_string(doc, "id", &str) && strlen(str) < sizeof(id))
+            snprintf(id, sizeof(id), "%s", str);
+        else
+            err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field id: expected a string");
+    }
     if (!err && !id[0]) {
         const char *key = req->header(req, "Idempotency-Key");
         if (key) {
@@ -418,26 +415,28 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         }
     }
     if (!err) err = maas_name_check("sweep id", id, e, sizeof(e));
-    if (!err && !job_json)
+    if (!err && !job_doc)
         err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
                         "field job: the base training job is required");
     if (!err) {
-        char prefix[256];
-        snprintf(prefix, sizeof(prefix), "\"v\": %d, \"type\": \"train\", \"id\": \"%.120s-base\"",
-                 MAAS_PROTOCOL_VERSION, id);
-        const char *drop[] = {"v", "type", "id"};
-        err = maas_json_rewrite(job_json, strlen(job_json), drop, 3, prefix, &body, e, sizeof(e));
+        char base_id[MAAS_NAME_MAX + 8];
+        snprintf(base_id, sizeof(base_id), "%.120s-base", id);
+        err = maas_json_set_number(job_doc, "v", MAAS_PROTOCOL_VERSION, e, sizeof(e));
+        if (!err) err = maas_json_set_string(job_doc, "type", "train", e, sizeof(e));
+        if (!err) err = maas_json_set_string(job_doc, "id", base_id, e, sizeof(e));
     }
-    if (!err) err = maas_job_decode_json(body, strlen(body), &base, e, sizeof(e));
+    if (!err) {
+        maas_job_release(&base);
+        err = maas_job_decode_json_doc(job_doc, &base, e, sizeof(e));
+    }
     if (!err && !base.data.dataset[0])
         err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
                         "field job.data: a sweep names its data by dataset (upload it first)");
-    if (!err && grid_json) {
+    if (!err && grid) {
         double v[MAAS_SWEEP_MAX_VALUES];
         int n;
-        size_t gl = strlen(grid_json);
-        err = maas_json_list(grid_json, gl, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
-                             e, sizeof(e));
+        err = maas_json_list(grid, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
+                             sizeof(e));
         for (int i = 0; !err && i < n; i++) {
             if (!(v[i] > 0.0 && v[i] <= 10.0)) /* also refuses NaN; fits a float */
                 err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
@@ -446,41 +445,45 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
                 g->lr[g->n_lr++] = (float)v[i];
         }
         if (!err)
-            err = maas_json_list(grid_json, gl, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n,
-                                 e, sizeof(e));
+            err = maas_json_list(grid, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
+                                 sizeof(e));
         for (int i = 0; !err && i < n; i++)
             err =
                 grid_int("batch_size", i, v[i], 1, 1 << 20, &g->batch[g->n_batch++], e, sizeof(e));
         if (!err)
-            err = maas_json_list(grid_json, gl, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
-                                 sizeof(e));
+            err =
+                maas_json_list(grid, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e, sizeof(e));
         for (int i = 0; !err && i < n; i++)
             err = grid_int("epochs", i, v[i], 1, 1000000, &g->epochs[g->n_epochs++], e, sizeof(e));
         if (!err)
-            err = maas_json_list(grid_json, gl, "layers", NULL, &g->layers[0][0],
-                                 MAAS_SWEEP_LAYERS_MAX, MAAS_SWEEP_MAX_VALUES, &g->n_layers, e,
-                                 sizeof(e));
+            err = maas_json_list(grid, "layers", NULL, &g->layers[0][0], MAAS_SWEEP_LAYERS_MAX,
+                                 MAAS_SWEEP_MAX_VALUES, &g->n_layers, e, sizeof(e));
     }
-    if (!err && rand_json) {
-        char *end;
-        double r = strtod(rand_json, &end);
-        err = *end ? maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
-                               "field random: an integer number of trials")
-                   : grid_int("random", -1, r, 0, 1000000, &g->random, e, sizeof(e));
+    double num;
+    if (!err && maas_json_has(doc, "random"))
+        err = maas_json_number(doc, "random", &num)
+                  ? grid_int("random", -1, num, 0, 1000000, &g->random, e, sizeof(e))
+                  : maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
+                              "field random: an integer number of trials");
+    if (!err && maas_json_has(doc, "seed")) {
+        if (maas_json_number(doc, "seed", &num) && num >= 0 && num < 18446744073709551616.0 &&
+            num == floor(num))
+            g->seed = (uint64_t)num;
+        else
+            err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
+                            "field seed: a whole number >= 0");
     }
-    if (!err && seed_json) g->seed = (uint64_t)strtoull(seed_json, NULL, 10);
-    if (!err && g->random < 0)
-        err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT, "field random: must be >= 0");
-    char name[MAAS_NAME_MAX + 1];
-    if (!err && metric_json &&
-        (!json_plain_string(metric_json, name, sizeof(name)) ||
-         maas_sweep_metric_from_name(name, &s->metric, e, sizeof(e))))
+    if (!err && maas_json_has(doc, "metric") &&
+        (!maas_json_string(doc, "metric", &str) ||
+         maas_sweep_metric_from_name(str, &s->metric, e, sizeof(e))))
         err =
             maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field metric: val_loss or val_accuracy");
-    if (!err && promote_json &&
-        (!json_plain_string(promote_json, s->promote, sizeof(s->promote)) ||
-         maas_name_check("promote", s->promote, e, sizeof(e))))
+    if (!err && maas_json_has(doc, "promote") &&
+        (!maas_json_string(doc, "promote", &str) || strlen(str) >= sizeof(s->promote) ||
+         maas_name_check("promote", str, e, sizeof(e))))
         err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field promote: an alias name");
+    if (!err && maas_json_string(doc, "promote", &str))
+        snprintf(s->promote, sizeof(s->promote), "%s", str);
     if (!err) {
         snprintf(s->id, sizeof(s->id), "%s", id);
         snprintf(s->model, sizeof(s->model), "%s", base.model.name);
@@ -534,8 +537,9 @@ static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *r
         maas_strbuf_printf(&t, "]}");
         coord_reply_text(res, 202, &t);
     }
-    for (size_t i = 0; i < MAAS_ARRAY_LEN(vals); i++) free(*vals[i]);
-    free(body);
+    maas_json_free(doc);
+    maas_json_free(job_doc);
+    maas_json_free(grid);
     maas_job_release(&base);
     free(s);
     free(g);
@@ -581,6 +585,15 @@ static void route_metrics(coord *c, maas_http_response *res) {
         "maas_coordinator_versions_deleted_total %lu\n",
         c->sweeps_active, c->sweep_points, c->sweep_finished, c->sweeps_settled, c->stale_requeued,
         c->stale_failed, c->versions_deleted);
+    maas_strbuf_printf(&t,
+                       "# TYPE maas_coordinator_redis_pool_connections gauge\n"
+                       "maas_coordinator_redis_pool_connections{state=\"open\"} %d\n"
+                       "maas_coordinator_redis_pool_connections{state=\"idle\"} %d\n"
+                       "# TYPE maas_coordinator_redis_pool_waits_total counter\n"
+                       "maas_coordinator_redis_pool_waits_total %lu\n"
+                       "# TYPE maas_coordinator_redis_pool_timeouts_total counter\n"
+                       "maas_coordinator_redis_pool_timeouts_total %lu\n",
+                       c->pool_open, c->pool_n_idle, c->pool_waits, c->pool_timeouts);
     pthread_mutex_unlock(&c->lock);
     res->status = 200;
     snprintf(res->content_type, sizeof(res->content_type), "text/plain; version=0.0.4");
@@ -601,13 +614,64 @@ static int segments(const char *path, char *buf, size_t size, char **seg, int n)
     return k;
 }
 
+/* How long a request waits for a pooled Redis connection before it gets 503. */
+#define POOL_WAIT_MS 5000
+
+/*
+ * A Redis connection for one request: an idle one from the pool, a new one while fewer
+ * than --redis-pool are open, else the first one given back within POOL_WAIT_MS (NULL
+ * and UNAVAILABLE after that: every connection is busy, e.g. with long predicts).
+ */
+static maas_kv *pool_get(coord *c, char *e, size_t es) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += POOL_WAIT_MS / 1000;
+    pthread_mutex_lock(&c->lock);
+    int waited = 0, timed_out = 0;
+    while (!c->pool_n_idle && c->pool_open >= c->redis_pool && !timed_out) {
+        waited = 1;
+        timed_out = pthread_cond_timedwait(&c->pool_freed, &c->lock, &until) != 0;
+    }
+    c->pool_waits += waited;
+    maas_kv *kv = NULL;
+    int make = 0;
+    if (c->pool_n_idle)
+        kv = c->pool_idle[--c->pool_n_idle];
+    else if (c->pool_open < c->redis_pool)
+        make = ++c->pool_open; /* reserved: connected outside the lock */
+    else
+        c->pool_timeouts++;
+    pthread_mutex_unlock(&c->lock);
+    if (kv) return kv;
+    if (!make) {
+        maas_errf(e, es, MAAS_ERR_UNAVAILABLE,
+                  "all %d Redis connections are busy (--redis-pool); try again", c->redis_pool);
+        return NULL;
+    }
+    if (!(kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, es))) {
+        pthread_mutex_lock(&c->lock);
+        c->pool_open--;
+        pthread_cond_signal(&c->pool_freed);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return kv;
+}
+
+/* Gives a connection back for the next request. */
+static void pool_put(coord *c, maas_kv *kv) {
+    pthread_mutex_lock(&c->lock);
+    c->pool_idle[c->pool_n_idle++] = kv;
+    pthread_cond_signal(&c->pool_freed);
+    pthread_mutex_unlock(&c->lock);
+}
+
 static void handle(void *ud, const maas_http_request *req, maas_http_response *res) {
     coord *c = ud;
     char buf[1024], *s[8], e[MAAS_ERRSTR_SIZE];
     int n = segments(req->path, buf, sizeof(buf), s, 8);
     const char *m = req->method;
     if (!strcmp(req->path, "/metrics") && !strcmp(m, "GET")) return route_metrics(c, res);
-    maas_kv *kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, sizeof(e));
+    maas_kv *kv = pool_get(c, e, sizeof(e));
     if (!kv) {
         if (!strcmp(req->path, "/healthz"))
             return maas_http_reply(res, 503, "application/json",
@@ -655,7 +719,7 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
         coord_reply_error(res, 404, "NOT_FOUND",
                           "no such route (see the README, \"The HTTP API\")");
     }
-    maas_kv_free(kv);
+    pool_put(c, kv);
     pthread_mutex_lock(&c->lock);
     if (res->status >= 100 && res->status < 600) c->requests[res->status / 100]++;
     pthread_mutex_unlock(&c->lock);
@@ -673,7 +737,14 @@ static const char usage[] =
     "                  again (MAAS_STALE_S; 60)\n"
     "  --max-attempts  ... unless it started this often: then it fails (MAAS_MAX_ATTEMPTS; 3)\n"
     "  --retain-versions N  keep each model's newest N versions and every aliased one; delete\n"
-    "                  the rest (MAAS_RETAIN_VERSIONS; 0 = keep all)\n";
+    "                  the rest (MAAS_RETAIN_VERSIONS; 0 = keep all)\n"
+    "  --max-body-mb N     request bodies over N MiB get 413 before they are read (8)\n"
+    "  --max-connections N open HTTP connections at most (64) ...\n"
+    "  --max-connections-per-client N  ... and from one address (16)\n"
+    "  --redis-pool N      Redis connections the requests share (16; a predict holds one\n"
+    "                  while it waits; a request waits up to 5 s for one, then 503)\n"
+    "  --config FILE   name=value lines (any option above, kafka.*, redis.*): secrets such\n"
+    "                  as kafka.sasl.password belong there, not on the command line\n";
 
 int main(int argc, char **argv) {
     static coord c;
@@ -684,6 +755,10 @@ int main(int argc, char **argv) {
     c.stale_s = 60;
     c.max_attempts = 3;
     c.retain_versions = 0;
+    c.max_body_mb = 8;
+    c.max_connections = 64;
+    c.max_per_client = 16;
+    c.redis_pool = 16;
     const maas_option opts[] = {
         MAAS_OPTION_CLUSTER(c.brokers, c.redis, c.prefix),
         {"http", "MAAS_COORDINATOR_HTTP", MAAS_OPTION_STRING, c.listen, sizeof(c.listen), 0, 0},
@@ -691,6 +766,10 @@ int main(int argc, char **argv) {
         {"max-attempts", "MAAS_MAX_ATTEMPTS", MAAS_OPTION_INT, &c.max_attempts, 0, 1, 100},
         {"retain-versions", "MAAS_RETAIN_VERSIONS", MAAS_OPTION_INT, &c.retain_versions, 0, 0,
          1000000},
+        {"max-body-mb", NULL, MAAS_OPTION_LONG, &c.max_body_mb, 0, 1, 1024},
+        {"max-connections", NULL, MAAS_OPTION_INT, &c.max_connections, 0, 1, 100000},
+        {"max-connections-per-client", NULL, MAAS_OPTION_INT, &c.max_per_client, 0, 1, 100000},
+        {"redis-pool", NULL, MAAS_OPTION_INT, &c.redis_pool, 0, 1, 4096},
     };
     char e[MAAS_ERRSTR_SIZE];
     int help = 0;
@@ -703,6 +782,9 @@ int main(int argc, char **argv) {
     }
     if (help) return fputs(usage, stdout), 0;
     pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.pool_freed, NULL);
+    if (!(c.pool_idle = calloc((size_t)c.redis_pool, sizeof(*c.pool_idle))))
+        return fputs("maas-coordinator: out of memory\n", stderr), 1;
     maas_client_config cc = {.brokers = c.brokers,
                              .redis_url = c.redis,
                              .topic_prefix = c.prefix,
@@ -717,8 +799,10 @@ int main(int argc, char **argv) {
     char *colon = strrchr(addr, ':');
     if (!colon) return fputs(usage, stderr), 2;
     *colon = '\0';
+    maas_http_limits lim = {(size_t)c.max_body_mb << 20, (unsigned)c.max_connections,
+                            (unsigned)c.max_per_client, 30};
     maas_http *h =
-        maas_http_start(addr, (int)strtol(colon + 1, NULL, 10), handle, &c, e, sizeof(e));
+        maas_http_start(addr, (int)strtol(colon + 1, NULL, 10), handle, &c, &lim, e, sizeof(e));
     if (!h) {
         fprintf(stderr, "maas-coordinator: %s\n", e);
         return 1;
@@ -742,6 +826,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "maas-coordinator: stopping\n");
     if (hk_started) pthread_join(hk, NULL);
     maas_http_stop(h);
+    while (c.pool_n_idle) maas_kv_free(c.pool_idle[--c.pool_n_idle]);
+    free(c.pool_idle);
     maas_client_free(c.client);
     maas_config_release(&c.conf);
     return 0;

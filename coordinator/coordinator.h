@@ -13,6 +13,7 @@
 #include "maas/config.h"
 #include "maas/http.h"
 #include "maas/job_state.h"
+#include "maas/kv.h"
 #include "maas/strbuf.h"
 #include "maas/sweep.h"
 
@@ -24,6 +25,13 @@ typedef struct coord {
     unsigned long requests[6]; /* requests by status class */
     /* housekeeping settings and what it last saw (under lock) */
     int stale_s, max_attempts, retain_versions;
+    /* the HTTP server's limits and the requests' Redis connections: a bounded pool, reused */
+    long max_body_mb;
+    int max_connections, max_per_client, redis_pool;
+    pthread_cond_t pool_freed;
+    maas_kv **pool_idle; /* redis_pool slots */
+    int pool_n_idle, pool_open;
+    unsigned long pool_waits, pool_timeouts;
     unsigned long recent[MAAS_JOB__COUNT], sweeps_active, sweep_points, sweep_finished;
     unsigned long stale_requeued, stale_failed, versions_deleted, sweeps_settled;
 } coord;

@@ -154,6 +154,9 @@ static maas_err run_members(worker *w, infer_item *items, const int *members, in
         memcpy(x + at * cols, in->data, (size_t)in->rows * cols * sizeof(float));
         at += in->rows;
     }
+    if ((double)rows * (double)ce->model->n_params > 5e9) /* seconds of work: say so first */
+        wlog(w, "info", nm == 1 ? items[members[0]].job.id : NULL,
+             "computing %zu rows of %s:%d (%d jobs)", rows, ce->name, ce->version, nm);
     double t0 = maas_mono_s();
     maas_err err = maas_infer_run(ce->infer, x, rows, y, e, es);
     metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, maas_mono_s() - t0);
@@ -371,14 +374,20 @@ maas_err infer_settle(worker *w) {
     return err;
 }
 
-int process_infer_batch(worker *w, maas_message *msgs, int n) {
+/*
+ * Runs msgs[0..n) as one batch; counts[i]: how many workers took msgs[i] and stopped
+ * before it was final (0 unless it may be a redelivery). Returns 1 if it kept msgs (in
+ * flight). *failed: an error that needs the caller to rewind msgs (nothing kept then).
+ */
+static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, maas_err *failed) {
     char e[MAAS_ERRSTR_SIZE];
+    *failed = MAAS_OK;
     infer_item *items = calloc((size_t)n, sizeof(*items));
     outbox o;
     if (!items || outbox_init(&o, n)) { /* nothing stored: rewound, redelivered */
         free(items);
         outbox_free(&o);
-        retry_later(w, msgs, n, MAAS_ERR_OUT_OF_MEMORY);
+        *failed = MAAS_ERR_OUT_OF_MEMORY;
         return 0;
     }
     maas_err err = MAAS_OK;
@@ -401,6 +410,25 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
             metrics_queue_time(&w->metrics, 1, (double)(now - it->job.created_ms) / 1000.0);
         if (de) {
             err = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(&msgs[i])}, de, e);
+            it->state = 1;
+        } else if (counts[i] >= w->cfg.max_attempts) {
+            /* workers took it this often and stopped each time before it was final (killed
+             * while computing it: out of memory?): not computed again, unless it is final */
+            maas_job_record r;
+            maas_err ge = maas_kv_job_get(w->kv, it->job.id, &r, e, sizeof(e));
+            int done = !ge && MAAS_JOB_FINAL(r.state);
+            if (!ge) maas_job_record_release(&r);
+            if (ge) {
+                err = ge;
+            } else if (!done) {
+                char why[160];
+                snprintf(why, sizeof(why),
+                         "taken by %d workers that each stopped before it was done (killed "
+                         "while computing it?); dead-lettered (--max-attempts %d)",
+                         counts[i], w->cfg.max_attempts);
+                err = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(&msgs[i])},
+                               MAAS_ERR_LIMIT_EXCEEDED, why);
+            }
             it->state = 1;
         }
     }
@@ -431,7 +459,7 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
         f->msgs = NULL;
         f->result_of = NULL;
         f->ids = NULL;
-        retry_later(w, msgs, n, err ? err : ferr);
+        *failed = err ? err : ferr;
     } else if (o.n) {
         memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */
         for (int k = 0; k < o.n; k++) {
@@ -449,4 +477,114 @@ int process_infer_batch(worker *w, maas_message *msgs, int n) {
     outbox_free(&o);
     free(items);
     return kept;
+}
+
+/* A message may be a redelivery after a worker died: its partition was assigned to this
+ * worker since, and it lies where the group had left it then (careful ranges). */
+static int careful(const worker *w, const maas_message *m) {
+    return m->partition >= 0 && m->partition < MAAS_CAREFUL_PARTITIONS &&
+           m->offset < w->careful_to[m->partition];
+}
+
+void infer_take_assignments(worker *w) {
+    maas_offset_range r[64];
+    int n = maas_consumer_fresh_ranges(w->infer_c, r, (int)MAAS_ARRAY_LEN(r), 5000);
+    for (int i = 0; i < n; i++) {
+        if (r[i].partition < 0 || r[i].partition >= MAAS_CAREFUL_PARTITIONS) continue;
+        w->careful_to[r[i].partition] = r[i].to;
+        w->counted_to[r[i].partition] = r[i].from;
+        wlog(w, "info", NULL, "%s[%d]: offsets %lld..%lld may be redeliveries: counting them",
+             r[i].topic, (int)r[i].partition, (long long)r[i].from, (long long)r[i].to - 1);
+    }
+}
+
+/* The start counts of the careful messages among msgs (one round trip per partition);
+ * counts[i] stays 0 for the others. With count, each is counted first as started once
+ * more, unless this process counted it already (a retry after a rewind, not a worker that
+ * died): then it is only read. */
+static maas_err delivery_counts(worker *w, const maas_message *msgs, int n, int count,
+                                int *counts) {
+    char e[MAAS_ERRSTR_SIZE];
+    int64_t off[256];
+    int add[256], cnt[256], at[256];
+    char *taken = calloc((size_t)n, 1);
+    if (!taken) return MAAS_ERR_OUT_OF_MEMORY;
+    maas_err err = MAAS_OK;
+    for (int i = 0; i < n && !err; i++) {
+        if (taken[i] || !careful(w, &msgs[i])) continue;
+        int32_t p = msgs[i].partition;
+        int k = 0;
+        for (int j = i; j < n && k < (int)MAAS_ARRAY_LEN(off); j++) /* this partition's */
+            if (!taken[j] && msgs[j].partition == p && careful(w, &msgs[j])) {
+                off[k] = msgs[j].offset;
+                add[k] = count && msgs[j].offset >= w->counted_to[p];
+                at[k++] = j;
+                taken[j] = 1;
+            }
+        err =
+            maas_kv_delivery_counts(w->kv, msgs[i].topic, p, off, add, k, cnt, 86400, e, sizeof(e));
+        if (err) {
+            wlog(w, "error", NULL, "cannot count deliveries: %s", e);
+            break;
+        }
+        for (int q = 0; q < k; q++) {
+            counts[at[q]] = cnt[q];
+            if (count && off[q] + 1 > w->counted_to[p]) w->counted_to[p] = off[q] + 1;
+        }
+    }
+    free(taken);
+    return err;
+}
+
+/* Finishes every batch in flight; an error leaves them for the caller to rewind. */
+static maas_err finish_flights(worker *w) {
+    maas_err err = MAAS_OK;
+    while (w->n_flights && !(err = flight_finish(w))) {
+    }
+    return err;
+}
+
+int process_infer_batch(worker *w, maas_message *msgs, int n) {
+    int *counts = calloc((size_t)n, sizeof(*counts));
+    maas_err err = counts ? delivery_counts(w, msgs, n, 0, counts) : MAAS_ERR_OUT_OF_MEMORY;
+    int isolate = 0;
+    for (int i = 0; !err && i < n; i++) isolate |= counts[i] >= 1;
+    if (!err && !isolate) { /* first time under watch (or not watched): started as a batch */
+        err = delivery_counts(w, msgs, n, 1, counts);
+        if (!err) {
+            int kept = run_batch(w, msgs, n, counts, &err);
+            free(counts);
+            if (err) retry_later(w, msgs, n, err);
+            return kept;
+        }
+    }
+    if (err) {
+        free(counts);
+        retry_later(w, msgs, n, err);
+        return 0;
+    }
+    /* Started before by a worker that stopped before they were final: one job at a time,
+     * each counted as started just before it is computed and written before the next one
+     * is, so the job that takes workers down is found alone and reaches --max-attempts,
+     * while the others are not lost with it (nor counted for the times it killed them). */
+    wlog(w, "warn", NULL,
+         "%d jobs were being computed when a worker stopped: running them one by one", n);
+    if (!(err = finish_flights(w))) {
+        for (int i = 0; i < n; i++) {
+            int kept = 0;
+            err = delivery_counts(w, &msgs[i], 1, 1, &counts[i]);
+            if (!err) kept = run_batch(w, &msgs[i], 1, &counts[i], &err);
+            if (!err) err = finish_flights(w);
+            if (kept) memset(&msgs[i], 0, sizeof(msgs[i])); /* the flight released it */
+            if (err) {
+                /* the flights (msgs[i] among them if kept) and the rest, rewound together */
+                retry_later(w, &msgs[kept ? i + 1 : i], kept ? n - i - 1 : n - i, err);
+                break;
+            }
+        }
+    } else {
+        retry_later(w, msgs, n, err);
+    }
+    free(counts);
+    return 0;
 }

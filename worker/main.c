@@ -235,7 +235,8 @@ int main(int argc, char **argv) {
         int port = colon ? (int)strtol(colon + 1, NULL, 10) : 0;
         if (colon) *colon = '\0';
         if (!colon || port < 0 || port > 65535 ||
-            !(w.http = maas_http_start(addr, port, metrics_http, &w, e, sizeof(e)))) {
+            !(w.http = maas_http_start(addr, port, metrics_http, &w,
+                                       &(maas_http_limits){64 << 10, 16, 8, 10}, e, sizeof(e)))) {
             wlog(&w, "error", NULL, "--http %s: %s", w.cfg.http, colon ? e : "expected ADDR:PORT");
             return 1;
         }
@@ -300,6 +301,7 @@ int main(int argc, char **argv) {
                     break;
                 n++;
             }
+            infer_take_assignments(&w); /* the polls may have brought an assignment */
             if (!process_infer_batch(&w, batch, n))
                 for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
         } else if (w.n_flights) {

@@ -127,6 +127,9 @@ typedef struct infer_flight {
     char (*ids)[MAAS_NAME_MAX + 1]; /* ... for job ids[k] */
 } infer_flight;
 
+/* Inference partitions whose redeliveries a worker tracks (higher ones are not). */
+#define MAAS_CAREFUL_PARTITIONS 1024
+
 /* Batches in flight at most, each on a Redis connection of its own (measured on 2 cores:
  * with one, Redis idled ~30% of a drain waiting for the worker's next batch). */
 #define INFER_FLIGHTS 2
@@ -139,6 +142,10 @@ typedef struct worker {
     int flight_head, n_flights;
     maas_producer *producer;
     maas_consumer *infer_c, *work_c;
+    /* inference partitions assigned since a worker may have died: offsets below
+     * careful_to[p] have their deliveries counted (a job that keeps killing workers is
+     * dead-lettered); offsets below counted_to[p] were counted by this process already */
+    int64_t careful_to[MAAS_CAREFUL_PARTITIONS], counted_to[MAAS_CAREFUL_PARTITIONS];
     char topic_infer[256], topic_work[256], topic_dlq[256];
     model_cache cache;
     work_task *task; /* NULL when no long job runs */
@@ -219,6 +226,8 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
 /* Runs a batch of inference messages. Returns 1 if it kept msgs (their results are in
  * flight; infer_settle releases them), 0 if the caller releases them now. */
 int process_infer_batch(worker *w, maas_message *msgs, int n);
+/* Takes note of inference partitions newly assigned: where messages may be redeliveries. */
+void infer_take_assignments(worker *w);
 /* Reads the replies of the batches in flight, if any: stores their offsets, or rewinds
  * their partitions after a Redis failure (then returns the error); releases the messages. */
 maas_err infer_settle(worker *w);

@@ -323,17 +323,50 @@ void maas_producer_free(maas_producer *p) {
 struct maas_consumer {
     rd_kafka_t *rk;
     long rebalances;
+    rd_kafka_topic_partition_list_t *fresh; /* assigned since maas_consumer_fresh_ranges */
 };
 
-/* The default eager assignment, counted. Runs on the polling thread. */
+/* The default eager assignment, counted; the partitions assigned are remembered for
+ * maas_consumer_fresh_ranges. Runs on the polling thread. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     maas_consumer *c = opaque;
     c->rebalances++;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_assign(rk, parts);
-    else
+        if (!c->fresh) c->fresh = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; c->fresh && i < parts->cnt; i++)
+            if (!rd_kafka_topic_partition_list_find(c->fresh, parts->elems[i].topic,
+                                                    parts->elems[i].partition))
+                rd_kafka_topic_partition_list_add(c->fresh, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
+    } else {
         rd_kafka_assign(rk, NULL); /* revoked: commits stored offsets first (auto commit) */
+    }
+}
+
+int maas_consumer_fresh_ranges(maas_consumer *c, maas_offset_range *out, int max, int timeout_ms) {
+    rd_kafka_topic_partition_list_t *l = c->fresh;
+    if (!l) return 0;
+    c->fresh = NULL;
+    int n = 0;
+    /* where the group left each partition; unknown (none committed) means its start */
+    rd_kafka_resp_err_t ce = rd_kafka_committed(c->rk, l, timeout_ms);
+    for (int i = 0; i < l->cnt && n < max; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(c->rk, l->elems[i].topic, l->elems[i].partition, &lo,
+                                             &hi, timeout_ms))
+            continue;
+        int64_t from = !ce && l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
+        if (hi <= from) continue;
+        snprintf(out[n].topic, sizeof(out[n].topic), "%s", l->elems[i].topic);
+        out[n].partition = l->elems[i].partition;
+        out[n].from = from;
+        out[n].to = hi;
+        n++;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return n;
 }
 
 maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
@@ -574,6 +607,7 @@ int maas_consumer_assigned(maas_consumer *c) {
 void maas_consumer_free(maas_consumer *c) {
     if (!c) return;
     rd_kafka_consumer_close(c->rk); /* commits stored offsets and leaves the group */
+    if (c->fresh) rd_kafka_topic_partition_list_destroy(c->fresh);
     rd_kafka_destroy(c->rk);
     free(c);
 }

@@ -846,6 +846,18 @@ maas_err maas_job_decode_json(const char *json, size_t len, maas_job *out, char 
     return err;
 }
 
+maas_err maas_job_decode_json_doc(const maas_json *doc, maas_job *out, char *errstr,
+                                  size_t errstr_size) {
+    unsigned char *mp;
+    size_t mp_len;
+    maas_job_init(out, MAAS_JOBTYPE_NONE);
+    maas_err err = maas_json_doc_to_msgpack(doc, &mp, &mp_len, errstr, errstr_size);
+    if (err) return err;
+    err = maas_job_decode(mp, mp_len, out, errstr, errstr_size);
+    free(mp);
+    return err;
+}
+
 /* ------------------------------------------------------------ writing */
 
 static void pk_str(msgpack_packer *pk, const char *s) {

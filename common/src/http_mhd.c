@@ -12,7 +12,29 @@ struct maas_http {
     maas_http_handler handler;
     void *ud;
     int port;
+    maas_http_limits limits;
 };
+
+maas_http_limits maas_http_limits_default(void) {
+    return (maas_http_limits){(size_t)8 << 20, 64, 16, 30};
+}
+
+/* 413 in the protocol's error shape; the connection is closed after it. */
+static enum MHD_Result too_large(struct MHD_Connection *conn, size_t max) {
+    char body[160];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\": {\"code\": \"LIMIT_EXCEEDED\", \"message\": \"request body "
+                     "over %zu bytes\"}}\n",
+                     max);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Connection", "close");
+    enum MHD_Result ret = MHD_queue_response(conn, 413, r);
+    MHD_destroy_response(r);
+    return ret;
+}
 
 typedef struct conn_state {
     char *body;
@@ -34,10 +56,25 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         st = calloc(1, sizeof(*st));
         if (!st) return MHD_NO;
         *con_cls = st;
+        /* a declared length over the limit is refused before a byte of the body is read */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || *end || n > h->limits.max_body) {
+                st->too_big = 1;
+                return too_large(conn, h->limits.max_body);
+            }
+        }
+        return MHD_YES;
+    }
+    if (st->too_big && *upload_size) { /* answered already: the rest is dropped */
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) { /* body chunks */
-        if (st->too_big || st->len + *upload_size > MAAS_HTTP_MAX_BODY) {
+        if (st->too_big || st->len + *upload_size > h->limits.max_body) {
             st->too_big = 1;
         } else {
             if (st->len + *upload_size + 1 > st->cap) { /* + 1: the body is NUL-terminated */
@@ -57,10 +94,9 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     maas_http_response res = {.status = 500};
     snprintf(res.content_type, sizeof(res.content_type), "text/plain");
     if (st->too_big) {
-        maas_http_reply(&res, 413, "application/json",
-                        "{\"error\": {\"code\": \"LIMIT_EXCEEDED\", \"message\": \"request body "
-                        "over %zu bytes\"}}\n",
-                        MAAS_HTTP_MAX_BODY);
+        free(st->body);
+        st->body = NULL;
+        return too_large(conn, h->limits.max_body);
     } else {
         const char *q = strchr(url, '?');
         char path[1024];
@@ -98,7 +134,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler, void *ud,
-                           char *errstr, size_t errstr_size) {
+                           const maas_http_limits *limits, char *errstr, size_t errstr_size) {
     maas_http *h = calloc(1, sizeof(*h));
     if (!h) {
         maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -106,6 +142,7 @@ maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler
     }
     h->handler = handler;
     h->ud = ud;
+    h->limits = limits ? *limits : maas_http_limits_default();
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
@@ -117,11 +154,12 @@ maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler
         return NULL;
     }
     /* a thread per connection: a handler may block (a synchronous predict waits for its job) */
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                MHD_USE_ERROR_LOG,
-                            (uint16_t)port, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    h->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL, answer, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        h->limits.timeout_s, MHD_OPTION_CONNECTION_LIMIT, h->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, h->limits.max_per_client, MHD_OPTION_END);
     if (!h->d) {
         free(h);
         maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,

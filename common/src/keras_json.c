@@ -697,18 +697,13 @@ static int mp_value(mp_out *o, const cJSON *j, int in_matrix, const char *key) {
     return 1;
 }
 
-maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out, size_t *out_len,
-                              char *errstr, size_t errstr_size) {
+/* Body -> msgpack bytes, or BAD_FORMAT / OUT_OF_MEMORY. */
+static maas_err to_msgpack(const cJSON *root, unsigned char **out, size_t *out_len, char *errstr,
+                           size_t errstr_size) {
     *out = NULL;
     *out_len = 0;
-    if (len > ((size_t)64 << 20))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "request body over 64 MiB");
-    cJSON *root;
-    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
-    if (err) return err;
     mp_out o = {0};
     int ok = mp_value(&o, root, 0, NULL);
-    cJSON_Delete(root);
     if (!ok || o.oom) {
         free(o.p);
         return o.oom ? maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory")
@@ -720,68 +715,112 @@ maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out,
     return MAAS_OK;
 }
 
-/* ---- edits for the HTTP API ---- */
-
-maas_err maas_json_get(const char *json, size_t len, const char *key, char **value, char *errstr,
-                       size_t errstr_size) {
-    *value = NULL;
+maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out, size_t *out_len,
+                              char *errstr, size_t errstr_size) {
+    *out = NULL;
+    *out_len = 0;
+    if (len > ((size_t)64 << 20))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "request body over 64 MiB");
     cJSON *root;
     maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
+    if (err) return err;
+    err = to_msgpack(root, out, out_len, errstr, errstr_size);
+    cJSON_Delete(root);
+    return err;
+}
+
+/* ---- a request body parsed once (maas_json is a cJSON object) ---- */
+
+#define DOC(d) ((cJSON *)(d))
+#define CDOC(d) ((const cJSON *)(d))
+
+maas_err maas_json_parse_object(const char *text, size_t len, maas_json **doc, char *errstr,
+                                size_t errstr_size) {
+    cJSON *root;
+    *doc = NULL;
+    maas_err err = parse(text, len, "the request body", &root, errstr, errstr_size);
     if (err) return err;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "the request body is not an object");
     }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (v) *value = cJSON_PrintUnformatted(v);
-    cJSON_Delete(root);
+    *doc = (maas_json *)root;
     return MAAS_OK;
 }
 
-maas_err maas_json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
-                           const char *prefix, char **out, char *errstr, size_t errstr_size) {
-    *out = NULL;
-    cJSON *root;
-    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
-    if (err) return err;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                         "the request body is not an object");
-    }
-    for (int i = 0; i < n_drop; i++) cJSON_DeleteItemFromObjectCaseSensitive(root, drop[i]);
-    char *rest = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!rest) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
-    size_t need = strlen(prefix) + strlen(rest) + 8;
-    *out = malloc(need);
-    if (*out) {
-        int empty = !strcmp(rest, "{}");
-        snprintf(*out, need, "{%s%s%s", prefix, empty || !prefix[0] ? "" : ", ",
-                 empty ? "}" : rest + 1);
-    }
-    free(rest);
-    return *out ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+void maas_json_free(maas_json *doc) {
+    cJSON_Delete(DOC(doc));
 }
 
-maas_err maas_json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
+int maas_json_has(const maas_json *doc, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(CDOC(doc), key) != NULL;
+}
+
+int maas_json_string(const maas_json *doc, const char *key, const char **s) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(CDOC(doc), key);
+    if (!cJSON_IsString(v)) return 0;
+    *s = v->valuestring;
+    return 1;
+}
+
+int maas_json_number(const maas_json *doc, const char *key, double *v) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(CDOC(doc), key);
+    if (!cJSON_IsNumber(j)) return 0;
+    *v = j->valuedouble;
+    return 1;
+}
+
+void maas_json_drop(maas_json *doc, const char *const *keys, int n) {
+    for (int i = 0; i < n; i++) cJSON_DeleteItemFromObjectCaseSensitive(DOC(doc), keys[i]);
+}
+
+static maas_err set_item(maas_json *doc, const char *key, cJSON *item, char *errstr,
+                         size_t errstr_size) {
+    cJSON_DeleteItemFromObjectCaseSensitive(DOC(doc), key);
+    if (!item || !cJSON_AddItemToObject(DOC(doc), key, item)) {
+        cJSON_Delete(item);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    return MAAS_OK;
+}
+
+maas_err maas_json_set_string(maas_json *doc, const char *key, const char *value, char *errstr,
+                              size_t errstr_size) {
+    return set_item(doc, key, cJSON_CreateString(value), errstr, errstr_size);
+}
+
+maas_err maas_json_set_number(maas_json *doc, const char *key, double value, char *errstr,
+                              size_t errstr_size) {
+    return set_item(doc, key, cJSON_CreateNumber(value), errstr, errstr_size);
+}
+
+maas_err maas_json_take_object(maas_json *doc, const char *key, maas_json **out, char *errstr,
+                               size_t errstr_size) {
+    *out = NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(CDOC(doc), key);
+    if (!v) return MAAS_OK;
+    if (!cJSON_IsObject(v))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field %s: expected an object",
+                         key);
+    *out = (maas_json *)cJSON_DetachItemFromObjectCaseSensitive(DOC(doc), key);
+    return MAAS_OK;
+}
+
+maas_err maas_json_doc_to_msgpack(const maas_json *doc, unsigned char **out, size_t *out_len,
+                                  char *errstr, size_t errstr_size) {
+    return to_msgpack(CDOC(doc), out, out_len, errstr, errstr_size);
+}
+
+maas_err maas_json_list(const maas_json *doc, const char *key, double *nums, char *strs,
                         size_t str_size, int max, int *n, char *errstr, size_t errstr_size) {
     *n = 0;
-    cJSON *root;
-    maas_err err = parse(json, len, "the request body", &root, errstr, errstr_size);
-    if (err) return err;
-    const cJSON *v = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, key) : NULL;
-    if (!v) {
-        cJSON_Delete(root);
-        return MAAS_OK;
-    }
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max) {
-        cJSON_Delete(root);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(CDOC(doc), key);
+    if (!v) return MAAS_OK;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > max)
         return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "field %s: expected a list of at most %d %s", key, max,
                          nums ? "numbers" : "strings");
-    }
     const cJSON *it;
     cJSON_ArrayForEach(it, v) {
         if (nums && cJSON_IsNumber(it)) {
@@ -790,12 +829,10 @@ maas_err maas_json_list(const char *json, size_t len, const char *key, double *n
             snprintf(strs + (size_t)*n * str_size, str_size, "%s", it->valuestring);
             (*n)++;
         } else {
-            cJSON_Delete(root);
             return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "field %s[%d]: expected a %s", key, *n,
                              nums ? "number" : "string (shorter than the limit)");
         }
     }
-    cJSON_Delete(root);
     return MAAS_OK;
 }

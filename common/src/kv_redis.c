@@ -1775,6 +1775,53 @@ maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, s
 
 /* ---- housekeeping: stored job messages, version retention ---- */
 
+static const char delivery_counts_lua[] =
+    "local out = {}\n"
+    "for i = 2, #ARGV, 2 do\n"
+    "  if ARGV[i + 1] == '1' then out[#out + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)\n"
+    "  else out[#out + 1] = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') end\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "return out\n";
+
+maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partition,
+                                 const int64_t *offsets, const int *add, int n, int *counts,
+                                 int ttl_s, char *errstr, size_t errstr_size) {
+    if (n <= 0) return MAAS_OK;
+    if (n > 4096)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "over 4096 offsets");
+    char key[512], ttl[24];
+    snprintf(key, sizeof(key), "%stries:{%s/%d}", kv->prefix, topic, (int)partition);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 86400);
+    int argc = 5 + 2 * n;
+    const char **argv = malloc((size_t)argc * sizeof(*argv));
+    char *nums = malloc((size_t)n * 24);
+    if (!argv || !nums) {
+        free(argv);
+        free(nums);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    argv[0] = "EVAL", argv[1] = delivery_counts_lua, argv[2] = "1", argv[3] = key, argv[4] = ttl;
+    for (int i = 0; i < n; i++) {
+        snprintf(nums + (size_t)i * 24, 24, "%lld", (long long)offsets[i]);
+        argv[5 + 2 * i] = nums + (size_t)i * 24;
+        argv[6 + 2 * i] = add[i] ? "1" : "0";
+    }
+    redisReply *rep = cmd(kv, argc, argv, NULL, errstr, errstr_size);
+    free(argv);
+    free(nums);
+    if (!rep) return kv->last_err;
+    maas_err err = MAAS_OK;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)n)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                        "redis: unexpected reply to the delivery counts");
+    for (int i = 0; !err && i < n; i++)
+        counts[i] =
+            rep->element[i]->type == REDIS_REPLY_INTEGER ? (int)rep->element[i]->integer : 0;
+    freeReplyObject(rep);
+    return err;
+}
+
 maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes, size_t len,
                                  int ttl_s, char *errstr, size_t errstr_size) {
     maas_err err = maas_name_check("job id", id, errstr, errstr_size);

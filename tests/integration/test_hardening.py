@@ -145,14 +145,17 @@ try:
           f"maas submit queued {real!r} with its message's digest ({sub.stderr.strip()[-200:]})")
     send("jobs.infer", infer(real, f"real-{RUN}", mat(1, 4)))
     send("jobs.work", train(real, f"real-{RUN}", DENSE, mat(64, 4), mat(64, 1), epochs=1))
-    log = open(os.path.join(WORK, "hw.log"), "w")
-    procs["hw"] = subprocess.Popen(
-        [WORKER, "--brokers", BROKERS, "--redis", f"redis://127.0.0.1:{RPORT}", "--id", "hw",
-         "--topic-prefix", PREFIX, "--memory-mb", "1024", "--cache-mb", "256",
-         "--max-job-seconds", "6", "-X", "redis.timeout_ms=300",
-         "-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500"],
-        stderr=log, stdout=log)
-    pid = procs["hw"].pid
+    def start_hw():
+        log = open(os.path.join(WORK, "hw.log"), "a")
+        procs["hw"] = subprocess.Popen(
+            [WORKER, "--brokers", BROKERS, "--redis", f"redis://127.0.0.1:{RPORT}", "--id", "hw",
+             "--topic-prefix", PREFIX, "--memory-mb", "1024", "--cache-mb", "256",
+             "--max-job-seconds", "6", "-X", "redis.timeout_ms=300",
+             "-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500"],
+            stderr=log, stdout=log)
+        return procs["hw"].pid
+    open(os.path.join(WORK, "hw.log"), "w").close()
+    pid = start_hw()
     # Two models: an ordinary one and a wide one (1 input -> 65 536 softmax units).
     send("jobs.work", train(f"t-small-{RUN}", small, DENSE, X8, Y8))
     send("jobs.work", train(f"t-wide-{RUN}", wide, [{"units": 65536, "activation": "softmax"}],
@@ -292,6 +295,47 @@ try:
           f"after the outage: expired, failed, succeeded ({states})")
     check(rec(e2).get("error_code") == b"BAD_FORMAT", "the malformed one names its field")
     check(procs["hw"].poll() is None, "the worker is still running")
+
+    # 7. an infer job that takes its worker down (killed while computing it, as the OOM killer
+    # would): after --max-attempts (3) workers stopped on it, it is dead-lettered; the jobs
+    # batched with it are computed one by one and succeed
+    slow = f"slow-{RUN}"
+    send("jobs.work", train(f"t-slow-{RUN}", slow, [{"units": 1024, "activation": "relu"},
+                                                    {"units": 1024, "activation": "relu"},
+                                                    {"units": 1, "activation": "sigmoid"}],
+                            X8, Y8, epochs=1))
+    check(wait_final([f"t-slow-{RUN}"], 60) == set(), "a model that takes seconds on 120 000 rows")
+    kj = f"i-killer-{RUN}"
+    at = len(log_text())
+    P.produce(PREFIX + "jobs.infer", key=kj,
+              value=msgpack.packb(infer(kj, slow, mat(120000, 8, [0.5] * 960000))))
+    innocent = [f"i-inn{i}-{RUN}" for i in range(5)]
+    for jid in innocent:
+        P.produce(PREFIX + "jobs.infer", key=jid, value=msgpack.packb(infer(jid, small, mat(1, 8))))
+    P.flush(30)
+    kills = 0
+    while kills < 6:
+        end = time.time() + 90  # its worker computing it, or its record final
+        while ("computing 120000 rows" not in log_text()[at:] and wait_final([kj], 0.05)
+               and time.time() < end):
+            pass
+        if "computing 120000 rows" not in log_text()[at:]:
+            break
+        procs["hw"].kill()
+        procs["hw"].wait()
+        kills += 1
+        at = len(log_text())
+        start_hw()
+    wait_final([kj] + innocent, 90)
+    r = rec(kj)
+    check(r.get("state") == b"failed" and r.get("error_code") == b"LIMIT_EXCEEDED"
+          and b"taken by" in r.get("error_message", b""),
+          f"after {kills} workers were killed computing it, it is dead-lettered "
+          f"({r.get('state')}: {r.get('error_message')})")
+    check(2 <= kills <= 4, f"it took {kills} kills (--max-attempts 3)")
+    check(all(rec(j).get("state") == b"succeeded" for j in innocent),
+          "the jobs produced with it succeeded")
+    check("running them one by one" in log_text(), "the jobs of the killed batches ran one by one")
 finally:
     procs["redis"].send_signal(signal.SIGCONT)
     if "hw" in procs and procs["hw"].poll() is None:

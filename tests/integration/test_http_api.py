@@ -3,13 +3,17 @@
 train -> wait -> version 1 -> alias -> predict by alias -> download the h5 -> the file
 predicts the same locally; bad requests get a 4xx naming the problem; unknown, pending and
 finished and expired jobs told apart; Idempotency-Key honoured; an optimize job makes an int8
-version 2 naming version 1, downloaded as a float Keras file; /healthz and /metrics.
+version 2 naming version 1, downloaded as a float Keras file; /healthz and /metrics; the
+server's bounds (issue 16): a body over --max-body-mb is refused from its Content-Length
+before it is read (peak RSS flat), connections per client are capped, the requests share a
+bounded pool of Redis connections.
 usage: test_http_api.py BIN_DIR PIMA_CSV WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
 """
 import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,7 +58,8 @@ def spawn(name, *args):
 rows = [[float(v) for v in r] for r in list(csv.reader(open(PIMA)))[1:]]
 train, test = rows[:614], rows[614:]
 try:
-    coord = spawn("maas-coordinator", "--http", f"127.0.0.1:{PORT}", "--brokers", BROKERS, "--redis", REDIS_URL)
+    coord = spawn("maas-coordinator", "--http", f"127.0.0.1:{PORT}", "--brokers", BROKERS, "--redis", REDIS_URL,
+                  "--max-body-mb", "4", "--max-connections-per-client", "8", "--redis-pool", "4")
     for _ in range(100):
         try:
             if call("GET", "/healthz")[0] == 200:
@@ -172,6 +177,76 @@ try:
     st, p2 = call("POST", f"/v1/models/{model}:predict", {"inputs": ten, "version": 2})
     check(st == 200 and all(abs(a[0] - b[0]) < 0.02 for a, b in zip(p2["outputs"], p["outputs"])),
           "the int8 version serves predictions within 0.02 of the float one")
+    # bounds: a declared body over --max-body-mb (4) is refused before it is read
+    def hwm_kb(pid):
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    def raw(head, chunks=()):
+        """Sends a request by hand (the server may answer and close before all is sent)
+        and returns what it answers."""
+        sk = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+        reply = b""
+        try:
+            sk.sendall(head)
+            for c in chunks:
+                sk.sendall(c)
+        except OSError:
+            pass
+        try:
+            while b"}}" not in reply:
+                chunk = sk.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except OSError:
+            pass
+        sk.close()
+        return reply
+
+    before = hwm_kb(coord.pid)
+    reply = raw(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 62914560\r\n\r\n")  # no body: the answer must not wait for it
+    check(reply.startswith(b"HTTP/1.1 413") and b"LIMIT_EXCEEDED" in reply,
+          f"a 60 MiB Content-Length gets 413 before its body is sent ({reply[:60]!r})")
+    # a chunked body (no Content-Length) is cut off once over the limit
+    big = json.dumps({"type": "infer", "model": model, "inputs": [[0.5] * 8] * 160000}).encode()
+    parts = [b"%x\r\n" % len(big[i:i + 65536]) + big[i:i + 65536] + b"\r\n"
+             for i in range(0, len(big), 65536)] + [b"0\r\n\r\n"]
+    reply = raw(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n", parts)
+    check(reply.startswith(b"HTTP/1.1 413") and b"LIMIT_EXCEEDED" in reply,
+          f"a chunked {len(big) / 2**20:.1f} MiB body gets 413 ({reply[:60]!r})")
+    grew = (hwm_kb(coord.pid) - before) / 1024
+    check(grew < 16, f"refusing them grew the coordinator's peak RSS by {grew:.1f} MB")
+    # connections: 8 per client; the 9th is closed at once, the server keeps serving
+    held = [socket.create_connection(("127.0.0.1", PORT), timeout=10) for _ in range(8)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    try:
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        refused = extra.recv(100) == b""
+    except OSError:
+        refused = True
+    extra.close()
+    check(refused, "a 9th connection from one client is refused (--max-connections-per-client 8)")
+    for k in held:
+        k.close()
+    time.sleep(0.3)
+    check(call("GET", "/healthz")[0] == 200, "and the server serves once they close")
+    # 12 requests at once share the 4 pooled Redis connections
+    import threading
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(call("GET", f"/v1/models/{model}/versions")[0]))
+               for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
+    opened = [float(l.split()[-1]) for l in metrics.splitlines()
+              if l.startswith('maas_coordinator_redis_pool_connections{state="open"}')]
+    check(codes == [200] * 12 and opened and 1 <= opened[0] <= 4,
+          f"12 concurrent requests answered on at most 4 Redis connections ({opened})")
     metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
     check('maas_coordinator_submissions_total{type="infer"}' in metrics
           and "maas_coordinator_http_responses_total" in metrics, "/metrics")

@@ -159,6 +159,22 @@ maas_err maas_consumer_pause(maas_consumer *c, int pause, char *errstr, size_t e
  */
 long long maas_consumer_lag(maas_consumer *c);
 
+/* Offsets [from, to) of a partition. */
+typedef struct maas_offset_range {
+    char topic[256];
+    int32_t partition;
+    int64_t from, to;
+} maas_offset_range;
+
+/*
+ * The partitions assigned to this member since the last call, each with the
+ * offsets that another member may have been given before: from where the group
+ * left it (its committed offset) to its end when asked. Messages there may be
+ * redeliveries after a member died (a worker counts its attempts on them). Up
+ * to max; makes requests of up to timeout_ms each; 0 when nothing was assigned.
+ */
+int maas_consumer_fresh_ranges(maas_consumer *c, maas_offset_range *out, int max, int timeout_ms);
+
 /* Rebalances (assignments and revocations) this member went through. */
 long maas_consumer_rebalances(const maas_consumer *c);
 

@@ -11,7 +11,16 @@
 
 #include "maas/err.h"
 
-#define MAAS_HTTP_MAX_BODY ((size_t)64 << 20)
+/* What one server accepts; maas_http_limits_default() gives the defaults in brackets. */
+typedef struct maas_http_limits {
+    size_t max_body;          /* request body bytes [8 MiB]: a larger Content-Length gets
+                               * 413 before the body is read; a chunked one is cut off */
+    unsigned max_connections; /* open connections in all [64]; more are refused */
+    unsigned max_per_client;  /* open connections from one IP address [16] */
+    unsigned timeout_s;       /* an idle connection is closed after [30] s */
+} maas_http_limits;
+
+maas_http_limits maas_http_limits_default(void);
 
 typedef struct maas_http_request {
     const char *method; /* "GET", "POST", ... */
@@ -37,11 +46,11 @@ typedef struct maas_http maas_http;
 
 /*
  * Serves on addr:port (addr "127.0.0.1" by default; port 0 picks a free one,
- * see maas_http_port) until maas_http_stop(). Bodies over MAAS_HTTP_MAX_BODY
- * get 413 without reaching the handler.
+ * see maas_http_port) until maas_http_stop(), within limits (NULL: the
+ * defaults). Bodies over limits->max_body get 413 without reaching the handler.
  */
 maas_http *maas_http_start(const char *addr, int port, maas_http_handler handler, void *ud,
-                           char *errstr, size_t errstr_size);
+                           const maas_http_limits *limits, char *errstr, size_t errstr_size);
 int maas_http_port(const maas_http *h);
 void maas_http_stop(maas_http *h);
 

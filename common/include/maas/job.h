@@ -129,6 +129,10 @@ maas_err maas_job_decode(const void *buf, size_t len, maas_job *out, char *errst
  */
 maas_err maas_job_decode_json(const char *json, size_t len, maas_job *out, char *errstr,
                               size_t errstr_size);
+/* The same from a body parsed once (maas/json.h): nothing is parsed again. */
+struct maas_json;
+maas_err maas_job_decode_json_doc(const struct maas_json *doc, maas_job *out, char *errstr,
+                                  size_t errstr_size);
 
 /* Encodes a job. *buf: malloc'ed, free with free(). */
 maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, char *errstr,

@@ -21,21 +21,45 @@ maas_err maas_json_to_msgpack(const char *json, size_t len, unsigned char **out,
                               char *errstr, size_t errstr_size);
 
 /*
- * Small edits of a JSON object body (the HTTP API's requests): the top-level
- * value of key as compact JSON text (strings keep their quotes) into *value
- * (malloc'ed; NULL when absent), and the object without `keys` with `prefix`
- * members (already JSON, e.g. "\"v\": 1, \"type\": \"infer\"") put first.
+ * A request body parsed once (the HTTP API): an object whose members are read,
+ * dropped, set and handed to the codec without parsing the text again.
+ * Nesting is bounded (LIMIT_EXCEEDED); not an object is BAD_FORMAT.
  */
-maas_err maas_json_get(const char *json, size_t len, const char *key, char **value, char *errstr,
-                       size_t errstr_size);
-maas_err maas_json_rewrite(const char *json, size_t len, const char *const *drop, int n_drop,
-                           const char *prefix, char **out, char *errstr, size_t errstr_size);
+typedef struct maas_json maas_json;
+
+maas_err maas_json_parse_object(const char *text, size_t len, maas_json **doc, char *errstr,
+                                size_t errstr_size);
+/* Frees a document (and what it owns). NULL is fine. */
+void maas_json_free(maas_json *doc);
+
+/* Whether key is a member. */
+int maas_json_has(const maas_json *doc, const char *key);
+/* A member that is a string: 1 and *s (borrowed from doc); 0 when absent or not a string. */
+int maas_json_string(const maas_json *doc, const char *key, const char **s);
+/* A member that is a number: 1 and *v; 0 when absent or not a number. */
+int maas_json_number(const maas_json *doc, const char *key, double *v);
+
+/* Removes members (absent ones are fine). */
+void maas_json_drop(maas_json *doc, const char *const *keys, int n);
+/* Sets (adds or replaces) a member to a string or a number. */
+maas_err maas_json_set_string(maas_json *doc, const char *key, const char *value, char *errstr,
+                              size_t errstr_size);
+maas_err maas_json_set_number(maas_json *doc, const char *key, double value, char *errstr,
+                              size_t errstr_size);
+/* Takes a member that is an object out of doc as a document of its own (*out, to free);
+ * *out NULL when absent; BAD_FORMAT when it is not an object. */
+maas_err maas_json_take_object(maas_json *doc, const char *key, maas_json **out, char *errstr,
+                               size_t errstr_size);
 
 /*
- * A top-level list member of a JSON object: numbers into nums, or (nums NULL)
- * strings into strs, max entries of str_size bytes each. Absent: *n = 0.
+ * A member that is a list: numbers into nums, or (nums NULL) strings into strs,
+ * max entries of str_size bytes each. Absent: *n = 0.
  */
-maas_err maas_json_list(const char *json, size_t len, const char *key, double *nums, char *strs,
+maas_err maas_json_list(const maas_json *doc, const char *key, double *nums, char *strs,
                         size_t str_size, int max, int *n, char *errstr, size_t errstr_size);
+
+/* The document as msgpack (the protocol's JSON view, as maas_json_to_msgpack). */
+maas_err maas_json_doc_to_msgpack(const maas_json *doc, unsigned char **out, size_t *out_len,
+                                  char *errstr, size_t errstr_size);
 
 #endif

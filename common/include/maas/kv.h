@@ -232,6 +232,16 @@ maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_jo
                            int *n, char *errstr, size_t errstr_size);
 
 /*
+ * Deliveries of inference messages that may be redeliveries after a worker
+ * died (maas:tries:{TOPIC/PARTITION}, a hash of offset -> count, kept ttl_s):
+ * for each offsets[i] adds one when add[i], else only reads; counts[i] gets
+ * the count. One round trip for up to 4096 offsets of one partition.
+ */
+maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partition,
+                                 const int64_t *offsets, const int *add, int n, int *counts,
+                                 int ttl_s, char *errstr, size_t errstr_size);
+
+/*
  * The message of a work job as it was published (maas:job:{ID}:message,
  * expiring after ttl_s), kept by submitters so housekeeping can publish it
  * again when the worker running it vanished. UNKNOWN when none is stored.
