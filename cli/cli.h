@@ -39,6 +39,24 @@ typedef struct cli_data {
 } cli_data;
 
 void cli_data_release(cli_data *d);
+
+/* The local commands' data options: --data, --label, --labels, --drop (repeatable). */
+#define CLI_LOCAL_MAX_DROPS 64
+typedef struct cli_local_data {
+    const char *data, *label, *labels;
+    const char *drops[CLI_LOCAL_MAX_DROPS];
+    int n_drops;
+} cli_local_data;
+/* Their option codes (above every command's own, which start at 256). */
+enum { O_LOCAL_DATA = 900, O_LOCAL_LABEL, O_LOCAL_LABELS, O_LOCAL_DROP };
+/* Their entries in a getopt_long table: --data, --label, --labels, --drop. */
+#define CLI_LOCAL_DATA_LONGOPTS                                                                    \
+    {"data", required_argument, 0, O_LOCAL_DATA}, {"label", required_argument, 0, O_LOCAL_LABEL},  \
+        {"labels", required_argument, 0, O_LOCAL_LABELS}, {                                        \
+        "drop", required_argument, 0, O_LOCAL_DROP                                                 \
+    }
+/* Takes a data option: 1 if opt is one (*rc then 0, or a usage error's status). */
+int cli_local_data_opt(const char *cmd, cli_local_data *d, int opt, const char *arg, int *rc);
 /* Features from spec (CSV or FILE.h5:/x); labels from the column `label` or `labels_spec`. */
 int cli_load_data(const char *cmd, const char *spec, const char *label, const char *labels_spec,
                   const char *const *drops, int n_drops, cli_data *out);

@@ -17,8 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_DROPS 64
-
 /* ------------------------------------------------------------------ data */
 
 void cli_data_release(cli_data *d) {
@@ -248,4 +246,27 @@ int cli_parse_format(const char *cmd, const char *v, int *json) {
     else
         return maas_cli_usage_error(cmd, "--format must be csv, text or json, got '%s'", v);
     return 0;
+}
+
+int cli_local_data_opt(const char *cmd, cli_local_data *d, int opt, const char *arg, int *rc) {
+    *rc = 0;
+    switch (opt) {
+    case O_LOCAL_DATA:
+        d->data = arg;
+        return 1;
+    case O_LOCAL_LABEL:
+        d->label = arg;
+        return 1;
+    case O_LOCAL_LABELS:
+        d->labels = arg;
+        return 1;
+    case O_LOCAL_DROP:
+        if (d->n_drops == CLI_LOCAL_MAX_DROPS)
+            *rc = maas_cli_usage_error(cmd, "more than %d --drop", CLI_LOCAL_MAX_DROPS);
+        else
+            d->drops[d->n_drops++] = arg;
+        return 1;
+    default:
+        return 0;
+    }
 }

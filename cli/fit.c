@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_DROPS 64
-
 /* ------------------------------------------------------------------ fit */
 
 static const char fit_help[] =
@@ -63,11 +61,7 @@ int maas_cli_fit(int argc, char **argv) {
     const char *cmd = "fit";
     if (cli_wants_help(argc, argv)) return fputs(fit_help, stdout), 0;
     enum {
-        O_DATA = 256,
-        O_LABEL,
-        O_LABELS,
-        O_DROP,
-        O_LAYERS,
+        O_LAYERS = 256,
         O_LOSS,
         O_OPT,
         O_LR,
@@ -87,10 +81,7 @@ int maas_cli_fit(int argc, char **argv) {
         O_THREADS
     };
     static const struct option opts[] = {
-        {"data", required_argument, 0, O_DATA},
-        {"label", required_argument, 0, O_LABEL},
-        {"labels", required_argument, 0, O_LABELS},
-        {"drop", required_argument, 0, O_DROP},
+        CLI_LOCAL_DATA_LONGOPTS,
         {"layers", required_argument, 0, O_LAYERS},
         {"loss", required_argument, 0, O_LOSS},
         {"optimizer", required_argument, 0, O_OPT},
@@ -114,31 +105,23 @@ int maas_cli_fit(int argc, char **argv) {
         {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0},
     };
-    const char *data = NULL, *label = NULL, *labels = NULL, *layers = NULL, *loss_name = NULL;
-    const char *opt_name = "adam", *out = NULL, *monitor = NULL, *drops[MAX_DROPS];
-    int n_drops = 0, nesterov = 0, no_acc = 0, standardize = 0, early = 0, restore = 0;
+    const char *layers = NULL, *loss_name = NULL;
+    const char *opt_name = "adam", *out = NULL, *monitor = NULL;
+    int nesterov = 0, no_acc = 0, standardize = 0, early = 0, restore = 0;
     int shuffle = 1, quiet = 0, have_seed = 0;
     long epochs = 10, batch = 32, patience = 2, threads = 1, seed = 0;
     double lr = 0, momentum = 0, vsplit = 0;
     int c, rc;
+    cli_local_data dd = {0};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
         rc = 0;
+        if (cli_local_data_opt(cmd, &dd, c, optarg, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
         switch (c) {
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_LABELS:
-            labels = optarg;
-            break;
-        case O_DROP:
-            if (n_drops == MAX_DROPS) return maas_cli_usage_error(cmd, "too many --drop");
-            drops[n_drops++] = optarg;
-            break;
         case O_LAYERS:
             layers = optarg;
             break;
@@ -206,10 +189,10 @@ int maas_cli_fit(int argc, char **argv) {
         if (rc) return rc;
     }
     if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!data) return maas_cli_usage_error(cmd, "--data is required");
+    if (!dd.data) return maas_cli_usage_error(cmd, "--data is required");
     if (!layers) return maas_cli_usage_error(cmd, "--layers is required");
     if (!out) return maas_cli_usage_error(cmd, "-o model.h5 is required");
-    if (!label == !labels)
+    if (!dd.label == !dd.labels)
         return maas_cli_usage_error(cmd, "give exactly one of --label, --labels");
 
     char err[MAAS_ERRSTR_SIZE];
@@ -237,7 +220,8 @@ int maas_cli_fit(int argc, char **argv) {
     comp.accuracy = !no_acc && comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
 
     cli_data d;
-    if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) return rc;
+    if ((rc = cli_load_data(cmd, dd.data, dd.label, dd.labels, dd.drops, dd.n_drops, &d)))
+        return rc;
     uint64_t s = have_seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     maas_rng rng;
     maas_rng_init(&rng, s);
@@ -247,7 +231,7 @@ int maas_cli_fit(int argc, char **argv) {
         cli_data_release(&d);
         return maas_cli_fail(cmd, "%s", err);
     }
-    if ((rc = cli_shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) goto done;
+    if ((rc = cli_shape_labels(cmd, dd.labels ? dd.labels : dd.data, m, comp.loss, &d))) goto done;
     size_t n_params = m->n_params;
     if (!quiet)
         fprintf(stderr,

@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_DROPS 64
-
 /* ------------------------------------------------------------- evaluate */
 
 /*
@@ -55,42 +53,27 @@ static const char evaluate_help[] =
 int maas_cli_evaluate(int argc, char **argv) {
     const char *cmd = "evaluate";
     if (cli_wants_help(argc, argv)) return fputs(evaluate_help, stdout), 0;
-    enum { O_DATA = 256, O_LABEL, O_LABELS, O_DROP, O_LOSS, O_FORMAT, O_THREADS };
+    enum { O_LOSS = 256, O_FORMAT, O_THREADS };
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},
-        {"data", required_argument, 0, O_DATA},
-        {"label", required_argument, 0, O_LABEL},
-        {"labels", required_argument, 0, O_LABELS},
-        {"drop", required_argument, 0, O_DROP},
-        {"loss", required_argument, 0, O_LOSS},
-        {"format", required_argument, 0, O_FORMAT},
-        {"threads", required_argument, 0, O_THREADS},
-        {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},         CLI_LOCAL_DATA_LONGOPTS,
+        {"loss", required_argument, 0, O_LOSS},       {"format", required_argument, 0, O_FORMAT},
+        {"threads", required_argument, 0, O_THREADS}, {0, 0, 0, 0},
     };
-    const char *model = NULL, *data = NULL, *label = NULL, *labels = NULL, *loss_name = NULL;
-    const char *drops[MAX_DROPS];
-    int n_drops = 0, json = 0, c, rc;
+    const char *model = NULL, *loss_name = NULL;
+    int json = 0, c, rc;
     long threads = 1;
+    cli_local_data dd = {0};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
         rc = 0;
+        if (cli_local_data_opt(cmd, &dd, c, optarg, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
         switch (c) {
         case 'm':
             model = optarg;
-            break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_LABELS:
-            labels = optarg;
-            break;
-        case O_DROP:
-            if (n_drops == MAX_DROPS) return maas_cli_usage_error(cmd, "too many --drop");
-            drops[n_drops++] = optarg;
             break;
         case O_LOSS:
             loss_name = optarg;
@@ -107,8 +90,8 @@ int maas_cli_evaluate(int argc, char **argv) {
         if (rc) return rc;
     }
     if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !data) return maas_cli_usage_error(cmd, "-m MODEL and --data are required");
-    if (!label == !labels)
+    if (!model || !dd.data) return maas_cli_usage_error(cmd, "-m MODEL and --data are required");
+    if (!dd.label == !dd.labels)
         return maas_cli_usage_error(cmd, "give exactly one of --label, --labels");
     char err[MAAS_ERRSTR_SIZE];
     maas_model_info info;
@@ -122,15 +105,15 @@ int maas_cli_evaluate(int argc, char **argv) {
     }
     maas_blas_set_threads((int)threads);
     cli_data d;
-    if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d))) {
+    if ((rc = cli_load_data(cmd, dd.data, dd.label, dd.labels, dd.drops, dd.n_drops, &d))) {
         maas_model_free(m);
         return rc;
     }
     double loss, acc;
-    if (!(rc = cli_check_features(cmd, data, m, &d)) &&
-        !(rc = cli_shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
+    if (!(rc = cli_check_features(cmd, dd.data, m, &d)) &&
+        !(rc = cli_shape_labels(cmd, dd.labels ? dd.labels : dd.data, m, comp.loss, &d))) {
         if (maas_evaluate(m, &comp, d.x, d.y, d.rows, &loss, &acc, err, sizeof(err))) {
-            rc = maas_cli_fail(cmd, "%s: %s", data, err);
+            rc = maas_cli_fail(cmd, "%s: %s", dd.data, err);
         } else if (json) {
             printf("{\"rows\": %zu, \"loss\": %.9g", d.rows, loss);
             if (comp.accuracy) printf(", \"accuracy\": %.9g", acc);
@@ -161,33 +144,31 @@ static const char predict_help[] =
 int maas_cli_predict(int argc, char **argv) {
     const char *cmd = "predict";
     if (cli_wants_help(argc, argv)) return fputs(predict_help, stdout), 0;
-    enum { O_DATA = 256, O_DROP, O_FORMAT, O_CLASSES, O_THREADS };
+    enum { O_FORMAT = 256, O_CLASSES, O_THREADS };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
-        {"data", required_argument, 0, O_DATA},
-        {"drop", required_argument, 0, O_DROP},
+        {"data", required_argument, 0, O_LOCAL_DATA},
+        {"drop", required_argument, 0, O_LOCAL_DROP},
         {"format", required_argument, 0, O_FORMAT},
         {"classes", no_argument, 0, O_CLASSES},
         {"threads", required_argument, 0, O_THREADS},
         {0, 0, 0, 0},
     };
-    const char *model = NULL, *data = NULL, *drops[MAX_DROPS];
-    int n_drops = 0, json = 0, classes = 0, c, rc;
+    const char *model = NULL;
+    int json = 0, classes = 0, c, rc;
     long threads = 1;
+    cli_local_data dd = {0};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
         rc = 0;
+        if (cli_local_data_opt(cmd, &dd, c, optarg, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
         switch (c) {
         case 'm':
             model = optarg;
-            break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_DROP:
-            if (n_drops == MAX_DROPS) return maas_cli_usage_error(cmd, "too many --drop");
-            drops[n_drops++] = optarg;
             break;
         case O_FORMAT:
             rc = cli_parse_format(cmd, optarg, &json);
@@ -204,18 +185,18 @@ int maas_cli_predict(int argc, char **argv) {
         if (rc) return rc;
     }
     if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!model || !data) return maas_cli_usage_error(cmd, "-m MODEL and --data are required");
+    if (!model || !dd.data) return maas_cli_usage_error(cmd, "-m MODEL and --data are required");
     char err[MAAS_ERRSTR_SIZE];
     maas_model *m;
     if (maas_model_load(model, &m, NULL, err, sizeof(err))) return maas_cli_fail(cmd, "%s", err);
     maas_blas_set_threads((int)threads);
     cli_data d;
-    if ((rc = cli_load_data(cmd, data, NULL, NULL, drops, n_drops, &d))) {
+    if ((rc = cli_load_data(cmd, dd.data, NULL, NULL, dd.drops, dd.n_drops, &d))) {
         maas_model_free(m);
         return rc;
     }
     float *out = NULL;
-    if ((rc = cli_check_features(cmd, data, m, &d))) goto done;
+    if ((rc = cli_check_features(cmd, dd.data, m, &d))) goto done;
     int k = m->n_outputs;
     out = malloc(d.rows * (size_t)k * sizeof(float));
     if (!out) {
@@ -223,7 +204,7 @@ int maas_cli_predict(int argc, char **argv) {
         goto done;
     }
     if (maas_model_predict(m, d.x, d.rows, out, err, sizeof(err))) {
-        rc = maas_cli_fail(cmd, "%s: %s", data, err);
+        rc = maas_cli_fail(cmd, "%s: %s", dd.data, err);
         goto done;
     }
     /* Everything is computed before the first byte is printed. */
@@ -347,10 +328,6 @@ int maas_cli_optimize(int argc, char **argv) {
         O_PER_LAYER,
         O_FINETUNE,
         O_BATCH,
-        O_DATA,
-        O_LABEL,
-        O_LABELS,
-        O_DROP,
         O_LOSS,
         O_SEED,
         O_THREADS,
@@ -364,10 +341,7 @@ int maas_cli_optimize(int argc, char **argv) {
         {"per-layer", no_argument, 0, O_PER_LAYER},
         {"finetune-epochs", required_argument, 0, O_FINETUNE},
         {"batch-size", required_argument, 0, O_BATCH},
-        {"data", required_argument, 0, O_DATA},
-        {"label", required_argument, 0, O_LABEL},
-        {"labels", required_argument, 0, O_LABELS},
-        {"drop", required_argument, 0, O_DROP},
+        CLI_LOCAL_DATA_LONGOPTS,
         {"loss", required_argument, 0, O_LOSS},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
@@ -375,17 +349,22 @@ int maas_cli_optimize(int argc, char **argv) {
         {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0},
     };
-    const char *model = NULL, *out = NULL, *data = NULL, *label = NULL, *labels = NULL;
-    const char *loss_name = NULL, *drops[MAX_DROPS];
-    int n_drops = 0, c, rc, quiet = 0, have_seed = 0, dequant = 0;
+    const char *model = NULL, *out = NULL;
+    const char *loss_name = NULL;
+    int c, rc, quiet = 0, have_seed = 0, dequant = 0;
     long threads = 1, finetune = 0, batch = 32, seed = 0;
     double prune = 0.0;
     maas_optimize_opts o;
     maas_optimize_opts_init(&o);
+    cli_local_data dd = {0};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:o:q", opts, NULL)) != -1) {
         rc = 0;
+        if (cli_local_data_opt(cmd, &dd, c, optarg, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
         switch (c) {
         case 'm':
             model = optarg;
@@ -413,19 +392,6 @@ int maas_cli_optimize(int argc, char **argv) {
         case O_BATCH:
             rc = cli_parse_int(cmd, "--batch-size", optarg, 1, 1 << 20, &batch);
             break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_LABEL:
-            label = optarg;
-            break;
-        case O_LABELS:
-            labels = optarg;
-            break;
-        case O_DROP:
-            if (n_drops == MAX_DROPS) return maas_cli_usage_error(cmd, "too many --drop");
-            drops[n_drops++] = optarg;
-            break;
         case O_LOSS:
             loss_name = optarg;
             break;
@@ -452,9 +418,9 @@ int maas_cli_optimize(int argc, char **argv) {
         return maas_cli_usage_error(cmd, "give --quantize int8, --prune SPARSITY, or both");
     if (finetune > 0 && prune == 0.0)
         return maas_cli_usage_error(cmd, "--finetune-epochs holds a pruning mask: add --prune");
-    if (finetune > 0 && !data)
+    if (finetune > 0 && !dd.data)
         return maas_cli_usage_error(cmd, "--finetune-epochs needs --data and --label");
-    if (data && !label == !labels)
+    if (dd.data && !dd.label == !dd.labels)
         return maas_cli_usage_error(cmd, "with --data, give exactly one of --label, --labels");
     char err[MAAS_ERRSTR_SIZE];
     maas_model_info info;
@@ -475,16 +441,17 @@ int maas_cli_optimize(int argc, char **argv) {
     }
     maas_compile comp;
     int have_compile;
-    if ((rc = resolve_compile(cmd, model, &info, loss_name, data != NULL, &comp, &have_compile))) {
+    if ((rc = resolve_compile(cmd, model, &info, loss_name, dd.data != NULL, &comp,
+                              &have_compile))) {
         maas_model_free(m);
         return rc;
     }
     maas_blas_set_threads((int)threads);
     cli_data d = {0};
-    if (data) {
-        if ((rc = cli_load_data(cmd, data, label, labels, drops, n_drops, &d)) ||
-            (rc = cli_check_features(cmd, data, m, &d)) ||
-            (rc = cli_shape_labels(cmd, labels ? labels : data, m, comp.loss, &d))) {
+    if (dd.data) {
+        if ((rc = cli_load_data(cmd, dd.data, dd.label, dd.labels, dd.drops, dd.n_drops, &d)) ||
+            (rc = cli_check_features(cmd, dd.data, m, &d)) ||
+            (rc = cli_shape_labels(cmd, dd.labels ? dd.labels : dd.data, m, comp.loss, &d))) {
             cli_data_release(&d);
             maas_model_free(m);
             return rc;

@@ -21,8 +21,9 @@
  * producer) and reports a publish failure (503; the record says failed).
  * Exit status: 0 after SIGTERM/SIGINT, 1 if it cannot start, 2 on usage errors.
  *
- * This file: the routes and main. JSON output is json_out.c, the
- * housekeeping thread housekeeping.c (coordinator.h).
+ * This file: the job routes, the Redis connection pool, dispatch and main. The
+ * registry routes are registry.c, the sweep routes sweeps.c, JSON output
+ * json_out.c, the housekeeping thread housekeeping.c (coordinator.h).
  */
 #include "maas/base.h"
 #include "maas/clock.h"
@@ -52,9 +53,8 @@ static void on_signal(int sig) {
 
 /* ------------------------------------------------------------ submitting */
 
-/* Submits through the client (maas/client.h); CONFLICT when the id was known and left alone. */
-static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int *again, char *e,
-                          size_t es) {
+maas_err coord_submit(coord *c, maas_kv *kv, maas_job *j, int republish, int *again, char *e,
+                      size_t es) {
     maas_submit_info info;
     maas_err err =
         maas_client_submit(c->client, kv, j, republish ? MAAS_SUBMIT_REPUBLISH : 0, &info, e, es);
@@ -66,10 +66,24 @@ static maas_err submit_ex(coord *c, maas_kv *kv, maas_job *j, int republish, int
 }
 
 static maas_err submit(coord *c, maas_kv *kv, maas_job *j, char *e, size_t es) {
-    return submit_ex(c, kv, j, 0, NULL, e, es);
+    return coord_submit(c, kv, j, 0, NULL, e, es);
 }
 
 /* ------------------------------------------------------------ routes */
+
+/* The job a request body describes, once the body (doc, freed here) is edited: 0, or 1
+ * after replying with err (an earlier edit's) or the codec's error naming the field. */
+static int job_of_doc(maas_json *doc, maas_err err, maas_job *j, char *e, maas_http_response *res) {
+    if (!err)
+        err = maas_job_decode_json_doc(doc, j, e, MAAS_ERRSTR_SIZE);
+    else
+        maas_job_init(j, MAAS_JOBTYPE_NONE);
+    maas_json_free(doc);
+    if (!err) return 0;
+    maas_job_release(j);
+    coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
+    return 1;
+}
 
 static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                          maas_http_response *res) {
@@ -95,15 +109,7 @@ static void route_submit(coord *c, maas_kv *kv, const maas_http_request *req,
         if (!err) err = maas_json_set_string(doc, "id", id, e, sizeof(e));
     }
     maas_job j;
-    if (!err)
-        err = maas_job_decode_json_doc(doc, &j, e, sizeof(e));
-    else
-        maas_job_init(&j, MAAS_JOBTYPE_NONE);
-    maas_json_free(doc);
-    if (err) {
-        maas_job_release(&j);
-        return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    }
+    if (job_of_doc(doc, err, &j, e, res)) return;
     err = submit(c, kv, &j, e, sizeof(e));
     maas_strbuf t = {0};
     if (err == MAAS_ERR_CONFLICT) {
@@ -190,15 +196,7 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
     if (!err) err = maas_json_set_number(doc, "ttl_s", 3600, e, sizeof(e));
     if (!err) err = maas_json_set_number(doc, "priority", 9, e, sizeof(e));
     maas_job j;
-    if (!err)
-        err = maas_job_decode_json_doc(doc, &j, e, sizeof(e));
-    else
-        maas_job_init(&j, MAAS_JOBTYPE_NONE);
-    maas_json_free(doc);
-    if (err) {
-        maas_job_release(&j);
-        return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    }
+    if (job_of_doc(doc, err, &j, e, res)) return;
     err = submit(c, kv, &j, e, sizeof(e));
     maas_job_release(&j);
     if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
@@ -225,324 +223,6 @@ static void route_predict(coord *c, maas_kv *kv, const char *model, const maas_h
         coord_reply_error(res, status, r.error_code[0] ? r.error_code : "FAILED", r.error_message);
     }
     maas_job_record_release(&r);
-}
-
-static void route_models(maas_kv *kv, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE], **names;
-    int n;
-    maas_err err = maas_kv_models(kv, &names, &n, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    maas_strbuf t = {0};
-    maas_strbuf_printf(&t, "{\"models\": [");
-    for (int i = 0; i < n; i++) {
-        int count = 0, *vers, na = 0;
-        char **al;
-        maas_kv_version_count(kv, names[i], &count, e, sizeof(e));
-        maas_strbuf_printf(&t, "%s{\"name\": ", i ? ", " : "");
-        coord_put_str(&t, names[i]);
-        maas_strbuf_printf(&t, ", \"versions\": %d, \"aliases\": {", count);
-        if (maas_kv_aliases(kv, names[i], &al, &vers, &na, e, sizeof(e)) == MAAS_OK) {
-            for (int k = 0; k < na; k++) {
-                maas_strbuf_printf(&t, k ? ", " : "");
-                coord_put_str(&t, al[k]);
-                maas_strbuf_printf(&t, ": %d", vers[k]);
-                free(al[k]);
-            }
-            free(al);
-            free(vers);
-        }
-        maas_strbuf_printf(&t, "}}");
-        free(names[i]);
-    }
-    free(names);
-    maas_strbuf_printf(&t, "]}");
-    coord_reply_text(res, 200, &t);
-}
-
-static void route_versions(maas_kv *kv, const char *model, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE];
-    int n = 0;
-    maas_err err = maas_kv_version_count(kv, model, &n, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    if (n == 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "no model '%s'", model);
-        return coord_reply_error(res, 404, "UNKNOWN_NAME", msg);
-    }
-    maas_strbuf t = {0};
-    maas_strbuf_printf(&t, "{\"model\": ");
-    coord_put_str(&t, model);
-    maas_strbuf_printf(&t, ", \"versions\": [");
-    int listed = 0; /* retention may have deleted some versions */
-    for (int v = 1; v <= n; v++) {
-        maas_version_meta m;
-        if (maas_kv_version_meta(kv, model, v, &m, e, sizeof(e))) continue;
-        maas_strbuf_printf(
-            &t, "%s{\"version\": %d, \"parent\": %d, \"size\": %zu, \"sha256\": \"%s\", \"job\": ",
-            listed++ ? ", " : "", v, m.parent, m.size, m.sha256);
-        coord_put_str(&t, m.job);
-        maas_strbuf_printf(&t, ", \"created_ms\": %lld, \"metrics\": %s, \"config\": %s}",
-                           (long long)m.created_ms,
-                           m.metrics && m.metrics[0] == '{' ? m.metrics : "null",
-                           m.config && m.config[0] == '{' ? m.config : "null");
-        maas_version_meta_release(&m);
-    }
-    maas_strbuf_printf(&t, "]}");
-    coord_reply_text(res, 200, &t);
-}
-
-static void route_alias(maas_kv *kv, const char *model, const char *alias,
-                        const maas_http_request *req, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE];
-    maas_json *doc;
-    maas_err err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    double v = 0, x = -1;
-    int bad = !maas_json_number(doc, "version", &v) || v < 1 || v > INT32_MAX || v != floor(v);
-    int bad_expect = maas_json_has(doc, "expect") && (!maas_json_number(doc, "expect", &x) ||
-                                                      x < 0 || x > INT32_MAX || x != floor(x));
-    maas_json_free(doc);
-    if (bad)
-        return coord_reply_error(res, 400, "BAD_FORMAT", "field version: expected an integer >= 1");
-    if (bad_expect)
-        return coord_reply_error(res, 400, "BAD_FORMAT",
-                                 "field expect: the version the alias must point at now (0: none)");
-    long version = (long)v, expect = (long)x;
-    err = maas_kv_alias_set(kv, model, alias, (int)version, (int)expect, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    maas_strbuf t = {0};
-    maas_strbuf_printf(&t, "{\"model\": ");
-    coord_put_str(&t, model);
-    maas_strbuf_printf(&t, ", \"alias\": ");
-    coord_put_str(&t, alias);
-    maas_strbuf_printf(&t, ", \"version\": %ld}", version);
-    coord_reply_text(res, 200, &t);
-}
-
-static void route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE];
-    int version;
-    unsigned char *h5;
-    size_t len;
-    maas_err err = maas_kv_version_resolve(kv, model, ref, &version, e, sizeof(e));
-    if (!err) err = maas_kv_version_get(kv, model, version, &h5, &len, NULL, e, sizeof(e));
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    /* always a file Keras loads: an int8 version is sent as its dequantized float model */
-    unsigned char *keras;
-    size_t klen;
-    err = maas_model_image_for_keras(h5, len, &keras, &klen, NULL, e, sizeof(e));
-    free(h5);
-    if (err) return coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
-    h5 = keras;
-    len = klen;
-    res->status = 200;
-    snprintf(res->content_type, sizeof(res->content_type), "application/x-hdf5");
-    res->body = (char *)h5;
-    res->body_len = len;
-}
-
-static void route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE];
-    maas_sweep *s = calloc(1, sizeof(*s));
-    if (!s) return coord_reply_error(res, 500, "OUT_OF_MEMORY", "out of memory");
-    maas_err err = maas_kv_sweep_load(kv, id, s, e, sizeof(e));
-    maas_sweep_row *rows = err ? NULL : calloc((size_t)s->n + 1, sizeof(*rows));
-    int finished = 0, best;
-    if (!err && !rows) err = maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY, "out of memory");
-    if (!err) err = maas_sweep_rank(kv, s, rows, &finished, &best, e, sizeof(e));
-    if (err) {
-        coord_reply_error(res, coord_status_of(err),
-                          err == MAAS_ERR_UNKNOWN_NAME ? "UNKNOWN_SWEEP" : maas_err_code(err), e);
-    } else {
-        maas_strbuf t = {0};
-        coord_put_sweep(&t, s, rows, finished);
-        coord_reply_text(res, 200, &t);
-    }
-    free(rows);
-    free(s);
-}
-
-/* POST /v1/sweeps: {"id", "job": {train job}, "grid": {...}, "random", "seed", "metric", "promote"}
- */
-
-/* A whole number of the sweep grid (index i of field; -1: not a list) within [lo, hi]. */
-static maas_err grid_int(const char *field, int i, double v, int lo, int hi, int *out, char *e,
-                         size_t es) {
-    if (!(v >= lo && v <= hi) || v != floor(v)) {
-        char name[64];
-        if (i >= 0)
-            snprintf(name, sizeof(name), "grid.%s[%d]", field, i);
-        else
-            snprintf(name, sizeof(name), "%s", field);
-        return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
-                         "field %s: %g is not a whole number in %d..%d", name, v, lo, hi);
-    }
-    *out = (int)v;
-    return MAAS_OK;
-}
-
-static void route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
-                               maas_http_response *res) {
-    char e[MAAS_ERRSTR_SIZE], id[MAAS_NAME_MAX + 1] = "";
-    maas_json *doc = NULL, *job_doc = NULL, *grid = NULL;
-    maas_sweep *s = calloc(1, sizeof(*s));
-    maas_sweep_grid *g = calloc(1, sizeof(*g));
-    maas_job base;
-    maas_job_init(&base, MAAS_JOBTYPE_TRAIN);
-    int status = 400, submitted = 0, republished = 0, resumed = 0;
-    const char *code = "BAD_FORMAT";
-    maas_err err =
-        s && g ? MAAS_OK : maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY, "out of memory");
-    const char *str;
-    /* the body parsed once; "job" and "grid" taken out of it as documents of their own */
-    if (!err) err = maas_json_parse_object(req->body, req->body_len, &doc, e, sizeof(e));
-    if (!err) err = maas_json_take_object(doc, "job", &job_doc, e, sizeof(e));
-    if (!err) err = maas_json_take_object(doc, "grid", &grid, e, sizeof(e));
-    if (!err && maas_json_has(doc, "id")) {
-        if (maas_json_string(doc, "id", &str) && strlen(str) < sizeof(id))
-            snprintf(id, sizeof(id), "%s", str);
-        else
-            err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field id: expected a string");
-    }
-    if (!err && !id[0]) {
-        const char *key = req->header(req, "Idempotency-Key");
-        if (key) {
-            snprintf(id, sizeof(id), "%s", key);
-        } else {
-            char rid[33];
-            maas_name_random(rid);
-            snprintf(id, sizeof(id), "sw-%.16s", rid);
-        }
-    }
-    if (!err) err = maas_name_check("sweep id", id, e, sizeof(e));
-    if (!err && !job_doc)
-        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
-                        "field job: the base training job is required");
-    if (!err) {
-        char base_id[MAAS_NAME_MAX + 8];
-        snprintf(base_id, sizeof(base_id), "%.120s-base", id);
-        err = maas_json_set_number(job_doc, "v", MAAS_PROTOCOL_VERSION, e, sizeof(e));
-        if (!err) err = maas_json_set_string(job_doc, "type", "train", e, sizeof(e));
-        if (!err) err = maas_json_set_string(job_doc, "id", base_id, e, sizeof(e));
-    }
-    if (!err) {
-        maas_job_release(&base);
-        err = maas_job_decode_json_doc(job_doc, &base, e, sizeof(e));
-    }
-    if (!err && !base.data.dataset[0])
-        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT,
-                        "field job.data: a sweep names its data by dataset (upload it first)");
-    if (!err && grid) {
-        double v[MAAS_SWEEP_MAX_VALUES];
-        int n;
-        err = maas_json_list(grid, "learning_rate", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
-                             sizeof(e));
-        for (int i = 0; !err && i < n; i++) {
-            if (!(v[i] > 0.0 && v[i] <= 10.0)) /* also refuses NaN; fits a float */
-                err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
-                                "field grid.learning_rate[%d]: %g is not in (0, 10]", i, v[i]);
-            else
-                g->lr[g->n_lr++] = (float)v[i];
-        }
-        if (!err)
-            err = maas_json_list(grid, "batch_size", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e,
-                                 sizeof(e));
-        for (int i = 0; !err && i < n; i++)
-            err =
-                grid_int("batch_size", i, v[i], 1, 1 << 20, &g->batch[g->n_batch++], e, sizeof(e));
-        if (!err)
-            err =
-                maas_json_list(grid, "epochs", v, NULL, 0, MAAS_SWEEP_MAX_VALUES, &n, e, sizeof(e));
-        for (int i = 0; !err && i < n; i++)
-            err = grid_int("epochs", i, v[i], 1, 1000000, &g->epochs[g->n_epochs++], e, sizeof(e));
-        if (!err)
-            err = maas_json_list(grid, "layers", NULL, &g->layers[0][0], MAAS_SWEEP_LAYERS_MAX,
-                                 MAAS_SWEEP_MAX_VALUES, &g->n_layers, e, sizeof(e));
-    }
-    double num;
-    if (!err && maas_json_has(doc, "random"))
-        err = maas_json_number(doc, "random", &num)
-                  ? grid_int("random", -1, num, 0, 1000000, &g->random, e, sizeof(e))
-                  : maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
-                              "field random: an integer number of trials");
-    if (!err && maas_json_has(doc, "seed")) {
-        if (maas_json_number(doc, "seed", &num) && num >= 0 && num < 18446744073709551616.0 &&
-            num == floor(num))
-            g->seed = (uint64_t)num;
-        else
-            err = maas_errf(e, sizeof(e), MAAS_ERR_INVALID_ARGUMENT,
-                            "field seed: a whole number >= 0");
-    }
-    if (!err && maas_json_has(doc, "metric") &&
-        (!maas_json_string(doc, "metric", &str) ||
-         maas_sweep_metric_from_name(str, &s->metric, e, sizeof(e))))
-        err =
-            maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field metric: val_loss or val_accuracy");
-    if (!err && maas_json_has(doc, "promote") &&
-        (!maas_json_string(doc, "promote", &str) || strlen(str) >= sizeof(s->promote) ||
-         maas_name_check("promote", str, e, sizeof(e))))
-        err = maas_errf(e, sizeof(e), MAAS_ERR_BAD_FORMAT, "field promote: an alias name");
-    if (!err && maas_json_string(doc, "promote", &str))
-        snprintf(s->promote, sizeof(s->promote), "%s", str);
-    if (!err) {
-        snprintf(s->id, sizeof(s->id), "%s", id);
-        snprintf(s->model, sizeof(s->model), "%s", base.model.name);
-        s->created_ms = maas_wall_ms();
-        err = maas_sweep_expand(s, g, &base, e, sizeof(e));
-    }
-    if (!err) {
-        status = 503;
-        code = NULL;
-        err = maas_kv_sweep_create(kv, s, e, sizeof(e));
-        if (err == MAAS_ERR_CONFLICT) { /* a retry: submit what is missing */
-            maas_sweep *old = calloc(1, sizeof(*old));
-            err = old ? maas_kv_sweep_load(kv, id, old, e, sizeof(e)) : MAAS_ERR_OUT_OF_MEMORY;
-            if (!err && old->n != s->n)
-                err = maas_errf(e, sizeof(e), MAAS_ERR_CONFLICT,
-                                "sweep '%s' exists with %d points, this request has %d", id, old->n,
-                                s->n);
-            free(old);
-            resumed = 1;
-        }
-    }
-    for (int k = 0; !err && k < s->n; k++) {
-        maas_job j;
-        err = maas_sweep_job(&base, &s->points[k], &j, e, sizeof(e));
-        if (!err) {
-            j.created_ms = maas_wall_ms();
-            int again = 0;
-            err = submit_ex(c, kv, &j, 1, &again, e, sizeof(e));
-            if (!err && again)
-                republished++;
-            else if (!err)
-                submitted++;
-            if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* recorded and published before */
-        }
-    }
-    if (err) {
-        coord_reply_error(res, code ? status : coord_status_of(err),
-                          code ? code : maas_err_code(err), e);
-    } else {
-        maas_strbuf t = {0};
-        maas_strbuf_printf(&t, "{\"id\": ");
-        coord_put_str(&t, id);
-        maas_strbuf_printf(&t,
-                           ", \"points\": %d, \"submitted\": %d, \"republished\": %d, "
-                           "\"resumed\": %s, \"jobs\": [",
-                           s->n, submitted, republished, resumed ? "true" : "false");
-        for (int k = 0; k < s->n; k++) {
-            maas_strbuf_printf(&t, k ? ", " : "");
-            coord_put_str(&t, s->points[k].job);
-        }
-        maas_strbuf_printf(&t, "]}");
-        coord_reply_text(res, 202, &t);
-    }
-    maas_json_free(doc);
-    maas_json_free(job_doc);
-    maas_json_free(grid);
-    maas_job_release(&base);
-    free(s);
-    free(g);
 }
 
 static void route_metrics(coord *c, maas_http_response *res) {
@@ -698,23 +378,23 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
         else
             route_get_job(kv, s[2], res);
     } else if (n == 2 && !strcmp(s[1], "sweeps") && !strcmp(m, "POST")) {
-        route_sweep_submit(c, kv, req, res);
+        coord_route_sweep_submit(c, kv, req, res);
     } else if (n == 3 && !strcmp(s[1], "sweeps") && !strcmp(m, "GET")) {
-        route_sweep_get(kv, s[2], res);
+        coord_route_sweep_get(kv, s[2], res);
     } else if (n == 2 && !strcmp(s[1], "models") && !strcmp(m, "GET")) {
-        route_models(kv, res);
+        coord_route_models(kv, res);
     } else if (n == 3 && !strcmp(s[1], "models") && strstr(s[2], ":predict") &&
                !strcmp(m, "POST")) {
         *strstr(s[2], ":predict") = '\0';
         route_predict(c, kv, s[2], req, res);
     } else if (n == 4 && !strcmp(s[1], "models") && !strcmp(s[3], "versions") &&
                !strcmp(m, "GET")) {
-        route_versions(kv, s[2], res);
+        coord_route_versions(kv, s[2], res);
     } else if (n == 5 && !strcmp(s[1], "models") && !strcmp(s[3], "aliases") && !strcmp(m, "PUT")) {
-        route_alias(kv, s[2], s[4], req, res);
+        coord_route_alias(kv, s[2], s[4], req, res);
     } else if (n == 6 && !strcmp(s[1], "models") && !strcmp(s[3], "versions") &&
                !strcmp(s[5], "h5") && !strcmp(m, "GET")) {
-        route_h5(kv, s[2], s[4], res);
+        coord_route_h5(kv, s[2], s[4], res);
     } else {
         coord_reply_error(res, 404, "NOT_FOUND",
                           "no such route (see the README, \"The HTTP API\")");

@@ -54,6 +54,24 @@ void coord_put_record(maas_strbuf *t, const maas_job_record *r);
 /* A sweep and its ranked points, as JSON. */
 void coord_put_sweep(maas_strbuf *t, const maas_sweep *s, const maas_sweep_row *rows, int finished);
 
+/* coordinator.c: submits through the client (maas/client.h), republishing a known job
+ * that is still queued when republish is set (*again then says so); CONFLICT when the id
+ * was known and left alone. */
+maas_err coord_submit(coord *c, maas_kv *kv, maas_job *j, int republish, int *again, char *e,
+                      size_t es);
+
+/* registry.c: GET /v1/models, GET .../versions, PUT .../aliases/{alias}, GET .../h5 */
+void coord_route_models(maas_kv *kv, maas_http_response *res);
+void coord_route_versions(maas_kv *kv, const char *model, maas_http_response *res);
+void coord_route_alias(maas_kv *kv, const char *model, const char *alias,
+                       const maas_http_request *req, maas_http_response *res);
+void coord_route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_response *res);
+
+/* sweeps.c: POST /v1/sweeps, GET /v1/sweeps/{id} */
+void coord_route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
+                              maas_http_response *res);
+void coord_route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res);
+
 /* housekeeping.c: the thread's body (ud: the coord) */
 void *coord_housekeeping(void *ud);
 

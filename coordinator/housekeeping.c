@@ -32,79 +32,100 @@
  * message (the record goes back to queued, attempts kept), or failed with
  * WORKER_LOST once they started max_attempts times. A job produced straight
  * to Kafka has no stored message: Kafka's redelivery is its way back, so it
- * is left alone.
+ * is left alone. Found through the index of work jobs with a stored message
+ * (maas:jobs:work), walked whole every time: no job is missed because newer
+ * records outnumber it.
  */
-static void requeue_stale(coord *c, maas_kv *kv) {
-    enum { N = 500 };
+/* One record of the work index: acted on when stale (see above). */
+static void check_stale(coord *c, maas_kv *kv, const maas_job_record *r, const maas_worker_info *w,
+                        int nw, int64_t now) {
     char e[MAAS_ERRSTR_SIZE];
-    maas_job_record *recs = calloc(N, sizeof(*recs));
-    maas_worker_info *w = NULL;
-    int n = 0, nw = 0;
-    if (!recs || maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) ||
-        maas_kv_workers_list(kv, &w, &nw, e, sizeof(e))) {
-        for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
-        free(recs);
+    int alive = 0;
+    for (int k = 0; k < nw; k++) alive |= !strcmp(w[k].id, r->worker);
+    int64_t beat = r->heartbeat_ms ? r->heartbeat_ms : r->started_ms;
+    if (r->state != MAAS_JOB_RUNNING || alive || now - beat < (int64_t)c->stale_s * 1000) return;
+    unsigned char *msg = NULL;
+    size_t len = 0;
+    char why[400];
+    if (maas_kv_job_message_get(kv, r->id, &msg, &len, e, sizeof(e)) != MAAS_OK) {
+        free(msg); /* gone with its TTL: Kafka's redelivery is the only way back */
         return;
     }
-    unsigned long counts[MAAS_JOB__COUNT] = {0};
-    int64_t now = maas_wall_ms();
-    for (int i = 0; i < n; i++) {
-        maas_job_record *r = &recs[i];
-        counts[r->state]++;
-        int alive = 0;
-        for (int k = 0; k < nw; k++) alive |= !strcmp(w[k].id, r->worker);
-        int64_t beat = r->heartbeat_ms ? r->heartbeat_ms : r->started_ms;
-        if (r->state != MAAS_JOB_RUNNING || !strcmp(r->type, "infer") || alive ||
-            now - beat < (int64_t)c->stale_s * 1000)
-            continue;
-        unsigned char *msg = NULL;
-        size_t len = 0;
-        char why[400];
-        int have = maas_kv_job_message_get(kv, r->id, &msg, &len, e, sizeof(e)) == MAAS_OK;
-        if (!have) { /* produced straight to Kafka: its redelivery is the only way back */
-            free(msg);
-            continue;
+    if (r->attempts < c->max_attempts) {
+        maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_RUNNING};
+        char topic[256];
+        maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
+        if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+            maas_err err =
+                maas_client_publish(c->client, kv, topic, r->id, msg, len, 1, e, sizeof(e));
+            fprintf(stderr,
+                    "maas-coordinator: job %s: worker %s stopped %llds ago; %s (attempt %d "
+                    "of %d)\n",
+                    r->id, r->worker, (long long)((now - beat) / 1000),
+                    err ? "could not publish it again" : "published it again", r->attempts,
+                    c->max_attempts);
+            pthread_mutex_lock(&c->lock);
+            c->stale_requeued += !err;
+            pthread_mutex_unlock(&c->lock);
         }
-        if (r->attempts < c->max_attempts) {
-            maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_RUNNING};
-            char topic[256];
-            maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
-            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
-                maas_err err =
-                    maas_client_publish(c->client, kv, topic, r->id, msg, len, 1, e, sizeof(e));
-                fprintf(stderr,
-                        "maas-coordinator: job %s: worker %s stopped %llds ago; %s (attempt %d "
-                        "of %d)\n",
-                        r->id, r->worker, (long long)((now - beat) / 1000),
-                        err ? "could not publish it again" : "published it again", r->attempts,
-                        c->max_attempts);
-                pthread_mutex_lock(&c->lock);
-                c->stale_requeued += !err;
-                pthread_mutex_unlock(&c->lock);
-            }
-        } else {
-            snprintf(why, sizeof(why), "its worker %.64s vanished %llds ago on attempt %d of %d",
-                     r->worker, (long long)((now - beat) / 1000), r->attempts, c->max_attempts);
-            maas_job_update u = {.to = MAAS_JOB_FAILED,
-                                 .from_mask = 1u << MAAS_JOB_RUNNING,
-                                 .error_code = "WORKER_LOST",
-                                 .error_message = why,
-                                 .notify = 1}; /* what it asked for is unknown here */
-            if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
-                fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
-                pthread_mutex_lock(&c->lock);
-                c->stale_failed++;
-                pthread_mutex_unlock(&c->lock);
-            }
+    } else {
+        snprintf(why, sizeof(why), "its worker %.64s vanished %llds ago on attempt %d of %d",
+                 r->worker, (long long)((now - beat) / 1000), r->attempts, c->max_attempts);
+        maas_job_update u = {.to = MAAS_JOB_FAILED,
+                             .from_mask = 1u << MAAS_JOB_RUNNING,
+                             .error_code = "WORKER_LOST",
+                             .error_message = why,
+                             .notify = 1}; /* what it asked for is unknown here */
+        if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
+            fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
+            pthread_mutex_lock(&c->lock);
+            c->stale_failed++;
+            pthread_mutex_unlock(&c->lock);
         }
-        free(msg);
     }
-    pthread_mutex_lock(&c->lock);
-    memcpy(c->recent, counts, sizeof(counts));
-    pthread_mutex_unlock(&c->lock);
+    free(msg);
+}
+
+static void requeue_stale(coord *c, maas_kv *kv) {
+    char e[MAAS_ERRSTR_SIZE];
+    maas_worker_info *w = NULL;
+    int nw = 0;
+    if (maas_kv_workers_list(kv, &w, &nw, e, sizeof(e))) return;
+    int64_t now = maas_wall_ms();
+    /* every work job with a stored message, however many: the index, walked whole; a final
+     * or vanished record leaves it */
+    unsigned long long cursor = 0;
+    do {
+        char **ids;
+        int n;
+        if (maas_kv_work_index(kv, &cursor, &ids, &n, e, sizeof(e))) break;
+        for (int i = 0; i < n; i++) {
+            maas_job_record r;
+            if (maas_kv_job_get(kv, ids[i], &r, e, sizeof(e)) == MAAS_OK) {
+                if (r.state == MAAS_JOB_UNKNOWN || MAAS_JOB_FINAL(r.state))
+                    maas_kv_work_index_remove(kv, ids[i], e, sizeof(e));
+                else
+                    check_stale(c, kv, &r, w, nw, now);
+                maas_job_record_release(&r);
+            }
+            free(ids[i]);
+        }
+        free(ids);
+    } while (cursor != 0 && !coord_stop);
+    maas_worker_info_release(w, nw);
+    /* /metrics: jobs by state among the newest records (labelled so) */
+    enum { N = 500 };
+    maas_job_record *recs = calloc(N, sizeof(*recs));
+    int n = 0;
+    unsigned long counts[MAAS_JOB__COUNT] = {0};
+    if (recs && maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) == MAAS_OK) {
+        for (int i = 0; i < n; i++) counts[recs[i].state]++;
+        pthread_mutex_lock(&c->lock);
+        memcpy(c->recent, counts, sizeof(counts));
+        pthread_mutex_unlock(&c->lock);
+    }
     for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
     free(recs);
-    maas_worker_info_release(w, nw);
 }
 
 /* Keeps each model's newest retain_versions versions and every aliased one. */

@@ -79,10 +79,10 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
         drop(c, lru);
         c->evictions++;
     }
-    maas_infer *inf = maas_infer_new(m, (int)ctx_rows, errstr, errstr_size);
-    if (!inf) {
+    maas_infer *inf;
+    if ((err = maas_infer_create(&inf, m, (int)ctx_rows, errstr, errstr_size))) {
         maas_model_free(m);
-        return MAAS_ERR_OUT_OF_MEMORY;
+        return err;
     }
     cache_entry *e = &c->e[c->n++];
     memset(e, 0, sizeof(*e));

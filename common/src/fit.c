@@ -105,13 +105,15 @@ maas_err maas_evaluate(const maas_model *m, const maas_compile *c, const float *
     if (err) return err;
     int batch = rows < 1024 ? (int)rows : 1024;
     int ycols = maas_label_cols(m, c->loss);
-    maas_trainer *tr = maas__trainer_new_eval(m, c, batch, errstr, errstr_size);
+    maas_trainer *tr;
+    maas_err terr = maas__trainer_create_eval(&tr, m, c, batch, errstr, errstr_size);
     float *xb = malloc((size_t)batch * m->n_inputs * sizeof(float));
     float *yb = malloc((size_t)batch * ycols * sizeof(float));
     double l = NAN, a = NAN;
-    if (!tr || !xb || !yb)
-        err = tr ? maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory")
-                 : MAAS_ERR_OUT_OF_MEMORY;
+    if (terr)
+        err = terr;
+    else if (!xb || !yb)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     else
         err = eval_rows(tr, m, c, x, y, rows, xb, yb, &l, &a, errstr, errstr_size);
     free(xb);
@@ -245,8 +247,8 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
 
     int batch = (size_t)o->batch_size < n_train ? o->batch_size : (int)n_train;
     int eval_batch = batch;
-    maas_trainer *tr = maas_trainer_new(m, c, batch, o->rng, errstr, errstr_size);
-    if (!tr) return MAAS_ERR_OUT_OF_MEMORY;
+    maas_trainer *tr;
+    if ((err = maas_trainer_create(&tr, m, c, batch, o->rng, errstr, errstr_size))) return err;
     if (o->param_mask) maas_trainer_set_mask(tr, o->param_mask);
     if (o->profile) maas_trainer_set_profile(tr, o->profile);
     size_t *idx = malloc(n_train * sizeof(size_t));

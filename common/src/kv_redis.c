@@ -1834,6 +1834,62 @@ maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes,
     redisReply *rep = cmd(kv, 5, argv, lens, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
+    /* the index housekeeping walks (all of it, not the newest N records) */
+    char index[128], score[24];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    snprintf(score, sizeof(score), "%lld", (long long)maas_wall_ms());
+    const char *add[] = {"ZADD", index, "NX", score, id};
+    if (!(rep = cmd(kv, 5, add, NULL, errstr, errstr_size))) return kv->last_err;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_work_index(maas_kv *kv, unsigned long long *cursor, char ***ids, int *n,
+                            char *errstr, size_t errstr_size) {
+    *ids = NULL;
+    *n = 0;
+    char index[128], cur[24];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    snprintf(cur, sizeof(cur), "%llu", *cursor);
+    const char *argv[] = {"ZSCAN", index, cur, "COUNT", "500"};
+    redisReply *rep = cmd(kv, 5, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR, "redis: bad ZSCAN reply");
+    }
+    *cursor = strtoull(rep->element[0]->str ? rep->element[0]->str : "0", NULL, 10);
+    const redisReply *l = rep->element[1];
+    int m = (int)l->elements / 2; /* member, score, ... */
+    char **v = calloc((size_t)(m ? m : 1), sizeof(*v));
+    maas_err err =
+        v ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; !err && i < m; i++) {
+        const redisReply *id = l->element[2 * i];
+        if (!(v[i] = strndup(id->str ? id->str : "", id->len)))
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+        else
+            *n = i + 1;
+    }
+    freeReplyObject(rep);
+    if (err) {
+        for (int i = 0; i < *n; i++) free(v[i]);
+        free(v);
+        *n = 0;
+        return err;
+    }
+    *ids = v;
+    return MAAS_OK;
+}
+
+maas_err maas_kv_work_index_remove(maas_kv *kv, const char *id, char *errstr, size_t errstr_size) {
+    char index[128];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    const char *argv[] = {"ZREM", index, id};
+    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    freeReplyObject(rep);
     return MAAS_OK;
 }
 

@@ -355,6 +355,16 @@ struct maas_infer {
     maas_qscratch q; /* int8 layers (quantized models only) */
 };
 
+maas_err maas_infer_create(maas_infer **out, const maas_model *m, int max_batch, char *errstr,
+                           size_t errstr_size) {
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 1 << 20)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "batch size must be in 1..%d, got %d", 1 << 20, max_batch);
+    *out = maas_infer_new(m, max_batch, errstr, errstr_size);
+    return *out ? MAAS_OK : MAAS_ERR_OUT_OF_MEMORY; /* the only other way it fails */
+}
+
 maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, size_t errstr_size) {
     if (max_batch < 1 || max_batch > 1 << 20) {
         maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
@@ -469,9 +479,10 @@ maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out
 maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, float *out,
                             char *errstr, size_t errstr_size) {
     int batch = rows > 1024 ? 1024 : (int)(rows ? rows : 1);
-    maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
-    if (!inf) return MAAS_ERR_OUT_OF_MEMORY;
-    maas_err err = maas_infer_run(inf, x, rows, out, errstr, errstr_size);
+    maas_infer *inf;
+    maas_err err = maas_infer_create(&inf, m, batch, errstr, errstr_size);
+    if (err) return err;
+    err = maas_infer_run(inf, x, rows, out, errstr, errstr_size);
     maas_infer_free(inf);
     return err;
 }

@@ -760,9 +760,9 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         specs[i] = a->layers[i];
         specs[i].kernel_init = specs[i].bias_init = MAAS_INIT_ZEROS;
     }
-    m = maas_model_new(a->n_inputs, specs, a->n_layers, NULL, errstr, errstr_size);
-    if (!m) {
-        err = MAAS_ERR_BAD_FORMAT; /* the file describes a model maas cannot build */
+    if ((err = maas_model_create(&m, a->n_inputs, specs, a->n_layers, NULL, errstr, errstr_size))) {
+        /* the file describes a model maas cannot build; out of memory stays what it is */
+        if (err != MAAS_ERR_OUT_OF_MEMORY) err = MAAS_ERR_BAD_FORMAT;
         goto done;
     }
     for (int i = 0; i < m->n_layers; i++) { /* keep the default names assigned by new */

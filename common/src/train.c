@@ -204,11 +204,12 @@ static int output_is_fused(const maas_model *m, maas_loss loss) {
 }
 
 static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch, maas_rng *rng,
-                                 int for_training, char *errstr, size_t errstr_size) {
-    if (maas_compile_check(m, c, errstr, errstr_size) != MAAS_OK) return NULL;
+                                 int for_training, maas_err *code, char *errstr,
+                                 size_t errstr_size) {
+    if ((*code = maas_compile_check(m, c, errstr, errstr_size)) != MAAS_OK) return NULL;
     if (batch < 1 || batch > 1 << 20) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                  "batch size must be in 1..%d, got %d", 1 << 20, batch);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                          "batch size must be in 1..%d, got %d", 1 << 20, batch);
         return NULL;
     }
     int maxw = m->n_inputs;
@@ -221,8 +222,9 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     }
     cells += 2 * (size_t)batch * (size_t)maxw;
     if (cells > ((size_t)1 << 31)) {
-        maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                  "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch, cells);
+        *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                          "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch,
+                          cells);
         return NULL;
     }
     maas_trainer *tr = calloc(1, sizeof(*tr));
@@ -277,14 +279,23 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     return tr;
 oom:
     maas_trainer_free(tr);
-    maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory for a trainer (batch %d)",
-              batch);
+    *code = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                      "out of memory for a trainer (batch %d)", batch);
     return NULL;
+}
+
+maas_err maas_trainer_create(maas_trainer **out, maas_model *m, const maas_compile *c,
+                             int batch_size, maas_rng *rng, char *errstr, size_t errstr_size) {
+    maas_err code = MAAS_OK;
+    *out = trainer_new(m, c, batch_size, rng, 1, &code, errstr, errstr_size);
+    return *out ? MAAS_OK : code;
 }
 
 maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size, maas_rng *rng,
                                char *errstr, size_t errstr_size) {
-    return trainer_new(m, c, batch_size, rng, 1, errstr, errstr_size);
+    maas_trainer *tr;
+    maas_trainer_create(&tr, m, c, batch_size, rng, errstr, errstr_size);
+    return tr;
 }
 
 /* maas_gemm, timed into the profile when one is set. */
@@ -751,10 +762,12 @@ void maas__trainer_loss_of_outputs(maas_trainer *tr, const float *out, const flo
     *acc_sum = accuracy_sum(tr, out, y, rows);
 }
 
-maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,
-                                     char *errstr, size_t errstr_size) {
+maas_err maas__trainer_create_eval(maas_trainer **out, const maas_model *m, const maas_compile *c,
+                                   int batch, char *errstr, size_t errstr_size) {
     /* The trainer never writes the model when it does not step. */
-    return trainer_new((maas_model *)m, c, batch, NULL, 0, errstr, errstr_size);
+    maas_err code = MAAS_OK;
+    *out = trainer_new((maas_model *)m, c, batch, NULL, 0, &code, errstr, errstr_size);
+    return *out ? MAAS_OK : code;
 }
 
 int maas__trainer_set_isa(maas_trainer *tr, int isa) {

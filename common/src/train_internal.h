@@ -4,9 +4,10 @@
 
 #include "maas/train.h"
 
-/* A trainer that only evaluates (no optimizer state); it never writes m. */
-maas_trainer *maas__trainer_new_eval(const maas_model *m, const maas_compile *c, int batch,
-                                     char *errstr, size_t errstr_size);
+/* A trainer that only evaluates (no optimizer state); it never writes m. *out NULL and
+ * the error's code on failure. */
+maas_err maas__trainer_create_eval(maas_trainer **out, const maas_model *m, const maas_compile *c,
+                                   int batch, char *errstr, size_t errstr_size);
 int maas__trainer_batch(const maas_trainer *tr);
 /* Tests: the optimizer's instruction set (0 baseline, 1 AVX2, 2 AVX-512F), capped
  * at what this CPU runs; returns the one now in use. */

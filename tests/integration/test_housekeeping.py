@@ -20,6 +20,8 @@ import time
 import urllib.request
 import uuid
 
+import redis
+
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
@@ -124,9 +126,22 @@ try:
     check(rec.get("state") == "running", f"still running when its worker is killed ({rec.get('progress')})")
     w.send_signal(signal.SIGKILL)
     w.wait()
+    # 600 newer records (others' finished jobs): the stale job is no longer among the newest
+    # 500, which housekeeping used to scan; it walks the index of work jobs now
+    R = redis.Redis.from_url(REDIS_URL)
+    pipe = R.pipeline()
+    now_ms = int(time.time() * 1000)
+    for i in range(600):
+        fid = f"hkfill{i}-{RUN}"
+        pipe.hset(f"maas:job:{{{fid}}}", mapping={"id": fid, "type": "infer", "model": "x",
+                                                  "state": "succeeded", "attempts": 1,
+                                                  "created_ms": now_ms + i, "ttl_s": 600})
+        pipe.expire(f"maas:job:{{{fid}}}", 600)
+        pipe.zadd("maas:jobs", {fid: now_ms + i})
+    pipe.execute()
     # the worker's announcement expires after 15 s; then the heartbeat is older than 3 s
     check(wait_for(lambda: record(jid).get("state") == "queued", 60),
-          "the coordinator put the stale job back to queued")
+          "the coordinator put the stale job back to queued (600 newer records in the index)")
     rec = record(jid)
     check(rec.get("attempts") == "1", f"attempts kept ({rec.get('attempts')})")
     check(wait_for(lambda: metric('maas_coordinator_stale_jobs_total{action="republished"}') == 1, 20),

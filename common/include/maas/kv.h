@@ -252,6 +252,18 @@ maas_err maas_kv_job_message_get(maas_kv *kv, const char *id, unsigned char **by
                                  char *errstr, size_t errstr_size);
 
 /*
+ * The index of work jobs with a stored message (maas:jobs:work, a sorted set of
+ * ids by the time the message was stored): every job housekeeping may have to
+ * publish again, however many records there are. One step of a scan over it:
+ * start with *cursor 0, call until it is 0 again (an id may come twice); *ids
+ * and each id malloc'ed. Entries whose job is final or gone are for the caller
+ * to remove.
+ */
+maas_err maas_kv_work_index(maas_kv *kv, unsigned long long *cursor, char ***ids, int *n,
+                            char *errstr, size_t errstr_size);
+maas_err maas_kv_work_index_remove(maas_kv *kv, const char *id, char *errstr, size_t errstr_size);
+
+/*
  * Deletes a version's bytes and metadata (retention). Never an aliased one:
  * CONFLICT while any alias (latest included) points at it; UNKNOWN if gone.
  * Version numbers are not reused.

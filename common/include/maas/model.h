@@ -164,6 +164,9 @@ maas_err maas_init_from_name(const char *name, maas_init *out, char *errstr, siz
 typedef struct maas_infer maas_infer;
 
 maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, size_t errstr_size);
+/* The same, with the error's code (LIMIT_EXCEEDED, OUT_OF_MEMORY); *out NULL on error. */
+maas_err maas_infer_create(maas_infer **out, const maas_model *m, int max_batch, char *errstr,
+                           size_t errstr_size);
 void maas_infer_free(maas_infer *inf);
 
 /*

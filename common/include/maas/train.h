@@ -91,6 +91,9 @@ typedef struct maas_trainer maas_trainer;
 
 maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_size, maas_rng *rng,
                                char *errstr, size_t errstr_size);
+/* The same, with the error's code (LIMIT_EXCEEDED, OUT_OF_MEMORY, ...); *out NULL on error. */
+maas_err maas_trainer_create(maas_trainer **out, maas_model *m, const maas_compile *c,
+                             int batch_size, maas_rng *rng, char *errstr, size_t errstr_size);
 void maas_trainer_free(maas_trainer *tr);
 
 /*
