@@ -373,6 +373,10 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
                                  const char *const *topics, int n_topics,
                                  const maas_setting *settings, int n_settings, char *errstr,
                                  size_t errstr_size) {
+    /* failover: a member that stops heartbeating (kill -9, a lost host) is out of the group
+     * after 6 s, not librdkafka's 45 s; heartbeats come from librdkafka's own thread, so a
+     * busy worker keeps its partitions; a network stall over 6 s costs a rebalance. 6 s is
+     * also the broker's default minimum (group.min.session.timeout.ms). */
     const char *defaults[] = {"group.id",
                               group_id,
                               "enable.auto.commit",
@@ -382,6 +386,10 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
                               "auto.offset.reset",
                               "earliest",
                               "auto.commit.interval.ms",
+                              "1000",
+                              "session.timeout.ms",
+                              "6000",
+                              "heartbeat.interval.ms",
                               "1000",
                               "partition.assignment.strategy",
                               "range,roundrobin",

@@ -94,6 +94,47 @@ static int scan_value(scan *s, int depth) {
     return 0;
 }
 
+/*
+ * The top-level map's "id" from a message that failed the pre-scan (truncated, trailing
+ * bytes, a bad count or too deep further on), when the bytes up to and including it are
+ * intact and it is a valid name: so that its failure can be recorded under it. The walk
+ * stops at the first pair it cannot scan.
+ */
+static void salvage_id(const uint8_t *p, size_t len, char *id, size_t size) {
+    scan s = {p, len, 0, 0};
+    uint64_t n;
+    if (len >= 1 && (p[0] & 0xf0) == 0x80)
+        n = p[0] & 0x0f, s.pos = 1;
+    else if (len >= 3 && p[0] == 0xde)
+        n = be(p + 1, 2), s.pos = 3;
+    else if (len >= 5 && p[0] == 0xdf)
+        n = be(p + 1, 4), s.pos = 5;
+    else
+        return;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t key_at = s.pos;
+        if (scan_value(&s, 1)) return;
+        int is_id = s.pos - key_at == 3 && !memcmp(p + key_at, "\xa2id", 3);
+        size_t val_at = s.pos;
+        if (scan_value(&s, 1)) return;
+        if (!is_id) continue;
+        size_t sl, off;
+        if ((p[val_at] & 0xe0) == 0xa0)
+            sl = p[val_at] & 0x1f, off = 1;
+        else if (p[val_at] == 0xd9)
+            sl = p[val_at + 1], off = 2;
+        else
+            return;
+        if (off + sl != s.pos - val_at || sl >= size) return;
+        char tmp[MAAS_NAME_MAX + 1];
+        if (sl >= sizeof(tmp)) return;
+        memcpy(tmp, p + val_at + off, sl);
+        tmp[sl] = '\0';
+        if (maas_name_check("id", tmp, NULL, 0) == MAAS_OK) memcpy(id, tmp, sl + 1);
+        return;
+    }
+}
+
 static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_unpacked *out,
                        char *errstr, size_t errstr_size) {
     if (len == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s is empty", what);
@@ -821,7 +862,10 @@ maas_err maas_job_decode(const void *buf, size_t len, maas_job *out, char *errst
     maas_job_init(out, MAAS_JOBTYPE_NONE);
     msgpack_unpacked u;
     maas_err err = unpack(buf, len, "job message", &u, errstr, errstr_size);
-    if (err) return err;
+    if (err) {
+        salvage_id(buf, len, out->id, sizeof(out->id));
+        return err;
+    }
     err = decode_job(&u.data, out, errstr, errstr_size);
     msgpack_unpacked_destroy(&u);
     if (err) {

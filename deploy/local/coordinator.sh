@@ -15,8 +15,11 @@ case "${1:-}" in
       log "coordinator already running (pid $pid)"
       exit 0
     fi
+    # MAAS_COORDINATOR_ARGS: extra flags (split on spaces), e.g. "--config secrets.conf"
+    # shellcheck disable=SC2086
     nohup "$bin" --http "127.0.0.1:$port" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" \
-      --redis "redis://127.0.0.1:$MAAS_REDIS_PORT" >> "$dir/coordinator.log" 2>&1 < /dev/null &
+      --redis "redis://127.0.0.1:$MAAS_REDIS_PORT" ${MAAS_COORDINATOR_ARGS:-} \
+      >> "$dir/coordinator.log" 2>&1 < /dev/null &
     echo $! > "$dir/coordinator.pid"
     for ((t = 0; t < 100; t++)); do
       grep -q "serving http" "$dir/coordinator.log" 2>/dev/null && break

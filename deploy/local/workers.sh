@@ -20,7 +20,10 @@ case "${1:-}" in
         continue
       fi
       port=$((MAAS_WORKER_HTTP_BASE + i))
-      nohup "$bin" --id "$id" --http "127.0.0.1:$port" >> "$dir/$id.log" 2>&1 < /dev/null &
+      # MAAS_WORKER_ARGS: extra flags for every worker (split on spaces), e.g.
+      # "-X kafka.session.timeout.ms=10000 --memory-mb 2048"
+      # shellcheck disable=SC2086
+      nohup "$bin" --id "$id" --http "127.0.0.1:$port" ${MAAS_WORKER_ARGS:-} >> "$dir/$id.log" 2>&1 < /dev/null &
       echo $! > "$dir/$id.pid"
       log "worker $id started (pid $!, /metrics on 127.0.0.1:$port, log $dir/$id.log)"
     done

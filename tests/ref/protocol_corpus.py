@@ -155,6 +155,13 @@ def main(schema_dir, out):
         "too_deep": (b"\x81\xa1x" + b"\x91" * 40 + b"\xc0", "nested deeper"),
         "reserved_byte": (b"\x81\xa1x\xc1", "not valid msgpack"),
         "empty": (b"", "is empty"),
+        # the id is intact before what breaks the message: it is recovered, so the failure
+        # gets a record a client polling that id can read
+        "id_then_huge_bin": (b"\x83\xa1v\x01\xa2id\xa9salvage-1\xa6inputs\xc6\xff\xff\xff\xff",
+                             "not valid msgpack"),
+        "id_then_deep": (b"\x83\xa1v\x01\xa2id\xa9salvage-2\xa6inputs" + b"\x91" * 40 + b"\xc0",
+                         "nested deeper"),
+        "bad_id_then_truncated": (b"\x82\xa2id\xa4a{b}\xa6inputs\x92\x01", "not valid msgpack"),
         "nan_input": (msgpack.packb(to_wire({**examples["infer"], "inputs": [[float("nan")] * 8]}),
                                     use_bin_type=True), "field inputs[0][0]: is not finite"),
         "nan_bin": (msgpack.packb(to_wire({**examples["infer-bin"], "inputs": {
@@ -164,7 +171,9 @@ def main(schema_dir, out):
     }
     for name, (wire, text) in raw.items():
         (out / "invalid" / f"{name}.msgpack").write_bytes(wire)
-        rid = {"nan_input": "infer-0001", "nan_bin": "infer-0002"}.get(name, "-")
+        rid = {"nan_input": "infer-0001", "nan_bin": "infer-0002", "trailing_garbage": "infer-0001",
+               "truncated": "infer-0001", "id_then_huge_bin": "salvage-1",
+               "id_then_deep": "salvage-2"}.get(name, "-")
         rows.append((name, text, rid))
     with open(out / "invalid.tsv", "w") as f:
         for r in rows:
