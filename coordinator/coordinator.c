@@ -435,9 +435,10 @@ int main(int argc, char **argv) {
     c.stale_s = 60;
     c.max_attempts = 3;
     c.retain_versions = 0;
-    c.max_body_mb = 8;
-    c.max_connections = 64;
-    c.max_per_client = 16;
+    maas_http_limits lim = maas_http_limits_default(); /* the server's defaults, settable */
+    c.max_body_mb = (long)(lim.max_body >> 20);
+    c.max_connections = (int)lim.max_connections;
+    c.max_per_client = (int)lim.max_per_client;
     c.redis_pool = 16;
     const maas_option opts[] = {
         MAAS_OPTION_CLUSTER(c.brokers, c.redis, c.prefix),
@@ -479,8 +480,9 @@ int main(int argc, char **argv) {
     char *colon = strrchr(addr, ':');
     if (!colon) return fputs(usage, stderr), 2;
     *colon = '\0';
-    maas_http_limits lim = {(size_t)c.max_body_mb << 20, (unsigned)c.max_connections,
-                            (unsigned)c.max_per_client, 30};
+    lim.max_body = (size_t)c.max_body_mb << 20;
+    lim.max_connections = (unsigned)c.max_connections;
+    lim.max_per_client = (unsigned)c.max_per_client;
     maas_http *h =
         maas_http_start(addr, (int)strtol(colon + 1, NULL, 10), handle, &c, &lim, e, sizeof(e));
     if (!h) {

@@ -194,6 +194,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
             strcmp(it->job.model.ref, ref->ref))
             continue;
         maas_err fe = MAAS_OK;
+        double need = err ? 0 : infer_job_bytes(&it->job, ce->model->n_outputs);
         if (err) {
             fe = fail_item(w, it, err, e);
         } else if ((int)it->job.inputs.cols != ce->model->n_inputs) {
@@ -206,20 +207,19 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
             snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",
                      it->job.inputs.rows, w->cfg.max_rows);
             fe = fail_item(w, it, MAAS_ERR_LIMIT_EXCEEDED, msg);
-        } else if (infer_job_bytes(&it->job, ce->model->n_outputs) > budget) {
+        } else if (need > budget) {
             char msg[MAAS_ERRSTR_SIZE + 160];
             snprintf(msg, sizeof(msg),
                      "field inputs: %u rows x %d outputs of model %s:%d need %.0f MiB of "
                      "buffers, over the worker's inference budget of %.0f MiB (--memory-mb / 4)",
                      it->job.inputs.rows, ce->model->n_outputs, ce->name, ce->version,
-                     infer_job_bytes(&it->job, ce->model->n_outputs) / 1048576.0,
-                     budget / 1048576.0);
+                     need / 1048576.0, budget / 1048576.0);
             fe = fail_item(w, it, MAAS_ERR_LIMIT_EXCEEDED, msg);
         } else if (rows + it->job.inputs.rows <= (size_t)w->cfg.max_rows &&
-                   bytes + infer_job_bytes(&it->job, ce->model->n_outputs) <= budget) {
+                   bytes + need <= budget) {
             members[nm++] = i;
             rows += it->job.inputs.rows;
-            bytes += infer_job_bytes(&it->job, ce->model->n_outputs);
+            bytes += need;
         } /* else: it waits for the next group pass */
         if (fe) return fe;
     }

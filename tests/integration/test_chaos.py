@@ -83,6 +83,17 @@ def final(r, jid):
                                                        b"cancelled")
 
 
+def pidof(name):
+    try:
+        with open(os.path.join(STATE, name, f"{name}.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+restarted = {}
+
+
 def rconn():
     return redis.Redis(port=RPORT, socket_timeout=5)
 
@@ -148,14 +159,18 @@ try:
             faults.append(f"{time.time() - t0:5.1f}s started {name}r")
         elif kind == "broker":
             a = time.time()
+            kpid = pidof("kafka")
             service("kafka", "stop")
             service("kafka", "start")
+            restarted["broker"] = kpid is not None and pidof("kafka") not in (None, kpid)
             faults.append(f"{a - t0:5.1f}s broker restarted ({time.time() - a:.1f} s down)")
         else:
             a = time.time()
+            run_id = rconn().info("server")["run_id"]
             service("redis", "stop")
             time.sleep(rng.uniform(0.5, 6))
             service("redis", "start")
+            restarted["redis"] = rconn().info("server")["run_id"] != run_id
             faults.append(f"{a - t0:5.1f}s redis restarted ({time.time() - a:.1f} s down, AOF)")
     producer.join(max(1.0, LIMIT_S - (time.time() - t_start)))
     check(not producer.is_alive(), "every job was produced (acknowledged by the broker)")
@@ -186,7 +201,10 @@ try:
                 for jid in trains}
     check(all(len(v) == 1 and list(v)[0].decode() == jid for jid, v in versions.items()),
           f"each of {len(trains)} train jobs made exactly one version")
-    check(len(faults) >= 8, f"{len(faults)} faults injected")
+    killed = [n for n, p in workers.items() if p.returncode == -9]
+    check(len(killed) == 3 and restarted == {"broker": True, "redis": True},
+          f"the faults happened: {len(killed)} workers killed ({killed}), a new broker process, "
+          f"a new Redis run id ({restarted})")
     check(time.time() - t_start < LIMIT_S + 30, f"done in {time.time() - t_start:.0f} s")
 finally:
     for p in workers.values():
