@@ -19,6 +19,7 @@ int maas_cli_workers(int argc, char **argv);
 int maas_cli_dlq(int argc, char **argv);
 int maas_cli_sweep(int argc, char **argv);
 int maas_cli_gc(int argc, char **argv);
+int maas_cli_tenant(int argc, char **argv);
 int maas_cli_models(int argc, char **argv);
 int maas_cli_versions(int argc, char **argv);
 int maas_cli_alias(int argc, char **argv);

@@ -30,7 +30,9 @@ void cli_conn_defaults(cli_conn *c) {
     snprintf(c->brokers, sizeof(c->brokers), "127.0.0.1:19092");
     snprintf(c->redis, sizeof(c->redis), "redis://127.0.0.1:16379");
     snprintf(c->prefix, sizeof(c->prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
-    const maas_option opts[] = {MAAS_OPTION_CLUSTER(c->brokers, c->redis, c->prefix)};
+    const maas_option opts[] = {
+        MAAS_OPTION_CLUSTER(c->brokers, c->redis, c->prefix),
+        {"tenant", "MAAS_TENANT", MAAS_OPTION_STRING, c->tenant, sizeof(c->tenant), 0, 0}};
     memcpy(c->opts, opts, sizeof(opts));
     maas_config_init(&c->conf, "maas", c->opts, (int)MAAS_ARRAY_LEN(opts), c->bad, sizeof(c->bad));
 }
@@ -45,6 +47,8 @@ int cli_conn_opt(cli_conn *c, int opt, const char *arg) {
     maas_err err;
     if (opt == 'X')
         err = maas_config_setting(&c->conf, arg, e, sizeof(e));
+    else if (opt == O_CONN_TENANT)
+        err = maas_config_set(&c->conf, "tenant", arg, e, sizeof(e));
     else if (opt > 0 && (size_t)opt < MAAS_ARRAY_LEN(names) && names[opt])
         err = maas_config_set(&c->conf, names[opt], arg, e, sizeof(e));
     else
@@ -83,7 +87,8 @@ int cli_data_load(const char *cmd, const cli_data_args *a, const char *label, cl
 const char cli_conn_help[] =
     "Connection: --brokers HOST:PORT (MAAS_KAFKA_BROKERS, default 127.0.0.1:19092),\n"
     "            --redis URL (MAAS_REDIS_URL, default redis://127.0.0.1:16379),\n"
-    "            --topic-prefix P (MAAS_TOPIC_PREFIX, default maas.), -X kafka.K=V / redis.K=V\n";
+    "            --topic-prefix P (MAAS_TOPIC_PREFIX, default maas.), -X kafka.K=V / redis.K=V\n"
+    "            --tenant T (MAAS_TENANT): work in tenant T's models, jobs and topics\n";
 
 int cli_conn_open(const char *cmd, cli_conn *c) {
     char e[MAAS_ERRSTR_SIZE];
@@ -96,6 +101,11 @@ int cli_conn_open(const char *cmd, cli_conn *c) {
     if (!(c->client = maas_client_new(&cc, e, sizeof(e))))
         return maas_cli_fail(cmd, "%s (is the stack up? deploy/local/stack.sh up)", e);
     c->kv = maas_client_kv(c->client);
+    if (maas_kv_scope(c->kv, c->tenant, e, sizeof(e))) {
+        maas_client_free(c->client);
+        c->client = NULL;
+        return maas_cli_usage_error(cmd, "--tenant: %s", e);
+    }
     return 0;
 }
 

@@ -22,16 +22,18 @@ typedef struct cli_conn {
     char brokers[512];
     char redis[512];
     char prefix[64];
-    maas_option opts[3];        /* brokers, redis, topic-prefix (maas/config.h) */
-    maas_config conf;           /* conf.settings: -X kafka.* / redis.* */
-    char bad[MAAS_ERRSTR_SIZE]; /* the first bad option value, reported by cli_conn_open */
-    maas_client *client;        /* one producer (made on the first publish) and Redis handle */
-    maas_kv *kv;                /* the client's */
+    char tenant[MAAS_TENANT_MAX + 1]; /* whose namespace and topics ("": the single-tenant) */
+    maas_option opts[4];              /* brokers, redis, topic-prefix, tenant (maas/config.h) */
+    maas_config conf;                 /* conf.settings: -X kafka.* / redis.* */
+    char bad[MAAS_ERRSTR_SIZE];       /* the first bad option value, reported by cli_conn_open */
+    maas_client *client; /* one producer (made on the first publish) and Redis handle */
+    maas_kv *kv;         /* the client's */
 } cli_conn;
 
 #define CLI_CONN_LONGOPTS                                                                          \
-    {"brokers", required_argument, 0, 'B'}, {"redis", required_argument, 0, 'R'}, {                \
-        "topic-prefix", required_argument, 0, 'P'                                                  \
+    {"brokers", required_argument, 0, 'B'}, {"redis", required_argument, 0, 'R'},                  \
+        {"topic-prefix", required_argument, 0, 'P'}, {                                             \
+        "tenant", required_argument, 0, O_CONN_TENANT                                              \
     }
 
 /* Where a job's data comes from: --data FILE --label COLUMN [--drop COLUMN ...] or --dataset NAME.
@@ -43,7 +45,7 @@ typedef struct cli_data_args {
 } cli_data_args;
 
 /* Option codes of cli_data_args (above every command's own, which start at 256). */
-enum { O_DATA_FILE = 1000, O_DATA_LABEL, O_DATA_SET, O_DATA_DROP };
+enum { O_DATA_FILE = 1000, O_DATA_LABEL, O_DATA_SET, O_DATA_DROP, O_CONN_TENANT };
 
 #define CLI_DATA_LONGOPTS                                                                          \
     {"data", required_argument, 0, O_DATA_FILE}, {"label", required_argument, 0, O_DATA_LABEL},    \

@@ -41,7 +41,8 @@ static int dlq_read(const char *cmd, cli_conn *c, dlq_entry **out, int *n) {
     char e[MAAS_ERRSTR_SIZE], topic[256], group[64], rid[33];
     *out = NULL;
     *n = 0;
-    if (maas_topic_name(c->prefix, MAAS_TOPIC_DLQ, topic, sizeof(topic), e, sizeof(e)))
+    if (maas_client_tenant_topic(c->client, c->tenant, MAAS_TOPIC_DLQ, topic, sizeof(topic), e,
+                                 sizeof(e)))
         return maas_cli_fail(cmd, "%s", e);
     maas_name_random(rid);
     snprintf(group, sizeof(group), "maas-cli-dlq-%.16s", rid);

@@ -31,6 +31,8 @@ static const char usage[] =
     "  alias      move an alias (production, canary, ...) to a version\n"
     "  export     write a version's model.h5 (a Keras file)\n"
     "  import     register a Keras model.h5 as a new version\n"
+    "  tenant     create | list | delete | key-rotate | key-revoke | admin-key: tenants\n"
+    "             and their API keys (--tenant T / MAAS_TENANT: work as tenant T)\n"
     "\n"
     "Run 'maas COMMAND --help' for a command's options.\n";
 
@@ -78,6 +80,7 @@ int main(int argc, char **argv) {
         {"dlq", maas_cli_dlq},
         {"sweep", maas_cli_sweep},
         {"gc", maas_cli_gc},
+        {"tenant", maas_cli_tenant},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {

@@ -14,6 +14,14 @@
  *   GET  /v1/sweeps/{id}                  its points, ranked by the validation metric
  *   GET  /healthz, /metrics
  *
+ * Authentication (--auth on, the default): every route but /healthz needs
+ * "Authorization: Bearer <API key>" (maas/auth.h). A tenant's key works in its
+ * tenant's namespace only (its models, jobs, sweeps and topics: another
+ * tenant's names are simply not there, 404); an operator's key (no tenant)
+ * works in the single-tenant namespace, or, with the admin scope, in the one
+ * "X-Maas-Tenant: T" names. GET routes need the read scope, the others submit,
+ * /metrics admin. --auth off (loopback only) trusts X-Maas-Tenant.
+ *
  * A housekeeping thread settles finished sweeps (moves their promote alias to
  * the best version) from what Redis holds, so a restart loses nothing.
  *
@@ -26,6 +34,7 @@
  * json_out.c, the housekeeping thread housekeeping.c (coordinator.h).
  */
 #include "maas/base.h"
+#include "maas/auth.h"
 #include "maas/clock.h"
 #include "maas/strbuf.h"
 #include "maas/broker.h"
@@ -345,12 +354,82 @@ static void pool_put(coord *c, maas_kv *kv) {
     pthread_mutex_unlock(&c->lock);
 }
 
+/* ------------------------------------------------------------ authentication */
+
+/*
+ * Who is calling: sets kv's scope to the caller's tenant and returns 0, or replies
+ * 401/403/404 and returns -1. need: the scope the route requires (MAAS_SCOPE_*).
+ * Unknown key ids and wrong secrets get one answer, so neither can be probed.
+ */
+static int authenticate(coord *c, maas_kv *kv, const maas_http_request *req, unsigned need,
+                        maas_http_response *res) {
+    char e[MAAS_ERRSTR_SIZE], id[MAAS_API_KEY_ID_LEN + 1], secret[65];
+    const char *as = req->header(req, "X-Maas-Tenant");
+    if (strcmp(c->auth, "on")) { /* development, loopback only: the header is trusted */
+        if (!maas_kv_scope(kv, as, e, sizeof(e))) return 0;
+        coord_reply_error(res, 400, "INVALID_ARGUMENT", e);
+        return -1;
+    }
+    const char *h = req->header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) {
+        coord_reply_error(res, 401, "UNAUTHENTICATED",
+                          "no credential: send \"Authorization: Bearer <API key>\" (maas tenant "
+                          "create prints a key)");
+        return -1;
+    }
+    maas_api_key k;
+    maas_err err = maas_api_token_split(h + 7, id, secret, e, sizeof(e));
+    if (!err) {
+        err = maas_kv_apikey_get(kv, id, &k, e, sizeof(e));
+        if (err == MAAS_ERR_UNKNOWN_NAME || (!err && !maas_api_key_matches(&k, secret)))
+            err = maas_errf(e, sizeof(e), MAAS_ERR_UNAUTHENTICATED,
+                            "invalid API key (unknown, revoked, expired or wrong)");
+    }
+    memset(secret, 0, sizeof(secret));
+    if (err) {
+        coord_reply_error(res, coord_status_of(err), maas_err_code(err), e);
+        return -1;
+    }
+    if (!(k.scopes & need)) {
+        char have[32];
+        maas_scopes_format(k.scopes, have, sizeof(have));
+        snprintf(e, sizeof(e), "key %s has the scopes '%s'; this route needs '%s'", k.id, have,
+                 need == MAAS_SCOPE_READ     ? "read"
+                 : need == MAAS_SCOPE_SUBMIT ? "submit"
+                                             : "admin");
+        coord_reply_error(res, 403, "FORBIDDEN", e);
+        return -1;
+    }
+    const char *tenant = k.tenant;
+    if (as && *as && strcmp(as, k.tenant)) {
+        int exists = 0;
+        if (k.tenant[0] || !(k.scopes & MAAS_SCOPE_ADMIN)) { /* only an operator's admin key */
+            coord_reply_error(res, 403, "FORBIDDEN",
+                              "X-Maas-Tenant: only an operator's key with the admin scope may act "
+                              "for a tenant");
+            return -1;
+        }
+        if ((err = maas_kv_tenant_exists(kv, as, &exists, e, sizeof(e))) || !exists) {
+            coord_reply_error(res, err ? coord_status_of(err) : 404,
+                              err ? maas_err_code(err) : "UNKNOWN_TENANT",
+                              err ? e : "X-Maas-Tenant: no such tenant");
+            return -1;
+        }
+        tenant = as;
+    }
+    if ((err = maas_kv_scope(kv, tenant, e, sizeof(e)))) {
+        coord_reply_error(res, 500, maas_err_code(err), e);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle(void *ud, const maas_http_request *req, maas_http_response *res) {
     coord *c = ud;
     char buf[1024], *s[8], e[MAAS_ERRSTR_SIZE];
     int n = segments(req->path, buf, sizeof(buf), s, 8);
     const char *m = req->method;
-    if (!strcmp(req->path, "/metrics") && !strcmp(m, "GET")) return route_metrics(c, res);
+    int metrics = !strcmp(req->path, "/metrics") && !strcmp(m, "GET");
     maas_kv *kv = pool_get(c, e, sizeof(e));
     if (!kv) {
         if (!strcmp(req->path, "/healthz"))
@@ -358,7 +437,14 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
                                    "{\"status\": \"unhealthy\", \"redis\": false}\n");
         return coord_reply_error(res, 503, "UNAVAILABLE", e);
     }
-    if (!strcmp(req->path, "/healthz")) {
+    unsigned need = metrics             ? MAAS_SCOPE_ADMIN
+                    : !strcmp(m, "GET") ? MAAS_SCOPE_READ
+                                        : MAAS_SCOPE_SUBMIT;
+    if (strcmp(req->path, "/healthz") && authenticate(c, kv, req, need, res)) {
+        /* replied */
+    } else if (metrics) {
+        route_metrics(c, res);
+    } else if (!strcmp(req->path, "/healthz")) {
         int kafka = maas_kafka_wait_ready(c->brokers, c->conf.settings, c->conf.n_settings, 2000, e,
                                           sizeof(e)) == MAAS_OK;
         maas_http_reply(res, kafka ? 200 : 503, "application/json",
@@ -411,6 +497,8 @@ static const char usage[] =
     "usage: maas-coordinator [--http ADDR:PORT] [--brokers B] [--redis URL] [--topic-prefix P]\n"
     "                        [-X kafka.K=V | redis.K=V]...\n"
     "  --http          where to serve the API (env MAAS_COORDINATOR_HTTP; 127.0.0.1:18080)\n"
+    "  --auth on|off   API keys on every route but /healthz (MAAS_AUTH; on). off: development\n"
+    "                  only, refused unless --http is a loopback address\n"
     "  --brokers       Kafka (MAAS_KAFKA_BROKERS; 127.0.0.1:19092)\n"
     "  --redis         Redis (MAAS_REDIS_URL; redis://127.0.0.1:16379)\n"
     "  --stale-s       a running work job whose worker vanished this long ago is published\n"
@@ -432,6 +520,7 @@ int main(int argc, char **argv) {
     snprintf(c.redis, sizeof(c.redis), "redis://127.0.0.1:16379");
     snprintf(c.prefix, sizeof(c.prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
     snprintf(c.listen, sizeof(c.listen), "127.0.0.1:18080");
+    snprintf(c.auth, sizeof(c.auth), "on");
     c.stale_s = 60;
     c.max_attempts = 3;
     c.retain_versions = 0;
@@ -443,6 +532,7 @@ int main(int argc, char **argv) {
     const maas_option opts[] = {
         MAAS_OPTION_CLUSTER(c.brokers, c.redis, c.prefix),
         {"http", "MAAS_COORDINATOR_HTTP", MAAS_OPTION_STRING, c.listen, sizeof(c.listen), 0, 0},
+        {"auth", "MAAS_AUTH", MAAS_OPTION_STRING, c.auth, sizeof(c.auth), 0, 0},
         {"stale-s", "MAAS_STALE_S", MAAS_OPTION_INT, &c.stale_s, 0, 1, 86400},
         {"max-attempts", "MAAS_MAX_ATTEMPTS", MAAS_OPTION_INT, &c.max_attempts, 0, 1, 100},
         {"retain-versions", "MAAS_RETAIN_VERSIONS", MAAS_OPTION_INT, &c.retain_versions, 0, 0,
@@ -462,6 +552,21 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (help) return fputs(usage, stdout), 0;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s", c.listen);
+    char *colon = strrchr(addr, ':');
+    if (!colon) return fputs(usage, stderr), 2;
+    *colon = '\0';
+    if (strcmp(c.auth, "on") && strcmp(c.auth, "off"))
+        return fprintf(stderr, "maas-coordinator: --auth '%s': on or off\n", c.auth), 2;
+    /* without authentication, only this machine may reach it */
+    if (!strcmp(c.auth, "off") && strncmp(addr, "127.", 4) && strcmp(addr, "localhost") &&
+        strcmp(addr, "::1") && strcmp(addr, "[::1]"))
+        return fprintf(stderr,
+                       "maas-coordinator: --auth off is for development on loopback only; "
+                       "refusing to serve %s without authentication\n",
+                       addr),
+               2;
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.pool_freed, NULL);
     if (!(c.pool_idle = calloc((size_t)c.redis_pool, sizeof(*c.pool_idle))))
@@ -475,11 +580,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "maas-coordinator: %s\n", e);
         return 1;
     }
-    char addr[64];
-    snprintf(addr, sizeof(addr), "%s", c.listen);
-    char *colon = strrchr(addr, ':');
-    if (!colon) return fputs(usage, stderr), 2;
-    *colon = '\0';
     lim.max_body = (size_t)c.max_body_mb << 20;
     lim.max_connections = (unsigned)c.max_connections;
     lim.max_per_client = (unsigned)c.max_per_client;
@@ -497,9 +597,9 @@ int main(int argc, char **argv) {
     char shown[sizeof(c.redis)];
     maas_config_mask_url(c.redis, shown, sizeof(shown));
     fprintf(stderr,
-            "maas-coordinator: serving http://%s:%d (kafka %s, redis %s; stale after %d s, %d "
-            "attempts; retain %d versions)\n",
-            addr, maas_http_port(h), c.brokers, shown, c.stale_s, c.max_attempts,
+            "maas-coordinator: serving http://%s:%d (authentication %s; kafka %s, redis %s; stale "
+            "after %d s, %d attempts; retain %d versions)\n",
+            addr, maas_http_port(h), c.auth, c.brokers, shown, c.stale_s, c.max_attempts,
             c.retain_versions);
     pthread_t hk;
     int hk_started = pthread_create(&hk, NULL, coord_housekeeping, &c) == 0;

@@ -19,9 +19,10 @@
 
 typedef struct coord {
     char brokers[512], redis[512], prefix[64], listen[64];
-    maas_config conf;          /* conf.settings: kafka.* and redis.* (maas/config.h) */
-    maas_client *client;       /* the producer and the submit protocol (maas/client.h) */
-    pthread_mutex_t lock;      /* metrics */
+    char auth[8];         /* "on": every route but /healthz needs an API key (maas/auth.h); "off" */
+    maas_config conf;     /* conf.settings: kafka.* and redis.* (maas/config.h) */
+    maas_client *client;  /* the producer and the submit protocol (maas/client.h) */
+    pthread_mutex_t lock; /* metrics */
     unsigned long requests[6]; /* requests by status class */
     /* housekeeping settings and what it last saw (under lock) */
     int stale_s, max_attempts, retain_versions;

@@ -53,8 +53,9 @@ static void check_stale(coord *c, maas_kv *kv, const maas_job_record *r, const m
     }
     if (r->attempts < c->max_attempts) {
         maas_job_update u = {.to = MAAS_JOB_QUEUED, .from_mask = 1u << MAAS_JOB_RUNNING};
-        char topic[256];
-        maas_topic_name(c->prefix, MAAS_TOPIC_WORK, topic, sizeof(topic), e, sizeof(e));
+        char topic[256]; /* the work topic of the tenant whose job it is */
+        maas_client_tenant_topic(c->client, maas_kv_tenant(kv), MAAS_TOPIC_WORK, topic,
+                                 sizeof(topic), e, sizeof(e));
         if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
             maas_err err =
                 maas_client_publish(c->client, kv, topic, r->id, msg, len, 1, e, sizeof(e));
@@ -86,7 +87,7 @@ static void check_stale(coord *c, maas_kv *kv, const maas_job_record *r, const m
     free(msg);
 }
 
-static void requeue_stale(coord *c, maas_kv *kv) {
+static void requeue_stale(coord *c, maas_kv *kv, unsigned long counts[MAAS_JOB__COUNT]) {
     char e[MAAS_ERRSTR_SIZE];
     maas_worker_info *w = NULL;
     int nw = 0;
@@ -117,13 +118,8 @@ static void requeue_stale(coord *c, maas_kv *kv) {
     enum { N = 500 };
     maas_job_record *recs = calloc(N, sizeof(*recs));
     int n = 0;
-    unsigned long counts[MAAS_JOB__COUNT] = {0};
-    if (recs && maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) == MAAS_OK) {
+    if (recs && maas_kv_jobs_list(kv, MAAS_JOB_UNKNOWN, N, recs, &n, e, sizeof(e)) == MAAS_OK)
         for (int i = 0; i < n; i++) counts[recs[i].state]++;
-        pthread_mutex_lock(&c->lock);
-        memcpy(c->recent, counts, sizeof(counts));
-        pthread_mutex_unlock(&c->lock);
-    }
     for (int i = 0; i < n; i++) maas_job_record_release(&recs[i]);
     free(recs);
 }
@@ -153,7 +149,43 @@ static void apply_retention(coord *c, maas_kv *kv) {
     free(names);
 }
 
-/* Every 2 s: sweeps whose points are all final get their promote alias and are marked done. */
+/* What one pass over every namespace saw, for /metrics. */
+typedef struct hk_sums {
+    unsigned long recent[MAAS_JOB__COUNT];
+    unsigned long active, points, finished, settled;
+} hk_sums;
+
+/* Sweeps whose points are all final get their promote alias and are marked done. */
+static void settle_sweeps(maas_kv *kv, maas_sweep *s, hk_sums *sum) {
+    char e[MAAS_ERRSTR_SIZE], **ids;
+    int n;
+    if (maas_kv_sweeps_active(kv, &ids, &n, e, sizeof(e))) return;
+    maas_sweep_row *rows = calloc(MAAS_SWEEP_MAX_POINTS, sizeof(*rows));
+    unsigned long settled = 0;
+    for (int i = 0; i < n; i++) {
+        int did = 0, fin = 0, best;
+        if (!rows || maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) ||
+            maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e))) {
+            free(ids[i]);
+            continue;
+        }
+        sum->points += (unsigned long)s->n;
+        sum->finished += (unsigned long)fin;
+        if (maas_sweep_settle(kv, s, rows, fin, best, &did, e, sizeof(e)) == MAAS_OK && did &&
+            ++settled)
+            fprintf(stderr, "maas-coordinator: %s%ssweep %s done: best %s version %d%s%s\n",
+                    maas_kv_tenant(kv), maas_kv_tenant(kv)[0] ? ": " : "", s->id, s->model,
+                    s->best_version, s->promote[0] ? ", promoted to " : "", s->promote);
+        free(ids[i]);
+    }
+    free(rows);
+    free(ids);
+    sum->active += (unsigned long)n - settled;
+    sum->settled += settled;
+}
+
+/* Every 2 s, in the single-tenant namespace and each tenant's: sweeps settled; every 10 s,
+ * stale jobs and retention. */
 void *coord_housekeeping(void *ud) {
     coord *c = ud;
     maas_kv *kv = NULL;
@@ -167,36 +199,25 @@ void *coord_housekeeping(void *ud) {
         if (!kv &&
             !(kv = maas_kv_connect(c->redis, c->conf.settings, c->conf.n_settings, e, sizeof(e))))
             continue;
-        if (tick % 5 == 0) requeue_stale(c, kv);
-        if (tick % 5 == 0) apply_retention(c, kv);
-        char **ids;
-        int n;
-        if (maas_kv_sweeps_active(kv, &ids, &n, e, sizeof(e))) continue;
-        unsigned long points = 0, finished = 0, settled = 0;
-        maas_sweep_row *rows = calloc(MAAS_SWEEP_MAX_POINTS, sizeof(*rows));
-        for (int i = 0; i < n; i++) {
-            int did = 0, fin = 0, best;
-            if (!rows || maas_kv_sweep_load(kv, ids[i], s, e, sizeof(e)) ||
-                maas_sweep_rank(kv, s, rows, &fin, &best, e, sizeof(e))) {
-                free(ids[i]);
-                continue;
-            }
-            points += (unsigned long)s->n;
-            finished += (unsigned long)fin;
-            if (maas_sweep_settle(kv, s, rows, fin, best, &did, e, sizeof(e)) == MAAS_OK && did &&
-                ++settled)
-                fprintf(stderr, "maas-coordinator: sweep %s done: best %s version %d%s%s\n", s->id,
-                        s->model, s->best_version, s->promote[0] ? ", promoted to " : "",
-                        s->promote);
-            free(ids[i]);
+        char **tenants = NULL;
+        int nt = 0;
+        if (maas_kv_tenants(kv, &tenants, &nt, e, sizeof(e))) continue;
+        hk_sums sum = {0};
+        for (int t = -1; t < nt && !coord_stop; t++) { /* -1: the single-tenant namespace */
+            if (maas_kv_scope(kv, t < 0 ? "" : tenants[t], e, sizeof(e))) continue;
+            if (tick % 5 == 0) requeue_stale(c, kv, sum.recent);
+            if (tick % 5 == 0) apply_retention(c, kv);
+            settle_sweeps(kv, s, &sum);
         }
-        free(rows);
-        free(ids);
+        for (int t = 0; t < nt; t++) free(tenants[t]);
+        free(tenants);
+        maas_kv_scope(kv, "", e, sizeof(e));
         pthread_mutex_lock(&c->lock);
-        c->sweeps_active = (unsigned long)n - settled;
-        c->sweep_points = points;
-        c->sweep_finished = finished;
-        c->sweeps_settled += settled;
+        if (tick % 5 == 0) memcpy(c->recent, sum.recent, sizeof(sum.recent));
+        c->sweeps_active = sum.active;
+        c->sweep_points = sum.points;
+        c->sweep_finished = sum.finished;
+        c->sweeps_settled += sum.settled;
         pthread_mutex_unlock(&c->lock);
     }
     free(s);

@@ -65,6 +65,10 @@ int coord_status_of(maas_err e) {
     switch (e) {
     case MAAS_ERR_UNKNOWN_NAME:
         return 404;
+    case MAAS_ERR_UNAUTHENTICATED:
+        return 401;
+    case MAAS_ERR_FORBIDDEN:
+        return 403;
     case MAAS_ERR_CONFLICT:
         return 409;
     case MAAS_ERR_UNAVAILABLE:

@@ -1,6 +1,6 @@
 /*
  * The model cache: versions loaded from Redis (their h5 bytes), keyed by the
- * immutable (name, version) pair, bounded by a memory budget with LRU
+ * immutable (tenant, name, version) triple, bounded by a memory budget with LRU
  * eviction. Aliases are resolved per job, so moving `production` takes effect
  * on the next job (the resolution is cached by the Redis adapter and kept true
  * by Redis's invalidation messages: maas_kv_cache_versions).
@@ -27,14 +27,16 @@ void cache_release(model_cache *c) {
     while (c->n) drop(c, c->n - 1);
 }
 
-maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **entry, char *errstr,
-                   size_t errstr_size) {
+maas_err cache_get(worker *w, const char *tenant, const char *name, const char *ref,
+                   cache_entry **entry, char *errstr, size_t errstr_size) {
     model_cache *c = &w->cache;
     int version;
-    maas_err err = maas_kv_version_resolve(w->kv, name, ref, &version, errstr, errstr_size);
+    maas_kv *kv = worker_kv(w, tenant);
+    maas_err err = maas_kv_version_resolve(kv, name, ref, &version, errstr, errstr_size);
     if (err) return err;
     for (int i = 0; i < c->n; i++)
-        if (c->e[i].version == version && !strcmp(c->e[i].name, name)) {
+        if (c->e[i].version == version && !strcmp(c->e[i].name, name) &&
+            !strcmp(c->e[i].tenant, tenant)) {
             c->e[i].last_used = ++c->tick;
             c->hits++;
             *entry = &c->e[i];
@@ -43,7 +45,7 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
     c->misses++;
     unsigned char *h5;
     size_t len;
-    if ((err = maas_kv_version_get(w->kv, name, version, &h5, &len, NULL, errstr, errstr_size)))
+    if ((err = maas_kv_version_get(kv, name, version, &h5, &len, NULL, errstr, errstr_size)))
         return err;
     maas_model *m;
     maas_model_info info;
@@ -86,6 +88,7 @@ maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **e
     }
     cache_entry *e = &c->e[c->n++];
     memset(e, 0, sizeof(*e));
+    snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
     snprintf(e->name, sizeof(e->name), "%s", name);
     e->version = version;
     e->model = m;

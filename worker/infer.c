@@ -183,7 +183,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
     char e[MAAS_ERRSTR_SIZE];
     const maas_model_ref *ref = &items[first].job.model;
     cache_entry *ce;
-    maas_err err = cache_get(w, ref->name, ref->ref, &ce, e, sizeof(e));
+    maas_err err = cache_get(w, w->batch_tenant, ref->name, ref->ref, &ce, e, sizeof(e));
     if (maas_err_retriable(err)) return err;
     int members[1024], nm = 0;
     size_t rows = 0;
@@ -415,7 +415,8 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
             /* workers took it this often and stopped each time before it was final (killed
              * while computing it: out of memory?): not computed again, unless it is final */
             maas_job_record r;
-            maas_err ge = maas_kv_job_get(w->kv, it->job.id, &r, e, sizeof(e));
+            maas_err ge =
+                maas_kv_job_get(worker_kv(w, w->batch_tenant), it->job.id, &r, e, sizeof(e));
             int done = !ge && MAAS_JOB_FINAL(r.state);
             if (!ge) maas_job_record_release(&r);
             if (ge) {
@@ -448,7 +449,9 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
          !(f->ids = malloc((size_t)o.n * sizeof(*f->ids)))))
         err = MAAS_ERR_OUT_OF_MEMORY;
     if (!err && !ferr && o.n) {
-        err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
+        err = maas_kv_scope(w->kv_results[slot], w->batch_tenant, e, sizeof(e));
+        if (!err)
+            err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
         if (err) wlog(w, "error", NULL, "cannot write %d results: %s", o.n, e);
     }
     int kept = 0;
@@ -481,18 +484,41 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
 
 /* A message may be a redelivery after a worker died: its partition was assigned to this
  * worker since, and it lies where the group had left it then (careful ranges). */
-static int careful(const worker *w, const maas_message *m) {
-    return m->partition >= 0 && m->partition < MAAS_CAREFUL_PARTITIONS &&
-           m->offset < w->careful_to[m->partition];
+static careful_range *careful_find(const worker *w, const char *topic, int32_t partition) {
+    for (int i = 0; i < w->n_careful; i++)
+        if (w->careful[i].partition == partition && !strcmp(w->careful[i].topic, topic))
+            return &w->careful[i];
+    return NULL;
+}
+
+static careful_range *careful(const worker *w, const maas_message *m) {
+    careful_range *c = w->n_careful ? careful_find(w, m->topic, m->partition) : NULL;
+    return c && m->offset < c->to ? c : NULL;
 }
 
 void infer_take_assignments(worker *w) {
-    maas_offset_range r[64];
+    maas_offset_range r[256];
     int n = maas_consumer_fresh_ranges(w->infer_c, r, (int)MAAS_ARRAY_LEN(r), 5000);
     for (int i = 0; i < n; i++) {
-        if (r[i].partition < 0 || r[i].partition >= MAAS_CAREFUL_PARTITIONS) continue;
-        w->careful_to[r[i].partition] = r[i].to;
-        w->counted_to[r[i].partition] = r[i].from;
+        careful_range *c = careful_find(w, r[i].topic, r[i].partition);
+        if (!c && w->n_careful == w->cap_careful) {
+            int cap = w->cap_careful ? 2 * w->cap_careful : 16;
+            careful_range *grown = realloc(w->careful, (size_t)cap * sizeof(*grown));
+            if (!grown) { /* not tracked: a job that kills workers is then not caught */
+                wlog(w, "warn", NULL, "out of memory tracking %.200s[%d]", r[i].topic,
+                     (int)r[i].partition);
+                continue;
+            }
+            w->careful = grown;
+            w->cap_careful = cap;
+        }
+        if (!c) {
+            c = &w->careful[w->n_careful++];
+            snprintf(c->topic, sizeof(c->topic), "%.255s", r[i].topic);
+            c->partition = r[i].partition;
+        }
+        c->to = r[i].to;
+        c->counted_to = r[i].from;
         wlog(w, "info", NULL, "%s[%d]: offsets %lld..%lld may be redeliveries: counting them",
              r[i].topic, (int)r[i].partition, (long long)r[i].from, (long long)r[i].to - 1);
     }
@@ -511,25 +537,26 @@ static maas_err delivery_counts(worker *w, const maas_message *msgs, int n, int 
     if (!taken) return MAAS_ERR_OUT_OF_MEMORY;
     maas_err err = MAAS_OK;
     for (int i = 0; i < n && !err; i++) {
-        if (taken[i] || !careful(w, &msgs[i])) continue;
+        careful_range *c = taken[i] ? NULL : careful(w, &msgs[i]);
+        if (!c) continue;
         int32_t p = msgs[i].partition;
         int k = 0;
         for (int j = i; j < n && k < (int)MAAS_ARRAY_LEN(off); j++) /* this partition's */
-            if (!taken[j] && msgs[j].partition == p && careful(w, &msgs[j])) {
+            if (!taken[j] && msgs[j].partition == p && careful(w, &msgs[j]) == c) {
                 off[k] = msgs[j].offset;
-                add[k] = count && msgs[j].offset >= w->counted_to[p];
+                add[k] = count && msgs[j].offset >= c->counted_to;
                 at[k++] = j;
                 taken[j] = 1;
             }
-        err =
-            maas_kv_delivery_counts(w->kv, msgs[i].topic, p, off, add, k, cnt, 86400, e, sizeof(e));
+        err = maas_kv_delivery_counts(worker_kv(w, w->batch_tenant), msgs[i].topic, p, off, add, k,
+                                      cnt, 86400, e, sizeof(e));
         if (err) {
             wlog(w, "error", NULL, "cannot count deliveries: %s", e);
             break;
         }
         for (int q = 0; q < k; q++) {
             counts[at[q]] = cnt[q];
-            if (count && off[q] + 1 > w->counted_to[p]) w->counted_to[p] = off[q] + 1;
+            if (count && off[q] + 1 > c->counted_to) c->counted_to = off[q] + 1;
         }
     }
     free(taken);
@@ -545,6 +572,7 @@ static maas_err finish_flights(worker *w) {
 }
 
 int process_infer_batch(worker *w, maas_message *msgs, int n) {
+    worker_tenant_of(w, msgs[0].topic, w->batch_tenant); /* one topic per batch (main.c) */
     int *counts = calloc((size_t)n, sizeof(*counts));
     maas_err err = counts ? delivery_counts(w, msgs, n, 0, counts) : MAAS_ERR_OUT_OF_MEMORY;
     int isolate = 0;

@@ -190,7 +190,11 @@ int main(int argc, char **argv) {
         maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_WORK, w.topic_work, sizeof(w.topic_work), e,
                         sizeof(e)) ||
         maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_DLQ, w.topic_dlq, sizeof(w.topic_dlq), e,
-                        sizeof(e))) {
+                        sizeof(e)) ||
+        maas_tenant_topic_pattern(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.pattern_infer,
+                                  sizeof(w.pattern_infer), e, sizeof(e)) ||
+        maas_tenant_topic_pattern(w.cfg.topic_prefix, MAAS_TOPIC_WORK, w.pattern_work,
+                                  sizeof(w.pattern_work), e, sizeof(e))) {
         wlog(&w, "error", NULL, "%s", e);
         return 2;
     }
@@ -212,17 +216,18 @@ int main(int argc, char **argv) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
     }
-    const char *ti[] = {w.topic_infer}, *tw[] = {w.topic_work};
+    /* the single-tenant topics and every tenant's (maas.t.TENANT.jobs.*) */
+    const char *ti[] = {w.topic_infer, w.pattern_infer}, *tw[] = {w.topic_work, w.pattern_work};
     /* The work consumer prefetches little: a paused partition's prefetch is thrown away. */
     maas_setting ws[MAAS_CONFIG_MAX_SETTINGS + 2];
     int nws = 0;
     ws[nws++] = (maas_setting){"kafka.queued.min.messages", "1"};
     ws[nws++] = (maas_setting){"kafka.queued.max.messages.kbytes", "1024"};
     for (int i = 0; i < w.cfg.conf.n_settings; i++) ws[nws++] = w.cfg.conf.settings[i];
-    w.infer_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_infer, ti, 1, w.cfg.conf.settings,
+    w.infer_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_infer, ti, 2, w.cfg.conf.settings,
                                   w.cfg.conf.n_settings, e, sizeof(e));
     if (w.infer_c)
-        w.work_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_work, tw, 1, ws, nws, e, sizeof(e));
+        w.work_c = maas_consumer_new(w.cfg.brokers, w.cfg.group_work, tw, 2, ws, nws, e, sizeof(e));
     if (!w.infer_c || !w.work_c) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
@@ -249,8 +254,9 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    wlog(&w, "info", NULL, "ready in %.0f ms: consuming %s and %s",
-         (maas_mono_s() - w.started) * 1e3, w.topic_infer, w.topic_work);
+    wlog(&w, "info", NULL, "ready in %.0f ms: consuming %s and %s, and every tenant's (%s, %s)",
+         (maas_mono_s() - w.started) * 1e3, w.topic_infer, w.topic_work, w.pattern_infer,
+         w.pattern_work);
     announce(&w);
 
     maas_message *batch = calloc((size_t)w.cfg.batch_max, sizeof(maas_message));
@@ -289,8 +295,13 @@ int main(int argc, char **argv) {
         int n = 0;
         /* with results in flight, only a look: if nothing is waiting, confirm them first */
         int wait_ms = w.n_flights ? 0 : w.task ? 20 : 50;
-        if (maas_consumer_poll(w.infer_c, wait_ms, &batch[0], e, sizeof(e)) == MAAS_OK &&
-            batch[0].handle_) {
+        if (w.carry.handle_) { /* the first of this batch came with the last one's polls */
+            batch[0] = w.carry;
+            memset(&w.carry, 0, sizeof(w.carry));
+        } else if (maas_consumer_poll(w.infer_c, wait_ms, &batch[0], e, sizeof(e)) != MAAS_OK) {
+            batch[0].handle_ = NULL;
+        }
+        if (batch[0].handle_) {
             n = 1;
             double until = maas_mono_s() + w.cfg.batch_wait_ms / 1000.0;
             while (n < w.cfg.batch_max) {
@@ -299,6 +310,11 @@ int main(int argc, char **argv) {
                         MAAS_OK ||
                     !batch[n].handle_)
                     break;
+                if (strcmp(batch[n].topic, batch[0].topic)) {
+                    /* a batch is one tenant's (one topic's): this one starts the next */
+                    w.carry = batch[n];
+                    break;
+                }
                 n++;
             }
             infer_take_assignments(&w); /* the polls may have brought an assignment */
@@ -316,6 +332,11 @@ int main(int argc, char **argv) {
             last_announce = maas_mono_s();
         }
     }
+    if (w.carry.handle_) { /* not started: redelivered to whoever has its partition */
+        maas_consumer_seek(w.infer_c, w.carry.topic, w.carry.partition, w.carry.offset, e,
+                           sizeof(e));
+        maas_message_release(&w.carry);
+    }
     infer_settle(&w);
     free(batch);
     maas_http_stop(w.http);
@@ -329,6 +350,7 @@ int main(int argc, char **argv) {
     maas_consumer_free(w.infer_c);
     maas_producer_free(w.producer);
     cache_release(&w.cache);
+    free(w.careful);
     maas_kv_free(w.kv);
     for (int i = 0; i < INFER_FLIGHTS; i++) maas_kv_free(w.kv_results[i]);
     maas_config_release(&w.cfg.conf);

@@ -5,11 +5,30 @@
  */
 #include "maas/base.h"
 #include "maas/digest.h"
+#include "maas/protocol.h"
 #include "maas/strbuf.h"
 #include "maas/train.h"
 #include "worker.h"
 
 #include <time.h>
+
+void worker_tenant_of(const worker *w, const char *topic, char out[MAAS_TENANT_MAX + 1]) {
+    if (maas_topic_tenant(w->cfg.topic_prefix, topic ? topic : "", out, NULL, 0)) out[0] = '\0';
+}
+
+maas_kv *worker_kv(worker *w, const char *tenant) {
+    char e[MAAS_ERRSTR_SIZE];
+    if (maas_kv_scope(w->kv, tenant, e, sizeof(e))) /* never for a subscribed topic's tenant */
+        wlog(w, "error", NULL, "%s", e);
+    return w->kv;
+}
+
+/* The kv handle in the scope of the tenant a job's message came from. */
+static maas_kv *source_kv(worker *w, const job_source *src) {
+    char tenant[MAAS_TENANT_MAX + 1];
+    worker_tenant_of(w, src->topic, tenant);
+    return worker_kv(w, tenant);
+}
 
 int job_ttl(const worker *w, const maas_job *j) {
     return j && j->ttl_s > 0 ? j->ttl_s : w->cfg.default_ttl_s;
@@ -28,6 +47,12 @@ int job_ttl(const worker *w, const maas_job *j) {
 static maas_err dead_letter(worker *w, const char *id, const job_source *src, maas_err code,
                             const char *message) {
     char e[MAAS_ERRSTR_SIZE], part[16], off[32], size[32], cut[64] = "", sha[65];
+    char tenant[MAAS_TENANT_MAX + 1], prefix[128], dlq[256];
+    worker_tenant_of(w, src->topic, tenant); /* a tenant's dead letters stay its own */
+    if (maas_tenant_topic_prefix(w->cfg.topic_prefix, tenant, prefix, sizeof(prefix), e,
+                                 sizeof(e)) ||
+        maas_topic_name(prefix, MAAS_TOPIC_DLQ, dlq, sizeof(dlq), e, sizeof(e)))
+        snprintf(dlq, sizeof(dlq), "%s", w->topic_dlq);
     snprintf(part, sizeof(part), "%d", (int)src->partition);
     snprintf(off, sizeof(off), "%lld", (long long)src->offset);
     snprintf(size, sizeof(size), "%zu", src->raw_len);
@@ -52,8 +77,8 @@ static maas_err dead_letter(worker *w, const char *id, const job_source *src, ma
             snprintf(cut, sizeof(cut), "%zu of %zu bytes", keep, src->raw_len);
             n = (int)MAAS_ARRAY_LEN(h);
         }
-        err = maas_producer_send_wait(w->producer, w->topic_dlq, id, strlen(id),
-                                      keep ? src->raw : "", keep, h, n, 10000, e, sizeof(e));
+        err = maas_producer_send_wait(w->producer, dlq, id, strlen(id), keep ? src->raw : "", keep,
+                                      h, n, 10000, e, sizeof(e));
         if (err != MAAS_ERR_LIMIT_EXCEEDED || keep == 0 || tries > 0) break;
         keep = 0; /* the topic's limit is lower still: the headers alone */
     }
@@ -94,7 +119,7 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
                              .ttl_s = job_ttl(w, j),
                              .notify = j->notify,
                              .create = &rec};
-        err = maas_kv_job_transition(w->kv, id, &u, e, sizeof(e));
+        err = maas_kv_job_transition(source_kv(w, src), id, &u, e, sizeof(e));
         if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
         if (err == MAAS_ERR_MISMATCH) {              /* another job's record: left alone */
             wlog(w, "warn", id, "%s", e);
@@ -126,7 +151,7 @@ maas_err job_expire(worker *w, const maas_job *j, const job_source *src) {
                          .ttl_s = job_ttl(w, j),
                          .notify = j->notify,
                          .create = &rec};
-    maas_err err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
+    maas_err err = maas_kv_job_transition(source_kv(w, src), j->id, &u, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
     if (err == MAAS_ERR_MISMATCH) return job_reject(w, j->id, src, MAAS_ERR_MISMATCH, e);
     if (err) {

@@ -191,7 +191,9 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     if (j->data.dataset[0]) {
         unsigned char *bytes;
         size_t len;
-        if ((err = maas_kv_dataset_get(w->kv, j->data.dataset, &bytes, &len, e, es))) return err;
+        if ((err = maas_kv_dataset_get(worker_kv(w, t->tenant), j->data.dataset, &bytes, &len, e,
+                                       es)))
+            return err;
         err = maas_dataset_decode(bytes, len, &j->data, e, es);
         free(bytes);
         if (err) return err;
@@ -202,7 +204,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
                          w->cfg.max_rows);
     if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
         cache_entry *ce;
-        if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
+        if ((err = cache_get(w, t->tenant, j->model.name, j->model.ref, &ce, e, es))) return err;
         if (j->optimize.finetune_epochs > w->cfg.max_epochs)
             return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
                              "field finetune_epochs: %d, over the limit of %d",
@@ -232,7 +234,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     }
     if (j->type == MAAS_JOBTYPE_EVALUATE) {
         cache_entry *ce;
-        if ((err = cache_get(w, j->model.name, j->model.ref, &ce, e, es))) return err;
+        if ((err = cache_get(w, t->tenant, j->model.name, j->model.ref, &ce, e, es))) return err;
         if (!ce->info.has_compile)
             return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
                              "model %s:%d has no training config, so no loss to evaluate", ce->name,
@@ -264,7 +266,8 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         return err;
     if (j->train.has_from) {
         cache_entry *ce;
-        if ((err = cache_get(w, j->train.from.name, j->train.from.ref, &ce, e, es))) return err;
+        if ((err = cache_get(w, t->tenant, j->train.from.name, j->train.from.ref, &ce, e, es)))
+            return err;
         if (ce->model->n_inputs != n_in || ce->model->n_layers != j->train.n_layers)
             return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
                              "field from: %s:%d has %d inputs and %d layers; the job has %d and %d",
@@ -299,6 +302,7 @@ void start_work_job(worker *w, maas_message *msg) {
     }
     pthread_mutex_init(&t->lock, NULL);
     snprintf(t->topic, sizeof(t->topic), "%s", msg->topic);
+    worker_tenant_of(w, msg->topic, t->tenant); /* the broker's word, not the message's */
     t->partition = msg->partition;
     t->offset = msg->offset;
     t->raw = raw;
@@ -330,7 +334,7 @@ void start_work_job(worker *w, maas_message *msg) {
                            .ttl_s = job_ttl(w, j),
                            .notify = j->notify,
                            .create = &rec};
-    err = maas_kv_job_transition(w->kv, j->id, &run, e, sizeof(e));
+    err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &run, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
         /* Final already (done by a worker that died before storing its offset,
          * or cancelled while queued): acknowledge without computing again. */
@@ -351,7 +355,7 @@ void start_work_job(worker *w, maas_message *msg) {
         return;
     }
     maas_job_record now;
-    if (maas_kv_job_get(w->kv, j->id, &now, e, sizeof(e)) == MAAS_OK &&
+    if (maas_kv_job_get(worker_kv(w, t->tenant), j->id, &now, e, sizeof(e)) == MAAS_OK &&
         now.attempts > w->cfg.max_attempts) {
         char why[200];
         snprintf(why, sizeof(why),
@@ -485,7 +489,7 @@ static maas_err finalize(worker *w, work_task *t) {
                              .error_message = "cancelled on request",
                              .ttl_s = job_ttl(w, j),
                              .notify = j->notify};
-        err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
+        err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
         wlog(w, "info", j->id, "cancelled after %.1fs", maas_mono_s() - t->started);
         metrics_job(&w->metrics, j->type, OUT_CANCELLED);
@@ -530,9 +534,9 @@ static maas_err finalize(worker *w, work_task *t) {
             err = maas_errf(e, sizeof(e), MAAS_ERR_OUT_OF_MEMORY,
                             "out of memory for the version's JSON");
         else
-            err =
-                maas_kv_version_create(w->kv, j->model.name, j->id, t->parent_version, h5, len,
-                                       metrics_text.p, config.p, &version, &created, e, sizeof(e));
+            err = maas_kv_version_create(worker_kv(w, t->tenant), j->model.name, j->id,
+                                         t->parent_version, h5, len, metrics_text.p, config.p,
+                                         &version, &created, e, sizeof(e));
         free(h5);
         free(metrics_text.p);
         free(config.p);
@@ -566,7 +570,7 @@ static maas_err finalize(worker *w, work_task *t) {
                          .result_len = len,
                          .ttl_s = job_ttl(w, j),
                          .notify = j->notify};
-    err = maas_kv_job_transition(w->kv, j->id, &u, e, sizeof(e));
+    err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &u, e, sizeof(e));
     free(buf);
     if (err && err != MAAS_ERR_CONFLICT) return err;
     w->jobs_done++;
@@ -609,7 +613,8 @@ void poll_work_task(worker *w) {
         }
         maas_strbuf_printf(&pb, "}");
         const char *progress = pb.p && !pb.oom ? pb.p : "{}";
-        maas_err err = maas_kv_job_heartbeat(w->kv, t->job.id, w->cfg.id, progress, e, sizeof(e));
+        maas_err err = maas_kv_job_heartbeat(worker_kv(w, t->tenant), t->job.id, w->cfg.id,
+                                             progress, e, sizeof(e));
         free(pb.p);
         if (err == MAAS_ERR_CANCELLED || err == MAAS_ERR_CONFLICT) {
             wlog(w, "info", t->job.id, "%s: stopping the computation",

@@ -42,6 +42,7 @@ typedef struct worker_config {
 
 /* A cached model version: immutable, shared by every job that uses it. */
 typedef struct cache_entry {
+    char tenant[MAAS_TENANT_MAX + 1];
     char name[MAAS_NAME_MAX + 1];
     int version;
     maas_model *model;
@@ -62,6 +63,7 @@ typedef struct model_cache {
 /* The long-running job a compute thread works on while the main thread polls. */
 typedef struct work_task {
     maas_job job;
+    char tenant[MAAS_TENANT_MAX + 1]; /* from the topic the job came on */
     char topic[256];
     int32_t partition;
     int64_t offset;
@@ -127,8 +129,13 @@ typedef struct infer_flight {
     char (*ids)[MAAS_NAME_MAX + 1]; /* ... for job ids[k] */
 } infer_flight;
 
-/* Inference partitions whose redeliveries a worker tracks (higher ones are not). */
-#define MAAS_CAREFUL_PARTITIONS 1024
+/* An inference partition whose messages may be redeliveries after a worker died. */
+typedef struct careful_range {
+    char topic[256];
+    int32_t partition;
+    int64_t to;         /* offsets below it may be redeliveries: their starts are counted */
+    int64_t counted_to; /* offsets below it were counted by this process already */
+} careful_range;
 
 /* Batches in flight at most, each on a Redis connection of its own (measured on 2 cores:
  * with one, Redis idled ~30% of a drain waiting for the worker's next batch). */
@@ -143,10 +150,15 @@ typedef struct worker {
     maas_producer *producer;
     maas_consumer *infer_c, *work_c;
     /* inference partitions assigned since a worker may have died: offsets below
-     * careful_to[p] have their deliveries counted (a job that keeps killing workers is
-     * dead-lettered); offsets below counted_to[p] were counted by this process already */
-    int64_t careful_to[MAAS_CAREFUL_PARTITIONS], counted_to[MAAS_CAREFUL_PARTITIONS];
+     * careful[i].to have their deliveries counted (a job that keeps killing workers is
+     * dead-lettered); offsets below careful[i].counted_to were counted by this process */
+    careful_range *careful;
+    int n_careful, cap_careful;
     char topic_infer[256], topic_work[256], topic_dlq[256];
+    /* every tenant's inference and work topics: regex subscriptions */
+    char pattern_infer[600], pattern_work[600];
+    char batch_tenant[MAAS_TENANT_MAX + 1]; /* the inference batch's (its topic's) */
+    maas_message carry; /* polled for the next inference batch (another tenant's topic) */
     model_cache cache;
     work_task *task; /* NULL when no long job runs */
     unsigned long jobs_done, jobs_failed, batches, batched_jobs;
@@ -199,6 +211,16 @@ maas_err job_expire(worker *w, const maas_job *j, const job_source *src);
 maas_err job_reject(worker *w, const char *id, const job_source *src, maas_err code,
                     const char *why);
 
+/*
+ * The worker's Redis handle in tenant's scope (from the topic a job came on, never
+ * from the message); every job's Redis calls go through it. A topic that names no
+ * valid tenant cannot be subscribed to (the pattern excludes it), so this cannot fail
+ * for a delivered job's tenant.
+ */
+maas_kv *worker_kv(worker *w, const char *tenant);
+/* The tenant of a delivered message's topic into out ("" for the single-tenant topics). */
+void worker_tenant_of(const worker *w, const char *topic, char out[MAAS_TENANT_MAX + 1]);
+
 /* log.c-style structured lines on stderr: ts, level, worker, job, msg. */
 void wlog(const worker *w, const char *level, const char *job, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -206,9 +228,10 @@ void wlog(const worker *w, const char *level, const char *job, const char *fmt, 
 /* cache.c */
 void cache_init(model_cache *c, size_t budget_bytes);
 void cache_release(model_cache *c);
-/* Resolves ref, loads the version if needed; *entry borrowed until the next cache call. */
-maas_err cache_get(worker *w, const char *name, const char *ref, cache_entry **entry, char *errstr,
-                   size_t errstr_size);
+/* Resolves tenant's (name, ref), loads the version if needed; *entry borrowed until the
+ * next cache call. Entries are per tenant: one tenant's "pima" is not another's. */
+maas_err cache_get(worker *w, const char *tenant, const char *name, const char *ref,
+                   cache_entry **entry, char *errstr, size_t errstr_size);
 
 /* metrics.c */
 void metrics_init(metrics *m);

@@ -115,6 +115,60 @@ maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *se
     return err;
 }
 
+/*
+ * The outcome of a topic admin request (CreateTopics, DeleteTopics) from its result event
+ * (NULL: none came): the first topic's error other than `fine` (already exists, unknown).
+ */
+static maas_err topics_outcome(rd_kafka_event_t *ev, const rd_kafka_topic_result_t **tr, size_t cnt,
+                               rd_kafka_resp_err_t fine, const char *what, const char *brokers,
+                               char *errstr, size_t errstr_size) {
+    if (!ev || !tr)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_TIMEOUT, "kafka at %s did not answer %s",
+                         brokers, what);
+    if (rd_kafka_event_error(ev))
+        return maas_errf(errstr, errstr_size, map_err(rd_kafka_event_error(ev)), "%s: %s", what,
+                         rd_kafka_event_error_string(ev));
+    for (size_t i = 0; i < cnt; i++) {
+        rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+        if (te && te != fine)
+            return maas_errf(errstr, errstr_size, map_err(te), "topic '%s': %s",
+                             rd_kafka_topic_result_name(tr[i]),
+                             rd_kafka_topic_result_error_string(tr[i]));
+    }
+    return MAAS_OK;
+}
+
+maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *settings, int n_settings,
+                                  const char *const *topics, int n_topics, int timeout_ms,
+                                  char *errstr, size_t errstr_size) {
+    if (n_topics < 1 || n_topics > 64)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "1..64 topics, got %d",
+                         n_topics);
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
+    rd_kafka_DeleteTopic_t *dt[64];
+    for (int i = 0; i < n_topics; i++) dt[i] = rd_kafka_DeleteTopic_new(topics[i]);
+    char e[512];
+    maas_err err = MAAS_OK;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, e, sizeof(e));
+    rd_kafka_DeleteTopics(rk, dt, (size_t)n_topics, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    const rd_kafka_DeleteTopics_result_t *res = ev ? rd_kafka_event_DeleteTopics_result(ev) : NULL;
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr =
+        res ? rd_kafka_DeleteTopics_result_topics(res, &cnt) : NULL;
+    err = topics_outcome(ev, tr, cnt, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, "DeleteTopics",
+                         brokers, errstr, errstr_size);
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < n_topics; i++) rd_kafka_DeleteTopic_destroy(dt[i]);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
 maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *settings, int n_settings,
                                   const maas_topic_spec *topics, int n_topics, int replication,
                                   int timeout_ms, char *errstr, size_t errstr_size) {
@@ -144,23 +198,11 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
         const rd_kafka_CreateTopics_result_t *res =
             ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
-        if (!ev || !res) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_TIMEOUT,
-                            "kafka at %s did not answer CreateTopics", brokers);
-        } else if (rd_kafka_event_error(ev)) {
-            err = maas_errf(errstr, errstr_size, map_err(rd_kafka_event_error(ev)),
-                            "CreateTopics: %s", rd_kafka_event_error_string(ev));
-        } else {
-            size_t cnt;
-            const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
-            for (size_t i = 0; i < cnt && !err; i++) {
-                rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
-                if (te && te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-                    err = maas_errf(errstr, errstr_size, map_err(te), "topic '%s': %s",
-                                    rd_kafka_topic_result_name(tr[i]),
-                                    rd_kafka_topic_result_error_string(tr[i]));
-            }
-        }
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+        err = topics_outcome(ev, tr, cnt, RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, "CreateTopics",
+                             brokers, errstr, errstr_size);
         if (ev) rd_kafka_event_destroy(ev);
     }
     rd_kafka_AdminOptions_destroy(opt);
@@ -377,27 +419,14 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
      * after 6 s, not librdkafka's 45 s; heartbeats come from librdkafka's own thread, so a
      * busy worker keeps its partitions; a network stall over 6 s costs a rebalance. 6 s is
      * also the broker's default minimum (group.min.session.timeout.ms). */
-    const char *defaults[] = {"group.id",
-                              group_id,
-                              "enable.auto.commit",
-                              "true",
-                              "enable.auto.offset.store",
-                              "false",
-                              "auto.offset.reset",
-                              "earliest",
-                              "auto.commit.interval.ms",
-                              "1000",
-                              "session.timeout.ms",
-                              "6000",
-                              "heartbeat.interval.ms",
-                              "1000",
-                              "partition.assignment.strategy",
-                              "range,roundrobin",
-                              "enable.partition.eof",
-                              "false",
-                              "log_level",
-                              "4",
-                              NULL};
+    const char *defaults[] = {
+        "group.id", group_id, "enable.auto.commit", "true", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "auto.commit.interval.ms", "1000", "session.timeout.ms",
+        "6000", "heartbeat.interval.ms", "1000",
+        /* a pattern subscription (every tenant's topics) sees a new
+         * tenant's topics within 5 s, not librdkafka's 5 minutes */
+        "topic.metadata.refresh.interval.ms", "5000", "partition.assignment.strategy",
+        "range,roundrobin", "enable.partition.eof", "false", "log_level", "4", NULL};
     maas_consumer *c = calloc(1, sizeof(*c));
     if (!c) {
         maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");

@@ -94,9 +94,17 @@ maas_kv *maas_client_kv(maas_client *c) {
 
 maas_err maas_client_topic(const maas_client *c, maas_job_type type, char *out, size_t size,
                            char *errstr, size_t errstr_size) {
-    return maas_topic_name(c->prefix,
-                           type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK, out,
-                           size, errstr, errstr_size);
+    return maas_client_tenant_topic(c, maas_kv_tenant(c->kv),
+                                    type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
+                                    out, size, errstr, errstr_size);
+}
+
+maas_err maas_client_tenant_topic(const maas_client *c, const char *tenant, const char *suffix,
+                                  char *out, size_t size, char *errstr, size_t errstr_size) {
+    char prefix[128];
+    maas_err err =
+        maas_tenant_topic_prefix(c->prefix, tenant, prefix, sizeof(prefix), errstr, errstr_size);
+    return err ? err : maas_topic_name(prefix, suffix, out, size, errstr, errstr_size);
 }
 
 void maas_client_stats_get(maas_client *c, maas_client_stats *out) {
@@ -176,8 +184,10 @@ maas_err maas_client_submit(maas_client *c, maas_kv *kv, maas_job *j, unsigned f
     if (!info) info = &local;
     memset(info, 0, sizeof(*info));
     if (!kv) kv = c->kv;
-    maas_err err =
-        maas_client_topic(c, j->type, info->topic, sizeof(info->topic), errstr, errstr_size);
+    /* the tenant of kv's scope: its namespace in Redis is its topics in Kafka */
+    maas_err err = maas_client_tenant_topic(
+        c, maas_kv_tenant(kv), j->type == MAAS_JOBTYPE_INFER ? MAAS_TOPIC_INFER : MAAS_TOPIC_WORK,
+        info->topic, sizeof(info->topic), errstr, errstr_size);
     if (err) return err;
     if (!j->created_ms) j->created_ms = maas_wall_ms();
     unsigned char *buf;

@@ -2,6 +2,7 @@
 #include "maas/base.h"
 #include "maas/digest.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 void maas_sha256_hex(const void *data, size_t len, char hex[65]) {
@@ -17,4 +18,8 @@ void maas_sha256_hex(const void *data, size_t len, char hex[65]) {
         hex[2 * i + 1] = digits[md[i] & 15];
     }
     hex[64] = '\0';
+}
+
+int maas_digest_equal(const void *a, const void *b, size_t n) {
+    return CRYPTO_memcmp(a, b, n) == 0;
 }

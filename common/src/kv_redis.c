@@ -1,61 +1,21 @@
 /*
- * The Redis adapter (the only file that includes hiredis.h). Key layout: schemas/redis-keys.md.
- * Size (~1770 lines): every Redis key and Lua script of the project lives here by design
- * (no key string outside the adapter), for the job records, the registry, datasets, sweeps,
- * workers and the client-side cache; the Cluster work (issue 19) will split the connection
- * layer from the key layout.
+ * The Redis adapter: the connection, job records, the registry, datasets, sweeps, workers and
+ * the client-side cache (kv_auth.c: tenants and API keys; kv_internal.h: what both share).
+ * Key layout: schemas/redis-keys.md. Every Redis key and Lua script of the project lives in
+ * these files by design (no key string outside the adapter); the Cluster work (issue 19)
+ * will split the connection layer from the key layout further.
  */
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/digest.h"
 #include "maas/kv.h"
+#include "kv_internal.h"
 
 #include <errno.h>
 #include <poll.h>
 
-#include <hiredis/hiredis.h>
 #include <sys/time.h>
 #include <time.h>
-
-/* One answer of maas_kv_version_resolve, kept while Redis does not say its key changed. */
-typedef struct resolved {
-    char key[200];               /* the hash it came from: aliases, or versions for a number */
-    char ref[MAAS_NAME_MAX + 1]; /* the alias or version asked for */
-    int version;
-} resolved;
-
-#define RESOLVED_MAX 64
-
-struct maas_kv {
-    redisContext *ctx;
-    redisContext *sub; /* a second connection, opened by the first wait: SUBSCRIBE mode */
-    /* maas_kv_cache_versions: resolve answers cached, kept true by Redis's client-side
-     * caching (CLIENT TRACKING ... REDIRECT to inval, subscribed to __redis__:invalidate) */
-    int cache_versions;
-    int64_t track_retry_ms; /* when to try setting it up again after a failure */
-    redisContext *inval;
-    int n_resolved;
-    resolved resolved[RESOLVED_MAX];
-    char host[256];
-    int port;
-    int db;
-    char user[128];
-    char password[256];
-    char prefix[64];
-    int timeout_ms;
-    char transition_sha[41]; /* SCRIPT LOAD of job_transition_lua on this connection */
-    maas_err last_err;       /* why the last cmd() returned NULL */
-    int last_noscript;       /* ... and it was NOSCRIPT (the script cache was flushed) */
-    /* The transition batch sent by maas_kv_job_transition_send: its replies come first on ctx,
-     * so any other command reads them (into results) before it runs. */
-    struct {
-        int n;      /* transitions sent; 0: none in flight */
-        int unread; /* replies still on the wire */
-        maas_err *results;
-        maas_err err; /* Redis itself failed while they were read */
-        char errstr[MAAS_ERRSTR_SIZE];
-    } flight;
-};
 
 /* ---- connection ---- */
 
@@ -201,7 +161,7 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
         return NULL;
     }
     kv->timeout_ms = 5000;
-    snprintf(kv->prefix, sizeof(kv->prefix), "maas:");
+    snprintf(kv->base, sizeof(kv->base), "maas:");
     if (parse_url(kv, url, errstr, errstr_size)) goto fail;
     for (int i = 0; i < n_settings; i++) {
         const char *k = settings[i].key, *v = settings[i].value;
@@ -213,16 +173,16 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
             /* letters, digits and . _ : - only: a '{' would make a hash tag of the prefix and
              * pin every key to one Redis Cluster slot */
             size_t n = strlen(v);
-            if (n == 0 || n >= sizeof(kv->prefix) ||
+            if (n == 0 || n >= sizeof(kv->base) ||
                 strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") !=
                     n) {
                 maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                           "redis.prefix '%.80s': 1..%zu of letters, digits and . _ : - (no braces "
                           "or spaces)",
-                          v, sizeof(kv->prefix) - 1);
+                          v, sizeof(kv->base) - 1);
                 goto fail;
             }
-            snprintf(kv->prefix, sizeof(kv->prefix), "%s", v);
+            snprintf(kv->base, sizeof(kv->base), "%s", v);
         } else if (!strcmp(k, "redis.timeout_ms")) {
             char *end;
             long t = strtol(v, &end, 10);
@@ -240,6 +200,7 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
             goto fail;
         }
     }
+    snprintf(kv->prefix, sizeof(kv->prefix), "%s", kv->base);
     if (kv_open(kv, errstr, errstr_size)) goto fail;
     return kv;
 fail:
@@ -259,8 +220,8 @@ void maas_kv_free(maas_kv *kv) {
  * Runs a command (binary-safe argv), reconnecting once if the connection is
  * gone. Returns the reply (free with freeReplyObject) or NULL with errstr.
  */
-static redisReply *cmd(maas_kv *kv, int argc, const char **argv, const size_t *lens, char *errstr,
-                       size_t errstr_size) {
+redisReply *kv_cmd(maas_kv *kv, int argc, const char **argv, const size_t *lens, char *errstr,
+                   size_t errstr_size) {
     flight_read(kv);
     for (int attempt = 0; attempt < 2; attempt++) {
         kv->last_noscript = 0;
@@ -284,48 +245,30 @@ static redisReply *cmd(maas_kv *kv, int argc, const char **argv, const size_t *l
     return NULL;
 }
 
+maas_err maas_kv_scope(maas_kv *kv, const char *tenant, char *errstr, size_t errstr_size) {
+    if (tenant && *tenant) {
+        maas_err err = maas_tenant_check(tenant, errstr, errstr_size);
+        if (err) return err;
+        snprintf(kv->tenant, sizeof(kv->tenant), "%s", tenant);
+        snprintf(kv->prefix, sizeof(kv->prefix), "%st:%s:", kv->base, tenant);
+    } else {
+        kv->tenant[0] = '\0';
+        snprintf(kv->prefix, sizeof(kv->prefix), "%s", kv->base);
+    }
+    return MAAS_OK;
+}
+
+const char *maas_kv_tenant(const maas_kv *kv) {
+    return kv->tenant;
+}
+
 maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size) {
     const char *argv[] = {"PING"};
-    redisReply *r = cmd(kv, 1, argv, NULL, errstr, errstr_size);
+    redisReply *r = kv_cmd(kv, 1, argv, NULL, errstr, errstr_size);
     if (!r) return kv->last_err;
     freeReplyObject(r);
     return MAAS_OK;
 }
-
-/* A small argv builder for EVAL and HSET calls. */
-typedef struct argv_buf {
-    int n;
-    const char *v[48];
-    size_t len[48];
-    char num[16][24];
-    int n_num;
-} argv_buf;
-
-static void arg(argv_buf *a, const void *p, size_t len) {
-    MAAS_CHECK(a->n < (int)MAAS_ARRAY_LEN(a->v)); /* sized for every call: a miss is a bug */
-    a->v[a->n] = p;
-    a->len[a->n++] = len;
-}
-static void arg_s(argv_buf *a, const char *s) {
-    arg(a, s ? s : "", s ? strlen(s) : 0);
-}
-static void arg_i(argv_buf *a, long long v) {
-    MAAS_CHECK(a->n_num < (int)MAAS_ARRAY_LEN(a->num));
-    /* decimal by hand: several per job record, and snprintf showed in the worker's profile */
-    char tmp[24], *b = a->num[a->n_num++];
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t len = 0;
-    if (v < 0) b[len++] = '-';
-    while (n) b[len++] = tmp[--n];
-    arg(a, b, len);
-}
-
-#define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)
 
 /* ---- job records ---- */
 
@@ -341,11 +284,11 @@ static maas_err index_job(maas_kv *kv, const char *id, int64_t created_ms, char 
     snprintf(score, sizeof(score), "%lld", (long long)created_ms);
     snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(maas_wall_ms() - 30LL * 86400 * 1000));
     const char *add[] = {"ZADD", key, "NX", score, id};
-    redisReply *rep = cmd(kv, 5, add, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 5, add, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     const char *trim[] = {"ZREMRANGEBYSCORE", key, "-inf", cutoff};
-    if (!(rep = cmd(kv, 4, trim, NULL, errstr, errstr_size))) return kv->last_err;
+    if (!(rep = kv_cmd(kv, 4, trim, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -374,7 +317,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
     arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
     if (r->digest[0]) arg_s(&a, "digest"), arg_s(&a, r->digest);
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long created = rep->integer;
     freeReplyObject(rep);
@@ -384,15 +327,9 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
                      errstr_size);
 }
 
-static void copy_field(char *dst, size_t size, const redisReply *v) {
-    size_t n = v->len < size - 1 ? v->len : size - 1;
-    memcpy(dst, v->str, n);
-    dst[n] = '\0';
-}
-
 static int64_t field_i64(const redisReply *v) {
     char b[32];
-    copy_field(b, sizeof(b), v);
+    kv_copy_field(b, sizeof(b), v);
     return strtoll(b, NULL, 10);
 }
 
@@ -404,7 +341,7 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
     char key[256];
     KEY(key, kv, "job:{%s}", id);
     const char *argv[] = {"HGETALL", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     snprintf(r->id, sizeof(r->id), "%s", id);
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
@@ -412,18 +349,18 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
         const redisReply *v = rep->element[i + 1];
         if (!strcmp(f, "state")) {
             char s[32];
-            copy_field(s, sizeof(s), v);
+            kv_copy_field(s, sizeof(s), v);
             r->state = maas_job_state_from_name(s);
         } else if (!strcmp(f, "type"))
-            copy_field(r->type, sizeof(r->type), v);
+            kv_copy_field(r->type, sizeof(r->type), v);
         else if (!strcmp(f, "model"))
-            copy_field(r->model, sizeof(r->model), v);
+            kv_copy_field(r->model, sizeof(r->model), v);
         else if (!strcmp(f, "worker"))
-            copy_field(r->worker, sizeof(r->worker), v);
+            kv_copy_field(r->worker, sizeof(r->worker), v);
         else if (!strcmp(f, "error_code"))
-            copy_field(r->error_code, sizeof(r->error_code), v);
+            kv_copy_field(r->error_code, sizeof(r->error_code), v);
         else if (!strcmp(f, "error_message"))
-            copy_field(r->error_message, sizeof(r->error_message), v);
+            kv_copy_field(r->error_message, sizeof(r->error_message), v);
         else if (!strcmp(f, "attempts"))
             r->attempts = (int)field_i64(v);
         else if (!strcmp(f, "created_ms"))
@@ -439,7 +376,7 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
         else if (!strcmp(f, "cancel_requested"))
             r->cancel_requested = field_i64(v) != 0;
         else if (!strcmp(f, "digest"))
-            copy_field(r->digest, sizeof(r->digest), v);
+            kv_copy_field(r->digest, sizeof(r->digest), v);
         else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
             memcpy(r->progress, v->str, v->len);
             r->progress[v->len] = '\0';
@@ -559,10 +496,10 @@ typedef struct transition_call {
 static maas_err load_transition(maas_kv *kv, char *errstr, size_t errstr_size) {
     if (kv->transition_sha[0]) return MAAS_OK;
     const char *argv[] = {"SCRIPT", "LOAD", job_transition_lua};
-    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 3, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->type == REDIS_REPLY_STRING && rep->len == 40)
-        copy_field(kv->transition_sha, sizeof(kv->transition_sha), rep);
+        kv_copy_field(kv->transition_sha, sizeof(kv->transition_sha), rep);
     freeReplyObject(rep);
     return kv->transition_sha[0] ? MAAS_OK
                                  : maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE,
@@ -615,7 +552,7 @@ static maas_err transition_reply(const redisReply *rep, const char *id, const ma
                                                     : -1;
     char from[32] = "";
     if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
-        copy_field(from, sizeof(from), rep->element[1]);
+        kv_copy_field(from, sizeof(from), rep->element[1]);
     if (ok == -2)
         return maas_errf(errstr, errstr_size, MAAS_ERR_MISMATCH,
                          "job '%s': the message does not match its record (type, model or "
@@ -637,7 +574,7 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     for (int attempt = 0; attempt < 2; attempt++) {
         if ((err = load_transition(kv, errstr, errstr_size))) return err;
         build_transition(kv, &t, id, u, maas_wall_ms());
-        redisReply *rep = cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
+        redisReply *rep = kv_cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
         if (!rep) {
             if (kv->last_noscript) { /* SCRIPT FLUSH or a restart: load it again */
                 kv->transition_sha[0] = '\0';
@@ -784,7 +721,7 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
     arg_s(&a, worker);
     arg_i(&a, maas_wall_ms());
     arg_s(&a, progress_json);
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long v = rep->integer;
     freeReplyObject(rep);
@@ -827,7 +764,7 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     arg_s(&a, done);
     arg_s(&a, chan);
     arg_i(&a, maas_wall_ms());
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     int unknown = rep->str && !strcmp(rep->str, "unknown");
     freeReplyObject(rep);
@@ -967,7 +904,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
     arg_s(&a, "created_ms"), arg_i(&a, t);
     if (metrics_json) arg_s(&a, "metrics"), arg_s(&a, metrics_json);
     if (config_json) arg_s(&a, "config"), arg_s(&a, config_json);
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     *version = rep->elements == 2 ? (int)rep->element[0]->integer : 0;
     if (created) *created = rep->elements == 2 ? (int)rep->element[1]->integer : 0;
@@ -976,7 +913,7 @@ maas_err maas_kv_version_create(maas_kv *kv, const char *model, const char *job,
     char kmodels[128];
     snprintf(kmodels, sizeof(kmodels), "%smodels", kv->prefix);
     const char *sadd[] = {"SADD", kmodels, model};
-    rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size);
+    rep = kv_cmd(kv, 3, sadd, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return *version > 0 ? MAAS_OK
@@ -1064,7 +1001,7 @@ static redisReply *tracked_cmd(maas_kv *kv, int argc, const char **argv, char *e
                                size_t errstr_size) {
     flight_read(kv);
     if (!kv->ctx && (kv->last_err = kv_open(kv, errstr, errstr_size))) return NULL;
-    if (!kv->inval) return cmd(kv, argc, argv, NULL, errstr, errstr_size);
+    if (!kv->inval) return kv_cmd(kv, argc, argv, NULL, errstr, errstr_size);
     redisReply *opt = NULL, *rep = NULL;
     if (redisAppendCommand(kv->ctx, "CLIENT CACHING yes") != REDIS_OK ||
         redisAppendCommandArgv(kv->ctx, argc, argv, NULL) != REDIS_OK ||
@@ -1166,7 +1103,7 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
         snprintf(names[i], sizeof(names[i]), "%d.%s", version, fields[i]);
         arg_s(&a, names[i]);
     }
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->elements != 8 || rep->element[0]->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
@@ -1183,10 +1120,11 @@ maas_err maas_kv_version_get(maas_kv *kv, const char *model, int version, unsign
     *len = e[0]->len;
     if (meta) {
         meta->version = version;
-        if (e[1]->type == REDIS_REPLY_STRING) copy_field(meta->sha256, sizeof(meta->sha256), e[1]);
+        if (e[1]->type == REDIS_REPLY_STRING)
+            kv_copy_field(meta->sha256, sizeof(meta->sha256), e[1]);
         if (e[2]->type == REDIS_REPLY_STRING) meta->size = (size_t)field_i64(e[2]);
         if (e[3]->type == REDIS_REPLY_STRING) meta->parent = (int)field_i64(e[3]);
-        if (e[4]->type == REDIS_REPLY_STRING) copy_field(meta->job, sizeof(meta->job), e[4]);
+        if (e[4]->type == REDIS_REPLY_STRING) kv_copy_field(meta->job, sizeof(meta->job), e[4]);
         if (e[5]->type == REDIS_REPLY_STRING) meta->created_ms = field_i64(e[5]);
         for (int k = 6; k < 8; k++) {
             if (e[k]->type != REDIS_REPLY_STRING) continue;
@@ -1233,7 +1171,7 @@ maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, in
     arg_s(&a, alias);
     arg_i(&a, version);
     arg_i(&a, expect < 0 ? -1 : expect);
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);
@@ -1247,7 +1185,7 @@ maas_err maas_kv_alias_set(maas_kv *kv, const char *model, const char *alias, in
     return MAAS_OK;
 }
 
-static int cmp_str(const void *a, const void *b) {
+int kv_cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
@@ -1256,14 +1194,14 @@ static int cmp_worker(const void *a, const void *b) {
 }
 
 /* The members of set prefix+name, sorted: *out holds n malloc'ed strings (free each, then it). */
-static maas_err smembers(maas_kv *kv, const char *name, char ***out, int *n, char *errstr,
-                         size_t errstr_size) {
+maas_err kv_smembers(maas_kv *kv, const char *name, char ***out, int *n, char *errstr,
+                     size_t errstr_size) {
     *out = NULL;
     *n = 0;
     char key[128];
     snprintf(key, sizeof(key), "%s%s", kv->prefix, name);
     const char *argv[] = {"SMEMBERS", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     char **v = calloc(rep->elements + 1, sizeof(char *));
     if (!v) {
@@ -1272,17 +1210,17 @@ static maas_err smembers(maas_kv *kv, const char *name, char ***out, int *n, cha
     }
     for (size_t i = 0; i < rep->elements; i++) {
         if (!(v[i] = malloc(rep->element[i]->len + 1))) break;
-        copy_field(v[i], rep->element[i]->len + 1, rep->element[i]);
+        kv_copy_field(v[i], rep->element[i]->len + 1, rep->element[i]);
         (*n)++;
     }
     freeReplyObject(rep);
-    qsort(v, (size_t)*n, sizeof(char *), cmp_str);
+    qsort(v, (size_t)*n, sizeof(char *), kv_cmp_str);
     *out = v;
     return MAAS_OK;
 }
 
 maas_err maas_kv_models(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size) {
-    return smembers(kv, "models", names, n, errstr, errstr_size);
+    return kv_smembers(kv, "models", names, n, errstr, errstr_size);
 }
 
 /* ---- datasets ---- */
@@ -1295,7 +1233,7 @@ maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, s
     KEY(key, kv, "dataset:{%s}", name);
     const char *argv[] = {"SET", key, bytes};
     size_t lens[] = {3, strlen(key), len};
-    redisReply *rep = cmd(kv, 3, argv, lens, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 3, argv, lens, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
@@ -1305,7 +1243,7 @@ maas_err maas_kv_dataset_put(maas_kv *kv, const char *name, const void *bytes, s
 static maas_err get_blob(maas_kv *kv, const char *key, const char *missing, unsigned char **bytes,
                          size_t *len, char *errstr, size_t errstr_size) {
     const char *argv[] = {"GET", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->type != REDIS_REPLY_STRING) {
         freeReplyObject(rep);
@@ -1339,7 +1277,7 @@ maas_err maas_kv_dataset_delete(maas_kv *kv, const char *name, char *errstr, siz
     char key[256];
     KEY(key, kv, "dataset:{%s}", name);
     const char *argv[] = {"DEL", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long n = rep->integer;
     freeReplyObject(rep);
@@ -1356,8 +1294,8 @@ maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting
     if (n_fields < 1 || n_fields > 20)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "1..20 worker fields");
     char key[256], kset[128];
-    KEY(key, kv, "worker:{%s}", id);
-    snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
+    snprintf(key, sizeof(key), "%sworker:{%s}", kv->base, id); /* the fleet: no tenant */
+    snprintf(kset, sizeof(kset), "%sworkers", kv->base);
     argv_buf a = {0};
     arg_s(&a, "HSET");
     arg_s(&a, key);
@@ -1365,16 +1303,16 @@ maas_err maas_kv_worker_announce(maas_kv *kv, const char *id, const maas_setting
         arg_s(&a, fields[i].key);
         arg_s(&a, fields[i].value);
     }
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     char ttl[16];
     snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 30);
     const char *ex[] = {"EXPIRE", key, ttl};
-    if (!(rep = cmd(kv, 3, ex, NULL, errstr, errstr_size))) return kv->last_err;
+    if (!(rep = kv_cmd(kv, 3, ex, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     const char *sadd[] = {"SADD", kset, id};
-    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
+    if (!(rep = kv_cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1396,7 +1334,7 @@ maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_
         snprintf(names[i], sizeof(names[i]), "%d.%s", version, fields[i]);
         arg_s(&a, names[i]);
     }
-    redisReply *rep = cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     redisReply **e = rep->element;
     if (rep->elements != 7 || e[1]->type != REDIS_REPLY_STRING) {
@@ -1405,10 +1343,10 @@ maas_err maas_kv_version_meta(maas_kv *kv, const char *model, int version, maas_
                          model, version);
     }
     meta->version = version;
-    if (e[0]->type == REDIS_REPLY_STRING) copy_field(meta->sha256, sizeof(meta->sha256), e[0]);
+    if (e[0]->type == REDIS_REPLY_STRING) kv_copy_field(meta->sha256, sizeof(meta->sha256), e[0]);
     meta->size = (size_t)field_i64(e[1]);
     if (e[2]->type == REDIS_REPLY_STRING) meta->parent = (int)field_i64(e[2]);
-    if (e[3]->type == REDIS_REPLY_STRING) copy_field(meta->job, sizeof(meta->job), e[3]);
+    if (e[3]->type == REDIS_REPLY_STRING) kv_copy_field(meta->job, sizeof(meta->job), e[3]);
     if (e[4]->type == REDIS_REPLY_STRING) meta->created_ms = field_i64(e[4]);
     for (int k = 5; k < 7; k++) {
         if (e[k]->type != REDIS_REPLY_STRING) continue;
@@ -1433,7 +1371,7 @@ maas_err maas_kv_version_count(maas_kv *kv, const char *model, int *n, char *err
     char key[256];
     KEY(key, kv, "model:{%s}", model);
     const char *argv[] = {"HGET", key, "next_version"};
-    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 3, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->type == REDIS_REPLY_STRING) *n = (int)field_i64(rep);
     freeReplyObject(rep);
@@ -1450,7 +1388,7 @@ maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **
     char key[256];
     KEY(key, kv, "model:{%s}:aliases", model);
     const char *argv[] = {"HGETALL", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     size_t pairs = rep->elements / 2;
     *aliases = calloc(pairs + 1, sizeof(char *));
@@ -1466,7 +1404,7 @@ maas_err maas_kv_aliases(maas_kv *kv, const char *model, char ***aliases, int **
     for (size_t i = 0; i < pairs; i++) {
         char *a = malloc(rep->element[2 * i]->len + 1);
         if (!a) break;
-        copy_field(a, rep->element[2 * i]->len + 1, rep->element[2 * i]);
+        kv_copy_field(a, rep->element[2 * i]->len + 1, rep->element[2 * i]);
         (*aliases)[*n] = a;
         (*versions)[*n] = (int)field_i64(rep->element[2 * i + 1]);
         (*n)++;
@@ -1489,12 +1427,12 @@ maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_jo
         snprintf(a0, sizeof(a0), "%ld", start);
         snprintf(a1, sizeof(a1), "%ld", start + 199);
         const char *argv[] = {"ZREVRANGE", key, a0, a1};
-        redisReply *rep = cmd(kv, 4, argv, NULL, errstr, errstr_size);
+        redisReply *rep = kv_cmd(kv, 4, argv, NULL, errstr, errstr_size);
         if (!rep) return kv->last_err;
         size_t got = rep->elements, gone = 0;
         for (size_t i = 0; i < got && *n < limit; i++) {
             char id[MAAS_NAME_MAX + 1];
-            copy_field(id, sizeof(id), rep->element[i]);
+            kv_copy_field(id, sizeof(id), rep->element[i]);
             maas_job_record r;
             maas_err err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
             if (err) {
@@ -1503,7 +1441,7 @@ maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_jo
             }
             if (r.state == MAAS_JOB_UNKNOWN) { /* expired: drop it from the index */
                 const char *rem[] = {"ZREM", key, id};
-                redisReply *x = cmd(kv, 3, rem, NULL, errstr, errstr_size);
+                redisReply *x = kv_cmd(kv, 3, rem, NULL, errstr, errstr_size);
                 if (x) freeReplyObject(x);
                 gone++;
                 continue;
@@ -1536,9 +1474,9 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
     *out = NULL;
     *n = 0;
     char kset[128];
-    snprintf(kset, sizeof(kset), "%sworkers", kv->prefix);
+    snprintf(kset, sizeof(kset), "%sworkers", kv->base);
     const char *argv[] = {"SMEMBERS", kset};
-    redisReply *ids = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *ids = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!ids) return kv->last_err;
     maas_worker_info *w = calloc(ids->elements + 1, sizeof(*w));
     if (!w) {
@@ -1548,18 +1486,18 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
     maas_err err = MAAS_OK;
     for (size_t i = 0; i < ids->elements && !err; i++) {
         maas_worker_info *wi = &w[*n];
-        copy_field(wi->id, sizeof(wi->id), ids->element[i]);
+        kv_copy_field(wi->id, sizeof(wi->id), ids->element[i]);
         char key[256];
-        KEY(key, kv, "worker:{%s}", wi->id);
+        snprintf(key, sizeof(key), "%sworker:{%s}", kv->base, wi->id);
         const char *hg[] = {"HGETALL", key};
-        redisReply *h = cmd(kv, 2, hg, NULL, errstr, errstr_size);
+        redisReply *h = kv_cmd(kv, 2, hg, NULL, errstr, errstr_size);
         if (!h) {
             err = kv->last_err;
             break;
         }
         if (h->elements == 0) { /* stopped announcing: its key expired */
             const char *rem[] = {"SREM", kset, wi->id};
-            redisReply *x = cmd(kv, 3, rem, NULL, errstr, errstr_size);
+            redisReply *x = kv_cmd(kv, 3, rem, NULL, errstr, errstr_size);
             if (x) freeReplyObject(x);
         } else {
             for (size_t k = 0; k + 1 < h->elements && wi->n_fields < MAAS_WORKER_FIELDS; k += 2) {
@@ -1570,8 +1508,8 @@ maas_err maas_kv_workers_list(maas_kv *kv, maas_worker_info **out, int *n, char 
                     err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
                     break;
                 }
-                copy_field(kk, h->element[k]->len + 1, h->element[k]);
-                copy_field(vv, h->element[k + 1]->len + 1, h->element[k + 1]);
+                kv_copy_field(kk, h->element[k]->len + 1, h->element[k]);
+                kv_copy_field(vv, h->element[k + 1]->len + 1, h->element[k + 1]);
                 wi->keys[wi->n_fields] = kk;
                 wi->values[wi->n_fields++] = vv;
             }
@@ -1656,7 +1594,7 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
         argv[a++] = v;
     }
     for (int i = 0; i < a; i++) lens[i] = strlen(argv[i]);
-    redisReply *rep = cmd(kv, a, argv, lens, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, a, argv, lens, errstr, errstr_size);
     free(argv);
     free(lens);
     free(text);
@@ -1669,7 +1607,7 @@ maas_err maas_kv_sweep_create(maas_kv *kv, const maas_sweep *s, char *errstr, si
     char kset[128];
     snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
     const char *sadd[] = {"SADD", kset, s->id};
-    if (!(rep = cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
+    if (!(rep = kv_cmd(kv, 3, sadd, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1682,7 +1620,7 @@ maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *er
     char key[256];
     KEY(key, kv, "sweep:{%s}", id);
     const char *argv[] = {"HGETALL", key};
-    redisReply *rep = cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->elements == 0) {
         freeReplyObject(rep);
@@ -1691,8 +1629,8 @@ maas_err maas_kv_sweep_load(maas_kv *kv, const char *id, maas_sweep *s, char *er
     snprintf(s->id, sizeof(s->id), "%s", id);
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         char f[32], v[512];
-        copy_field(f, sizeof(f), rep->element[i]);
-        copy_field(v, sizeof(v), rep->element[i + 1]);
+        kv_copy_field(f, sizeof(f), rep->element[i]);
+        kv_copy_field(v, sizeof(v), rep->element[i + 1]);
         if (!strcmp(f, "model")) {
             snprintf(s->model, sizeof(s->model), "%.128s", v);
         } else if (!strcmp(f, "metric")) {
@@ -1757,12 +1695,12 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
     snprintf(now, sizeof(now), "%lld", (long long)maas_wall_ms());
     snprintf(kset, sizeof(kset), "%ssweeps:active", kv->prefix);
     const char *argv[] = {"EVAL", sweep_finish_lua, "1", key, best_job, ver, now};
-    redisReply *rep = cmd(kv, 7, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 7, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);
     const char *srem[] = {"SREM", kset, id};
-    if ((rep = cmd(kv, 3, srem, NULL, errstr, errstr_size))) freeReplyObject(rep);
+    if ((rep = kv_cmd(kv, 3, srem, NULL, errstr, errstr_size))) freeReplyObject(rep);
     if (r < 0) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no sweep '%s'", id);
     if (r == 0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "sweep '%s' was already done", id);
@@ -1770,7 +1708,7 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
 }
 
 maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, size_t errstr_size) {
-    return smembers(kv, "sweeps:active", ids, n, errstr, errstr_size);
+    return kv_smembers(kv, "sweeps:active", ids, n, errstr, errstr_size);
 }
 
 /* ---- housekeeping: stored job messages, version retention ---- */
@@ -1807,7 +1745,7 @@ maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partiti
         argv[5 + 2 * i] = nums + (size_t)i * 24;
         argv[6 + 2 * i] = add[i] ? "1" : "0";
     }
-    redisReply *rep = cmd(kv, argc, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, argc, argv, NULL, errstr, errstr_size);
     free(argv);
     free(nums);
     if (!rep) return kv->last_err;
@@ -1831,7 +1769,7 @@ maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes,
     snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : MAAS_JOB_TTL_DEFAULT_S);
     const char *argv[] = {"SET", key, bytes, "EX", ttl};
     size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-    redisReply *rep = cmd(kv, 5, argv, lens, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 5, argv, lens, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     /* the index housekeeping walks (all of it, not the newest N records) */
@@ -1839,7 +1777,7 @@ maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes,
     snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
     snprintf(score, sizeof(score), "%lld", (long long)maas_wall_ms());
     const char *add[] = {"ZADD", index, "NX", score, id};
-    if (!(rep = cmd(kv, 5, add, NULL, errstr, errstr_size))) return kv->last_err;
+    if (!(rep = kv_cmd(kv, 5, add, NULL, errstr, errstr_size))) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
 }
@@ -1852,7 +1790,7 @@ maas_err maas_kv_work_index(maas_kv *kv, unsigned long long *cursor, char ***ids
     snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
     snprintf(cur, sizeof(cur), "%llu", *cursor);
     const char *argv[] = {"ZSCAN", index, cur, "COUNT", "500"};
-    redisReply *rep = cmd(kv, 5, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 5, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
         rep->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -1887,7 +1825,7 @@ maas_err maas_kv_work_index_remove(maas_kv *kv, const char *id, char *errstr, si
     char index[128];
     snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
     const char *argv[] = {"ZREM", index, id};
-    redisReply *rep = cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 3, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     freeReplyObject(rep);
     return MAAS_OK;
@@ -1927,7 +1865,7 @@ maas_err maas_kv_version_delete(maas_kv *kv, const char *model, int version, cha
     KEY(kal, kv, "model:{%s}:aliases", model);
     snprintf(v, sizeof(v), "%d", version);
     const char *argv[] = {"EVAL", version_delete_lua, "2", kver, kal, v};
-    redisReply *rep = cmd(kv, 6, argv, NULL, errstr, errstr_size);
+    redisReply *rep = kv_cmd(kv, 6, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     long long r = rep->integer;
     freeReplyObject(rep);

@@ -22,6 +22,20 @@ maas_err maas_name_check(const char *what, const char *name, char *errstr, size_
     return MAAS_OK;
 }
 
+maas_err maas_tenant_check(const char *tenant, char *errstr, size_t errstr_size) {
+    size_t n = tenant ? strlen(tenant) : 0;
+    int ok = n >= 1 && n <= MAAS_TENANT_MAX && tenant[0] != '-' && tenant[0] != '_';
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = tenant[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    }
+    if (!ok)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "tenant '%.40s': 1..%d of a-z 0-9 _ -, starting with a letter or digit",
+                         tenant ? tenant : "", MAAS_TENANT_MAX);
+    return MAAS_OK;
+}
+
 void maas_name_random(char out[33]) {
     unsigned char b[16];
     if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) { /* no entropy source: time and pid */

@@ -2,13 +2,16 @@
 # The local maas stack: up | down | status.
 #   up:   Redis (AOF) and a KRaft Kafka broker on 127.0.0.1, the topics
 #         (build/bin/maas-kafka-admin create-topics), $MAAS_WORKERS (2) workers and
-#         the coordinator's HTTP API on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080).
+#         the coordinator's HTTP API on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080), with
+#         authentication on: API keys in $MAAS_STATE_DIR/credentials/ (admin.key, and
+#         demo.key for the tenant "demo"), made on the first `up`.
 #   down: stops what `up` started, by pid; safe to call twice.
 # Ports, folders and the topic prefix come from the environment (deploy/local/common.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/common.sh"
 admin="${MAAS_KAFKA_ADMIN:-$MAAS_ROOT/build/bin/maas-kafka-admin}"
+maas="${MAAS_CLI:-$MAAS_ROOT/build/bin/maas}"
 
 case "${1:-}" in
   up)
@@ -18,6 +21,17 @@ case "${1:-}" in
       while read -r topic parts; do log "topic $topic: $parts partitions"; done
     "$here/workers.sh" start "${MAAS_WORKERS:-2}"
     "$here/coordinator.sh" start
+    # API keys (the coordinator runs with authentication on): an operator's key and a demo
+    # tenant's, made once, in 0600 files of the state directory; never on a command line
+    cred="$MAAS_STATE_DIR/credentials"
+    mkdir -p "$cred" && chmod 700 "$cred"
+    export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
+    [[ -s "$cred/admin.key" ]] || "$maas" tenant admin-key --key-file "$cred/admin.key" 2>/dev/null
+    if [[ ! -s "$cred/demo.key" ]]; then
+      "$maas" tenant create demo --key-file "$cred/demo.key" 2>/dev/null ||
+        "$maas" tenant key-rotate demo --grace-s 0 --key-file "$cred/demo.key" 2>/dev/null
+    fi
+    log "API keys: $cred/admin.key (operators: read, submit, admin), $cred/demo.key (tenant demo)"
     log "stack up: MAAS_KAFKA_BROKERS=127.0.0.1:$MAAS_KAFKA_PORT MAAS_REDIS_URL=redis://127.0.0.1:$MAAS_REDIS_PORT"
     log "logs: $MAAS_STATE_DIR/{kafka/kafka.log,redis/redis.log,workers/w*.log}; stop with: deploy/local/stack.sh down"
     ;;

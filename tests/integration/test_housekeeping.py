@@ -20,6 +20,8 @@ import time
 import urllib.request
 import uuid
 
+from itkeys import operator_key
+
 import redis
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -61,7 +63,8 @@ def record(job_id):
 
 
 def metrics():
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{PORT}/metrics", headers={"Authorization": f"Bearer {KEY}"}), timeout=10) as r:
         return r.read().decode()
 
 
@@ -82,6 +85,7 @@ def wait_for(pred, seconds):
 
 
 # a training set for a long job: Pima, 20 copies
+KEY = operator_key(BIN, WORK)
 rows = open(PIMA).read().splitlines()
 big = os.path.join(WORK, "big.csv")
 with open(big, "w") as f:

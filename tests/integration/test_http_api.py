@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 import uuid
 
+from itkeys import operator_key
+
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
@@ -39,7 +41,8 @@ def check(cond, what):
 
 def call(method, path, body=None, headers=None, raw=False):
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    req = urllib.request.Request(API + path, data=data, method=method, headers=headers or {})
+    h = {"Authorization": f"Bearer {KEY}", **(headers or {})}
+    req = urllib.request.Request(API + path, data=data, method=method, headers=h)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             out = r.read()
@@ -55,6 +58,7 @@ def spawn(name, *args):
     return p
 
 
+KEY = operator_key(BIN, WORK)
 rows = [[float(v) for v in r] for r in list(csv.reader(open(PIMA)))[1:]]
 train, test = rows[:614], rows[614:]
 try:
@@ -242,12 +246,14 @@ try:
         t.start()
     for t in threads:
         t.join()
-    metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
+    metrics = urllib.request.urlopen(
+        urllib.request.Request(API + "/metrics", headers={"Authorization": f"Bearer {KEY}"}), timeout=5).read().decode()
     opened = [float(l.split()[-1]) for l in metrics.splitlines()
               if l.startswith('maas_coordinator_redis_pool_connections{state="open"}')]
     check(codes == [200] * 12 and opened and 1 <= opened[0] <= 4,
           f"12 concurrent requests answered on at most 4 Redis connections ({opened})")
-    metrics = urllib.request.urlopen(API + "/metrics", timeout=5).read().decode()
+    metrics = urllib.request.urlopen(
+        urllib.request.Request(API + "/metrics", headers={"Authorization": f"Bearer {KEY}"}), timeout=5).read().decode()
     check('maas_coordinator_submissions_total{type="infer"}' in metrics
           and "maas_coordinator_http_responses_total" in metrics, "/metrics")
 finally:

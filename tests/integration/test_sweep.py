@@ -20,6 +20,8 @@ import urllib.error
 import urllib.request
 import uuid
 
+from itkeys import operator_key
+
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
@@ -39,7 +41,8 @@ def check(cond, what):
 
 def call(method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(API + path, data=data, method=method)
+    req = urllib.request.Request(API + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {KEY}"})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -107,6 +110,7 @@ def stop(p, sig=signal.SIGTERM):
 train = os.path.join(WORK, "train.csv")
 with open(PIMA) as f, open(train, "w") as out:
     out.writelines(f.readlines()[:615])
+KEY = operator_key(BIN, WORK)
 try:
     # 1. the CLI
     w1, w2 = worker(f"sw1-{RUN}", 29191), worker(f"sw2-{RUN}", 29192)

@@ -32,6 +32,11 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
                                   const maas_topic_spec *topics, int n_topics, int replication,
                                   int timeout_ms, char *errstr, size_t errstr_size);
 
+/* Deletes topics; ones that do not exist are fine. */
+maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *settings, int n_settings,
+                                  const char *const *topics, int n_topics, int timeout_ms,
+                                  char *errstr, size_t errstr_size);
+
 /* Number of partitions of a topic (metadata request), or an error. */
 maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *settings,
                                      int n_settings, const char *topic, int *partitions,
@@ -86,7 +91,9 @@ void maas_producer_free(maas_producer *p);
 typedef struct maas_consumer maas_consumer;
 
 /*
- * A consumer-group member subscribed to topics. Offsets are stored only by
+ * A consumer-group member subscribed to topics; a name starting with '^' is a
+ * regular expression (librdkafka's), matched against the cluster's topics as
+ * they come and go (checked every 5 s). Offsets are stored only by
  * maas_consumer_store() (enable.auto.offset.store=false) and committed in the
  * background (enable.auto.commit) or by maas_consumer_commit(). Free with
  * maas_consumer_free(), which leaves the group cleanly.

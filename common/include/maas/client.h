@@ -56,9 +56,13 @@ void maas_client_free(maas_client *c);
 /* The client's Redis handle (borrowed; one thread at a time). */
 maas_kv *maas_client_kv(maas_client *c);
 
-/* The topic of a job type ("maas.jobs.infer" for inference, "maas.jobs.work" else). */
+/* The topic of a job type in the scope of the client's handle ("maas.jobs.infer" for
+ * inference, "maas.jobs.work" else; "maas.t.TENANT.jobs.*" in a tenant's scope). */
 maas_err maas_client_topic(const maas_client *c, maas_job_type type, char *out, size_t size,
                            char *errstr, size_t errstr_size);
+/* A tenant's topic with suffix (MAAS_TOPIC_*; tenant "" or NULL: the single-tenant one). */
+maas_err maas_client_tenant_topic(const maas_client *c, const char *tenant, const char *suffix,
+                                  char *out, size_t size, char *errstr, size_t errstr_size);
 
 /* maas_client_submit flags */
 #define MAAS_SUBMIT_REPUBLISH                                                                      \
@@ -72,7 +76,8 @@ typedef struct maas_submit_info {
 } maas_submit_info;
 
 /*
- * Submits j through steps 1-4 above, using kv (NULL: the client's). Sets
+ * Submits j through steps 1-4 above, using kv (NULL: the client's) and the
+ * topics of kv's tenant (maas_kv_scope: the job is that tenant's). Sets
  * j->created_ms when 0. Returns MAAS_OK when the job is recorded and
  * published, or was known (info->existed; published again only with
  * MAAS_SUBMIT_REPUBLISH while queued); UNAVAILABLE when publishing failed

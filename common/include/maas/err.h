@@ -36,7 +36,9 @@
     X(UNSUPPORTED)        /* a valid request this build cannot carry out yet */                    \
     X(SERVER_ERROR)       /* a store's own error (a key of the wrong type, out of memory, a        \
                              script error): permanent for this request */                          \
-    X(MISMATCH)           /* a message that does not match the job record it names */
+    X(MISMATCH)           /* a message that does not match the job record it names */              \
+    X(UNAUTHENTICATED)    /* no credential, or one that is wrong, malformed or revoked */          \
+    X(FORBIDDEN)          /* a valid credential without the scope the request needs */
 
 typedef enum maas_err {
     MAAS_OK = 0,

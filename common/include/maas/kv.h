@@ -35,6 +35,20 @@ typedef struct maas_kv maas_kv;
 maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
                          char *errstr, size_t errstr_size);
 void maas_kv_free(maas_kv *kv);
+
+/*
+ * Tenants: a handle works in one tenant's namespace at a time — its keys under
+ * PREFIX "t:" TENANT ":" (maas:t:acme:job:{ID}), so Redis ACL key patterns can
+ * confine a tenant — or, with tenant NULL or "", in the single-tenant layout
+ * (PREFIX alone). Every job, record, model, alias, dataset and sweep call uses
+ * the scope set last; the fleet (workers), tenants and API keys are outside any
+ * scope. Cheap: call it before each job's calls. INVALID_ARGUMENT for a bad
+ * tenant name (maas_tenant_check) leaves the scope as it was.
+ */
+maas_err maas_kv_scope(maas_kv *kv, const char *tenant, char *errstr, size_t errstr_size);
+/* The current scope's tenant ("" for none); borrowed until the next maas_kv_scope. */
+const char *maas_kv_tenant(const maas_kv *kv);
+
 maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size);
 
 /* ---- job records (maas/job_state.h) ---- */
@@ -286,5 +300,36 @@ maas_err maas_kv_sweep_finish(maas_kv *kv, const char *id, const char *best_job,
                               char *errstr, size_t errstr_size);
 /* Ids of sweeps not yet done (*ids: n malloc'ed strings, free each, then it). */
 maas_err maas_kv_sweeps_active(maas_kv *kv, char ***ids, int *n, char *errstr, size_t errstr_size);
+
+/* ---- tenants and API keys (kv_auth.c; maas/auth.h has the key format) ---- */
+
+/* Registers a tenant (maas:tenants, maas:tenant:{T}); CONFLICT if it exists. */
+maas_err maas_kv_tenant_create(maas_kv *kv, const char *tenant, char *errstr, size_t errstr_size);
+/* 1 in *exists when the tenant is registered. */
+maas_err maas_kv_tenant_exists(maas_kv *kv, const char *tenant, int *exists, char *errstr,
+                               size_t errstr_size);
+/* Tenant names, sorted (*names: n malloc'ed strings; free each, then it). */
+maas_err maas_kv_tenants(maas_kv *kv, char ***names, int *n, char *errstr, size_t errstr_size);
+/*
+ * Deletes a tenant: its API keys first (they stop working at once), then every
+ * key of its namespace (SCAN + UNLINK, in batches), then its registration.
+ * UNKNOWN_NAME if there is no such tenant. *deleted: keys removed.
+ */
+maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, char *errstr,
+                               size_t errstr_size);
+
+struct maas_api_key;
+/* Stores an API key's record (its hash, never the secret); ttl_ms > 0 expires it. */
+maas_err maas_kv_apikey_put(maas_kv *kv, const struct maas_api_key *k, char *errstr,
+                            size_t errstr_size);
+/* Reads the record of key id; UNKNOWN_NAME when there is none (revoked or expired). */
+maas_err maas_kv_apikey_get(maas_kv *kv, const char *id, struct maas_api_key *k, char *errstr,
+                            size_t errstr_size);
+/* Revokes key id now (ttl_ms 0) or expires it ttl_ms from now (rotation's overlap). */
+maas_err maas_kv_apikey_expire(maas_kv *kv, const char *id, int64_t ttl_ms, char *errstr,
+                               size_t errstr_size);
+/* The keys of a tenant ("" = admin keys), oldest first: *keys malloc'ed array of n. */
+maas_err maas_kv_apikeys(maas_kv *kv, const char *tenant, struct maas_api_key **keys, int *n,
+                         char *errstr, size_t errstr_size);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "maas/err.h"
+#include "maas/names.h"
 
 #define MAAS_TOPIC_PREFIX_DEFAULT "maas."
 
@@ -37,5 +38,29 @@ const maas_topic_def *maas_topics(int *n);
 /* prefix + suffix into out (e.g. "maas.jobs.infer"). */
 maas_err maas_topic_name(const char *prefix, const char *suffix, char *out, size_t size,
                          char *errstr, size_t errstr_size);
+
+/*
+ * Tenants (maas/names.h) have topics of their own under PREFIX "t." TENANT ".",
+ * e.g. "maas.t.acme.jobs.infer": broker ACLs on that prefix decide who may
+ * produce a tenant's jobs, and a worker takes a job's tenant from the topic
+ * the broker delivered it on, never from the message. No tenant ("" or NULL):
+ * the prefix itself (the single-tenant layout).
+ */
+maas_err maas_tenant_topic_prefix(const char *prefix, const char *tenant, char *out, size_t size,
+                                  char *errstr, size_t errstr_size);
+
+/*
+ * The tenant of a topic under prefix: "acme" for "maas.t.acme.jobs.infer", ""
+ * for "maas.jobs.infer". INVALID_ARGUMENT for a topic that is neither.
+ */
+maas_err maas_topic_tenant(const char *prefix, const char *topic, char out[MAAS_TENANT_MAX + 1],
+                           char *errstr, size_t errstr_size);
+
+/*
+ * The subscription pattern of every tenant's topic with this suffix under
+ * prefix (a librdkafka regex, '^'...'$'): "^maas\\.t\\.[a-z0-9][a-z0-9_-]*\\.jobs\\.infer$".
+ */
+maas_err maas_tenant_topic_pattern(const char *prefix, const char *suffix, char *out, size_t size,
+                                   char *errstr, size_t errstr_size);
 
 #endif
