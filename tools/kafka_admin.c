@@ -6,6 +6,7 @@
  */
 #include "maas/base.h"
 #include "maas/broker.h"
+#include "maas/config.h"
 #include "maas/protocol.h"
 
 static int usage(void) {
@@ -16,37 +17,41 @@ static int usage(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *brokers = getenv("MAAS_KAFKA_BROKERS");
-    if (!brokers) brokers = "127.0.0.1:19092";
-    const char *prefix = getenv("MAAS_TOPIC_PREFIX");
-    if (!prefix) prefix = MAAS_TOPIC_PREFIX_DEFAULT;
-    maas_setting settings[32];
-    char *owned[32];
-    int n_settings = 0, i = 1, timeout_s = 10;
+    /* MAAS_KAFKA_BROKERS, MAAS_TOPIC_PREFIX and the file MAAS_CONFIG (credentials), as for
+     * every maas program; then the flags */
+    char brokers[512] = "127.0.0.1:19092", redis[512] = "", prefix[64] = MAAS_TOPIC_PREFIX_DEFAULT;
+    const maas_option opts[] = {MAAS_OPTION_CLUSTER(brokers, redis, prefix)};
+    maas_config conf;
+    char err[MAAS_ERRSTR_SIZE];
+    if (maas_config_init(&conf, "maas-kafka-admin", opts, 3, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    int i = 1, timeout_s = 10;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
-            brokers = argv[++i];
-        } else if (!strcmp(argv[i], "-X") && i + 1 < argc && n_settings < 32) {
-            char *kv = strdup(argv[++i]), *eq = kv ? strchr(kv, '=') : NULL;
-            if (!eq) return usage();
-            *eq = '\0';
-            owned[n_settings] = kv;
-            settings[n_settings++] = (maas_setting){kv, eq + 1};
+            snprintf(brokers, sizeof(brokers), "%s", argv[++i]);
+        } else if (!strcmp(argv[i], "-X") && i + 1 < argc) {
+            if (maas_config_setting(&conf, argv[++i], err, sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                return usage();
+            }
         } else {
             return usage();
         }
     }
+    const maas_setting *settings = conf.settings;
+    int n_settings = conf.n_settings;
     if (i >= argc) return usage();
     const char *cmd = argv[i++];
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
             timeout_s = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
-            prefix = argv[++i];
+            snprintf(prefix, sizeof(prefix), "%s", argv[++i]);
         else
             break;
     }
-    char err[MAAS_ERRSTR_SIZE];
     int rc = 0;
     if (!strcmp(cmd, "wait")) {
         if (maas_kafka_wait_ready(brokers, settings, n_settings, timeout_s * 1000, err,
@@ -85,6 +90,6 @@ int main(int argc, char **argv) {
     } else {
         rc = usage();
     }
-    for (int k = 0; k < n_settings; k++) free(owned[k]);
+    maas_config_release(&conf);
     return rc;
 }

@@ -169,6 +169,71 @@ maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *setti
     return err;
 }
 
+maas_err maas_kafka_grant_prefix(const char *brokers, const maas_setting *settings, int n_settings,
+                                 const char *principal, const char *topic_prefix,
+                                 const char *group_prefix, int timeout_ms, char *errstr,
+                                 size_t errstr_size) {
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
+    /* its topics: produce (WRITE, DESCRIBE) and read back (READ: its dead letters); its
+     * consumer groups: READ */
+    static const rd_kafka_AclOperation_t topic_ops[] = {
+        RD_KAFKA_ACL_OPERATION_WRITE, RD_KAFKA_ACL_OPERATION_DESCRIBE, RD_KAFKA_ACL_OPERATION_READ};
+    rd_kafka_AclBinding_t *acl[4];
+    int n = 0;
+    char e[512];
+    maas_err err = MAAS_OK;
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(topic_ops) + 1 && !err; i++) {
+        int group = i == MAAS_ARRAY_LEN(topic_ops);
+        acl[n] = rd_kafka_AclBinding_new(group ? RD_KAFKA_RESOURCE_GROUP : RD_KAFKA_RESOURCE_TOPIC,
+                                         group ? group_prefix : topic_prefix,
+                                         RD_KAFKA_RESOURCE_PATTERN_PREFIXED, principal, "*",
+                                         group ? RD_KAFKA_ACL_OPERATION_READ : topic_ops[i],
+                                         RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, e, sizeof(e));
+        if (!acl[n])
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "ACL for %s: %s",
+                            principal, e);
+        else
+            n++;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATEACLS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, e, sizeof(e));
+    if (!err) {
+        rd_kafka_CreateAcls(rk, acl, (size_t)n, opt, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+        const rd_kafka_CreateAcls_result_t *res = ev ? rd_kafka_event_CreateAcls_result(ev) : NULL;
+        if (!ev || !res) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_TIMEOUT,
+                            "kafka at %s did not answer CreateAcls", brokers);
+        } else if (rd_kafka_event_error(ev)) {
+            rd_kafka_resp_err_t code = rd_kafka_event_error(ev);
+            err = maas_errf(errstr, errstr_size,
+                            code == RD_KAFKA_RESP_ERR_SECURITY_DISABLED ? MAAS_ERR_UNSUPPORTED
+                                                                        : map_err(code),
+                            "CreateAcls: %s", rd_kafka_event_error_string(ev));
+        } else {
+            size_t cnt;
+            const rd_kafka_acl_result_t **ar = rd_kafka_CreateAcls_result_acls(res, &cnt);
+            for (size_t i = 0; i < cnt && !err; i++) {
+                const rd_kafka_error_t *ae = rd_kafka_acl_result_error(ar[i]);
+                if (!ae) continue;
+                rd_kafka_resp_err_t code = rd_kafka_error_code(ae);
+                err = maas_errf(errstr, errstr_size,
+                                code == RD_KAFKA_RESP_ERR_SECURITY_DISABLED ? MAAS_ERR_UNSUPPORTED
+                                                                            : map_err(code),
+                                "CreateAcls for %s: %s", principal, rd_kafka_error_string(ae));
+            }
+        }
+        if (ev) rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < n; i++) rd_kafka_AclBinding_destroy(acl[i]);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
 maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *settings, int n_settings,
                                   const maas_topic_spec *topics, int n_topics, int replication,
                                   int timeout_ms, char *errstr, size_t errstr_size) {

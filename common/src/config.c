@@ -45,7 +45,9 @@ maas_err maas_config_init(maas_config *c, const char *program, const maas_option
         maas_err err = apply(c, &opts[i], v, opts[i].env, errstr, errstr_size);
         if (err) return err;
     }
-    return MAAS_OK;
+    /* credentials for every program of a deployment, kept out of argv and the environment */
+    const char *file = getenv("MAAS_CONFIG");
+    return file && *file ? maas_config_load_file(c, file, errstr, errstr_size) : MAAS_OK;
 }
 
 static maas_err add_setting(maas_config *c, const char *key, size_t key_len, const char *value,

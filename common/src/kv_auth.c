@@ -241,3 +241,46 @@ maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, c
         err = simple(kv, 3, srem, NULL, errstr, errstr_size);
     return err;
 }
+
+/* ACL SAVE, when Redis keeps its users in a file; 0 when it has none (users live until a
+ * restart then: said by the caller). */
+static int acl_save(maas_kv *kv) {
+    char e[MAAS_ERRSTR_SIZE];
+    const char *argv[] = {"ACL", "SAVE"};
+    redisReply *r = kv_cmd(kv, 2, argv, NULL, e, sizeof(e));
+    if (r) freeReplyObject(r);
+    return r != NULL;
+}
+
+maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *password, char *user,
+                               size_t user_size, int *saved, char *errstr, size_t errstr_size) {
+    maas_err err = maas_tenant_check(tenant, errstr, errstr_size);
+    if (err) return err;
+    char pass[200], keys[128], chans[128];
+    snprintf(user, user_size, "tenant-%s", tenant);
+    snprintf(pass, sizeof(pass), ">%s", password);
+    snprintf(keys, sizeof(keys), "%%R~%st:%s:*", kv->base, tenant);
+    snprintf(chans, sizeof(chans), "&%st:%s:*", kv->base, tenant);
+    /* read-only, its keys and channels only, and no key-less command that lists keys (SCAN,
+     * KEYS, RANDOMKEY would show other tenants' key names): an allowlist */
+    const char *argv[] = {
+        "ACL",         "SETUSER",      user,           "reset",         "on",
+        pass,          "resetkeys",    keys,           "resetchannels", chans,
+        "-@all",       "+@connection", "-@dangerous",  "+hget",         "+hgetall",
+        "+hmget",      "+hexists",     "+hlen",        "+get",          "+mget",
+        "+exists",     "+ttl",         "+pttl",        "+type",         "+subscribe",
+        "+psubscribe", "+unsubscribe", "+punsubscribe"};
+    if ((err = simple(kv, (int)MAAS_ARRAY_LEN(argv), argv, NULL, errstr, errstr_size))) return err;
+    *saved = acl_save(kv);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_tenant_reader_delete(maas_kv *kv, const char *tenant, char *errstr,
+                                      size_t errstr_size) {
+    char user[64];
+    snprintf(user, sizeof(user), "tenant-%s", tenant);
+    const char *argv[] = {"ACL", "DELUSER", user};
+    maas_err err = simple(kv, 3, argv, NULL, errstr, errstr_size);
+    if (!err) acl_save(kv);
+    return err;
+}

@@ -10,7 +10,32 @@ MAAS_REDIS_PORT="${MAAS_REDIS_PORT:-16379}"
 MAAS_KAFKA_HEAP="${MAAS_KAFKA_HEAP:-512m}"
 MAAS_WORKER_HTTP_BASE="${MAAS_WORKER_HTTP_BASE:-19100}" # worker i serves /metrics on BASE + i
 
+# Credentials the scripts make (0600 files, never on a command line of ours): service
+# passwords, the API keys, and maas.conf — the maas programs' credentials (kafka.sasl.*,
+# redis.user/password), which every maas program reads through MAAS_CONFIG.
+MAAS_CRED_DIR="$MAAS_STATE_DIR/credentials"
+MAAS_KAFKA_AUTH="${MAAS_KAFKA_AUTH:-none}" # none | scram (SASL SCRAM-SHA-512 + ACLs)
+MAAS_REDIS_AUTH="${MAAS_REDIS_AUTH:-none}" # none | acl (ACL users; the default user off)
+if [[ -s "$MAAS_CRED_DIR/maas.conf" && -z "${MAAS_CONFIG:-}" ]]; then
+  export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf"
+fi
+
 log() { echo "[$(basename "$0" .sh)] $*" >&2; }
+
+# Prints the secret in credentials file NAME, making it (random, 0600) first if missing.
+secret_file() {
+  local f="$MAAS_CRED_DIR/$1"
+  mkdir -p "$MAAS_CRED_DIR" && chmod 700 "$MAAS_CRED_DIR"
+  [[ -s "$f" ]] || (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$f")
+  cat "$f"
+}
+
+# Rebuilds maas.conf from the parts the service scripts write (maas-kafka.part, ...).
+maas_conf_refresh() {
+  mkdir -p "$MAAS_CRED_DIR" && chmod 700 "$MAAS_CRED_DIR"
+  (umask 077 && cat "$MAAS_CRED_DIR"/maas-*.part > "$MAAS_CRED_DIR/maas.conf" 2>/dev/null || true)
+  export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf"
+}
 die() { log "error: $*"; exit 1; }
 
 # Prints the pid recorded in FILE if that process is alive and is what we started.

@@ -77,17 +77,78 @@ java_cmd() {
     -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$libs/*" "$@"
 }
 
-write_config() {
-  mkdir -p "$dir/data"
-  cat > "$dir/server.properties" <<CFG
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
+# The listeners: PLAINTEXT, or with MAAS_KAFKA_AUTH=scram SASL SCRAM-SHA-512 for clients and
+# the broker itself, SASL PLAIN on the controller listener (left PLAINTEXT, anyone reaching it
+# would be a super user: shared/notes/tenancy.md), the StandardAuthorizer with no access
+# unless an ACL grants it. Super users: admin (the scripts' tools), controller, and maas (the
+# workers, the coordinator and the operator's CLI, which serve every tenant). Tenants'
+# principals get prefixed ACLs from `maas tenant create` (their topics maas.t.T.*).
+listener_config() {
+  if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then
+    local adm ctl
+    adm="$(secret_file kafka-admin.pass)"
+    ctl="$(secret_file kafka-controller.pass)"
+    cat <<CFG
+listeners=SASL_PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT,CONTROLLER://127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT
+inter.broker.listener.name=SASL_PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$adm";
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$ctl" user_controller="$ctl";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:controller;User:maas
+allow.everyone.if.no.acl.found=false
+CFG
+  else
+    cat <<CFG
 listeners=PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT,CONTROLLER://127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+CFG
+  fi
+}
+
+# The maas programs' part of maas.conf: the service principal's SCRAM login, or nothing.
+write_client_part() {
+  if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then
+    (umask 077 && cat > "$MAAS_CRED_DIR/maas-kafka.part" <<CFG
+kafka.security.protocol=SASL_PLAINTEXT
+kafka.sasl.mechanisms=SCRAM-SHA-512
+kafka.sasl.username=maas
+kafka.sasl.password=$(secret_file kafka-maas.pass)
+CFG
+    )
+    (umask 077 && cat > "$dir/admin.properties" <<CFG
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secret_file kafka-admin.pass)";
+CFG
+    )
+  else
+    rm -f "$MAAS_CRED_DIR/maas-kafka.part"
+  fi
+  maas_conf_refresh
+}
+
+write_config() {
+  mkdir -p "$dir/data"
+  [[ "$MAAS_KAFKA_AUTH" == none || "$MAAS_KAFKA_AUTH" == scram ]] ||
+    die "MAAS_KAFKA_AUTH=$MAAS_KAFKA_AUTH: none or scram"
+  if [[ -f "$dir/data/meta.properties" && "$(cat "$dir/auth" 2>/dev/null || echo none)" != "$MAAS_KAFKA_AUTH" ]]; then
+    die "the broker's data in $dir was made with MAAS_KAFKA_AUTH=$(cat "$dir/auth" 2>/dev/null || echo none); set that, or remove $dir to start over"
+  fi
+  (umask 077 && cat > "$dir/server.properties" <<CFG
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
+$(listener_config)
 log.dirs=$dir/data
 num.partitions=3
 auto.create.topics.enable=false
@@ -102,6 +163,8 @@ num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
 CFG
+  )
+  write_client_part
   cat > "$dir/log4j.properties" <<CFG
 log4j.rootLogger=INFO, out
 log4j.appender.out=org.apache.log4j.ConsoleAppender
@@ -139,8 +202,14 @@ case "${1:-}" in
       write_config
       if [[ ! -f "$dir/data/meta.properties" ]]; then
         cluster_id="$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+        scram=()
+        if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then # the principals the broker needs from the start
+          scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(secret_file kafka-admin.pass)]"
+                 --add-scram "SCRAM-SHA-512=[name=maas,password=$(secret_file kafka-maas.pass)]")
+        fi
         java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
-          >> "$logfile" 2>&1 || { tail_log "$logfile"; die "formatting the KRaft storage failed"; }
+          "${scram[@]}" >> "$logfile" 2>&1 || { tail_log "$logfile"; die "formatting the KRaft storage failed"; }
+        echo "$MAAS_KAFKA_AUTH" > "$dir/auth"
       fi
       t0=$SECONDS
       rm -f "$pidfile" # a kill -9 leaves the old one behind; it must not pass for the new one
@@ -161,5 +230,19 @@ case "${1:-}" in
       echo "kafka: not running"; exit 1
     fi ;;
   wait) wait_ready "${2:-90}" ;;
-  *) echo "usage: $0 fetch|start|stop|status|wait [seconds]" >&2; exit 2 ;;
+  scram-user)
+    # scram-user NAME: sets NAME's SCRAM-SHA-512 password to the line on stdin (maas tenant
+    # create calls this through MAAS_KAFKA_SCRAM_CMD); the password goes through a 0600 file
+    [[ "$MAAS_KAFKA_AUTH" == scram && -f "$dir/admin.properties" ]] || die "the broker runs without SCRAM (MAAS_KAFKA_AUTH=scram)"
+    [[ "${2:-}" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "scram-user NAME: a tenant name"
+    IFS= read -r pass || die "scram-user: no password on stdin"
+    tmp="$(umask 077 && mktemp "$dir/scram.XXXXXX")"
+    trap 'rm -f "$tmp"' EXIT
+    printf 'SCRAM-SHA-512=password=%s\n' "$pass" > "$tmp" # (the file form has no brackets)
+    java -cp "$libs/*" -Dlog4j.configuration="file:$dir/log4j.properties" kafka.admin.ConfigCommand \
+      --bootstrap-server "$brokers" --command-config "$dir/admin.properties" --alter \
+      --add-config-file "$tmp" --entity-type users --entity-name "$2" >> "$dir/admin-tools.log" 2>&1 ||
+      die "could not set the SCRAM credential of $2"
+    ;;
+  *) echo "usage: $0 fetch|start|stop|status|wait [seconds]|scram-user NAME" >&2; exit 2 ;;
 esac

@@ -12,7 +12,42 @@ dir="$MAAS_STATE_DIR/redis"
 pidfile="$dir/redis.pid"
 logfile="$dir/redis.log"
 
-ping() { redis-cli -h 127.0.0.1 -p "$MAAS_REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+# redis-cli as the admin user when ACLs are on (the password through REDISCLI_AUTH, not argv)
+rcli() {
+  if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
+    REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
+      -h 127.0.0.1 -p "$MAAS_REDIS_PORT" "$@"
+  else
+    redis-cli -h 127.0.0.1 -p "$MAAS_REDIS_PORT" "$@"
+  fi
+}
+ping() { rcli ping 2>/dev/null | grep -q PONG; }
+
+# MAAS_REDIS_AUTH=acl: ACL users in $dir/users.acl (made on the first start; Redis rewrites it
+# on ACL SAVE, with hashed passwords): default off; admin (the scripts); maas (workers,
+# coordinator, the operator's CLI: maas's keys and channels, no dangerous commands but ACL,
+# which `maas tenant create` needs for a tenant's read-only user). The maas programs' login
+# goes to maas.conf.
+acl_setup() {
+  if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
+    if [[ ! -s "$dir/users.acl" ]]; then
+      (umask 077 && cat > "$dir/users.acl" <<ACL
+user default off
+user admin on >$(secret_file redis-admin.pass) ~* &* +@all
+user maas on >$(secret_file redis-maas.pass) ~maas:* &maas:* &__redis__:invalidate +@all -@dangerous +acl
+ACL
+      )
+    fi
+    (umask 077 && printf 'redis.user=maas\nredis.password=%s\n' "$(secret_file redis-maas.pass)" \
+      > "$MAAS_CRED_DIR/maas-redis.part")
+    acl_args=(--aclfile "$dir/users.acl")
+  else
+    [[ "$MAAS_REDIS_AUTH" == none ]] || die "MAAS_REDIS_AUTH=$MAAS_REDIS_AUTH: none or acl"
+    rm -f "$MAAS_CRED_DIR/maas-redis.part"
+    acl_args=()
+  fi
+  maas_conf_refresh
+}
 
 wait_ready() {
   local deadline=$((SECONDS + ${1:-30}))
@@ -36,9 +71,10 @@ case "${1:-}" in
       log "redis already running (pid $pid)"
     else
       rm -f "$pidfile" # a kill -9 leaves the old one behind; it must not pass for the new one
+      acl_setup
       redis-server --bind 127.0.0.1 --port "$MAAS_REDIS_PORT" --protected-mode yes \
         --dir "$dir" --appendonly yes --appendfsync everysec --save "" \
-        --hash-max-listpack-value 256 \
+        --hash-max-listpack-value 256 "${acl_args[@]}" \
         --daemonize yes --pidfile "$pidfile" --logfile "$logfile"
       for ((i = 0; i < 50; i++)); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
     fi

@@ -32,6 +32,16 @@ maas_err maas_kafka_create_topics(const char *brokers, const maas_setting *setti
                                   const maas_topic_spec *topics, int n_topics, int replication,
                                   int timeout_ms, char *errstr, size_t errstr_size);
 
+/*
+ * Lets principal ("User:acme") produce to, describe and read the topics starting with
+ * topic_prefix, and read as the consumer groups starting with group_prefix (prefixed ACLs;
+ * nothing else). UNSUPPORTED when the cluster has no authorizer (then anyone may anyway).
+ */
+maas_err maas_kafka_grant_prefix(const char *brokers, const maas_setting *settings, int n_settings,
+                                 const char *principal, const char *topic_prefix,
+                                 const char *group_prefix, int timeout_ms, char *errstr,
+                                 size_t errstr_size);
+
 /* Deletes topics; ones that do not exist are fine. */
 maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *settings, int n_settings,
                                   const char *const *topics, int n_topics, int timeout_ms,

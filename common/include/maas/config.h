@@ -4,8 +4,10 @@
  * A program declares its options in a table (maas_option: name, environment
  * variable, type, range, where the value goes). A value comes, later ones
  * winning, from: the program's default (whatever dst holds before
- * maas_config_init), the environment, a --config FILE of NAME=VALUE lines,
- * and the command line (--NAME VALUE). Every value is checked when it is set
+ * maas_config_init), the environment (variables, then the file MAAS_CONFIG
+ * names: NAME=VALUE lines, e.g. a deployment's credentials as kafka.* and
+ * redis.* settings, shared by every program), a --config FILE of NAME=VALUE
+ * lines, and the command line (--NAME VALUE). Every value is checked when it is set
  * (numbers against their range), so a program validates once, before it
  * starts anything. -X KEY=VALUE (or a kafka.* / redis.* line in the file)
  * collects adapter settings: keys starting with "kafka." go to librdkafka,

@@ -318,6 +318,17 @@ maas_err maas_kv_tenants(maas_kv *kv, char ***names, int *n, char *errstr, size_
 maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, char *errstr,
                                size_t errstr_size);
 
+/*
+ * A Redis ACL user for a tenant's direct reader ("tenant-T" into user): read-only commands
+ * (HGET, HGETALL, GET, TTL, SUBSCRIBE, ...) on T's keys and channels (maas:t:T:*) only,
+ * with password. *saved: Redis wrote it to its ACL file (0: it has none; the user lives
+ * until Redis restarts). Calling it again resets the user.
+ */
+maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *password, char *user,
+                               size_t user_size, int *saved, char *errstr, size_t errstr_size);
+maas_err maas_kv_tenant_reader_delete(maas_kv *kv, const char *tenant, char *errstr,
+                                      size_t errstr_size);
+
 struct maas_api_key;
 /* Stores an API key's record (its hash, never the secret); ttl_ms > 0 expires it. */
 maas_err maas_kv_apikey_put(maas_kv *kv, const struct maas_api_key *k, char *errstr,
