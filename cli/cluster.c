@@ -25,7 +25,21 @@
 
 /* ------------------------------------------------------------ connection */
 
+/*
+ * The local stack's credentials (deploy/local: the services' login in
+ * STATE/credentials/maas.conf) when MAAS_CONFIG names none: from $MAAS_STATE_DIR, else the
+ * repository's .local/state when run from its root.
+ */
+static void find_stack_credentials(void) {
+    if (getenv("MAAS_CONFIG")) return;
+    char path[4096];
+    const char *state = getenv("MAAS_STATE_DIR");
+    snprintf(path, sizeof(path), "%s/credentials/maas.conf", state ? state : ".local/state");
+    if (access(path, R_OK) == 0) setenv("MAAS_CONFIG", path, 0);
+}
+
 void cli_conn_defaults(cli_conn *c) {
+    find_stack_credentials();
     memset(c, 0, sizeof(*c));
     snprintf(c->brokers, sizeof(c->brokers), "127.0.0.1:19092");
     snprintf(c->redis, sizeof(c->redis), "redis://127.0.0.1:16379");
@@ -88,7 +102,9 @@ const char cli_conn_help[] =
     "Connection: --brokers HOST:PORT (MAAS_KAFKA_BROKERS, default 127.0.0.1:19092),\n"
     "            --redis URL (MAAS_REDIS_URL, default redis://127.0.0.1:16379),\n"
     "            --topic-prefix P (MAAS_TOPIC_PREFIX, default maas.), -X kafka.K=V / redis.K=V\n"
-    "            --tenant T (MAAS_TENANT): work in tenant T's models, jobs and topics\n";
+    "            --tenant T (MAAS_TENANT): work in tenant T's models, jobs and topics\n"
+    "Credentials: the file MAAS_CONFIG names (kafka.sasl.*, redis.user, redis.password), else\n"
+    "            the local stack's $MAAS_STATE_DIR (or ./.local/state)/credentials/maas.conf\n";
 
 int cli_conn_open(const char *cmd, cli_conn *c) {
     char e[MAAS_ERRSTR_SIZE];
@@ -101,6 +117,14 @@ int cli_conn_open(const char *cmd, cli_conn *c) {
     if (!(c->client = maas_client_new(&cc, e, sizeof(e))))
         return maas_cli_fail(cmd, "%s (is the stack up? deploy/local/stack.sh up)", e);
     c->kv = maas_client_kv(c->client);
+    if (maas_kv_ping(c->kv, e, sizeof(e)) && (strstr(e, "NOAUTH") || strstr(e, "NOPERM"))) {
+        maas_client_free(c->client);
+        c->client = NULL;
+        return maas_cli_fail(cmd,
+                             "%s: Redis wants credentials (the local stack's: export "
+                             "MAAS_CONFIG=.local/state/credentials/maas.conf)",
+                             e);
+    }
     if (maas_kv_scope(c->kv, c->tenant, e, sizeof(e))) {
         maas_client_free(c->client);
         c->client = NULL;

@@ -326,6 +326,13 @@ int maas_cli_tenant(int argc, char **argv) {
         if (!rc && maas_kv_tenant_reader_delete(c.kv, name, e, sizeof(e)))
             fprintf(stderr, "maas tenant: the Redis user of %s: %s\n", name, e);
         if (!rc) rc = delete_topics(cmd, &c, name);
+        char principal[64];
+        snprintf(principal, sizeof(principal), "User:%s", name);
+        maas_err ke = rc ? MAAS_OK
+                         : maas_kafka_revoke(c.brokers, c.conf.settings, c.conf.n_settings,
+                                             principal, 15000, e, sizeof(e));
+        if (ke && ke != MAAS_ERR_UNSUPPORTED) rc = maas_cli_fail(cmd, "%s", e);
+        if (!rc && !ke) fprintf(stderr, "maas tenant: Kafka ACLs of %s deleted\n", principal);
     } else if (!strcmp(sub, "key-rotate")) {
         int exists = 0;
         maas_api_key *old = NULL;

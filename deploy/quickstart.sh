@@ -23,6 +23,8 @@ export MAAS_REDIS_URL="redis://127.0.0.1:${MAAS_REDIS_PORT:-16379}"
 
 echo "==> starting the local stack: Redis, Kafka, two workers and the HTTP API on 127.0.0.1"
 deploy/local/stack.sh up
+# the stack runs with authentication: the CLI logs in with the services' credentials
+export MAAS_CONFIG="${MAAS_STATE_DIR:-.local/state}/credentials/maas.conf"
 
 work=.local/quickstart
 mkdir -p "$work"
@@ -67,6 +69,8 @@ echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 
 base="${MAAS_WORKER_HTTP_BASE:-19100}"
 echo "workers w1 and w2 (/metrics on 127.0.0.1:$((base + 1)) and :$((base + 2)))."
 echo "Logs: ${MAAS_STATE_DIR:-.local/state}/{redis/redis.log,kafka/kafka.log,workers/w1.log,workers/w2.log}"
+echo "Credentials: ${MAAS_STATE_DIR:-.local/state}/credentials/ (maas.conf for the CLI: export MAAS_CONFIG=...;"
+echo "admin.key and demo.key for the HTTP API; demo.conf for a tenant's own Kafka and Redis clients)."
 echo "The HTTP API: http://127.0.0.1:${MAAS_COORDINATOR_PORT:-18080}/v1/models"
 echo "Try: build/bin/maas models; build/bin/maas submit infer --model $model@production --data $work/five.csv --drop diabetes --wait"
 echo "Stop everything with: deploy/local/stack.sh down"

@@ -3,6 +3,8 @@
  *   maas-kafka-admin [--brokers B] [-X kafka.key=value]... wait [--timeout SECONDS]
  *   maas-kafka-admin [--brokers B] [-X ...] create-topics [--prefix P] [--timeout SECONDS]
  *   maas-kafka-admin [--brokers B] [-X ...] partitions TOPIC
+ *   maas-kafka-admin [--brokers B] [-X ...] grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX
+ * Credentials: the file MAAS_CONFIG names, as for every maas program.
  */
 #include "maas/base.h"
 #include "maas/broker.h"
@@ -12,7 +14,8 @@
 static int usage(void) {
     fprintf(stderr, "usage: maas-kafka-admin [--brokers HOST:PORT] [-X kafka.KEY=VALUE]...\n"
                     "         wait [--timeout SECONDS] | create-topics [--prefix P] "
-                    "[--timeout SECONDS] | partitions TOPIC\n");
+                    "[--timeout SECONDS] | partitions TOPIC |\n"
+                    "         grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX\n");
     return 2;
 }
 
@@ -78,6 +81,13 @@ int main(int argc, char **argv) {
             rc = 1;
         }
         for (int t = 0; t < n && !rc; t++) printf("%s %d\n", specs[t].name, specs[t].partitions);
+    } else if (!strcmp(cmd, "grant") && i + 2 < argc) {
+        /* grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX (maas/broker.h: maas_kafka_grant_prefix) */
+        if (maas_kafka_grant_prefix(brokers, settings, n_settings, argv[i], argv[i + 1],
+                                    argv[i + 2], timeout_s * 1000, err, sizeof(err))) {
+            fprintf(stderr, "maas-kafka-admin: %s\n", err);
+            rc = 1;
+        }
     } else if (!strcmp(cmd, "partitions") && i < argc) {
         int parts;
         if (maas_kafka_topic_partitions(brokers, settings, n_settings, argv[i], &parts,

@@ -280,8 +280,10 @@ int main(int argc, char **argv) {
             if (!w.task && !stop_at) {
                 start_work_job(&w, &m);
             } else {
-                /* fetched before the pause took effect: hand it back */
+                /* fetched before the pause took effect, or from a partition assigned since
+                 * (an assignment comes unpaused): hand it back, and pause them all again */
                 maas_consumer_seek(w.work_c, m.topic, m.partition, m.offset, e, sizeof(e));
+                if (w.task) maas_consumer_pause(w.work_c, 1, e, sizeof(e));
             }
             maas_message_release(&m);
         }

@@ -222,7 +222,8 @@ maas_err maas_kafka_grant_prefix(const char *brokers, const maas_setting *settin
                 err = maas_errf(errstr, errstr_size,
                                 code == RD_KAFKA_RESP_ERR_SECURITY_DISABLED ? MAAS_ERR_UNSUPPORTED
                                                                             : map_err(code),
-                                "CreateAcls for %s: %s", principal, rd_kafka_error_string(ae));
+                                "CreateAcls for %s: %s: %.120s", principal, rd_kafka_err2name(code),
+                                rd_kafka_error_string(ae));
             }
         }
         if (ev) rd_kafka_event_destroy(ev);
@@ -230,6 +231,47 @@ maas_err maas_kafka_grant_prefix(const char *brokers, const maas_setting *settin
     rd_kafka_AdminOptions_destroy(opt);
     rd_kafka_queue_destroy(q);
     for (int i = 0; i < n; i++) rd_kafka_AclBinding_destroy(acl[i]);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+maas_err maas_kafka_revoke(const char *brokers, const maas_setting *settings, int n_settings,
+                           const char *principal, int timeout_ms, char *errstr,
+                           size_t errstr_size) {
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
+    char e[512];
+    rd_kafka_AclBindingFilter_t *f = rd_kafka_AclBindingFilter_new(
+        RD_KAFKA_RESOURCE_ANY, NULL, RD_KAFKA_RESOURCE_PATTERN_ANY, principal, NULL,
+        RD_KAFKA_ACL_OPERATION_ANY, RD_KAFKA_ACL_PERMISSION_TYPE_ANY, e, sizeof(e));
+    maas_err err =
+        f ? MAAS_OK
+          : maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "ACL filter: %s", e);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETEACLS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, e, sizeof(e));
+    if (!err) {
+        rd_kafka_DeleteAcls(rk, &f, 1, opt, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+        const rd_kafka_DeleteAcls_result_t *res = ev ? rd_kafka_event_DeleteAcls_result(ev) : NULL;
+        size_t cnt = 0;
+        const rd_kafka_DeleteAcls_result_response_t **rr =
+            res ? rd_kafka_DeleteAcls_result_responses(res, &cnt) : NULL;
+        const rd_kafka_error_t *re = cnt ? rd_kafka_DeleteAcls_result_response_error(rr[0]) : NULL;
+        rd_kafka_resp_err_t code = !ev || !res                ? RD_KAFKA_RESP_ERR__TIMED_OUT
+                                   : rd_kafka_event_error(ev) ? rd_kafka_event_error(ev)
+                                   : re                       ? rd_kafka_error_code(re)
+                                                              : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (code == RD_KAFKA_RESP_ERR_SECURITY_DISABLED)
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNSUPPORTED, "the broker has no ACLs");
+        else if (code)
+            err = maas_errf(errstr, errstr_size, map_err(code), "DeleteAcls for %s: %s", principal,
+                            rd_kafka_err2str(code));
+        if (ev) rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    if (f) rd_kafka_AclBinding_destroy(f);
     rd_kafka_destroy(rk);
     return err;
 }
@@ -433,20 +475,35 @@ struct maas_consumer {
     rd_kafka_topic_partition_list_t *fresh; /* assigned since maas_consumer_fresh_ranges */
 };
 
-/* The default eager assignment, counted; the partitions assigned are remembered for
- * maas_consumer_fresh_ranges. Runs on the polling thread. */
+/*
+ * Assignments, counted; the partitions assigned are remembered for
+ * maas_consumer_fresh_ranges. Runs on the polling thread. Incremental (cooperative-sticky,
+ * the default): a rebalance moves only the partitions that change owner, so the others keep
+ * flowing — a new tenant's topics, found by the pattern subscription, do not stall every
+ * worker's inference. Eager (a group configured so): everything is revoked, then assigned.
+ */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     maas_consumer *c = opaque;
     c->rebalances++;
+    int incremental = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_assign(rk, parts);
+        if (incremental) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) rd_kafka_error_destroy(e); /* fatal for the consumer: its poll says so */
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
         if (!c->fresh) c->fresh = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; c->fresh && i < parts->cnt; i++)
             if (!rd_kafka_topic_partition_list_find(c->fresh, parts->elems[i].topic,
                                                     parts->elems[i].partition))
                 rd_kafka_topic_partition_list_add(c->fresh, parts->elems[i].topic,
                                                   parts->elems[i].partition);
+    } else if (incremental) {
+        /* revoked: their stored offsets are committed first (auto commit) */
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
     } else {
         rd_kafka_assign(rk, NULL); /* revoked: commits stored offsets first (auto commit) */
     }
@@ -491,7 +548,7 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
         /* a pattern subscription (every tenant's topics) sees a new
          * tenant's topics within 5 s, not librdkafka's 5 minutes */
         "topic.metadata.refresh.interval.ms", "5000", "partition.assignment.strategy",
-        "range,roundrobin", "enable.partition.eof", "false", "log_level", "4", NULL};
+        "cooperative-sticky", "enable.partition.eof", "false", "log_level", "4", NULL};
     maas_consumer *c = calloc(1, sizeof(*c));
     if (!c) {
         maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -706,10 +763,32 @@ int maas_consumer_assigned(maas_consumer *c) {
     return n;
 }
 
+/* How long leaving the group may take before the consumer is let go regardless. */
+#define CONSUMER_CLOSE_MS 10000
+
 void maas_consumer_free(maas_consumer *c) {
     if (!c) return;
-    rd_kafka_consumer_close(c->rk); /* commits stored offsets and leaves the group */
+    /* Commits stored offsets and leaves the group, within CONSUMER_CLOSE_MS: a rebalance in
+     * progress when the worker stops (a tenant's topics just deleted, under a pattern
+     * subscription) held rd_kafka_consumer_close for over 30 s. Let go, the group finds out
+     * by the session timeout, and uncommitted offsets mean redeliveries, which are harmless. */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+    rd_kafka_error_t *err = rd_kafka_consumer_close_queue(c->rk, q);
+    int64_t until = maas_mono_ms() + CONSUMER_CLOSE_MS;
+    if (err) {
+        rd_kafka_error_destroy(err);
+    } else {
+        while (!rd_kafka_consumer_closed(c->rk) && maas_mono_ms() < until) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+                rebalance_cb(c->rk, rd_kafka_event_error(ev),
+                             rd_kafka_event_topic_partition_list(ev), c);
+            if (ev) rd_kafka_event_destroy(ev);
+        }
+    }
+    int closed = rd_kafka_consumer_closed(c->rk);
+    rd_kafka_queue_destroy(q);
     if (c->fresh) rd_kafka_topic_partition_list_destroy(c->fresh);
-    rd_kafka_destroy(c->rk);
+    rd_kafka_destroy_flags(c->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     free(c);
 }

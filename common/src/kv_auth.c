@@ -256,20 +256,47 @@ maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *pass
                                size_t user_size, int *saved, char *errstr, size_t errstr_size) {
     maas_err err = maas_tenant_check(tenant, errstr, errstr_size);
     if (err) return err;
-    char pass[200], keys[128], chans[128];
+    char pass[200], keys[128], done[128], chans[128];
     snprintf(user, user_size, "tenant-%s", tenant);
     snprintf(pass, sizeof(pass), ">%s", password);
     snprintf(keys, sizeof(keys), "%%R~%st:%s:*", kv->base, tenant);
+    /* the jobs' done-lists: BLMOVE onto itself is how a client waits without polling */
+    snprintf(done, sizeof(done), "%%RW~%st:%s:job:*:done", kv->base, tenant);
     snprintf(chans, sizeof(chans), "&%st:%s:*", kv->base, tenant);
-    /* read-only, its keys and channels only, and no key-less command that lists keys (SCAN,
-     * KEYS, RANDOMKEY would show other tenants' key names): an allowlist */
-    const char *argv[] = {
-        "ACL",         "SETUSER",      user,           "reset",         "on",
-        pass,          "resetkeys",    keys,           "resetchannels", chans,
-        "-@all",       "+@connection", "-@dangerous",  "+hget",         "+hgetall",
-        "+hmget",      "+hexists",     "+hlen",        "+get",          "+mget",
-        "+exists",     "+ttl",         "+pttl",        "+type",         "+subscribe",
-        "+psubscribe", "+unsubscribe", "+punsubscribe"};
+    /* read-only (but for its jobs' done-lists), its keys and channels only, and no key-less
+     * command that lists keys (SCAN, KEYS, RANDOMKEY would show other tenants' key names):
+     * an allowlist */
+    const char *argv[] = {"ACL",
+                          "SETUSER",
+                          user,
+                          "reset",
+                          "on",
+                          pass,
+                          "resetkeys",
+                          keys,
+                          done,
+                          "resetchannels",
+                          chans,
+                          "-@all",
+                          "+@connection",
+                          "-@dangerous",
+                          "+hget",
+                          "+hgetall",
+                          "+hmget",
+                          "+hexists",
+                          "+hlen",
+                          "+get",
+                          "+mget",
+                          "+exists",
+                          "+ttl",
+                          "+pttl",
+                          "+type",
+                          "+subscribe",
+                          "+psubscribe",
+                          "+unsubscribe",
+                          "+punsubscribe",
+                          "+blmove",
+                          "+lindex"};
     if ((err = simple(kv, (int)MAAS_ARRAY_LEN(argv), argv, NULL, errstr, errstr_size))) return err;
     *saved = acl_save(kv);
     return MAAS_OK;

@@ -11,11 +11,21 @@ MAAS_KAFKA_HEAP="${MAAS_KAFKA_HEAP:-512m}"
 MAAS_WORKER_HTTP_BASE="${MAAS_WORKER_HTTP_BASE:-19100}" # worker i serves /metrics on BASE + i
 
 # Credentials the scripts make (0600 files, never on a command line of ours): service
-# passwords, the API keys, and maas.conf — the maas programs' credentials (kafka.sasl.*,
-# redis.user/password), which every maas program reads through MAAS_CONFIG.
+# passwords, the API keys, maas.conf — the coordinator's and the operator's CLI's login
+# (kafka.sasl.*, redis.user/password), read through MAAS_CONFIG — and worker.conf, the
+# workers' (workers.sh hands them that one).
 MAAS_CRED_DIR="$MAAS_STATE_DIR/credentials"
-MAAS_KAFKA_AUTH="${MAAS_KAFKA_AUTH:-none}" # none | scram (SASL SCRAM-SHA-512 + ACLs)
-MAAS_REDIS_AUTH="${MAAS_REDIS_AUTH:-none}" # none | acl (ACL users; the default user off)
+# Authentication of the services: what the environment says, else what the state folder was
+# made with, else the caller's default (stack.sh: on; a bare kafka.sh / redis.sh: off).
+#   MAAS_KAFKA_AUTH: none | scram (SASL SCRAM-SHA-512 + ACLs)
+#   MAAS_REDIS_AUTH: none | acl (ACL users; the default user off)
+if [[ -z "${MAAS_KAFKA_AUTH:-}" ]]; then
+  MAAS_KAFKA_AUTH="$(cat "$MAAS_STATE_DIR/kafka/auth" 2>/dev/null || echo "${MAAS_KAFKA_AUTH_DEFAULT:-none}")"
+fi
+if [[ -z "${MAAS_REDIS_AUTH:-}" ]]; then
+  MAAS_REDIS_AUTH="$(cat "$MAAS_STATE_DIR/redis/auth" 2>/dev/null || echo "${MAAS_REDIS_AUTH_DEFAULT:-none}")"
+fi
+export MAAS_KAFKA_AUTH MAAS_REDIS_AUTH
 if [[ -s "$MAAS_CRED_DIR/maas.conf" && -z "${MAAS_CONFIG:-}" ]]; then
   export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf"
 fi
@@ -30,10 +40,14 @@ secret_file() {
   cat "$f"
 }
 
-# Rebuilds maas.conf from the parts the service scripts write (maas-kafka.part, ...).
+# Rebuilds maas.conf (the coordinator's and the operator's CLI's login) and worker.conf (the
+# workers') from the parts the service scripts write (maas-kafka.part, worker-redis.part, ...).
 maas_conf_refresh() {
   mkdir -p "$MAAS_CRED_DIR" && chmod 700 "$MAAS_CRED_DIR"
-  (umask 077 && cat "$MAAS_CRED_DIR"/maas-*.part > "$MAAS_CRED_DIR/maas.conf" 2>/dev/null || true)
+  local role
+  for role in maas worker; do
+    (umask 077 && cat "$MAAS_CRED_DIR/$role"-*.part > "$MAAS_CRED_DIR/$role.conf" 2>/dev/null || true)
+  done
   export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf"
 }
 die() { log "error: $*"; exit 1; }

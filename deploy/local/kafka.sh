@@ -81,8 +81,9 @@ java_cmd() {
 # the broker itself, SASL PLAIN on the controller listener (left PLAINTEXT, anyone reaching it
 # would be a super user: shared/notes/tenancy.md), the StandardAuthorizer with no access
 # unless an ACL grants it. Super users: admin (the scripts' tools), controller, and maas (the
-# workers, the coordinator and the operator's CLI, which serve every tenant). Tenants'
-# principals get prefixed ACLs from `maas tenant create` (their topics maas.t.T.*).
+# coordinator and the operator's CLI, which make tenants' topics and ACLs). worker: ACLs on
+# maas.* topics and groups. Tenants' principals get prefixed ACLs from `maas tenant create`
+# (their topics maas.t.T.*).
 listener_config() {
   if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then
     local adm ctl
@@ -118,13 +119,16 @@ CFG
 # The maas programs' part of maas.conf: the service principal's SCRAM login, or nothing.
 write_client_part() {
   if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then
-    (umask 077 && cat > "$MAAS_CRED_DIR/maas-kafka.part" <<CFG
+    local role
+    for role in maas worker; do
+      (umask 077 && cat > "$MAAS_CRED_DIR/$role-kafka.part" <<CFG
 kafka.security.protocol=SASL_PLAINTEXT
 kafka.sasl.mechanisms=SCRAM-SHA-512
-kafka.sasl.username=maas
-kafka.sasl.password=$(secret_file kafka-maas.pass)
+kafka.sasl.username=$role
+kafka.sasl.password=$(secret_file "kafka-$role.pass")
 CFG
-    )
+      )
+    done
     (umask 077 && cat > "$dir/admin.properties" <<CFG
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-512
@@ -132,7 +136,7 @@ sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule require
 CFG
     )
   else
-    rm -f "$MAAS_CRED_DIR/maas-kafka.part"
+    rm -f "$MAAS_CRED_DIR/maas-kafka.part" "$MAAS_CRED_DIR/worker-kafka.part"
   fi
   maas_conf_refresh
 }
@@ -205,7 +209,8 @@ case "${1:-}" in
         scram=()
         if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then # the principals the broker needs from the start
           scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$(secret_file kafka-admin.pass)]"
-                 --add-scram "SCRAM-SHA-512=[name=maas,password=$(secret_file kafka-maas.pass)]")
+                 --add-scram "SCRAM-SHA-512=[name=maas,password=$(secret_file kafka-maas.pass)]"
+                 --add-scram "SCRAM-SHA-512=[name=worker,password=$(secret_file kafka-worker.pass)]")
         fi
         java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
           "${scram[@]}" >> "$logfile" 2>&1 || { tail_log "$logfile"; die "formatting the KRaft storage failed"; }
@@ -220,6 +225,13 @@ case "${1:-}" in
       for ((i = 0; i < 50; i++)); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
     fi
     wait_ready "${MAAS_KAFKA_START_TIMEOUT:-120}" || exit 1
+    if [[ "$MAAS_KAFKA_AUTH" == scram ]]; then
+      # the workers' principal: maas's topics (consume jobs, produce dead letters) and consumer
+      # groups, nothing else (no topics or ACLs of its own making); set again at every start
+      prefix="${MAAS_TOPIC_PREFIX:-maas.}"
+      "$admin" --brokers "$brokers" grant User:worker "$prefix" "$prefix" > /dev/null ||
+        die "could not grant the workers' ACLs"
+    fi
     log "kafka $MAAS_KAFKA_VERSION ready on $brokers (pid $(cat "$pidfile"); data in $dir)${t0:+, started in $((SECONDS - t0)) s}"
     ;;
   stop) stop_pid "$pidfile" kafka.Kafka kafka ;;

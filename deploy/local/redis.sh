@@ -23,30 +23,41 @@ rcli() {
 }
 ping() { rcli ping 2>/dev/null | grep -q PONG; }
 
-# MAAS_REDIS_AUTH=acl: ACL users in $dir/users.acl (made on the first start; Redis rewrites it
-# on ACL SAVE, with hashed passwords): default off; admin (the scripts); maas (workers,
-# coordinator, the operator's CLI: maas's keys and channels, no dangerous commands but ACL,
-# which `maas tenant create` needs for a tenant's read-only user). The maas programs' login
-# goes to maas.conf.
+# MAAS_REDIS_AUTH=acl: ACL users, kept by Redis in $dir/users.acl: default off and admin (the
+# scripts) from the first start; the service users set (again) at every start, through
+# redis-cli's stdin (never argv), then saved: maas — the coordinator and the operator's CLI:
+# maas's keys and channels, no dangerous command but ACL, which `maas tenant create` needs for
+# a tenant's read-only user; worker — the same without ACL. Their logins go to maas.conf and
+# worker.conf (maas_conf_refresh).
 acl_setup() {
   if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
     if [[ ! -s "$dir/users.acl" ]]; then
-      (umask 077 && cat > "$dir/users.acl" <<ACL
-user default off
-user admin on >$(secret_file redis-admin.pass) ~* &* +@all
-user maas on >$(secret_file redis-maas.pass) ~maas:* &maas:* &__redis__:invalidate +@all -@dangerous +acl
-ACL
-      )
+      (umask 077 && printf 'user default off\nuser admin on >%s ~* &* +@all\n' \
+        "$(secret_file redis-admin.pass)" > "$dir/users.acl")
     fi
-    (umask 077 && printf 'redis.user=maas\nredis.password=%s\n' "$(secret_file redis-maas.pass)" \
-      > "$MAAS_CRED_DIR/maas-redis.part")
+    for role in maas worker; do
+      (umask 077 && printf 'redis.user=%s\nredis.password=%s\n' "$role" \
+        "$(secret_file "redis-$role.pass")" > "$MAAS_CRED_DIR/$role-redis.part")
+    done
     acl_args=(--aclfile "$dir/users.acl")
+    echo acl > "$dir/auth"
   else
     [[ "$MAAS_REDIS_AUTH" == none ]] || die "MAAS_REDIS_AUTH=$MAAS_REDIS_AUTH: none or acl"
-    rm -f "$MAAS_CRED_DIR/maas-redis.part"
+    rm -f "$MAAS_CRED_DIR/maas-redis.part" "$MAAS_CRED_DIR/worker-redis.part"
+    echo none > "$dir/auth"
     acl_args=()
   fi
   maas_conf_refresh
+}
+
+service_users() {
+  [[ "$MAAS_REDIS_AUTH" == acl ]] || return 0
+  local keys='~maas:* &maas:* &__redis__:invalidate +@all -@dangerous'
+  rcli > /dev/null <<ACL || die "could not set the service users"
+ACL SETUSER maas reset on >$(secret_file redis-maas.pass) $keys +acl
+ACL SETUSER worker reset on >$(secret_file redis-worker.pass) $keys
+ACL SAVE
+ACL
 }
 
 wait_ready() {
@@ -79,6 +90,7 @@ case "${1:-}" in
       for ((i = 0; i < 50; i++)); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
     fi
     wait_ready 30 || exit 1
+    service_users
     log "redis ready on 127.0.0.1:$MAAS_REDIS_PORT (pid $(cat "$pidfile"), AOF everysec, data in $dir)"
     ;;
   stop) stop_pid "$pidfile" redis-server redis ;;

@@ -4,11 +4,15 @@
 #         (build/bin/maas-kafka-admin create-topics), $MAAS_WORKERS (2) workers and
 #         the coordinator's HTTP API on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080), with
 #         authentication on: API keys in $MAAS_STATE_DIR/credentials/ (admin.key, and
-#         demo.key for the tenant "demo"), made on the first `up`.
+#         demo.key for the tenant "demo"), made on the first `up`; Kafka with SASL SCRAM
+#         and ACLs, Redis with ACL users (MAAS_KAFKA_AUTH, MAAS_REDIS_AUTH; see README.md).
 #   down: stops what `up` started, by pid; safe to call twice.
 # Ports, folders and the topic prefix come from the environment (deploy/local/common.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# secure by default: the broker with SASL SCRAM and ACLs, Redis with ACL users (a state folder
+# made otherwise keeps its way; MAAS_KAFKA_AUTH=none MAAS_REDIS_AUTH=none for an open stack)
+export MAAS_KAFKA_AUTH_DEFAULT=scram MAAS_REDIS_AUTH_DEFAULT=acl
 source "$here/common.sh"
 admin="${MAAS_KAFKA_ADMIN:-$MAAS_ROOT/build/bin/maas-kafka-admin}"
 maas="${MAAS_CLI:-$MAAS_ROOT/build/bin/maas}"
@@ -17,6 +21,8 @@ case "${1:-}" in
   up)
     "$here/redis.sh" start
     "$here/kafka.sh" start
+    export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf" # the service login the two just wrote
+    [[ "$MAAS_KAFKA_AUTH" == scram ]] && export MAAS_KAFKA_SCRAM_CMD="$here/kafka.sh scram-user"
     "$admin" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" create-topics --timeout 30 |
       while read -r topic parts; do log "topic $topic: $parts partitions"; done
     "$here/workers.sh" start "${MAAS_WORKERS:-2}"
@@ -28,10 +34,12 @@ case "${1:-}" in
     export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
     [[ -s "$cred/admin.key" ]] || "$maas" tenant admin-key --key-file "$cred/admin.key" 2>/dev/null
     if [[ ! -s "$cred/demo.key" ]]; then
-      "$maas" tenant create demo --key-file "$cred/demo.key" 2>/dev/null ||
-        "$maas" tenant key-rotate demo --grace-s 0 --key-file "$cred/demo.key" 2>/dev/null
+      "$maas" tenant create demo --key-file "$cred/demo.key" --client-conf "$cred/demo.conf" \
+        2>/dev/null || "$maas" tenant key-rotate demo --grace-s 0 --key-file "$cred/demo.key" 2>/dev/null
     fi
-    log "API keys: $cred/admin.key (operators: read, submit, admin), $cred/demo.key (tenant demo)"
+    log "authentication: HTTP API keys; Kafka $MAAS_KAFKA_AUTH; Redis $MAAS_REDIS_AUTH"
+    log "credentials in $cred: admin.key (operators' API key), demo.key and demo.conf (tenant demo:"
+    log "  API key, Kafka login, topics, Redis user), maas.conf (the services' login, MAAS_CONFIG)"
     log "stack up: MAAS_KAFKA_BROKERS=127.0.0.1:$MAAS_KAFKA_PORT MAAS_REDIS_URL=redis://127.0.0.1:$MAAS_REDIS_PORT"
     log "logs: $MAAS_STATE_DIR/{kafka/kafka.log,redis/redis.log,workers/w*.log}; stop with: deploy/local/stack.sh down"
     ;;

@@ -22,6 +22,8 @@ case "${1:-}" in
       port=$((MAAS_WORKER_HTTP_BASE + i))
       # MAAS_WORKER_ARGS: extra flags for every worker (split on spaces), e.g.
       # "-X kafka.session.timeout.ms=10000 --memory-mb 2048"
+      # the workers' own login (a role without the coordinator's rights), when there is one
+      if [[ -s "$MAAS_CRED_DIR/worker.conf" ]]; then export MAAS_CONFIG="$MAAS_CRED_DIR/worker.conf"; fi
       # shellcheck disable=SC2086
       nohup "$bin" --id "$id" --http "127.0.0.1:$port" ${MAAS_WORKER_ARGS:-} >> "$dir/$id.log" 2>&1 < /dev/null &
       echo $! > "$dir/$id.pid"

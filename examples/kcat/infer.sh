@@ -19,7 +19,9 @@ topic="${MAAS_TOPIC_PREFIX:-maas.}jobs.infer"
 # A msgpack string under 32 bytes is one byte 0xa0 + length, then the bytes.
 str() { printf "\\x$(printf %x $((0xa0 + ${#1})))%s" "$1"; }
 job="$(mktemp)"
-trap 'rm -f "$job"' EXIT
+trap 'rm -f "$job" "${kconf:-}"' EXIT
+suffix=jobs.infer
+source "$(dirname "$0")/client-conf.sh" # a tenant's login, with MAAS_CLIENT_CONF
 {
   printf '\x86'                                # a map of 6 entries
   printf '\xa1v\x01'                           # "v": 1
@@ -35,17 +37,17 @@ trap 'rm -f "$job"' EXIT
 } > "$job"
 
 # kcat sends each file argument as one message; the key is the job id.
-kcat -P -b "$brokers" -t "$topic" -k "$id" "$job"
+kcat "${kcat_conf[@]}" -P -b "$brokers" -t "$topic" -k "$id" "$job"
 echo "produced job $id to $topic"
 
 # Wait without polling: the job asked ("notify") for its done-list, which gets the final
 # state; BLMOVE onto itself waits for it without consuming it.
-rc=(redis-cli -u "$redis_url" --no-auth-warning)
-state="$("${rc[@]}" BLMOVE "maas:job:{$id}:done" "maas:job:{$id}:done" RIGHT LEFT 30)"
+rc=(redis-cli -u "$redis_url" --no-auth-warning "${rc_login[@]}")
+state="$("${rc[@]}" BLMOVE "${keys}job:{$id}:done" "${keys}job:{$id}:done" RIGHT LEFT 30)"
 echo "state: ${state:-still pending after 30 s}"
-"${rc[@]}" HMGET "maas:job:{$id}" model worker attempts error_code error_message
+"${rc[@]}" HMGET "${keys}job:{$id}" model worker attempts error_code error_message
 # The result is msgpack ({"v", "type", "model", "version", "outputs": {"shape", "dtype",
 # "data": <float32 bytes>}}); here as hex: the last 4 bytes are the probability.
-"${rc[@]}" --raw HGET "maas:job:{$id}" result | od -An -tx1 | tr -s ' \n' ' '
+"${rc[@]}" --raw HGET "${keys}job:{$id}" result | od -An -tx1 | tr -s ' \n' ' '
 echo
 [[ "$state" == succeeded ]]

@@ -26,7 +26,9 @@ done
 # A msgpack string under 32 bytes is one byte 0xa0 + length, then the bytes.
 str() { printf "\\x$(printf %x $((0xa0 + ${#1})))%s" "$1"; }
 job="$(mktemp)"
-trap 'rm -f "$job"' EXIT
+trap 'rm -f "$job" "${kconf:-}"' EXIT
+suffix=jobs.work
+source "$(dirname "$0")/client-conf.sh" # a tenant's login, with MAAS_CLIENT_CONF
 {
   printf '\x8b'                                  # a map of 11 entries
   printf '\xa1v\x01'                             # "v": 1
@@ -44,25 +46,25 @@ trap 'rm -f "$job"' EXIT
   printf '\xa4data\x81\xa7dataset'; str "$dataset" # "data": {"dataset": DATASET}
 } > "$job"
 
-kcat -P -b "$brokers" -t "$topic" -k "$id" "$job"
+kcat "${kcat_conf[@]}" -P -b "$brokers" -t "$topic" -k "$id" "$job"
 echo "produced job $id to $topic"
 
-rc=(redis-cli -u "$redis_url" --no-auth-warning)
+rc=(redis-cli -u "$redis_url" --no-auth-warning "${rc_login[@]}")
 # While it trains, the record's `progress` field holds the live epoch (JSON).
 for _ in $(seq 1 20); do
-  p="$("${rc[@]}" HGET "maas:job:{$id}" progress)"
+  p="$("${rc[@]}" HGET "${keys}job:{$id}" progress)"
   [[ -n "$p" ]] && { echo "progress: $p"; break; }
-  st="$("${rc[@]}" HGET "maas:job:{$id}" state)"
+  st="$("${rc[@]}" HGET "${keys}job:{$id}" state)"
   [[ "$st" == succeeded || "$st" == failed ]] && break
   sleep 0.1
 done
 # Wait without polling: BLMOVE on the job's done-list (it asked: "notify") returns its
 # final state.
-state="$("${rc[@]}" BLMOVE "maas:job:{$id}:done" "maas:job:{$id}:done" RIGHT LEFT 60)"
+state="$("${rc[@]}" BLMOVE "${keys}job:{$id}:done" "${keys}job:{$id}:done" RIGHT LEFT 60)"
 echo "state: ${state:-still pending after 60 s}"
-"${rc[@]}" HMGET "maas:job:{$id}" worker attempts error_code error_message
+"${rc[@]}" HMGET "${keys}job:{$id}" worker attempts error_code error_message
 # The new version: the model's `latest` alias, and that version's metrics and size.
-v="$("${rc[@]}" HGET "maas:model:{$model}:aliases" latest)"
-echo "model $model version $v: $("${rc[@]}" HGET "maas:model:{$model}:versions" "$v.metrics")," \
-     "$("${rc[@]}" HGET "maas:model:{$model}:versions" "$v.size") bytes of model.h5"
+v="$("${rc[@]}" HGET "${keys}model:{$model}:aliases" latest)"
+echo "model $model version $v: $("${rc[@]}" HGET "${keys}model:{$model}:versions" "$v.metrics")," \
+     "$("${rc[@]}" HGET "${keys}model:{$model}:versions" "$v.size") bytes of model.h5"
 [[ "$state" == succeeded ]]

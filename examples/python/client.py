@@ -8,7 +8,10 @@ packages (run it with /usr/bin/python3).
 
   /usr/bin/python3 examples/python/client.py [PIMA_CSV]
 Environment: MAAS_KAFKA_BROKERS (127.0.0.1:19092), MAAS_REDIS_URL (redis://127.0.0.1:16379),
-MAAS_TOPIC_PREFIX (maas.).
+MAAS_TOPIC_PREFIX (maas.), and MAAS_CLIENT_CONF: a tenant's client settings as
+`maas tenant create T --client-conf FILE` writes them (the local stack's:
+.local/state/credentials/demo.conf) - its Kafka login (SASL SCRAM), its topics, its Redis
+user and key prefix. Without it: the single-tenant namespace, no credentials.
 """
 import csv
 import os
@@ -22,9 +25,19 @@ import redis
 from confluent_kafka import Producer
 
 brokers = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:19092")
-r = redis.Redis.from_url(os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:16379"))
-prefix = os.environ.get("MAAS_TOPIC_PREFIX", "maas.")
-producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True})
+prefix = os.environ.get("MAAS_TOPIC_PREFIX", "maas.")  # topics
+keys = "maas:"  # Redis keys
+kafka_conf = {"bootstrap.servers": brokers, "enable.idempotence": True}
+login = {}
+if os.environ.get("MAAS_CLIENT_CONF"):  # a tenant: its credentials, topics and key prefix
+    conf = dict(line.split("=", 1) for line in open(os.environ["MAAS_CLIENT_CONF"]).read().splitlines()
+                if "=" in line and not line.startswith("#"))
+    kafka_conf.update({k[6:]: v for k, v in conf.items() if k.startswith("kafka.") and k != "kafka.topics"})
+    prefix = conf["kafka.topics"].split(",")[0].removesuffix("jobs.infer")  # maas.t.T.
+    keys = conf["redis.prefix"]  # maas:t:T:
+    login = {"username": conf["redis.user"], "password": conf["redis.password"]}
+r = redis.Redis.from_url(os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:16379"), **login)
+producer = Producer(kafka_conf)
 
 
 def matrix(rows):
@@ -43,9 +56,9 @@ def submit(topic, job):
 
 def wait(job_id, timeout=60):
     """Blocks on the job's done-list (no polling), then reads its record."""
-    done = f"maas:job:{{{job_id}}}:done"
+    done = f"{keys}job:{{{job_id}}}:done"
     state = r.blmove(done, done, timeout, "RIGHT", "LEFT")
-    record = r.hgetall(f"maas:job:{{{job_id}}}")
+    record = r.hgetall(f"{keys}job:{{{job_id}}}")
     if state != b"succeeded":
         raise SystemExit(f"job {job_id}: {state} {record.get(b'error_code')} {record.get(b'error_message')}")
     return msgpack.unpackb(record[b"result"])

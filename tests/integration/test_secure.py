@@ -8,7 +8,7 @@ with prefixed ACLs and its read-only Redis user. Then, as tenant A's principal: 
 A's topic is served (the worker takes the tenant from the topic); producing to B's topic or
 to the single-tenant topic is refused by the broker; A's Redis user reads A's record but is
 refused B's keys, every write, and SCAN; no credential, a wrong password and the default Redis
-user get nothing.
+user get nothing. The Python and kcat examples run as tenant A from its client settings.
 usage: test_secure.py BIN_DIR PIMA_CSV WORKDIR
 """
 import csv
@@ -129,7 +129,21 @@ try:
     conf_text = open(CONF).read()
     check(oct(os.stat(CONF).st_mode & 0o777) == "0o600" and "kafka.sasl.password=" in conf_text
           and "redis.password=" in conf_text, "maas.conf holds the service credentials, mode 0600")
-    spawn("maas-worker", "--id", f"sec-w{RUN}", "-X", "kafka.session.timeout.ms=6000")
+    # the worker with the workers' own login (worker.conf): enough to serve every tenant
+    WCONF = os.path.join(STATE, "credentials", "worker.conf")
+    wenv = dict(ENV, MAAS_CONFIG=WCONF)
+    wlog = open(os.path.join(WORK, "maas-worker.log"), "w")
+    procs.append(subprocess.Popen([os.path.join(BIN, "maas-worker"), "--id", f"sec-w{RUN}", "-X",
+                                   "kafka.session.timeout.ms=6000"], stdout=wlog, stderr=wlog, env=wenv))
+    wc = dict(ln.split("=", 1) for ln in open(WCONF).read().splitlines() if "=" in ln)
+    rw = redis.Redis(host="127.0.0.1", port=RPORT, username=wc["redis.user"], password=wc["redis.password"])
+    e = redis_error(lambda: rw.execute_command("ACL", "SETUSER", "intruder", "on", ">x", "~*", "+@all"))
+    check(wc["redis.user"] == "worker" and e is not None and "no permissions" in e,
+          f"the workers' Redis user cannot make users (the coordinator's can) ({e})")
+    r = subprocess.run([os.path.join(BIN, "maas-kafka-admin"), "grant", "User:intruder", "maas.", "maas."],
+                       env=wenv, capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and "AUTHORIZATION_FAILED" in r.stderr,
+          f"the workers' Kafka principal cannot grant ACLs ({r.stderr.strip()[-160:]})")
     spawn("maas-coordinator", "--http", f"127.0.0.1:{HPORT}")
     ca, cb = tenant_conf(A), tenant_conf(B)
 
@@ -195,6 +209,18 @@ try:
     rb = redis.Redis(host="127.0.0.1", port=RPORT, username=cb["redis.user"], password=cb["redis.password"])
     e = redis_error(lambda: rb.hgetall(key))
     check(e is not None and "no permissions" in e, f"B's Redis user cannot read A's record ({e})")
+
+    # the examples, as tenant A, with its client settings file (MAAS_CLIENT_CONF)
+    cenv = dict(ENV, MAAS_CLIENT_CONF=os.path.join(WORK, f"{A}.conf"))
+    del cenv["MAAS_CONFIG"]
+    r = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "../../examples/python/client.py"), PIMA],
+                       env=cenv, capture_output=True, text=True, timeout=180)
+    check(r.returncode == 0 and "154 inference jobs: accuracy" in r.stdout,
+          f"the Python example runs as tenant A ({(r.stdout + r.stderr).strip()[-300:]})")
+    r = subprocess.run([os.path.join(HERE, "../../examples/kcat/infer.sh"), "pima", f"kc-{RUN}"],
+                       env=cenv, capture_output=True, text=True, timeout=90)
+    check(r.returncode == 0 and "state: succeeded" in r.stdout and f"maas.t.{A}.jobs.infer" in r.stdout,
+          f"the kcat example runs as tenant A ({(r.stdout + r.stderr).strip()[-300:]})")
 
     # deleting B removes its Redis user
     r = subprocess.run([os.path.join(BIN, "maas"), "tenant", "delete", B], env=ENV, capture_output=True,

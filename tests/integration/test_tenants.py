@@ -165,6 +165,9 @@ try:
     check(st == 404, f"B cannot cancel A's job: 404 ({st} {e})")
     st, m = call("GET", "/v1/models", key=kb)
     check(st == 200 and m["models"] == [], f"B sees no models ({m})")
+    st, e = call("GET", "/v1/models/pima/versions", key=kb)
+    st2, e2 = call("POST", "/v1/models/pima:predict", {"inputs": ten, "timeout_ms": 30000}, key=kb)
+    check(st == 404 and st2 == 404, f"B cannot list A's versions nor predict with A's model: 404 ({st} {st2})")
     st, sb = call("POST", "/v1/jobs", train_body(train[:300], 2), key=kb)
     jb = wait_job(sb["id"], kb)
     check(jb["state"] == "succeeded" and jb["result"]["version"] == 1,

@@ -42,6 +42,10 @@ maas_err maas_kafka_grant_prefix(const char *brokers, const maas_setting *settin
                                  const char *group_prefix, int timeout_ms, char *errstr,
                                  size_t errstr_size);
 
+/* Deletes every ACL of principal (it can then do nothing); UNSUPPORTED with no authorizer. */
+maas_err maas_kafka_revoke(const char *brokers, const maas_setting *settings, int n_settings,
+                           const char *principal, int timeout_ms, char *errstr, size_t errstr_size);
+
 /* Deletes topics; ones that do not exist are fine. */
 maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *settings, int n_settings,
                                   const char *const *topics, int n_topics, int timeout_ms,
@@ -106,7 +110,7 @@ typedef struct maas_consumer maas_consumer;
  * they come and go (checked every 5 s). Offsets are stored only by
  * maas_consumer_store() (enable.auto.offset.store=false) and committed in the
  * background (enable.auto.commit) or by maas_consumer_commit(). Free with
- * maas_consumer_free(), which leaves the group cleanly.
+ * maas_consumer_free(), which leaves the group cleanly (or, after 10 s, lets go).
  */
 maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
                                  const char *const *topics, int n_topics,

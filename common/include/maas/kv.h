@@ -321,8 +321,9 @@ maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, c
 /*
  * A Redis ACL user for a tenant's direct reader ("tenant-T" into user): read-only commands
  * (HGET, HGETALL, GET, TTL, SUBSCRIBE, ...) on T's keys and channels (maas:t:T:*) only,
- * with password. *saved: Redis wrote it to its ACL file (0: it has none; the user lives
- * until Redis restarts). Calling it again resets the user.
+ * and BLMOVE on its jobs' done-lists (a client's wait), with password. *saved: Redis wrote it to
+ * its ACL file (0: it has none; the user lives until Redis restarts). Calling it again resets the
+ * user.
  */
 maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *password, char *user,
                                size_t user_size, int *saved, char *errstr, size_t errstr_size);

@@ -1,0 +1,16 @@
+# Sourced by the kcat examples, with $suffix set (jobs.infer or jobs.work) and $topic the
+# single-tenant default. MAAS_CLIENT_CONF: a tenant's client settings (`maas tenant create T
+# --client-conf FILE`; the local stack's: .local/state/credentials/demo.conf): its Kafka
+# login (a kcat -F file, removed on exit), its topic, its Redis user (the password through
+# REDISCLI_AUTH, not argv) and key prefix. Sets keys, kcat_conf, rc_login, kconf.
+keys="maas:" kcat_conf=() rc_login=() kconf=""
+if [[ -n "${MAAS_CLIENT_CONF:-}" ]]; then
+  get() { sed -n "s/^$1=//p" "$MAAS_CLIENT_CONF"; }
+  topic="$(get kafka.topics | tr , '\n' | grep -F ".$suffix")"
+  keys="$(get redis.prefix)"
+  kconf="$(umask 077 && mktemp)"
+  grep '^kafka\.' "$MAAS_CLIENT_CONF" | grep -v '^kafka\.topics=' | sed 's/^kafka\.//' > "$kconf"
+  kcat_conf=(-F "$kconf")
+  REDISCLI_AUTH="$(get redis.password)" && export REDISCLI_AUTH
+  rc_login=(--user "$(get redis.user)")
+fi
