@@ -12,6 +12,14 @@ source deploy/local/common.sh
 export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
 maas=build/bin/maas
 work=.local/kill9
+# redis-cli with the services' login when the stack runs with authentication (common.sh exports
+# MAAS_CONFIG, the stack's maas.conf): the password through REDISCLI_AUTH, not argv
+rc_login=()
+if [[ -s "${MAAS_CONFIG:-}" ]] && grep -q '^redis.user=' "$MAAS_CONFIG"; then
+  REDISCLI_AUTH="$(sed -n 's/^redis.password=//p' "$MAAS_CONFIG")" && export REDISCLI_AUTH
+  rc_login=(--user "$(sed -n 's/^redis.user=//p' "$MAAS_CONFIG")")
+fi
+rcli() { redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning "${rc_login[@]}" "$@"; }
 mkdir -p "$work"
 deploy/local/workers.sh status >/dev/null || { echo "start the stack first: deploy/local/stack.sh up" >&2; exit 1; }
 
@@ -31,14 +39,13 @@ id=$($maas submit train --name "$model" --dataset "$model-data" --layers 512:rel
        --epochs "${EPOCHS:-40}" --seed 1)
 echo "submitted training job $id"
 for ((i = 0; i < 300; i++)); do
-  worker=$(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:job:{$id}" worker)
+  worker=$(rcli HGET "maas:job:{$id}" worker)
   [[ -n "$worker" ]] && break
   sleep 0.1
 done
 [[ -n "$worker" ]] || { echo "no worker took the job" >&2; exit 1; }
 # wait for its first progress report (not a fixed sleep: machines differ in speed), then make
 # sure it is still running: the demonstration needs a job to kill
-rcli() { redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning "$@"; }
 for ((i = 0; i < 600; i++)); do
   [[ -n "$(rcli HGET "maas:job:{$id}" progress)" ]] && break
   sleep 0.1
@@ -73,6 +80,6 @@ fi
 $maas job "$id" --wait
 $maas job "$id" | grep -E "state|attempts|worker"
 $maas versions "$model"
-n=$(redis-cli -u "$MAAS_REDIS_URL" --no-auth-warning HGET "maas:model:{$model}" next_version)
+n=$(rcli HGET "maas:model:{$model}" next_version)
 echo "versions of $model: $n"
 [[ "$n" == 1 ]]
