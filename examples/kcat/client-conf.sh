@@ -6,11 +6,14 @@
 keys="maas:" kcat_conf=() rc_login=() kconf=""
 if [[ -n "${MAAS_CLIENT_CONF:-}" ]]; then
   get() { sed -n "s/^$1=//p" "$MAAS_CLIENT_CONF"; }
-  topic="$(get kafka.topics | tr , '\n' | grep -F ".$suffix")"
-  keys="$(get redis.prefix)"
+  # (an operator's settings, e.g. the local stack's maas.conf, name no topics or prefix)
+  if [[ -n "$(get kafka.topics)" ]]; then topic="$(get kafka.topics | tr , '\n' | grep -F ".$suffix")"; fi
+  if [[ -n "$(get redis.prefix)" ]]; then keys="$(get redis.prefix)"; fi
   kconf="$(umask 077 && mktemp)"
   grep '^kafka\.' "$MAAS_CLIENT_CONF" | grep -v '^kafka\.topics=' | sed 's/^kafka\.//' > "$kconf"
   kcat_conf=(-F "$kconf")
-  REDISCLI_AUTH="$(get redis.password)" && export REDISCLI_AUTH
-  rc_login=(--user "$(get redis.user)")
+  if [[ -n "$(get redis.user)" ]]; then
+    REDISCLI_AUTH="$(get redis.password)" && export REDISCLI_AUTH
+    rc_login=(--user "$(get redis.user)")
+  fi
 fi

@@ -33,9 +33,12 @@ if os.environ.get("MAAS_CLIENT_CONF"):  # a tenant: its credentials, topics and 
     conf = dict(line.split("=", 1) for line in open(os.environ["MAAS_CLIENT_CONF"]).read().splitlines()
                 if "=" in line and not line.startswith("#"))
     kafka_conf.update({k[6:]: v for k, v in conf.items() if k.startswith("kafka.") and k != "kafka.topics"})
-    prefix = conf["kafka.topics"].split(",")[0].removesuffix("jobs.infer")  # maas.t.T.
-    keys = conf["redis.prefix"]  # maas:t:T:
-    login = {"username": conf["redis.user"], "password": conf["redis.password"]}
+    # (an operator's settings, e.g. the local stack's maas.conf, name no topics or prefix)
+    if "kafka.topics" in conf:
+        prefix = conf["kafka.topics"].split(",")[0].removesuffix("jobs.infer")  # maas.t.T.
+    keys = conf.get("redis.prefix", keys)  # maas:t:T:
+    if "redis.user" in conf:
+        login = {"username": conf["redis.user"], "password": conf["redis.password"]}
 r = redis.Redis.from_url(os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:16379"), **login)
 producer = Producer(kafka_conf)
 

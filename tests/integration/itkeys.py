@@ -12,3 +12,40 @@ def operator_key(bin_dir, work_dir, name="admin.key"):
                    check=True, capture_output=True)
     with open(path) as f:
         return f.read().strip()
+
+
+def service_conf(path=None):
+    """The services' login the fixture made (MAAS_CONFIG: kafka.* and redis.* lines), as a
+    dict; empty when the services run without authentication."""
+    path = path or os.environ.get("MAAS_CONFIG")
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return dict(ln.split("=", 1) for ln in f.read().splitlines() if "=" in ln and not ln.startswith("#"))
+
+
+def kafka_conf(brokers, **extra):
+    """A confluent-kafka configuration for the fixture's broker, with its SASL login if any."""
+    conf = {"bootstrap.servers": brokers}
+    conf.update({k[6:]: v for k, v in service_conf().items() if k.startswith("kafka.")})
+    conf.update({k.replace("_", "."): v for k, v in extra.items()})
+    return conf
+
+
+def redis_login():
+    """redis-py keyword arguments for the fixture's Redis login (none without ACLs)."""
+    c = service_conf()
+    return {"username": c["redis.user"], "password": c["redis.password"]} if "redis.user" in c else {}
+
+
+def kafka_only_conf(work_dir):
+    """A MAAS_CONFIG file with only the Kafka login, for programs the test points at a Redis of
+    its own (open): written to work_dir, 0600; None when there is no Kafka login."""
+    lines = [f"{k}={v}" for k, v in service_conf().items() if k.startswith("kafka.")]
+    if not lines:
+        return None
+    path = os.path.join(work_dir, "kafka-only.conf")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path

@@ -27,6 +27,9 @@ LOCAL = os.path.join(HERE, "../../deploy/local")
 STATE = os.path.join(WORK, "state")
 KPORT, RPORT = 39092, 36379
 BROKERS = f"127.0.0.1:{KPORT}"
+# its services are its own and open: the fixture's login is not for them
+os.environ.pop("MAAS_CONFIG", None)
+os.environ.pop("MAAS_CLIENT_CONF", None)
 ENV = dict(os.environ, MAAS_STATE_DIR=STATE, MAAS_KAFKA_PORT=str(KPORT),
            MAAS_KAFKA_CONTROLLER_PORT=str(KPORT + 1), MAAS_REDIS_PORT=str(RPORT),
            MAAS_KAFKA_ADMIN=os.path.join(BIN, "maas-kafka-admin"))

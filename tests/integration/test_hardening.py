@@ -31,14 +31,22 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
+from itkeys import kafka_conf, kafka_only_conf
+
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 os.makedirs(WORK, exist_ok=True)
 RUN = uuid.uuid4().hex[:8]
 PREFIX = f"hard{RUN}."
 RPORT = 26579
-P = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 2,
-              "compression.type": "gzip", "message.max.bytes": 4000000})
+P = Producer(kafka_conf(BROKERS, enable_idempotence=True, linger_ms=2, compression_type="gzip",
+                        message_max_bytes=4000000))
+# the programs it starts use the fixture's broker and a Redis of its own (no users): the
+# broker's login only
+if kafka_only_conf(WORK):
+    os.environ["MAAS_CONFIG"] = kafka_only_conf(WORK)
+else:
+    os.environ.pop("MAAS_CONFIG", None)
 failures, procs = [], {}
 # a SIGTERM (ctest's timeout, a user) still runs the finally blocks: services stopped by pid
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -181,7 +189,7 @@ try:
     send("jobs.infer", infer(probe, small, mat(1, 8)))
     wait_final([probe], 30)
     check(rec(f"t-small-{RUN}") == before_rec, "a forged infer naming a final job leaves it as it was")
-    mism = Consumer({"bootstrap.servers": BROKERS, "group.id": f"dlqm-{RUN}",
+    mism = Consumer(kafka_conf(BROKERS) | {"group.id": f"dlqm-{RUN}",
                      "auto.offset.reset": "earliest"})
     mism.subscribe([PREFIX + "jobs.dlq"])
     codes, end = {}, time.time() + 30
@@ -240,7 +248,7 @@ try:
     check("retrying" not in log_text()[at:], "nothing was retried")
 
     # 4. a 1.5 MB bad message: dead-lettered, cut to fit
-    dlq = Consumer({"bootstrap.servers": BROKERS, "group.id": f"dlq-{RUN}",
+    dlq = Consumer(kafka_conf(BROKERS) | {"group.id": f"dlq-{RUN}",
                     "auto.offset.reset": "earliest", "fetch.message.max.bytes": 4000000})
     dlq.subscribe([PREFIX + "jobs.dlq"])
     bj = f"i-big-{RUN}"

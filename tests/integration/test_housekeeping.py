@@ -20,7 +20,7 @@ import time
 import urllib.request
 import uuid
 
-from itkeys import operator_key
+from itkeys import operator_key, redis_login
 
 import redis
 
@@ -132,7 +132,7 @@ try:
     w.wait()
     # 600 newer records (others' finished jobs): the stale job is no longer among the newest
     # 500, which housekeeping used to scan; it walks the index of work jobs now
-    R = redis.Redis.from_url(REDIS_URL)
+    R = redis.Redis.from_url(REDIS_URL, **redis_login())
     pipe = R.pipeline()
     now_ms = int(time.time() * 1000)
     for i in range(600):

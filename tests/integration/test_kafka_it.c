@@ -17,11 +17,16 @@
 static char err[MAAS_ERRSTR_SIZE];
 static const char *brokers;
 static char topic[128];
-static const maas_setting fast[] = {
+/* The fixture's login (MAAS_CONFIG: SASL settings when the broker runs with them), and the
+ * consumers' settings: quick failover, then the login. */
+static maas_config login;
+static maas_setting fast[3 + MAAS_CONFIG_MAX_SETTINGS] = {
     {"kafka.session.timeout.ms", "6000"},
     {"kafka.heartbeat.interval.ms", "500"},
     {"kafka.topic.metadata.refresh.interval.ms", "1000"},
 };
+static int n_fast = 3;
+#define LOGIN login.settings, login.n_settings
 
 static double now_s(void) {
     struct timespec ts;
@@ -53,24 +58,29 @@ static int setup(void **state) {
     (void)state;
     brokers = getenv("MAAS_KAFKA_BROKERS");
     if (!brokers) brokers = "127.0.0.1:29092";
+    if (maas_config_init(&login, "test_kafka_it", NULL, 0, err, sizeof(err))) {
+        fprintf(stderr, "MAAS_CONFIG: %s\n", err);
+        return -1;
+    }
+    for (int i = 0; i < login.n_settings; i++) fast[n_fast++] = login.settings[i];
     snprintf(topic, sizeof(topic), "it.%ld.%ld", (long)getpid(), (long)time(NULL));
     maas_topic_spec t = {topic, N_PART};
-    if (maas_kafka_create_topics(brokers, NULL, 0, &t, 1, 1, 30000, err, sizeof(err))) {
+    if (maas_kafka_create_topics(brokers, LOGIN, &t, 1, 1, 30000, err, sizeof(err))) {
         fprintf(stderr, "create topic: %s\n", err);
         return -1;
     }
     /* creating it again is fine */
-    return maas_kafka_create_topics(brokers, NULL, 0, &t, 1, 1, 30000, err, sizeof(err)) ? -1 : 0;
+    return maas_kafka_create_topics(brokers, LOGIN, &t, 1, 1, 30000, err, sizeof(err)) ? -1 : 0;
 }
 
 static void test_idempotent_produce(void **state) {
     (void)state;
     int parts = 0;
-    assert_ok(maas_kafka_topic_partitions(brokers, NULL, 0, topic, &parts, 10000, err, sizeof(err)),
+    assert_ok(maas_kafka_topic_partitions(brokers, LOGIN, topic, &parts, 10000, err, sizeof(err)),
               err);
     assert_int_equal(parts, N_PART);
     reports r = {0};
-    maas_producer *p = maas_producer_new(brokers, NULL, 0, on_delivery, &r, err, sizeof(err));
+    maas_producer *p = maas_producer_new(brokers, LOGIN, on_delivery, &r, err, sizeof(err));
     assert_non_null(p);
     for (int i = 0; i < N_MSG; i++) {
         char key[32], val[64];
@@ -89,7 +99,7 @@ static void test_idempotent_produce(void **state) {
     }
     /* the same key always lands on the same partition */
     reports r2 = {0};
-    maas_producer *p2 = maas_producer_new(brokers, NULL, 0, on_delivery, &r2, err, sizeof(err));
+    maas_producer *p2 = maas_producer_new(brokers, LOGIN, on_delivery, &r2, err, sizeof(err));
     assert_ok(maas_producer_send(p2, topic, "job-0", 5, "again", 5, (void *)(intptr_t)0, err,
                                  sizeof(err)),
               err);
@@ -107,7 +117,7 @@ static void test_group_shares_partitions(void **state) {
     (void)state;
     const char *topics[] = {topic};
     maas_consumer *c[2];
-    c[0] = maas_consumer_new(brokers, "it-share", topics, 1, fast, 3, err, sizeof(err));
+    c[0] = maas_consumer_new(brokers, "it-share", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(c[0]);
     /* wait until the first member holds every partition, then add the second */
     double end = now_s() + 30;
@@ -117,7 +127,7 @@ static void test_group_shares_partitions(void **state) {
         maas_message_release(&m); /* nothing is stored: these come again below */
     }
     assert_int_equal(maas_consumer_assigned(c[0]), N_PART);
-    c[1] = maas_consumer_new(brokers, "it-share", topics, 1, fast, 3, err, sizeof(err));
+    c[1] = maas_consumer_new(brokers, "it-share", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(c[1]);
     end = now_s() + 30;
     while ((maas_consumer_assigned(c[0]) + maas_consumer_assigned(c[1]) != N_PART ||
@@ -141,7 +151,8 @@ static void test_offsets_stored_only_when_told(void **state) {
     (void)state;
     const char *topics[] = {topic};
     /* member A reads everything but stores offsets only for partition 0 */
-    maas_consumer *a = maas_consumer_new(brokers, "it-store", topics, 1, fast, 3, err, sizeof(err));
+    maas_consumer *a =
+        maas_consumer_new(brokers, "it-store", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(a);
     int per_part[N_PART] = {0}, got = 0;
     int64_t last_p0 = -1;
@@ -164,7 +175,8 @@ static void test_offsets_stored_only_when_told(void **state) {
     maas_consumer_free(a);
 
     /* member B of the same group gets exactly what A did not store */
-    maas_consumer *b = maas_consumer_new(brokers, "it-store", topics, 1, fast, 3, err, sizeof(err));
+    maas_consumer *b =
+        maas_consumer_new(brokers, "it-store", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(b);
     int want = N_MSG + 1 - per_part[0], again = 0, from_p0 = 0;
     end = now_s() + 60;
@@ -197,7 +209,8 @@ static void test_offsets_stored_only_when_told(void **state) {
 static void test_store_batch_and_rewind(void **state) {
     (void)state;
     const char *topics[] = {topic};
-    maas_consumer *c = maas_consumer_new(brokers, "it-batch", topics, 1, fast, 3, err, sizeof(err));
+    maas_consumer *c =
+        maas_consumer_new(brokers, "it-batch", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(c);
     enum { MAX = N_MSG + 1 };
     maas_message msgs[MAX];
@@ -238,7 +251,8 @@ static void test_store_batch_and_rewind(void **state) {
     assert_ok(maas_consumer_commit(c, err, sizeof(err)), err);
     for (int i = 0; i < got; i++) maas_message_release(&msgs[i]);
     maas_consumer_free(c);
-    maas_consumer *d = maas_consumer_new(brokers, "it-batch", topics, 1, fast, 3, err, sizeof(err));
+    maas_consumer *d =
+        maas_consumer_new(brokers, "it-batch", topics, 1, fast, n_fast, err, sizeof(err));
     assert_non_null(d);
     int later = 0, other = 0;
     end = now_s() + 30;

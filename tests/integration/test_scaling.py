@@ -20,12 +20,14 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
+from itkeys import kafka_conf, redis_login
+
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
 os.makedirs(WORK, exist_ok=True)
-R = redis.Redis.from_url(REDIS_URL)
-P = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 2})
+R = redis.Redis.from_url(REDIS_URL, **redis_login())
+P = Producer(kafka_conf(BROKERS, enable_idempotence=True, linger_ms=2))
 RUN = uuid.uuid4().hex[:8]
 PREFIX = f"scale{RUN}."
 procs, failures = {}, []

@@ -26,6 +26,8 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
+from itkeys import kafka_conf, redis_login
+
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
@@ -198,14 +200,14 @@ try:
                          "inputs": {"shape": [1, 8], "dtype": "float32",
                                     "data": b"".join(__import__("struct").pack("<f", x) for x in ten[0])}},
                         use_bin_type=True)
-    p = Producer({"bootstrap.servers": BROKERS})
+    p = Producer(kafka_conf(BROKERS))
     p.produce(f"maas.t.{A}.jobs.infer", msg, key=jid)
     p.flush(15)
     j = wait_job(jid, ka, 30)
     check(j.get("state") == "succeeded" and j["result"]["version"] == 1
           and abs(j["result"]["outputs"][0][0] - pa["outputs"][0][0]) < 1e-6,
           f"a job produced to A's topic is served by A's model, recorded in A's namespace ({j.get('state')})")
-    rd = redis.Redis.from_url(REDIS_URL)
+    rd = redis.Redis.from_url(REDIS_URL, **redis_login())
     check(rd.exists(f"maas:t:{A}:job:{{{jid}}}") == 1 and rd.exists(f"maas:job:{{{jid}}}") == 0
           and call("GET", f"/v1/jobs/{jid}", key=kb)[0] == 404,
           "its record is maas:t:A:job:{id}, not in the single-tenant namespace nor B's")
@@ -231,7 +233,7 @@ try:
     check(r.returncode == 0 and call("GET", "/v1/models", key=kb2)[0] == 401
           and not list(rd.scan_iter(f"maas:t:{B}:*", count=1000)),
           f"maas tenant delete: keys revoked, namespace gone ({r.stderr.strip()[-160:]})")
-    topics = set(Producer({"bootstrap.servers": BROKERS}).list_topics(timeout=10).topics)
+    topics = set(Producer(kafka_conf(BROKERS)).list_topics(timeout=10).topics)
     check(f"maas.t.{B}.jobs.infer" not in topics and f"maas.t.{A}.jobs.infer" in topics,
           "B's topics are deleted with it, A's stay")
     check(call("GET", "/v1/models/pima/versions", key=ka)[0] == 200, "A is untouched by B's deletion")

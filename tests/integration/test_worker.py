@@ -31,12 +31,14 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
+from itkeys import kafka_conf, kafka_only_conf, redis_login
+
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
 os.makedirs(WORK, exist_ok=True)
-R = redis.Redis.from_url(REDIS_URL)
-P = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
+R = redis.Redis.from_url(REDIS_URL, **redis_login())
+P = Producer(kafka_conf(BROKERS, enable_idempotence=True))
 RUN = uuid.uuid4().hex[:8]
 FAST = ["-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500",
         "-X", "kafka.max.poll.interval.ms=7000"]
@@ -50,10 +52,10 @@ def check(cond, what):
         failures.append(what)
 
 
-def start_worker(name, *extra):
+def start_worker(name, *extra, env=None):
     log = open(os.path.join(WORK, f"{name}.log"), "w")
     p = subprocess.Popen([WORKER, "--brokers", BROKERS, "--redis", REDIS_URL, "--id", name,
-                          *FAST, *extra], stderr=log, stdout=log)
+                          *FAST, *extra], stderr=log, stdout=log, env=env)
     workers[name] = p
     return p
 
@@ -183,7 +185,7 @@ try:
     check(rec(d1).get("state") == b"expired" and b"result" not in rec(d1), "a late job is expired, not computed")
 
     # 4. poison: every bad message gets a failed record or a dead letter; serving goes on
-    dlq = Consumer({"bootstrap.servers": BROKERS, "group.id": f"dlq-{RUN}", "auto.offset.reset": "earliest"})
+    dlq = Consumer(kafka_conf(BROKERS, group_id=f"dlq-{RUN}", auto_offset_reset="earliest"))
     dlq.subscribe(["maas.jobs.dlq"])
     poison = {
         f"p-shape-{RUN}": infer_job(f"p-shape-{RUN}", model, [[1.0] * 9]),
@@ -255,7 +257,8 @@ try:
 
     # the kcat + redis-cli recipe (examples/kcat/infer.sh): no maas code on the client side
     kc = subprocess.run([os.path.join(os.path.dirname(__file__), "../../examples/kcat/infer.sh"),
-                         model, f"kcat-{RUN}"], capture_output=True, text=True, timeout=60)
+                         model, f"kcat-{RUN}"], capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, MAAS_CLIENT_CONF=os.environ.get("MAAS_CONFIG", "")))
     check(kc.returncode == 0 and "state: succeeded" in kc.stdout,
           f"the kcat recipe gets a result ({kc.stdout.strip()[-200:]} {kc.stderr.strip()[-200:]})")
 
@@ -358,7 +361,13 @@ try:
         for k in (f"maas:model:{{{model}}}", f"maas:model:{{{model}}}:versions",
                   f"maas:model:{{{model}}}:aliases"):
             R2.restore(k, 0, R.dump(k), replace=True)
-        start_worker("wr", "--redis", f"redis://127.0.0.1:{rport}", "-X", "redis.timeout_ms=300")
+        # the broker's login only: this Redis of its own has no users
+        kenv = dict(os.environ)
+        kenv.pop("MAAS_CONFIG", None)
+        if kafka_only_conf(WORK):
+            kenv["MAAS_CONFIG"] = kafka_only_conf(WORK)
+        start_worker("wr", "--redis", f"redis://127.0.0.1:{rport}", "-X", "redis.timeout_ms=300",
+                     env=kenv)
         warm = f"outwarm-{RUN}"
         send("maas.jobs.infer", infer_job(warm, model, [X[0]]))
         end = time.time() + 60
