@@ -53,6 +53,13 @@ enum { O_DATA_FILE = 1000, O_DATA_LABEL, O_DATA_SET, O_DATA_DROP, O_CONN_TENANT 
         "drop", required_argument, 0, O_DATA_DROP                                                  \
     }
 
+/*
+ * A command's connection, closed when it goes out of scope whatever path the command takes
+ * (an early usage error included: the settings MAAS_CONFIG loaded are freed); starts zeroed,
+ * and cli_conn_close may also be called before (it is idempotent).
+ */
+#define CLI_CONN(name) cli_conn name __attribute__((cleanup(cli_conn_close))) = {0}
+
 /* The environment's defaults (MAAS_KAFKA_BROKERS, MAAS_REDIS_URL, MAAS_TOPIC_PREFIX). */
 void cli_conn_defaults(cli_conn *c);
 /* Handles the connection options shared by every cluster command; 1 if consumed. */

@@ -130,7 +130,7 @@ int maas_cli_dlq(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "ls") && strcmp(argv[1], "replay")))
         return maas_cli_usage_error(cmd, "expected ls or replay");
     int replay = !strcmp(argv[1], "replay");
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS, {0, 0, 0, 0}};
     int o;

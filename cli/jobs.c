@@ -98,7 +98,7 @@ int maas_cli_submit(int argc, char **argv) {
                                          {"prune", required_argument, 0, O_PRUNE},
                                          {"finetune-epochs", required_argument, 0, O_FINETUNE},
                                          {0, 0, 0, 0}};
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     maas_job j;
     maas_job_init(&j, type);
@@ -310,7 +310,7 @@ int maas_cli_job(int argc, char **argv) {
                                "the error or the result.\n";
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
     if (argc < 2) return maas_cli_usage_error(cmd, "expected a job id");
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {
         CLI_CONN_LONGOPTS, {"wait", no_argument, 0, 'w'}, {0, 0, 0, 0}};
@@ -368,7 +368,7 @@ int maas_cli_cancel(int argc, char **argv) {
                      stdout),
                0;
     if (argc != 2) return maas_cli_usage_error(cmd, "expected a job id");
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     int rc = cli_conn_open(cmd, &c);
     if (rc) return rc;
@@ -401,7 +401,7 @@ int maas_cli_jobs(int argc, char **argv) {
         "age, and the error of a failed one. Lists jobs submitted through maas (CLI, HTTP API)\n"
         "and work jobs; inference jobs produced straight to Kafka are not indexed.\n";
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS,
                                          {"state", required_argument, 0, 's'},
@@ -468,7 +468,7 @@ int maas_cli_workers(int argc, char **argv) {
         "jobs done and failed, the job it is busy with, the model versions it has loaded, and\n"
         "when it was last seen.\n";
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS, {0, 0, 0, 0}};
     int o;

@@ -30,7 +30,7 @@ int maas_cli_dataset(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
     if (argc < 3) return maas_cli_usage_error(cmd, "expected put NAME ... or rm NAME");
     const char *sub = argv[1], *name = argv[2];
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS,
                                          {"data", required_argument, 0, 'd'},
@@ -84,7 +84,7 @@ int maas_cli_models(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) return fputs("usage: maas models\n", stdout), 0;
     (void)argv;
     if (argc != 1) return maas_cli_usage_error(cmd, "takes no arguments");
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     int rc = cli_conn_open(cmd, &c);
     if (rc) return rc;
@@ -119,7 +119,7 @@ int maas_cli_versions(int argc, char **argv) {
     const char *cmd = "versions";
     if (cli_wants_help(argc, argv)) return fputs("usage: maas versions MODEL\n", stdout), 0;
     if (argc != 2) return maas_cli_usage_error(cmd, "expected a model name");
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     int rc = cli_conn_open(cmd, &c), n = 0;
     if (rc) return rc;
@@ -154,7 +154,7 @@ int maas_cli_alias(int argc, char **argv) {
     long v;
     int rc = cli_parse_int(cmd, "VERSION", argv[3], 1, INT32_MAX, &v);
     if (rc) return rc;
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     if ((rc = cli_conn_open(cmd, &c))) return rc;
     char e[MAAS_ERRSTR_SIZE];
@@ -183,7 +183,7 @@ int maas_cli_export(int argc, char **argv) {
     char e[MAAS_ERRSTR_SIZE];
     if (maas_model_ref_parse(argv[1], &ref, e, sizeof(e)))
         return maas_cli_usage_error(cmd, "%s", e);
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     int rc = cli_conn_open(cmd, &c), version;
     if (rc) return rc;
@@ -243,7 +243,7 @@ int maas_cli_import(int argc, char **argv) {
         maas_model_free(m);
         return maas_cli_fail(cmd, "%s", e);
     }
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     if (!(rc = cli_conn_open(cmd, &c))) {
         char job[64];
@@ -273,7 +273,7 @@ int maas_cli_gc(int argc, char **argv) {
         "(latest, production, ...). Numbers are not reused. maas-coordinator\n"
         "--retain-versions N does the same for every model, continuously.\n";
     if (cli_wants_help(argc, argv)) return fputs(help, stdout), fputs(cli_conn_help, stdout), 0;
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS,
                                          {"keep", required_argument, 0, 'k'},

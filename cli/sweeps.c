@@ -196,7 +196,7 @@ int maas_cli_sweep(int argc, char **argv) {
                                          {"id", required_argument, 0, O_ID},
                                          {"wait", no_argument, 0, O_WAIT},
                                          {0, 0, 0, 0}};
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     maas_sweep *s = calloc(1, sizeof(*s));
     maas_sweep_grid *g = calloc(1, sizeof(*g));

@@ -272,7 +272,7 @@ int maas_cli_tenant(int argc, char **argv) {
         return maas_cli_usage_error(cmd, "unknown subcommand '%s'", sub);
     if (takes_name && argc < 3) return maas_cli_usage_error(cmd, "%s needs a name", sub);
     const char *name = takes_name ? argv[2] : "";
-    cli_conn c;
+    CLI_CONN(c);
     cli_conn_defaults(&c);
     static const struct option opts[] = {CLI_CONN_LONGOPTS,
                                          {"scopes", required_argument, 0, 's'},
