@@ -10,6 +10,8 @@
  *   PUT  /v1/models/{name}/aliases/{a}    {"version": N[, "expect": M]}: move an alias
  *   GET  /v1/models/{name}/versions/{ref}/h5   the model file (a Keras model.h5; int8
  *                                              versions dequantized)
+ *   PUT  /v1/datasets/{name}              store training/evaluation data ({"x", "y"} as
+ *                                         JSON, or msgpack); GET its shape; DELETE
  *   POST /v1/sweeps                       a grid/random search as training jobs; 202
  *   GET  /v1/sweeps/{id}                  its points, ranked by the validation metric
  *   GET  /healthz, /metrics
@@ -463,6 +465,12 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
                               err == MAAS_ERR_UNKNOWN_NAME ? "UNKNOWN_JOB" : maas_err_code(err), e);
         else
             route_get_job(kv, s[2], res);
+    } else if (n == 3 && !strcmp(s[1], "datasets") && !strcmp(m, "PUT")) {
+        coord_route_dataset_put(kv, s[2], req, res);
+    } else if (n == 3 && !strcmp(s[1], "datasets") && !strcmp(m, "GET")) {
+        coord_route_dataset_get(kv, s[2], res);
+    } else if (n == 3 && !strcmp(s[1], "datasets") && !strcmp(m, "DELETE")) {
+        coord_route_dataset_delete(kv, s[2], res);
     } else if (n == 2 && !strcmp(s[1], "sweeps") && !strcmp(m, "POST")) {
         coord_route_sweep_submit(c, kv, req, res);
     } else if (n == 3 && !strcmp(s[1], "sweeps") && !strcmp(m, "GET")) {

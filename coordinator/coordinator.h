@@ -69,6 +69,12 @@ void coord_route_alias(maas_kv *kv, const char *model, const char *alias,
 void coord_route_h5(maas_kv *kv, const char *model, const char *ref, maas_http_response *res);
 
 /* sweeps.c: POST /v1/sweeps, GET /v1/sweeps/{id} */
+/* datasets.c: PUT (store, checked by the codec), GET (its shape), DELETE */
+void coord_route_dataset_put(maas_kv *kv, const char *name, const maas_http_request *req,
+                             maas_http_response *res);
+void coord_route_dataset_get(maas_kv *kv, const char *name, maas_http_response *res);
+void coord_route_dataset_delete(maas_kv *kv, const char *name, maas_http_response *res);
+
 void coord_route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                               maas_http_response *res);
 void coord_route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res);

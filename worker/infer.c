@@ -16,7 +16,8 @@
 typedef struct infer_item {
     maas_message *msg;
     maas_job job;
-    int state; /* 0 pending, 1 done (record final or dead-lettered) */
+    int64_t started_ms; /* when this worker took it (the batch's decoding) */
+    int state;          /* 0 pending, 1 done (record final or dead-lettered) */
 } infer_item;
 
 /* The msgpack result of one inference job (outputs, and classes if asked). */
@@ -119,6 +120,7 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
                                       .result_len = len,
                                       .ttl_s = job_ttl(w, &it->job),
                                       .notify = it->job.notify,
+                                      .started_ms = it->started_ms,
                                       .create = &o->recs[i]};
         o->n++;
         it->state = 1;
@@ -396,6 +398,9 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
         infer_item *it = &items[i];
         it->msg = &msgs[i];
         maas_err de = maas_job_decode(msgs[i].value, msgs[i].value_len, &it->job, e, sizeof(e));
+        /* queue time for a job sent without created_ms: from its Kafka timestamp */
+        if (!it->job.created_ms) it->job.created_ms = msgs[i].timestamp_ms;
+        it->started_ms = now;
         if (!de && it->job.type != MAAS_JOBTYPE_INFER) {
             de = MAAS_ERR_BAD_FORMAT;
             snprintf(e, sizeof(e), "field type: a %s job on the inference topic",
@@ -496,17 +501,17 @@ static careful_range *careful(const worker *w, const maas_message *m) {
     return c && m->offset < c->to ? c : NULL;
 }
 
-void infer_take_assignments(worker *w) {
-    maas_offset_range r[256];
-    int n = maas_consumer_fresh_ranges(w->infer_c, r, (int)MAAS_ARRAY_LEN(r), 5000);
+void infer_take_assignments(worker *w, const maas_message *batch, int n) {
     for (int i = 0; i < n; i++) {
-        careful_range *c = careful_find(w, r[i].topic, r[i].partition);
+        maas_offset_range r;
+        if (!maas_consumer_fresh_range(w->infer_c, &batch[i], &r)) continue;
+        careful_range *c = careful_find(w, r.topic, r.partition);
         if (!c && w->n_careful == w->cap_careful) {
             int cap = w->cap_careful ? 2 * w->cap_careful : 16;
             careful_range *grown = realloc(w->careful, (size_t)cap * sizeof(*grown));
             if (!grown) { /* not tracked: a job that kills workers is then not caught */
-                wlog(w, "warn", NULL, "out of memory tracking %.200s[%d]", r[i].topic,
-                     (int)r[i].partition);
+                wlog(w, "warn", NULL, "out of memory tracking %.200s[%d]", r.topic,
+                     (int)r.partition);
                 continue;
             }
             w->careful = grown;
@@ -514,13 +519,13 @@ void infer_take_assignments(worker *w) {
         }
         if (!c) {
             c = &w->careful[w->n_careful++];
-            snprintf(c->topic, sizeof(c->topic), "%.255s", r[i].topic);
-            c->partition = r[i].partition;
+            snprintf(c->topic, sizeof(c->topic), "%.255s", r.topic);
+            c->partition = r.partition;
         }
-        c->to = r[i].to;
-        c->counted_to = r[i].from;
+        c->to = r.to;
+        c->counted_to = r.from;
         wlog(w, "info", NULL, "%s[%d]: offsets %lld..%lld may be redeliveries: counting them",
-             r[i].topic, (int)r[i].partition, (long long)r[i].from, (long long)r[i].to - 1);
+             r.topic, (int)r.partition, (long long)r.from, (long long)r.to - 1);
     }
 }
 

@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
         /* inference: gather up to batch_max jobs, for at most batch_wait_ms after the first */
         int n = 0;
         /* with results in flight, only a look: if nothing is waiting, confirm them first */
-        int wait_ms = w.n_flights ? 0 : w.task ? 20 : 50;
+        int wait_ms = w.n_flights ? 0 : 10; /* short: the work consumer is polled between */
         if (w.carry.handle_) { /* the first of this batch came with the last one's polls */
             batch[0] = w.carry;
             memset(&w.carry, 0, sizeof(w.carry));
@@ -319,7 +319,7 @@ int main(int argc, char **argv) {
                 }
                 n++;
             }
-            infer_take_assignments(&w); /* the polls may have brought an assignment */
+            infer_take_assignments(&w, batch, n); /* first messages of partitions assigned since */
             if (!process_infer_batch(&w, batch, n))
                 for (int i = 0; i < n; i++) maas_message_release(&batch[i]);
         } else if (w.n_flights) {

@@ -7,6 +7,9 @@
 #include "maas/strbuf.h"
 #include "worker.h"
 
+/* /readyz: seconds without an assignment or revocation before a worker says it is ready */
+#define READY_SETTLE_S 3.0
+
 static const double time_buckets[N_TIME_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 static const double size_buckets[N_SIZE_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024};
@@ -49,6 +52,7 @@ void metrics_probe_stop(worker *w) {
 
 void metrics_init(metrics *m) {
     memset(m, 0, sizeof(*m));
+    m->rebalanced_at[0] = m->rebalanced_at[1] = -1.0; /* not in the groups yet */
     pthread_mutex_init(&m->lock, NULL);
 }
 
@@ -109,6 +113,10 @@ void metrics_refresh(worker *w) {
     m->rebalances[1] = maas_consumer_rebalances(w->infer_c);
     m->assigned[0] = maas_consumer_assigned(w->work_c);
     m->assigned[1] = maas_consumer_assigned(w->infer_c);
+    for (int i = 0; i < 2; i++) {
+        double s = maas_consumer_settled_s(i ? w->infer_c : w->work_c);
+        m->rebalanced_at[i] = s < 0 ? -1.0 : maas_mono_s() - s;
+    }
     m->busy = w->task != NULL;
     m->stopping = w->stopping;
     pthread_mutex_unlock(&m->lock);
@@ -140,12 +148,26 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
                         healthy ? "ok" : "unhealthy", w->cfg.id, copy.kafka_ok ? "true" : "false",
                         copy.redis_ok ? "true" : "false");
     } else if (!strcmp(req->path, "/readyz")) {
-        int ready = healthy && !copy.stopping && (copy.assigned[0] + copy.assigned[1]) > 0;
-        maas_http_reply(res, ready ? 200 : 503, "application/json",
-                        "{\"ready\": %s, \"partitions\": {\"work\": %d, \"infer\": %d}, "
-                        "\"stopping\": %s}\n",
-                        ready ? "true" : "false", copy.assigned[0], copy.assigned[1],
-                        copy.stopping ? "true" : "false");
+        /* ready: healthy, not stopping, partitions assigned, and both groups settled — no
+         * assignment or revocation for READY_SETTLE_S (a cooperative rebalance is two rounds
+         * about a second apart), so a job produced now is not moved by a rebalance of the
+         * fleet's start; a rebalance is seen at the next refresh, at most 1 s later */
+        double settled = -1.0;
+        if (copy.rebalanced_at[0] >= 0 && copy.rebalanced_at[1] >= 0)
+            settled = maas_mono_s() - (copy.rebalanced_at[0] > copy.rebalanced_at[1]
+                                           ? copy.rebalanced_at[0]
+                                           : copy.rebalanced_at[1]);
+        const char *why = !healthy                                   ? "unhealthy"
+                          : copy.stopping                            ? "stopping"
+                          : settled < 0                              ? "joining the groups"
+                          : settled < READY_SETTLE_S                 ? "rebalancing"
+                          : copy.assigned[0] + copy.assigned[1] == 0 ? "no partitions assigned"
+                                                                     : NULL;
+        maas_http_reply(res, why ? 503 : 200, "application/json",
+                        "{\"ready\": %s, \"reason\": \"%s\", \"partitions\": {\"work\": %d, "
+                        "\"infer\": %d}, \"settled_s\": %.1f, \"stopping\": %s}\n",
+                        why ? "false" : "true", why ? why : "", copy.assigned[0], copy.assigned[1],
+                        settled, copy.stopping ? "true" : "false");
     } else if (!strcmp(req->path, "/metrics")) {
         maas_strbuf t = {0};
         maas_strbuf_printf(&t,

@@ -310,6 +310,7 @@ void start_work_job(worker *w, maas_message *msg) {
     t->raw_len = msg->value_len;
     maas_job *j = &t->job;
     maas_err err = maas_job_decode(msg->value, msg->value_len, j, e, sizeof(e));
+    if (!j->created_ms) j->created_ms = msg->timestamp_ms; /* sent without: its Kafka time */
     if (!err && j->type == MAAS_JOBTYPE_INFER) {
         err = MAAS_ERR_BAD_FORMAT;
         snprintf(e, sizeof(e), "field type: an infer job on the work topic");

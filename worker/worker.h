@@ -114,6 +114,7 @@ typedef struct metrics {
     long long lag[2];
     long rebalances[2];
     int assigned[2];
+    double rebalanced_at[2]; /* maas_mono_s() of each consumer's last rebalance; -1: none */
     int busy, stopping, redis_ok, kafka_ok;
     double checked_at;
 } metrics;
@@ -249,8 +250,9 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
 /* Runs a batch of inference messages. Returns 1 if it kept msgs (their results are in
  * flight; infer_settle releases them), 0 if the caller releases them now. */
 int process_infer_batch(worker *w, maas_message *msgs, int n);
-/* Takes note of inference partitions newly assigned: where messages may be redeliveries. */
-void infer_take_assignments(worker *w);
+/* Takes note of inference partitions newly assigned, at their first message in the batch:
+ * where messages may be redeliveries (no broker request). */
+void infer_take_assignments(worker *w, const maas_message *batch, int n);
 /* Reads the replies of the batches in flight, if any: stores their offsets, or rewinds
  * their partitions after a Redis failure (then returns the error); releases the messages. */
 maas_err infer_settle(worker *w);

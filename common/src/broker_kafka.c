@@ -4,6 +4,7 @@
 #include "maas/clock.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <time.h>
 
 /* Applies defaults, then "kafka.*" settings (prefix removed) on top. */
@@ -343,12 +344,40 @@ typedef struct sync_report {
     rd_kafka_resp_err_t err;
 } sync_report;
 
+/* Topics a producer looks up itself, before its first message to each (topic_warm). */
+#define PRODUCER_TOPICS 256
+
 struct maas_producer {
     rd_kafka_t *rk;
     maas_delivery_fn on_delivery;
     void *ud;
     sync_report *waiting; /* the message send_wait waits for (its opaque), or NULL */
+    pthread_mutex_t lock; /* topics: producers are shared by the coordinator's threads */
+    int n_topics;
+    char *topics[PRODUCER_TOPICS];
 };
+
+/*
+ * librdkafka 2.0 looks up a topic a producer has not used yet once a second, so the first
+ * message to each topic after the first waited up to 1 s (measured ~980 ms: a coordinator's
+ * first inference job after a training job, a worker's first dead letter, a client's first
+ * job to a second topic). One metadata request for the topic instead, once: ~1 ms. Past
+ * PRODUCER_TOPICS topics, new ones are left to librdkafka's own lookup.
+ */
+static void topic_warm(maas_producer *p, const char *topic) {
+    pthread_mutex_lock(&p->lock);
+    int known = 0;
+    for (int i = 0; i < p->n_topics && !known; i++) known = !strcmp(p->topics[i], topic);
+    int add = !known && p->n_topics < PRODUCER_TOPICS && (p->topics[p->n_topics] = strdup(topic));
+    if (add) p->n_topics++;
+    pthread_mutex_unlock(&p->lock);
+    if (!add) return;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (rkt && rd_kafka_metadata(p->rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt) rd_kafka_topic_destroy(rkt);
+}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)rk;
@@ -381,10 +410,12 @@ maas_producer *maas_producer_new(const char *brokers, const maas_setting *settin
     }
     p->on_delivery = on_delivery;
     p->ud = ud;
+    pthread_mutex_init(&p->lock, NULL);
     rd_kafka_conf_set_opaque(conf, p);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     p->rk = make_client(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (!p->rk) {
+        pthread_mutex_destroy(&p->lock);
         free(p);
         return NULL;
     }
@@ -394,6 +425,7 @@ maas_producer *maas_producer_new(const char *brokers, const maas_setting *settin
 maas_err maas_producer_send(maas_producer *p, const char *topic, const void *key, size_t key_len,
                             const void *value, size_t value_len, void *msg_opaque, char *errstr,
                             size_t errstr_size) {
+    topic_warm(p, topic);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -419,6 +451,7 @@ maas_err maas_producer_send_wait(maas_producer *p, const char *topic, const void
     for (int i = 0; i < n_headers; i++)
         rd_kafka_header_add(h, headers[i].key, -1, headers[i].value, -1);
     sync_report rep = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
+    topic_warm(p, topic);
     rd_kafka_resp_err_t e = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, key_len),
         RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -464,6 +497,8 @@ void maas_producer_free(maas_producer *p) {
     if (!p) return;
     rd_kafka_flush(p->rk, 10000);
     rd_kafka_destroy(p->rk);
+    for (int i = 0; i < p->n_topics; i++) free(p->topics[i]);
+    pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
@@ -472,20 +507,22 @@ void maas_producer_free(maas_producer *p) {
 struct maas_consumer {
     rd_kafka_t *rk;
     long rebalances;
-    rd_kafka_topic_partition_list_t *fresh; /* assigned since maas_consumer_fresh_ranges */
+    double last_rebalance; /* maas_mono_s() of the last assignment or revocation; 0: none */
+    rd_kafka_topic_partition_list_t *fresh; /* assigned, no message delivered since */
 };
 
 /*
  * Assignments, counted; the partitions assigned are remembered for
- * maas_consumer_fresh_ranges. Runs on the polling thread. Incremental (cooperative-sticky,
- * the default): a rebalance moves only the partitions that change owner, so the others keep
- * flowing — a new tenant's topics, found by the pattern subscription, do not stall every
- * worker's inference. Eager (a group configured so): everything is revoked, then assigned.
+ * maas_consumer_fresh_range until their first message. Runs on the polling thread. Incremental
+ * (cooperative-sticky, the default): a rebalance moves only the partitions that change owner, so
+ * the others keep flowing — a new tenant's topics, found by the pattern subscription, do not stall
+ * every worker's inference. Eager (a group configured so): everything is revoked, then assigned.
  */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     maas_consumer *c = opaque;
     c->rebalances++;
+    c->last_rebalance = maas_mono_s();
     int incremental = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (incremental) {
@@ -504,33 +541,34 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* revoked: their stored offsets are committed first (auto commit) */
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
         if (e) rd_kafka_error_destroy(e);
+        for (int i = 0; c->fresh && i < parts->cnt; i++)
+            rd_kafka_topic_partition_list_del(c->fresh, parts->elems[i].topic,
+                                              parts->elems[i].partition);
     } else {
         rd_kafka_assign(rk, NULL); /* revoked: commits stored offsets first (auto commit) */
+        if (c->fresh) {
+            rd_kafka_topic_partition_list_destroy(c->fresh);
+            c->fresh = NULL;
+        }
     }
 }
 
-int maas_consumer_fresh_ranges(maas_consumer *c, maas_offset_range *out, int max, int timeout_ms) {
-    rd_kafka_topic_partition_list_t *l = c->fresh;
-    if (!l) return 0;
-    c->fresh = NULL;
-    int n = 0;
-    /* where the group left each partition; unknown (none committed) means its start */
-    rd_kafka_resp_err_t ce = rd_kafka_committed(c->rk, l, timeout_ms);
-    for (int i = 0; i < l->cnt && n < max; i++) {
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(c->rk, l->elems[i].topic, l->elems[i].partition, &lo,
-                                             &hi, timeout_ms))
-            continue;
-        int64_t from = !ce && l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
-        if (hi <= from) continue;
-        snprintf(out[n].topic, sizeof(out[n].topic), "%s", l->elems[i].topic);
-        out[n].partition = l->elems[i].partition;
-        out[n].from = from;
-        out[n].to = hi;
-        n++;
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    return n;
+int maas_consumer_fresh_range(maas_consumer *c, const maas_message *m, maas_offset_range *out) {
+    if (!c->fresh || !c->fresh->cnt) return 0;
+    if (!rd_kafka_topic_partition_list_del(c->fresh, m->topic, m->partition)) return 0;
+    /* the end the fetch that brought m reported: at or after the end at the assignment, so
+     * the range holds every message another member may have been given (a later end only
+     * counts a few more); no request, so the first job after a rebalance waits for nothing */
+    int64_t lo = 0, hi = -1;
+    if (rd_kafka_get_watermark_offsets(c->rk, m->topic, m->partition, &lo, &hi) || hi <= m->offset)
+        hi = rd_kafka_query_watermark_offsets(c->rk, m->topic, m->partition, &lo, &hi, 5000)
+                 ? INT64_MAX /* unknown: every message counted, none missed */
+                 : hi;
+    snprintf(out->topic, sizeof(out->topic), "%s", m->topic);
+    out->partition = m->partition;
+    out->from = m->offset; /* the first message since the assignment: where the group was */
+    out->to = hi > m->offset ? hi : m->offset + 1;
+    return 1;
 }
 
 maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
@@ -596,6 +634,9 @@ maas_err maas_consumer_poll(maas_consumer *c, int timeout_ms, maas_message *msg,
     msg->key_len = m->key_len;
     msg->value = m->payload;
     msg->value_len = m->len;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+    msg->timestamp_ms = ts > 0 ? ts : 0;
     msg->handle_ = m;
     return MAAS_OK;
 }
@@ -753,6 +794,10 @@ maas_err maas_consumer_ping(maas_consumer *c, int timeout_ms, char *errstr, size
         return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "kafka: %s",
                          rd_kafka_err2str(e));
     return MAAS_OK;
+}
+
+double maas_consumer_settled_s(const maas_consumer *c) {
+    return c->last_rebalance > 0 ? maas_mono_s() - c->last_rebalance : -1.0;
 }
 
 int maas_consumer_assigned(maas_consumer *c) {

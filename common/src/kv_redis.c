@@ -400,11 +400,11 @@ static const char job_transition_lua[] =
      * without building the field table or testing the mask bit by bit (a fifth of the
      * script's cost, measured). */
     "if not st and ARGV[10] == '1' and ARGV[2] == 'succeeded' and ARGV[9] == '1' and\n"
-    "   ARGV[4] ~= '' and ARGV[6] == '' and ARGV[1] % 4 >= 2 then\n"
+    "   ARGV[4] ~= '' and ARGV[6] == '' and ARGV[1] % 4 >= 2 and ARGV[19] ~= '0' then\n"
     "  redis.call('HSET', key, 'id', ARGV[11], 'type', ARGV[12], 'model', ARGV[13],\n"
     "             'created_ms', ARGV[14], 'deadline_ms', ARGV[15], 'ttl_s', ARGV[16],\n"
-    "             'state', 'succeeded', 'attempts', 1, 'worker', ARGV[4], 'finished_ms', ARGV[3],\n"
-    "             'result', ARGV[5], 'digest', ARGV[18])\n"
+    "             'state', 'succeeded', 'attempts', 1, 'worker', ARGV[4], 'started_ms', ARGV[19],\n"
+    "             'finished_ms', ARGV[3], 'result', ARGV[5], 'digest', ARGV[18])\n"
     "  local ttl = tonumber(ARGV[8])\n"
     "  if ttl > 0 then redis.call('EXPIRE', key, ttl) end\n"
     "  if ARGV[17] == '1' then\n"
@@ -457,6 +457,9 @@ static const char job_transition_lua[] =
     "end\n"
     "if final then\n"
     "  if worker ~= '' then f[n + 1] = 'worker'; f[n + 2] = worker; n = n + 2 end\n"
+    "  if ARGV[19] ~= '0' and st == 'queued' then\n"
+    "    f[n + 1] = 'started_ms'; f[n + 2] = ARGV[19]; n = n + 2\n"
+    "  end\n"
     "  f[n + 1] = 'finished_ms'; f[n + 2] = now; n = n + 2\n"
     "  if ARGV[9] == '1' then f[n + 1] = 'result'; f[n + 2] = ARGV[5]; n = n + 2 end\n"
     "  if ARGV[6] ~= '' then\n"
@@ -538,6 +541,7 @@ static void build_transition(maas_kv *kv, transition_call *t, const char *id,
     arg_i(a, u->ttl_s);
     arg_s(a, u->notify ? "1" : "0");
     arg_s(a, c ? c->digest : "");
+    arg_i(a, u->started_ms);
 }
 
 static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
@@ -702,7 +706,8 @@ static const char job_heartbeat_lua[] =
     "   redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'heartbeat_ms', ARGV[2])\n"
     "if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end\n"
-    "redis.call('PUBLISH', KEYS[2], 'progress')\n"
+    /* the event carries the progress (a subscriber need not read the record) */
+    "redis.call('PUBLISH', KEYS[2], ARGV[3] ~= '' and ('progress ' .. ARGV[3]) or 'progress')\n"
     "return tonumber(redis.call('HGET', KEYS[1], 'cancel_requested') or '0') + 1\n";
 
 maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,

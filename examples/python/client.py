@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""A maas client in plain Python: no maas code, just the protocol (schemas/protocol.md).
+"""A maas client in plain Python: no maas code, just the protocol (schemas/protocol.md),
+following its "Writing a client" steps in order (the step numbers below are its).
 
 It trains the seed model (Pima diabetes, Dense(10, relu) -> Dense(1, sigmoid)) by putting a
 train job on Kafka, waits for the version in Redis, then sends the held-out rows as inference
@@ -29,6 +30,7 @@ prefix = os.environ.get("MAAS_TOPIC_PREFIX", "maas.")  # topics
 keys = "maas:"  # Redis keys
 kafka_conf = {"bootstrap.servers": brokers, "enable.idempotence": True}
 login = {}
+# 1. Log in
 if os.environ.get("MAAS_CLIENT_CONF"):  # a tenant: its credentials, topics and key prefix
     conf = dict(line.split("=", 1) for line in open(os.environ["MAAS_CLIENT_CONF"]).read().splitlines()
                 if "=" in line and not line.startswith("#"))
@@ -41,6 +43,8 @@ if os.environ.get("MAAS_CLIENT_CONF"):  # a tenant: its credentials, topics and 
         login = {"username": conf["redis.user"], "password": conf["redis.password"]}
 r = redis.Redis.from_url(os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:16379"), **login)
 producer = Producer(kafka_conf)
+for topic in ("jobs.work", "jobs.infer"):  # librdkafka 2.0: look each topic up once, or its
+    producer.list_topics(prefix + topic, timeout=10)  # first message waits ~1 s (step 3)
 
 
 def matrix(rows):
@@ -50,21 +54,27 @@ def matrix(rows):
             "data": struct.pack(f"<{len(flat)}f", *flat)}
 
 
-def submit(topic, job):
-    # notify: the final state also goes onto the job's done-list, which wait() blocks on
-    job = {"v": 1, "id": uuid.uuid4().hex, "created_ms": int(time.time() * 1000), "notify": True, **job}
+def submit(topic, job, wait_s=60):
+    """3. Produce: a fresh id (the key too), created_ms for queue time, a deadline so that a job
+    still waiting in Kafka then is never computed, notify for the done-list wait() blocks on."""
+    now = int(time.time() * 1000)
+    job = {"v": 1, "id": uuid.uuid4().hex, "created_ms": now, "deadline_ms": now + wait_s * 1000,
+           "notify": True, **job}
     producer.produce(prefix + topic, key=job["id"], value=msgpack.packb(job))
     return job["id"]
 
 
-def wait(job_id, timeout=60):
-    """Blocks on the job's done-list (no polling), then reads its record."""
+def wait(job_id, timeout=70):
+    """4. Wait on the job's done-list (no polling), 5. read its record."""
     done = f"{keys}job:{{{job_id}}}:done"
     state = r.blmove(done, done, timeout, "RIGHT", "LEFT")
     record = r.hgetall(f"{keys}job:{{{job_id}}}")
+    if not record:  # missing: no worker took it (past its deadline it never will), or unknown
+        raise SystemExit(f"job {job_id}: no record after {timeout} s: no worker took it")
     if state != b"succeeded":
-        raise SystemExit(f"job {job_id}: {state} {record.get(b'error_code')} {record.get(b'error_message')}")
-    return msgpack.unpackb(record[b"result"])
+        raise SystemExit(f"job {job_id}: {record[b'state']} {record.get(b'error_code')} "
+                         f"{record.get(b'error_message')}")
+    return record
 
 
 path = sys.argv[1] if len(sys.argv) > 1 else "examples/data/pima-indians-diabetes.csv"
@@ -72,14 +82,16 @@ rows = [[float(v) for v in row] for row in list(csv.reader(open(path)))[1:]]
 train, test = rows[:614], rows[614:]
 model = f"pima-py-{uuid.uuid4().hex[:6]}"
 
+# 2. Big data first: 614 rows are ~20 KB, inline is fine (PUT /v1/datasets/NAME for more)
 job = submit("jobs.work", {
     "type": "train", "model": model,
     "layers": [{"units": 10, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}],
     "loss": "binary_crossentropy", "optimizer": {"name": "adam", "learning_rate": 0.001},
     "epochs": 10, "batch_size": 32, "standardize": True, "seed": 7,
     "data": {"x": matrix([row[:8] for row in train]), "y": matrix([row[8:] for row in train])}})
-producer.flush()
-result = wait(job)
+producer.flush()  # the delivery reports: every job is on the broker
+record = wait(job)
+result = msgpack.unpackb(record[b"result"])
 print(f"trained {model} version {result['version']}: loss {result['loss']:.4f}, "
       f"accuracy {result['accuracy']:.4f}")
 
@@ -87,6 +99,10 @@ print(f"trained {model} version {result['version']}: loss {result['loss']:.4f}, 
 jobs = [submit("jobs.infer", {"type": "infer", "model": f"{model}:{result['version']}",
                               "inputs": [row[:8]], "output": "classes"}) for row in test]
 producer.flush()
-answers = [wait(j)["classes"][0] for j in jobs]
+records = [wait(j) for j in jobs]
+answers = [msgpack.unpackb(rec[b"result"])["classes"][0] for rec in records]
 hits = sum(a == int(row[8]) for a, row in zip(answers, test))
 print(f"{len(jobs)} inference jobs: accuracy {hits / len(jobs):.4f}; first five classes {answers[:5]}")
+# 6. Time it: queue = started_ms - created_ms, compute and write = finished_ms - started_ms
+queue = sorted(int(rec[b"started_ms"]) - int(rec[b"created_ms"]) for rec in records)
+print(f"queue time: median {queue[len(queue) // 2]} ms, max {queue[-1]} ms")

@@ -49,3 +49,34 @@ def kafka_only_conf(work_dir):
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def api_call(api, method, path, body=None, key=None, headers=None, raw=False, timeout=30):
+    """One HTTP API request: body a dict (sent as JSON) or bytes; with key, its Bearer header.
+    Returns (status, JSON reply) - or the raw bytes with raw - for 2xx and 4xx/5xx alike."""
+    import json
+    import urllib.error
+    import urllib.request
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    h = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+    req = urllib.request.Request(api + path, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            out = r.read()
+            return r.status, out if raw else json.loads(out)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_healthz(api, seconds=10):
+    """Until the coordinator at api answers /healthz 200 (it is starting); True if it did."""
+    import time
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            if api_call(api, "GET", "/healthz")[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from itkeys import operator_key
+from itkeys import wait_healthz, operator_key
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -64,13 +64,7 @@ train, test = rows[:614], rows[614:]
 try:
     coord = spawn("maas-coordinator", "--http", f"127.0.0.1:{PORT}", "--brokers", BROKERS, "--redis", REDIS_URL,
                   "--max-body-mb", "4", "--max-connections-per-client", "8", "--redis-pool", "4")
-    for _ in range(100):
-        try:
-            if call("GET", "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+    wait_healthz(API)
     st, h = call("GET", "/healthz")
     check(st == 200 and h["kafka"] and h["redis"], f"/healthz {st} {h}")
 

@@ -26,7 +26,7 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
-from itkeys import kafka_conf, redis_login
+from itkeys import wait_healthz, kafka_conf, redis_login
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -120,13 +120,7 @@ try:
     spawn("maas-coordinator", "--http", f"127.0.0.1:{PORT}", "--brokers", BROKERS, "--redis", REDIS_URL)
     spawn("maas-worker", "--id", f"ten-w{RUN}", "--brokers", BROKERS, "--redis", REDIS_URL,
           "-X", "kafka.session.timeout.ms=6000")
-    for _ in range(100):
-        try:
-            if call("GET", "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.1)
+    wait_healthz(API)
 
     # credentials
     st, e = call("GET", "/v1/models")

@@ -126,7 +126,9 @@ typedef struct maas_message {
     size_t key_len;
     const void *value;
     size_t value_len;
-    void *handle_; /* owned librdkafka message */
+    int64_t timestamp_ms; /* the message's Kafka timestamp (the producer's create time unless
+                           * the topic logs append time); 0 when it has none */
+    void *handle_;        /* owned librdkafka message */
 } maas_message;
 
 /*
@@ -188,13 +190,18 @@ typedef struct maas_offset_range {
 } maas_offset_range;
 
 /*
- * The partitions assigned to this member since the last call, each with the
- * offsets that another member may have been given before: from where the group
- * left it (its committed offset) to its end when asked. Messages there may be
- * redeliveries after a member died (a worker counts its attempts on them). Up
- * to max; makes requests of up to timeout_ms each; 0 when nothing was assigned.
+ * Whether m is the first message delivered from a partition assigned to this member
+ * since it last was: then *out holds the offsets another member may have been given
+ * before — from m's offset (where the group had left the partition) to the partition's
+ * end as the fetch that brought m reported it — and the partition stops being fresh.
+ * Messages there may be redeliveries after a member died (a worker counts its attempts
+ * on them). Makes no request unless the end is unknown (then one, of up to 5 s).
  */
-int maas_consumer_fresh_ranges(maas_consumer *c, maas_offset_range *out, int max, int timeout_ms);
+int maas_consumer_fresh_range(maas_consumer *c, const maas_message *m, maas_offset_range *out);
+
+/* Seconds since this member's last assignment or revocation; -1 before its first
+ * assignment (it has not joined the group yet). Call from the polling thread. */
+double maas_consumer_settled_s(const maas_consumer *c);
 
 /* Rebalances (assignments and revocations) this member went through. */
 long maas_consumer_rebalances(const maas_consumer *c);

@@ -86,6 +86,9 @@ typedef struct maas_job_update {
      * one from this first (state queued), then apply the transition. NULL: no. */
     const maas_job_record *create;
     int notify; /* the job asked for its :done list (the message's "notify") */
+    /* A job that ends without passing through running (inference): when the worker took
+     * it, recorded as started_ms; 0 = not recorded. */
+    int64_t started_ms;
 } maas_job_update;
 
 maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
