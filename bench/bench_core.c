@@ -8,6 +8,9 @@
  *   predict1_us         single-row predict latency on the Fashion model: microseconds (median)
  *   predict1024_sps     batch-1024 predict throughput: samples/s (median)
  *   predict1_int8_us, predict1024_int8_sps   the same on the int8-quantized model
+ *   rowvec_fashion_us, sgemv_fashion_us       the single row's three vector-matrix products
+ *                       (784x256, 256x128, 128x10) with maas_rowvec and with OpenBLAS's sgemv
+ *                       (the single-row path before issue 20), same run: microseconds
  *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine: the best of measurements
  *                       taken before, between and after the others (a shared machine's
  *                       neighbours slow some; the best is the fair "peak" to divide by)
@@ -25,6 +28,7 @@
 #include "maas/quant.h"
 #include "maas/train.h"
 
+#include <cblas.h> /* the reference sgemv (the compute core itself calls BLAS in gemm.c only) */
 #include <time.h>
 
 static double now(void) {
@@ -194,6 +198,37 @@ int main(int argc, char **argv) {
         maas_infer_free(inf);
     }
     maas_model_free(q);
+
+    /* The single row's products alone: the project's kernel against OpenBLAS's sgemv. */
+    {
+        static const int widths[4] = {784, 256, 128, 10};
+        float *h[4];
+        for (int l = 0; l < 4; l++) h[l] = calloc((size_t)widths[l], sizeof(float));
+        const float *w[3];
+        for (int l = 0; l < 3; l++) w[l] = m->params + m->layers[l].w_off;
+        memcpy(h[0], xi.data, 784 * sizeof(float));
+        double own[64], blas[64];
+        int runs = repeats * 5 < 64 ? repeats * 5 : 64;
+        for (int r = 0; r < runs; r++) {
+            for (int pass = 0; pass < 2; pass++) {
+                int n = 4000;
+                double t0 = now();
+                for (int i = 0; i < n; i++)
+                    for (int l = 0; l < 3; l++) {
+                        if (pass)
+                            cblas_sgemv(CblasRowMajor, CblasTrans, widths[l], widths[l + 1], 1.0f,
+                                        w[l], widths[l + 1], h[l], 1, 0.0f, h[l + 1], 1);
+                        else
+                            maas_rowvec(widths[l], widths[l + 1], h[l], w[l], widths[l + 1], 0.0f,
+                                        h[l + 1]);
+                    }
+                (pass ? blas : own)[r] = (now() - t0) / n * 1e6;
+            }
+        }
+        printf("rowvec_fashion_us %.2f\nsgemv_fashion_us %.2f\n", median(own, runs),
+               median(blas, runs));
+        for (int l = 0; l < 4; l++) free(h[l]);
+    }
     maas_model_free(m);
     maas_idx_release(&xi);
     maas_idx_release(&yi);

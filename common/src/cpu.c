@@ -35,7 +35,7 @@ maas_cpu_level maas_cpu_detected(void) {
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         return MAAS_CPU_AVX512_VNNI;
     if (__builtin_cpu_supports("avx512f")) return MAAS_CPU_AVX512;
-    if (__builtin_cpu_supports("avx2")) return MAAS_CPU_AVX2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return MAAS_CPU_AVX2;
 #endif
     return MAAS_CPU_PORTABLE;
 }

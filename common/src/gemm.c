@@ -1,4 +1,4 @@
-/* The BLAS adapter: row-major sgemm/sgemv through OpenBLAS's CBLAS. */
+/* The BLAS adapter: row-major sgemm through OpenBLAS's CBLAS. */
 #include "maas/base.h"
 #include "maas/gemm.h"
 
@@ -8,12 +8,6 @@ void maas_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
                const float *b, int ldb, float beta, float *c, int ldc) {
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void maas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
-               float beta, float *y) {
-    cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, m, n, alpha, a, lda, x, 1, beta,
-                y, 1);
 }
 
 void maas_blas_set_threads(int n) {

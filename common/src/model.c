@@ -448,7 +448,7 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         }
         float beta = l->spec.use_bias ? 1.0f : 0.0f;
         if (rows == 1)
-            maas_gemv(1, l->n_in, l->n_out, 1.0f, w, l->n_out, in, beta, out);
+            maas_rowvec(l->n_in, l->n_out, in, w, l->n_out, beta, out);
         else
             maas_gemm(0, 0, rows, l->n_out, l->n_in, 1.0f, in, l->n_in, w, l->n_out, beta, out,
                       l->n_out);

@@ -4,6 +4,7 @@
  * (validation, early stopping, callbacks, cancel), and clear errors on bad
  * input.
  */
+#include "fpbound.h"
 #include "testutil.h"
 #include "train_internal.h"
 
@@ -205,6 +206,53 @@ static void test_optimizer_updates(void **state) {
     maas_optim_defaults(&o, MAAS_OPT_RMSPROP);
     /* v = 0.1 * 1; w -= 1e-3 * 1 / sqrt(0.1 + 1e-7) */
     assert_float_equal(one_step(&o, 1), 0.5 - 1e-3 / sqrt(0.1 + 1e-7), 1e-7);
+}
+
+/* The single-row kernel (maas_rowvec, at this process's MAAS_CPU_LEVEL: the suite runs the
+ * test at each level the CPU has): every output within float32's bound for a sum of k + 1
+ * terms in any order, gamma_{k+1} (sum |x_i W_ij| + |b_j|), of the exact (double) result, at
+ * widths that take every block and tail path; the columns outside [0, n) of a strided W and
+ * of y are neither read into the result nor written; beta 0 ignores y's old contents. */
+static void test_rowvec_within_bound(void **state) {
+    (void)state;
+    static const int ns[] = {1, 7, 8, 9, 15, 16, 17, 33, 95, 96, 97, 130, 255, 256, 257, 300, 520};
+    static const int ks[] = {1, 3, 64, 785};
+    maas_rng r;
+    maas_rng_init(&r, 9);
+    for (size_t a = 0; a < MAAS_ARRAY_LEN(ks); a++)
+        for (size_t b = 0; b < MAAS_ARRAY_LEN(ns); b++)
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                int k = ks[a], n = ns[b], ldw = n + 5; /* strided: columns n.. are poison */
+                float *x = malloc(sizeof(float) * (size_t)k);
+                float *w = malloc(sizeof(float) * (size_t)k * (size_t)ldw);
+                float *y = malloc(sizeof(float) * (size_t)(n + 16));
+                float *bias = malloc(sizeof(float) * (size_t)n);
+                assert_true(x && w && y && bias);
+                for (int i = 0; i < k; i++) x[i] = (float)maas_rng_normal(&r);
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < ldw; j++)
+                        w[(size_t)i * ldw + j] = j < n ? (float)maas_rng_normal(&r) : NAN;
+                for (int j = 0; j < n; j++) bias[j] = (float)maas_rng_normal(&r);
+                for (int j = 0; j < n + 16; j++) y[j] = j < n && with_bias ? bias[j] : NAN;
+                maas_rowvec(k, n, x, w, ldw, with_bias ? 1.0f : 0.0f, y);
+                double g = (k + 1) * MAAS_TEST_U / (1 - (k + 1) * MAAS_TEST_U);
+                for (int j = 0; j < n; j++) {
+                    double exact = with_bias ? bias[j] : 0.0, mag = with_bias ? fabs(bias[j]) : 0.0;
+                    for (int i = 0; i < k; i++) {
+                        double p = (double)x[i] * w[(size_t)i * ldw + j];
+                        exact += p;
+                        mag += fabs(p);
+                    }
+                    if (!(fabs(y[j] - exact) <= g * mag))
+                        fail_msg("k %d n %d bias %d: y[%d] = %.9g, exact %.9g, bound %.3g", k, n,
+                                 with_bias, j, y[j], exact, g * mag);
+                }
+                for (int j = n; j < n + 16; j++) assert_true(isnan(y[j])); /* not written */
+                free(x);
+                free(w);
+                free(y);
+                free(bias);
+            }
 }
 
 /* Every optimizer on each instruction set the CPU runs gives the same bits as
@@ -599,6 +647,7 @@ int main(void) {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_optimizer_updates),
         cmocka_unit_test(test_update_isas_agree),
+        cmocka_unit_test(test_rowvec_within_bound),
         cmocka_unit_test(test_fit_reproducible_and_learns),
         cmocka_unit_test(test_early_stopping_restores_best),
         cmocka_unit_test(test_callbacks_stop_and_cancel),

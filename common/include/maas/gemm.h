@@ -1,5 +1,6 @@
 /*
- * gemm.h - the one BLAS wrapper (the only file that includes cblas.h).
+ * gemm.h - float matrix products: the one BLAS wrapper (gemm.c, the only file that
+ * includes cblas.h) and the project's own single-row kernel (rowvec.c).
  *
  * All matrices are row-major. op(X) is X or its transpose as selected by the
  * trans flags; lda/ldb/ldc are the row strides (in elements) of the stored
@@ -13,11 +14,11 @@ void maas_gemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
                const float *b, int ldb, float beta, float *c, int ldc);
 
 /*
- * y = alpha * op(A) * x + beta * y, where A is stored m x n row-major.
- * With trans = 0, x has n elements and y has m; with trans = 1, x has m and y has n.
+ * y[n] = x[k] · W + beta * y, W stored k x n row-major (row stride ldw): one row through a
+ * Dense layer. The project's own kernel (rowvec.c: AVX-512, AVX2 or plain C, at
+ * maas_cpu_current()), not BLAS: it reads W once. beta 0 ignores y's contents.
  */
-void maas_gemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x,
-               float beta, float *y);
+void maas_rowvec(int k, int n, const float *x, const float *w, int ldw, float beta, float *y);
 
 /*
  * Sets the number of threads BLAS may use (default 1). This is process-wide
