@@ -14,8 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+def run(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT,
+                         env=env).stdout
     vals = {}
     for line in out.splitlines():
         k, _, v = line.partition(" ")
@@ -31,7 +32,12 @@ def main():
     a = ap.parse_args()
     args = ["--repeats", str(a.repeats), "--threads", str(a.threads)]
     m = run([os.path.join(ROOT, a.build, "bin", "maas-bench-core")] + args)
-    t = run([sys.executable, os.path.join(HERE, "torch_bench.py")] + args)
+    # torch.set_num_threads does not reach the BLAS Debian's torch calls for its linear layers
+    # (OpenBLAS's pthread build, which starts one thread per core): pinned here, or PyTorch's
+    # "single-threaded" batch predictions ran on every core (measured: 147 vs 94 GFLOP/s)
+    threads = str(a.threads)
+    t = run([sys.executable, os.path.join(HERE, "torch_bench.py")] + args,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads})
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
