@@ -6,7 +6,8 @@
  *   fashion_epoch_sps   Fashion-MNIST 784-256-128-10, Adam, batch 128: samples/s (median epoch)
  *   pima_10ep_s         seed model, 10 epochs, batch 32 on Pima: seconds (median of runs)
  *   predict1_us         single-row predict latency on the Fashion model: microseconds (median)
- *   predict1024_sps     batch-1024 predict throughput: samples/s (median)
+ *   predict1024_sps     batch-1024 predict throughput: samples/s (median), on the float GEMM
+ *                       MAAS_FLOAT_GEMM picks (printed as float_gemm)
  *   predict1_int8_us, predict1024_int8_sps   the same on the int8-quantized model
  *   rowvec_fashion_us, sgemv_fashion_us       the single row's three vector-matrix products
  *                       (784x256, 256x128, 128x10) with maas_rowvec and with OpenBLAS's sgemv
@@ -22,6 +23,7 @@
  * usage: maas-bench-core [--repeats N] [--threads N] [--fashion-dir DIR] [--pima CSV]
  */
 #include "maas/base.h"
+#include "maas/cpu.h"
 #include "maas/dataset.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
@@ -115,7 +117,8 @@ int main(int argc, char **argv) {
     }
     if (repeats < 1 || repeats > 64) repeats = 3;
     maas_blas_set_threads(threads);
-    printf("blas_core %s\nthreads %d\n", maas_blas_describe(), threads);
+    printf("blas_core %s\nfloat_gemm %s\nthreads %d\n", maas_blas_describe(),
+           maas_float_gemm_name(maas_cpu_float_gemm()), threads);
     char err[MAAS_ERRSTR_SIZE], path[512];
     double peak = sgemm_gflops(0, 0, 1024, 1024, 1024, 0.5);
 

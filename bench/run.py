@@ -32,6 +32,9 @@ def main():
     a = ap.parse_args()
     args = ["--repeats", str(a.repeats), "--threads", str(a.threads)]
     m = run([os.path.join(ROOT, a.build, "bin", "maas-bench-core")] + args)
+    # the same on OpenBLAS for the float batches (MAAS_FLOAT_GEMM, maas/cpu.h), for the ratio
+    mb = run([os.path.join(ROOT, a.build, "bin", "maas-bench-core")] + args,
+             env={**os.environ, "MAAS_FLOAT_GEMM": "openblas"})
     # torch.set_num_threads does not reach the BLAS Debian's torch calls for its linear layers
     # (OpenBLAS's pthread build, which starts one thread per core): pinned here, or PyTorch's
     # "single-threaded" batch predictions ran on every core (measured: 147 vs 94 GFLOP/s)
@@ -65,8 +68,11 @@ def main():
           f"{f(m['sgemv_fashion_us']):>12.2f} "
           f"{f(m['sgemv_fashion_us']) / f(m['rowvec_fashion_us']):>7.2f}x  (the second column: "
           f"OpenBLAS's sgemv on the same weights, same run; 0.94 MB of weights per row)")
-    row("batch-1024 predict (samples/s)", f(m["predict1024_sps"]), f(t["predict1024_sps"]),
-        f(m["predict1024_sps"]) / f(t["predict1024_sps"]), ">= 1.5x")
+    row(f"batch-1024 predict, {m['float_gemm']} (samples/s)", f(m["predict1024_sps"]),
+        f(t["predict1024_sps"]), f(m["predict1024_sps"]) / f(t["predict1024_sps"]), ">= 1.5x")
+    row("  the same on openblas (samples/s)", f(mb["predict1024_sps"]), f(t["predict1024_sps"]),
+        f(mb["predict1024_sps"]) / f(t["predict1024_sps"]),
+        f"{m['float_gemm']} / openblas: {f(m['predict1024_sps']) / f(mb['predict1024_sps']):.2f}x")
     row("single-row predict, int8 model (us)", f(m["predict1_int8_us"]), f(t["predict1_us"]),
         f(t["predict1_us"]) / f(m["predict1_int8_us"]), "(maas int8 vs torch float32)", "{:.2f}")
     row("batch-1024 predict, int8 (samples/s)", f(m["predict1024_int8_sps"]),

@@ -143,9 +143,11 @@ static void log_config(const worker *w) {
     maas_config_describe(&w->cfg.conf, &t);
     wlog(w, "info", NULL, "config: %s", t.p ? t.p : "");
     free(t.p);
-    wlog(w, "info", NULL, "kernels: level=%s (cpu %s, cap %s) blas=%s",
+    wlog(w, "info", NULL,
+         "kernels: level=%s (cpu %s, cap %s) blas=%s float-batches=%s single-rows=maas_rowvec",
          maas_cpu_level_name(maas_cpu_current()), maas_cpu_level_name(maas_cpu_detected()),
-         maas_cpu_level_name(maas_cpu_cap()), maas_blas_describe());
+         maas_cpu_level_name(maas_cpu_cap()), maas_blas_describe(),
+         maas_float_gemm_name(maas_cpu_float_gemm()));
 }
 
 static void announce(worker *w) {

@@ -2,6 +2,7 @@
 #include "maas/base.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
+#include "gemm_internal.h"
 #include "quant_internal.h"
 
 static const char *const init_names[MAAS_INIT__COUNT] = {
@@ -353,6 +354,8 @@ struct maas_infer {
     float *buf[2];   /* ping-pong activations, max_batch x max_width each */
     float *xin;      /* standardized input, max_batch x n_inputs */
     maas_qscratch q; /* int8 layers (quantized models only) */
+    maas_fdnnl **fd; /* per layer, oneDNN's float matmul for batches >= 32 rows (made on
+                      * first use); NULL when max_batch < 32 */
 };
 
 maas_err maas_infer_create(maas_infer **out, const maas_model *m, int max_batch, char *errstr,
@@ -383,6 +386,7 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->buf[1] = malloc(cells * sizeof(float));
     inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
     if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
+    if (max_batch >= 32 && !(inf->fd = calloc((size_t)m->n_layers, sizeof(*inf->fd)))) goto oom;
     if (m->quant) {
         quant_widths(m, &inf->q.ldx, &inf->q.ldc);
         inf->q.xq = malloc((size_t)max_batch * (size_t)inf->q.ldx + 64);
@@ -408,6 +412,8 @@ void maas_infer_free(maas_infer *inf) {
     free(inf->q.rs);
     free(inf->q.sh);
     free(inf->q.acc);
+    for (int i = 0; inf->fd && i < inf->m->n_layers; i++) maas__fdnnl_free(inf->fd[i]);
+    free(inf->fd);
     free(inf);
 }
 
@@ -441,16 +447,21 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
             which ^= 1;
             continue;
         }
-        if (l->spec.use_bias) {
-            const float *b = m->params + l->b_off;
-            for (int r = 0; r < rows; r++)
-                memcpy(out + (size_t)r * l->n_out, b, (size_t)l->n_out * sizeof(float));
-        }
-        float beta = l->spec.use_bias ? 1.0f : 0.0f;
-        if (rows == 1)
-            maas_rowvec(l->n_in, l->n_out, in, w, l->n_out, beta, out);
-        else
-            maas_gemm(0, 0, rows, l->n_out, l->n_in, 1.0f, in, l->n_in, w, l->n_out, beta, out,
+        const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
+        int done = 0; /* rows oneDNN computed (batches of 32 and more; maas/cpu.h) */
+        if (rows >= 32 && inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
+            done = maas__fdnnl_run(inf->fd[i], l->n_in, l->n_out, in, l->n_in, rows, w, bias, out,
+                                   l->n_out);
+        float *o = out + (size_t)done * l->n_out;
+        const float *xr = in + (size_t)done * l->n_in;
+        int left = rows - done;
+        for (int r = 0; bias && r < left; r++)
+            memcpy(o + (size_t)r * l->n_out, bias, (size_t)l->n_out * sizeof(float));
+        float beta = bias ? 1.0f : 0.0f;
+        if (left == 1)
+            maas_rowvec(l->n_in, l->n_out, xr, w, l->n_out, beta, o);
+        else if (left > 1)
+            maas_gemm(0, 0, left, l->n_out, l->n_in, 1.0f, xr, l->n_in, w, l->n_out, beta, o,
                       l->n_out);
         maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
         in = out;

@@ -17,7 +17,7 @@ typedef struct maas_qscratch {
 } maas_qscratch;
 
 /*
- * oneDNN for batches of >= 32 rows (qgemm_dnnl.c). new() makes no oneDNN call
+ * oneDNN for batches of >= 32 rows (gemm_dnnl.c). new() makes no oneDNN call
  * (safe in the model loader's forked child); run() computes the first rows it
  * can in bucket-sized chunks and returns how many (0: none, e.g. < 32 rows, or
  * a build without oneDNN); the caller's kernel does the rest.

@@ -4,7 +4,7 @@
  * The compute core carries kernels for several instruction-set levels and
  * picks one at run time: optimizer updates (train.c: baseline, AVX2,
  * AVX-512F), the int8 kernels (quant.c: portable C or AVX-512 VNNI) and
- * oneDNN's JIT for large int8 batches (qgemm_dnnl.c). The level used is the
+ * oneDNN's JIT for large int8 batches (gemm_dnnl.c). The level used is the
  * highest the CPU supports, capped by the environment variable
  *
  *   MAAS_CPU_LEVEL = portable | avx2 | avx512 | avx512-vnni | native
@@ -43,11 +43,26 @@ maas_cpu_level maas_cpu_cap(void);
 maas_cpu_level maas_cpu_current(void);
 
 /*
- * Checks MAAS_CPU_LEVEL: MAAS_ERR_INVALID_ARGUMENT with a message naming the valid values
- * when it is set to something else. Programs call it at start-up and refuse
- * to run on a bad value (the kernels alone would ignore it).
+ * Checks MAAS_CPU_LEVEL and MAAS_FLOAT_GEMM: MAAS_ERR_INVALID_ARGUMENT with a message naming the
+ * valid values when it is set to something else. Programs call it at start-up and refuse to run on
+ * a bad value (the kernels alone would ignore it).
  */
 maas_err maas_cpu_check_env(char *errstr, size_t errstr_size);
+
+/*
+ * Where float matrix products of 32 rows and more run in inference (a Dense layer's batch):
+ *
+ *   MAAS_FLOAT_GEMM = auto | openblas | onednn
+ *
+ * auto (unset): oneDNN's f32 matmul, JIT-compiled for the CPU it runs on, at levels from
+ * AVX2 up; OpenBLAS at the portable level (which never uses oneDNN, whatever the setting).
+ * oneDNN is loaded on first use; where it is missing, OpenBLAS does everything. Training
+ * and smaller batches use OpenBLAS, single rows maas_rowvec (gemm.h). Read once per
+ * process, like MAAS_CPU_LEVEL; maas_cpu_check_env refuses a bad value.
+ */
+typedef enum maas_float_gemm { MAAS_FLOAT_GEMM_BLAS = 0, MAAS_FLOAT_GEMM_ONEDNN } maas_float_gemm;
+maas_float_gemm maas_cpu_float_gemm(void);
+const char *maas_float_gemm_name(maas_float_gemm g); /* "openblas", "onednn" */
 
 /* Parses a level name (as above). */
 maas_err maas_cpu_level_parse(const char *name, maas_cpu_level *out, char *errstr,

@@ -1,7 +1,9 @@
 /*
- * The oneDNN adapter (the only file that includes dnnl.h): uint8 x int8 ->
- * int32 matmuls for batches of 32 rows and more, where oneDNN's kernels (AMX
- * on CPUs that have it) beat our VNNI tiles (README, "oneDNN"). oneDNN's fast
+ * The oneDNN adapter (the only file that includes dnnl.h): matmuls for batches of
+ * 32 rows and more — float32 (maas__fdnnl_*: a Dense layer's batch in inference,
+ * where oneDNN's JIT for the CPU at hand beats OpenBLAS's kernel table, maas/cpu.h
+ * MAAS_FLOAT_GEMM) and uint8 x int8 -> int32 (maas__qdnnl_*), where oneDNN's
+ * kernels (AMX on CPUs that have it) beat our VNNI tiles (README, "oneDNN"). oneDNN's fast
  * paths need a primitive per shape, so a layer keeps one per batch bucket
  * (32, 64, ..., 1024 rows), made on first use; a batch is cut into bucket-
  * sized chunks and the rest (< 32 rows) is left to the caller's kernel.
@@ -17,6 +19,7 @@
  */
 #include "maas/base.h"
 #include "maas/cpu.h"
+#include "gemm_internal.h"
 #include "quant_internal.h"
 
 #ifdef MAAS_HAVE_DNNL
@@ -74,9 +77,16 @@ static int level_ok(void) {
 static void cap_isa(const dnnl_api *a) {
     dnnl_cpu_isa_t isa;
     switch (maas_cpu_cap()) {
+    case MAAS_CPU_AVX2:
+        isa = dnnl_cpu_isa_avx2;
+        break;
+    case MAAS_CPU_AVX512:
+        isa = dnnl_cpu_isa_avx512_core;
+        break;
     case MAAS_CPU_AVX512_VNNI:
         isa = dnnl_cpu_isa_avx512_core_vnni;
         break;
+    case MAAS_CPU_PORTABLE: /* never loaded there */
     case MAAS_CPU_NATIVE:
     default:
         return;
@@ -135,6 +145,27 @@ void maas__qdnnl_free(maas_qdnnl *d) {
     free(d);
 }
 
+/* Runs p on one chunk, with source and destination memories over the caller's buffers (bias:
+ * NULL for none); 1 on success. */
+static int exec_chunk(const dnnl_api *a, dnnl_engine_t engine, dnnl_stream_t stream,
+                      dnnl_primitive_t p, const dnnl_memory_desc_t *smd, const void *src,
+                      const dnnl_memory_desc_t *dmd, void *dst, dnnl_memory_t w,
+                      dnnl_memory_t bias) {
+    dnnl_memory_t sm, dm;
+    if (a->dnnl_memory_create(&sm, smd, engine, (void *)src) != dnnl_success) return 0;
+    if (a->dnnl_memory_create(&dm, dmd, engine, dst) != dnnl_success) {
+        a->dnnl_memory_destroy(sm);
+        return 0;
+    }
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dm}, {DNNL_ARG_BIAS, bias}};
+    int ok = a->dnnl_primitive_execute(p, stream, bias ? 4 : 3, args) == dnnl_success &&
+             a->dnnl_stream_wait(stream) == dnnl_success;
+    a->dnnl_memory_destroy(sm);
+    a->dnnl_memory_destroy(dm);
+    return ok;
+}
+
 static int make_prim(maas_qdnnl *d, const maas_qlayer *l, int b) {
     int m = 32 << b;
     dnnl_dims_t sd = {m, l->n_in}, ss = {d->ldx, 1};
@@ -180,23 +211,9 @@ int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int 
                 d->failed = 1;
                 break;
             }
-            dnnl_memory_t src, dst;
-            if (d->api.dnnl_memory_create(&src, &d->src_md[b], d->engine,
-                                          (void *)(xq + (size_t)done * ldx)) != dnnl_success)
-                break;
-            if (d->api.dnnl_memory_create(&dst, &d->dst_md[b], d->engine,
-                                          acc + (size_t)done * ldc) != dnnl_success) {
-                d->api.dnnl_memory_destroy(src);
-                break;
-            }
-            dnnl_exec_arg_t args[3] = {
-                {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
-            int ok =
-                d->api.dnnl_primitive_execute(d->prim[b], d->stream, 3, args) == dnnl_success &&
-                d->api.dnnl_stream_wait(d->stream) == dnnl_success;
-            d->api.dnnl_memory_destroy(src);
-            d->api.dnnl_memory_destroy(dst);
-            if (!ok) {
+            if (!exec_chunk(&d->api, d->engine, d->stream, d->prim[b], &d->src_md[b],
+                            xq + (size_t)done * ldx, &d->dst_md[b], acc + (size_t)done * ldc, w,
+                            NULL)) {
                 d->failed = 1;
                 break;
             }
@@ -218,6 +235,97 @@ int maas__qdnnl_available(void) {
     return ok;
 }
 
+/* ---- float32 ---- */
+
+struct maas_fdnnl {
+    int failed; /* oneDNN refused something: the caller's GEMM does everything */
+    int k, n, ldx, ldy, bias;
+    dnnl_api api;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_primitive_t prim[N_BUCKETS];
+    dnnl_memory_desc_t src_md[N_BUCKETS], dst_md[N_BUCKETS], w_md, b_md;
+};
+
+maas_fdnnl *maas__fdnnl_new(void) {
+    return calloc(1, sizeof(maas_fdnnl));
+}
+
+void maas__fdnnl_free(maas_fdnnl *d) {
+    if (!d) return;
+    for (int i = 0; i < N_BUCKETS; i++)
+        if (d->prim[i]) d->api.dnnl_primitive_destroy(d->prim[i]);
+    if (d->stream) d->api.dnnl_stream_destroy(d->stream);
+    if (d->engine) d->api.dnnl_engine_destroy(d->engine);
+    api_unload(&d->api);
+    free(d);
+}
+
+static int make_fprim(maas_fdnnl *d, int b) {
+    int m = 32 << b;
+    dnnl_dims_t sd = {m, d->k}, ss = {d->ldx, 1}, dd = {m, d->n}, ds = {d->ldy, 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = d->api.dnnl_memory_desc_init_by_strides(&d->src_md[b], 2, sd, dnnl_f32, ss) ==
+                 dnnl_success &&
+             d->api.dnnl_memory_desc_init_by_strides(&d->dst_md[b], 2, dd, dnnl_f32, ds) ==
+                 dnnl_success &&
+             d->api.dnnl_matmul_desc_init(&md, &d->src_md[b], &d->w_md, d->bias ? &d->b_md : NULL,
+                                          &d->dst_md[b]) == dnnl_success &&
+             d->api.dnnl_primitive_desc_create(&pd, &md, NULL, d->engine, NULL) == dnnl_success &&
+             d->api.dnnl_primitive_create(&d->prim[b], pd) == dnnl_success;
+    if (pd) d->api.dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int rows, const float *w,
+                    const float *bias, float *y, int ldy) {
+    if (!d || rows < 32 || maas_cpu_float_gemm() != MAAS_FLOAT_GEMM_ONEDNN) return 0;
+    if (!d->failed && !d->engine) {
+        d->k = k, d->n = n, d->ldx = ldx, d->ldy = ldy, d->bias = bias != NULL;
+        dnnl_dims_t wd = {k, n}, bd = {1, n};
+        d->failed =
+            !api_load(&d->api) ||
+            d->api.dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success ||
+            d->api.dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags) !=
+                dnnl_success ||
+            d->api.dnnl_memory_desc_init_by_tag(&d->w_md, 2, wd, dnnl_f32, dnnl_ab) !=
+                dnnl_success ||
+            d->api.dnnl_memory_desc_init_by_tag(&d->b_md, 2, bd, dnnl_f32, dnnl_ab) != dnnl_success;
+    }
+    /* made for one layer's shapes: anything else is left to the caller */
+    if (d->failed || d->k != k || d->n != n || d->ldx != ldx || d->ldy != ldy ||
+        d->bias != (bias != NULL))
+        return 0;
+    d->api.omp_set_num_threads(1); /* one thread, as the BLAS side (maas_blas_set_threads) */
+    dnnl_memory_t wm = NULL, bm = NULL;
+    if (d->api.dnnl_memory_create(&wm, &d->w_md, d->engine, (void *)w) != dnnl_success) return 0;
+    if (bias && d->api.dnnl_memory_create(&bm, &d->b_md, d->engine, (void *)bias) != dnnl_success) {
+        d->api.dnnl_memory_destroy(wm);
+        return 0;
+    }
+    int done = 0;
+    for (int b = N_BUCKETS - 1; b >= 0 && !d->failed; b--) {
+        int m = 32 << b;
+        while (rows - done >= m) {
+            if (!d->prim[b] && !make_fprim(d, b)) {
+                d->failed = 1;
+                break;
+            }
+            if (!exec_chunk(&d->api, d->engine, d->stream, d->prim[b], &d->src_md[b],
+                            x + (size_t)done * ldx, &d->dst_md[b], y + (size_t)done * ldy, wm,
+                            bm)) {
+                d->failed = 1;
+                break;
+            }
+            done += m;
+        }
+    }
+    d->api.dnnl_memory_destroy(wm);
+    if (bm) d->api.dnnl_memory_destroy(bm);
+    return done;
+}
+
 #else /* built without oneDNN */
 
 maas_qdnnl *maas__qdnnl_new(void) {
@@ -232,6 +340,18 @@ int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int 
     return 0;
 }
 int maas__qdnnl_available(void) {
+    return 0;
+}
+maas_fdnnl *maas__fdnnl_new(void) {
+    return NULL;
+}
+void maas__fdnnl_free(maas_fdnnl *d) {
+    (void)d;
+}
+int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int rows, const float *w,
+                    const float *bias, float *y, int ldy) {
+    (void)d, (void)k, (void)n, (void)x, (void)ldx, (void)rows, (void)w, (void)bias, (void)y,
+        (void)ldy;
     return 0;
 }
 #endif
