@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """Runs maas-bench-core and the PyTorch reference in one run and prints the ratios.
 
-usage: /usr/bin/python3 bench/run.py [--build build] [--repeats 3] [--threads 1]
-The targets are those of issue 2; a ratio > 1 means maas is better.
+usage: /usr/bin/python3 bench/run.py [--build build] [--repeats 3] [--threads 1] [--anchors]
+The targets are those of issues 2 and 20; a ratio > 1 means maas is better. --anchors also
+measures ONNX Runtime and Keras 3 (JAX) on the same work (bench/anchors.py, in a venv from PyPI
+cached by bench/anchors_venv.sh), pinned to one core with one thread each; --threads must then
+be 1.
 """
 import argparse
 import os
@@ -29,7 +32,10 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--anchors", action="store_true")
     a = ap.parse_args()
+    if a.anchors and a.threads != 1:
+        ap.error("--anchors measures single-threaded peers: use --threads 1")
     args = ["--repeats", str(a.repeats), "--threads", str(a.threads)]
     m = run([os.path.join(ROOT, a.build, "bin", "maas-bench-core")] + args)
     # the same on OpenBLAS for the float batches (MAAS_FLOAT_GEMM, maas/cpu.h), for the ratio
@@ -94,6 +100,30 @@ def main():
           f"{peak:>12.1f} {f(m['train_gemm_gflops']) / peak:>7.2f}x  (GEMM "
           f"{f(m['train_step_gemm_share']) * 100:.0f}% of step time, optimizer "
           f"{f(m['train_update_share']) * 100:.0f}%; the rest: activations, loss, copies)")
+    if not a.anchors:
+        return
+    py = subprocess.run([os.path.join(HERE, "anchors_venv.sh")], check=True, capture_output=True,
+                        text=True).stdout.strip()
+    one = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    r = run(["taskset", "-c", "0", py, os.path.join(HERE, "anchors.py"), "--repeats",
+             str(a.repeats)], env=one)
+    print(f"\nanchors (one core, one thread): onnxruntime {r['onnxruntime']}, keras {r['keras']}")
+    print(f"{'benchmark':38} {'maas':>12} {'peer':>12} {'ratio':>8}  target (issue 20)")
+    row("batch-1024 predict vs ORT (samples/s)", f(m["predict1024_sps"]),
+        f(r["ort_predict1024_sps"]), f(m["predict1024_sps"]) / f(r["ort_predict1024_sps"]),
+        ">= 1.0x")
+    row("int8 batch-1024 vs ORT int8 (samples/s)", f(m["predict1024_int8_sps"]),
+        f(r["ort_predict1024_int8_sps"]),
+        f(m["predict1024_int8_sps"]) / f(r["ort_predict1024_int8_sps"]),
+        ">= 1.2x (ORT: quantize_dynamic)")
+    row("single row vs ORT (us)", f(m["predict1_us"]), f(r["ort_predict1_us"]),
+        f(r["ort_predict1_us"]) / f(m["predict1_us"]),
+        f">= 2x (ORT's includes a {f(r['ort_call_us']):.1f} us Python call)", "{:.2f}")
+    row("int8 single row vs ORT int8 (us)", f(m["predict1_int8_us"]), f(r["ort_predict1_int8_us"]),
+        f(r["ort_predict1_int8_us"]) / f(m["predict1_int8_us"]), "", "{:.2f}")
+    row("fashion epoch vs Keras 3 / JAX (samples/s)", f(m["fashion_epoch_sps"]),
+        f(r["keras_epoch_sps"]), f(m["fashion_epoch_sps"]) / f(r["keras_epoch_sps"]), ">= 1.5x")
 
 
 if __name__ == "__main__":
