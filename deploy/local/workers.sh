@@ -8,6 +8,14 @@ dir="$MAAS_STATE_DIR/workers"
 bin="${MAAS_WORKER_BIN:-$MAAS_ROOT/build/bin/maas-worker}"
 export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
 
+# The body of GET /readyz on 127.0.0.1:PORT (bash's /dev/tcp: no curl needed), or nothing.
+readyz() {
+  local body
+  body="$({ exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 &&
+    timeout 5 cat <&3)" || return 0
+  printf '%s' "${body##*$'\r\n\r\n'}"
+}
+
 case "${1:-}" in
   start)
     n="${2:-${MAAS_WORKERS:-2}}"
@@ -37,6 +45,18 @@ case "${1:-}" in
         kill -0 "$(cat "$dir/w$i.pid")" 2>/dev/null || { tail_log "$dir/w$i.log"; die "worker w$i exited"; }
         sleep 0.1
       done
+    done
+    # ready = /readyz: in the groups, and no partition moved for 3 s, so a job produced now is
+    # not handed to another worker by the fleet's own start (a worker beyond the partition
+    # count says "no partitions assigned": it stands by)
+    for ((i = 1; i <= n; i++)); do
+      port=$((MAAS_WORKER_HTTP_BASE + i)) body=""
+      for ((t = 0; t < 600; t++)); do
+        body="$(readyz "$port")"
+        [[ "$body" == *'"ready": true'* || "$body" == *'no partitions assigned'* ]] && break
+        sleep 0.1
+      done
+      [[ "$body" == *'"ready": true'* ]] && log "worker w$i ready" || log "worker w$i not ready after 60 s: ${body:-no answer}"
     done
     ;;
   stop)
