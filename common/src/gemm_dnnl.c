@@ -113,6 +113,11 @@ static int api_load(dnnl_api *a) {
     DNNL_FNS(DNNL_RESOLVE)
 #undef DNNL_RESOLVE
     if (ok) cap_isa(a);
+    /* one thread, as the BLAS side (maas_blas_set_threads) — before any primitive is made:
+     * primitives plan their work for the thread count they see when made, and one made for
+     * two threads starts an OpenMP thread when it runs (seen at the AVX2 level, where
+     * LeakSanitizer then crashed reading that thread's TLS) */
+    if (ok) a->omp_set_num_threads(1);
     return ok;
 }
 
@@ -409,6 +414,7 @@ int maas__dgemm_run(maas_dgemm *g, int ta, int tb, int m, int n, int k, const fl
                         dnnl_success;
         if (g->failed) return 0;
     }
+    g->api.omp_set_num_threads(1); /* this thread's: before a primitive is made or run */
     int sum = beta != 0.0f;
     dgemm_shape *s = NULL;
     for (int i = 0; i < g->n && !s; i++) {
@@ -428,7 +434,6 @@ int maas__dgemm_run(maas_dgemm *g, int ta, int tb, int m, int n, int k, const fl
         }
         g->n++;
     }
-    g->api.omp_set_num_threads(1);
     dnnl_memory_t bm;
     if (g->api.dnnl_memory_create(&bm, &s->b_md, g->engine, (void *)b) != dnnl_success) return 0;
     int ok = exec_chunk(&g->api, g->engine, g->stream, s->prim, &s->a_md, a, &s->c_md, c, bm, NULL);
