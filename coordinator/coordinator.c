@@ -614,11 +614,16 @@ int main(int argc, char **argv) {
     /* delivery reports are served by the threads that wait for them (maas/client.h) */
     while (!coord_stop) usleep(100 * 1000);
     fprintf(stderr, "maas-coordinator: stopping\n");
+    /* each step said as it ends, timed: a slow stop says where it waits */
+    double t0 = maas_mono_s();
     if (hk_started) pthread_join(hk, NULL);
+    fprintf(stderr, "maas-coordinator: housekeeping stopped (%.1f s)\n", maas_mono_s() - t0);
     maas_http_stop(h);
+    fprintf(stderr, "maas-coordinator: HTTP stopped (%.1f s)\n", maas_mono_s() - t0);
     while (c.pool_n_idle) maas_kv_free(c.pool_idle[--c.pool_n_idle]);
     free(c.pool_idle);
-    maas_client_free(c.client);
+    maas_client_free(c.client); /* flushes the producer: up to 10 s for what is undelivered */
+    fprintf(stderr, "maas-coordinator: stopped (%.1f s)\n", maas_mono_s() - t0);
     maas_config_release(&c.conf);
     return 0;
 }
