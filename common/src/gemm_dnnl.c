@@ -48,12 +48,6 @@ extern void omp_set_num_threads(int n);
     X(dnnl_memory_create)                                                                          \
     X(dnnl_memory_destroy)                                                                         \
     X(dnnl_set_max_cpu_isa)                                                                        \
-    X(dnnl_primitive_attr_create)                                                                  \
-    X(dnnl_primitive_attr_destroy)                                                                 \
-    X(dnnl_primitive_attr_set_post_ops)                                                            \
-    X(dnnl_post_ops_create)                                                                        \
-    X(dnnl_post_ops_destroy)                                                                       \
-    X(dnnl_post_ops_append_sum)                                                                    \
     X(omp_set_num_threads)
 
 typedef struct {
@@ -115,8 +109,7 @@ static int api_load(dnnl_api *a) {
     if (ok) cap_isa(a);
     /* one thread, as the BLAS side (maas_blas_set_threads) — before any primitive is made:
      * primitives plan their work for the thread count they see when made, and one made for
-     * two threads starts an OpenMP thread when it runs (seen at the AVX2 level, where
-     * LeakSanitizer then crashed reading that thread's TLS) */
+     * two threads starts an OpenMP thread when it runs */
     if (ok) a->omp_set_num_threads(1);
     return ok;
 }
@@ -335,111 +328,6 @@ int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int ro
     d->api.dnnl_memory_destroy(wm);
     if (bm) d->api.dnnl_memory_destroy(bm);
     return done;
-}
-
-/* ---- float32 GEMMs of any shape (training) ---- */
-
-#define DGEMM_SHAPES 48 /* a trainer's: 3 per layer for its batch and last partial batch */
-
-typedef struct {
-    int ta, tb, m, n, k, lda, ldb, ldc, sum;
-    dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, b_md, c_md;
-} dgemm_shape;
-
-struct maas_dgemm {
-    int failed;
-    dnnl_api api;
-    dnnl_engine_t engine;
-    dnnl_stream_t stream;
-    int n;
-    dgemm_shape shape[DGEMM_SHAPES];
-};
-
-maas_dgemm *maas__dgemm_new(void) {
-    return calloc(1, sizeof(maas_dgemm));
-}
-
-void maas__dgemm_free(maas_dgemm *g) {
-    if (!g) return;
-    for (int i = 0; i < g->n; i++)
-        if (g->shape[i].prim) g->api.dnnl_primitive_destroy(g->shape[i].prim);
-    if (g->stream) g->api.dnnl_stream_destroy(g->stream);
-    if (g->engine) g->api.dnnl_engine_destroy(g->engine);
-    api_unload(&g->api);
-    free(g);
-}
-
-/* op(X) as a strided view: X stored rows x cols row-major (stride ld), read as its transpose
- * when t. */
-static int view_md(const dnnl_api *a, dnnl_memory_desc_t *md, int t, int r, int c, int ld) {
-    dnnl_dims_t dims = {r, c}, strides = {t ? 1 : ld, t ? ld : 1};
-    return a->dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides) == dnnl_success;
-}
-
-static int make_dprim(maas_dgemm *g, dgemm_shape *s) {
-    const dnnl_api *a = &g->api;
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
-    int ok = view_md(a, &s->a_md, s->ta, s->m, s->k, s->lda) &&
-             view_md(a, &s->b_md, s->tb, s->k, s->n, s->ldb) &&
-             view_md(a, &s->c_md, 0, s->m, s->n, s->ldc) &&
-             a->dnnl_matmul_desc_init(&md, &s->a_md, &s->b_md, NULL, &s->c_md) == dnnl_success;
-    if (ok && s->sum) /* C += A B: the destination's old values summed in */
-        ok = a->dnnl_primitive_attr_create(&attr) == dnnl_success &&
-             a->dnnl_post_ops_create(&po) == dnnl_success &&
-             a->dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
-             a->dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
-    ok = ok && a->dnnl_primitive_desc_create(&pd, &md, attr, g->engine, NULL) == dnnl_success &&
-         a->dnnl_primitive_create(&s->prim, pd) == dnnl_success;
-    if (pd) a->dnnl_primitive_desc_destroy(pd);
-    if (po) a->dnnl_post_ops_destroy(po);
-    if (attr) a->dnnl_primitive_attr_destroy(attr);
-    return ok;
-}
-
-int maas__dgemm_run(maas_dgemm *g, int ta, int tb, int m, int n, int k, const float *a, int lda,
-                    const float *b, int ldb, float beta, float *c, int ldc) {
-    /* measured: oneDNN wins on the layers that cost (7-16% on 128 x 784 x 256 and its
-     * transposes) and loses on a 10-wide output layer: small dimensions stay on BLAS */
-    if (!g || g->failed || m < 32 || n < 32 || k < 32 || (beta != 0.0f && beta != 1.0f) ||
-        maas_cpu_float_gemm() != MAAS_FLOAT_GEMM_ONEDNN)
-        return 0;
-    if (!g->engine) {
-        g->failed = !api_load(&g->api) ||
-                    g->api.dnnl_engine_create(&g->engine, dnnl_cpu, 0) != dnnl_success ||
-                    g->api.dnnl_stream_create(&g->stream, g->engine, dnnl_stream_default_flags) !=
-                        dnnl_success;
-        if (g->failed) return 0;
-    }
-    g->api.omp_set_num_threads(1); /* this thread's: before a primitive is made or run */
-    int sum = beta != 0.0f;
-    dgemm_shape *s = NULL;
-    for (int i = 0; i < g->n && !s; i++) {
-        dgemm_shape *t = &g->shape[i];
-        if (t->ta == ta && t->tb == tb && t->m == m && t->n == n && t->k == k && t->lda == lda &&
-            t->ldb == ldb && t->ldc == ldc && t->sum == sum)
-            s = t;
-    }
-    if (!s) {
-        if (g->n == DGEMM_SHAPES) return 0; /* more shapes than a trainer has: BLAS */
-        s = &g->shape[g->n];
-        *s = (dgemm_shape){ta, tb, m, n, k, lda, ldb, ldc, sum, NULL, {0}, {0}, {0}};
-        if (!make_dprim(g, s)) {
-            if (s->prim) g->api.dnnl_primitive_destroy(s->prim);
-            g->failed = 1;
-            return 0;
-        }
-        g->n++;
-    }
-    dnnl_memory_t bm;
-    if (g->api.dnnl_memory_create(&bm, &s->b_md, g->engine, (void *)b) != dnnl_success) return 0;
-    int ok = exec_chunk(&g->api, g->engine, g->stream, s->prim, &s->a_md, a, &s->c_md, c, bm, NULL);
-    g->api.dnnl_memory_destroy(bm);
-    if (!ok) g->failed = 1;
-    return ok;
 }
 
 #else /* built without oneDNN */

@@ -20,16 +20,4 @@ void maas__fdnnl_free(maas_fdnnl *d);
 int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int rows, const float *w,
                     const float *bias, float *y, int ldy);
 
-/*
- * A trainer's float32 GEMMs through oneDNN: C[m x n] = op(A) op(B) + beta C (beta 0 or 1),
- * row-major as maas_gemm; a primitive per shape, made on first use. Returns 1 when done, 0
- * when the caller runs BLAS instead (a dimension under 32, MAAS_FLOAT_GEMM says openblas,
- * oneDNN missing or refusing). One caller at a time.
- */
-typedef struct maas_dgemm maas_dgemm;
-maas_dgemm *maas__dgemm_new(void);
-void maas__dgemm_free(maas_dgemm *g);
-int maas__dgemm_run(maas_dgemm *g, int ta, int tb, int m, int n, int k, const float *a, int lda,
-                    const float *b, int ldb, float beta, float *c, int ldc);
-
 #endif

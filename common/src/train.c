@@ -10,7 +10,6 @@
 #include "maas/gemm.h"
 #include "maas/train.h"
 #include "fpenv.h"
-#include "gemm_internal.h"
 #include "train_internal.h"
 
 #include <time.h>
@@ -178,7 +177,6 @@ struct maas_trainer {
     const float *param_mask;  /* borrowed; held after every update (pruning) */
     int isa;                  /* update_isa() */
     maas_train_profile *prof; /* borrowed; NULL: no timing */
-    maas_dgemm *dg;           /* the GEMMs on oneDNN (MAAS_FLOAT_GEMM), primitives per shape */
 };
 
 static int update_isa(void);
@@ -192,7 +190,6 @@ void maas_trainer_free(maas_trainer *tr) {
     free(tr->grad);
     for (int i = 0; i < 3; i++) free(tr->slot[i]);
     free(tr->block);
-    maas__dgemm_free(tr->dg);
     free(tr);
 }
 
@@ -234,7 +231,6 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     if (!tr) goto oom;
     tr->m = m;
     tr->c = *c;
-    tr->dg = maas__dgemm_new(); /* NULL (no oneDNN build, no memory): BLAS does them all */
     tr->acc = maas_acc_resolve(m, c);
     tr->batch = batch;
     tr->rng = rng;
@@ -302,13 +298,11 @@ maas_trainer *maas_trainer_new(maas_model *m, const maas_compile *c, int batch_s
     return tr;
 }
 
-/* A GEMM of the step (oneDNN where it takes the shape, else BLAS), timed into the profile when
- * one is set. */
+/* maas_gemm, timed into the profile when one is set. */
 static void tr_gemm(maas_trainer *tr, int ta, int tb, int m, int n, int k, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc) {
     double t0 = tr->prof ? maas_mono_s() : 0.0;
-    if (!maas__dgemm_run(tr->dg, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
-        maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
     if (tr->prof) {
         tr->prof->gemm_s += maas_mono_s() - t0;
         tr->prof->gemm_flops += 2.0 * m * (double)n * k;

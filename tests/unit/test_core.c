@@ -5,12 +5,10 @@
  * input.
  */
 #include "fpbound.h"
-#include "gemm_internal.h"
 #include "testutil.h"
 #include "train_internal.h"
 
 #if defined(__x86_64__)
-#include <dlfcn.h>
 #include <xmmintrin.h>
 static unsigned fpmode(void) {
     return _mm_getcsr() & ~0x3fu; /* the mode bits, not the sticky exception flags */
@@ -210,13 +208,6 @@ static void test_optimizer_updates(void **state) {
     assert_float_equal(one_step(&o, 1), 0.5 - 1e-3 / sqrt(0.1 + 1e-7), 1e-7);
 }
 
-/* Whether the dynamic loader finds a library (what the oneDNN adapter loads on first use). */
-static int dlopen_ok(const char *name) {
-    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (h) dlclose(h);
-    return h != NULL;
-}
-
 /* The single-row kernel (maas_rowvec, at this process's MAAS_CPU_LEVEL: the suite runs the
  * test at each level the CPU has): every output within float32's bound for a sum of k + 1
  * terms in any order, gamma_{k+1} (sum |x_i W_ij| + |b_j|), of the exact (double) result, at
@@ -262,63 +253,6 @@ static void test_rowvec_within_bound(void **state) {
                 free(y);
                 free(bias);
             }
-}
-
-/* The training GEMMs on oneDNN (maas__dgemm_run, taken when MAAS_FLOAT_GEMM resolves to onednn
- * and libdnnl loads; the suite runs this as test_core@openblas too, where BLAS does them):
- * every transpose combination and beta 0/1, within float32's bound gamma_{k+1} (sum |a b| +
- * |beta c|) of the exact result; a shape is reused from its cache; dimensions under 32 are
- * declined. */
-static void test_training_gemm_within_bound(void **state) {
-    (void)state;
-    maas_dgemm *g = maas__dgemm_new();
-    int expect = maas_cpu_float_gemm() == MAAS_FLOAT_GEMM_ONEDNN && dlopen_ok("libdnnl.so.2");
-    maas_rng r;
-    maas_rng_init(&r, 21);
-    static const int sizes[][3] = {{32, 32, 32}, {33, 65, 40}, {128, 256, 100}, {100, 48, 128}};
-    for (int rep = 0; rep < 2; rep++) /* the second time from the shape cache */
-        for (size_t s = 0; s < MAAS_ARRAY_LEN(sizes); s++)
-            for (int combo = 0; combo < 8; combo++) {
-                int ta = combo & 1, tb = (combo >> 1) & 1, sum = (combo >> 2) & 1;
-                int m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
-                int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-                float *a = malloc(sizeof(float) * (size_t)(ta ? k : m) * lda);
-                float *b = malloc(sizeof(float) * (size_t)(tb ? n : k) * ldb);
-                float *c = malloc(sizeof(float) * (size_t)m * ldc);
-                float *c0 = malloc(sizeof(float) * (size_t)m * ldc);
-                assert_true(a && b && c && c0);
-                for (int i = 0; i < (ta ? k : m) * lda; i++) a[i] = (float)maas_rng_normal(&r);
-                for (int i = 0; i < (tb ? n : k) * ldb; i++) b[i] = (float)maas_rng_normal(&r);
-                for (int i = 0; i < m * ldc; i++) c0[i] = c[i] = (float)maas_rng_normal(&r);
-                int ran =
-                    maas__dgemm_run(g, ta, tb, m, n, k, a, lda, b, ldb, sum ? 1.0f : 0.0f, c, ldc);
-                assert_int_equal(ran, expect);
-                if (!ran)
-                    maas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, sum ? 1.0f : 0.0f, c, ldc);
-                double gk = (k + 1) * MAAS_TEST_U / (1 - (k + 1) * MAAS_TEST_U);
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < n; j++) {
-                        double exact = sum ? c0[i * ldc + j] : 0.0, mag = fabs(exact);
-                        for (int p = 0; p < k; p++) {
-                            double x = ta ? a[p * lda + i] : a[i * lda + p];
-                            double y = tb ? b[j * ldb + p] : b[p * ldb + j];
-                            exact += x * y;
-                            mag += fabs(x * y);
-                        }
-                        if (!(fabs(c[i * ldc + j] - exact) <= gk * mag))
-                            fail_msg("ta %d tb %d sum %d %dx%dx%d: c[%d][%d] %.9g, exact %.9g", ta,
-                                     tb, sum, m, n, k, i, j, c[i * ldc + j], exact);
-                    }
-                for (int i = 0; i < m; i++) /* the padding columns of C are not written */
-                    for (int j = n; j < ldc; j++) assert_true(c[i * ldc + j] == c0[i * ldc + j]);
-                free(a);
-                free(b);
-                free(c);
-                free(c0);
-            }
-    float one = 1.0f, out = 0.0f; /* under 32: declined, BLAS's */
-    assert_int_equal(maas__dgemm_run(g, 0, 0, 1, 1, 1, &one, 1, &one, 1, 0.0f, &out, 1), 0);
-    maas__dgemm_free(g);
 }
 
 /* Every optimizer on each instruction set the CPU runs gives the same bits as
@@ -714,7 +648,6 @@ int main(void) {
         cmocka_unit_test(test_optimizer_updates),
         cmocka_unit_test(test_update_isas_agree),
         cmocka_unit_test(test_rowvec_within_bound),
-        cmocka_unit_test(test_training_gemm_within_bound),
         cmocka_unit_test(test_fit_reproducible_and_learns),
         cmocka_unit_test(test_early_stopping_restores_best),
         cmocka_unit_test(test_callbacks_stop_and_cancel),

@@ -50,18 +50,15 @@ maas_cpu_level maas_cpu_current(void);
 maas_err maas_cpu_check_env(char *errstr, size_t errstr_size);
 
 /*
- * Where float matrix products run: inference batches of 32 rows and more (a Dense layer's
- * batch) and training GEMMs whose every dimension is 32 or more (measured: oneDNN wins on
- * the layers that cost, 7-16% on 128 x 784 x 256 and its transposes, and loses on a 10-wide
- * output layer):
+ * Where float matrix products of 32 rows and more run in inference (a Dense layer's batch):
  *
  *   MAAS_FLOAT_GEMM = auto | openblas | onednn
  *
  * auto (unset): oneDNN's f32 matmul, JIT-compiled for the CPU it runs on, at levels from
  * AVX2 up; OpenBLAS at the portable level (which never uses oneDNN, whatever the setting).
- * oneDNN is loaded on first use; where it is missing, OpenBLAS does everything. The other
- * products use OpenBLAS, single rows maas_rowvec (gemm.h). Read once per process, like
- * MAAS_CPU_LEVEL; maas_cpu_check_env refuses a bad value.
+ * oneDNN is loaded on first use; where it is missing, OpenBLAS does everything. Training
+ * and smaller batches use OpenBLAS, single rows maas_rowvec (gemm.h). Read once per
+ * process, like MAAS_CPU_LEVEL; maas_cpu_check_env refuses a bad value.
  */
 typedef enum maas_float_gemm { MAAS_FLOAT_GEMM_BLAS = 0, MAAS_FLOAT_GEMM_ONEDNN } maas_float_gemm;
 maas_float_gemm maas_cpu_float_gemm(void);
