@@ -201,11 +201,13 @@ try:
           f"a job taken after its deadline_ms ends expired, not computed: {r.get('state')} {r.get('error_code')}")
 
     # 3. events: progress with its JSON, then a bare final word
+    # tb was produced before the group formed: the first worker may take it and lose its
+    # partition when the second one joins, so the new owner's attempt can be the second.
     r = wait_state(tb, {"running", "succeeded", "failed", "cancelled"})
-    check(r.get("state") == b"running" and r.get("attempts") == b"1" and "heartbeat_ms" in r
+    check(r.get("state") == b"running" and int(r.get("attempts", b"0")) >= 1 and "heartbeat_ms" in r
           and win_tb[0] <= int(r.get("created_ms", b"0")) <= win_tb[1]
           and int(r.get("started_ms", b"0")) >= int(r.get("created_ms", b"0")),
-          f"a work job's record appears at running with created_ms, started_ms, heartbeat_ms ({r.get('state')})")
+          f"a work job's record appears at running with created_ms, started_ms, heartbeat_ms ({r})")
     progress = None
     end = time.time() + 60
     while time.time() < end and progress is None:
