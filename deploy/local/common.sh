@@ -14,7 +14,7 @@ MAAS_WORKER_HTTP_BASE="${MAAS_WORKER_HTTP_BASE:-19100}" # worker i serves /metri
 # passwords, the API keys, maas.conf — the coordinator's and the operator's CLI's login
 # (kafka.sasl.*, redis.user/password), read through MAAS_CONFIG — and worker.conf, the
 # workers' (workers.sh hands them that one).
-MAAS_CRED_DIR="$MAAS_STATE_DIR/credentials"
+MAAS_CRED_DIR="${MAAS_CRED_DIR:-$MAAS_STATE_DIR/credentials}"
 # Authentication of the services: what the environment says, else what the state folder was
 # made with, else the caller's default (stack.sh: on; a bare kafka.sh / redis.sh: off).
 #   MAAS_KAFKA_AUTH: none | scram (SASL SCRAM-SHA-512 + ACLs)
@@ -26,6 +26,23 @@ if [[ -z "${MAAS_REDIS_AUTH:-}" ]]; then
   MAAS_REDIS_AUTH="$(cat "$MAAS_STATE_DIR/redis/auth" 2>/dev/null || echo "${MAAS_REDIS_AUTH_DEFAULT:-none}")"
 fi
 export MAAS_KAFKA_AUTH MAAS_REDIS_AUTH
+# MAAS_REDIS_CLUSTER=1: a Redis Cluster of 3 masters + 3 replicas on ports MAAS_REDIS_PORT ..
+# +5 instead of one Redis (what the environment says, else what the state folder was made
+# with). MAAS_REDIS_NODE_TIMEOUT: its cluster-node-timeout (ms; 2000: a failover in ~3-5 s).
+if [[ -z "${MAAS_REDIS_CLUSTER:-}" ]]; then
+  MAAS_REDIS_CLUSTER="$(cat "$MAAS_STATE_DIR/redis/cluster" 2>/dev/null || echo 0)"
+fi
+export MAAS_REDIS_CLUSTER
+# The services' Redis URL: redis:// for one Redis, redis+cluster:// naming the three first
+# nodes of a cluster (the adapter finds the rest).
+maas_redis_url() {
+  if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
+    local p="$MAAS_REDIS_PORT"
+    echo "redis+cluster://127.0.0.1:$p,127.0.0.1:$((p + 1)),127.0.0.1:$((p + 2))"
+  else
+    echo "redis://127.0.0.1:$MAAS_REDIS_PORT"
+  fi
+}
 if [[ -s "$MAAS_CRED_DIR/maas.conf" && -z "${MAAS_CONFIG:-}" ]]; then
   export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf"
 fi

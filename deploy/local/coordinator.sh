@@ -18,7 +18,7 @@ case "${1:-}" in
     # MAAS_COORDINATOR_ARGS: extra flags (split on spaces), e.g. "--config secrets.conf"
     # shellcheck disable=SC2086
     nohup "$bin" --http "127.0.0.1:$port" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" \
-      --redis "redis://127.0.0.1:$MAAS_REDIS_PORT" ${MAAS_COORDINATOR_ARGS:-} \
+      --redis "$(maas_redis_url)" ${MAAS_COORDINATOR_ARGS:-} \
       >> "$dir/coordinator.log" 2>&1 < /dev/null &
     echo $! > "$dir/coordinator.pid"
     for ((t = 0; t < 100; t++)); do

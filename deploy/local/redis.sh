@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# A local Redis for maas: start | stop | status | wait.
+# A local Redis for maas: start | stop | status | wait | nodes.
 # Debian's redis-server on 127.0.0.1:$MAAS_REDIS_PORT with AOF (appendfsync everysec),
 # data and log under $MAAS_STATE_DIR/redis. Stopped by pid, never by name.
+# MAAS_REDIS_CLUSTER=1: a Redis Cluster instead, 3 masters + 3 replicas on ports
+# $MAAS_REDIS_PORT .. +5 (node N in $MAAS_STATE_DIR/redis/node-PORT, made with
+# `redis-cli --cluster create`), cluster-node-timeout $MAAS_REDIS_NODE_TIMEOUT ms (2000), the
+# same ACL users on every node. `nodes` prints "port pid role" per node.
 # hash-max-listpack-value 256: a one-row inference result is ~80 bytes, over Redis's default
 # of 64, which made every job record a hash table: 924 bytes a record instead of 392, and AOF
 # rewrites (a full-core child process for seconds under load) 25-30% longer (measured, 300 k
@@ -12,15 +16,24 @@ dir="$MAAS_STATE_DIR/redis"
 pidfile="$dir/redis.pid"
 logfile="$dir/redis.log"
 
-# redis-cli as the admin user when ACLs are on (the password through REDISCLI_AUTH, not argv)
-rcli() {
+cluster_ports=()
+if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
+  for ((k = 0; k < 6; k++)); do cluster_ports+=($((MAAS_REDIS_PORT + k))); done
+fi
+
+# redis-cli as the admin user when ACLs are on (the password through REDISCLI_AUTH, not argv);
+# rcli_at PORT ... for one node of a cluster
+rcli_at() {
+  local port="$1"
+  shift
   if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
     REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
-      -h 127.0.0.1 -p "$MAAS_REDIS_PORT" "$@"
+      -h 127.0.0.1 -p "$port" "$@"
   else
-    redis-cli -h 127.0.0.1 -p "$MAAS_REDIS_PORT" "$@"
+    redis-cli -h 127.0.0.1 -p "$port" "$@"
   fi
 }
+rcli() { rcli_at "$MAAS_REDIS_PORT" "$@"; }
 ping() { rcli ping 2>/dev/null | grep -q PONG; }
 
 # MAAS_REDIS_AUTH=acl: ACL users, kept by Redis in $dir/users.acl: default off and admin (the
@@ -52,12 +65,16 @@ acl_setup() {
 
 service_users() {
   [[ "$MAAS_REDIS_AUTH" == acl ]] || return 0
-  local keys='~maas:* &maas:* &__redis__:invalidate +@all -@dangerous'
-  rcli > /dev/null <<ACL || die "could not set the service users"
+  local keys='~maas:* &maas:* &__redis__:invalidate +@all -@dangerous' port
+  # +cluster|slots: the adapter reads a cluster's slot map (harmless on one Redis)
+  [[ "$MAAS_REDIS_CLUSTER" == 1 ]] && keys+=' +cluster|slots +cluster|info +readonly +asking'
+  for port in "${cluster_ports[@]:-$MAAS_REDIS_PORT}"; do
+  rcli_at "$port" > /dev/null <<ACL || die "could not set the service users"
 ACL SETUSER maas reset on >$(secret_file redis-maas.pass) $keys +acl
 ACL SETUSER worker reset on >$(secret_file redis-worker.pass) $keys
 ACL SAVE
 ACL
+  done
 }
 
 wait_ready() {
@@ -74,8 +91,78 @@ wait_ready() {
   return 1
 }
 
+# One node of the cluster: started (daemonized) unless running.
+node_start() {
+  local port="$1" nd="$dir/node-$1"
+  mkdir -p "$nd"
+  if live_pid "$nd/redis.pid" redis-server > /dev/null; then return 0; fi
+  rm -f "$nd/redis.pid"
+  local conf="$nd/node.conf"
+  (umask 077 && : > "$conf")
+  if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
+    # a replica logs in to its master as the user "replica" (replication commands only); its
+    # password in the node's 0600 config file, never on a command line
+    [[ -s "$nd/users.acl" ]] || (umask 077 && cp "$dir/users.acl" "$nd/users.acl")
+    grep -q '^user replica ' "$nd/users.acl" ||
+      printf 'user replica on >%s +psync +replconf +ping\n' "$(secret_file redis-replica.pass)" >> "$nd/users.acl"
+    printf 'aclfile %s\nmasteruser replica\nmasterauth %s\n' "$nd/users.acl" \
+      "$(secret_file redis-replica.pass)" > "$conf"
+  fi
+  redis-server "$conf" --bind 127.0.0.1 --port "$port" --protected-mode yes --dir "$nd" \
+    --cluster-enabled yes --cluster-config-file nodes.conf \
+    --cluster-node-timeout "${MAAS_REDIS_NODE_TIMEOUT:-2000}" \
+    --appendonly yes --appendfsync everysec --save "" --hash-max-listpack-value 256 \
+    --daemonize yes --pidfile "$nd/redis.pid" --logfile "$nd/redis.log"
+}
+
+cluster_ok() { rcli_at "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+
+cluster_start() {
+  local port i
+  for port in "${cluster_ports[@]}"; do node_start "$port"; done
+  for port in "${cluster_ports[@]}"; do
+    for ((i = 0; i < 100; i++)); do rcli_at "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+    rcli_at "$port" ping 2>/dev/null | grep -q PONG || { tail_log "$dir/node-$port/redis.log"; die "redis node $port did not start"; }
+  done
+  # made once: the nodes keep the cluster in their nodes.conf across restarts
+  if [[ "$(rcli_at "$MAAS_REDIS_PORT" cluster info | grep -c '^cluster_known_nodes:6')" != 1 ]]; then
+    local hosts=()
+    for port in "${cluster_ports[@]}"; do hosts+=("127.0.0.1:$port"); done
+    if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
+      REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
+        --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1
+    else
+      redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1
+    fi || { tail_log "$dir/create.log"; die "redis-cli --cluster create failed"; }
+  fi
+  local deadline=$((SECONDS + 60)) all
+  while ((SECONDS < deadline)); do
+    all=1
+    for port in "${cluster_ports[@]}"; do
+      cluster_ok "$port" || all=0
+      # a replica counts once it replicates (a failover needs one that does)
+      if rcli_at "$port" info replication 2>/dev/null | grep -q '^role:slave'; then
+        rcli_at "$port" info replication | grep -q '^master_link_status:up' || all=0
+      fi
+    done
+    ((all)) && break
+    sleep 0.2
+  done
+  ((all)) || die "the redis cluster did not reach cluster_state:ok with its replicas in sync in 60 s"
+  echo 1 > "$dir/cluster"
+}
+
 case "${1:-}" in
   start)
+    if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
+      command -v redis-server >/dev/null || die "redis-server is not installed (deploy/install-deps.sh)"
+      mkdir -p "$dir"
+      acl_setup
+      cluster_start
+      service_users
+      log "redis cluster ready: 3 masters + 3 replicas on 127.0.0.1:${cluster_ports[0]}..${cluster_ports[5]} ($(maas_redis_url))"
+      exit 0
+    fi
     command -v redis-server >/dev/null || die "redis-server is not installed (deploy/install-deps.sh)"
     mkdir -p "$dir"
     if pid="$(live_pid "$pidfile" redis-server)"; then
@@ -93,13 +180,37 @@ case "${1:-}" in
     service_users
     log "redis ready on 127.0.0.1:$MAAS_REDIS_PORT (pid $(cat "$pidfile"), AOF everysec, data in $dir)"
     ;;
-  stop) stop_pid "$pidfile" redis-server redis ;;
+  stop)
+    if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
+      for port in "${cluster_ports[@]}"; do # at once: each writes its AOF as it stops
+        stop_pid "$dir/node-$port/redis.pid" redis-server "redis node $port" &
+      done
+      wait
+    else
+      stop_pid "$pidfile" redis-server redis
+    fi ;;
+  nodes)
+    for port in "${cluster_ports[@]:-$MAAS_REDIS_PORT}"; do
+      pf="$dir/node-$port/redis.pid"
+      [[ "$MAAS_REDIS_CLUSTER" == 1 ]] || pf="$pidfile"
+      pid="$(live_pid "$pf" redis-server || echo -)"
+      role="$(rcli_at "$port" role 2>/dev/null | head -n 1)"
+      echo "$port $pid ${role:-down}"
+    done ;;
+  start-node) node_start "$2" ;;
   status)
-    if pid="$(live_pid "$pidfile" redis-server)" && ping; then
+    if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
+      up=0
+      for port in "${cluster_ports[@]}"; do
+        live_pid "$dir/node-$port/redis.pid" redis-server > /dev/null && cluster_ok "$port" && up=$((up + 1))
+      done
+      echo "redis cluster: $up of 6 nodes up and ok, $(maas_redis_url)"
+      ((up == 6)) || exit 1
+    elif pid="$(live_pid "$pidfile" redis-server)" && ping; then
       echo "redis: running, pid $pid, 127.0.0.1:$MAAS_REDIS_PORT"
     else
       echo "redis: not running"; exit 1
     fi ;;
   wait) wait_ready "${2:-30}" ;;
-  *) echo "usage: $0 start|stop|status|wait [seconds]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|wait [seconds]|nodes|start-node PORT" >&2; exit 2 ;;
 esac

@@ -31,7 +31,7 @@ case "${1:-}" in
     # tenant's, made once, in 0600 files of the state directory; never on a command line
     cred="$MAAS_STATE_DIR/credentials"
     mkdir -p "$cred" && chmod 700 "$cred"
-    export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
+    export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
     [[ -s "$cred/admin.key" ]] || "$maas" tenant admin-key --key-file "$cred/admin.key" 2>/dev/null
     if [[ ! -s "$cred/demo.key" ]]; then
       "$maas" tenant create demo --key-file "$cred/demo.key" --client-conf "$cred/demo.conf" \
@@ -40,7 +40,7 @@ case "${1:-}" in
     log "authentication: HTTP API keys; Kafka $MAAS_KAFKA_AUTH; Redis $MAAS_REDIS_AUTH"
     log "credentials in $cred: admin.key (operators' API key), demo.key and demo.conf (tenant demo:"
     log "  API key, Kafka login, topics, Redis user), maas.conf (the services' login, MAAS_CONFIG)"
-    log "stack up: MAAS_KAFKA_BROKERS=127.0.0.1:$MAAS_KAFKA_PORT MAAS_REDIS_URL=redis://127.0.0.1:$MAAS_REDIS_PORT"
+    log "stack up: MAAS_KAFKA_BROKERS=127.0.0.1:$MAAS_KAFKA_PORT MAAS_REDIS_URL=$(maas_redis_url)"
     log "logs: $MAAS_STATE_DIR/{kafka/kafka.log,redis/redis.log,workers/w*.log}; stop with: deploy/local/stack.sh down"
     ;;
   down)

@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 dir="$MAAS_STATE_DIR/workers"
 bin="${MAAS_WORKER_BIN:-$MAAS_ROOT/build/bin/maas-worker}"
-export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="redis://127.0.0.1:$MAAS_REDIS_PORT"
+export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
 
 # The body of GET /readyz on 127.0.0.1:PORT (bash's /dev/tcp: no curl needed), or nothing.
 readyz() {

@@ -17,3 +17,14 @@ if [[ -n "${MAAS_CLIENT_CONF:-}" ]]; then
     rc_login=(--user "$(get redis.user)")
   fi
 fi
+# redis-cli's target for a Redis URL: -u URL for one Redis; for a Redis Cluster
+# (redis+cluster://host:port,...) -c (follow MOVED/ASK) -h HOST -p PORT of its first node.
+rc_target() {
+  if [[ "$1" == redis+cluster://* ]]; then
+    local first="${1#redis+cluster://}"
+    first="${first%%,*}" && first="${first##*@}"
+    echo "-c -h ${first%:*} -p ${first##*:}"
+  else
+    echo "-u $1"
+  fi
+}

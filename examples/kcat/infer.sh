@@ -42,7 +42,8 @@ echo "produced job $id to $topic"
 
 # Wait without polling: the job asked ("notify") for its done-list, which gets the final
 # state; BLMOVE onto itself waits for it without consuming it.
-rc=(redis-cli -u "$redis_url" --no-auth-warning "${rc_login[@]}")
+# shellcheck disable=SC2046 # rc_target: words without spaces
+rc=(redis-cli $(rc_target "$redis_url") --no-auth-warning "${rc_login[@]}")
 state="$("${rc[@]}" BLMOVE "${keys}job:{$id}:done" "${keys}job:{$id}:done" RIGHT LEFT 30)"
 echo "state: ${state:-still pending after 30 s}"
 "${rc[@]}" HMGET "${keys}job:{$id}" model worker attempts error_code error_message

@@ -49,7 +49,8 @@ source "$(dirname "$0")/client-conf.sh" # a tenant's login, with MAAS_CLIENT_CON
 kcat "${kcat_conf[@]}" -P -b "$brokers" -t "$topic" -k "$id" "$job"
 echo "produced job $id to $topic"
 
-rc=(redis-cli -u "$redis_url" --no-auth-warning "${rc_login[@]}")
+# shellcheck disable=SC2046 # rc_target: words without spaces
+rc=(redis-cli $(rc_target "$redis_url") --no-auth-warning "${rc_login[@]}")
 # While it trains, the record's `progress` field holds the live epoch (JSON).
 for _ in $(seq 1 20); do
   p="$("${rc[@]}" HGET "${keys}job:{$id}" progress)"

@@ -10,6 +10,7 @@
 #include "../unit/testutil.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,15 +168,11 @@ static void test_wait_without_polling(void **state) {
 }
 
 /* A plain connection to the test Redis, for looking at raw keys. */
-static redisContext *raw_connect(void) {
-    const char *url = getenv("MAAS_REDIS_URL");
-    char host[128] = "127.0.0.1";
-    int port = 26379;
-    if (url && !strncmp(url, "redis://", 8)) sscanf(url + 8, "%127[^:]:%d", host, &port);
+/* A raw connection to host:port as the fixture's admin (INFO and SCRIPT FLUSH are beyond the
+ * services' user): its password is beside the login file. */
+static redisContext *raw_connect_to(const char *host, int port) {
     redisContext *c = redisConnect(host, port);
     if (!c || c->err) fail_msg("raw connect %s:%d", host, port);
-    /* with ACLs, as the fixture's admin (INFO is beyond the services' user): its password is
-     * beside the login file */
     const char *conf = getenv("MAAS_CONFIG");
     char path[4096], pass[256] = "";
     if (conf && strrchr(conf, '/')) {
@@ -191,6 +188,67 @@ static redisContext *raw_connect(void) {
         freeReplyObject(r);
     }
     return c;
+}
+
+/* MAAS_REDIS_URL's (first) server: redis://host:port or redis+cluster://host:port,... */
+static redisContext *raw_connect(void) {
+    const char *url = getenv("MAAS_REDIS_URL");
+    char host[128] = "127.0.0.1";
+    int port = 26379;
+    if (url && !strncmp(url, "redis://", 8)) sscanf(url + 8, "%127[^:]:%d", host, &port);
+    if (url && !strncmp(url, "redis+cluster://", 16)) sscanf(url + 16, "%127[^:]:%d", host, &port);
+    return raw_connect_to(host, port);
+}
+
+/* A raw command as a cluster-aware client runs it: on MOVED, *c moves to the node named and
+ * the command runs again there (one Redis: redisCommand). INFO then reads that node's. */
+static redisReply *rawcmd(redisContext **c, const char *fmt, ...) {
+    for (int hop = 0; hop < 4; hop++) {
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(*c, fmt, ap);
+        va_end(ap);
+        char host[128];
+        int slot, port;
+        if (!r || r->type != REDIS_REPLY_ERROR ||
+            sscanf(r->str, "MOVED %d %127[^:]:%d", &slot, host, &port) != 3)
+            return r;
+        freeReplyObject(r);
+        redisFree(*c);
+        *c = raw_connect_to(host, port);
+    }
+    fail_msg("raw command: too many redirects");
+    return NULL;
+}
+
+/* A key-less command on every master of a cluster (one Redis: on it). */
+static void raw_all_masters(int argc, const char **argv) {
+    redisContext *c = raw_connect();
+    redisReply *nodes = redisCommand(c, "CLUSTER NODES");
+    if (!nodes || nodes->type != REDIS_REPLY_STRING) { /* not a cluster */
+        if (nodes) freeReplyObject(nodes);
+        freeReplyObject(redisCommandArgv(c, argc, argv, NULL));
+        redisFree(c);
+        return;
+    }
+    /* "<id> <ip>:<port>@<bus> <flags> ..." per line: the masters not failed */
+    for (char *line = nodes->str; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = '\0';
+        char id[64], addr[128], flags[128];
+        if (sscanf(line, "%63s %127s %127s", id, addr, flags) == 3 && strstr(flags, "master") &&
+            !strstr(flags, "fail") && strchr(addr, ':')) {
+            *strchr(addr, '@') = '\0';
+            char *colon = strrchr(addr, ':');
+            *colon = '\0';
+            redisContext *m = raw_connect_to(addr, (int)strtol(colon + 1, NULL, 10));
+            freeReplyObject(redisCommandArgv(m, argc, argv, NULL));
+            redisFree(m);
+        }
+        line = next;
+    }
+    freeReplyObject(nodes);
+    redisFree(c);
 }
 
 static void test_pipelined_halves_and_notify(void **state) {
@@ -235,19 +293,19 @@ static void test_pipelined_halves_and_notify(void **state) {
     redisContext *c = raw_connect();
     char key[256];
     snprintf(key, sizeof(key), "%sjob:{job-p0}:done", prefix);
-    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    redisReply *r = rawcmd(&c, "EXISTS %s", key);
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
     snprintf(key, sizeof(key), "%sjob:{job-p1}:done", prefix);
-    r = redisCommand(c, "LRANGE %s 0 -1", key);
+    r = rawcmd(&c, "LRANGE %s 0 -1", key);
     assert_int_equal(r->elements, 1);
     assert_string_equal(r->element[0]->str, "succeeded");
     freeReplyObject(r);
-    r = redisCommand(c, "TTL %s", key);
+    r = rawcmd(&c, "TTL %s", key);
     assert_true(r->integer > 500 && r->integer <= 600);
     freeReplyObject(r);
     snprintf(key, sizeof(key), "%sjob:{job-p0}", prefix);
-    r = redisCommand(c, "TTL %s", key);
+    r = rawcmd(&c, "TTL %s", key);
     assert_true(r->integer > 500 && r->integer <= 600);
     freeReplyObject(r);
     redisFree(c);
@@ -261,7 +319,7 @@ static void test_pipelined_halves_and_notify(void **state) {
 }
 
 static long long hget_calls(redisContext *c) {
-    redisReply *r = redisCommand(c, "INFO commandstats");
+    redisReply *r = rawcmd(&c, "INFO commandstats");
     const char *p = r && r->str ? strstr(r->str, "cmdstat_hget:calls=") : NULL;
     long long n = p ? strtoll(p + 19, NULL, 10) : -1;
     if (r) freeReplyObject(r);
@@ -296,8 +354,8 @@ static void test_version_cache(void **state) {
     char aliases[256], versions[256];
     snprintf(aliases, sizeof(aliases), "%smodel:{cached}:aliases", prefix);
     snprintf(versions, sizeof(versions), "%smodel:{cached}:versions", prefix);
-    freeReplyObject(redisCommand(c, "HSET %s production 1", aliases));
-    freeReplyObject(redisCommand(c, "HSET %s 1.size 10 2.size 10", versions));
+    freeReplyObject(rawcmd(&c, "HSET %s production 1", aliases));
+    freeReplyObject(rawcmd(&c, "HSET %s 1.size 10 2.size 10", versions));
     int v = 0;
     assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
     assert_int_equal(v, 1);
@@ -310,7 +368,7 @@ static void test_version_cache(void **state) {
     }
     assert_int_equal(hget_calls(c), before);
     /* moved by another client: resolves see it (resolves_to) */
-    freeReplyObject(redisCommand(c, "HSET %s production 2", aliases));
+    freeReplyObject(rawcmd(&c, "HSET %s production 2", aliases));
     resolves_to(kv, "production", 2);
     /* with the adapter's own alias move too */
     assert_ok(maas_kv_alias_set(kv, "cached", "production", 1, -1, err, sizeof(err)), err);
@@ -318,10 +376,10 @@ static void test_version_cache(void **state) {
     /* a numbered version, cached as existing, then deleted */
     assert_ok(maas_kv_version_resolve(kv, "cached", "2", &v, err, sizeof(err)), err);
     assert_int_equal(v, 2);
-    freeReplyObject(redisCommand(c, "HDEL %s 2.size", versions));
+    freeReplyObject(rawcmd(&c, "HDEL %s 2.size", versions));
     resolves_to(kv, "2", 0);
     /* the alias deleted: unknown */
-    freeReplyObject(redisCommand(c, "HDEL %s production", aliases));
+    freeReplyObject(rawcmd(&c, "HDEL %s production", aliases));
     resolves_to(kv, "production", 0);
     redisFree(c);
     maas_kv_free(kv);
@@ -338,7 +396,7 @@ static void test_server_errors_are_permanent(void **state) {
     redisContext *c = raw_connect();
     char key[128];
     snprintf(key, sizeof(key), "%sjob:{job-broken}", prefix);
-    freeReplyObject(redisCommand(c, "SET %s not-a-hash", key));
+    freeReplyObject(rawcmd(&c, "SET %s not-a-hash", key));
     maas_job_record r;
     assert_err(MAAS_ERR_SERVER_ERROR, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
     assert_mentions(err, "WRONGTYPE");
@@ -361,6 +419,39 @@ static void test_server_errors_are_permanent(void **state) {
     assert_int_equal(res[0], MAAS_OK);
     assert_int_equal(res[1], MAAS_ERR_SERVER_ERROR);
     redisFree(c);
+    maas_kv_free(kv);
+}
+
+/* SCRIPT FLUSH (or a restart the handle did not see): every script runs by EVALSHA, so a
+ * command finds NOSCRIPT, loads them all again and runs; a pipelined batch sent into it
+ * reads as retriable and the next batch goes through. */
+static void test_scripts_flushed(void **state) {
+    (void)state;
+    const char *flush[] = {"SCRIPT", "FLUSH"};
+    maas_kv *kv = connect_kv();
+    raw_all_masters(2, flush);
+    maas_job_record a = job("job-flush-a"), b = job("job-flush-b");
+    assert_ok(maas_kv_job_create(kv, &a, 60, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_create(kv, &b, 60, err, sizeof(err)), err);
+    raw_all_masters(2, flush);
+    const char *ids[] = {"job-flush-a", "job-flush-b"};
+    maas_job_update ups[2] = {
+        {.to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"},
+        {.to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w"}};
+    maas_err res[2];
+    assert_ok(maas_kv_job_transition_send(kv, 2, ids, ups, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_UNAVAILABLE, maas_kv_job_transition_recv(kv, res, err, sizeof(err)), err);
+    assert_mentions(err, "NOSCRIPT");
+    assert_int_equal(res[0], MAAS_ERR_UNAVAILABLE);
+    assert_int_equal(res[1], MAAS_ERR_UNAVAILABLE);
+    assert_ok(maas_kv_job_transition_batch(kv, 2, ids, ups, res, err, sizeof(err)), err);
+    assert_int_equal(res[0], MAAS_OK);
+    assert_int_equal(res[1], MAAS_OK);
+    maas_job_record r;
+    assert_ok(maas_kv_job_get(kv, "job-flush-b", &r, err, sizeof(err)), err);
+    assert_int_equal(r.state, MAAS_JOB_RUNNING);
+    assert_int_equal(r.attempts, 1);
+    maas_job_record_release(&r);
     maas_kv_free(kv);
 }
 
@@ -575,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_pipelined_halves_and_notify),
         cmocka_unit_test(test_version_cache),
         cmocka_unit_test(test_server_errors_are_permanent),
+        cmocka_unit_test(test_scripts_flushed),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

@@ -241,7 +241,14 @@ try:
             return e.code, e.read().decode()
     st, body = get(29101, "/healthz")
     check(st == 200 and '"kafka": true' in body and '"redis": true' in body, f"/healthz: {st} {body.strip()}")
-    st, body = get(29102, "/readyz")
+    # ready once its groups went 3 s without a rebalance: the test's own joins and leaves
+    # (a third worker came and went) may be more recent than that
+    end = time.time() + 60
+    while True:
+        st, body = get(29102, "/readyz")
+        if (st == 200 and '"ready": true' in body) or time.time() > end:
+            break
+        time.sleep(0.2)
     check(st == 200 and '"ready": true' in body, f"/readyz: {st} {body.strip()}")
     metrics = get(29101, "/metrics")[1] + get(29102, "/metrics")[1]
     served = sum(float(l.split()[-1]) for l in metrics.splitlines()

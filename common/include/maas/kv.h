@@ -1,6 +1,7 @@
 /*
- * kv.h - the Redis adapter (hiredis; kv_redis.c is the only file that
- * includes hiredis.h): job records, the model registry and datasets.
+ * kv.h - the Redis adapter (hiredis; common/src/kv/ holds the only files that
+ * include hiredis.h, one per concern, and its Lua scripts): job records, the
+ * model registry, datasets, sweeps, the fleet, tenants and API keys.
  *
  * The key layout (schemas/redis-keys.md) puts everything that must change
  * atomically under one hash tag — a job's keys under {job-id}, a model's under
@@ -28,8 +29,12 @@ typedef struct maas_kv maas_kv;
 
 /*
  * Connects to url, "redis://[[user]:password@]host[:port][/db]" (default
- * redis://127.0.0.1:6379). Settings: redis.user, redis.password (override the
- * URL's), redis.prefix (key prefix, default "maas:"), redis.timeout_ms (5000).
+ * redis://127.0.0.1:6379), or a Redis Cluster:
+ * "redis+cluster://[[user]:password@]host:port[,host:port...]" (commands routed by
+ * their key's slot; MOVED, ASK and failovers followed). Settings: redis.user,
+ * redis.password (override the URL's), redis.prefix (key prefix, default "maas:"),
+ * redis.timeout_ms (5000), redis.wait_replicas (writes confirmed once that many
+ * replicas have them: 1 on a cluster, 0 on one Redis), redis.wait_ms (200).
  * Free with maas_kv_free().
  */
 maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,

@@ -7,7 +7,7 @@
  *   maas:apikey:{ID}        hash: tenant, scopes, hash (SHA-256 of the secret), created_ms,
  *                           expires_ms; expires with the key
  */
-#include "kv_internal.h"
+#include "internal.h"
 
 #include "maas/auth.h"
 #include "maas/clock.h"
@@ -206,31 +206,37 @@ maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, c
         err = maas_kv_apikey_expire(kv, keys[i].id, 0, errstr, errstr_size);
     free(keys);
     if (err) return err;
-    char match[128], cursor[32] = "0";
+    char match[128];
     snprintf(match, sizeof(match), "%st:%s:*", kv->base, tenant);
-    do { /* the namespace, in batches: SCAN never blocks Redis for long */
-        const char *scan[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
-        redisReply *r = kv_cmd(kv, 6, scan, NULL, errstr, errstr_size);
-        if (!r) return kv->last_err;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            freeReplyObject(r);
-            return maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR, "redis SCAN: bad reply");
-        }
-        kv_copy_field(cursor, sizeof(cursor), r->element[0]);
-        const redisReply *ks = r->element[1];
-        for (size_t i = 0; i < ks->elements && !err; i++) {
-            const char *unlink[] = {"UNLINK", ks->element[i]->str};
-            size_t lens[] = {6, ks->element[i]->len};
-            redisReply *u = kv_cmd(kv, 2, unlink, lens, errstr, errstr_size);
-            if (!u)
-                err = kv->last_err;
-            else {
-                *deleted += u->integer;
-                freeReplyObject(u);
+    int masters[KV_NODES_MAX], n_masters = 0;
+    if ((err = kv_nodes(kv, 1, masters, &n_masters, errstr, errstr_size))) return err;
+    for (int m = 0; m < n_masters && !err; m++) { /* a cluster: each master's own keys */
+        char cursor[32] = "0";
+        do { /* the namespace, in batches: SCAN never blocks Redis for long */
+            const char *scan[] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
+            redisReply *r = kv_cmd_node(kv, masters[m], 6, scan, NULL, errstr, errstr_size);
+            if (!r) return kv->last_err;
+            if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                freeReplyObject(r);
+                return maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                                 "redis SCAN: bad reply");
             }
-        }
-        freeReplyObject(r);
-    } while (!err && strcmp(cursor, "0"));
+            kv_copy_field(cursor, sizeof(cursor), r->element[0]);
+            const redisReply *ks = r->element[1];
+            for (size_t i = 0; i < ks->elements && !err; i++) {
+                const char *unlink[] = {"UNLINK", ks->element[i]->str};
+                size_t lens[] = {6, ks->element[i]->len};
+                redisReply *u = kv_cmd(kv, 2, unlink, lens, errstr, errstr_size);
+                if (!u)
+                    err = kv->last_err;
+                else {
+                    *deleted += u->integer;
+                    freeReplyObject(u);
+                }
+            }
+            freeReplyObject(r);
+        } while (!err && strcmp(cursor, "0"));
+    }
     if (err) return err;
     char key[128], set[96];
     snprintf(key, sizeof(key), "%stenant:{%s}", kv->base, tenant);
@@ -247,9 +253,7 @@ maas_err maas_kv_tenant_delete(maas_kv *kv, const char *tenant, long *deleted, c
 static int acl_save(maas_kv *kv) {
     char e[MAAS_ERRSTR_SIZE];
     const char *argv[] = {"ACL", "SAVE"};
-    redisReply *r = kv_cmd(kv, 2, argv, NULL, e, sizeof(e));
-    if (r) freeReplyObject(r);
-    return r != NULL;
+    return kv_cmd_all(kv, 2, argv, e, sizeof(e)) == MAAS_OK;
 }
 
 maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *password, char *user,
@@ -297,7 +301,8 @@ maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *pass
                           "+punsubscribe",
                           "+blmove",
                           "+lindex"};
-    if ((err = simple(kv, (int)MAAS_ARRAY_LEN(argv), argv, NULL, errstr, errstr_size))) return err;
+    /* users are per server: on every node of a cluster, replicas too (one may be promoted) */
+    if ((err = kv_cmd_all(kv, (int)MAAS_ARRAY_LEN(argv), argv, errstr, errstr_size))) return err;
     *saved = acl_save(kv);
     return MAAS_OK;
 }
@@ -307,7 +312,7 @@ maas_err maas_kv_tenant_reader_delete(maas_kv *kv, const char *tenant, char *err
     char user[64];
     snprintf(user, sizeof(user), "tenant-%s", tenant);
     const char *argv[] = {"ACL", "DELUSER", user};
-    maas_err err = simple(kv, 3, argv, NULL, errstr, errstr_size);
+    maas_err err = kv_cmd_all(kv, 3, argv, errstr, errstr_size);
     if (!err) acl_save(kv);
     return err;
 }

@@ -1,0 +1,618 @@
+/*
+ * Job records in Redis: creation, state transitions (one, or a pipelined batch), heartbeats,
+ * cancels, waits, the listings, stored job messages and delivery counts.
+ */
+#include "maas/base.h"
+#include "maas/clock.h"
+#include "maas/kv.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+
+/*
+ * The recent-jobs index (sorted set maas:jobs, score = created_ms): for
+ * `maas jobs`. It is an index, not the truth: entries whose record expired are
+ * dropped when listed, and entries older than 30 days on every submission.
+ */
+static maas_err index_job(maas_kv *kv, const char *id, int64_t created_ms, char *errstr,
+                          size_t errstr_size) {
+    char key[128], score[24], cutoff[32];
+    snprintf(key, sizeof(key), "%sjobs", kv->prefix);
+    snprintf(score, sizeof(score), "%lld", (long long)created_ms);
+    snprintf(cutoff, sizeof(cutoff), "(%lld", (long long)(maas_wall_ms() - 30LL * 86400 * 1000));
+    const char *add[] = {"ZADD", key, "NX", score, id};
+    redisReply *rep = kv_cmd(kv, 5, add, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    freeReplyObject(rep);
+    const char *trim[] = {"ZREMRANGEBYSCORE", key, "-inf", cutoff};
+    if (!(rep = kv_cmd(kv, 4, trim, NULL, errstr, errstr_size))) return kv->last_err;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, char *errstr,
+                            size_t errstr_size) {
+    maas_err err = maas_name_check("job id", r->id, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}", r->id);
+    argv_buf a = {0};
+    arg_script(&a, &kv_lua_hset_new, 1);
+    arg_s(&a, key);
+    arg_s(&a, "id"), arg_s(&a, r->id);
+    arg_s(&a, "type"), arg_s(&a, r->type);
+    arg_s(&a, "model"), arg_s(&a, r->model);
+    arg_s(&a, "state"), arg_s(&a, "queued");
+    arg_s(&a, "attempts"), arg_i(&a, 0);
+    arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : maas_wall_ms());
+    arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
+    arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
+    if (r->digest[0]) arg_s(&a, "digest"), arg_s(&a, r->digest);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    long long created = rep->integer;
+    freeReplyObject(rep);
+    if (!created)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
+    return index_job(kv, r->id, r->created_ms ? r->created_ms : maas_wall_ms(), errstr,
+                     errstr_size);
+}
+
+maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *errstr,
+                         size_t errstr_size) {
+    memset(r, 0, sizeof(*r));
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}", id);
+    const char *argv[] = {"HGETALL", key};
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *f = rep->element[i]->str;
+        const redisReply *v = rep->element[i + 1];
+        if (!strcmp(f, "state")) {
+            char s[32];
+            kv_copy_field(s, sizeof(s), v);
+            r->state = maas_job_state_from_name(s);
+        } else if (!strcmp(f, "type"))
+            kv_copy_field(r->type, sizeof(r->type), v);
+        else if (!strcmp(f, "model"))
+            kv_copy_field(r->model, sizeof(r->model), v);
+        else if (!strcmp(f, "worker"))
+            kv_copy_field(r->worker, sizeof(r->worker), v);
+        else if (!strcmp(f, "error_code"))
+            kv_copy_field(r->error_code, sizeof(r->error_code), v);
+        else if (!strcmp(f, "error_message"))
+            kv_copy_field(r->error_message, sizeof(r->error_message), v);
+        else if (!strcmp(f, "attempts"))
+            r->attempts = (int)kv_field_i64(v);
+        else if (!strcmp(f, "created_ms"))
+            r->created_ms = kv_field_i64(v);
+        else if (!strcmp(f, "started_ms"))
+            r->started_ms = kv_field_i64(v);
+        else if (!strcmp(f, "finished_ms"))
+            r->finished_ms = kv_field_i64(v);
+        else if (!strcmp(f, "heartbeat_ms"))
+            r->heartbeat_ms = kv_field_i64(v);
+        else if (!strcmp(f, "deadline_ms"))
+            r->deadline_ms = kv_field_i64(v);
+        else if (!strcmp(f, "cancel_requested"))
+            r->cancel_requested = kv_field_i64(v) != 0;
+        else if (!strcmp(f, "digest"))
+            kv_copy_field(r->digest, sizeof(r->digest), v);
+        else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
+            memcpy(r->progress, v->str, v->len);
+            r->progress[v->len] = '\0';
+        } else if (!strcmp(f, "result") && !r->result &&
+                   (r->result = malloc(v->len ? v->len : 1))) {
+            memcpy(r->result, v->str, v->len);
+            r->result_len = v->len;
+        }
+    }
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+/* The arguments of one transition script call; the key buffers live in it. */
+typedef struct transition_call {
+    argv_buf a;
+    char key[256], done[256], chan[256];
+} transition_call;
+
+static void build_transition(maas_kv *kv, transition_call *t, const char *id,
+                             const maas_job_update *u, int64_t now) {
+    memset(&t->a, 0, sizeof(t->a));
+    KEY(t->key, kv, "job:{%s}", id);
+    KEY(t->done, kv, "job:{%s}:done", id);
+    KEY(t->chan, kv, "job:{%s}:events", id);
+    argv_buf *a = &t->a;
+    arg_script(a, &kv_lua_job_transition, 3); /* lua/job_transition.lua names the arguments */
+    arg_s(a, t->key);
+    arg_s(a, t->done);
+    arg_s(a, t->chan);
+    arg_i(a, (long long)u->from_mask);
+    arg_s(a, maas_job_state_name(u->to));
+    arg_i(a, now);
+    arg_s(a, u->worker);
+    arg(a, u->result ? (const void *)u->result : "", u->result ? u->result_len : 0);
+    arg_s(a, u->error_code);
+    arg_s(a, u->error_message);
+    arg_i(a, u->ttl_s);
+    arg_s(a, u->result ? "1" : "0");
+    const maas_job_record *c = u->create;
+    arg_s(a, c ? "1" : "0");
+    arg_s(a, id);
+    arg_s(a, c ? c->type : "");
+    arg_s(a, c ? c->model : "");
+    arg_i(a, c && c->created_ms ? c->created_ms : now);
+    arg_i(a, c ? c->deadline_ms : 0);
+    arg_s(a, u->notify ? "1" : "0");
+    arg_s(a, c ? c->digest : "");
+    arg_i(a, u->started_ms);
+}
+
+static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
+                                 char *errstr, size_t errstr_size) {
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        return maas_errf(errstr, errstr_size, rep ? kv_server_err(rep->str) : MAAS_ERR_UNAVAILABLE,
+                         "redis EVAL: %s", rep && rep->str ? rep->str : "no reply");
+    /* 1 when moved (a plain integer: a table reply costs Redis ~10% of the script, measured);
+     * {0, state} when the record's state did not allow it; {-1, ""} when there is none */
+    long long ok = rep->type == REDIS_REPLY_INTEGER ? rep->integer
+                   : rep->elements >= 1             ? rep->element[0]->integer
+                                                    : -1;
+    char from[32] = "";
+    if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
+        kv_copy_field(from, sizeof(from), rep->element[1]);
+    if (ok == -2)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_MISMATCH,
+                         "job '%s': the message does not match its record (type, model or "
+                         "digest); the record is left as it was (%s)",
+                         id, from);
+    if (ok < 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "job '%s' has no record", id);
+    if (ok == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' is %s, not moved to %s",
+                         id, from, u ? maas_job_state_name(u->to) : "its next state");
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,
+                                size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    transition_call t;
+    build_transition(kv, &t, id, u, maas_wall_ms());
+    redisReply *rep = kv_cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    err = transition_reply(rep, id, u, errstr, errstr_size);
+    freeReplyObject(rep);
+    if (!err && u->create) /* a job produced straight to Kafka: index it too */
+        err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : maas_wall_ms(),
+                        errstr, errstr_size);
+    return err;
+}
+
+void kv_flight_read(maas_kv *kv) {
+    while (kv->flight.unread > 0) {
+        int i = kv->flight.n - kv->flight.unread;
+        int node = kv->flight.node_of[i];
+        redisContext *c = kv->nodes[node].ctx;
+        redisReply *rep = NULL;
+        kv->flight.unread--;
+        if (!c || redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
+            if (!kv->flight.err)
+                kv->flight.err =
+                    maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr), MAAS_ERR_UNAVAILABLE,
+                              "redis: %s", c ? c->errstr : "connection lost");
+            /* a half-read pipeline leaves the connection unusable: start over next time */
+            if (c) kv_node_drop(kv, node);
+            kv->flight.results[i] = MAAS_ERR_UNAVAILABLE;
+            continue; /* the other nodes' replies are still to be read */
+        }
+        char sub[MAAS_ERRSTR_SIZE];
+        if (rep->type == REDIS_REPLY_ERROR && rep->str && !strncmp(rep->str, "NOSCRIPT", 8))
+            kv->nodes[node].scripts_loaded = 0; /* reloaded next time; this batch is retried */
+        if (rep->type == REDIS_REPLY_ERROR && rep->str &&
+            (!strncmp(rep->str, "MOVED ", 6) || !strncmp(rep->str, "ASK ", 4) ||
+             !strncmp(rep->str, "CLUSTERDOWN", 11)))
+            kv->map_stale = 1; /* retried by the caller (UNAVAILABLE) after a fresh map */
+        kv->flight.results[i] = transition_reply(rep, "", NULL, sub, sizeof(sub));
+        if (kv->flight.results[i] == MAAS_ERR_UNAVAILABLE && !kv->flight.err)
+            kv->flight.err = maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr),
+                                       MAAS_ERR_UNAVAILABLE, "%s", sub);
+        freeReplyObject(rep);
+    }
+    /* the WAIT after each node's transitions: when it fails, they may not outlive a
+     * failover, so they are not confirmed (retried: a redelivery finds them final) */
+    for (int k = 0; k < kv->n_nodes; k++) {
+        if (!kv->flight.waited[k]) continue;
+        kv->flight.waited[k] = 0;
+        char sub[MAAS_ERRSTR_SIZE];
+        if (!kv_wait_read(kv, k, sub, sizeof(sub))) continue;
+        if (kv->nodes[k].ctx) kv_node_drop(kv, k);
+        if (!kv->flight.err)
+            kv->flight.err = maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr),
+                                       MAAS_ERR_UNAVAILABLE, "%s", sub);
+        for (int i = 0; i < kv->flight.n; i++)
+            if (kv->flight.node_of[i] == k && kv->flight.results[i] == MAAS_OK)
+                kv->flight.results[i] = MAAS_ERR_UNAVAILABLE;
+    }
+}
+
+maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
+                                     const maas_job_update *updates, char *errstr,
+                                     size_t errstr_size) {
+    if (kv->flight.n)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a transition batch is in flight already: recv it first");
+    if (n <= 0) return MAAS_OK;
+    for (int i = 0; i < n; i++) {
+        maas_err err = maas_name_check("job id", ids[i], errstr, errstr_size);
+        if (err) return err;
+    }
+    maas_err *results = calloc((size_t)n, sizeof(*results));
+    unsigned char *node_of = malloc((size_t)n);
+    transition_call *t = malloc(sizeof(*t));
+    if (!results || !node_of || !t) {
+        free(results);
+        free(node_of);
+        free(t);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    int64_t now = maas_wall_ms();
+    maas_err err = MAAS_OK;
+    unsigned char touched[KV_NODES_MAX] = {0};
+    /* Routed first (reading the slot map or loading scripts uses the connections), then
+     * pipelined: every script appended to its node's output buffer (one node, unless a
+     * cluster), then each buffer written at once. */
+    for (int i = 0; i < n && !err; i++) {
+        char key[256];
+        KEY(key, kv, "job:{%s}", ids[i]);
+        int k = kv_route(kv, key, strlen(key), errstr, errstr_size);
+        if (k < 0) {
+            err = kv->last_err;
+            break;
+        }
+        if (!touched[k] && (err = kv_node_ready(kv, k, errstr, errstr_size))) break;
+        touched[k] = 1;
+        node_of[i] = (unsigned char)k;
+    }
+    for (int i = 0; i < n && !err; i++) {
+        build_transition(kv, t, ids[i], &updates[i], now);
+        redisContext *c = kv->nodes[node_of[i]].ctx;
+        if (redisAppendCommandArgv(c, t->a.n, t->a.v, t->a.len) != REDIS_OK)
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", c->errstr);
+    }
+    for (int k = 0; k < kv->n_nodes && !err; k++)
+        kv->flight.waited[k] = touched[k] && kv_wait_append(kv, k);
+    for (int k = 0; k < kv->n_nodes && !err; k++) {
+        int wdone = 0;
+        redisContext *c = kv->nodes[k].ctx;
+        while (touched[k] && !err && !wdone)
+            if (redisBufferWrite(c, &wdone) != REDIS_OK)
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", c->errstr);
+    }
+    free(t);
+    if (err) {
+        free(results);
+        free(node_of);
+        /* some may have gone out, or sit in a buffer: start those connections over */
+        for (int k = 0; k < kv->n_nodes; k++) {
+            if (touched[k] && kv->nodes[k].ctx) kv_node_drop(kv, k);
+            kv->flight.waited[k] = 0;
+        }
+        return err;
+    }
+    kv->flight.n = kv->flight.unread = n;
+    kv->flight.results = results;
+    kv->flight.node_of = node_of;
+    kv->flight.err = MAAS_OK;
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_transition_recv(maas_kv *kv, maas_err *results, char *errstr,
+                                     size_t errstr_size) {
+    if (!kv->flight.n) return MAAS_OK;
+    kv_flight_read(kv);
+    memcpy(results, kv->flight.results, (size_t)kv->flight.n * sizeof(*results));
+    maas_err err = kv->flight.err;
+    if (err) maas_errf(errstr, errstr_size, err, "%s", kv->flight.errstr);
+    free(kv->flight.results);
+    free(kv->flight.node_of);
+    kv->flight.results = NULL;
+    kv->flight.node_of = NULL;
+    kv->flight.n = 0;
+    kv->flight.err = MAAS_OK;
+    return err;
+}
+
+int maas_kv_job_transition_in_flight(const maas_kv *kv) {
+    return kv->flight.n;
+}
+
+maas_err maas_kv_job_transition_batch(maas_kv *kv, int n, const char *const *ids,
+                                      const maas_job_update *updates, maas_err *results,
+                                      char *errstr, size_t errstr_size) {
+    maas_err err = maas_kv_job_transition_send(kv, n, ids, updates, errstr, errstr_size);
+    if (err) return err;
+    return maas_kv_job_transition_recv(kv, results, errstr, errstr_size);
+}
+
+maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
+                               const char *progress_json, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], chan[256];
+    KEY(key, kv, "job:{%s}", id);
+    KEY(chan, kv, "job:{%s}:events", id);
+    argv_buf a = {0};
+    arg_script(&a, &kv_lua_job_heartbeat, 2);
+    arg_s(&a, key);
+    arg_s(&a, chan);
+    arg_s(&a, worker);
+    arg_i(&a, maas_wall_ms());
+    arg_s(&a, progress_json);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    if (v == 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT,
+                         "job '%s' is not running on worker '%s'", id, worker);
+    if (v > 1)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_CANCELLED, "job '%s' was cancelled", id);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], done[256], chan[256];
+    KEY(key, kv, "job:{%s}", id);
+    KEY(done, kv, "job:{%s}:done", id);
+    KEY(chan, kv, "job:{%s}:events", id);
+    argv_buf a = {0};
+    arg_script(&a, &kv_lua_job_cancel, 3);
+    arg_s(&a, key);
+    arg_s(&a, done);
+    arg_s(&a, chan);
+    arg_i(&a, maas_wall_ms());
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    int unknown = rep->str && !strcmp(rep->str, "unknown");
+    freeReplyObject(rep);
+    if (unknown) return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "no job '%s'", id);
+    return MAAS_OK;
+}
+
+/* Waits up to timeout_ms for a message on the subscribed connection c: 1 got one, 0 timed
+ * out, -1 the connection failed. Other replies (subscribe confirmations) are skipped. */
+static int sub_message(redisContext *c, int timeout_ms) {
+    redisReply *rep;
+    int got;
+    while ((got = kv_sub_next(c, timeout_ms, &rep)) == 1) {
+        int msg = kv_is_push(rep, "message");
+        freeReplyObject(rep);
+        if (msg) return 1;
+    }
+    return got;
+}
+
+maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_state *state,
+                          char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char chan[256];
+    KEY(chan, kv, "job:{%s}:events", id);
+    /* Subscribe first, then read the state: a transition between the two is not missed. */
+    /* any node (a cluster's nodes pass classic pub/sub messages on to each other); the
+     * key's own, so a dead node is not picked */
+    int node = kv->sub ? 0 : kv_route(kv, chan, strlen(chan), errstr, errstr_size);
+    if (node < 0) return kv->last_err;
+    if (!kv->sub && (err = kv_connect_ctx(kv, &kv->nodes[node], &kv->sub, errstr, errstr_size)))
+        return err;
+    redisReply *rep = redisCommand(kv->sub, "SUBSCRIBE %s", chan);
+    int ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    if (rep) freeReplyObject(rep);
+    if (!ok) {
+        redisFree(kv->sub);
+        kv->sub = NULL;
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis SUBSCRIBE failed");
+    }
+    maas_job_record r;
+    err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+    maas_job_record_release(&r);
+    *state = r.state;
+    int got = 0;
+    if (!err && !MAAS_JOB_FINAL(r.state) && r.state != MAAS_JOB_UNKNOWN)
+        got = sub_message(kv->sub, timeout_ms);
+    /* Unsubscribe and skip what came meanwhile, up to the confirmation. */
+    if (got >= 0 && redisAppendCommand(kv->sub, "UNSUBSCRIBE %s", chan) == REDIS_OK) {
+        while ((rep = NULL, redisGetReply(kv->sub, (void **)&rep) == REDIS_OK) && rep) {
+            int done = kv_is_push(rep, "unsubscribe");
+            freeReplyObject(rep);
+            if (done) break;
+        }
+        if (!rep) got = -1;
+    }
+    if (got < 0) { /* a broken subscription: a fresh connection next time */
+        redisFree(kv->sub);
+        kv->sub = NULL;
+    }
+    if (got == 1 && !err) {
+        err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+        maas_job_record_release(&r);
+        *state = r.state;
+    }
+    return err;
+}
+
+maas_err maas_kv_jobs_list(maas_kv *kv, maas_job_state state, int limit, maas_job_record *out,
+                           int *n, char *errstr, size_t errstr_size) {
+    *n = 0;
+    if (limit < 1) return MAAS_OK;
+    char key[128];
+    snprintf(key, sizeof(key), "%sjobs", kv->prefix);
+    /* newest first, in pages, until `limit` records match */
+    for (long start = 0; *n < limit && start < 100000; start += 200) {
+        char a0[24], a1[24];
+        snprintf(a0, sizeof(a0), "%ld", start);
+        snprintf(a1, sizeof(a1), "%ld", start + 199);
+        const char *argv[] = {"ZREVRANGE", key, a0, a1};
+        redisReply *rep = kv_cmd(kv, 4, argv, NULL, errstr, errstr_size);
+        if (!rep) return kv->last_err;
+        size_t got = rep->elements, gone = 0;
+        for (size_t i = 0; i < got && *n < limit; i++) {
+            char id[MAAS_NAME_MAX + 1];
+            kv_copy_field(id, sizeof(id), rep->element[i]);
+            maas_job_record r;
+            maas_err err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
+            if (err) {
+                freeReplyObject(rep);
+                return err;
+            }
+            if (r.state == MAAS_JOB_UNKNOWN) { /* expired: drop it from the index */
+                const char *rem[] = {"ZREM", key, id};
+                redisReply *x = kv_cmd(kv, 3, rem, NULL, errstr, errstr_size);
+                if (x) freeReplyObject(x);
+                gone++;
+                continue;
+            }
+            if (state != MAAS_JOB_UNKNOWN && r.state != state) {
+                maas_job_record_release(&r);
+                continue;
+            }
+            out[(*n)++] = r;
+        }
+        freeReplyObject(rep);
+        if (got < 200) break;
+        start -= (long)gone; /* removed entries shift the ranks */
+    }
+    return MAAS_OK;
+}
+
+maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partition,
+                                 const int64_t *offsets, const int *add, int n, int *counts,
+                                 int ttl_s, char *errstr, size_t errstr_size) {
+    if (n <= 0) return MAAS_OK;
+    if (n > 4096)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "over 4096 offsets");
+    char key[512], ttl[24];
+    snprintf(key, sizeof(key), "%stries:{%s/%d}", kv->prefix, topic, (int)partition);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 86400);
+    int argc = 5 + 2 * n; /* lua/delivery_counts.lua */
+    const char **argv = malloc((size_t)argc * sizeof(*argv));
+    char *nums = malloc((size_t)n * 24);
+    if (!argv || !nums) {
+        free(argv);
+        free(nums);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    argv[0] = "EVALSHA", argv[1] = kv_lua_delivery_counts.sha, argv[2] = "1", argv[3] = key;
+    argv[4] = ttl;
+    for (int i = 0; i < n; i++) {
+        snprintf(nums + (size_t)i * 24, 24, "%lld", (long long)offsets[i]);
+        argv[5 + 2 * i] = nums + (size_t)i * 24;
+        argv[6 + 2 * i] = add[i] ? "1" : "0";
+    }
+    redisReply *rep = kv_cmd(kv, argc, argv, NULL, errstr, errstr_size);
+    free(argv);
+    free(nums);
+    if (!rep) return kv->last_err;
+    maas_err err = MAAS_OK;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != (size_t)n)
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                        "redis: unexpected reply to the delivery counts");
+    for (int i = 0; !err && i < n; i++)
+        counts[i] =
+            rep->element[i]->type == REDIS_REPLY_INTEGER ? (int)rep->element[i]->integer : 0;
+    freeReplyObject(rep);
+    return err;
+}
+
+maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes, size_t len,
+                                 int ttl_s, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], ttl[24];
+    KEY(key, kv, "job:{%s}:message", id);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : MAAS_JOB_TTL_DEFAULT_S);
+    const char *argv[] = {"SET", key, bytes, "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+    redisReply *rep = kv_cmd(kv, 5, argv, lens, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    freeReplyObject(rep);
+    /* the index housekeeping walks (all of it, not the newest N records) */
+    char index[128], score[24];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    snprintf(score, sizeof(score), "%lld", (long long)maas_wall_ms());
+    const char *add[] = {"ZADD", index, "NX", score, id};
+    if (!(rep = kv_cmd(kv, 5, add, NULL, errstr, errstr_size))) return kv->last_err;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_work_index(maas_kv *kv, unsigned long long *cursor, char ***ids, int *n,
+                            char *errstr, size_t errstr_size) {
+    *ids = NULL;
+    *n = 0;
+    char index[128], cur[24];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    snprintf(cur, sizeof(cur), "%llu", *cursor);
+    const char *argv[] = {"ZSCAN", index, cur, "COUNT", "500"};
+    redisReply *rep = kv_cmd(kv, 5, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rep);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR, "redis: bad ZSCAN reply");
+    }
+    *cursor = strtoull(rep->element[0]->str ? rep->element[0]->str : "0", NULL, 10);
+    const redisReply *l = rep->element[1];
+    int m = (int)l->elements / 2; /* member, score, ... */
+    char **v = calloc((size_t)(m ? m : 1), sizeof(*v));
+    maas_err err =
+        v ? MAAS_OK : maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; !err && i < m; i++) {
+        const redisReply *id = l->element[2 * i];
+        if (!(v[i] = strndup(id->str ? id->str : "", id->len)))
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+        else
+            *n = i + 1;
+    }
+    freeReplyObject(rep);
+    if (err) {
+        for (int i = 0; i < *n; i++) free(v[i]);
+        free(v);
+        *n = 0;
+        return err;
+    }
+    *ids = v;
+    return MAAS_OK;
+}
+
+maas_err maas_kv_work_index_remove(maas_kv *kv, const char *id, char *errstr, size_t errstr_size) {
+    char index[128];
+    snprintf(index, sizeof(index), "%sjobs:work", kv->prefix);
+    const char *argv[] = {"ZREM", index, id};
+    redisReply *rep = kv_cmd(kv, 3, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_message_get(maas_kv *kv, const char *id, unsigned char **bytes, size_t *len,
+                                 char *errstr, size_t errstr_size) {
+    *bytes = NULL;
+    *len = 0;
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    char key[256], missing[200];
+    KEY(key, kv, "job:{%s}:message", id);
+    snprintf(missing, sizeof(missing), "job '%s' has no stored message", id);
+    return kv_get_blob(kv, key, missing, bytes, len, errstr, errstr_size);
+}
