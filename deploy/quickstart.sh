@@ -19,7 +19,8 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake --build build -j "$(nproc)" >/dev/null
 maas=build/bin/maas
 export MAAS_KAFKA_BROKERS="127.0.0.1:${MAAS_KAFKA_PORT:-19092}"
-export MAAS_REDIS_URL="redis://127.0.0.1:${MAAS_REDIS_PORT:-16379}"
+source deploy/local/common.sh # maas_redis_url: MAAS_REDIS_CLUSTER=1 runs on a Redis Cluster
+MAAS_REDIS_URL="$(maas_redis_url)" && export MAAS_REDIS_URL
 
 echo "==> starting the local stack: Redis, Kafka, two workers and the HTTP API on 127.0.0.1"
 deploy/local/stack.sh up
@@ -65,10 +66,10 @@ $maas submit optimize --model "$model:1" --quantize int8 --prune 0.5 --finetune-
 echo "==> evaluating the int8 version 2 on the same 154 held-out rows"
 $maas submit evaluate --model "$model:2" --data "$work/test.csv" --label diabetes --wait
 echo
-echo "The stack keeps running: Redis 127.0.0.1:${MAAS_REDIS_PORT:-16379}, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092},"
+echo "The stack keeps running: Redis $MAAS_REDIS_URL, Kafka 127.0.0.1:${MAAS_KAFKA_PORT:-19092},"
 base="${MAAS_WORKER_HTTP_BASE:-19100}"
 echo "workers w1 and w2 (/metrics on 127.0.0.1:$((base + 1)) and :$((base + 2)))."
-echo "Logs: ${MAAS_STATE_DIR:-.local/state}/{redis/redis.log,kafka/kafka.log,workers/w1.log,workers/w2.log}"
+echo "Logs: ${MAAS_STATE_DIR:-.local/state}/{redis/redis.log (a cluster: redis/node-PORT/redis.log),kafka/kafka.log,workers/w1.log,workers/w2.log}"
 echo "Credentials: ${MAAS_STATE_DIR:-.local/state}/credentials/ (maas.conf for the CLI: export MAAS_CONFIG=...;"
 echo "admin.key and demo.key for the HTTP API; demo.conf for a tenant's own Kafka and Redis clients)."
 echo "The HTTP API: http://127.0.0.1:${MAAS_COORDINATOR_PORT:-18080}/v1/models"

@@ -80,3 +80,21 @@ def wait_healthz(api, seconds=10):
             pass
         time.sleep(0.1)
     return False
+
+
+def redis_client(url=None, **extra):
+    """A redis-py client for MAAS_REDIS_URL: redis:// as the services' user; for a Redis
+    Cluster (redis+cluster://host:port,...) redis-py's cluster client, as the fixture's admin
+    (it runs INFO, beyond the services' user; the password sits beside the login file)."""
+    import redis
+    url = url or os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
+    if not url.startswith("redis+cluster://"):
+        return redis.Redis.from_url(url, **redis_login(), **extra)
+    from redis.cluster import ClusterNode, RedisCluster
+    login = redis_login()
+    conf = os.environ.get("MAAS_CONFIG")
+    if login and conf:
+        with open(os.path.join(os.path.dirname(conf), "redis-admin.pass")) as f:
+            login = {"username": "admin", "password": f.read().strip()}
+    seeds = [h.rsplit(":", 1) for h in url.split("://", 1)[1].split("@")[-1].split(",")]
+    return RedisCluster(startup_nodes=[ClusterNode(h, int(p)) for h, p in seeds], **login, **extra)

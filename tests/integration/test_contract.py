@@ -31,7 +31,7 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
-from itkeys import api_call, kafka_conf, operator_key, redis_login, wait_healthz
+from itkeys import api_call, kafka_conf, operator_key, redis_client, wait_healthz
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -40,7 +40,7 @@ PORT, W1, W2 = 29183, 29111, 29112
 API = f"http://127.0.0.1:{PORT}"
 os.makedirs(WORK, exist_ok=True)
 RUN = uuid.uuid4().hex[:8]
-R = redis.Redis.from_url(REDIS_URL, **redis_login())
+R = redis_client(REDIS_URL)
 P = Producer(kafka_conf(BROKERS, enable_idempotence=True, linger_ms=0))
 failures, procs = [], []
 

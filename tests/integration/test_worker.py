@@ -31,13 +31,13 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
-from itkeys import kafka_conf, kafka_only_conf, redis_login
+from itkeys import kafka_conf, kafka_only_conf, redis_client
 
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
 REDIS_URL = os.environ.get("MAAS_REDIS_URL", "redis://127.0.0.1:26379")
 os.makedirs(WORK, exist_ok=True)
-R = redis.Redis.from_url(REDIS_URL, **redis_login())
+R = redis_client(REDIS_URL)
 P = Producer(kafka_conf(BROKERS, enable_idempotence=True))
 RUN = uuid.uuid4().hex[:8]
 FAST = ["-X", "kafka.session.timeout.ms=6000", "-X", "kafka.heartbeat.interval.ms=500",
