@@ -1,7 +1,8 @@
 /*
  * maas-kafka-admin - what the deploy scripts need from Kafka, at protocol level:
  *   maas-kafka-admin [--brokers B] [-X kafka.key=value]... wait [--timeout SECONDS]
- *   maas-kafka-admin [--brokers B] [-X ...] create-topics [--prefix P] [--timeout SECONDS]
+ *   maas-kafka-admin [--brokers B] [-X ...] create-topics [--prefix P] [--partitions N]
+ *                                                         [--timeout SECONDS]
  *   maas-kafka-admin [--brokers B] [-X ...] partitions TOPIC
  *   maas-kafka-admin [--brokers B] [-X ...] grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX
  * Credentials: the file MAAS_CONFIG names, as for every maas program.
@@ -14,7 +15,7 @@
 static int usage(void) {
     fprintf(stderr, "usage: maas-kafka-admin [--brokers HOST:PORT] [-X kafka.KEY=VALUE]...\n"
                     "         wait [--timeout SECONDS] | create-topics [--prefix P] "
-                    "[--timeout SECONDS] | partitions TOPIC |\n"
+                    "[--partitions N] [--timeout SECONDS] | partitions TOPIC |\n"
                     "         grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX\n");
     return 2;
 }
@@ -30,7 +31,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    int i = 1, timeout_s = 10;
+    int i = 1, timeout_s = 10, partitions = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
             snprintf(brokers, sizeof(brokers), "%s", argv[++i]);
@@ -52,8 +53,17 @@ int main(int argc, char **argv) {
             timeout_s = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
             snprintf(prefix, sizeof(prefix), "%s", argv[++i]);
-        else
+        else if (!strcmp(argv[i], "--partitions") && i + 1 < argc) {
+            char *end;
+            long p = strtol(argv[++i], &end, 10);
+            if (*end || p < 1 || p > 1024) {
+                fprintf(stderr, "maas-kafka-admin: --partitions '%s': 1..1024\n", argv[i]);
+                return 2;
+            }
+            partitions = (int)p;
+        } else {
             break;
+        }
     }
     int rc = 0;
     if (!strcmp(cmd, "wait")) {
@@ -73,14 +83,40 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "maas-kafka-admin: %s\n", err);
                 rc = 2;
             }
-            specs[t] = (maas_topic_spec){names[t], defs[t].partitions};
+            /* --partitions: the job topics' count (the dead-letter topic keeps 1) */
+            int want = partitions && defs[t].partitions > 1 ? partitions : defs[t].partitions;
+            specs[t] = (maas_topic_spec){names[t], want};
         }
         if (!rc && maas_kafka_create_topics(brokers, settings, n_settings, specs, n, 1,
                                             timeout_s * 1000, err, sizeof(err))) {
             fprintf(stderr, "maas-kafka-admin: %s\n", err);
             rc = 1;
         }
-        for (int t = 0; t < n && !rc; t++) printf("%s %d\n", specs[t].name, specs[t].partitions);
+        /* topics made earlier with fewer partitions grow to the count asked (never shrink) */
+        for (int t = 0; t < n && !rc; t++) {
+            int have = 0;
+            if (maas_kafka_topic_partitions(brokers, settings, n_settings, specs[t].name, &have,
+                                            timeout_s * 1000, err, sizeof(err))) {
+                fprintf(stderr, "maas-kafka-admin: %s\n", err);
+                rc = 1;
+            } else if (partitions && have < specs[t].partitions) {
+                if (maas_kafka_add_partitions(brokers, settings, n_settings, specs[t].name,
+                                              specs[t].partitions, timeout_s * 1000, err,
+                                              sizeof(err))) {
+                    fprintf(stderr, "maas-kafka-admin: %s\n", err);
+                    rc = 1;
+                } else {
+                    fprintf(stderr, "maas-kafka-admin: %s grew from %d to %d partitions\n",
+                            specs[t].name, have, specs[t].partitions);
+                    have = specs[t].partitions;
+                }
+            } else if (partitions && have > specs[t].partitions) {
+                fprintf(stderr,
+                        "maas-kafka-admin: %s keeps its %d partitions (a topic cannot shrink)\n",
+                        specs[t].name, have);
+            }
+            if (!rc) printf("%s %d\n", specs[t].name, have);
+        }
     } else if (!strcmp(cmd, "grant") && i + 2 < argc) {
         /* grant PRINCIPAL TOPIC_PREFIX GROUP_PREFIX (maas/broker.h: maas_kafka_grant_prefix) */
         if (maas_kafka_grant_prefix(brokers, settings, n_settings, argv[i], argv[i + 1],

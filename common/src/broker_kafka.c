@@ -139,6 +139,40 @@ static maas_err topics_outcome(rd_kafka_event_t *ev, const rd_kafka_topic_result
     return MAAS_OK;
 }
 
+maas_err maas_kafka_add_partitions(const char *brokers, const maas_setting *settings,
+                                   int n_settings, const char *topic, int total, int timeout_ms,
+                                   char *errstr, size_t errstr_size) {
+    rd_kafka_t *rk = admin_client(brokers, settings, n_settings, errstr, errstr_size);
+    if (!rk) return MAAS_ERR_INVALID_ARGUMENT;
+    char e[512];
+    maas_err err = MAAS_OK;
+    rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(topic, (size_t)total, e, sizeof(e));
+    if (!np) {
+        rd_kafka_destroy(rk);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "topic '%s': %s", topic,
+                         e);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, e, sizeof(e));
+    rd_kafka_CreatePartitions(rk, &np, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    const rd_kafka_CreatePartitions_result_t *res =
+        ev ? rd_kafka_event_CreatePartitions_result(ev) : NULL;
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr =
+        res ? rd_kafka_CreatePartitions_result_topics(res, &cnt) : NULL;
+    err = topics_outcome(ev, tr, cnt, RD_KAFKA_RESP_ERR_NO_ERROR, "CreatePartitions", brokers,
+                         errstr, errstr_size);
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewPartitions_destroy(np);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
 maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *settings, int n_settings,
                                   const char *const *topics, int n_topics, int timeout_ms,
                                   char *errstr, size_t errstr_size) {

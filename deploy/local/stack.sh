@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local maas stack: up | down | status.
 #   up:   Redis (AOF) and a KRaft Kafka broker on 127.0.0.1, the topics
-#         (build/bin/maas-kafka-admin create-topics), $MAAS_WORKERS (2) workers and
+#         (build/bin/maas-kafka-admin create-topics, $MAAS_PARTITIONS partitions: 6), $MAAS_WORKERS (2) workers and
 #         the coordinator's HTTP API on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080), with
 #         authentication on: API keys in $MAAS_STATE_DIR/credentials/ (admin.key, and
 #         demo.key for the tenant "demo"), made on the first `up`; Kafka with SASL SCRAM
@@ -23,7 +23,10 @@ case "${1:-}" in
     "$here/kafka.sh" start
     export MAAS_CONFIG="$MAAS_CRED_DIR/maas.conf" # the service login the two just wrote
     [[ "$MAAS_KAFKA_AUTH" == scram ]] && export MAAS_KAFKA_SCRAM_CMD="$here/kafka.sh scram-user"
-    "$admin" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" create-topics --timeout 30 |
+    # MAAS_PARTITIONS: the job topics' partition count (default 6: at most 6 workers share
+    # a topic); topics made with fewer grow to it, none shrinks
+    "$admin" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" create-topics --timeout 30 \
+      ${MAAS_PARTITIONS:+--partitions "$MAAS_PARTITIONS"} |
       while read -r topic parts; do log "topic $topic: $parts partitions"; done
     "$here/workers.sh" start "${MAAS_WORKERS:-2}"
     "$here/coordinator.sh" start

@@ -51,6 +51,12 @@ maas_err maas_kafka_delete_topics(const char *brokers, const maas_setting *setti
                                   const char *const *topics, int n_topics, int timeout_ms,
                                   char *errstr, size_t errstr_size);
 
+/* Grows topic to `total` partitions (CreatePartitions): existing messages stay where they
+ * are, new keys spread over all of them; a topic cannot shrink (INVALID_ARGUMENT). */
+maas_err maas_kafka_add_partitions(const char *brokers, const maas_setting *settings,
+                                   int n_settings, const char *topic, int total, int timeout_ms,
+                                   char *errstr, size_t errstr_size);
+
 /* Number of partitions of a topic (metadata request), or an error. */
 maas_err maas_kafka_topic_partitions(const char *brokers, const maas_setting *settings,
                                      int n_settings, const char *topic, int *partitions,
