@@ -31,22 +31,27 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    int i = 1, timeout_s = 10, partitions = 0;
+    int i = 1, timeout_s = 10, partitions = 0, rc = 0; /* every way out goes through `out` */
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--brokers") && i + 1 < argc) {
             snprintf(brokers, sizeof(brokers), "%s", argv[++i]);
         } else if (!strcmp(argv[i], "-X") && i + 1 < argc) {
             if (maas_config_setting(&conf, argv[++i], err, sizeof(err))) {
                 fprintf(stderr, "%s\n", err);
-                return usage();
+                rc = usage();
+                goto out;
             }
         } else {
-            return usage();
+            rc = usage();
+            goto out;
         }
     }
     const maas_setting *settings = conf.settings;
     int n_settings = conf.n_settings;
-    if (i >= argc) return usage();
+    if (i >= argc) {
+        rc = usage();
+        goto out;
+    }
     const char *cmd = argv[i++];
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
@@ -58,14 +63,14 @@ int main(int argc, char **argv) {
             long p = strtol(argv[++i], &end, 10);
             if (*end || p < 1 || p > 1024) {
                 fprintf(stderr, "maas-kafka-admin: --partitions '%s': 1..1024\n", argv[i]);
-                return 2;
+                rc = 2;
+                goto out;
             }
             partitions = (int)p;
         } else {
             break;
         }
     }
-    int rc = 0;
     if (!strcmp(cmd, "wait")) {
         if (maas_kafka_wait_ready(brokers, settings, n_settings, timeout_s * 1000, err,
                                   sizeof(err))) {
@@ -136,6 +141,7 @@ int main(int argc, char **argv) {
     } else {
         rc = usage();
     }
+out:
     maas_config_release(&conf);
     return rc;
 }

@@ -176,8 +176,7 @@ static void announce(worker *w) {
 
 /* maas_consumer_free on a thread of its own (the worker closes its two consumers at once). */
 static void *consumer_free_main(void *c) {
-    maas_consumer_free(c);
-    return NULL;
+    return maas_consumer_free(c) ? (void *)1 : NULL; /* non-NULL: let go unfinished */
 }
 
 int main(int argc, char **argv) {
@@ -362,12 +361,16 @@ int main(int argc, char **argv) {
     double t_leave = maas_mono_s();
     pthread_t closer;
     int threaded = pthread_create(&closer, NULL, consumer_free_main, w.work_c) == 0;
-    maas_consumer_free(w.infer_c);
+    void *work_let_go = NULL;
+    int let_go = maas_consumer_free(w.infer_c);
     if (threaded)
-        pthread_join(closer, NULL);
+        pthread_join(closer, &work_let_go);
     else
-        maas_consumer_free(w.work_c);
-    wlog(&w, "info", NULL, "left the groups in %.1f s", maas_mono_s() - t_leave);
+        work_let_go = maas_consumer_free(w.work_c) ? (void *)1 : NULL;
+    wlog(&w, "info", NULL, "left the groups in %.1f s%s", maas_mono_s() - t_leave,
+         let_go || work_let_go ? " (not cleanly: what did not finish in time was let go; "
+                                 "offsets not committed mean redeliveries)"
+                               : "");
     maas_producer_free(w.producer); /* flushes: up to 10 s for undelivered dead letters */
     wlog(&w, "info", NULL, "stopped in %.1f s", maas_mono_s() - t_leave);
     cache_release(&w.cache);

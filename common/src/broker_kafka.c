@@ -1,4 +1,5 @@
 /* The Kafka adapter (the only file that includes rdkafka.h). */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "maas/base.h"
 #include "maas/broker.h"
 #include "maas/clock.h"
@@ -543,6 +544,7 @@ struct maas_consumer {
     long rebalances;
     double last_rebalance; /* maas_mono_s() of the last assignment or revocation; 0: none */
     rd_kafka_topic_partition_list_t *fresh; /* assigned, no message delivered since */
+    int incremental;                        /* a cooperative assignor: incremental (un)assign */
 };
 
 /*
@@ -557,7 +559,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     maas_consumer *c = opaque;
     c->rebalances++;
     c->last_rebalance = maas_mono_s();
-    int incremental = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    /* the protocol as configured, not rd_kafka_rebalance_protocol(): that asks the group
+     * thread and can wait forever when the consumer closes while its topics are deleted
+     * (librdkafka #4041) - the worker's stop right after a tenant's deletion */
+    int incremental = c->incremental;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (incremental) {
             rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
@@ -630,6 +635,12 @@ maas_consumer *maas_consumer_new(const char *brokers, const char *group_id,
     if (conf) {
         rd_kafka_conf_set_opaque(conf, c);
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        /* librdkafka wants every assignor of the list to speak one protocol */
+        char strategy[256] = "";
+        size_t n = sizeof(strategy);
+        if (rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy, &n) ==
+            RD_KAFKA_CONF_OK)
+            c->incremental = strstr(strategy, "cooperative") != NULL;
     }
     if (!conf || !(c->rk = make_client(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
         free(c);
@@ -844,9 +855,23 @@ int maas_consumer_assigned(maas_consumer *c) {
 
 /* How long leaving the group may take before the consumer is let go regardless. */
 #define CONSUMER_CLOSE_MS 10000
+/* ... and how long its threads may take to stop after that. */
+#define CONSUMER_DESTROY_MS 5000
 
-void maas_consumer_free(maas_consumer *c) {
-    if (!c) return;
+typedef struct destroy_call {
+    rd_kafka_t *rk;
+    int flags;
+} destroy_call;
+
+static void *destroy_main(void *p) {
+    destroy_call *d = p;
+    rd_kafka_destroy_flags(d->rk, d->flags);
+    free(d);
+    return NULL;
+}
+
+int maas_consumer_free(maas_consumer *c) {
+    if (!c) return 0;
     /* Commits stored offsets and leaves the group, within CONSUMER_CLOSE_MS: a rebalance in
      * progress when the worker stops (a tenant's topics just deleted, under a pattern
      * subscription) held rd_kafka_consumer_close for over 30 s. Let go, the group finds out
@@ -868,6 +893,26 @@ void maas_consumer_free(maas_consumer *c) {
     int closed = rd_kafka_consumer_closed(c->rk);
     rd_kafka_queue_destroy(q);
     if (c->fresh) rd_kafka_topic_partition_list_destroy(c->fresh);
-    rd_kafka_destroy_flags(c->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    /* rd_kafka_destroy joins librdkafka's threads, and a broker thread can stay up for good
+     * after a group consumer's topics were deleted (seen: the worker's stop right after a
+     * tenant's deletion, its main thread in pthread_join; librdkafka #4674 is alike): bounded
+     * too, on a thread of its own, then let go (the process is on its way out). */
+    int let_go = 0;
+    destroy_call *d = malloc(sizeof(*d));
+    pthread_t t;
+    int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+    if (d && (d->rk = c->rk, d->flags = flags, pthread_create(&t, NULL, destroy_main, d) == 0)) {
+        struct timespec until_ts;
+        clock_gettime(CLOCK_REALTIME, &until_ts);
+        until_ts.tv_sec += CONSUMER_DESTROY_MS / 1000;
+        if (pthread_timedjoin_np(t, NULL, &until_ts) != 0) {
+            pthread_detach(t);
+            let_go = 1;
+        }
+    } else {
+        free(d);
+        rd_kafka_destroy_flags(c->rk, flags);
+    }
     free(c);
+    return let_go || !closed;
 }

@@ -219,6 +219,10 @@ maas_err maas_consumer_ping(maas_consumer *c, int timeout_ms, char *errstr, size
 /* Number of partitions currently assigned to this member. */
 int maas_consumer_assigned(maas_consumer *c);
 
-void maas_consumer_free(maas_consumer *c);
+/* Leaves the group (committing stored offsets) and frees c, bounded: 10 s to leave, 5 s for
+ * the client's threads to stop. Returns 0 when all went cleanly, 1 when it let go of what did
+ * not finish in time (the group then finds out by the session timeout; offsets not committed
+ * mean redeliveries, which are harmless). */
+int maas_consumer_free(maas_consumer *c);
 
 #endif
