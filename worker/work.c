@@ -329,6 +329,35 @@ void start_work_job(worker *w, maas_message *msg) {
         task_free(t);
         return;
     }
+    /* Prepared (its dataset and model read) before it is marked running: a Redis that is
+     * away meanwhile (a failover) then costs the job no attempt - attempts count starts,
+     * and --max-attempts is for jobs that kill their workers. A final record (a
+     * redelivery) is acknowledged first, so a failing preparation cannot dead-letter it. */
+    maas_job_record cur;
+    err = maas_kv_job_get(worker_kv(w, t->tenant), j->id, &cur, e, sizeof(e));
+    /* ... when it is this message's record (type, model, digest: as the transition checks;
+     * another job's record is left to the transition to refuse, MISMATCH) */
+    int final = !err && MAAS_JOB_FINAL(cur.state) && !strcmp(cur.type, rec.type) &&
+                !strcmp(cur.model, rec.model) &&
+                (!cur.digest[0] || !rec.digest[0] || !strcmp(cur.digest, rec.digest));
+    if (!err) maas_job_record_release(&cur);
+    if (final) {
+        wlog(w, "info", j->id, "already final; acknowledged without recomputing");
+        TASK_ACK(w, t, MAAS_OK);
+        task_free(t);
+        return;
+    }
+    if (!err) err = prepare(w, t, e, sizeof(e));
+    if (err) {
+        if (maas_err_retriable(err)) {
+            wlog(w, "warn", j->id, "cannot prepare: %s; will retry", e);
+            TASK_ACK(w, t, err);
+        } else {
+            TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), err, e));
+        }
+        task_free(t);
+        return;
+    }
     maas_job_update run = {.to = MAAS_JOB_RUNNING,
                            .from_mask = JOB_FROM_ACTIVE,
                            .worker = w->cfg.id,
@@ -368,17 +397,6 @@ void start_work_job(worker *w, maas_message *msg) {
         return;
     }
     maas_job_record_release(&now);
-    err = prepare(w, t, e, sizeof(e));
-    if (err) {
-        if (maas_err_retriable(err)) {
-            wlog(w, "warn", j->id, "cannot prepare: %s; will retry", e);
-            TASK_ACK(w, t, err);
-        } else {
-            TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), err, e));
-        }
-        task_free(t);
-        return;
-    }
     /* Long work: pause fetching on the work topic and keep polling (so the group
      * never sees this member as stuck) while a compute thread runs the job. */
     maas_consumer_pause(w->work_c, 1, e, sizeof(e));

@@ -5,6 +5,8 @@
 # MAAS_REDIS_CLUSTER=1: a Redis Cluster instead, 3 masters + 3 replicas on ports
 # $MAAS_REDIS_PORT .. +5 (node N in $MAAS_STATE_DIR/redis/node-PORT, made with
 # `redis-cli --cluster create`), cluster-node-timeout $MAAS_REDIS_NODE_TIMEOUT ms (2000), the
+# cluster bus on each port + $MAAS_REDIS_BUS_OFFSET (1000; Redis's default +10000 lands in the
+# kernel's ephemeral range, where a client socket can hold it: seen in CI), the
 # same ACL users on every node. `nodes` prints "port pid role" per node.
 # hash-max-listpack-value 256: a one-row inference result is ~80 bytes, over Redis's default
 # of 64, which made every job record a hash table: 924 bytes a record instead of 392, and AOF
@@ -110,6 +112,7 @@ node_start() {
   fi
   redis-server "$conf" --bind 127.0.0.1 --port "$port" --protected-mode yes --dir "$nd" \
     --cluster-enabled yes --cluster-config-file nodes.conf \
+    --cluster-port $((port + ${MAAS_REDIS_BUS_OFFSET:-1000})) \
     --cluster-node-timeout "${MAAS_REDIS_NODE_TIMEOUT:-2000}" \
     --appendonly yes --appendfsync everysec --save "" --hash-max-listpack-value 256 \
     --daemonize yes --pidfile "$nd/redis.pid" --logfile "$nd/redis.log"

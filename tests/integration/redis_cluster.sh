@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A real Redis Cluster for the cluster variants of the integration tests: 3 masters + 3
-# replicas (deploy/local/redis.sh with MAAS_REDIS_CLUSTER=1) on 127.0.0.1:27001..27006, in a
+# replicas (deploy/local/redis.sh with MAAS_REDIS_CLUSTER=1) on 127.0.0.1:21001..21006 (bus ports +1000, below the ephemeral range), in a
 # state folder of its own, with the services fixture's credentials (the same passwords: the
 # tests' maas.conf logs in to both). Used as a ctest fixture (redis_cluster_up / _down).
 # usage: redis_cluster.sh start|stop STATE_DIR CRED_DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export MAAS_STATE_DIR="$2" MAAS_CRED_DIR="$3" MAAS_REDIS_CLUSTER=1
-export MAAS_REDIS_PORT="${MAAS_IT_REDIS_CLUSTER_PORT:-27001}" MAAS_REDIS_NODE_TIMEOUT=2000
+export MAAS_REDIS_PORT="${MAAS_IT_REDIS_CLUSTER_PORT:-21001}" MAAS_REDIS_NODE_TIMEOUT=2000
 if [[ "${MAAS_IT_AUTH:-on}" == none ]]; then export MAAS_REDIS_AUTH=none; else export MAAS_REDIS_AUTH=acl; fi
 case "$1" in
   start)

@@ -125,6 +125,7 @@ def ready(port):
 
 
 rows = [[float(v) for v in r] for r in list(csv.reader(open(PIMA)))[1:]]
+victim = None
 try:
     # a model to serve and a dataset to train on, through the CLI (the C adapter on the cluster)
     model, ds = f"fo{RUN}", f"fods{RUN}"
@@ -203,7 +204,7 @@ try:
     print(f"     {retried} jobs were taken more than once (redelivered after a retriable error)")
     versions = {t: rcmd("HGET", f"maas:model:{{{model}-{t}}}", "next_version") for t in train_ids}
     check(all(v == b"1" for v in versions.values()),
-          f"every training job made exactly one version: {sorted(set(versions.values()))}")
+          f"every training job made exactly one version: {sorted(set(versions.values()), key=str)}")
     for p in procs:
         check(p.poll() is None, f"worker pid {p.pid} still runs")
 
@@ -224,6 +225,9 @@ try:
         time.sleep(0.2)
     check(ok, "the cluster is whole again (cluster_state ok)")
 finally:
+    # whatever failed above, the cluster is left whole for the tests after this one
+    if victim and not any(n[0] == victim[0] and n[1] for n in nodes()):
+        subprocess.run([REDIS_SH, "start-node", str(victim[0])], capture_output=True)
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
