@@ -30,6 +30,4 @@ cmake --build "$build" -j "$(nproc)"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# without arguments: every test but the ones labelled ondemand (README, "Tests")
-(($#)) || set -- -LE ondemand
 ctest --test-dir "$build" --output-on-failure "$@"

@@ -446,14 +446,15 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
     maas_err ferr = MAAS_OK;
     while (!err && !ferr && w->n_flights && (w->n_flights == INFER_FLIGHTS || o.n == 0))
         ferr = flight_finish(w);
+    /* the free slot: only when the loop above left one (after a failure there every slot
+     * may be a batch in flight, which the caller rewinds: not this batch's to touch) */
     int slot = (w->flight_head + w->n_flights) % INFER_FLIGHTS;
-    infer_flight *f = &w->flight[slot];
-    if (!err && !ferr && o.n &&
-        (!(f->msgs = malloc((size_t)n * sizeof(*msgs))) ||
-         !(f->result_of = malloc((size_t)o.n * sizeof(*f->result_of))) ||
-         !(f->ids = malloc((size_t)o.n * sizeof(*f->ids)))))
+    infer_flight *f = !err && !ferr && o.n ? &w->flight[slot] : NULL;
+    if (f && (!(f->msgs = malloc((size_t)n * sizeof(*msgs))) ||
+              !(f->result_of = malloc((size_t)o.n * sizeof(*f->result_of))) ||
+              !(f->ids = malloc((size_t)o.n * sizeof(*f->ids)))))
         err = MAAS_ERR_OUT_OF_MEMORY;
-    if (!err && !ferr && o.n) {
+    if (f && !err) {
         err = maas_kv_scope(w->kv_results[slot], w->batch_tenant, e, sizeof(e));
         if (!err)
             err = maas_kv_job_transition_send(w->kv_results[slot], o.n, o.ids, o.ups, e, sizeof(e));
@@ -461,12 +462,14 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
     }
     int kept = 0;
     if (err || ferr) {
-        free(f->msgs);
-        free(f->result_of);
-        free(f->ids);
-        f->msgs = NULL;
-        f->result_of = NULL;
-        f->ids = NULL;
+        if (f) {
+            free(f->msgs);
+            free(f->result_of);
+            free(f->ids);
+            f->msgs = NULL;
+            f->result_of = NULL;
+            f->ids = NULL;
+        }
         *failed = err ? err : ferr;
     } else if (o.n) {
         memcpy(f->msgs, msgs, (size_t)n * sizeof(*msgs)); /* now the flight's */

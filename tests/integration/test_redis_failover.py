@@ -183,7 +183,7 @@ try:
 
     # every job final, once
     def states():
-        return {jid: rcmd("HMGET", f"maas:job:{{{jid}}}", "state", "attempts")
+        return {jid: rcmd("HMGET", f"maas:job:{{{jid}}}", "state", "attempts", "error_message")
                 for jid in infer_ids + train_ids}
     end = time.time() + 180
     got = {}
@@ -193,14 +193,14 @@ try:
         except redis.exceptions.RedisError:
             time.sleep(0.5)
             continue
-        if all(st == b"succeeded" for st, _ in got.values()):
+        if all(v[0] == b"succeeded" for v in got.values()):
             break
         time.sleep(0.5)
     bad = {j: v for j, v in got.items() if v[0] != b"succeeded"}
     check(len(got) == N_INFER + N_TRAIN and not bad,
           f"every job has one final record, succeeded ({len(got) - len(bad)} of "
           f"{N_INFER + N_TRAIN}; not: {dict(list(bad.items())[:5])})")
-    retried = sum(1 for _, a in got.values() if a and int(a) > 1)
+    retried = sum(1 for v in got.values() if v[1] and int(v[1]) > 1)
     print(f"     {retried} jobs were taken more than once (redelivered after a retriable error)")
     versions = {t: rcmd("HGET", f"maas:model:{{{model}-{t}}}", "next_version") for t in train_ids}
     check(all(v == b"1" for v in versions.values()),

@@ -374,6 +374,7 @@ try:
         if kafka_only_conf(WORK):
             kenv["MAAS_CONFIG"] = kafka_only_conf(WORK)
         start_worker("wr", "--redis", f"redis://127.0.0.1:{rport}", "-X", "redis.timeout_ms=300",
+                     "--batch-max", "16",
                      env=kenv)
         warm = f"outwarm-{RUN}"
         send("maas.jobs.infer", infer_job(warm, model, [X[0]]))
@@ -383,12 +384,12 @@ try:
         ids = [f"out{i}-{RUN}" for i in range(300)]
         wrlog = os.path.join(WORK, "wr.log")
 
-        def produce(part):
+        def produce(part, gap=0.01):
             for i in part:
                 P.produce("maas.jobs.infer", key=ids[i],
                           value=msgpack.packb(infer_job(ids[i], model, [X[i]])))
                 P.poll(0)
-                time.sleep(0.01)
+                time.sleep(gap)
             P.flush(10)
 
         def retried():
@@ -398,17 +399,27 @@ try:
 
         # A third of the jobs with Redis up (the worker is serving), a third while it is
         # stopped, held stopped until the worker has seen it (not a fixed second: a loaded
-        # machine may deliver nothing in a second), and the rest after.
+        # machine may deliver nothing in a second), and the rest after. The stopped third
+        # waits in Kafka for the worker (held by SIGSTOP for a moment, well within its
+        # session timeout): batches of 16 then follow one another with two in flight, and
+        # the failure is met confirming the oldest to make room (a worker freed that batch's
+        # messages there and crashed rewinding it: the Redis failover test, 1 run in 12)
         produce(range(100))
         check(wait_final(ids[:100], 60, R2) == set(), "the worker serves the outage's Redis")
-        rs.send_signal(signal.SIGSTOP)
+        wr = workers["wr"]
+        wr.send_signal(signal.SIGSTOP)
+        try:
+            produce(range(100, 200), gap=0)
+            rs.send_signal(signal.SIGSTOP)
+        finally:
+            wr.send_signal(signal.SIGCONT)
         t0 = time.time()
-        produce(range(100, 200))
         while not retried() and time.time() < t0 + 30:
             time.sleep(0.05)
         held = time.time() - t0
         rs.send_signal(signal.SIGCONT)
         check(retried(), f"the worker saw Redis go and retried (Redis stopped {held:.1f} s)")
+        check(wr.poll() is None, "the worker lives on after rewinding its batches in flight")
         produce(range(200, 300))
         wait_final(ids, 60, R2)
         states = [R2.hget(f"maas:job:{{{j}}}", "state") for j in ids]

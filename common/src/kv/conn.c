@@ -239,7 +239,13 @@ maas_err kv_node_ready(maas_kv *kv, int i, char *errstr, size_t errstr_size) {
     maas_err err = MAAS_OK;
     if (!n->ctx) {
         n->scripts_loaded = 0;
-        if ((err = kv_connect_ctx(kv, n, &n->ctx, errstr, errstr_size))) return err;
+        if ((err = kv_connect_ctx(kv, n, &n->ctx, errstr, errstr_size))) {
+            /* a node that refuses may be a dead master whose replica took over since the map
+             * was read: read it again before the next route (a worker's result connections
+             * kept the dead node's address for minutes: the failover test, 1 run in 8) */
+            if (kv->cluster) kv->map_stale = 1;
+            return err;
+        }
     }
     if (!n->scripts_loaded && (err = load_scripts(kv, i, errstr, errstr_size))) {
         kv_node_drop(kv, i);

@@ -35,6 +35,11 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
                             size_t errstr_size) {
     maas_err err = maas_name_check("job id", r->id, errstr, errstr_size);
     if (err) return err;
+    /* indexed first (ZADD NX: a retry adds nothing): the index is another key, on another
+     * node of a cluster, and a failure there must not leave a record its caller cannot
+     * make again */
+    int64_t created_ms = r->created_ms ? r->created_ms : maas_wall_ms();
+    if ((err = index_job(kv, r->id, created_ms, errstr, errstr_size))) return err;
     char key[256];
     KEY(key, kv, "job:{%s}", r->id);
     argv_buf a = {0};
@@ -45,7 +50,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     arg_s(&a, "model"), arg_s(&a, r->model);
     arg_s(&a, "state"), arg_s(&a, "queued");
     arg_s(&a, "attempts"), arg_i(&a, 0);
-    arg_s(&a, "created_ms"), arg_i(&a, r->created_ms ? r->created_ms : maas_wall_ms());
+    arg_s(&a, "created_ms"), arg_i(&a, created_ms);
     arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
     arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
     if (r->digest[0]) arg_s(&a, "digest"), arg_s(&a, r->digest);
@@ -55,8 +60,7 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     freeReplyObject(rep);
     if (!created)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
-    return index_job(kv, r->id, r->created_ms ? r->created_ms : maas_wall_ms(), errstr,
-                     errstr_size);
+    return MAAS_OK;
 }
 
 maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *errstr,
@@ -184,15 +188,19 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
                                 size_t errstr_size) {
     maas_err err = maas_name_check("job id", id, errstr, errstr_size);
     if (err) return err;
+    /* A job produced straight to Kafka is indexed too, first: the index is another key (on
+     * another node of a cluster), and a failure there after a move to running would spend an
+     * attempt on every retry (a failover test saw a job dead-lettered "started 4 times") */
+    if (u->create &&
+        (err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : maas_wall_ms(),
+                         errstr, errstr_size)))
+        return err;
     transition_call t;
     build_transition(kv, &t, id, u, maas_wall_ms());
     redisReply *rep = kv_cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     err = transition_reply(rep, id, u, errstr, errstr_size);
     freeReplyObject(rep);
-    if (!err && u->create) /* a job produced straight to Kafka: index it too */
-        err = index_job(kv, id, u->create->created_ms ? u->create->created_ms : maas_wall_ms(),
-                        errstr, errstr_size);
     return err;
 }
 
