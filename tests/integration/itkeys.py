@@ -98,3 +98,35 @@ def redis_client(url=None, **extra):
             login = {"username": "admin", "password": f.read().strip()}
     seeds = [h.rsplit(":", 1) for h in url.split("://", 1)[1].split("@")[-1].split(",")]
     return RedisCluster(startup_nodes=[ClusterNode(h, int(p)) for h, p in seeds], **login, **extra)
+
+
+class EventsSubscriber:
+    """A job's events channel as a client subscribes to it (schemas/redis-keys.md): SUBSCRIBE
+    on one Redis; on a Redis Cluster the events are sharded pub/sub, so SSUBSCRIBE on the
+    node serving the channel's slot (redis-py 4.3 has no sharded pub/sub: a connection of
+    its own, read raw). get_message(timeout) -> the payload (bytes) of the next message,
+    or None."""
+
+    def __init__(self, client, channel):
+        import redis
+        self.sharded = not isinstance(client, redis.Redis)
+        if not self.sharded:
+            self.ps = client.pubsub()
+            self.ps.subscribe(channel)
+            return
+        node = client.get_node_from_key(channel)
+        kw = node.redis_connection.connection_pool.connection_kwargs
+        self.conn = redis.Redis(host=node.host, port=node.port, username=kw.get("username"),
+                                password=kw.get("password")).connection_pool.get_connection("_")
+        self.conn.send_command("SSUBSCRIBE", channel)
+        kind = self.conn.read_response()[0]
+        assert kind == b"ssubscribe", kind
+
+    def get_message(self, timeout=1.0):
+        if not self.sharded:
+            m = self.ps.get_message(timeout=timeout)
+            return m["data"] if m and m["type"] == "message" else None
+        if not self.conn.can_read(timeout=timeout):
+            return None
+        r = self.conn.read_response()
+        return r[2] if r and r[0] == b"smessage" else None

@@ -31,7 +31,7 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
-from itkeys import api_call, kafka_conf, operator_key, redis_client, wait_healthz
+from itkeys import EventsSubscriber, api_call, kafka_conf, operator_key, redis_client, wait_healthz
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -151,8 +151,7 @@ try:
     win_ia = produce("maas.jobs.infer", {"id": ia, "type": "infer", "model": model, "inputs": [train[0][:8]]})
     produce("maas.jobs.infer", {"id": idl, "type": "infer", "model": model, "inputs": [train[0][:8]],
                                 "deadline_ms": int(time.time() * 1000) + 1000})
-    sub = R.pubsub()
-    sub.subscribe(f"maas:job:{{{tb}}}:events")
+    sub = EventsSubscriber(R, f"maas:job:{{{tb}}}:events")
     win_tb = produce("maas.jobs.work", {
         "id": tb, "type": "train", "model": f"{model}-long",
         # minutes of work on any machine (614 steps of 256 units per epoch): it is cancelled
@@ -212,8 +211,8 @@ try:
     end = time.time() + 60
     while time.time() < end and progress is None:
         m = sub.get_message(timeout=1)
-        if m and m["type"] == "message" and m["data"].startswith(b"progress "):
-            progress = json.loads(m["data"][len(b"progress "):])
+        if m and m.startswith(b"progress "):
+            progress = json.loads(m[len(b"progress "):])
     # (before the first epoch ends - a slow machine, a sanitizer build - it is {epoch: 0, epochs})
     check(isinstance(progress, dict) and progress.get("epochs") == 10000 and "epoch" in progress
           and (progress["epoch"] == 0 or "loss" in progress),
@@ -223,8 +222,8 @@ try:
     end = time.time() + 60
     while time.time() < end and final is None:
         m = sub.get_message(timeout=1)
-        if m and m["type"] == "message" and not m["data"].startswith(b"progress"):
-            final = m["data"]
+        if m and not m.startswith(b"progress"):
+            final = m
     check(st == 200 and final == b"cancelled", f"the final state as a bare word: {final}")
     check(R.hget(f"maas:job:{{{tb}}}", "state") == b"cancelled", "the record says so too")
 

@@ -5,7 +5,7 @@
  * atomic alias move; pipelined transitions sent and read in two halves, and the
  * :done list only for jobs that ask (checked on the raw keys, with hiredis, as a
  * client in another language would see them); resolves cached until Redis says
- * the alias moved (client-side caching), whoever moved it.
+ * the alias moved (client-side caching), whoever moved it; a tenant's read-only user.
  */
 #include "../unit/testutil.h"
 
@@ -643,6 +643,74 @@ static void test_record_bound_to_message(void **state) {
     maas_kv_free(kv);
 }
 
+/* A connection as a tenant's Redis user to whichever node serves key (following MOVED, as a
+ * cluster client does), with the reply of `HGET key state` there. */
+static redisReply *tenant_hget(const char *user, const char *pass, const char *key) {
+    const char *url = getenv("MAAS_REDIS_URL");
+    char host[128] = "127.0.0.1";
+    int port = 26379;
+    if (url && !strncmp(url, "redis://", 8)) sscanf(url + 8, "%127[^:]:%d", host, &port);
+    if (url && !strncmp(url, "redis+cluster://", 16)) sscanf(url + 16, "%127[^:]:%d", host, &port);
+    for (int hop = 0; hop < 4; hop++) {
+        redisContext *c = redisConnect(host, port);
+        if (!c || c->err) fail_msg("connect %s:%d", host, port);
+        redisReply *r = redisCommand(c, "AUTH %s %s", user, pass);
+        if (!r || r->type == REDIS_REPLY_ERROR) fail_msg("AUTH as %s failed", user);
+        freeReplyObject(r);
+        if (url && !strncmp(url, "redis+cluster://", 16)) {
+            /* what a cluster client asks first: the slot map */
+            r = redisCommand(c, "CLUSTER SLOTS");
+            if (!r || r->type != REDIS_REPLY_ARRAY)
+                fail_msg("a tenant's CLUSTER SLOTS: %s", r && r->str ? r->str : "no reply");
+            freeReplyObject(r);
+        }
+        r = redisCommand(c, "HGET %s state", key);
+        int slot;
+        if (r && r->type == REDIS_REPLY_ERROR &&
+            sscanf(r->str, "MOVED %d %127[^:]:%d", &slot, host, &port) == 3) {
+            freeReplyObject(r);
+            redisFree(c);
+            continue;
+        }
+        redisFree(c);
+        return r;
+    }
+    fail_msg("too many redirects for %s", key);
+    return NULL;
+}
+
+/* A tenant's read-only Redis user (maas tenant create makes it): on every node of a cluster,
+ * with what a cluster client needs (CLUSTER SLOTS) besides reads of its own namespace;
+ * another namespace is refused. */
+static void test_tenant_reader(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    char tenant[32], user[64], key[256], other[256];
+    const char *pass = "it-tenant-password-0123456789abcdef";
+    snprintf(tenant, sizeof(tenant), "it%ld", (long)getpid());
+    int saved = 0;
+    assert_ok(maas_kv_tenant_reader(kv, tenant, pass, user, sizeof(user), &saved, err, sizeof(err)),
+              err);
+    maas_job_record mine = job("tenant-mine"), theirs = job("tenant-theirs");
+    assert_ok(maas_kv_job_create(kv, &theirs, 60, err, sizeof(err)), err); /* no tenant's */
+    assert_ok(maas_kv_scope(kv, tenant, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_create(kv, &mine, 60, err, sizeof(err)), err);
+    snprintf(key, sizeof(key), "%st:%s:job:{tenant-mine}", prefix, tenant);
+    snprintf(other, sizeof(other), "%sjob:{tenant-theirs}", prefix);
+    redisReply *r = tenant_hget(user, pass, key);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STRING || strcmp(r->str, "queued"))
+        fail_msg("the tenant reads its record: %s", r->str ? r->str : "(not a string)");
+    freeReplyObject(r);
+    r = tenant_hget(user, pass, other);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_ERROR || !strstr(r->str, "NOPERM"))
+        fail_msg("another namespace is refused: %s", r->str ? r->str : "(no error)");
+    freeReplyObject(r);
+    assert_ok(maas_kv_tenant_reader_delete(kv, tenant, err, sizeof(err)), err);
+    maas_kv_free(kv);
+}
+
 /* Settings the adapter refuses before connecting, naming them. */
 static void test_bad_settings(void **state) {
     (void)state;
@@ -671,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),
         cmocka_unit_test(test_record_bound_to_message),
+        cmocka_unit_test(test_tenant_reader),
         cmocka_unit_test(test_bad_settings),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

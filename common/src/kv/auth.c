@@ -270,37 +270,15 @@ maas_err maas_kv_tenant_reader(maas_kv *kv, const char *tenant, const char *pass
     /* read-only (but for its jobs' done-lists), its keys and channels only, and no key-less
      * command that lists keys (SCAN, KEYS, RANDOMKEY would show other tenants' key names):
      * an allowlist */
-    const char *argv[] = {"ACL",
-                          "SETUSER",
-                          user,
-                          "reset",
-                          "on",
-                          pass,
-                          "resetkeys",
-                          keys,
-                          done,
-                          "resetchannels",
-                          chans,
-                          "-@all",
-                          "+@connection",
-                          "-@dangerous",
-                          "+hget",
-                          "+hgetall",
-                          "+hmget",
-                          "+hexists",
-                          "+hlen",
-                          "+get",
-                          "+mget",
-                          "+exists",
-                          "+ttl",
-                          "+pttl",
-                          "+type",
-                          "+subscribe",
-                          "+psubscribe",
-                          "+unsubscribe",
-                          "+punsubscribe",
-                          "+blmove",
-                          "+lindex"};
+    const char *argv[] = {"ACL", "SETUSER", user, "reset", "on", pass, "resetkeys", keys, done,
+                          "resetchannels", chans, "-@all", "+@connection", "-@dangerous", "+hget",
+                          "+hgetall", "+hmget", "+hexists", "+hlen", "+get", "+mget", "+exists",
+                          "+ttl", "+pttl", "+type", "+subscribe", "+psubscribe", "+unsubscribe",
+                          "+punsubscribe", "+ssubscribe", /* a cluster's events: sharded pub/sub */
+                          "+sunsubscribe", "+blmove", "+lindex",
+                          /* a cluster client's own: the slot map, reads on replicas, ASK
+                           * redirects (node addresses, no key names) */
+                          "+cluster|slots", "+cluster|shards", "+readonly", "+asking"};
     /* users are per server: on every node of a cluster, replicas too (one may be promoted) */
     if ((err = kv_cmd_all(kv, (int)MAAS_ARRAY_LEN(argv), argv, errstr, errstr_size))) return err;
     *saved = acl_save(kv);

@@ -133,7 +133,8 @@ static void build_transition(maas_kv *kv, transition_call *t, const char *id,
     KEY(t->done, kv, "job:{%s}:done", id);
     KEY(t->chan, kv, "job:{%s}:events", id);
     argv_buf *a = &t->a;
-    arg_script(a, &kv_lua_job_transition, 3); /* lua/job_transition.lua names the arguments */
+    arg_script(a, kv_script_for(kv, &kv_lua_job_transition),
+               3); /* lua/job_transition.lua names the arguments */
     arg_s(a, t->key);
     arg_s(a, t->done);
     arg_s(a, t->chan);
@@ -358,7 +359,7 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
     KEY(key, kv, "job:{%s}", id);
     KEY(chan, kv, "job:{%s}:events", id);
     argv_buf a = {0};
-    arg_script(&a, &kv_lua_job_heartbeat, 2);
+    arg_script(&a, kv_script_for(kv, &kv_lua_job_heartbeat), 2);
     arg_s(&a, key);
     arg_s(&a, chan);
     arg_s(&a, worker);
@@ -384,7 +385,7 @@ maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t er
     KEY(done, kv, "job:{%s}:done", id);
     KEY(chan, kv, "job:{%s}:events", id);
     argv_buf a = {0};
-    arg_script(&a, &kv_lua_job_cancel, 3);
+    arg_script(&a, kv_script_for(kv, &kv_lua_job_cancel), 3);
     arg_s(&a, key);
     arg_s(&a, done);
     arg_s(&a, chan);
@@ -403,7 +404,7 @@ static int sub_message(redisContext *c, int timeout_ms) {
     redisReply *rep;
     int got;
     while ((got = kv_sub_next(c, timeout_ms, &rep)) == 1) {
-        int msg = kv_is_push(rep, "message");
+        int msg = kv_is_push(rep, "message") || kv_is_push(rep, "smessage");
         freeReplyObject(rep);
         if (msg) return 1;
     }
@@ -416,20 +417,30 @@ maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_
     if (err) return err;
     char chan[256];
     KEY(chan, kv, "job:{%s}:events", id);
-    /* Subscribe first, then read the state: a transition between the two is not missed. */
-    /* any node (a cluster's nodes pass classic pub/sub messages on to each other); the
-     * key's own, so a dead node is not picked */
-    int node = kv->sub ? 0 : kv_route(kv, chan, strlen(chan), errstr, errstr_size);
+    /* Subscribe first, then read the state: a transition between the two is not missed. On
+     * a cluster the events are sharded pub/sub (SPUBLISH, kv_script_for): SSUBSCRIBE on the
+     * node that serves the channel's slot - the job's - connected again when that is
+     * another node than the last wait's. */
+    int node = kv->sub && !kv->cluster ? 0 : kv_route(kv, chan, strlen(chan), errstr, errstr_size);
     if (node < 0) return kv->last_err;
+    if (kv->sub && kv->cluster && kv->sub_node != node) {
+        redisFree(kv->sub);
+        kv->sub = NULL;
+    }
     if (!kv->sub && (err = kv_connect_ctx(kv, &kv->nodes[node], &kv->sub, errstr, errstr_size)))
         return err;
-    redisReply *rep = redisCommand(kv->sub, "SUBSCRIBE %s", chan);
+    kv->sub_node = node;
+    const char *sub = kv->cluster ? "SSUBSCRIBE" : "SUBSCRIBE";
+    redisReply *rep = redisCommand(kv->sub, "%s %s", sub, chan);
     int ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    if (kv->cluster && rep && rep->type == REDIS_REPLY_ERROR && rep->str &&
+        !strncmp(rep->str, "MOVED ", 6))
+        kv->map_stale = 1; /* the slot moved: the next wait routes with a fresh map */
     if (rep) freeReplyObject(rep);
     if (!ok) {
         redisFree(kv->sub);
         kv->sub = NULL;
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis SUBSCRIBE failed");
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis %s failed", sub);
     }
     maas_job_record r;
     err = maas_kv_job_get(kv, id, &r, errstr, errstr_size);
@@ -439,9 +450,11 @@ maas_err maas_kv_job_wait(maas_kv *kv, const char *id, int timeout_ms, maas_job_
     if (!err && !MAAS_JOB_FINAL(r.state) && r.state != MAAS_JOB_UNKNOWN)
         got = sub_message(kv->sub, timeout_ms);
     /* Unsubscribe and skip what came meanwhile, up to the confirmation. */
-    if (got >= 0 && redisAppendCommand(kv->sub, "UNSUBSCRIBE %s", chan) == REDIS_OK) {
+    if (got >= 0 &&
+        redisAppendCommand(kv->sub, "%s %s", kv->cluster ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", chan) ==
+            REDIS_OK) {
         while ((rep = NULL, redisGetReply(kv->sub, (void **)&rep) == REDIS_OK) && rep) {
-            int done = kv_is_push(rep, "unsubscribe");
+            int done = kv_is_push(rep, "unsubscribe") || kv_is_push(rep, "sunsubscribe");
             freeReplyObject(rep);
             if (done) break;
         }
