@@ -33,6 +33,51 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, MAAS_KAFKA_PORT="27092", MAAS_KAFKA_CONTROLLER_PORT="27093",
            MAAS_REDIS_PORT="27379", MAAS_STATE_DIR=os.path.join(ROOT, ".local/bench"))
 BROKERS, REDIS_URL = "127.0.0.1:27092", "redis://127.0.0.1:27379"
+# --redis-cluster: 3 masters + 3 replicas on 27379..27384, their bus at +2000 (29379..29384:
+# the default +1000 would take the quickstart's 28xxx ports)
+CLUSTER_URL = "redis+cluster://127.0.0.1:27379,127.0.0.1:27380,127.0.0.1:27381"
+
+
+class Store:
+    """The Redis (or the Redis Cluster) under test: a client for the benchmark's own reads,
+    and a plain connection to each master for its CPU, key count and command statistics."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.url = CLUSTER_URL if cluster else REDIS_URL
+        if cluster:
+            from redis.cluster import RedisCluster
+            self.r = RedisCluster(host="127.0.0.1", port=27379)
+            nodes = [redis.Redis(port=p) for p in range(27379, 27385)]
+            self.masters = [n for n in nodes if n.info("replication")["role"] == "master"]
+            self.replicas = [n for n in nodes if n not in self.masters]
+        else:
+            self.r = redis.Redis.from_url(REDIS_URL)
+            self.masters, self.replicas = [self.r], []
+
+    @staticmethod
+    def cpu_of(n):
+        i = n.info("cpu")
+        return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+
+    def cpu_each(self):
+        return [self.cpu_of(n) for n in self.masters]
+
+    def replicas_cpu(self):
+        return sum(self.cpu_of(n) for n in self.replicas)
+
+    def dbsize(self):
+        return sum(n.dbsize() for n in self.masters)
+
+    def commandstats(self):
+        out = {}
+        for n in self.masters:
+            for k, v in n.info("commandstats").items():
+                out[k[len("cmdstat_"):]] = out.get(k[len("cmdstat_"):], 0) + v["usec"]
+        return out
+
+    def aof_rewrites(self):
+        return sum(n.info("persistence").get("aof_rewrites", 0) for n in self.masters)
 
 
 def sh(*cmd, **kw):
@@ -49,6 +94,12 @@ def main():
     ap.add_argument("--jobs", type=int, default=60000,
                     help="jobs of each maas drain (the Python one gets a tenth): 60000 is ~3 s")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--redis-cluster", action="store_true",
+                    help="then the same maas drains (and live peak, and --latency-rate) on a local "
+                         "Redis Cluster of 3 masters + 3 replicas: ratios against single Redis, "
+                         "Redis CPU per job on each master")
+    ap.add_argument("--drain-only", action="store_true",
+                    help="the drain rounds only (throughput and Redis CPU per job), no live peak or latency")
     ap.add_argument("--rounds", type=int, default=3, help="drain rounds (maas x1, x2, python)")
     ap.add_argument("--warm-rounds", type=int, default=3,
                     help="drains of --jobs jobs before anything is measured (the broker's JIT)")
@@ -70,7 +121,7 @@ def main():
         shutil.rmtree(os.path.join(ENV["MAAS_STATE_DIR"], svc), ignore_errors=True)
     sh(os.path.join(ROOT, "deploy/local/redis.sh"), "start", stderr=subprocess.DEVNULL)
     sh(os.path.join(ROOT, "deploy/local/kafka.sh"), "start", stderr=subprocess.DEVNULL)
-    r = redis.Redis.from_url(REDIS_URL)
+    S = Store(cluster=False)
     # linger.ms 1, as maas's own producers (CLI, coordinator) use
     p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 1})
     procs = []
@@ -82,7 +133,7 @@ def main():
 
         def start_worker(prefix, name, *extra):
             log = open(os.path.join(logdir, f"{name}.log"), "w")
-            w = subprocess.Popen([worker_bin, "--brokers", BROKERS, "--redis", REDIS_URL, "--id", name,
+            w = subprocess.Popen([worker_bin, "--brokers", BROKERS, "--redis", S.url, "--id", name,
                                   "--topic-prefix", prefix, *extra], stderr=log, stdout=log, env=ENV)
             procs.append(w)
             return w
@@ -112,9 +163,11 @@ def main():
             "data": {"x": mat(X[:614]), "y": mat(Y[:614])}}))
         p.flush()
         end = time.time() + 60
-        while r.hget(f"maas:job:{{{tid}}}", "state") != b"succeeded" and time.time() < end:
+        while S.r.hget(f"maas:job:{{{tid}}}", "state") != b"succeeded" and time.time() < end:
             time.sleep(0.05)
         time.sleep(2)
+        model_keys = {k: S.r.dump(k) for k in S.r.keys("maas:model:{pima}*")}
+        redis_version = S.r.info("server")["redis_version"]
         rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{w0.pid}/status").read()).group(1))
         ready = re.search(r"ready in (\d+) ms", open(os.path.join(logdir, "setup.log")).read()).group(1)
         w0.terminate()
@@ -147,17 +200,17 @@ def main():
             end = time.time() + timeout
             pend = list(ids)
             while pend and time.time() < end:
-                if not r.hget(f"maas:job:{{{pend[-1]}}}", "finished_ms"):
+                if not S.r.hget(f"maas:job:{{{pend[-1]}}}", "finished_ms"):
                     time.sleep(0.05)
                     continue
-                pipe = r.pipeline(transaction=False)
+                pipe = S.r.pipeline(transaction=False)
                 for j in pend:
                     pipe.hget(f"maas:job:{{{j}}}", "finished_ms")
                 got = pipe.execute()
                 pend = [j for j, v in zip(pend, got) if not v]
                 if pend:
                     time.sleep(0.05)
-            pipe = r.pipeline(transaction=False)
+            pipe = S.r.pipeline(transaction=False)
             for j in ids:
                 pipe.hmget(f"maas:job:{{{j}}}", "created_ms", "finished_ms")
             times = [(int(c), int(f)) for c, f in pipe.execute() if c and f]
@@ -166,34 +219,51 @@ def main():
             # Kept, the records of the earlier phases made each rewrite 3-6 s of a full core
             # in the middle of later phases (seconds of 100+ ms latencies), an artifact of
             # one benchmark process filling one Redis with a million records in minutes.
-            pipe = r.pipeline(transaction=False)
-            for k in range(0, len(ids), 1000):
-                pipe.delete(*[f"maas:job:{{{j}}}" for j in ids[k:k + 1000]])
+            pipe = S.r.pipeline(transaction=False)
+            if S.cluster:  # one slot per job: one key per DEL
+                for j in ids:
+                    pipe.delete(f"maas:job:{{{j}}}")
+            else:
+                for k in range(0, len(ids), 1000):
+                    pipe.delete(*[f"maas:job:{{{j}}}" for j in ids[k:k + 1000]])
             pipe.execute()
             return times
 
         def aof_rewrites():
-            return r.info("persistence").get("aof_rewrites", 0)
+            return S.aof_rewrites()
 
         def redis_cpu():
-            i = r.info("cpu")
-            return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+            return sum(S.cpu_each())
+
+        def commandstats():
+            return S.commandstats()
 
         def drain(prefix, n, starter):
             """n jobs queued first, then the workers start: throughput = n / (last - first finish)."""
             topics(prefix)
             ids = produce(prefix, n, f"{prefix}drain")
-            cpu0 = redis_cpu()
+            keys0 = S.dbsize()
+            each0, rep0, cs0 = S.cpu_each(), S.replicas_cpu(), commandstats()
             ws = starter()
+            # Redis's own CPU per job: what the workers made it do, up to the moment every
+            # job's record exists (DBSIZE, O(1), polled: the records are new keys), before
+            # this script reads anything back
+            end = time.time() + 300
+            while S.dbsize() < keys0 + n and time.time() < end:
+                time.sleep(0.02)
+            each1, rep1, cs1 = S.cpu_each(), S.replicas_cpu(), commandstats()
+            each = [(b - a) / n * 1e6 for a, b in zip(each0, each1)]  # per master
+            redis_us = sum(each)
+            per_cmd = {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()}
+            per_cmd = {c: u for c, u in per_cmd.items() if u >= 0.05}
             times = wait_all(ids)
             fin = sorted(f for _, f in times)
             span = (fin[-1] - fin[0]) / 1000 if len(fin) > 1 else float("nan")
-            # Redis's own CPU per job (the result writes, plus this script's reading back)
-            redis_us = (redis_cpu() - cpu0) / max(1, len(times)) * 1e6
             for w in ws:
                 w.terminate()
                 w.wait()
-            return len(times) / span if span > 0 else float("nan"), len(times), redis_us
+            return (len(times) / span if span > 0 else float("nan"), len(times), redis_us, per_cmd,
+                    each, (rep1 - rep0) / n * 1e6)
 
         def warm_up(prefix):
             """One job through before the clock starts: the producer's first metadata
@@ -229,7 +299,15 @@ def main():
             ws = starter()
             time.sleep(3)  # group join
             warm_up(prefix)
+            keys0 = S.dbsize()
+            cpu0, cs0 = redis_cpu(), commandstats()
             ids = produce(prefix, n, f"{prefix}live")
+            end = time.time() + 300
+            while S.dbsize() < keys0 + n and time.time() < end:
+                time.sleep(0.02)
+            cpu1, cs1 = redis_cpu(), commandstats()
+            live_cmd[prefix] = ((cpu1 - cpu0) / n * 1e6,
+                                {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()})
             times = wait_all(ids)
             for w in ws:
                 w.terminate()
@@ -238,6 +316,7 @@ def main():
             return len(times) / span if span > 0 else float("nan")
 
         results = {}
+        live_cmd = {}
         n = a.jobs
         py = os.path.join(ROOT, "bench/py_worker.py")
         def start_py(prefix, name):
@@ -267,6 +346,69 @@ def main():
             med = statistics.median(x[0] for x in v)
             results[k] = (med, v[0][1], statistics.median(x[2] for x in v))
         ratios = [m[0] / p_[0] for m, p_ in zip(rounds["maas1"], rounds["py1"])]
+        def print_drains():
+            print(f"end-to-end inference, 1-row jobs of the seed model; Kafka {ENV.get('MAAS_KAFKA_VERSION', '3.9.1')}, "
+                  f"Redis on loopback, {os.cpu_count()} cores")
+            print(f"{'':34} {'jobs/s':>10} {'vs python':>10}")
+            print(f"drain of queued jobs, median of {a.rounds} rounds (each: jobs/s)")
+            for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2"), ("py1", "python worker x1")):
+                print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   "
+                      f"({results[k][1]} jobs; Redis CPU {results[k][2]:.0f} us/job; "
+                      f"{', '.join(f'{x[0]:.0f}' for x in rounds[k])})")
+            cmds = sorted({c for x in rounds["maas1"] for c in x[3]},
+                          key=lambda c: -statistics.median(x[3].get(c, 0) for x in rounds["maas1"]))
+            print("  Redis CPU per job of maas x1, inside commands (INFO commandstats, medians; the rest "
+                  "is reading, replying, the AOF): " +
+                  ", ".join(f"{c} {statistics.median(x[3].get(c, 0) for x in rounds['maas1']):.1f} us"
+                            for c in cmds))
+            print(f"maas x1 / python within each round: {', '.join(f'{x:.1f}x' for x in ratios)}; "
+                  f"median {statistics.median(ratios):.1f}x")
+        def cluster_phase():
+            """The maas drains again, on a Redis Cluster (the single Redis stopped first)."""
+            nonlocal S
+            sh(os.path.join(ROOT, "deploy/local/redis.sh"), "stop", stderr=subprocess.DEVNULL)
+            ENV.update(MAAS_REDIS_CLUSTER="1", MAAS_REDIS_BUS_OFFSET="2000")
+            shutil.rmtree(os.path.join(ENV["MAAS_STATE_DIR"], "redis"), ignore_errors=True)
+            sh(os.path.join(ROOT, "deploy/local/redis.sh"), "start", stderr=subprocess.DEVNULL)
+            S = Store(cluster=True)
+            # a model for the workers: the single Redis's copy is gone with it
+            for k, v in model_keys.items():
+                S.r.restore(k, 0, v, replace=True)
+            cr = {"maas1": [], "maas2": []}
+            for i in range(a.rounds):
+                cr["maas1"].append(drain(f"c1r{i}.", n, lambda i=i: [start_worker(f"c1r{i}.", "c1a")]))
+                cr["maas2"].append(drain(f"c2r{i}.", n, lambda i=i: [start_worker(f"c2r{i}.", "c2a"),
+                                                                   start_worker(f"c2r{i}.", "c2b")]))
+            clive = float("nan") if a.drain_only else live("cv1.", n, lambda: [start_worker("cv1.", "cv1a")])
+            clat = latency("clf.", a.latency_rate, 10, lambda: [start_worker("clf.", "clfa")]) \
+                if a.latency_rate > 0 and not a.drain_only else None
+            print(f"Redis Cluster, 3 masters + 3 replicas (redis-server {redis_version}, the same machine), "
+                  f"median of {a.rounds} rounds:")
+            for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2")):
+                v = cr[k]
+                med = statistics.median(x[0] for x in v)
+                us = statistics.median(x[2] for x in v)
+                shares = [statistics.median(x[4][m] / x[2] for x in v) for m in range(len(v[0][4]))]
+                print(f"{label:34} {med:>10.0f} {med / results[k][0]:>9.2f}x of single Redis   "
+                      f"(Redis CPU {us:.1f} us/job over the masters, single Redis {results[k][2]:.1f}; "
+                      f"shares per master {', '.join(f'{x:.0%}' for x in shares)}; replicas "
+                      f"{statistics.median(x[5] for x in v):.1f} us/job; {', '.join(f'{x[0]:.0f}' for x in v)})")
+            v = cr["maas1"]
+            print("  inside commands, maas x1, over the masters: " +
+                  ", ".join(f"{c} {statistics.median(x[3].get(c, 0) for x in v):.1f} us"
+                            for c in sorted({c for x in v for c in x[3]},
+                                            key=lambda c: -statistics.median(x[3].get(c, 0) for x in v))))
+            if not a.drain_only:
+                print(f"live peak on the cluster, maas x1: {clive:.0f} jobs/s ({clive / live1:.2f}x of single Redis)")
+            if clat:
+                print(f"latency at a fixed rate on the cluster, maas x1: p50 {clat[0]} ms, p99 {clat[1]} ms "
+                      f"({clat[2]} jobs at {a.latency_rate:.0f}/s)")
+
+        if a.drain_only:
+            print_drains()
+            if a.redis_cluster:
+                cluster_phase()
+            return
         # "half of peak" = half of the live peak: the drain peak is measured with the machine
         # to the workers alone, and half of it can be most of what is left to them while a
         # load generator runs (it was, on 2 cores)
@@ -283,18 +425,12 @@ def main():
                                           lambda pre=pre, t=t: [start_worker(pre, f"ws{i}", "--batch-wait-ms", t.strip())])))
         lat_py = latency("lp.", live_py / 2, 5, lambda: [start_py("lp.", "lpy")])
 
-        print(f"end-to-end inference, 1-row jobs of the seed model; Kafka {ENV.get('MAAS_KAFKA_VERSION', '3.9.1')}, "
-              f"Redis on loopback, {os.cpu_count()} cores")
-        print(f"{'':34} {'jobs/s':>10} {'vs python':>10}")
-        print(f"drain of queued jobs, median of {a.rounds} rounds (each: jobs/s)")
-        for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2"), ("py1", "python worker x1")):
-            print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   "
-                  f"({results[k][1]} jobs; Redis CPU {results[k][2]:.0f} us/job; "
-                  f"{', '.join(f'{x[0]:.0f}' for x in rounds[k])})")
-        print(f"maas x1 / python within each round: {', '.join(f'{x:.1f}x' for x in ratios)}; "
-              f"median {statistics.median(ratios):.1f}x")
+        print_drains()
         print(f"live peak (produced while served):  maas x1 {live1:.0f} jobs/s, python {live_py:.0f} jobs/s "
               f"({live1 / live_py:.1f}x)")
+        us, cmd = live_cmd["v1."]
+        print(f"  Redis CPU per job of maas x1 while serving: {us:.1f} us, inside commands: " +
+              ", ".join(f"{c} {u:.1f} us" for c, u in sorted(cmd.items(), key=lambda x: -x[1]) if u >= 0.05))
         def overlap(l):
             return f"; {l[3]} AOF rewrite(s) during it" if l[3] else ""
         print(f"latency at half of live peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s{overlap(lat1)})")
@@ -306,6 +442,8 @@ def main():
         print(f"latency at half of live peak, python:   p50 {lat_py[0]} ms, p99 {lat_py[1]} ms ({lat_py[2]} jobs at {live_py / 2:.0f}/s{overlap(lat_py)})")
         print(f"maas-worker RSS: {rss_idle / 1024:.1f} MB idle (fresh), {rss / 1024:.1f} MB idle after a "
               f"training job; start to ready (before the group join): {ready} ms")
+        if a.redis_cluster:
+            cluster_phase()
     finally:
         for w in procs:
             if w.poll() is None:
