@@ -84,6 +84,21 @@ def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, env=ENV, **kw)
 
 
+def proc_cpu(pid):
+    """A process's CPU time so far (s): user + system, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def kafka_pid():
+    with open(os.path.join(ENV["MAAS_STATE_DIR"], "kafka", "kafka.pid")) as f:
+        return int(f.read().strip())
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(p / 100 * len(v)))]
@@ -244,6 +259,7 @@ def main():
             ids = produce(prefix, n, f"{prefix}drain")
             keys0 = S.dbsize()
             each0, rep0, cs0 = S.cpu_each(), S.replicas_cpu(), commandstats()
+            k0 = proc_cpu(kafka_pid())
             ws = starter()
             # Redis's own CPU per job: what the workers made it do, up to the moment every
             # job's record exists (DBSIZE, O(1), polled: the records are new keys), before
@@ -252,6 +268,9 @@ def main():
             while S.dbsize() < keys0 + n and time.time() < end:
                 time.sleep(0.02)
             each1, rep1, cs1 = S.cpu_each(), S.replicas_cpu(), commandstats()
+            # the workers' CPU (from their start: a few ms of it is starting) and the broker's
+            worker_us = sum(proc_cpu(w.pid) for w in ws) / n * 1e6
+            broker_us = (proc_cpu(kafka_pid()) - k0) / n * 1e6
             each = [(b - a) / n * 1e6 for a, b in zip(each0, each1)]  # per master
             redis_us = sum(each)
             per_cmd = {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()}
@@ -263,7 +282,7 @@ def main():
                 w.terminate()
                 w.wait()
             return (len(times) / span if span > 0 else float("nan"), len(times), redis_us, per_cmd,
-                    each, (rep1 - rep0) / n * 1e6)
+                    each, (rep1 - rep0) / n * 1e6, worker_us, broker_us)
 
         def warm_up(prefix):
             """One job through before the clock starts: the producer's first metadata
@@ -301,13 +320,16 @@ def main():
             warm_up(prefix)
             keys0 = S.dbsize()
             cpu0, cs0 = redis_cpu(), commandstats()
+            k0, w0 = proc_cpu(kafka_pid()), sum(proc_cpu(w.pid) for w in ws)
             ids = produce(prefix, n, f"{prefix}live")
             end = time.time() + 300
             while S.dbsize() < keys0 + n and time.time() < end:
                 time.sleep(0.02)
             cpu1, cs1 = redis_cpu(), commandstats()
             live_cmd[prefix] = ((cpu1 - cpu0) / n * 1e6,
-                                {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()})
+                                {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()},
+                                (sum(proc_cpu(w.pid) for w in ws) - w0) / n * 1e6,
+                                (proc_cpu(kafka_pid()) - k0) / n * 1e6)
             times = wait_all(ids)
             for w in ws:
                 w.terminate()
@@ -353,7 +375,9 @@ def main():
             print(f"drain of queued jobs, median of {a.rounds} rounds (each: jobs/s)")
             for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2"), ("py1", "python worker x1")):
                 print(f"{label:34} {results[k][0]:>10.0f} {results[k][0] / results['py1'][0]:>9.1f}x   "
-                      f"({results[k][1]} jobs; Redis CPU {results[k][2]:.0f} us/job; "
+                      f"({results[k][1]} jobs; CPU per job: Redis {results[k][2]:.1f} us, workers "
+                      f"{statistics.median(x[6] for x in rounds[k]):.1f}, broker "
+                      f"{statistics.median(x[7] for x in rounds[k]):.1f}; "
                       f"{', '.join(f'{x[0]:.0f}' for x in rounds[k])})")
             cmds = sorted({c for x in rounds["maas1"] for c in x[3]},
                           key=lambda c: -statistics.median(x[3].get(c, 0) for x in rounds["maas1"]))
@@ -391,6 +415,7 @@ def main():
                 shares = [statistics.median(x[4][m] / x[2] for x in v) for m in range(len(v[0][4]))]
                 print(f"{label:34} {med:>10.0f} {med / results[k][0]:>9.2f}x of single Redis   "
                       f"(Redis CPU {us:.1f} us/job over the masters, single Redis {results[k][2]:.1f}; "
+                      f"workers {statistics.median(x[6] for x in v):.1f}, broker {statistics.median(x[7] for x in v):.1f}; "
                       f"shares per master {', '.join(f'{x:.0%}' for x in shares)}; replicas "
                       f"{statistics.median(x[5] for x in v):.1f} us/job; {', '.join(f'{x[0]:.0f}' for x in v)})")
             v = cr["maas1"]
@@ -400,6 +425,9 @@ def main():
                                             key=lambda c: -statistics.median(x[3].get(c, 0) for x in v))))
             if not a.drain_only:
                 print(f"live peak on the cluster, maas x1: {clive:.0f} jobs/s ({clive / live1:.2f}x of single Redis)")
+                us, _, wus, kus = live_cmd["cv1."]
+                print(f"  CPU per job while serving on the cluster: worker {wus:.1f} us, broker {kus:.1f} us, "
+                      f"Redis {us:.1f} us over the masters")
             if clat:
                 print(f"latency at a fixed rate on the cluster, maas x1: p50 {clat[0]} ms, p99 {clat[1]} ms "
                       f"({clat[2]} jobs at {a.latency_rate:.0f}/s)")
@@ -428,8 +456,9 @@ def main():
         print_drains()
         print(f"live peak (produced while served):  maas x1 {live1:.0f} jobs/s, python {live_py:.0f} jobs/s "
               f"({live1 / live_py:.1f}x)")
-        us, cmd = live_cmd["v1."]
-        print(f"  Redis CPU per job of maas x1 while serving: {us:.1f} us, inside commands: " +
+        us, cmd, wus, kus = live_cmd["v1."]
+        print(f"  CPU per job while serving, maas x1: worker {wus:.1f} us, broker (produce and fetch) "
+              f"{kus:.1f} us, Redis {us:.1f} us, inside Redis's commands: " +
               ", ".join(f"{c} {u:.1f} us" for c, u in sorted(cmd.items(), key=lambda x: -x[1]) if u >= 0.05))
         def overlap(l):
             return f"; {l[3]} AOF rewrite(s) during it" if l[3] else ""

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""What writing one job's record costs Redis, against the floor (issue 19's per-job target).
+
+Starts a private redis-server (127.0.0.1:27479, AOF everysec and hash-max-listpack-value 256
+as deploy/local runs it, state in .local/bench-record, wiped first) and writes N one-row
+inference records in pipelines of 64, as a worker's result batch does, in several ways; for
+each, Redis's own CPU per record (INFO cpu) and the time inside each command (INFO
+commandstats), medians over --rounds rounds (the variants alternate within a round):
+
+  script     the transition script maas runs (common/src/kv/lua/job_transition.lua, its hot
+             path: a record made final at once), with the worker's arguments
+  hset       the same 13 fields with a plain HSET and an EXPIRE: no state check, no binding
+             to the message, no event - the floor for this record with a TTL
+  hset+pub   the same and a PUBLISH on the job's events channel
+  evalsha0   EVALSHA of a script that only returns 1, with the script's 21 arguments: what
+             calling a script costs before it does anything
+
+usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PORT = 27479
+RESULT = (b"\x81\xa7outputs\x83\xa5shape\x92\x01\x01\xa5dtype\xa7float32\xa4data\xc4\x04"
+          b"\x00\x00\x80?" + b"\x00" * 30)  # ~80 bytes, as a one-row result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=40000)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    state = os.path.join(ROOT, ".local/bench-record")
+    shutil.rmtree(state, ignore_errors=True)
+    os.makedirs(state)
+    srv = subprocess.Popen(["redis-server", "--port", str(PORT), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                            "--hash-max-listpack-value", "256", "--dir", state],
+                           stdout=subprocess.DEVNULL)
+    try:
+        r = redis.Redis(port=PORT)
+        for _ in range(100):
+            try:
+                r.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        with open(os.path.join(ROOT, "common/src/kv/lua/job_transition.lua")) as f:
+            script = r.script_load(f.read())
+        ret1 = r.script_load("return 1")
+        version = r.info("server")["redis_version"]
+
+        def cpu():
+            i = r.info("cpu")
+            return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+
+        def fields(jid, now):
+            return {"id": jid, "type": "infer", "model": "pima", "created_ms": now - 5,
+                    "deadline_ms": 0, "ttl_s": 604800, "state": "succeeded", "attempts": 1,
+                    "worker": "w1", "started_ms": now - 1, "finished_ms": now,
+                    "result": RESULT, "digest": "d" * 64}
+
+        def script_args(jid, now):  # lua/job_transition.lua's ARGV, a worker's result
+            return [6, "succeeded", now, "w1", RESULT, "", "", 604800, "1", "1", jid, "infer",
+                    "pima", now - 5, 0, "0", "d" * 64, now - 1]
+
+        def run(kind, tag):
+            r.flushall()
+            r.config_resetstat()
+            time.sleep(0.2)
+            now = int(time.time() * 1000)
+            c0 = cpu()
+            for b in range(0, a.records, 64):
+                p = r.pipeline(transaction=False)
+                for j in range(b, min(b + 64, a.records)):
+                    jid = f"{tag}-{j}"
+                    k = f"maas:job:{{{jid}}}"
+                    if kind in ("script", "evalsha0"):
+                        p.evalsha(script if kind == "script" else ret1, 3, k, k + ":done",
+                                  k + ":events", *script_args(jid, now))
+                    else:
+                        p.hset(k, mapping=fields(jid, now))
+                        p.expire(k, 604800)
+                        if kind == "hset+pub":
+                            p.publish(k + ":events", "succeeded")
+                p.execute()
+            us = (cpu() - c0) / a.records * 1e6
+            if kind != "evalsha0":
+                assert r.hget(f"maas:job:{{{tag}-{a.records - 1}}}", "state") == b"succeeded"
+            cmds = {k[len("cmdstat_"):]: v["usec"] / a.records
+                    for k, v in r.info("commandstats").items()
+                    if k not in ("cmdstat_flushall", "cmdstat_config|resetstat")}
+            return us, cmds
+
+        kinds = ["script", "hset", "hset+pub", "evalsha0"]
+        got = {k: [] for k in kinds}
+        for i in range(a.rounds):
+            for k in kinds:
+                got[k].append(run(k, f"{k}{i}"))
+        print(f"Redis CPU per one-row inference record, pipelines of 64, {a.records} records, "
+              f"median of {a.rounds} rounds (redis-server {version}, AOF everysec)")
+        for k in kinds:
+            us = statistics.median(x[0] for x in got[k])
+            names = sorted({c for x in got[k] for c in x[1]})
+            inside = ", ".join(f"{c} {statistics.median(x[1].get(c, 0) for x in got[k]):.1f}"
+                               for c in names if statistics.median(x[1].get(c, 0) for x in got[k]) >= 0.05)
+            print(f"  {k:9} {us:6.1f} us  ({', '.join(f'{x[0]:.1f}' for x in got[k])}; inside "
+                  f"commands: {inside})")
+        s = statistics.median(x[0] for x in got["script"])
+        h = statistics.median(x[0] for x in got["hset"])
+        print(f"the script costs {s / h:.2f}x the floor (plain HSET + EXPIRE of the same record)")
+    finally:
+        srv.terminate()
+        srv.wait(10)
+
+
+if __name__ == "__main__":
+    main()
