@@ -358,12 +358,14 @@ void start_work_job(worker *w, maas_message *msg) {
         task_free(t);
         return;
     }
+    int attempts = 0;
     maas_job_update run = {.to = MAAS_JOB_RUNNING,
                            .from_mask = JOB_FROM_ACTIVE,
                            .worker = w->cfg.id,
                            .ttl_s = job_ttl(w, j),
                            .notify = j->notify,
-                           .create = &rec};
+                           .create = &rec,
+                           .attempts = &attempts};
     err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &run, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) {
         /* Final already (done by a worker that died before storing its offset,
@@ -384,19 +386,15 @@ void start_work_job(worker *w, maas_message *msg) {
         task_free(t);
         return;
     }
-    maas_job_record now;
-    if (maas_kv_job_get(worker_kv(w, t->tenant), j->id, &now, e, sizeof(e)) == MAAS_OK &&
-        now.attempts > w->cfg.max_attempts) {
+    if (attempts > w->cfg.max_attempts) { /* as the move to running counted them */
         char why[200];
         snprintf(why, sizeof(why),
                  "started %d times without finishing (a worker died each time?); dead-lettered",
-                 now.attempts);
-        maas_job_record_release(&now);
+                 attempts);
         TASK_ACK(w, t, job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_LIMIT_EXCEEDED, why));
         task_free(t);
         return;
     }
-    maas_job_record_release(&now);
     /* Long work: pause fetching on the work topic and keep polling (so the group
      * never sees this member as stuck) while a compute thread runs the job. */
     maas_consumer_pause(w->work_c, 1, e, sizeof(e));

@@ -67,10 +67,16 @@ static void test_job_lifecycle(void **state) {
     assert_true(got.created_ms > 0);
     maas_job_record_release(&got);
 
-    maas_job_update run = {
-        .to = MAAS_JOB_RUNNING, .from_mask = FROM(MAAS_JOB_QUEUED), .worker = "w1"};
+    int attempts = 0;
+    maas_job_update run = {.to = MAAS_JOB_RUNNING,
+                           .from_mask = FROM(MAAS_JOB_QUEUED),
+                           .worker = "w1",
+                           .attempts = &attempts};
     assert_ok(maas_kv_job_transition(kv, "job-1", &run, err, sizeof(err)), err);
+    assert_int_equal(attempts, 1); /* what the move counted, answered by it */
+    attempts = -1;
     assert_err(MAAS_ERR_CONFLICT, maas_kv_job_transition(kv, "job-1", &run, err, sizeof(err)), err);
+    assert_int_equal(attempts, -1); /* not moved: left alone */
     assert_mentions(err, "is running");
     assert_ok(maas_kv_job_heartbeat(kv, "job-1", "w1", "{\"epoch\": 3}", err, sizeof(err)), err);
     assert_err(MAAS_ERR_CONFLICT, maas_kv_job_heartbeat(kv, "job-1", "w2", NULL, err, sizeof(err)),

@@ -184,6 +184,22 @@ try:
     wait_final([d1], 20)
     check(rec(d1).get("state") == b"expired" and b"result" not in rec(d1), "a late job is expired, not computed")
 
+    # 5e. a work job whose record says it was started --max-attempts times (3, the default)
+    #     without finishing: the move to running counts a fourth and the job is dead-lettered
+    #     (the count the move itself answers), not trained again
+    sj = f"started3-{RUN}"
+    R.hset(f"maas:job:{{{sj}}}", mapping={"id": sj, "type": "train", "model": f"s3-{RUN}",
+                                          "state": "running", "attempts": 3, "worker": "gone",
+                                          "created_ms": int(time.time() * 1000)})
+    send("maas.jobs.work", train_job(sj, f"s3-{RUN}", X[:64], Y[:64], epochs=1))
+    wait_final([sj], 60)
+    r = rec(sj)
+    check(r.get("state") == b"failed" and r.get("error_code") == b"LIMIT_EXCEEDED"
+          and b"started 4 times" in r.get("error_message", b"")
+          and not R.exists(f"maas:model:{{s3-{RUN}}}"),
+          f"a job started 3 times before is dead-lettered at its 4th start, untrained "
+          f"({r.get('state')}: {r.get('error_message')})")
+
     # 4. poison: every bad message gets a failed record or a dead letter; serving goes on
     dlq = Consumer(kafka_conf(BROKERS, group_id=f"dlq-{RUN}", auto_offset_reset="earliest"))
     dlq.subscribe(["maas.jobs.dlq"])

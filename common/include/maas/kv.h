@@ -94,6 +94,9 @@ typedef struct maas_job_update {
     /* A job that ends without passing through running (inference): when the worker took
      * it, recorded as started_ms; 0 = not recorded. */
     int64_t started_ms;
+    /* Out, when not NULL (maas_kv_job_transition only): on a move to running, the attempts
+     * the record counts now (this one included); else left as it was. */
+    int *attempts;
 } maas_job_update;
 
 maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_update *u, char *errstr,

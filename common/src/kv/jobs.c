@@ -201,6 +201,9 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     redisReply *rep = kv_cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
     if (!rep) return kv->last_err;
     err = transition_reply(rep, id, u, errstr, errstr_size);
+    /* a move to running answers the attempts it counted (lua/job_transition.lua) */
+    if (!err && u->attempts && u->to == MAAS_JOB_RUNNING && rep->type == REDIS_REPLY_INTEGER)
+        *u->attempts = (int)rep->integer;
     freeReplyObject(rep);
     return err;
 }

@@ -96,7 +96,9 @@ if final then
   end
   redis.call('PUBLISH', events, to)
 end
--- 1 when moved (a plain integer: a table reply costs Redis ~10% of the script, measured);
--- {0, state} when the record's state did not allow it; {-1, ''} when there is none;
--- {-2, state} when the message is not the record's job
+-- 1 when moved (a plain integer: a table reply costs Redis ~10% of the script, measured),
+-- the attempts counted now (>= 1) when moved to running; {0, state} when the record's state
+-- did not allow it; {-1, ''} when there is none; {-2, state} when the message is not the
+-- record's job
+if to == 'running' then return attempts end
 return 1
