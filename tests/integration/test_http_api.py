@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 
-from itkeys import wait_healthz, operator_key
+from itkeys import clean_exit, wait_healthz, operator_key
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -54,6 +54,7 @@ def call(method, path, body=None, headers=None, raw=False):
 def spawn(name, *args):
     log = open(os.path.join(WORK, f"{name}.log"), "w")
     p = subprocess.Popen([os.path.join(BIN, name), *args], stdout=log, stderr=log)
+    p.log_path = log.name
     procs.append(p)
     return p
 
@@ -258,6 +259,6 @@ finally:
             p.wait(30)
         except subprocess.TimeoutExpired:
             p.kill()
-check(all(p.returncode == 0 for p in procs), f"clean exits ({[p.returncode for p in procs]})")
+check(all(clean_exit(p) for p in procs), f"clean exits ({[p.returncode for p in procs]})")
 print(f"{'FAILED' if failures else 'passed'}: {len(failures)} failed checks")
 sys.exit(1 if failures else 0)

@@ -28,6 +28,8 @@ import msgpack
 import redis
 from confluent_kafka import KafkaException, Producer
 
+from itkeys import clean_exit
+
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL = os.path.join(HERE, "../../deploy/local")
@@ -62,6 +64,7 @@ def service(name, action):
 def spawn(name, *args):
     log = open(os.path.join(WORK, f"{name}-{len(procs)}.log"), "w")
     p = subprocess.Popen([os.path.join(BIN, name), *args], stdout=log, stderr=log, env=ENV)
+    p.log_path = log.name
     procs.append(p)
     return p
 
@@ -241,7 +244,7 @@ finally:
             service(name, "stop")
         except Exception as e:  # noqa: BLE001 - report, then go on stopping the rest
             print(f"stopping {name}: {e}")
-check(all(p.returncode == 0 for p in procs), f"clean exits ({[p.returncode for p in procs]})")
+check(all(clean_exit(p) for p in procs), f"clean exits ({[p.returncode for p in procs]})")
 if failures:
     for f in sorted(os.listdir(WORK)):
         if f.endswith(".log"):

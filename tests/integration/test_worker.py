@@ -31,7 +31,7 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
-from itkeys import kafka_conf, kafka_only_conf, redis_client
+from itkeys import clean_exit, kafka_conf, kafka_only_conf, redis_client
 
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -56,6 +56,7 @@ def start_worker(name, *extra, env=None):
     log = open(os.path.join(WORK, f"{name}.log"), "w")
     p = subprocess.Popen([WORKER, "--brokers", BROKERS, "--redis", REDIS_URL, "--id", name,
                           *FAST, *extra], stderr=log, stdout=log, env=env)
+    p.log_path = log.name
     workers[name] = p
     return p
 
@@ -453,7 +454,7 @@ finally:
     stop_all()
 
 codes = {n: p.returncode for n, p in workers.items()}
-check(all(c in (0, -9) for c in codes.values()), f"workers exit 0 on SIGTERM ({codes})")
+check(all(clean_exit(p, (0, -9)) for p in workers.values()), f"workers exit 0 on SIGTERM ({codes})")
 if failures:
     for name in workers:
         print(f"--- {name}.log (tail)")
