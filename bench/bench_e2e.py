@@ -74,6 +74,8 @@ class Store:
         for n in self.masters:
             for k, v in n.info("commandstats").items():
                 out[k[len("cmdstat_"):]] = out.get(k[len("cmdstat_"):], 0) + v["usec"]
+                c = "calls:" + k[len("cmdstat_"):]  # how many: a batch's script is one call
+                out[c] = out.get(c, 0) + v["calls"]
         return out
 
     def aof_rewrites(self):
@@ -274,7 +276,7 @@ def main():
             each = [(b - a) / n * 1e6 for a, b in zip(each0, each1)]  # per master
             redis_us = sum(each)
             per_cmd = {c: (v - cs0.get(c, 0)) / n for c, v in cs1.items()}
-            per_cmd = {c: u for c, u in per_cmd.items() if u >= 0.05}
+            per_cmd = {c: u for c, u in per_cmd.items() if u >= 0.05 or c.startswith("calls:")}
             times = wait_all(ids)
             fin = sorted(f for _, f in times)
             span = (fin[-1] - fin[0]) / 1000 if len(fin) > 1 else float("nan")
@@ -379,11 +381,14 @@ def main():
                       f"{statistics.median(x[6] for x in rounds[k]):.1f}, broker "
                       f"{statistics.median(x[7] for x in rounds[k]):.1f}; "
                       f"{', '.join(f'{x[0]:.0f}' for x in rounds[k])})")
-            cmds = sorted({c for x in rounds["maas1"] for c in x[3]},
+            cmds = sorted({c for x in rounds["maas1"] for c in x[3] if not c.startswith("calls:")},
                           key=lambda c: -statistics.median(x[3].get(c, 0) for x in rounds["maas1"]))
             print("  Redis CPU per job of maas x1, inside commands (INFO commandstats, medians; the rest "
                   "is reading, replying, the AOF): " +
                   ", ".join(f"{c} {statistics.median(x[3].get(c, 0) for x in rounds['maas1']):.1f} us"
+                            for c in cmds))
+            print("  calls per job (a batch's records are one script call per node): " +
+                  ", ".join(f"{c} {statistics.median(x[3].get('calls:' + c, 0) for x in rounds['maas1']):.3f}"
                             for c in cmds))
             print(f"maas x1 / python within each round: {', '.join(f'{x:.1f}x' for x in ratios)}; "
                   f"median {statistics.median(ratios):.1f}x")
@@ -421,7 +426,7 @@ def main():
             v = cr["maas1"]
             print("  inside commands, maas x1, over the masters: " +
                   ", ".join(f"{c} {statistics.median(x[3].get(c, 0) for x in v):.1f} us"
-                            for c in sorted({c for x in v for c in x[3]},
+                            for c in sorted({c for x in v for c in x[3] if not c.startswith("calls:")},
                                             key=lambda c: -statistics.median(x[3].get(c, 0) for x in v))))
             if not a.drain_only:
                 print(f"live peak on the cluster, maas x1: {clive:.0f} jobs/s ({clive / live1:.2f}x of single Redis)")
@@ -459,7 +464,11 @@ def main():
         us, cmd, wus, kus = live_cmd["v1."]
         print(f"  CPU per job while serving, maas x1: worker {wus:.1f} us, broker (produce and fetch) "
               f"{kus:.1f} us, Redis {us:.1f} us, inside Redis's commands: " +
-              ", ".join(f"{c} {u:.1f} us" for c, u in sorted(cmd.items(), key=lambda x: -x[1]) if u >= 0.05))
+              ", ".join(f"{c} {u:.1f} us" for c, u in sorted(cmd.items(), key=lambda x: -x[1])
+                        if u >= 0.05 and not c.startswith("calls:")) +
+              "; calls per job: " +
+              ", ".join(f"{c[6:]} {u:.3f}" for c, u in sorted(cmd.items())
+                        if c.startswith("calls:") and cmd.get(c[6:], 0) >= 0.05))
         def overlap(l):
             return f"; {l[3]} AOF rewrite(s) during it" if l[3] else ""
         print(f"latency at half of live peak, maas x1:  p50 {lat1[0]} ms, p99 {lat1[1]} ms ({lat1[2]} jobs at {peak1 / 2:.0f}/s{overlap(lat1)})")

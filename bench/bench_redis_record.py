@@ -7,8 +7,10 @@ inference records in pipelines of 64, as a worker's result batch does, in severa
 each, Redis's own CPU per record (INFO cpu) and the time inside each command (INFO
 commandstats), medians over --rounds rounds (the variants alternate within a round):
 
-  script     the transition script maas runs (common/src/kv/lua/job_transition.lua, its hot
-             path: a record made final at once), with the worker's arguments
+  batch      the transition script maas runs (common/src/kv/lua/job_transition.lua, its hot
+             path: a record made final at once), with the worker's arguments, one call for
+             the 64 jobs of a pipeline (as a worker sends a result batch to one Redis)
+  script     the same script called once per job (how workers sent batches until 2026-12-03)
   hset       the same 13 fields with a plain HSET and an EXPIRE: no state check, no binding
              to the message, no event - the floor for this record with a TTL
   hset+pub   the same and a PUBLISH on the job's events channel
@@ -79,6 +81,14 @@ def main():
             c0 = cpu()
             for b in range(0, a.records, 64):
                 p = r.pipeline(transaction=False)
+                if kind == "batch":
+                    ids = [f"{tag}-{j}" for j in range(b, min(b + 64, a.records))]
+                    keys = [x for jid in ids for k in [f"maas:job:{{{jid}}}"]
+                            for x in (k, k + ":done", k + ":events")]
+                    p.evalsha(script, len(keys), *keys,
+                              *[x for jid in ids for x in script_args(jid, now)])
+                    p.execute()
+                    continue
                 for j in range(b, min(b + 64, a.records)):
                     jid = f"{tag}-{j}"
                     k = f"maas:job:{{{jid}}}"
@@ -99,7 +109,7 @@ def main():
                     if k not in ("cmdstat_flushall", "cmdstat_config|resetstat")}
             return us, cmds
 
-        kinds = ["script", "hset", "hset+pub", "evalsha0"]
+        kinds = ["batch", "script", "hset", "hset+pub", "evalsha0"]
         got = {k: [] for k in kinds}
         for i in range(a.rounds):
             for k in kinds:
@@ -113,9 +123,10 @@ def main():
                                for c in names if statistics.median(x[1].get(c, 0) for x in got[k]) >= 0.05)
             print(f"  {k:9} {us:6.1f} us  ({', '.join(f'{x[0]:.1f}' for x in got[k])}; inside "
                   f"commands: {inside})")
-        s = statistics.median(x[0] for x in got["script"])
         h = statistics.median(x[0] for x in got["hset"])
-        print(f"the script costs {s / h:.2f}x the floor (plain HSET + EXPIRE of the same record)")
+        for k in ("batch", "script"):
+            s = statistics.median(x[0] for x in got[k])
+            print(f"{k}: {s / h:.2f}x the floor (plain HSET + EXPIRE of the same record)")
     finally:
         srv.terminate()
         srv.wait(10)

@@ -5,7 +5,8 @@
  * atomic alias move; pipelined transitions sent and read in two halves, and the
  * :done list only for jobs that ask (checked on the raw keys, with hiredis, as a
  * client in another language would see them); resolves cached until Redis says
- * the alias moved (client-side caching), whoever moved it; a tenant's read-only user.
+ * the alias moved (client-side caching), whoever moved it; a tenant's read-only user;
+ * on a cluster, a batch whose job's slot moved away (that job alone retried).
  */
 #include "../unit/testutil.h"
 
@@ -257,22 +258,27 @@ static void raw_all_masters(int argc, const char **argv) {
     redisFree(c);
 }
 
+/* A worker's results for two jobs produced straight to Kafka (no record yet): a and b. */
+static void worker_results(maas_job_update u[2], maas_job_record *a, maas_job_record *b) {
+    static const unsigned char res[] = {0x80};
+    for (int i = 0; i < 2; i++)
+        u[i] = (maas_job_update){.to = MAAS_JOB_SUCCEEDED,
+                                 .from_mask = FROM(MAAS_JOB_QUEUED) | FROM(MAAS_JOB_RUNNING),
+                                 .worker = "w1",
+                                 .result = res,
+                                 .result_len = sizeof(res),
+                                 .ttl_s = 600,
+                                 .create = i ? b : a};
+}
+
 static void test_pipelined_halves_and_notify(void **state) {
     (void)state;
     maas_kv *kv = connect_kv();
     /* two jobs produced straight to Kafka (no record yet); the second asks for :done */
     maas_job_record a = job("job-p0"), b = job("job-p1");
-    const unsigned char res[] = {0x80};
     const char *ids[] = {"job-p0", "job-p1"};
-    maas_job_update u[2] = {{.to = MAAS_JOB_SUCCEEDED,
-                             .from_mask = FROM(MAAS_JOB_QUEUED) | FROM(MAAS_JOB_RUNNING),
-                             .worker = "w1",
-                             .result = res,
-                             .result_len = sizeof(res),
-                             .ttl_s = 600,
-                             .create = &a}};
-    u[1] = u[0];
-    u[1].create = &b;
+    maas_job_update u[2];
+    worker_results(u, &a, &b);
     u[1].notify = 1;
     assert_ok(maas_kv_job_transition_send(kv, 2, ids, u, err, sizeof(err)), err);
     assert_int_equal(maas_kv_job_transition_in_flight(kv), 2);
@@ -424,6 +430,136 @@ static void test_server_errors_are_permanent(void **state) {
     assert_ok(maas_kv_job_transition_recv(kv, res, err, sizeof(err)), err);
     assert_int_equal(res[0], MAAS_OK);
     assert_int_equal(res[1], MAAS_ERR_SERVER_ERROR);
+    redisFree(c);
+    maas_kv_free(kv);
+}
+
+/* A master of the cluster (from CLUSTER NODES): the one serving slot (want_slot >= 0), or
+ * any other than not_id. 0 when there is none. */
+typedef struct cluster_node {
+    char id[64], host[128];
+    int port;
+} cluster_node;
+
+static int find_master(int want_slot, const char *not_id, cluster_node *out) {
+    redisContext *c = raw_connect();
+    redisReply *nodes = redisCommand(c, "CLUSTER NODES");
+    int found = 0;
+    if (!nodes || nodes->type != REDIS_REPLY_STRING) fail_msg("CLUSTER NODES");
+    char *save = NULL;
+    for (char *line = strtok_r(nodes->str, "\n", &save); line && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        char id[64], addr[128], flags[128];
+        int at = 0;
+        if (sscanf(line, "%63s %127s %127s %*s %*s %*s %*s %*s%n", id, addr, flags, &at) != 3 ||
+            !strstr(flags, "master") || strstr(flags, "fail") || !strchr(addr, '@'))
+            continue;
+        int serves = want_slot < 0;
+        for (char *p = line + at; want_slot >= 0 && *p;) {
+            char *end;
+            long lo = strtol(p, &end, 10), hi = lo;
+            if (end == p) break;
+            if (*end == '-') hi = strtol(end + 1, &end, 10);
+            if (want_slot >= lo && want_slot <= hi) serves = 1;
+            p = end + strspn(end, " ");
+        }
+        if (!serves || (not_id && !strcmp(id, not_id))) continue;
+        *strchr(addr, '@') = '\0';
+        snprintf(out->id, sizeof(out->id), "%s", id);
+        snprintf(out->host, sizeof(out->host), "%.*s", (int)(strrchr(addr, ':') - addr), addr);
+        out->port = (int)strtol(strrchr(addr, ':') + 1, NULL, 10);
+        found = 1;
+    }
+    freeReplyObject(nodes);
+    redisFree(c);
+    return found;
+}
+
+/* Moves an empty slot from one master to another, as redis-cli --cluster reshard does. */
+static void move_slot(int slot, const cluster_node *from, const cluster_node *to) {
+    redisContext *f = raw_connect_to(from->host, from->port);
+    redisContext *t = raw_connect_to(to->host, to->port);
+    const char *steps[][2] = {{"t", "IMPORTING"}, {"f", "MIGRATING"}, {"t", "NODE"}, {"f", "NODE"}};
+    for (size_t i = 0; i < MAAS_ARRAY_LEN(steps); i++) {
+        redisContext *c = steps[i][0][0] == 't' ? t : f;
+        const char *arg = !strcmp(steps[i][1], "IMPORTING") ? from->id : to->id;
+        redisReply *r = redisCommand(c, "CLUSTER SETSLOT %d %s %s", slot, steps[i][1], arg);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            fail_msg("CLUSTER SETSLOT %d %s: %s", slot, steps[i][1], r ? r->str : "no reply");
+        freeReplyObject(r);
+    }
+    redisFree(f);
+    redisFree(t);
+    /* every master agrees before the test goes on (gossip, within the node timeout) */
+    cluster_node now;
+    for (int i = 0; i < 200; i++) {
+        if (find_master(slot, NULL, &now) && !strcmp(now.id, to->id)) return;
+        usleep(50 * 1000);
+    }
+    fail_msg("slot %d did not move to %s", slot, to->id);
+}
+
+/* A cluster batch goes to each node with its keys undeclared (their slots differ): a job whose
+ * slot moved away since the handle read the slot map fails alone, retriable, and the batch
+ * sent again after that lands it on its new node. One Redis: nothing to move (skipped). */
+static void test_batch_slot_moved(void **state) {
+    (void)state;
+    const char *url = getenv("MAAS_REDIS_URL");
+    if (!url || strncmp(url, "redis+cluster://", 16)) skip();
+    maas_kv *kv = connect_kv();
+    redisContext *c = raw_connect();
+    /* two jobs served by the same master, in different slots */
+    char ids[2][64], key[2][256];
+    int slot[2] = {-1, -1};
+    cluster_node owner, other;
+    for (int n = 0, i = 0; i < 2 && n < 10000; n++) {
+        snprintf(ids[i], sizeof(ids[i]), "job-mv%d", n);
+        snprintf(key[i], sizeof(key[i]), "%sjob:{%s}", prefix, ids[i]);
+        redisReply *r = redisCommand(c, "CLUSTER KEYSLOT %s", key[i]);
+        assert_true(r && r->type == REDIS_REPLY_INTEGER);
+        slot[i] = (int)r->integer;
+        freeReplyObject(r);
+        cluster_node m;
+        assert_true(find_master(slot[i], NULL, &m));
+        if (i == 0) owner = m;
+        if (i == 0 || (!strcmp(m.id, owner.id) && slot[1] != slot[0])) i++;
+    }
+    assert_true(slot[1] >= 0 && slot[1] != slot[0]);
+    assert_true(find_master(-1, owner.id, &other));
+    maas_job_record a = job(ids[0]), b = job(ids[1]);
+    const char *pids[] = {ids[0], ids[1]};
+    maas_job_update u[2];
+    worker_results(u, &a, &b);
+    maas_job_record got;
+    /* the handle reads the slot map now, then the first job's slot moves away */
+    assert_ok(maas_kv_job_get(kv, ids[0], &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_UNKNOWN);
+    maas_job_record_release(&got);
+    move_slot(slot[0], &owner, &other);
+    maas_err results[2];
+    assert_err(MAAS_ERR_UNAVAILABLE,
+               maas_kv_job_transition_batch(kv, 2, pids, u, results, err, sizeof(err)), err);
+    assert_mentions(err, "non local key");
+    assert_int_equal(results[0], MAAS_ERR_UNAVAILABLE);
+    assert_int_equal(results[1], MAAS_OK);
+    redisReply *r = rawcmd(&c, "EXISTS %s", key[0]);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    /* sent again (as the worker retries): the stored one is final already, the other lands
+     * on the slot's new master */
+    assert_ok(maas_kv_job_transition_batch(kv, 2, pids, u, results, err, sizeof(err)), err);
+    assert_int_equal(results[0], MAAS_OK);
+    assert_int_equal(results[1], MAAS_ERR_CONFLICT);
+    for (int i = 0; i < 2; i++) {
+        assert_ok(maas_kv_job_get(kv, ids[i], &got, err, sizeof(err)), err);
+        assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
+        maas_job_record_release(&got);
+    }
+    /* the slot goes home (emptied first: a slot moves with its keys, or empty) */
+    redisContext *n = raw_connect_to(other.host, other.port);
+    freeReplyObject(redisCommand(n, "DEL %s %s:events %s:done", key[0], key[0], key[0]));
+    redisFree(n);
+    move_slot(slot[0], &other, &owner);
     redisFree(c);
     maas_kv_free(kv);
 }
@@ -741,6 +877,7 @@ int main(void) {
         cmocka_unit_test(test_version_cache),
         cmocka_unit_test(test_server_errors_are_permanent),
         cmocka_unit_test(test_scripts_flushed),
+        cmocka_unit_test(test_batch_slot_moved),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

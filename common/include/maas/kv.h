@@ -103,8 +103,10 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
                                 size_t errstr_size);
 
 /*
- * Many transitions in one pipelined round trip (the worker finishing an
- * inference batch). results[i] gets each job's outcome (OK, CONFLICT, UNKNOWN);
+ * Many transitions in one round trip (the worker finishing an inference batch):
+ * one script call per Redis node for all of its jobs, each job's move atomic.
+ * results[i] gets each job's outcome (OK, CONFLICT, UNKNOWN; UNAVAILABLE when
+ * its node refused it, e.g. its slot moved);
  * the return value is an error only when Redis itself failed, in which case
  * any of them may or may not have been applied (each is idempotent).
  */

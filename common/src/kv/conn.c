@@ -8,7 +8,8 @@
  * the key's hash tag), MOVED updates the map and is followed, ASK is followed once with
  * ASKING, TRYAGAIN waits a little, and a lost node or CLUSTERDOWN reads the map again; the
  * caller sees UNAVAILABLE (retriable) when a failover takes longer than a command may. Every
- * script touches the keys of one slot (schemas/redis-keys.md). Nothing reads from replicas.
+ * script touches the keys of one slot, but a batch of job transitions (one call per node,
+ * its keys undeclared: jobs.c, schemas/redis-keys.md). Nothing reads from replicas.
  */
 #include "maas/base.h"
 #include "maas/clock.h"

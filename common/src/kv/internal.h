@@ -82,8 +82,9 @@ struct maas_kv {
     /* The transition batch sent by maas_kv_job_transition_send: its replies come first on
      * the nodes' connections, so any other command reads them (into results) before it runs. */
     struct {
-        int n;      /* transitions sent; 0: none in flight */
-        int unread; /* replies still on the wire */
+        int n;                            /* transitions sent; 0: none in flight */
+        int unread;                       /* nodes whose reply is still on the wire */
+        unsigned char sent[KV_NODES_MAX]; /* a script call for its jobs went to that node */
         maas_err *results;
         unsigned char *node_of;             /* the node each was sent to */
         unsigned char waited[KV_NODES_MAX]; /* a WAIT follows that node's transitions */
@@ -109,10 +110,10 @@ static inline void arg(argv_buf *a, const void *p, size_t len) {
 static inline void arg_s(argv_buf *a, const char *s) {
     arg(a, s ? s : "", s ? strlen(s) : 0);
 }
-static inline void arg_i(argv_buf *a, long long v) {
-    MAAS_CHECK(a->n_num < (int)MAAS_ARRAY_LEN(a->num));
-    /* decimal by hand: several per job record, and snprintf showed in the worker's profile */
-    char tmp[24], *b = a->num[a->n_num++];
+/* v in decimal into b (24 bytes), not NUL-terminated; returns its length. By hand: several
+ * per job record, and snprintf showed in the worker's profile. */
+static inline size_t kv_fmt_i64(char *b, long long v) {
+    char tmp[24];
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     int n = 0;
     do {
@@ -122,7 +123,12 @@ static inline void arg_i(argv_buf *a, long long v) {
     size_t len = 0;
     if (v < 0) b[len++] = '-';
     while (n) b[len++] = tmp[--n];
-    arg(a, b, len);
+    return len;
+}
+static inline void arg_i(argv_buf *a, long long v) {
+    MAAS_CHECK(a->n_num < (int)MAAS_ARRAY_LEN(a->num));
+    char *b = a->num[a->n_num++];
+    arg(a, b, kv_fmt_i64(b, v));
 }
 
 #define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)

@@ -120,58 +120,129 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
     return MAAS_OK;
 }
 
-/* The arguments of one transition script call; the key buffers live in it. */
+/* One call of the transition script (lua/job_transition.lua) for n jobs: EVALSHA sha 3n, then
+ * 3 keys per job, then 18 arguments per job; or, undeclared (a batch on a cluster node: its
+ * jobs' slots differ), EVALSHA sha 0, then per job its 3 keys and 18 arguments. Buffers are
+ * its own. */
 typedef struct transition_call {
-    argv_buf a;
-    char key[256], done[256], chan[256];
+    int n, cap, argc, jobs, declared;
+    const char **v;
+    size_t *len;
+    char (*key)[3][256];
+    char (*num)[6][24];
+    char nkeys[24];
 } transition_call;
 
-static void build_transition(maas_kv *kv, transition_call *t, const char *id,
-                             const maas_job_update *u, int64_t now) {
-    memset(&t->a, 0, sizeof(t->a));
-    KEY(t->key, kv, "job:{%s}", id);
-    KEY(t->done, kv, "job:{%s}:done", id);
-    KEY(t->chan, kv, "job:{%s}:events", id);
-    argv_buf *a = &t->a;
-    arg_script(a, kv_script_for(kv, &kv_lua_job_transition),
-               3); /* lua/job_transition.lua names the arguments */
-    arg_s(a, t->key);
-    arg_s(a, t->done);
-    arg_s(a, t->chan);
-    arg_i(a, (long long)u->from_mask);
-    arg_s(a, maas_job_state_name(u->to));
-    arg_i(a, now);
-    arg_s(a, u->worker);
-    arg(a, u->result ? (const void *)u->result : "", u->result ? u->result_len : 0);
-    arg_s(a, u->error_code);
-    arg_s(a, u->error_message);
-    arg_i(a, u->ttl_s);
-    arg_s(a, u->result ? "1" : "0");
-    const maas_job_record *c = u->create;
-    arg_s(a, c ? "1" : "0");
-    arg_s(a, id);
-    arg_s(a, c ? c->type : "");
-    arg_s(a, c ? c->model : "");
-    arg_i(a, c && c->created_ms ? c->created_ms : now);
-    arg_i(a, c ? c->deadline_ms : 0);
-    arg_s(a, u->notify ? "1" : "0");
-    arg_s(a, c ? c->digest : "");
-    arg_i(a, u->started_ms);
+/* Sized for cap jobs; MAAS_ERR_OUT_OF_MEMORY if that cannot be had. */
+static maas_err transition_init(maas_kv *kv, transition_call *t, int cap, char *errstr,
+                                size_t errstr_size) {
+    memset(t, 0, sizeof(*t));
+    size_t argc = 3 + 21 * (size_t)cap;
+    t->v = malloc(argc * sizeof(*t->v));
+    t->len = malloc(argc * sizeof(*t->len));
+    t->key = malloc((size_t)cap * sizeof(*t->key));
+    t->num = malloc((size_t)cap * sizeof(*t->num));
+    if (!t->v || !t->len || !t->key || !t->num) {
+        free(t->v);
+        free(t->len);
+        free(t->key);
+        free(t->num);
+        memset(t, 0, sizeof(*t));
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    t->cap = cap;
+    const kv_script *s = kv_script_for(kv, &kv_lua_job_transition);
+    t->v[0] = "EVALSHA";
+    t->len[0] = 7;
+    t->v[1] = s->sha;
+    t->len[1] = strlen(s->sha);
+    return MAAS_OK;
 }
 
+static void transition_free(transition_call *t) {
+    free(t->v);
+    free(t->len);
+    free(t->key);
+    free(t->num);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Lays out the call for the n jobs about to be added, their keys declared or not. */
+static void transition_begin(transition_call *t, int n, int declared) {
+    MAAS_CHECK(n >= 1 && n <= t->cap);
+    t->n = 0;
+    t->jobs = n;
+    t->declared = declared;
+    t->argc = 3 + 21 * n;
+    t->len[2] = kv_fmt_i64(t->nkeys, declared ? 3LL * n : 0);
+    t->v[2] = t->nkeys;
+}
+
+/* Adds job id's update u as the next of the call's jobs. */
+static void transition_add(maas_kv *kv, transition_call *t, const char *id,
+                           const maas_job_update *u, int64_t now) {
+    int j = t->n++;
+    MAAS_CHECK(j < t->jobs);
+    char(*key)[256] = t->key[j];
+    KEY(key[0], kv, "job:{%s}", id);
+    KEY(key[1], kv, "job:{%s}:done", id);
+    KEY(key[2], kv, "job:{%s}:events", id);
+    int at = t->declared ? 3 + 3 * j : 3 + 21 * j;
+    for (int i = 0; i < 3; i++) {
+        t->v[at + i] = key[i];
+        t->len[at + i] = strlen(key[i]);
+    }
+    at = t->declared ? 3 + 3 * t->jobs + 18 * j : at + 3;
+    const char **v = t->v + at;
+    size_t *len = t->len + at;
+    char(*num)[24] = t->num[j];
+    const maas_job_record *c = u->create;
+#define S(i, s) (v[i] = (s) ? (s) : "", len[i] = strlen(v[i]))
+#define I(i, k, x) (v[i] = num[k], len[i] = kv_fmt_i64(num[k], (long long)(x)))
+    /* lua/job_transition.lua names them, in this order */
+    I(0, 0, u->from_mask);
+    S(1, maas_job_state_name(u->to));
+    I(2, 1, now);
+    S(3, u->worker);
+    v[4] = u->result ? (const char *)u->result : "";
+    len[4] = u->result ? u->result_len : 0;
+    S(5, u->error_code);
+    S(6, u->error_message);
+    I(7, 2, u->ttl_s);
+    S(8, u->result ? "1" : "0");
+    S(9, c ? "1" : "0");
+    S(10, id);
+    S(11, c ? c->type : "");
+    S(12, c ? c->model : "");
+    I(13, 3, c && c->created_ms ? c->created_ms : now);
+    I(14, 4, c ? c->deadline_ms : 0);
+    S(15, u->notify ? "1" : "0");
+    S(16, c ? c->digest : "");
+    I(17, 5, u->started_ms);
+#undef S
+#undef I
+}
+
+/* One job's reply: 1 when moved (the attempts counted when moved to running); {0, state} when
+ * the record's state did not allow it; {-1, ""} when there is none; {-2, state} when the
+ * message is not the record's job. */
 static maas_err transition_reply(const redisReply *rep, const char *id, const maas_job_update *u,
                                  char *errstr, size_t errstr_size) {
     if (!rep || rep->type == REDIS_REPLY_ERROR)
         return maas_errf(errstr, errstr_size, rep ? kv_server_err(rep->str) : MAAS_ERR_UNAVAILABLE,
                          "redis EVAL: %s", rep && rep->str ? rep->str : "no reply");
-    /* 1 when moved (a plain integer: a table reply costs Redis ~10% of the script, measured);
-     * {0, state} when the record's state did not allow it; {-1, ""} when there is none */
     long long ok = rep->type == REDIS_REPLY_INTEGER ? rep->integer
-                   : rep->elements >= 1             ? rep->element[0]->integer
-                                                    : -1;
+                   : rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+                           rep->element[0]->type == REDIS_REPLY_INTEGER
+                       ? rep->element[0]->integer
+                       : -3;
     char from[32] = "";
-    if (rep->elements >= 2 && rep->element[1]->type == REDIS_REPLY_STRING)
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
+        rep->element[1]->type == REDIS_REPLY_STRING)
         kv_copy_field(from, sizeof(from), rep->element[1]);
+    if (ok == -3)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                         "redis EVAL: a reply the transition script does not give");
     if (ok == -2)
         return maas_errf(errstr, errstr_size, MAAS_ERR_MISMATCH,
                          "job '%s': the message does not match its record (type, model or "
@@ -197,47 +268,90 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
                          errstr, errstr_size)))
         return err;
     transition_call t;
-    build_transition(kv, &t, id, u, maas_wall_ms());
-    redisReply *rep = kv_cmd(kv, t.a.n, t.a.v, t.a.len, errstr, errstr_size);
+    if ((err = transition_init(kv, &t, 1, errstr, errstr_size))) return err;
+    transition_begin(&t, 1, 1);
+    transition_add(kv, &t, id, u, maas_wall_ms());
+    redisReply *rep = kv_cmd(kv, t.argc, t.v, t.len, errstr, errstr_size);
+    transition_free(&t);
     if (!rep) return kv->last_err;
-    err = transition_reply(rep, id, u, errstr, errstr_size);
+    const redisReply *one =
+        rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 ? rep->element[0] : NULL;
+    err = one ? transition_reply(one, id, u, errstr, errstr_size)
+              : maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                          "redis EVAL: a reply the transition script does not give");
     /* a move to running answers the attempts it counted (lua/job_transition.lua) */
-    if (!err && u->attempts && u->to == MAAS_JOB_RUNNING && rep->type == REDIS_REPLY_INTEGER)
-        *u->attempts = (int)rep->integer;
+    if (!err && u->attempts && u->to == MAAS_JOB_RUNNING && one->type == REDIS_REPLY_INTEGER)
+        *u->attempts = (int)one->integer;
     freeReplyObject(rep);
     return err;
 }
 
+/* Sets the results of node k's jobs in the batch in flight to err. */
+static void flight_fail_node(maas_kv *kv, int k, maas_err err) {
+    for (int i = 0; i < kv->flight.n; i++)
+        if (kv->flight.node_of[i] == k) kv->flight.results[i] = err;
+}
+
 void kv_flight_read(maas_kv *kv) {
-    while (kv->flight.unread > 0) {
-        int i = kv->flight.n - kv->flight.unread;
-        int node = kv->flight.node_of[i];
-        redisContext *c = kv->nodes[node].ctx;
-        redisReply *rep = NULL;
+    /* one reply per node the batch went to (its jobs' replies, in order), then its WAIT */
+    for (int k = 0; k < kv->n_nodes && kv->flight.unread > 0; k++) {
+        if (!kv->flight.sent[k]) continue;
+        kv->flight.sent[k] = 0;
         kv->flight.unread--;
+        redisContext *c = kv->nodes[k].ctx;
+        redisReply *rep = NULL;
         if (!c || redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
             if (!kv->flight.err)
                 kv->flight.err =
                     maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr), MAAS_ERR_UNAVAILABLE,
                               "redis: %s", c ? c->errstr : "connection lost");
             /* a half-read pipeline leaves the connection unusable: start over next time */
-            if (c) kv_node_drop(kv, node);
-            kv->flight.results[i] = MAAS_ERR_UNAVAILABLE;
+            if (c) kv_node_drop(kv, k);
+            kv->flight.waited[k] = 0;
+            flight_fail_node(kv, k, MAAS_ERR_UNAVAILABLE);
             continue; /* the other nodes' replies are still to be read */
         }
         char sub[MAAS_ERRSTR_SIZE];
         if (rep->type == REDIS_REPLY_ERROR && rep->str && !strncmp(rep->str, "NOSCRIPT", 8))
-            kv->nodes[node].scripts_loaded = 0; /* reloaded next time; this batch is retried */
+            kv->nodes[k].scripts_loaded = 0; /* reloaded next time; this batch is retried */
         if (rep->type == REDIS_REPLY_ERROR && rep->str &&
             (!strncmp(rep->str, "MOVED ", 6) || !strncmp(rep->str, "ASK ", 4) ||
-             !strncmp(rep->str, "CLUSTERDOWN", 11)))
+             !strncmp(rep->str, "CLUSTERDOWN", 11) || !strncmp(rep->str, "READONLY", 8)))
             kv->map_stale = 1; /* retried by the caller (UNAVAILABLE) after a fresh map */
-        kv->flight.results[i] = transition_reply(rep, "", NULL, sub, sizeof(sub));
-        if (kv->flight.results[i] == MAAS_ERR_UNAVAILABLE && !kv->flight.err)
-            kv->flight.err = maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr),
-                                       MAAS_ERR_UNAVAILABLE, "%s", sub);
+        if (rep->type != REDIS_REPLY_ARRAY) {
+            maas_err e = transition_reply(rep->type == REDIS_REPLY_ERROR ? rep : NULL, "", NULL,
+                                          sub, sizeof(sub));
+            if (kv->map_stale) e = MAAS_ERR_UNAVAILABLE;
+            flight_fail_node(kv, k, e);
+            if (e == MAAS_ERR_UNAVAILABLE && !kv->flight.err)
+                kv->flight.err = maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr),
+                                           MAAS_ERR_UNAVAILABLE, "%s", sub);
+        } else {
+            size_t j = 0;
+            for (int i = 0; i < kv->flight.n; i++) {
+                if (kv->flight.node_of[i] != k) continue;
+                const redisReply *e = j < rep->elements ? rep->element[j] : NULL;
+                j++;
+                if (!e) {
+                    kv->flight.results[i] = MAAS_ERR_SERVER_ERROR;
+                    continue;
+                }
+                kv->flight.results[i] = transition_reply(e, "", NULL, sub, sizeof(sub));
+                /* on a cluster, a key whose slot left this node (or a cluster down): the
+                 * job is routed again after a fresh map */
+                if (e->type == REDIS_REPLY_ERROR && e->str &&
+                    (strstr(e->str, "non local key") || strstr(e->str, "cluster is down"))) {
+                    kv->map_stale = 1;
+                    kv->flight.results[i] = MAAS_ERR_UNAVAILABLE;
+                }
+                if (kv->flight.results[i] == MAAS_ERR_UNAVAILABLE && !kv->flight.err)
+                    kv->flight.err = maas_errf(kv->flight.errstr, sizeof(kv->flight.errstr),
+                                               MAAS_ERR_UNAVAILABLE, "%s", sub);
+            }
+        }
         freeReplyObject(rep);
     }
+    kv->flight.unread = 0;
     /* the WAIT after each node's transitions: when it fails, they may not outlive a
      * failover, so they are not confirmed (retried: a redelivery finds them final) */
     for (int k = 0; k < kv->n_nodes; k++) {
@@ -268,19 +382,20 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
     }
     maas_err *results = calloc((size_t)n, sizeof(*results));
     unsigned char *node_of = malloc((size_t)n);
-    transition_call *t = malloc(sizeof(*t));
-    if (!results || !node_of || !t) {
+    transition_call t;
+    maas_err err = transition_init(kv, &t, n, errstr, errstr_size);
+    if (!results || !node_of || err) {
         free(results);
         free(node_of);
-        free(t);
+        if (!err) transition_free(&t);
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
     int64_t now = maas_wall_ms();
-    maas_err err = MAAS_OK;
+    int count[KV_NODES_MAX] = {0};
     unsigned char touched[KV_NODES_MAX] = {0};
-    /* Routed first (reading the slot map or loading scripts uses the connections), then
-     * pipelined: every script appended to its node's output buffer (one node, unless a
-     * cluster), then each buffer written at once. */
+    /* Routed first (reading the slot map or loading scripts uses the connections), then one
+     * script call per node with that node's jobs (one node, unless a cluster), each node's
+     * output buffer written at once. */
     for (int i = 0; i < n && !err; i++) {
         char key[256];
         KEY(key, kv, "job:{%s}", ids[i]);
@@ -291,14 +406,19 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
         }
         if (!touched[k] && (err = kv_node_ready(kv, k, errstr, errstr_size))) break;
         touched[k] = 1;
+        count[k]++;
         node_of[i] = (unsigned char)k;
     }
-    for (int i = 0; i < n && !err; i++) {
-        build_transition(kv, t, ids[i], &updates[i], now);
-        redisContext *c = kv->nodes[node_of[i]].ctx;
-        if (redisAppendCommandArgv(c, t->a.n, t->a.v, t->a.len) != REDIS_OK)
+    for (int k = 0; k < kv->n_nodes && !err; k++) {
+        if (!touched[k]) continue;
+        transition_begin(&t, count[k], !kv->cluster);
+        for (int i = 0; i < n; i++)
+            if (node_of[i] == k) transition_add(kv, &t, ids[i], &updates[i], now);
+        redisContext *c = kv->nodes[k].ctx;
+        if (redisAppendCommandArgv(c, t.argc, t.v, t.len) != REDIS_OK)
             err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", c->errstr);
     }
+    transition_free(&t);
     for (int k = 0; k < kv->n_nodes && !err; k++)
         kv->flight.waited[k] = touched[k] && kv_wait_append(kv, k);
     for (int k = 0; k < kv->n_nodes && !err; k++) {
@@ -308,7 +428,6 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
             if (redisBufferWrite(c, &wdone) != REDIS_OK)
                 err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", c->errstr);
     }
-    free(t);
     if (err) {
         free(results);
         free(node_of);
@@ -319,7 +438,12 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
         }
         return err;
     }
-    kv->flight.n = kv->flight.unread = n;
+    kv->flight.n = n;
+    kv->flight.unread = 0;
+    for (int k = 0; k < kv->n_nodes; k++) {
+        kv->flight.sent[k] = touched[k];
+        kv->flight.unread += touched[k];
+    }
     kv->flight.results = results;
     kv->flight.node_of = node_of;
     kv->flight.err = MAAS_OK;
