@@ -520,8 +520,9 @@ static const char usage[] =
     "  --redis-pool N      Redis connections the requests share (16; a predict holds one\n"
     "                  while it waits; a request waits up to 5 s for one, then 503)\n"
     "  --config FILE   name=value lines (any option above, kafka.*, redis.*): secrets such\n"
-    "                  as kafka.sasl.password belong there, not on the command line\n";
-
+    "                  as kafka.sasl.password belong there, not on the command line\n"
+    "  --check-config  check the settings, print them (secrets masked), exit: 0 if it\n"
+    "                  would start with them (nothing is connected or bound)\n";
 int main(int argc, char **argv) {
     static coord c;
     snprintf(c.brokers, sizeof(c.brokers), "127.0.0.1:19092");
@@ -552,9 +553,10 @@ int main(int argc, char **argv) {
     };
     char e[MAAS_ERRSTR_SIZE];
     int help = 0;
-    if (maas_config_init(&c.conf, "maas-coordinator", opts, (int)MAAS_ARRAY_LEN(opts), e,
-                         sizeof(e)) ||
-        maas_config_parse_args(&c.conf, argc, argv, &help, e, sizeof(e))) {
+    maas_err ce = maas_config_init(&c.conf, "maas-coordinator", opts, (int)MAAS_ARRAY_LEN(opts), e,
+                                   sizeof(e));
+    c.conf.checkable = 1;
+    if (ce || maas_config_parse_args(&c.conf, argc, argv, &help, e, sizeof(e))) {
         fprintf(stderr, "%s\n%s", e, usage);
         maas_config_release(&c.conf);
         return 2;
@@ -575,15 +577,27 @@ int main(int argc, char **argv) {
                        "refusing to serve %s without authentication\n",
                        addr),
                2;
-    pthread_mutex_init(&c.lock, NULL);
-    pthread_cond_init(&c.pool_freed, NULL);
-    if (!(c.pool_idle = calloc((size_t)c.redis_pool, sizeof(*c.pool_idle))))
-        return fputs("maas-coordinator: out of memory\n", stderr), 1;
     maas_client_config cc = {.brokers = c.brokers,
                              .redis_url = c.redis,
                              .topic_prefix = c.prefix,
                              .settings = c.conf.settings,
                              .n_settings = c.conf.n_settings};
+    if (c.conf.check) { /* --check-config: what connecting would refuse, said now */
+        maas_strbuf t = {0};
+        int rc = maas_client_check(&cc, e, sizeof(e)) ? 2 : 0;
+        maas_config_describe(&c.conf, &t);
+        if (rc)
+            fprintf(stderr, "maas-coordinator: %s\n", e);
+        else
+            printf("%s\nmaas-coordinator: the configuration is valid\n", t.p ? t.p : "");
+        free(t.p);
+        maas_config_release(&c.conf);
+        return rc;
+    }
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.pool_freed, NULL);
+    if (!(c.pool_idle = calloc((size_t)c.redis_pool, sizeof(*c.pool_idle))))
+        return fputs("maas-coordinator: out of memory\n", stderr), 1;
     if (!(c.client = maas_client_new(&cc, e, sizeof(e)))) {
         fprintf(stderr, "maas-coordinator: %s\n", e);
         return 1;

@@ -28,6 +28,7 @@ PKGS_TEST=(
   kcat                                  # the kcat + redis-cli recipe (examples/kcat)
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
+  systemd                    # systemd-analyze: the units in deploy/systemd are verified
 )
 # The local stack (and the integration tests): Redis, and Java + Maven for the Kafka broker.
 PKGS_STACK=(redis-server redis-tools default-jre-headless maven)

@@ -7,6 +7,7 @@
  * start (bad settings, Kafka or Redis unreachable at start), 2 on usage errors.
  */
 #include "maas/base.h"
+#include "maas/client.h"
 #include "maas/clock.h"
 #include "maas/cpu.h"
 #include "maas/gemm.h"
@@ -50,6 +51,8 @@ static const char usage[] =
     "  --id ID                 worker id (env MAAS_WORKER_ID; default host-pid)\n"
     "  --topic-prefix P        (env MAAS_TOPIC_PREFIX; default maas.)\n"
     "  --config FILE           key=value lines: any option below as name=value, kafka.*, redis.*\n"
+    "  --check-config          check the settings, print them (secrets masked), exit: 0 if\n"
+    "                          the worker would start with them (nothing is connected)\n"
     "  -X key=value            a setting: kafka.* goes to librdkafka, redis.* to Redis\n"
     "  --batch-max N           inference: up to N jobs per forward pass (default 64)\n"
     "  --batch-wait-ms T       ... gathered for at most T ms after the first (default 2)\n"
@@ -104,9 +107,10 @@ static int configure(worker_config *c, int argc, char **argv) {
     memcpy(c->opts, opts, sizeof(opts));
     char e[MAAS_ERRSTR_SIZE];
     int help = 0;
-    if (maas_config_init(&c->conf, "maas-worker", c->opts, (int)MAAS_ARRAY_LEN(opts), e,
-                         sizeof(e)) ||
-        maas_config_parse_args(&c->conf, argc, argv, &help, e, sizeof(e))) {
+    maas_err ce =
+        maas_config_init(&c->conf, "maas-worker", c->opts, (int)MAAS_ARRAY_LEN(opts), e, sizeof(e));
+    c->conf.checkable = 1;
+    if (ce || maas_config_parse_args(&c->conf, argc, argv, &help, e, sizeof(e))) {
         fprintf(stderr, "%s\n%s", e, usage);
         return 2;
     }
@@ -191,7 +195,7 @@ int main(int argc, char **argv) {
     }
     srand((unsigned)(getpid() ^ (unsigned)maas_wall_ms()));
     maas_blas_set_threads(w.cfg.threads);
-    log_config(&w);
+    if (!w.cfg.conf.check) log_config(&w);
     if (maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.topic_infer, sizeof(w.topic_infer),
                         e, sizeof(e)) ||
         maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_WORK, w.topic_work, sizeof(w.topic_work), e,
@@ -204,6 +208,23 @@ int main(int argc, char **argv) {
                                   sizeof(w.pattern_work), e, sizeof(e))) {
         wlog(&w, "error", NULL, "%s", e);
         return 2;
+    }
+    if (w.cfg.conf.check) { /* --check-config: what connecting would refuse, said now */
+        maas_strbuf t = {0};
+        maas_client_config cc = {.brokers = w.cfg.brokers,
+                                 .redis_url = w.cfg.redis_url,
+                                 .topic_prefix = w.cfg.topic_prefix,
+                                 .settings = w.cfg.conf.settings,
+                                 .n_settings = w.cfg.conf.n_settings};
+        rc = maas_client_check(&cc, e, sizeof(e)) ? 2 : 0;
+        maas_config_describe(&w.cfg.conf, &t);
+        if (rc)
+            fprintf(stderr, "maas-worker: %s\n", e);
+        else
+            printf("%s\nmaas-worker: the configuration is valid\n", t.p ? t.p : "");
+        free(t.p);
+        maas_config_release(&w.cfg.conf);
+        return rc;
     }
     cache_init(&w.cache, (size_t)w.cfg.cache_mb << 20);
     int connected = (w.kv = maas_kv_connect(w.cfg.redis_url, w.cfg.conf.settings,

@@ -33,6 +33,14 @@ bad:
     return NULL;
 }
 
+maas_err maas_kafka_check_settings(const char *brokers, const maas_setting *settings,
+                                   int n_settings, char *errstr, size_t errstr_size) {
+    rd_kafka_conf_t *conf = make_conf(brokers, NULL, settings, n_settings, errstr, errstr_size);
+    if (!conf) return MAAS_ERR_INVALID_ARGUMENT;
+    rd_kafka_conf_destroy(conf);
+    return MAAS_OK;
+}
+
 static rd_kafka_t *make_client(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
                                size_t errstr_size) {
     char err[512];

@@ -76,6 +76,19 @@ maas_client *maas_client_new(const maas_client_config *cfg, char *errstr, size_t
     return c;
 }
 
+maas_err maas_client_check(const maas_client_config *cfg, char *errstr, size_t errstr_size) {
+    char topic[256];
+    maas_err err =
+        maas_topic_name(cfg->topic_prefix ? cfg->topic_prefix : MAAS_TOPIC_PREFIX_DEFAULT,
+                        MAAS_TOPIC_INFER, topic, sizeof(topic), errstr, errstr_size);
+    if (!err)
+        err = maas_kv_check(cfg->redis_url, cfg->settings, cfg->n_settings, errstr, errstr_size);
+    if (!err)
+        err = maas_kafka_check_settings(cfg->brokers ? cfg->brokers : "", cfg->settings,
+                                        cfg->n_settings, errstr, errstr_size);
+    return err;
+}
+
 void maas_client_free(maas_client *c) {
     if (!c) return;
     maas_producer_free(c->producer); /* flushes: outstanding reports free their deliveries */

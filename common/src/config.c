@@ -137,6 +137,10 @@ maas_err maas_config_parse_args(maas_config *c, int argc, char **argv, int *help
             *help = 1;
             return MAAS_OK;
         }
+        if (c->checkable && !strcmp(a, "--check-config")) {
+            c->check = 1;
+            continue;
+        }
         maas_err err;
         if (a[0] != '-')
             return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,

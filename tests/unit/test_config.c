@@ -2,7 +2,8 @@
  * The option module (maas/config.h) every program parses its settings with:
  * precedence (default < environment < file < flags, in order), range and
  * type checks with messages naming the option, -X settings, --config files,
- * and secrets masked when the configuration is printed.
+ * --check-config for the programs that take it, and secrets masked when the
+ * configuration is printed.
  */
 #include "testutil.h"
 
@@ -70,6 +71,26 @@ static void test_precedence(void **state) {
     maas_config_release(&p.conf);
     unsetenv("MAAS_KAFKA_BROKERS");
     unsetenv("MAAS_TEST_N");
+}
+
+/* --check-config only for programs that take it (checkable), and the rest still parsed. */
+static void test_check_config(void **state) {
+    (void)state;
+    prog p;
+    prog_init(&p);
+    int help = 0;
+    char *argv[] = {"prog", "--check-config", "--n", "13"};
+    assert_ok(maas_config_init(&p.conf, "prog", p.opts, 5, err, sizeof(err)), err);
+    assert_err(MAAS_ERR_INVALID_ARGUMENT,
+               maas_config_parse_args(&p.conf, 4, argv, &help, err, sizeof(err)), err);
+    assert_false(p.conf.check);
+    assert_ok(maas_config_init(&p.conf, "prog", p.opts, 5, err, sizeof(err)), err);
+    p.conf.checkable = 1;
+    assert_ok(maas_config_parse_args(&p.conf, 4, argv, &help, err, sizeof(err)), err);
+    assert_true(p.conf.check);
+    assert_int_equal(help, 0);
+    assert_int_equal(p.n, 13);
+    maas_config_release(&p.conf);
 }
 
 static void test_bad_values(void **state) {
@@ -156,6 +177,7 @@ static void test_masking(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_check_config),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_masking),
     };

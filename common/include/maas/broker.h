@@ -17,6 +17,11 @@
 
 /* ---- admin ---- */
 
+/* The broker list and the kafka.* settings as librdkafka takes them, without connecting:
+ * MAAS_OK, or INVALID_ARGUMENT naming the setting it refuses. */
+maas_err maas_kafka_check_settings(const char *brokers, const maas_setting *settings,
+                                   int n_settings, char *errstr, size_t errstr_size);
+
 /* Waits until the cluster answers a metadata request, up to timeout_ms. */
 maas_err maas_kafka_wait_ready(const char *brokers, const maas_setting *settings, int n_settings,
                                int timeout_ms, char *errstr, size_t errstr_size);

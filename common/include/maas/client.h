@@ -50,6 +50,12 @@ typedef struct maas_client maas_client;
  */
 maas_client *maas_client_new(const maas_client_config *cfg, char *errstr, size_t errstr_size);
 
+/* What maas_client_new and the first publish would refuse in cfg, found without connecting:
+ * the topic prefix, the Redis URL and redis.* settings, the broker list and the kafka.*
+ * settings as librdkafka takes them (a program's --check-config). INVALID_ARGUMENT with
+ * errstr naming the first bad one. */
+maas_err maas_client_check(const maas_client_config *cfg, char *errstr, size_t errstr_size);
+
 /* Flushes what is still queued (up to 10 s) and frees everything. NULL is fine. */
 void maas_client_free(maas_client *c);
 

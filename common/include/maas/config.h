@@ -60,6 +60,9 @@ typedef struct maas_config {
     int n_opts;
     maas_setting settings[MAAS_CONFIG_MAX_SETTINGS]; /* -X settings; keys and values owned */
     int n_settings;
+    /* --check-config, for programs that set checkable after maas_config_init: the program
+     * validates what it would start with, prints it (maas_config_describe) and exits. */
+    int checkable, check;
 } maas_config;
 
 /*
@@ -81,7 +84,8 @@ maas_err maas_config_setting(maas_config *c, const char *key_value, char *errstr
 maas_err maas_config_load_file(maas_config *c, const char *path, char *errstr, size_t errstr_size);
 
 /*
- * Applies argv[1..argc) in order: --NAME VALUE, -X KEY=VALUE, --config FILE.
+ * Applies argv[1..argc) in order: --NAME VALUE, -X KEY=VALUE, --config FILE, and
+ * --check-config (sets c->check) where c->checkable.
  * *help is set (and nothing more parsed) on --help / -h. ARG on anything else.
  */
 maas_err maas_config_parse_args(maas_config *c, int argc, char **argv, int *help, char *errstr,

@@ -39,6 +39,11 @@ typedef struct maas_kv maas_kv;
  */
 maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
                          char *errstr, size_t errstr_size);
+
+/* What maas_kv_connect checks before it connects (the URL, the redis.* settings), without
+ * connecting: MAAS_OK, or INVALID_ARGUMENT with errstr saying what is wrong. */
+maas_err maas_kv_check(const char *url, const maas_setting *settings, int n_settings, char *errstr,
+                       size_t errstr_size);
 void maas_kv_free(maas_kv *kv);
 
 /*

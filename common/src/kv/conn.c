@@ -578,8 +578,9 @@ maas_err kv_cmd_all(maas_kv *kv, int argc, const char **argv, char *errstr, size
     return err;
 }
 
-maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
-                         char *errstr, size_t errstr_size) {
+/* A handle from the URL and settings, checked, not connected yet; NULL with errstr. */
+static maas_kv *kv_configure(const char *url, const maas_setting *settings, int n_settings,
+                             char *errstr, size_t errstr_size) {
     maas_kv *kv = calloc(1, sizeof(*kv));
     if (!kv) {
         maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -649,6 +650,24 @@ maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_se
         memset(kv->slot_node, KV_NO_NODE, KV_SLOTS);
         kv->map_stale = 1;
     }
+    return kv;
+fail:
+    maas_kv_free(kv);
+    return NULL;
+}
+
+maas_err maas_kv_check(const char *url, const maas_setting *settings, int n_settings, char *errstr,
+                       size_t errstr_size) {
+    maas_kv *kv = kv_configure(url, settings, n_settings, errstr, errstr_size);
+    if (!kv) return MAAS_ERR_INVALID_ARGUMENT;
+    maas_kv_free(kv);
+    return MAAS_OK;
+}
+
+maas_kv *maas_kv_connect(const char *url, const maas_setting *settings, int n_settings,
+                         char *errstr, size_t errstr_size) {
+    maas_kv *kv = kv_configure(url, settings, n_settings, errstr, errstr_size);
+    if (!kv) return NULL;
     /* connected now, so a bad address or password is said at once */
     const char *ping[] = {"PING"};
     redisReply *r = kv_cmd(kv, 1, ping, NULL, errstr, errstr_size);
