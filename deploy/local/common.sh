@@ -1,5 +1,6 @@
 # Shared settings for the deploy/local scripts (sourced, not run).
-# Everything binds to 127.0.0.1; ports and folders come from the environment.
+# Everything binds to 127.0.0.1 unless told otherwise; ports and folders come from the
+# environment.
 MAAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MAAS_STATE_DIR="${MAAS_STATE_DIR:-$MAAS_ROOT/.local/state}"   # gitignored
 MAAS_CACHE_DIR="${MAAS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/maas}"
@@ -9,6 +10,13 @@ MAAS_KAFKA_CONTROLLER_PORT="${MAAS_KAFKA_CONTROLLER_PORT:-19093}"
 MAAS_REDIS_PORT="${MAAS_REDIS_PORT:-16379}"
 MAAS_KAFKA_HEAP="${MAAS_KAFKA_HEAP:-512m}"
 MAAS_WORKER_HTTP_BASE="${MAAS_WORKER_HTTP_BASE:-19100}" # worker i serves /metrics on BASE + i
+# The address each part binds to and is reached at: 127.0.0.1 when they share one machine; one
+# per host when they do not (tests/integration/test_multihost.sh gives each part a network
+# namespace of its own and these its address there).
+MAAS_KAFKA_HOST="${MAAS_KAFKA_HOST:-127.0.0.1}"
+MAAS_REDIS_HOST="${MAAS_REDIS_HOST:-127.0.0.1}"
+MAAS_COORDINATOR_HOST="${MAAS_COORDINATOR_HOST:-127.0.0.1}"
+MAAS_WORKER_HOST="${MAAS_WORKER_HOST:-127.0.0.1}" # where a worker serves /metrics, /readyz
 
 # Credentials the scripts make (0600 files, never on a command line of ours): service
 # passwords, the API keys, maas.conf — the coordinator's and the operator's CLI's login
@@ -38,9 +46,10 @@ export MAAS_REDIS_CLUSTER
 maas_redis_url() {
   if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
     local p="$MAAS_REDIS_PORT"
-    echo "redis+cluster://127.0.0.1:$p,127.0.0.1:$((p + 1)),127.0.0.1:$((p + 2))"
+    local h="$MAAS_REDIS_HOST"
+    echo "redis+cluster://$h:$p,$h:$((p + 1)),$h:$((p + 2))"
   else
-    echo "redis://127.0.0.1:$MAAS_REDIS_PORT"
+    echo "redis://$MAAS_REDIS_HOST:$MAAS_REDIS_PORT"
   fi
 }
 if [[ -s "$MAAS_CRED_DIR/maas.conf" && -z "${MAAS_CONFIG:-}" ]]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # maas-coordinator (the HTTP/JSON API) for the local stack: start | stop | status.
-# Listens on 127.0.0.1:$MAAS_COORDINATOR_PORT (18080); log and pid file under
+# Listens on $MAAS_COORDINATOR_HOST:$MAAS_COORDINATOR_PORT (127.0.0.1:18080); log and pid file under
 # $MAAS_STATE_DIR/coordinator; stopped by pid.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -17,7 +17,7 @@ case "${1:-}" in
     fi
     # MAAS_COORDINATOR_ARGS: extra flags (split on spaces), e.g. "--config secrets.conf"
     # shellcheck disable=SC2086
-    nohup "$bin" --http "127.0.0.1:$port" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" \
+    nohup "$bin" --http "$MAAS_COORDINATOR_HOST:$port" --brokers "$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT" \
       --redis "$(maas_redis_url)" ${MAAS_COORDINATOR_ARGS:-} \
       >> "$dir/coordinator.log" 2>&1 < /dev/null &
     echo $! > "$dir/coordinator.pid"
@@ -27,12 +27,12 @@ case "${1:-}" in
       kill -0 "$(cat "$dir/coordinator.pid")" 2>/dev/null || { tail_log "$dir/coordinator.log"; die "the coordinator exited"; }
       sleep 0.1
     done
-    log "coordinator ready: http://127.0.0.1:$port (pid $(cat "$dir/coordinator.pid"), log $dir/coordinator.log)"
+    log "coordinator ready: http://$MAAS_COORDINATOR_HOST:$port (pid $(cat "$dir/coordinator.pid"), log $dir/coordinator.log)"
     ;;
   stop) stop_pid "$dir/coordinator.pid" maas-coordinator coordinator ;;
   status)
     if pid="$(live_pid "$dir/coordinator.pid" maas-coordinator)"; then
-      echo "coordinator: running, pid $pid, http://127.0.0.1:$port"
+      echo "coordinator: running, pid $pid, http://$MAAS_COORDINATOR_HOST:$port"
     else
       echo "coordinator: not running"; exit 1
     fi ;;

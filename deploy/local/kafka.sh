@@ -5,7 +5,7 @@
 #        from Maven Central with mvn into $MAAS_CACHE_DIR/kafka-<version>/libs, once; a
 #        sha256 manifest verifies the cache on every start.
 # start: a single-node KRaft broker (combined broker + controller) on
-#        127.0.0.1:$MAAS_KAFKA_PORT (controller $MAAS_KAFKA_CONTROLLER_PORT), data and log
+#        $MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT (127.0.0.1 by default; controller $MAAS_KAFKA_CONTROLLER_PORT), data and log
 #        under $MAAS_STATE_DIR/kafka, run with the machine's Java 17; waits until the
 #        broker answers a metadata request (build/bin/maas-kafka-admin), else prints the
 #        log tail and fails.
@@ -18,7 +18,7 @@ dir="$MAAS_STATE_DIR/kafka"
 pidfile="$dir/kafka.pid"
 logfile="$dir/kafka.log"
 admin="${MAAS_KAFKA_ADMIN:-$MAAS_ROOT/build/bin/maas-kafka-admin}"
-brokers="127.0.0.1:$MAAS_KAFKA_PORT"
+brokers="$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT"
 
 verify_cache() {
   [[ -f "$home/manifest.sha256" && -d "$libs" ]] || return 1
@@ -90,8 +90,8 @@ listener_config() {
     adm="$(secret_file kafka-admin.pass)"
     ctl="$(secret_file kafka-controller.pass)"
     cat <<CFG
-listeners=SASL_PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT,CONTROLLER://127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
-advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT
+listeners=SASL_PLAINTEXT://$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT,CONTROLLER://$MAAS_KAFKA_HOST:$MAAS_KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_PLAINTEXT://$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT
 inter.broker.listener.name=SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
@@ -107,8 +107,8 @@ allow.everyone.if.no.acl.found=false
 CFG
   else
     cat <<CFG
-listeners=PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT,CONTROLLER://127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$MAAS_KAFKA_PORT
+listeners=PLAINTEXT://$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT,CONTROLLER://$MAAS_KAFKA_HOST:$MAAS_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -151,7 +151,7 @@ write_config() {
   (umask 077 && cat > "$dir/server.properties" <<CFG
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$MAAS_KAFKA_CONTROLLER_PORT
+controller.quorum.voters=1@$MAAS_KAFKA_HOST:$MAAS_KAFKA_CONTROLLER_PORT
 $(listener_config)
 log.dirs=$dir/data
 num.partitions=3

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A local Redis for maas: start | stop | status | wait | nodes.
-# Debian's redis-server on 127.0.0.1:$MAAS_REDIS_PORT with AOF (appendfsync everysec),
+# Debian's redis-server on $MAAS_REDIS_HOST:$MAAS_REDIS_PORT (127.0.0.1 by default) with AOF (appendfsync everysec),
 # data and log under $MAAS_STATE_DIR/redis. Stopped by pid, never by name.
 # MAAS_REDIS_CLUSTER=1: a Redis Cluster instead, 3 masters + 3 replicas on ports
 # $MAAS_REDIS_PORT .. +5 (node N in $MAAS_STATE_DIR/redis/node-PORT, made with
@@ -30,9 +30,9 @@ rcli_at() {
   shift
   if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
     REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
-      -h 127.0.0.1 -p "$port" "$@"
+      -h "$MAAS_REDIS_HOST" -p "$port" "$@"
   else
-    redis-cli -h 127.0.0.1 -p "$port" "$@"
+    redis-cli -h "$MAAS_REDIS_HOST" -p "$port" "$@"
   fi
 }
 rcli() { rcli_at "$MAAS_REDIS_PORT" "$@"; }
@@ -88,7 +88,7 @@ wait_ready() {
     if [[ -s "$pidfile" ]] && ! live_pid "$pidfile" redis-server >/dev/null; then break; fi
     sleep 0.1
   done
-  log "redis did not answer PING on 127.0.0.1:$MAAS_REDIS_PORT"
+  log "redis did not answer PING on $MAAS_REDIS_HOST:$MAAS_REDIS_PORT"
   tail_log "$logfile"
   return 1
 }
@@ -110,7 +110,7 @@ node_start() {
     printf 'aclfile %s\nmasteruser replica\nmasterauth %s\n' "$nd/users.acl" \
       "$(secret_file redis-replica.pass)" > "$conf"
   fi
-  redis-server "$conf" --bind 127.0.0.1 --port "$port" --protected-mode yes --dir "$nd" \
+  redis-server "$conf" --bind "$MAAS_REDIS_HOST" --port "$port" --protected-mode yes --dir "$nd" \
     --cluster-enabled yes --cluster-config-file nodes.conf \
     --cluster-port $((port + ${MAAS_REDIS_BUS_OFFSET:-1000})) \
     --cluster-node-timeout "${MAAS_REDIS_NODE_TIMEOUT:-2000}" \
@@ -130,7 +130,7 @@ cluster_start() {
   # made once: the nodes keep the cluster in their nodes.conf across restarts
   if [[ "$(rcli_at "$MAAS_REDIS_PORT" cluster info | grep -c '^cluster_known_nodes:6')" != 1 ]]; then
     local hosts=()
-    for port in "${cluster_ports[@]}"; do hosts+=("127.0.0.1:$port"); done
+    for port in "${cluster_ports[@]}"; do hosts+=("$MAAS_REDIS_HOST:$port"); done
     if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
       REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
         --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1
@@ -163,7 +163,7 @@ case "${1:-}" in
       acl_setup
       cluster_start
       service_users
-      log "redis cluster ready: 3 masters + 3 replicas on 127.0.0.1:${cluster_ports[0]}..${cluster_ports[5]} ($(maas_redis_url))"
+      log "redis cluster ready: 3 masters + 3 replicas on $MAAS_REDIS_HOST:${cluster_ports[0]}..${cluster_ports[5]} ($(maas_redis_url))"
       exit 0
     fi
     command -v redis-server >/dev/null || die "redis-server is not installed (deploy/install-deps.sh)"
@@ -173,7 +173,7 @@ case "${1:-}" in
     else
       rm -f "$pidfile" # a kill -9 leaves the old one behind; it must not pass for the new one
       acl_setup
-      redis-server --bind 127.0.0.1 --port "$MAAS_REDIS_PORT" --protected-mode yes \
+      redis-server --bind "$MAAS_REDIS_HOST" --port "$MAAS_REDIS_PORT" --protected-mode yes \
         --dir "$dir" --appendonly yes --appendfsync everysec --save "" \
         --hash-max-listpack-value 256 "${acl_args[@]}" \
         --daemonize yes --pidfile "$pidfile" --logfile "$logfile"
@@ -181,7 +181,7 @@ case "${1:-}" in
     fi
     wait_ready 30 || exit 1
     service_users
-    log "redis ready on 127.0.0.1:$MAAS_REDIS_PORT (pid $(cat "$pidfile"), AOF everysec, data in $dir)"
+    log "redis ready on $MAAS_REDIS_HOST:$MAAS_REDIS_PORT (pid $(cat "$pidfile"), AOF everysec, data in $dir)"
     ;;
   stop)
     if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
@@ -210,7 +210,7 @@ case "${1:-}" in
       echo "redis cluster: $up of 6 nodes up and ok, $(maas_redis_url)"
       ((up == 6)) || exit 1
     elif pid="$(live_pid "$pidfile" redis-server)" && ping; then
-      echo "redis: running, pid $pid, 127.0.0.1:$MAAS_REDIS_PORT"
+      echo "redis: running, pid $pid, $MAAS_REDIS_HOST:$MAAS_REDIS_PORT"
     else
       echo "redis: not running"; exit 1
     fi ;;

@@ -25,7 +25,7 @@ case "${1:-}" in
     [[ "$MAAS_KAFKA_AUTH" == scram ]] && export MAAS_KAFKA_SCRAM_CMD="$here/kafka.sh scram-user"
     # MAAS_PARTITIONS: the job topics' partition count (default 6: at most 6 workers share
     # a topic); topics made with fewer grow to it, none shrinks
-    "$admin" --brokers "127.0.0.1:$MAAS_KAFKA_PORT" create-topics --timeout 30 \
+    "$admin" --brokers "$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT" create-topics --timeout 30 \
       ${MAAS_PARTITIONS:+--partitions "$MAAS_PARTITIONS"} |
       while read -r topic parts; do log "topic $topic: $parts partitions"; done
     "$here/workers.sh" start "${MAAS_WORKERS:-2}"
@@ -34,7 +34,7 @@ case "${1:-}" in
     # tenant's, made once, in 0600 files of the state directory; never on a command line
     cred="$MAAS_STATE_DIR/credentials"
     mkdir -p "$cred" && chmod 700 "$cred"
-    export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
+    export MAAS_KAFKA_BROKERS="$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
     [[ -s "$cred/admin.key" ]] || "$maas" tenant admin-key --key-file "$cred/admin.key" 2>/dev/null
     if [[ ! -s "$cred/demo.key" ]]; then
       "$maas" tenant create demo --key-file "$cred/demo.key" --client-conf "$cred/demo.conf" \
@@ -43,7 +43,7 @@ case "${1:-}" in
     log "authentication: HTTP API keys; Kafka $MAAS_KAFKA_AUTH; Redis $MAAS_REDIS_AUTH"
     log "credentials in $cred: admin.key (operators' API key), demo.key and demo.conf (tenant demo:"
     log "  API key, Kafka login, topics, Redis user), maas.conf (the services' login, MAAS_CONFIG)"
-    log "stack up: MAAS_KAFKA_BROKERS=127.0.0.1:$MAAS_KAFKA_PORT MAAS_REDIS_URL=$(maas_redis_url)"
+    log "stack up: MAAS_KAFKA_BROKERS=$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT MAAS_REDIS_URL=$(maas_redis_url)"
     log "logs: $MAAS_STATE_DIR/{kafka/kafka.log,redis/redis.log,workers/w*.log}; stop with: deploy/local/stack.sh down"
     ;;
   down)

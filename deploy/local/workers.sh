@@ -6,12 +6,12 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 dir="$MAAS_STATE_DIR/workers"
 bin="${MAAS_WORKER_BIN:-$MAAS_ROOT/build/bin/maas-worker}"
-export MAAS_KAFKA_BROKERS="127.0.0.1:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
+export MAAS_KAFKA_BROKERS="$MAAS_KAFKA_HOST:$MAAS_KAFKA_PORT" MAAS_REDIS_URL="$(maas_redis_url)"
 
-# The body of GET /readyz on 127.0.0.1:PORT (bash's /dev/tcp: no curl needed), or nothing.
+# The body of GET /readyz on $MAAS_WORKER_HOST:PORT (bash's /dev/tcp: no curl needed), or nothing.
 readyz() {
   local body
-  body="$({ exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 &&
+  body="$({ exec 3<>"/dev/tcp/$MAAS_WORKER_HOST/$1"; } 2>/dev/null && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 &&
     timeout 5 cat <&3)" || return 0
   printf '%s' "${body##*$'\r\n\r\n'}"
 }
@@ -33,9 +33,9 @@ case "${1:-}" in
       # the workers' own login (a role without the coordinator's rights), when there is one
       if [[ -s "$MAAS_CRED_DIR/worker.conf" ]]; then export MAAS_CONFIG="$MAAS_CRED_DIR/worker.conf"; fi
       # shellcheck disable=SC2086
-      nohup "$bin" --id "$id" --http "127.0.0.1:$port" ${MAAS_WORKER_ARGS:-} >> "$dir/$id.log" 2>&1 < /dev/null &
+      nohup "$bin" --id "$id" --http "$MAAS_WORKER_HOST:$port" ${MAAS_WORKER_ARGS:-} >> "$dir/$id.log" 2>&1 < /dev/null &
       echo $! > "$dir/$id.pid"
-      log "worker $id started (pid $!, /metrics on 127.0.0.1:$port, log $dir/$id.log)"
+      log "worker $id started (pid $!, /metrics on $MAAS_WORKER_HOST:$port, log $dir/$id.log)"
     done
     # ready = the worker says so in its log
     for ((i = 1; i <= n; i++)); do
