@@ -29,6 +29,7 @@ PKGS_TEST=(
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
   systemd                    # systemd-analyze: the units in deploy/systemd are verified
+  podman runc mmdebstrap     # the container image (deploy/container), built and run in a test
 )
 # The local stack (and the integration tests): Redis, and Java + Maven for the Kafka broker.
 PKGS_STACK=(redis-server redis-tools default-jre-headless maven)

@@ -64,7 +64,8 @@ for h in "${!addr[@]}"; do
     ip -n "$tag$h" link set eth0 up && ip -n "$tag$h" link set lo up ||
     { bad "network for $h"; exit 1; }
 done
-ip -4 addr show | grep -q "$net\." && bad "an address of $net.0/24 outside the namespaces" ||
+addrs="$(ip -4 addr show)"
+grep -q "$net\." <<< "$addrs" && bad "an address of $net.0/24 outside the namespaces" ||
   ok "no $net.0/24 address in this namespace"
 
 # the services, each in its host (the scripts of deploy/local, given the addresses)
