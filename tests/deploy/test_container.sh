@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The container image (deploy/container), as a user runs it: built here from Debian's packages
 # (base.sh: mmdebstrap, podman import; no registry), then a worker container against the
-# services fixture's Kafka and Redis (host network, its settings file mounted read-only): it
-# runs as a non-root user, becomes ready, passes its HEALTHCHECK, trains and serves jobs the
+# services fixture's Kafka and Redis (host network, its settings file mounted read-only, a
+# read-only root and no capabilities, as deploy/k8s runs it): it runs as a non-root user, becomes ready, passes its HEALTHCHECK, trains and serves jobs the
 # CLI submits from the host (the records name it), and stops cleanly (exit 0) on podman stop.
 # usage: test_container.sh BUILD_DIR WORKDIR     (MAAS_KAFKA_BROKERS, MAAS_REDIS_URL, MAAS_CONFIG)
 # Exit 77 (skipped) only when this kernel or sandbox refuses to run a container (said why).
@@ -34,6 +34,7 @@ conf="$(dirname "$MAAS_CONFIG")/worker.conf"
 [[ -s "$conf" ]] || conf="$MAAS_CONFIG"
 install -m 0644 "$conf" worker.conf
 maas_podman run -d --name "$name" --network host "${MAAS_PODMAN_LIMITS[@]}" \
+  --read-only --cap-drop ALL --security-opt no-new-privileges \
   -v "$work/worker.conf:/etc/maas/worker.conf:ro" -e MAAS_KAFKA_BROKERS -e MAAS_REDIS_URL \
   -e MAAS_WORKER_HTTP="127.0.0.1:$port" "$image" --id "$id" --config /etc/maas/worker.conf \
   > run.log 2>&1 && ok "worker container started" || { bad "podman run: $(cat run.log)"; exit 1; }
