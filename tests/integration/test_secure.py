@@ -136,8 +136,10 @@ try:
     WCONF = os.path.join(STATE, "credentials", "worker.conf")
     wenv = dict(ENV, MAAS_CONFIG=WCONF)
     wlog = open(os.path.join(WORK, "maas-worker.log"), "w")
-    procs.append(subprocess.Popen([os.path.join(BIN, "maas-worker"), "--id", f"sec-w{RUN}", "-X",
-                                   "kafka.session.timeout.ms=6000"], stdout=wlog, stderr=wlog, env=wenv))
+    wp = subprocess.Popen([os.path.join(BIN, "maas-worker"), "--id", f"sec-w{RUN}", "-X",
+                           "kafka.session.timeout.ms=6000"], stdout=wlog, stderr=wlog, env=wenv)
+    wp.log_path = wlog.name  # clean_exit reads it (as spawn's processes')
+    procs.append(wp)
     wc = dict(ln.split("=", 1) for ln in open(WCONF).read().splitlines() if "=" in ln)
     rw = redis.Redis(host="127.0.0.1", port=RPORT, username=wc["redis.user"], password=wc["redis.password"])
     e = redis_error(lambda: rw.execute_command("ACL", "SETUSER", "intruder", "on", ">x", "~*", "+@all"))
