@@ -25,7 +25,8 @@ SEED = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time())
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL = os.path.join(HERE, "../../deploy/local")
 STATE = os.path.join(WORK, "state")
-KPORT, RPORT = 39092, 36379
+# below the kernel's ephemeral range (32768-60999): no client socket can hold them first
+KPORT, RPORT = 23092, 23379
 BROKERS = f"127.0.0.1:{KPORT}"
 # its services are its own and open: the fixture's login is not for them
 os.environ.pop("MAAS_CONFIG", None)

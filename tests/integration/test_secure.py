@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The engines enforce the tenants (issue 18), on services of its own (ports 39292/39293,
-36479): Kafka with SASL SCRAM-SHA-512 and the StandardAuthorizer, Redis with ACL users and the
+"""The engines enforce the tenants (issue 18), on services of its own (ports 24292/24293,
+24479, 24280): Kafka with SASL SCRAM-SHA-512 and the StandardAuthorizer, Redis with ACL users and the
 default user off, both as deploy/local starts them (MAAS_KAFKA_AUTH=scram,
 MAAS_REDIS_AUTH=acl); a worker and the coordinator with the service credentials from
 maas.conf (MAAS_CONFIG, never argv). `maas tenant create` makes each tenant's Kafka principal
@@ -34,7 +34,9 @@ BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL = os.path.join(HERE, "../../deploy/local")
 STATE = os.path.join(WORK, "state")
-KPORT, RPORT, HPORT = 39292, 36479, 39280
+# below the kernel's ephemeral range (32768-60999): no client socket can hold them first (a
+# coordinator once failed to bind 39280, "Address already in use", in a CI run)
+KPORT, RPORT, HPORT = 24292, 24479, 24280
 BROKERS, REDIS_URL, API = f"127.0.0.1:{KPORT}", f"redis://127.0.0.1:{RPORT}", f"http://127.0.0.1:{HPORT}"
 CONF = os.path.join(STATE, "credentials", "maas.conf")
 ENV = dict(os.environ, MAAS_STATE_DIR=STATE, MAAS_KAFKA_PORT=str(KPORT),
