@@ -43,7 +43,13 @@ cleanup() {
   for w in w1 w2; do
     [[ -f "$w.pid" ]] && kill -TERM "$(cat "$w.pid")" 2> /dev/null
   done
-  sleep 1
+  # until both have exited (a worker cut off from Kafka may take its grace): at most 35 s
+  for ((t = 0; t < 350; t++)); do
+    alive=0
+    for w in w1 w2; do [[ -f "$w.pid" ]] && kill -0 "$(cat "$w.pid")" 2> /dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
   "$root/deploy/local/kafka.sh" stop > /dev/null 2>&1
   "$root/deploy/local/redis.sh" stop > /dev/null 2>&1
   for h in "${!addr[@]}" sw; do
