@@ -9,6 +9,7 @@
  *   predict1024_sps     batch-1024 predict throughput: samples/s (median), on the float GEMM
  *                       MAAS_FLOAT_GEMM picks (printed as float_gemm)
  *   predict1_int8_us, predict1024_int8_sps   the same on the int8-quantized model
+ *   predict1_bf16_us, predict1024_bf16_sps   the same on the bf16 model (bf16_kernel: where it ran)
  *   rowvec_fashion_us, sgemv_fashion_us       the single row's three vector-matrix products
  *                       (784x256, 256x128, 128x10) with maas_rowvec and with OpenBLAS's sgemv
  *                       (the single-row path before issue 20), same run: microseconds
@@ -173,9 +174,12 @@ int main(int argc, char **argv) {
     /* Predict: single-row latency and batch-1024 throughput, float32 then int8. */
     maas_model *q = maas_model_clone(m, err, sizeof(err));
     if (!q || maas_quantize(q, err, sizeof(err))) die("quantize", err);
-    for (int pass = 0; pass < 2; pass++) {
-        const maas_model *served = pass ? q : m;
-        const char *sfx = pass ? "_int8" : "";
+    maas_model *bq = maas_model_clone(m, err, sizeof(err));
+    if (!bq || maas_quantize_bf16(bq, err, sizeof(err))) die("bf16", err);
+    printf("bf16_kernel %s\n", maas_bf16_kernel_name());
+    for (int pass = 0; pass < 3; pass++) {
+        const maas_model *served = pass == 2 ? bq : pass ? q : m;
+        const char *sfx = pass == 2 ? "_bf16" : pass ? "_int8" : "";
         maas_infer *inf = maas_infer_new(served, 1024, err, sizeof(err));
         if (!inf) die("infer", err);
         static float out[1024 * 10];
@@ -201,6 +205,7 @@ int main(int argc, char **argv) {
         maas_infer_free(inf);
     }
     maas_model_free(q);
+    maas_model_free(bq);
 
     /* The single row's products alone: the project's kernel against OpenBLAS's sgemv. */
     {

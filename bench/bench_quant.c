@@ -7,7 +7,8 @@
  *     static input scales: file size ratio, accuracy delta, predict speed
  *     ratio vs float32 at batch 1, 32 and 1024 (medians);
  *   - 50% magnitude pruning, then 2 fine-tuning epochs with the mask held:
- *     accuracy delta and file size; pruned + int8.
+ *     accuracy delta and file size; pruned + int8;
+ *   - bf16 weights (issue 20): the same figures.
  *
  * Prints a table; a ratio > 1 means the optimized model is better.
  * usage: maas-bench-quant [--repeats N] [--fashion-dir DIR] [--epochs N]
@@ -152,11 +153,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "training the Fashion-MNIST model, %d epochs...\n", epochs);
     if (maas_fit(f, &c, xtr.data, ytr.data, ytr.count, &o, NULL, err, sizeof(err))) die("fit", err);
 
-    variant v[5] = {{.name = "float32"},
+    variant v[6] = {{.name = "float32"},
                     {.name = "int8 (dynamic, default)"},
                     {.name = "int8 (calibrated static)"},
                     {.name = "pruned 50% + 2 ep fine-tune"},
-                    {.name = "pruned 50% + int8"}};
+                    {.name = "pruned 50% + int8"},
+                    {.name = "bf16"}};
     measure(&v[0], f, &c, &xte, &yte, repeats);
 
     maas_model *q = maas_model_clone(f, err, sizeof(err));
@@ -180,13 +182,17 @@ int main(int argc, char **argv) {
     maas_model *pq = maas_model_clone(p, err, sizeof(err));
     if (!pq || maas_quantize(pq, err, sizeof(err))) die("quantize pruned", err);
     measure(&v[4], pq, &c, &xte, &yte, repeats);
+    maas_model *bq = maas_model_clone(f, err, sizeof(err));
+    if (!bq || maas_quantize_bf16(bq, err, sizeof(err))) die("bf16", err);
+    measure(&v[5], bq, &c, &xte, &yte, repeats);
 
     printf("Fashion-MNIST 784-256-128-10, %d epochs; test accuracy on 10 000 images; int8 kernel "
-           "%s; 1 thread; medians of %d runs\n",
-           epochs, maas_qkernel_name(MAAS_QKERNEL_AUTO), repeats * 5 < 64 ? repeats * 5 : 64);
+           "%s; bf16 kernel %s; 1 thread; medians of %d runs\n",
+           epochs, maas_qkernel_name(MAAS_QKERNEL_AUTO), maas_bf16_kernel_name(),
+           repeats * 5 < 64 ? repeats * 5 : 64);
     printf("%-28s %9s %6s %8s %7s %9s %6s %9s %6s %9s %6s\n", "model", "bytes", "size", "accuracy",
            "delta", "b=1 us", "speed", "b=32 us", "speed", "b=1024 us", "speed");
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         printf("%-28s %9zu %5.2fx %8.4f %+6.2fpt", v[i].name, v[i].bytes,
                (double)v[0].bytes / (double)v[i].bytes, v[i].acc, (v[i].acc - v[0].acc) * 100.0);
         for (int b = 0; b < 3; b++) printf(" %9.2f %5.2fx", v[i].us[b], v[0].us[b] / v[i].us[b]);
@@ -198,12 +204,15 @@ int main(int argc, char **argv) {
            acc_pruned_only, (acc_pruned_only - v[0].acc) * 100.0, v[3].acc);
     printf("targets: int8 >= 3.9x smaller, <= 1pt accuracy loss, >= 1.5x faster at batch 1; "
            "pruned 50%% <= 1pt loss after fine-tuning\n");
+    printf("bf16: half the kernel bytes; accuracy within noise of float32; faster than float32 "
+           "at every batch where the CPU has AVX512_BF16 (bf16 kernel above)\n");
     free(mask);
     maas_model_free(f);
     maas_model_free(q);
     maas_model_free(qc);
     maas_model_free(p);
     maas_model_free(pq);
+    maas_model_free(bq);
     maas_idx_release(&xtr);
     maas_idx_release(&ytr);
     maas_idx_release(&xte);

@@ -175,9 +175,12 @@ int maas_cli_submit(int argc, char **argv) {
             rc = cli_parse_format(cmd, optarg, &json);
             break;
         case O_QUANT:
-            if (strcmp(optarg, "int8"))
-                rc = maas_cli_usage_error(cmd, "--quantize takes int8, got '%s'", optarg);
-            j.optimize.quantize_int8 = 1;
+            if (!strcmp(optarg, "int8"))
+                j.optimize.quantize = MAAS_QUANT_INT8;
+            else if (!strcmp(optarg, "bf16"))
+                j.optimize.quantize = MAAS_QUANT_BF16;
+            else
+                rc = maas_cli_usage_error(cmd, "--quantize takes int8 or bf16, got '%s'", optarg);
             break;
         case O_PRUNE:
             if (!(rc = cli_parse_float(cmd, "--prune", optarg, 0, 0.99, &dv)))
@@ -241,8 +244,8 @@ int maas_cli_submit(int argc, char **argv) {
         }
     }
     if (type == MAAS_JOBTYPE_OPTIMIZE) {
-        if (!j.optimize.quantize_int8 && j.optimize.prune == 0.0f) {
-            rc = maas_cli_usage_error(cmd, "give --quantize int8, --prune SPARSITY, or both");
+        if (!j.optimize.quantize && j.optimize.prune == 0.0f) {
+            rc = maas_cli_usage_error(cmd, "give --quantize int8|bf16, --prune SPARSITY, or both");
             goto done;
         }
         if (j.optimize.finetune_epochs > 0 &&

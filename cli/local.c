@@ -275,10 +275,13 @@ int maas_cli_inspect(int argc, char **argv) {
     printf("\ntotal params: %zu (%.1f KiB float32)\n", m->n_params, m->n_params * 4.0 / 1024.0);
     maas_prune_report sp;
     maas_sparsity(m, &sp);
-    if (maas_model_is_quantized(m))
+    if (maas_model_quant_kind(m) == MAAS_QUANT_INT8)
         printf(
             "weights:      int8, per-output-channel scales (%.1f KiB stored); inference in int8\n",
             maas_quant_payload_bytes(m) / 1024.0);
+    else if (maas_model_quant_kind(m) == MAAS_QUANT_BF16)
+        printf("weights:      bf16 kernels (%.1f KiB stored); inference in bf16 (%s kernel)\n",
+               maas_quant_payload_bytes(m) / 1024.0, maas_bf16_kernel_name());
     if (sp.zero_weights > 0)
         printf("sparsity:     %.1f%% of kernel weights are zero\n", sp.total_sparsity * 100.0);
     if (info.has_compile) {
@@ -301,7 +304,7 @@ int maas_cli_inspect(int argc, char **argv) {
 /* ------------------------------------------------------------- optimize */
 
 static const char optimize_help[] =
-    "usage: maas optimize -m model.h5 -o out.h5 [--quantize int8] [--prune SPARSITY]\n"
+    "usage: maas optimize -m model.h5 -o out.h5 [--quantize int8|bf16] [--prune SPARSITY]\n"
     "                     [--per-layer] [--finetune-epochs N] [--batch-size N]\n"
     "                     [--data FILE (--label COLUMN | --labels FILE.h5:/y) [--drop COLUMN]...]\n"
     "                     [--loss NAME] [--seed N] [--threads N] [-q]\n"
@@ -310,11 +313,14 @@ static const char optimize_help[] =
     "  --quantize int8     per-channel int8 weights; inference runs in int8 (out.h5 is a\n"
     "                      maas int8 file: 'maas export' or 'maas optimize --dequantize'\n"
     "                      gives Keras a float file)\n"
+    "  --quantize bf16     bf16 kernels (half the size); inference multiplies bf16 inputs by\n"
+    "                      them with float32 sums where the CPU has AVX512_BF16, else runs\n"
+    "                      them as float32 (out.h5 loads in Keras as float32). --bf16 too\n"
     "  --prune SPARSITY    zero that fraction (0..0.99) of the smallest-magnitude kernel\n"
     "                      weights, over all layers (--per-layer: in each layer)\n"
     "  --finetune-epochs N train N epochs after pruning with the pruned weights held at\n"
     "                      zero, on --data (its last 20%% of rows are held out)\n"
-    "  --dequantize        write an int8 model back as a float Keras file\n"
+    "  --dequantize        write an int8 or bf16 model back as a float32 Keras file\n"
     "  --data FILE         labelled data: accuracy and loss before and after (the held-out\n"
     "                      rows when fine-tuning), and the fine-tuning rows\n"
     "Prints size, accuracy, loss and single-row latency before and after.\n";
@@ -331,7 +337,8 @@ int maas_cli_optimize(int argc, char **argv) {
         O_LOSS,
         O_SEED,
         O_THREADS,
-        O_DEQUANT
+        O_DEQUANT,
+        O_BF16
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -346,6 +353,7 @@ int maas_cli_optimize(int argc, char **argv) {
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"dequantize", no_argument, 0, O_DEQUANT},
+        {"bf16", no_argument, 0, O_BF16},
         {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0},
     };
@@ -376,9 +384,12 @@ int maas_cli_optimize(int argc, char **argv) {
             quiet = 1;
             break;
         case O_QUANT:
-            if (strcmp(optarg, "int8"))
-                return maas_cli_usage_error(cmd, "--quantize takes int8, got '%s'", optarg);
-            o.quantize_int8 = 1;
+            if (!strcmp(optarg, "int8"))
+                o.quantize = MAAS_QUANT_INT8;
+            else if (!strcmp(optarg, "bf16"))
+                o.quantize = MAAS_QUANT_BF16;
+            else
+                return maas_cli_usage_error(cmd, "--quantize takes int8 or bf16, got '%s'", optarg);
             break;
         case O_PRUNE:
             rc = cli_parse_float(cmd, "--prune", optarg, 0.0, 0.99, &prune);
@@ -405,6 +416,9 @@ int maas_cli_optimize(int argc, char **argv) {
         case O_DEQUANT:
             dequant = 1;
             break;
+        case O_BF16:
+            o.quantize = MAAS_QUANT_BF16;
+            break;
         default:
             return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -412,10 +426,10 @@ int maas_cli_optimize(int argc, char **argv) {
     }
     if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !out) return maas_cli_usage_error(cmd, "-m MODEL and -o OUT are required");
-    if (dequant && (o.quantize_int8 || prune > 0.0))
+    if (dequant && (o.quantize || prune > 0.0))
         return maas_cli_usage_error(cmd, "--dequantize goes alone");
-    if (!dequant && !o.quantize_int8 && prune == 0.0)
-        return maas_cli_usage_error(cmd, "give --quantize int8, --prune SPARSITY, or both");
+    if (!dequant && !o.quantize && prune == 0.0)
+        return maas_cli_usage_error(cmd, "give --quantize int8|bf16, --prune SPARSITY, or both");
     if (finetune > 0 && prune == 0.0)
         return maas_cli_usage_error(cmd, "--finetune-epochs holds a pruning mask: add --prune");
     if (finetune > 0 && !dd.data)
@@ -429,7 +443,8 @@ int maas_cli_optimize(int argc, char **argv) {
     if (dequant) {
         if (!maas_model_is_quantized(m)) {
             maas_model_free(m);
-            return maas_cli_fail(cmd, "%s is not an int8 model; nothing to dequantize", model);
+            return maas_cli_fail(cmd, "%s is not an int8 or bf16 model; nothing to dequantize",
+                                 model);
         }
         maas_model_dequantize(m);
         rc = maas_model_save(m, info.has_compile ? &info.compile : NULL, out, err, sizeof(err))
@@ -503,7 +518,10 @@ int maas_cli_optimize(int argc, char **argv) {
         if (r.finetune_epochs)
             printf("finetuned: %d epochs with the mask held, on %zu rows\n", r.finetune_epochs,
                    d.rows - r.eval_rows);
-        if (r.quantized)
+        if (r.quantized && o.quantize == MAAS_QUANT_BF16)
+            printf("quantized: bf16 kernels, bf16 inputs per row, float32 sums (%s kernel)\n",
+                   r.kernel);
+        else if (r.quantized)
             printf("quantized: int8 weights per output channel, int8 inputs per row (%s kernel)\n",
                    r.kernel);
         printf("%-16s %12s %12s\n", "", "before", "after");

@@ -65,7 +65,7 @@ static void *task_main(void *p) {
     } else if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
         maas_optimize_opts o;
         maas_optimize_opts_init(&o);
-        o.quantize_int8 = j->optimize.quantize_int8;
+        o.quantize = j->optimize.quantize;
         o.prune = j->optimize.prune;
         o.finetune_epochs = j->optimize.finetune_epochs;
         if (x->rows > 0) {
@@ -468,9 +468,13 @@ static void optimize_json(const work_task *t, maas_strbuf *effects, maas_strbuf 
     const maas_optimize_spec *o = &t->job.optimize;
     maas_strbuf_printf(config,
                        "{\"method\": \"optimize\", \"quantize\": %s, \"prune\": %.6g, "
-                       "\"finetune_epochs\": %d, \"parent\": %d, \"int8_kernel\": \"%s\"}",
-                       o->quantize_int8 ? "\"int8\"" : "null", (double)o->prune, r->finetune_epochs,
-                       t->parent_version, r->kernel ? r->kernel : "");
+                       "\"finetune_epochs\": %d, \"parent\": %d, \"%s_kernel\": \"%s\"}",
+                       o->quantize == MAAS_QUANT_BF16   ? "\"bf16\""
+                       : o->quantize == MAAS_QUANT_INT8 ? "\"int8\""
+                                                        : "null",
+                       (double)o->prune, r->finetune_epochs, t->parent_version,
+                       o->quantize == MAAS_QUANT_BF16 ? "bf16" : "int8",
+                       r->kernel ? r->kernel : "");
 }
 
 /* Writes what the finished task produced; a retriable error keeps the task for later. */

@@ -833,10 +833,13 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
         if ((v = get(m, "quantize"))) {
             char q[16];
             if (as_str(&d, v, "quantize", q, sizeof(q))) return d.err;
-            if (strcmp(q, "int8"))
+            if (!strcmp(q, "int8"))
+                j->optimize.quantize = MAAS_QUANT_INT8;
+            else if (!strcmp(q, "bf16"))
+                j->optimize.quantize = MAAS_QUANT_BF16;
+            else
                 return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                                 "field quantize: expected \"int8\", got \"%s\"", q);
-            j->optimize.quantize_int8 = 1;
+                                 "field quantize: expected \"int8\" or \"bf16\", got \"%s\"", q);
         }
         if ((v = get(m, "prune")) && as_f32(&d, v, "prune", 0.0, 0.99, &j->optimize.prune))
             return d.err;
@@ -844,7 +847,7 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
             as_i32(&d, v, "finetune_epochs", 0, 10000, &j->optimize.finetune_epochs))
             return d.err;
         if ((v = get(m, "data")) && as_data(&d, v, "data", &j->data)) return d.err;
-        if (!j->optimize.quantize_int8 && j->optimize.prune == 0.0f)
+        if (!j->optimize.quantize && j->optimize.prune == 0.0f)
             return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "field quantize: an optimize job needs quantize or prune");
         if (j->optimize.finetune_epochs > 0 && !get(m, "data"))
@@ -995,7 +998,7 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
         n += 1;
         break;
     default:
-        n += 2 + has_data + j->optimize.quantize_int8;
+        n += 2 + has_data + (j->optimize.quantize != MAAS_QUANT_NONE);
         break;
     }
     msgpack_pack_map(&pk, (size_t)n);
@@ -1127,9 +1130,9 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
         pk_data(&pk, &j->data);
         break;
     default:
-        if (j->optimize.quantize_int8) {
+        if (j->optimize.quantize) {
             pk_str(&pk, "quantize");
-            pk_str(&pk, "int8");
+            pk_str(&pk, j->optimize.quantize == MAAS_QUANT_BF16 ? "bf16" : "int8");
         }
         pk_str(&pk, "prune");
         msgpack_pack_double(&pk, j->optimize.prune);

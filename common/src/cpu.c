@@ -5,9 +5,9 @@
 #include <pthread.h>
 
 static const char *const level_names[] = {
-    [MAAS_CPU_PORTABLE] = "portable", [MAAS_CPU_AVX2] = "avx2",
-    [MAAS_CPU_AVX512] = "avx512",     [MAAS_CPU_AVX512_VNNI] = "avx512-vnni",
-    [MAAS_CPU_NATIVE] = "native",
+    [MAAS_CPU_PORTABLE] = "portable",       [MAAS_CPU_AVX2] = "avx2",
+    [MAAS_CPU_AVX512] = "avx512",           [MAAS_CPU_AVX512_VNNI] = "avx512-vnni",
+    [MAAS_CPU_AVX512_BF16] = "avx512-bf16", [MAAS_CPU_NATIVE] = "native",
 };
 
 const char *maas_cpu_level_name(maas_cpu_level level) {
@@ -24,7 +24,7 @@ maas_err maas_cpu_level_parse(const char *name, maas_cpu_level *out, char *errst
         }
     return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                      "MAAS_CPU_LEVEL '%s' is not one of portable, avx2, avx512, avx512-vnni, "
-                     "native",
+                     "avx512-bf16, native",
                      name ? name : "(null)");
 }
 
@@ -33,7 +33,9 @@ maas_cpu_level maas_cpu_detected(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        return MAAS_CPU_AVX512_VNNI;
+        return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16")
+                   ? MAAS_CPU_AVX512_BF16
+                   : MAAS_CPU_AVX512_VNNI;
     if (__builtin_cpu_supports("avx512f")) return MAAS_CPU_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return MAAS_CPU_AVX2;
 #endif

@@ -59,8 +59,8 @@ static maas_err eval_rows(maas_trainer *tr, const maas_model *m, const maas_comp
     int ycols = maas_label_cols(m, c->loss);
     int batch = maas__trainer_batch(tr);
     double lsum = 0.0, asum = 0.0;
-    if (m->quant) {
-        /* An int8 model is judged by what its int8 inference outputs. */
+    if (maas_model_is_quantized(m)) {
+        /* An int8 or bf16 model is judged by what its inference outputs. */
         maas_infer *inf = maas_infer_new(m, batch, errstr, errstr_size);
         float *out = malloc((size_t)batch * m->n_outputs * sizeof(float));
         maas_err err = inf && out ? MAAS_OK : MAAS_ERR_OUT_OF_MEMORY;
@@ -201,9 +201,10 @@ double maas_fit_bytes(const maas_net_size *size, int n_inputs, int label_cols, s
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;
-    if (m->quant)
+    if (maas_model_is_quantized(m))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "the model is int8-quantized: train the float model, then quantize");
+                         "the model is %s-quantized: train the float model, then quantize",
+                         maas_quant_kind_name(maas_model_quant_kind(m)));
     maas_err err = check_opts(m, c, o, &is_max, errstr, errstr_size);
     if (!err) err = maas_compile_check(m, c, errstr, errstr_size);
     if (!err) err = check_inputs(m, x, rows, "training data", errstr, errstr_size);

@@ -86,6 +86,9 @@ static void cap_isa(const dnnl_api *a) {
     case MAAS_CPU_AVX512_VNNI:
         isa = dnnl_cpu_isa_avx512_core_vnni;
         break;
+    case MAAS_CPU_AVX512_BF16:
+        isa = dnnl_cpu_isa_avx512_core_bf16;
+        break;
     case MAAS_CPU_PORTABLE: /* never loaded there */
     case MAAS_CPU_NATIVE:
     default:

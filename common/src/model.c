@@ -1,5 +1,6 @@
 /* Sequential model construction, initialization and inference. */
 #include "maas/base.h"
+#include "maas/bkernel.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
 #include "gemm_internal.h"
@@ -259,6 +260,7 @@ void maas_model_free(maas_model *m) {
     free(m->feat_mean);
     free(m->feat_std);
     maas_quant_free(m->quant);
+    maas_bf16_free(m->bf16);
     free(m);
 }
 
@@ -278,6 +280,12 @@ maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_
         maas_model_free(m);
         maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
                   "out of memory copying int8 weights");
+        return NULL;
+    }
+    if (src->bf16 && !(m->bf16 = maas_bf16_clone(src->bf16))) {
+        maas_model_free(m);
+        maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                  "out of memory copying bf16 weights");
         return NULL;
     }
     return m;
@@ -354,6 +362,7 @@ struct maas_infer {
     float *buf[2];   /* ping-pong activations, max_batch x max_width each */
     float *xin;      /* standardized input, max_batch x n_inputs */
     maas_qscratch q; /* int8 layers (quantized models only) */
+    uint32_t *xb;    /* bf16 layers: max_batch x (widest input + 1) / 2 input pairs, or NULL */
     maas_fdnnl **fd; /* per layer, oneDNN's float matmul for batches >= 32 rows (made on
                       * first use); NULL when max_batch < 32 */
 };
@@ -395,6 +404,9 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
         inf->q.acc = malloc((size_t)max_batch * (size_t)inf->q.ldc * sizeof(int32_t) + 64);
         if (!inf->q.xq || !inf->q.rs || !inf->q.sh || !inf->q.acc) goto oom;
     }
+    if (m->bf16 && maas_bf16_available() &&
+        !(inf->xb = malloc((size_t)max_batch * (size_t)((w + 1) / 2) * sizeof(uint32_t))))
+        goto oom;
     return inf;
 oom:
     maas_infer_free(inf);
@@ -412,6 +424,7 @@ void maas_infer_free(maas_infer *inf) {
     free(inf->q.rs);
     free(inf->q.sh);
     free(inf->q.acc);
+    free(inf->xb);
     for (int i = 0; inf->fd && i < inf->m->n_layers; i++) maas__fdnnl_free(inf->fd[i]);
     free(inf->fd);
     free(inf);
@@ -448,6 +461,13 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
             continue;
         }
         const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
+        if (inf->xb && m->bf16->layers[i].packed) { /* bf16 where the CPU has it */
+            maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, out, l->n_out, inf->xb);
+            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+            in = out;
+            which ^= 1;
+            continue;
+        }
         int done = 0; /* rows oneDNN computed (batches of 32 and more; maas/cpu.h) */
         if (rows >= 32 && inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
             done = maas__fdnnl_run(inf->fd[i], l->n_in, l->n_out, in, l->n_in, rows, w, bias, out,

@@ -122,26 +122,73 @@ static int write_dataset(hid_t group, const char *name, int rank, const hsize_t 
 }
 
 /*
- * A float kernel. A pruned one (a quarter or more of exact zeros, and big
- * enough to matter) is chunked as one piece, byte-shuffled and deflated: h5py
- * and so Keras read it as usual, and the zeros cost next to nothing. Every
- * other kernel keeps the plain contiguous layout.
+ * bfloat16 as an HDF5 floating-point type: 2 bytes little-endian, sign bit 15, exponent bits
+ * 7-14 (bias 127), mantissa bits 0-6 with an implied leading 1 - the upper half of a float32.
+ * HDF5 converts it to float32 exactly, so h5py (and Keras through it) read these kernels as
+ * float32 arrays (schemas/model-h5.md, "bf16 versions"). The caller closes it.
  */
-static int write_kernel(hid_t group, const hsize_t *dims, const float *w) {
-    size_t n = (size_t)dims[0] * (size_t)dims[1], zeros = 0;
-    for (size_t k = 0; k < n; k++) zeros += w[k] == 0.0f;
-    if (n < 16384 || zeros * 4 < n || H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0 ||
-        H5Zfilter_avail(H5Z_FILTER_SHUFFLE) <= 0)
-        return write_dataset(group, "kernel:0", 2, dims, w);
+static hid_t bf16_type(void) {
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t >= 0 && (H5Tset_fields(t, 15, 7, 8, 0, 7) < 0 || H5Tset_precision(t, 16) < 0 ||
+                   H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 127) < 0)) {
+        H5Tclose(t);
+        t = H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* 1 when t is exactly bf16_type()'s layout. */
+static int is_bf16_type(hid_t t) {
+    size_t spos, epos, esize, mpos, msize;
+    return H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 2 && H5Tget_precision(t) == 16 &&
+           H5Tget_offset(t) == 0 && H5Tget_order(t) == H5T_ORDER_LE &&
+           H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && epos == 7 &&
+           esize == 8 && mpos == 0 && msize == 7 && H5Tget_ebias(t) == 127 &&
+           H5Tget_norm(t) == H5T_NORM_IMPLIED;
+}
+
+/*
+ * A kernel, float32 or bf16 (file_type H5T_IEEE_F32LE or bf16_type(); data in the matching
+ * memory type). A pruned one (a quarter or more of exact zeros, and big enough to matter) is
+ * chunked as one piece, byte-shuffled and deflated: h5py and so Keras read it as usual, and the
+ * zeros cost next to nothing. Every other kernel keeps the plain contiguous layout.
+ */
+static int write_kernel_as(hid_t group, const hsize_t *dims, hid_t file_type, hid_t mem_type,
+                           const void *data, size_t zeros) {
+    size_t n = (size_t)dims[0] * (size_t)dims[1];
+    int packed = n >= 16384 && zeros * 4 >= n && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 &&
+                 H5Zfilter_avail(H5Z_FILTER_SHUFFLE) > 0;
     hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
     hid_t d = H5I_INVALID_HID;
-    int ok = dcpl >= 0 && s >= 0 && H5Pset_chunk(dcpl, 2, dims) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
-             H5Pset_deflate(dcpl, 6) >= 0;
-    if (ok) d = H5Dcreate2(group, "kernel:0", H5T_IEEE_F32LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) >= 0;
+    int ok = dcpl >= 0 && s >= 0 &&
+             (!packed || (H5Pset_chunk(dcpl, 2, dims) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
+                          H5Pset_deflate(dcpl, 6) >= 0));
+    if (ok) d = H5Dcreate2(group, "kernel:0", file_type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok = ok && d >= 0 && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     CLOSE(H5Dclose, d);
     CLOSE(H5Sclose, s);
     CLOSE(H5Pclose, dcpl);
+    return ok;
+}
+
+static int write_kernel(hid_t group, const hsize_t *dims, const float *w) {
+    size_t n = (size_t)dims[0] * (size_t)dims[1], zeros = 0;
+    for (size_t k = 0; k < n; k++) zeros += w[k] == 0.0f;
+    return write_kernel_as(group, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w, zeros);
+}
+
+/* A bf16 model's kernel: its float32 values are bf16 values, stored as such. */
+static int write_kernel_bf16(hid_t group, const hsize_t *dims, const float *w) {
+    size_t n = (size_t)dims[0] * (size_t)dims[1], zeros = 0;
+    uint16_t *b = malloc(n * sizeof(uint16_t));
+    hid_t t = b ? bf16_type() : H5I_INVALID_HID;
+    for (size_t k = 0; b && k < n; k++) {
+        b[k] = maas_bf16_from_float(w[k]); /* exact: the value is a bf16 */
+        zeros += w[k] == 0.0f;
+    }
+    int ok = t >= 0 && write_kernel_as(group, dims, t, t, b, zeros);
+    CLOSE(H5Tclose, t);
+    free(b);
     return ok;
 }
 
@@ -191,7 +238,9 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
              attr_write_str(f, "maas_version", "0.1.0", H5T_CSET_UTF8) &&
              attr_write_str(f, "model_config", cfg, H5T_CSET_ASCII) &&
              (!train || attr_write_str(f, "training_config", train, H5T_CSET_ASCII)) &&
-             (!m->quant || attr_write_str(f, "maas_quantization", "int8", H5T_CSET_UTF8));
+             (!maas_model_is_quantized(m) ||
+              attr_write_str(f, "maas_quantization", maas_quant_kind_name(maas_model_quant_kind(m)),
+                             H5T_CSET_UTF8));
     free(cfg);
     free(train);
     hid_t mw = ok ? group_create(f, "model_weights") : -1;
@@ -238,7 +287,8 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
             hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
             hid_t inner = group_create(g, names[i]);
             ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
-                 write_kernel(inner, kd, m->params + l->w_off) &&
+                 (m->bf16 ? write_kernel_bf16(inner, kd, m->params + l->w_off)
+                          : write_kernel(inner, kd, m->params + l->w_off)) &&
                  (!l->spec.use_bias || write_dataset(inner, "bias:0", 1, bd, m->params + l->b_off));
             CLOSE(H5Gclose, inner);
         } else if (ok) {
@@ -490,8 +540,11 @@ static int path_is_hard(hid_t loc, const char *path) {
 }
 
 /* Opens a float dataset of the given rank after the safety checks; fills dims. */
+/* What a weight dataset must hold: float of any width, int8, or exactly bf16. */
+enum { W_FLOAT = 0, W_INT8, W_BF16 };
+
 static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
-                             int int8, maas_err *err, char *errstr, size_t errstr_size) {
+                             int want, maas_err *err, char *errstr, size_t errstr_size) {
     if (!path_is_hard(g, path)) {
         *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is missing or is a link", layer, path);
@@ -505,12 +558,17 @@ static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims,
                          "layer '%s': cannot open weight '%s'", layer, path);
         goto done;
     }
-    if (!int8 && H5Tget_class(t) != H5T_FLOAT) {
+    if (want == W_FLOAT && H5Tget_class(t) != H5T_FLOAT) {
         *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is not floating point", layer, path);
         goto done;
     }
-    if (int8 &&
+    if (want == W_BF16 && !is_bf16_type(t)) {
+        *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                         "layer '%s': weight '%s' is not bf16 (schemas/model-h5.md)", layer, path);
+        goto done;
+    }
+    if (want == W_INT8 &&
         (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 1 || H5Tget_sign(t) != H5T_SGN_2)) {
         *err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                          "layer '%s': weight '%s' is not int8", layer, path);
@@ -545,7 +603,18 @@ done:
 
 static hid_t open_weights(hid_t g, const char *path, int rank, hsize_t *dims, const char *layer,
                           maas_err *err, char *errstr, size_t errstr_size) {
-    return open_weights_as(g, path, rank, dims, layer, 0, err, errstr, errstr_size);
+    return open_weights_as(g, path, rank, dims, layer, W_FLOAT, err, errstr, errstr_size);
+}
+
+/* A bf16 kernel (checked by open_weights_as) into n float32s, exactly; 1 on success. */
+static int read_kernel_bf16(hid_t d, float *w, size_t n) {
+    uint16_t *b = malloc((n ? n : 1) * sizeof(uint16_t));
+    hid_t t = b ? bf16_type() : H5I_INVALID_HID;
+    int ok = t >= 0 && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) >= 0;
+    for (size_t k = 0; ok && k < n; k++) w[k] = maas_bf16_to_float(b[k]);
+    CLOSE(H5Tclose, t);
+    free(b);
+    return ok;
 }
 
 /* One layer group listed in layer_names that carries weights. */
@@ -648,19 +717,22 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         goto done;
     }
     if ((err = collect_weighted(&st, errstr, errstr_size))) goto done;
-    /* maas's int8 versions (schemas/model-h5.md): kernel_q + kernel_scale per Dense layer */
-    int quant = 0;
+    /* maas's int8 versions (schemas/model-h5.md): kernel_q + kernel_scale per Dense layer;
+     * bf16 versions: kernel:0 stored as bf16 */
+    int quant = 0, bf16 = 0;
     {
         char *qa = attr_read_string(st.f, "maas_quantization", 64, &bad);
-        if (qa && strcmp(qa, "int8")) {
+        if (qa && strcmp(qa, "int8") && strcmp(qa, "bf16")) {
             err = maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
-                            "unsupported maas_quantization '%.32s' (known: int8)", qa);
+                            "unsupported maas_quantization '%.32s' (known: int8, bf16)", qa);
             free(qa);
             goto done;
         }
-        quant = qa != NULL;
+        quant = qa && !strcmp(qa, "int8");
+        bf16 = qa && !strcmp(qa, "bf16");
         free(qa);
     }
+    int kernel_as = quant ? W_INT8 : bf16 ? W_BF16 : W_FLOAT;
 
     /* Pair the file's weighted layers with the config's, in order, as Keras does. */
     maas_keras_arch *a = &st.arch;
@@ -726,7 +798,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
             goto done;
         }
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
-        hid_t d = g >= 0 ? open_weights_as(g, e->w.v[0], 2, dims, e->name, quant, &err, errstr,
+        hid_t d = g >= 0 ? open_weights_as(g, e->w.v[0], 2, dims, e->name, kernel_as, &err, errstr,
                                            errstr_size)
                          : H5I_INVALID_HID;
         int ok = d >= 0;
@@ -784,10 +856,12 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
             scale = malloc((size_t)l->n_out * sizeof(float));
         }
         for (int w = 0; w < e->w.n; w++) {
-            hid_t d = open_weights_as(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name, quant && w == 0,
-                                      &err, errstr, errstr_size);
+            hid_t d = open_weights_as(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name,
+                                      w == 0 ? kernel_as : W_FLOAT, &err, errstr, errstr_size);
             int ok = d >= 0 && (!quant || (wq && scale));
-            if (ok && quant && w == 0)
+            if (ok && bf16 && w == 0)
+                ok = read_kernel_bf16(d, m->params + l->w_off, (size_t)l->n_in * l->n_out);
+            else if (ok && quant && w == 0)
                 ok = H5Dread(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, wq) >= 0;
             else if (ok && quant && w == 1)
                 ok = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, scale) >= 0;
@@ -823,7 +897,8 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         free(scale);
         CLOSE(H5Gclose, g);
     }
-    if ((err = maas_model_check_finite(m, errstr, errstr_size))) {
+    if ((err = maas_model_check_finite(m, errstr, errstr_size)) ||
+        (bf16 && (err = maas_bf16_attach(m, errstr, errstr_size)))) {
         maas_model_free(m);
         m = NULL;
         goto done;
@@ -906,7 +981,7 @@ typedef struct iso_header {
     uint32_t magic;
     int32_t err;
     char errstr[MAAS_ERRSTR_SIZE];
-    int32_t n_inputs, n_layers, has_std, has_quant;
+    int32_t n_inputs, n_layers, has_std, has_quant, has_bf16;
     uint64_t n_params;
     maas_model_info info;
 } iso_header;
@@ -959,6 +1034,7 @@ static void child_load(int fd, const void *buf, size_t len) {
         h.n_params = m->n_params;
         h.has_std = m->feat_mean != NULL;
         h.has_quant = m->quant != NULL;
+        h.has_bf16 = m->bf16 != NULL;
         ok = write_all(fd, &h, sizeof(h));
         for (int i = 0; ok && i < m->n_layers; i++)
             ok = write_all(fd, &m->layers[i].spec, sizeof(maas_layer_spec));
@@ -1064,6 +1140,12 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
         maas_model_free(m);
         m = NULL;
         err = MAAS_ERR_NON_FINITE;
+        goto done;
+    }
+    if (h->has_bf16 && maas_bf16_attach(m, errstr, errstr_size)) {
+        maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "the model loader sent a bad reply");
+        maas_model_free(m);
+        m = NULL;
         goto done;
     }
     if (info) {

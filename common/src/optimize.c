@@ -69,13 +69,18 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
                        char *errstr, size_t errstr_size) {
     memset(r, 0, sizeof(*r)); /* before any return: the caller releases r->history */
     r->loss_before = r->loss_after = r->acc_before = r->acc_after = NAN;
-    r->kernel = maas_qkernel_name(MAAS_QKERNEL_AUTO);
+    r->kernel = o->quantize == MAAS_QUANT_BF16 ? maas_bf16_kernel_name()
+                                               : maas_qkernel_name(MAAS_QKERNEL_AUTO);
+    if (o->quantize != MAAS_QUANT_NONE && o->quantize != MAAS_QUANT_INT8 &&
+        o->quantize != MAAS_QUANT_BF16)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "quantize: unknown kind %d", (int)o->quantize);
     if (!(o->prune >= 0.0 && o->prune <= 0.99))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "prune: target sparsity must be in [0, 0.99], got %g", o->prune);
-    if (!o->quantize_int8 && o->prune == 0.0)
+    if (!o->quantize && o->prune == 0.0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "nothing to do: ask for int8 quantization, pruning, or both");
+                         "nothing to do: ask for int8 or bf16 quantization, pruning, or both");
     if (o->finetune_epochs < 0 || o->finetune_epochs > 10000)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "finetune_epochs must be in 0..10000, got %d", o->finetune_epochs);
@@ -85,9 +90,10 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
     if (o->finetune_epochs > 0 && (!o->x || !o->y || o->rows == 0 || !o->compile || !o->rng))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "fine-tuning needs labelled data and the model's loss and optimizer");
-    if (o->quantize_int8 && m->quant && o->prune == 0.0)
+    if (o->quantize && maas_model_is_quantized(m) && o->prune == 0.0)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "the model is already int8-quantized");
+                         "the model is already %s-quantized",
+                         maas_quant_kind_name(maas_model_quant_kind(m)));
     if (o->finetune_epochs > 0 && !(o->holdout > 0.0 && o->holdout < 1.0))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "holdout must be in (0, 1) with fine-tuning, got %g", o->holdout);
@@ -134,8 +140,10 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
         if (err) return err;
         r->pruned = 1;
     }
-    if (o->quantize_int8) {
-        if ((err = maas_quantize(m, errstr, errstr_size))) return err;
+    if (o->quantize) {
+        err = o->quantize == MAAS_QUANT_BF16 ? maas_quantize_bf16(m, errstr, errstr_size)
+                                             : maas_quantize(m, errstr, errstr_size);
+        if (err) return err;
         r->quantized = 1;
     }
     return measure(m, o, ex, ey, n_eval, &r->bytes_after, &r->loss_after, &r->acc_after,

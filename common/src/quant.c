@@ -1,7 +1,8 @@
 /*
  * int8 quantization of models (per-channel weights, per-row dynamic or
- * calibrated static inputs) and magnitude pruning: transforms of a model's
- * weights. The int8 kernels that run quantized layers are qkernel.c. See quant.h.
+ * calibrated static inputs), bf16 weights and magnitude pruning: transforms of
+ * a model's weights. The kernels that run quantized layers are qkernel.c (int8)
+ * and bkernel.c (bf16). See quant.h.
  */
 #include "maas/base.h"
 #include "maas/gemm.h"
@@ -9,12 +10,108 @@
 #include "quant_internal.h"
 
 int maas_model_is_quantized(const maas_model *m) {
-    return m && m->quant != NULL;
+    return m && (m->quant != NULL || m->bf16 != NULL);
+}
+
+maas_quant_kind maas_model_quant_kind(const maas_model *m) {
+    return !m         ? MAAS_QUANT_NONE
+           : m->quant ? MAAS_QUANT_INT8
+           : m->bf16  ? MAAS_QUANT_BF16
+                      : MAAS_QUANT_NONE;
+}
+
+const char *maas_quant_kind_name(maas_quant_kind k) {
+    return k == MAAS_QUANT_INT8 ? "int8" : k == MAAS_QUANT_BF16 ? "bf16" : "float32";
 }
 
 void maas_model_dequantize(maas_model *m) {
     maas_quant_free(m->quant);
     m->quant = NULL;
+    maas_bf16_free(m->bf16);
+    m->bf16 = NULL;
+}
+
+/* A model that can be quantized: float32 (not int8 or bf16 already), every weight finite. */
+static maas_err quantizable(const maas_model *m, char *errstr, size_t errstr_size) {
+    if (maas_model_is_quantized(m))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "the model is already %s-quantized",
+                         maas_quant_kind_name(maas_model_quant_kind(m)));
+    return maas_model_check_finite(m, errstr, errstr_size);
+}
+
+/* Packs every Dense kernel of m (already bf16 values) into a new bf16 side; 1 on success. */
+static int bf16_pack(maas_model *m) {
+    maas_bf16 *b = maas_bf16_new(m->n_layers);
+    for (int i = 0; b && i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind == MAAS_LAYER_DENSE &&
+            !maas_bf16_set_layer(b, i, l->n_in, l->n_out, m->params + l->w_off)) {
+            maas_bf16_free(b);
+            b = NULL;
+        }
+    }
+    if (!b) return 0;
+    maas_bf16_free(m->bf16);
+    m->bf16 = b;
+    return 1;
+}
+
+maas_err maas_quantize_bf16(maas_model *m, char *errstr, size_t errstr_size) {
+    maas_err err = quantizable(m, errstr, errstr_size);
+    if (err) return err;
+    /* rounding may overflow a weight past bf16's largest finite value: refuse, unchanged */
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        const float *w = m->params + l->w_off;
+        for (size_t k = 0; k < (size_t)l->n_in * l->n_out; k++)
+            if (!isfinite(maas_bf16_to_float(maas_bf16_from_float(w[k]))))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
+                                 "layer '%s': weight %g does not fit bf16's range", l->spec.name,
+                                 (double)w[k]);
+    }
+    float *saved = malloc(m->n_params * sizeof(float));
+    if (!saved) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(saved, m->params, m->n_params * sizeof(float));
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        float *w = m->params + l->w_off;
+        for (size_t k = 0; k < (size_t)l->n_in * l->n_out; k++)
+            w[k] = maas_bf16_to_float(maas_bf16_from_float(w[k]));
+    }
+    if (!bf16_pack(m)) {
+        memcpy(m->params, saved, m->n_params * sizeof(float));
+        free(saved);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                         "out of memory for bf16 weights");
+    }
+    free(saved);
+    return MAAS_OK;
+}
+
+maas_err maas_bf16_attach(maas_model *m, char *errstr, size_t errstr_size) {
+    if (m->quant)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "the model is already int8-quantized");
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        const float *w = m->params + l->w_off;
+        for (size_t k = 0; k < (size_t)l->n_in * l->n_out; k++) {
+            uint32_t u;
+            memcpy(&u, &w[k], sizeof(u));
+            if (u & 0xffffu)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                                 "layer '%s': kernel value %zu is not a bf16 value", l->spec.name,
+                                 k);
+        }
+    }
+    if (!bf16_pack(m))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
+                         "out of memory for bf16 weights");
+    return MAAS_OK;
 }
 
 static maas_quant *quant_for(maas_model *m) {
@@ -42,6 +139,9 @@ maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const floa
     if (i < 0 || i >= m->n_layers || m->layers[i].spec.kind != MAAS_LAYER_DENSE)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "layer %d is not a Dense layer", i);
+    if (m->bf16)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "the model is already bf16-quantized");
     const maas_layer *ml = &m->layers[i];
     for (int j = 0; j < ml->n_out; j++)
         if (!isfinite(scale[j]) || !(scale[j] > 0.0f))
@@ -70,10 +170,7 @@ maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const floa
 }
 
 maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size) {
-    if (m->quant)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "the model is already int8-quantized");
-    maas_err err = maas_model_check_finite(m, errstr, errstr_size);
+    maas_err err = quantizable(m, errstr, errstr_size);
     if (err) return err;
     maas_quant *q = quant_for(m);
     if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -117,6 +214,8 @@ size_t maas_quant_payload_bytes(const maas_model *m) {
         size_t kw = (size_t)l->n_in * l->n_out, b = l->spec.use_bias ? (size_t)l->n_out : 0;
         if (m->quant && m->quant->layers[i].wq)
             n += kw + ((size_t)l->n_out + b) * sizeof(float);
+        else if (m->bf16)
+            n += kw * sizeof(uint16_t) + b * sizeof(float);
         else
             n += (kw + b) * sizeof(float);
     }
@@ -243,9 +342,10 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
     if (!(sparsity >= 0.0 && sparsity < 1.0))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "sparsity must be in [0, 1), got %g", sparsity);
-    if (m->quant)
+    if (maas_model_is_quantized(m))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "prune the float model, then quantize (this one is int8-quantized)");
+                         "prune the float model, then quantize (this one is %s-quantized)",
+                         maas_quant_kind_name(maas_model_quant_kind(m)));
     size_t total = 0, largest = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];

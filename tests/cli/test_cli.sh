@@ -44,6 +44,29 @@ expect 0 "" -- "$maas" inspect model.h5
 grep -q 'dense_1 .*sigmoid' out.txt && grep -q 'standardized' out.txt && grep -q 'loss binary_crossentropy' out.txt \
   && ok || bad "inspect: $(cat out.txt)"
 
+# --- bf16: optimize, inspect, predict, refusals, back to float32
+expect 0 "" -- "$maas" optimize -m model.h5 --bf16 -o bf16.h5 --data "$pima" --label diabetes
+grep -qE '^quantized: bf16 kernels, bf16 inputs per row, float32 sums \((avx512-bf16|float32) kernel\)$' out.txt \
+  && grep -qE '^size \(bytes\) +[0-9]+ +[0-9]+ +[0-9.]+x smaller$' out.txt && grep -q '^accuracy ' out.txt \
+  && ok || bad "optimize --bf16: $(cat out.txt)"
+expect 0 "" -- "$maas" inspect bf16.h5
+grep -q '^weights:      bf16 kernels' out.txt && ok || bad "inspect bf16: $(cat out.txt)"
+expect 0 "" -- "$maas" predict -m bf16.h5 --data "$pima" --drop diabetes
+[[ $(wc -l < out.txt) -eq 768 ]] && ok || bad "predict bf16: $(head -3 out.txt)"
+expect 1 "already bf16-quantized" -- "$maas" optimize -m bf16.h5 --quantize int8 -o x.h5
+expect 2 "--quantize takes int8 or bf16, got 'fp8'" -- "$maas" optimize -m model.h5 --quantize fp8 -o x.h5
+expect 0 "" -- "$maas" optimize -m bf16.h5 --dequantize -o bf16-float.h5
+/usr/bin/python3 - bf16.h5 bf16-float.h5 <<'PY' && ok || bad "bf16 file layout"
+import sys, h5py, numpy as np
+b, f = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
+assert b.attrs["maas_quantization"] == "bf16" and "maas_quantization" not in f.attrs
+for name in ("dense", "dense_1"):
+    kb, kf = b[f"model_weights/{name}/{name}/kernel:0"], f[f"model_weights/{name}/{name}/kernel:0"]
+    assert kb.id.get_type().get_size() == 2 and kf.id.get_type().get_size() == 4
+    assert np.array_equal(kb[()], kf[()])  # h5py widens bf16 exactly: the same float32 values
+    assert not np.any(kf[()].view(np.uint32) & 0xFFFF)
+PY
+
 # --- HDF5 datasets, categorical labels as class indices
 /usr/bin/python3 - <<'PY'
 import h5py, numpy as np

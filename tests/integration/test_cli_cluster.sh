@@ -2,7 +2,8 @@
 # The CLI's cluster mode against real Kafka, Redis and a worker (services fixture):
 # train -> wait -> version 1 -> alias -> infer by alias -> export -> the file predicts the
 # same locally; optimize (int8 + pruning) -> version 2 with lineage, served in int8, exported
-# dequantized; import of a Keras-layout file, then inference through the cluster; unknown,
+# dequantized; a bf16 optimize job -> version 3, served, its stored file predicts locally what
+# the cluster did; import of a Keras-layout file, then inference through the cluster; unknown,
 # pending and cancelled jobs told apart; bad requests named.
 # usage: test_cli_cluster.sh MAAS WORKER PIMA_CSV H5_FIXTURE_DIR WORKDIR
 set -uo pipefail
@@ -59,6 +60,17 @@ paste -d, q.txt qfloat.txt | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 0.02) exi
   && ok "dequantized float predicts within 0.02 of int8" || bad "dequantized: $(paste -d, q.txt qfloat.txt | head -3)"
 "$maas" submit optimize --model "p$run:2" --quantize int8 --wait > /dev/null 2> again.err
 [[ $? -eq 1 ]] && grep -q "already int8" again.err && ok "re-quantizing is refused, named" || bad "requantize: $(cat again.err)"
+# a bf16 optimize job: version 3 from version 1, served, its stored file predicts what the cluster did
+if "$maas" submit optimize --model "p$run:1" --quantize bf16 --data train.csv --label diabetes --wait \
+     > bf.out 2> bf.err; then ok "bf16 optimize --wait"; else bad "bf16 optimize: $(cat bf.err)"; fi
+grep -q "^p$run version 3, from version 1: {\"bytes_before\"" bf.out && ok "the bf16 version names its parent" || bad "bf16 output: $(cat bf.out)"
+"$maas" versions "p$run" | grep -E '^3 +1 ' | grep -q '"quantize": "bf16"' && ok "versions shows the bf16 method" || bad "bf16 versions: $("$maas" versions "p$run")"
+"$maas" submit infer --model "p$run:3" --data ten.csv --drop diabetes --wait > b.txt 2>/dev/null
+"$maas" export "p$run:3" -o b-stored.h5 --stored 2>/dev/null && "$maas" inspect b-stored.h5 | grep -q "weights:      bf16" \
+  && ok "export --stored keeps the bf16 file" || bad "bf16 export --stored"
+"$maas" predict -m b-stored.h5 --data ten.csv --drop diabetes > blocal.txt
+[[ $(wc -l < b.txt) -eq 10 ]] && diff -q b.txt blocal.txt > /dev/null && ok "the bf16 file predicts locally what the cluster did" \
+  || bad "bf16 local != cluster: $(paste -d, b.txt blocal.txt | head -3)"
 "$maas" submit optimize --model "p$run:1" --prune 0.5 --finetune-epochs 1 --wait > /dev/null 2> nodata.err
 [[ $? -eq 2 ]] && grep -q "needs --prune and labelled data" nodata.err && ok "fine-tuning without data is a usage error" || bad "nodata: $(cat nodata.err)"
 

@@ -8,6 +8,8 @@
    file's training config.
 3. A pruned maas model (deflated kernels) and an int8 one written back with
    --dequantize load in Keras and predict what maas does.
+4. A bf16 model (`maas optimize --bf16`) loads in Keras as it is, with bf16-valued kernels,
+   and predicts what maas does on the same weights in float32.
 usage: python keras_interop.py MAAS_BINARY PIMA_CSV WORKDIR
 """
 import os
@@ -15,6 +17,7 @@ import subprocess
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -126,6 +129,28 @@ gap = float(np.max(np.abs(int8_out - kd.predict(x, verbose=0))))
 print(f"int8 inference vs keras on the dequantized weights: max |diff| {gap:.4f}")
 if not gap < 0.02:
     failures.append(f"int8 inference is {gap:.4f} away from the dequantized float model")
+
+# 4. a bf16 model loads in Keras as it is: h5py widens its bf16 kernels to float32 exactly
+bf = os.path.join(WORK, "maas_bf16.h5")
+bf_deq = os.path.join(WORK, "maas_bf16_dequantized.h5")
+maas("optimize", "-m", big, "--bf16", "-q", "-o", bf)
+maas("optimize", "-m", bf, "--dequantize", "-q", "-o", bf_deq)
+kb = keras.models.load_model(bf)
+for layer in kb.layers:
+    for wt in layer.get_weights():
+        if wt.ndim == 2 and np.any(wt.astype(np.float32).view(np.uint32) & 0xFFFF):
+            failures.append(f"{layer.name}: a bf16 kernel read by keras is not bf16-valued")
+with h5py.File(bf, "r") as f:
+    if f.attrs.get("maas_quantization") != "bf16":
+        failures.append("the bf16 file has no maas_quantization = bf16")
+ours = np.loadtxt(maas("predict", "-m", bf_deq, "--data", x_csv).splitlines(), ndmin=2)
+compare("maas bf16 file -> keras load_model predict (= maas on its float32 weights)", ours,
+        kb.predict(x, verbose=0))
+bf16_out = np.loadtxt(maas("predict", "-m", bf, "--data", x_csv).splitlines(), ndmin=2)
+gap = float(np.max(np.abs(bf16_out - kb.predict(x, verbose=0))))
+print(f"bf16 inference (bf16 inputs) vs keras on the same weights: max |diff| {gap:.5f}")
+if not gap < 0.02:
+    failures.append(f"bf16 inference is {gap:.4f} away from its float32 weights in keras")
 
 if failures:
     print("FAILED:\n  " + "\n  ".join(failures))

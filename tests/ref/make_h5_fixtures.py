@@ -293,6 +293,35 @@ def bad(out):
         f.attrs["model_config"] = 42
     case("int_config", "BAD_FORMAT", "malformed", extra=int_config)
 
+    # maas's own quantized layouts (schemas/model-h5.md): an unknown kind, and bf16 files whose
+    # kernels are not bf16 or hold a NaN
+    def quant_unknown(f):
+        f.attrs["maas_quantization"] = "fp8"
+    case("quant_unknown", "UNKNOWN_NAME", "unsupported maas_quantization 'fp8'",
+         extra=quant_unknown)
+
+    def bf16_mislabelled(f):
+        f.attrs["maas_quantization"] = "bf16"
+    case("bf16_float32", "BAD_FORMAT", "is not bf16", extra=bf16_mislabelled)
+
+    def bf16_nan(f):
+        f.attrs["maas_quantization"] = "bf16"
+        for lname in ("dense", "dense_1"):
+            g = f["model_weights/%s/%s" % (lname, lname)]
+            w = np.asarray(g["kernel:0"], dtype=np.float32)
+            if lname == "dense":
+                w[1, 1] = np.nan
+            del g["kernel:0"]
+            t = h5py.h5t.IEEE_F32LE.copy()  # bfloat16: the upper half of a float32
+            t.set_fields(15, 7, 8, 0, 7)
+            t.set_precision(16)
+            t.set_size(2)
+            t.set_ebias(127)
+            d = h5py.h5d.create(g.id, b"kernel:0", t, h5py.h5s.create_simple(w.shape))
+            d.write(h5py.h5s.ALL, h5py.h5s.ALL, (w.view(np.uint32) >> 16).astype(np.uint16),
+                    mtype=t)
+    case("bf16_nan", "NON_FINITE", "non-finite weight", extra=bf16_nan)
+
     def bad_json(f):
         f.attrs["model_config"] = b'{"class_name": "Sequential", "config": {'
     case("bad_json", "BAD_FORMAT", "not valid JSON", extra=bad_json)

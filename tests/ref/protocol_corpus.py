@@ -126,6 +126,8 @@ def main(schema_dir, out):
          "eval-0001"),
         ("data_both", "train", setf(["data"], {"dataset": "d", "x": [[1]], "y": [[1]]}),
          "field data: give either dataset or x and y", "train-pima-0001"),
+        ("quantize_fp8", "optimize", setf(["quantize"], "fp8"),
+         "field quantize: expected \"int8\" or \"bf16\"", "opt-0001"),
         ("optimize_nothing", "optimize", lambda m: (m.pop("quantize"), m.pop("prune")),
          "needs quantize or prune", "opt-0001"),
         ("bad_ref", "infer", setf(["model"], "pima:latest"), "version must be a number", "infer-0001"),

@@ -23,6 +23,10 @@
  * them. Softmax: |dy_j| <= y_j (2 max_k |dz_k| + (n + 4 + |z_j - m| + max_k
  * |z_k - m|) u), m the row maximum (the shift z - m rounds inside exp).
  * Standardization (x - mean) / std adds gamma_2 |x - mean| / std to the input.
+ * A bf16 model whose layers run on the bf16 kernel (maas/bkernel.h) rounds each
+ * layer's computed input to bf16 first: |bf16(h^_i) - h_i| <= e_i + 2^-8 (|h_i|
+ * + e_i) + 2^-126 (inputs below 2^-126 become 0), and its float32 sums flush
+ * results below 2^-126: (n + 1) 2^-126 more per output.
  * The bound uses the double values where the analysis has the computed ones;
  * the difference is second order, covered by a 1% margin.
  *
@@ -34,6 +38,7 @@
 #define MAAS_TEST_FPBOUND_H
 
 #include "maas/base.h"
+#include "maas/bkernel.h"
 #include "maas/model.h"
 
 #define MAAS_TEST_U (1.0 / 16777216.0) /* float32 unit roundoff, 2^-24 */
@@ -84,6 +89,9 @@ static inline double maas_test_act(maas_act act, double alpha, double z) {
 static inline int maas_test_forward_bound(const maas_model *m, const float *x, size_t rows,
                                           double *exact, double *bound) {
     if (m->quant) return -1;
+    /* bf16 layers on the bf16 kernel: inputs rounded to 8 significant bits, results flushed */
+    int bk = m->bf16 && maas_bf16_available();
+    double ru = bk ? 1.0 / 256.0 : 0.0, tiny = bk ? ldexp(1.0, -126) : 0.0;
     int w = m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) w = m->layers[i].n_out > w ? m->layers[i].n_out : w;
     double *h = malloc((size_t)w * sizeof(double)), *e = malloc((size_t)w * sizeof(double));
@@ -116,11 +124,11 @@ static inline int maas_test_forward_bound(const maas_model *m, const float *x, s
                 for (int i = 0; i < l->n_in; i++) {
                     double wij = W[(size_t)i * l->n_out + j];
                     s += h[i] * wij;
-                    mag += fabs(h[i] * wij);
-                    prop += fabs(wij) * e[i];
+                    mag += fabs(h[i] * wij) * (1.0 + ru);
+                    prop += fabs(wij) * (e[i] + ru * (fabs(h[i]) + e[i]) + tiny);
                 }
                 z[j] = s;
-                ez[j] = prop + g * mag;
+                ez[j] = prop + g * mag + (l->n_in + 1) * tiny;
             }
             double alpha = maas_act_alpha(&l->spec), c = 4.0 * MAAS_TEST_U;
             if (l->spec.act == MAAS_ACT_SOFTMAX) {

@@ -158,11 +158,16 @@ static void test_roundtrip_evaluate_optimize(void **state) {
     maas_job_init(&j, MAAS_JOBTYPE_OPTIMIZE);
     snprintf(j.id, sizeof(j.id), "o1");
     assert_ok(maas_model_ref_parse("m", &j.model, err, sizeof(err)), err);
-    j.optimize.quantize_int8 = 1;
+    j.optimize.quantize = MAAS_QUANT_INT8;
     j.optimize.prune = 0.5f;
     roundtrip(&j, &b);
-    assert_true(b.optimize.quantize_int8);
+    assert_int_equal(b.optimize.quantize, MAAS_QUANT_INT8);
     assert_float_equal(b.optimize.prune, 0.5, 1e-7);
+    maas_job_release(&b);
+    j.optimize.quantize = MAAS_QUANT_BF16;
+    j.optimize.prune = 0.0f;
+    roundtrip(&j, &b);
+    assert_int_equal(b.optimize.quantize, MAAS_QUANT_BF16);
     maas_job_release(&b);
     /* encode refuses what it could not decode */
     maas_job_init(&j, MAAS_JOBTYPE_INFER);

@@ -8,34 +8,11 @@
 #include "maas/model_io.h"
 #include "maas/quant.h"
 
-static maas_model *random_model(int n_in, const maas_layer_spec *l, int n, uint64_t seed) {
-    char err[MAAS_ERRSTR_SIZE];
-    maas_rng rng;
-    maas_rng_init(&rng, seed);
-    maas_model *m = maas_model_new(n_in, l, n, &rng, err, sizeof(err));
-    if (!m) fail_msg("%s", err);
-    /* non-zero biases, so the bias path is exercised */
-    for (int i = 0; i < m->n_layers; i++) {
-        float *b = maas_model_bias(m, i);
-        for (int j = 0; b && j < m->layers[i].n_out; j++)
-            b[j] = (float)(maas_rng_uniform(&rng) - 0.5) * 0.2f;
-    }
-    return m;
-}
-
-static float *random_inputs(size_t n, uint64_t seed, float lo, float hi) {
-    maas_rng rng;
-    maas_rng_init(&rng, seed);
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)maas_rng_uniform(&rng);
-    return x;
-}
-
 static void test_quantize_error_per_channel(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
     maas_layer_spec l[] = {maas_dense(37, MAAS_ACT_RELU), maas_dense(5, MAAS_ACT_LINEAR)};
-    maas_model *m = random_model(13, l, 2, 1);
+    maas_model *m = maas_test_random_model(13, l, 2, 1);
     maas_model *f = maas_model_clone(m, err, sizeof(err));
     assert_ok(maas_quantize(m, err, sizeof(err)), err);
     assert_true(maas_model_is_quantized(m));
@@ -86,7 +63,7 @@ static void test_kernels_agree_exactly(void **state) {
     print_message("int8 kernel on this CPU: %s\n", maas_qkernel_name(MAAS_QKERNEL_AUTO));
     for (size_t s = 0; s < MAAS_ARRAY_LEN(shapes); s++) {
         maas_layer_spec l[] = {maas_dense(shapes[s][1], MAAS_ACT_LINEAR)};
-        maas_model *m = random_model(shapes[s][0], l, 1, 10 + s);
+        maas_model *m = maas_test_random_model(shapes[s][0], l, 1, 10 + s);
         assert_ok(maas_quantize(m, err, sizeof(err)), err);
         const maas_qlayer *q = &m->quant->layers[0];
         int ldx = 4 * q->kg, ldc = 16 * q->nb;
@@ -135,11 +112,11 @@ static void test_int8_matches_float(void **state) {
     char err[MAAS_ERRSTR_SIZE];
     maas_layer_spec l[] = {maas_dense(256, MAAS_ACT_RELU), maas_dense(128, MAAS_ACT_RELU),
                            maas_dense(10, MAAS_ACT_SOFTMAX)};
-    maas_model *f = random_model(784, l, 3, 7);
+    maas_model *f = maas_test_random_model(784, l, 3, 7);
     maas_model *q = maas_model_clone(f, err, sizeof(err));
     assert_ok(maas_quantize(q, err, sizeof(err)), err);
     size_t rows = 300;
-    float *x = random_inputs(rows * 784, 8, 0.0f, 1.0f);
+    float *x = maas_test_random_inputs(rows * 784, 8, 0.0f, 1.0f);
     float *yf = malloc(rows * 10 * sizeof(float)), *yq = malloc(rows * 10 * sizeof(float));
     float *yp = malloc(rows * 10 * sizeof(float));
     assert_ok(maas_model_predict(f, x, rows, yf, err, sizeof(err)), err);
@@ -177,7 +154,7 @@ static void test_int8_matches_float(void **state) {
         maas_infer_set_qkernel(inf, MAAS_QKERNEL_PORTABLE);
     }
     /* negative inputs take the shifted int8 path; it must agree too */
-    float *xn = random_inputs(rows * 784, 9, -1.0f, 1.0f);
+    float *xn = maas_test_random_inputs(rows * 784, 9, -1.0f, 1.0f);
     assert_ok(maas_model_predict(f, xn, rows, yf, err, sizeof(err)), err);
     assert_ok(maas_model_predict(q, xn, rows, yq, err, sizeof(err)), err);
     maxd = 0.0;
@@ -202,7 +179,7 @@ static void test_quantized_file(void **state) {
     char err[MAAS_ERRSTR_SIZE];
     maas_layer_spec l[] = {maas_dense(256, MAAS_ACT_RELU), maas_dense(128, MAAS_ACT_RELU),
                            maas_dense(10, MAAS_ACT_SOFTMAX)};
-    maas_model *f = random_model(784, l, 3, 11);
+    maas_model *f = maas_test_random_model(784, l, 3, 11);
     float mean[784], std[784];
     for (int i = 0; i < 784; i++) mean[i] = 0.3f, std[i] = 0.5f;
     assert_ok(maas_model_set_standardization(f, mean, std, err, sizeof(err)), err);
@@ -230,7 +207,7 @@ static void test_quantized_file(void **state) {
     assert_ok(maas_model_save_image(back, NULL, &qb2, &ql2, err, sizeof(err)), err);
     assert_int_equal(ql, ql2);
     assert_memory_equal(qb, qb2, ql);
-    float *x = random_inputs(20 * 784, 12, 0.0f, 1.0f), ya[200], yb[200];
+    float *x = maas_test_random_inputs(20 * 784, 12, 0.0f, 1.0f), ya[200], yb[200];
     assert_ok(maas_model_predict(q, x, 20, ya, err, sizeof(err)), err);
     assert_ok(maas_model_predict(back, x, 20, yb, err, sizeof(err)), err);
     assert_memory_equal(ya, yb, sizeof(ya));
@@ -259,7 +236,7 @@ static void test_set_layer_rejects(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
     maas_layer_spec l[] = {maas_dropout(0.1f), maas_dense(3, MAAS_ACT_LINEAR)};
-    maas_model *m = random_model(2, l, 2, 3);
+    maas_model *m = maas_test_random_model(2, l, 2, 3);
     int8_t wq[6] = {1, 2, 3, -4, -5, 127};
     float scale[3] = {0.1f, 0.2f, 0.3f};
     assert_err(MAAS_ERR_INVALID_ARGUMENT, maas_quant_set_layer(m, 0, wq, scale, err, sizeof(err)),
@@ -295,7 +272,7 @@ static void test_prune_exact_and_mask_holds(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
     maas_layer_spec l[] = {maas_dense(10, MAAS_ACT_RELU), maas_dense(1, MAAS_ACT_SIGMOID)};
-    maas_model *m = random_model(8, l, 2, 5);
+    maas_model *m = maas_test_random_model(8, l, 2, 5);
     maas_prune_report rep;
     /* global: the exact count over both kernels (80 + 10 weights) */
     maas_model *g = maas_model_clone(m, err, sizeof(err));
@@ -331,7 +308,7 @@ static void test_prune_exact_and_mask_holds(void **state) {
     float *mask = malloc(m->n_params * sizeof(float));
     assert_ok(maas_prune(m, 0.6, 0, mask, &rep, err, sizeof(err)), err);
     size_t rows = 200;
-    float *x = random_inputs(rows * 8, 6, -1.0f, 1.0f), *y = malloc(rows * sizeof(float));
+    float *x = maas_test_random_inputs(rows * 8, 6, -1.0f, 1.0f), *y = malloc(rows * sizeof(float));
     for (size_t r = 0; r < rows; r++) y[r] = x[r * 8] + x[r * 8 + 1] > 0.0f ? 1.0f : 0.0f;
     float *before = malloc(m->n_params * sizeof(float));
     memcpy(before, m->params, m->n_params * sizeof(float));

@@ -31,6 +31,32 @@
             fail_msg("message '%s' does not mention '%s'", (errbuf), (needle));                    \
     } while (0)
 
+/* A model of random weights (seeded) with small non-zero biases, so the bias path is exercised.
+ * Fails the test when it cannot be made. */
+static inline maas_model *maas_test_random_model(int n_in, const maas_layer_spec *l, int n,
+                                                 uint64_t seed) {
+    char err[MAAS_ERRSTR_SIZE];
+    maas_rng rng;
+    maas_rng_init(&rng, seed);
+    maas_model *m = maas_model_new(n_in, l, n, &rng, err, sizeof(err));
+    if (!m) fail_msg("%s", err);
+    for (int i = 0; i < m->n_layers; i++) {
+        float *b = maas_model_bias(m, i);
+        for (int j = 0; b && j < m->layers[i].n_out; j++)
+            b[j] = (float)(maas_rng_uniform(&rng) - 0.5) * 0.2f;
+    }
+    return m;
+}
+
+/* n uniform floats in [lo, hi) from seed; the caller frees them. */
+static inline float *maas_test_random_inputs(size_t n, uint64_t seed, float lo, float hi) {
+    maas_rng rng;
+    maas_rng_init(&rng, seed);
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)maas_rng_uniform(&rng);
+    return x;
+}
+
 /*
  * The ISA matrix (tests/CMakeLists.txt) runs each compute test again with
  * MAAS_CPU_LEVEL capped at every lower level (maas/cpu.h). A level this CPU

@@ -3,11 +3,12 @@
  *
  * The compute core carries kernels for several instruction-set levels and
  * picks one at run time: optimizer updates (train.c: baseline, AVX2,
- * AVX-512F), the int8 kernels (quant.c: portable C or AVX-512 VNNI) and
+ * AVX-512F), the int8 kernels (quant.c: portable C or AVX-512 VNNI), the bf16
+ * kernel (bkernel.c: AVX512_BF16, else bf16 layers run as float32) and
  * oneDNN's JIT for large int8 batches (gemm_dnnl.c). The level used is the
  * highest the CPU supports, capped by the environment variable
  *
- *   MAAS_CPU_LEVEL = portable | avx2 | avx512 | avx512-vnni | native
+ *   MAAS_CPU_LEVEL = portable | avx2 | avx512 | avx512-vnni | avx512-bf16 | native
  *
  * (unset or "native": no cap). "portable" runs plain C only (and no oneDNN);
  * "avx2" and "avx512" cap oneDNN's ISA the same way. The test suite runs the
@@ -30,6 +31,7 @@ typedef enum maas_cpu_level {
     MAAS_CPU_AVX2,         /* + AVX2 */
     MAAS_CPU_AVX512,       /* + AVX-512F */
     MAAS_CPU_AVX512_VNNI,  /* + AVX-512 BW, VL and VNNI */
+    MAAS_CPU_AVX512_BF16,  /* + AVX512_BF16 (bf16 models' kernel, maas/bkernel.h) */
     MAAS_CPU_NATIVE        /* as a cap: no cap (oneDNN may use AMX and beyond) */
 } maas_cpu_level;
 
@@ -68,7 +70,7 @@ const char *maas_float_gemm_name(maas_float_gemm g); /* "openblas", "onednn" */
 maas_err maas_cpu_level_parse(const char *name, maas_cpu_level *out, char *errstr,
                               size_t errstr_size);
 
-/* "portable", "avx2", "avx512", "avx512-vnni" or "native". Never NULL. */
+/* "portable", "avx2", "avx512", "avx512-vnni", "avx512-bf16" or "native". Never NULL. */
 const char *maas_cpu_level_name(maas_cpu_level level);
 
 #endif

@@ -80,8 +80,8 @@ typedef struct maas_train_spec {
 } maas_train_spec;
 
 typedef struct maas_optimize_spec {
-    int quantize_int8;
-    float prune; /* target sparsity, 0 = none */
+    maas_quant_kind quantize; /* MAAS_QUANT_NONE: no quantization */
+    float prune;              /* target sparsity, 0 = none */
     int finetune_epochs;
 } maas_optimize_spec;
 

@@ -83,6 +83,13 @@ typedef struct maas_layer {
     size_t b_off; /* bias offset (Dense with bias only) */
 } maas_layer;
 
+/* What a model's weights are stored and served as (maas/quant.h). */
+typedef enum maas_quant_kind {
+    MAAS_QUANT_NONE = 0,
+    MAAS_QUANT_INT8,
+    MAAS_QUANT_BF16
+} maas_quant_kind;
+
 typedef struct maas_model {
     int n_inputs;
     int n_outputs;
@@ -95,6 +102,9 @@ typedef struct maas_model {
     /* int8 kernels (maas/quant.h) or NULL for a float model; owned. When set,
      * params holds the dequantized kernels and inference runs in int8. */
     struct maas_quant *quant;
+    /* bf16 kernels (maas/quant.h) or NULL; owned. When set, params holds the kernels as
+     * float32 (exact bf16 values) and inference runs them in bf16 where the CPU can. */
+    struct maas_bf16 *bf16;
 } maas_model;
 
 /* A network's size from its shapes alone (nothing allocated). */

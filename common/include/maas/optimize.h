@@ -1,8 +1,8 @@
 /*
  * optimize.h - one optimization run, as `maas optimize` and the worker's
  * optimize jobs both do it: prune (optionally fine-tuning with the mask
- * held), then quantize to int8, measuring size, accuracy and single-row
- * latency before and after.
+ * held), then quantize to int8 or bf16, measuring size, accuracy and
+ * single-row latency before and after.
  */
 #ifndef MAAS_OPTIMIZE_H
 #define MAAS_OPTIMIZE_H
@@ -15,11 +15,11 @@
 #include "maas/train.h"
 
 typedef struct maas_optimize_opts {
-    int quantize_int8;
-    double prune;        /* target sparsity in [0, 0.99]; 0: no pruning */
-    int prune_per_layer; /* 0: one global magnitude threshold (default) */
-    int finetune_epochs; /* after pruning, with data and compile; 0: none */
-    int batch_size;      /* fine-tuning batch, default 32 */
+    maas_quant_kind quantize; /* int8 or bf16; MAAS_QUANT_NONE: none */
+    double prune;             /* target sparsity in [0, 0.99]; 0: no pruning */
+    int prune_per_layer;      /* 0: one global magnitude threshold (default) */
+    int finetune_epochs;      /* after pruning, with data and compile; 0: none */
+    int batch_size;           /* fine-tuning batch, default 32 */
     /* loss and optimizer for fine-tuning and for measuring; NULL: size and speed only */
     const maas_compile *compile;
     /* labelled data (raw inputs, rows x n_inputs; labels as maas_label_cols), or NULL */
@@ -44,14 +44,15 @@ typedef struct maas_optimize_report {
     double us_before, us_after;   /* single-row predict latency, median microseconds */
     int pruned, quantized, finetune_epochs;
     maas_prune_report prune; /* achieved sparsity, when pruned */
-    const char *kernel;      /* the int8 kernel this CPU runs ("avx512-vnni" / "portable") */
-    maas_history history;    /* fine-tuning epochs; owned: maas_history_release(&r->history) */
+    const char *kernel;   /* the kernel this CPU runs the result on: int8 "avx512-vnni" / "portable"
+                           * (oneDNN's prefixed), bf16 "avx512-bf16" / "float32" */
+    maas_history history; /* fine-tuning epochs; owned: maas_history_release(&r->history) */
 } maas_optimize_report;
 
 /*
  * Optimizes m in place. A quantized model that is pruned is pruned on its
- * dequantized weights (add quantize_int8 to quantize the result again);
- * quantizing an int8 model again is refused. Bad settings are ARG; data
+ * dequantized weights (add quantize to quantize the result again);
+ * quantizing a quantized model again is refused. Bad settings are ARG; data
  * problems carry maas_fit's codes; cancellation is CANCELLED (m is then
  * partly changed: the caller works on a copy).
  */

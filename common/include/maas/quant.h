@@ -18,6 +18,14 @@
  * and the activation in float. Per-row scales make a row's answer independent
  * of the rows batched with it. Biases stay float32.
  *
+ * bf16 (maas_quantize_bf16) rounds every Dense kernel to bfloat16 (nearest
+ * even) and keeps it in params as float32 (exactly), so training, evaluate and
+ * export see the weights inference uses, as with int8; the packed bf16 kernels
+ * hang off model->bf16. Inference multiplies bf16 inputs (each row rounded to
+ * bf16) by them with float32 accumulation where the CPU has AVX512_BF16
+ * (maas/bkernel.h: the bound), and runs the same weights on the float path
+ * elsewhere. Biases stay float32.
+ *
  * Pruning (maas_prune) zeroes the smallest-magnitude kernel weights, over all
  * layers together (global) or layer by layer, and returns the mask so a
  * fine-tuning fit can hold it (maas_fit_opts.param_mask).
@@ -30,7 +38,12 @@
 
 #include "maas/err.h"
 #include "maas/model.h"
+#include "maas/bkernel.h" /* maas_bf16 */
 #include "maas/qkernel.h" /* maas_quant, maas_qkernel */
+
+maas_quant_kind maas_model_quant_kind(const maas_model *m);
+/* "float32", "int8", "bf16". Never NULL. */
+const char *maas_quant_kind_name(maas_quant_kind k);
 
 /*
  * Quantizes every Dense kernel of m in place (see the top of this file). A
@@ -45,10 +58,23 @@ maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size);
 maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const float *scale,
                               char *errstr, size_t errstr_size);
 
-/* 1 when m carries int8 kernels. */
+/*
+ * Rounds every Dense kernel of m to bf16 in place (see the top of this file). A model
+ * already quantized (int8 or bf16) is refused (ARG); a weight that rounds past bf16's
+ * range is NON_FINITE. On error m is unchanged.
+ */
+maas_err maas_quantize_bf16(maas_model *m, char *errstr, size_t errstr_size);
+
+/*
+ * Makes m a bf16 model whose kernels are already bf16 values (loaders): BAD_FORMAT when a
+ * kernel value is not one (low 16 bits set).
+ */
+maas_err maas_bf16_attach(maas_model *m, char *errstr, size_t errstr_size);
+
+/* 1 when m carries int8 or bf16 kernels. */
 int maas_model_is_quantized(const maas_model *m);
 
-/* Drops the int8 side: m becomes the float model of its dequantized weights. */
+/* Drops the int8 or bf16 side: m becomes the float model of its dequantized weights. */
 void maas_model_dequantize(maas_model *m);
 
 /*
@@ -61,7 +87,7 @@ void maas_model_dequantize(maas_model *m);
 maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *errstr,
                               size_t errstr_size);
 
-/* Bytes of the int8 weights plus float scales and biases (the stored payload). */
+/* Bytes of the weights as stored (int8 + float scales, bf16, or float32) plus float biases. */
 size_t maas_quant_payload_bytes(const maas_model *m);
 
 /* ---- pruning ---- */
