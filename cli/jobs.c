@@ -30,7 +30,7 @@ static const char submit_help[] =
     "                         [--format csv|json] [--wait]\n"
     "       maas submit evaluate --model REF (--data FILE --label COLUMN | --dataset NAME) "
     "[--wait]\n"
-    "       maas submit optimize --model REF [--quantize int8] [--prune SPARSITY]\n"
+    "       maas submit optimize --model REF [--quantize int8|bf16] [--prune SPARSITY]\n"
     "                         [--finetune-epochs N] [--data FILE --label COLUMN | --dataset NAME]\n"
     "                         [--wait]   (a new version, parent REF; its metrics say what "
     "changed)\n"

@@ -14,7 +14,7 @@ static const char usage[] =
     "  evaluate   loss and accuracy of a model.h5 on labelled data\n"
     "  predict    outputs of a model.h5 for each input row (CSV or JSON on stdout)\n"
     "  inspect    layers, shapes, parameters and training config of a model.h5\n"
-    "  optimize   int8 quantization and/or magnitude pruning, with before/after figures\n"
+    "  optimize   int8 or bf16 quantization and/or magnitude pruning, with before/after figures\n"
     "\n"
     "Cluster mode (a running stack: deploy/local/stack.sh up, and maas-worker):\n"
     "  submit     train | infer | evaluate | optimize job through Kafka; --wait follows it\n"
