@@ -30,6 +30,8 @@ PKGS_TEST=(
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
   systemd                    # systemd-analyze: the units in deploy/systemd are verified
   podman runc mmdebstrap     # the container image (deploy/container), built and run in a test
+  podman-compose golang-github-containernetworking-plugin-dnsname # deploy/compose, run in a
+                             # test (dnsname: containers find each other by service name)
 )
 # The local stack (and the integration tests): Redis, and Java + Maven for the Kafka broker.
 PKGS_STACK=(redis-server redis-tools default-jre-headless maven)

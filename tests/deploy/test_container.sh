@@ -18,10 +18,8 @@ image=localhost/maas:ctest name="maas-ctest-$$" port=29177 id="ctr$$"
 cleanup() { maas_podman rm -f "$name" > /dev/null 2>&1; }
 trap cleanup EXIT
 
-"$root/deploy/container/base.sh" > base.log 2>&1 || { bad "base image: $(tail -5 base.log)"; exit 1; }
-if ! maas_podman run --rm "${MAAS_PODMAN_LIMITS[@]}" localhost/maas-base:bookworm true > run.log 2>&1; then
-  echo "SKIP: this kernel or sandbox refuses to run a container: $(tail -3 run.log)"; exit 77
-fi
+maas_podman_ready
+case $? in 0) ;; 77) exit 77 ;; *) bad "no base image"; exit 1 ;; esac
 t0=$SECONDS
 "$root/deploy/container/build.sh" "$image" > build.log 2>&1 && ok "$(tail -1 build.log), built in $((SECONDS - t0)) s" ||
   { bad "image build: $(tail -20 build.log)"; exit 1; }

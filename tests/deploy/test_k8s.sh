@@ -11,6 +11,9 @@ k8s="$root/deploy/k8s"
 bin="$("$root/tests/deploy/k8s_venv.sh")" || { echo "FAIL: the checkers' venv"; exit 1; }
 fail=0
 if "$bin/yamllint" -s -c "$k8s/.yamllint" "$k8s"; then echo "ok: yamllint"; else echo "FAIL: yamllint"; fail=1; fi
+# the Compose file too (the same rules)
+if "$bin/yamllint" -s -c "$k8s/.yamllint" "$root/deploy/compose"; then echo "ok: yamllint deploy/compose"
+else echo "FAIL: yamllint deploy/compose"; fail=1; fi
 mapfile -t files < <(find "$k8s" -name '*.yaml' ! -name kustomization.yaml | sort)
 out="$("$bin/kubernetes-validate" --strict "${files[@]}" 2>&1)"
 echo "$out"
