@@ -136,6 +136,13 @@ def main():
     row("batch-1024 predict, int8 (samples/s)", f(m["predict1024_int8_sps"]),
         f(t["predict1024_sps"]), f(m["predict1024_int8_sps"]) / f(t["predict1024_sps"]),
         ">= 1.5x (maas int8 vs torch float32)")
+    row("single-row predict, bf16 model (us)", f(m["predict1_bf16_us"]), f(t["predict1_us"]),
+        f(t["predict1_us"]) / f(m["predict1_bf16_us"]),
+        f"(maas bf16 on {m['bf16_kernel']} vs torch float32)", "{:.2f}")
+    row("batch-1024 predict, bf16 (samples/s)", f(m["predict1024_bf16_sps"]),
+        f(t["predict1024_sps"]), f(m["predict1024_bf16_sps"]) / f(t["predict1024_sps"]),
+        f"(maas bf16 vs torch float32; vs maas float32: "
+        f"{f(m['predict1024_bf16_sps']) / f(m['predict1024_sps']):.2f}x)")
     peak = f(m["sgemm_peak_gflops"])
     # the Fashion model's forward pass: 2 * (784*256 + 256*128 + 128*10) FLOPs per row
     fwd = 2.0 * (784 * 256 + 256 * 128 + 128 * 10)
@@ -175,6 +182,11 @@ def main():
         f">= 2x (ORT's includes a {f(r['ort_call_us']):.1f} us Python call)", "{:.2f}")
     row("int8 single row vs ORT int8 (us)", f(m["predict1_int8_us"]), f(r["ort_predict1_int8_us"]),
         f(r["ort_predict1_int8_us"]) / f(m["predict1_int8_us"]), "", "{:.2f}")
+    row("bf16 batch-1024 vs ORT float (samples/s)", f(m["predict1024_bf16_sps"]),
+        f(r["ort_predict1024_sps"]), f(m["predict1024_bf16_sps"]) / f(r["ort_predict1024_sps"]),
+        f"(maas bf16 on {m['bf16_kernel']} vs ORT float32)")
+    row("bf16 single row vs ORT float (us)", f(m["predict1_bf16_us"]), f(r["ort_predict1_us"]),
+        f(r["ort_predict1_us"]) / f(m["predict1_bf16_us"]), "", "{:.2f}")
     row("fashion epoch vs Keras 3 / JAX (samples/s)", f(m["fashion_epoch_sps"]),
         f(r["keras_epoch_sps"]), f(m["fashion_epoch_sps"]) / f(r["keras_epoch_sps"]), ">= 1.5x")
 
