@@ -16,6 +16,7 @@
  *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine: the best of measurements
  *                       taken before, between and after the others (a shared machine's
  *                       neighbours slow some; the best is the fair "peak" to divide by)
+ *   onednn_peak_gflops  oneDNN's f32 matmul 1024^3 (float inference batches' path): best of two
  *   sgemm_train_gflops  sgemm alone on the training step's GEMM shapes
  *   train_gemm_gflops   training step's GEMM FLOPs / whole epoch time
  *   train_insitu_gflops the training GEMMs as they run inside the steps (maas_train_profile)
@@ -30,6 +31,7 @@
 #include "maas/model.h"
 #include "maas/quant.h"
 #include "maas/train.h"
+#include "gemm_internal.h" /* oneDNN's matmul, for the machine's best GEMM */
 
 #include <cblas.h> /* the reference sgemv (the compute core itself calls BLAS in gemm.c only) */
 #include <time.h>
@@ -77,6 +79,34 @@ static int on_epoch(void *ud, const maas_epoch_log *e) {
 }
 
 /* sgemm GFLOP/s for C[m x n] = A[m x k] B[k x n] with the given transposes. */
+/*
+ * oneDNN's f32 matmul on 1024^3 (the path float inference batches take, gemm_dnnl.c), GFLOP/s;
+ * 0 where oneDNN is missing or refuses (then OpenBLAS's is the best GEMM here).
+ */
+static double onednn_gflops(double min_seconds) {
+    int n = 1024;
+    float *a = calloc((size_t)n * n, sizeof(float)), *b = calloc((size_t)n * n, sizeof(float));
+    float *c = calloc((size_t)n * n, sizeof(float));
+    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)n * n; i++) b[i] = (float)(i % 5) * 0.1f;
+    maas_fdnnl *d = maas__fdnnl_new();
+    double g = 0.0;
+    if (d && maas__fdnnl_run(d, n, n, a, n, n, b, NULL, c, n) == n) { /* warm up (JIT) */
+        long iters = 0;
+        double t0 = now(), t;
+        do {
+            maas__fdnnl_run(d, n, n, a, n, n, b, NULL, c, n);
+            iters++;
+        } while ((t = now() - t0) < min_seconds);
+        g = 2.0 * n * n * (double)n * iters / t / 1e9;
+    }
+    maas__fdnnl_free(d);
+    free(a);
+    free(b);
+    free(c);
+    return g;
+}
+
 static double sgemm_gflops(int ta, int tb, int m, int n, int k, double min_seconds) {
     float *a = calloc((size_t)m * k, sizeof(float)), *b = calloc((size_t)k * n, sizeof(float));
     float *c = calloc((size_t)m * n, sizeof(float));
@@ -269,6 +299,8 @@ int main(int argc, char **argv) {
     printf("pima_10ep_s %.6f\n", median(pt, pr));
     p1 = sgemm_gflops(0, 0, 1024, 1024, 1024, 0.5);
     printf("sgemm_peak_gflops %.2f\n", p1 > peak ? p1 : peak);
+    double o1 = onednn_gflops(0.5), o2 = onednn_gflops(0.5);
+    printf("onednn_peak_gflops %.2f\n", o1 > o2 ? o1 : o2);
     free(x);
     free(y);
     maas_table_release(&t);
