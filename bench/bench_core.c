@@ -13,6 +13,9 @@
  *   rowvec_fashion_us, sgemv_fashion_us       the single row's three vector-matrix products
  *                       (784x256, 256x128, 128x10) with maas_rowvec and with OpenBLAS's sgemv
  *                       (the single-row path before issue 20), same run: microseconds
+ *   read_weights_gbps, read_weights_bf16_gbps  GB/s of re-reading the Fashion model's 0.94 MB
+ *                       of float weights (0.47 MB as bf16) with plain loads: the floor of a
+ *                       single row, which reads every weight once
  *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine: the best of measurements
  *                       taken before, between and after the others (a shared machine's
  *                       neighbours slow some; the best is the fair "peak" to divide by)
@@ -79,6 +82,45 @@ static int on_epoch(void *ud, const maas_epoch_log *e) {
 }
 
 /* sgemm GFLOP/s for C[m x n] = A[m x k] B[k x n] with the given transposes. */
+#include <immintrin.h>
+
+/* XOR of n 32-byte blocks, four streams (reads at the cache's pace, no arithmetic bound). */
+__attribute__((target("avx2"))) static uint64_t read_avx2(const unsigned char *p, size_t n) {
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a = _mm256_xor_si256(a, _mm256_loadu_si256((const __m256i *)(p + 32 * i)));
+        b = _mm256_xor_si256(b, _mm256_loadu_si256((const __m256i *)(p + 32 * i + 32)));
+        c = _mm256_xor_si256(c, _mm256_loadu_si256((const __m256i *)(p + 32 * i + 64)));
+        d = _mm256_xor_si256(d, _mm256_loadu_si256((const __m256i *)(p + 32 * i + 96)));
+    }
+    a = _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_xor_si256(c, d));
+    uint64_t r[4];
+    memcpy(r, &a, sizeof(r));
+    return r[0] ^ r[1] ^ r[2] ^ r[3] ^ i;
+}
+
+/*
+ * GB/s of reading `bytes` bytes again and again (the single row's weights: what bounds a row
+ * that reads each weight once), best of 9 runs of 200 passes; 0 without AVX2.
+ */
+static double read_gbps(size_t bytes) {
+    if (!__builtin_cpu_supports("avx2")) return 0.0;
+    unsigned char *buf = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++) buf[i] = (unsigned char)(i * 131u);
+    volatile uint64_t sink = 0;
+    double best = 0.0;
+    for (int r = 0; r < 9; r++) {
+        double t0 = now();
+        for (int k = 0; k < 200; k++) sink ^= read_avx2(buf, bytes / 32);
+        double g = 200.0 * (double)(bytes / 32 * 32) / (now() - t0) / 1e9;
+        best = g > best ? g : best;
+    }
+    (void)sink;
+    free(buf);
+    return best;
+}
+
 /*
  * oneDNN's f32 matmul on 1024^3 (the path float inference batches take, gemm_dnnl.c), GFLOP/s;
  * 0 where oneDNN is missing or refuses (then OpenBLAS's is the best GEMM here).
@@ -265,6 +307,9 @@ int main(int argc, char **argv) {
         }
         printf("rowvec_fashion_us %.2f\nsgemv_fashion_us %.2f\n", median(own, runs),
                median(blas, runs));
+        size_t wbytes = (784 * 256 + 256 * 128 + 128 * 10) * sizeof(float);
+        printf("read_weights_gbps %.1f\nread_weights_bf16_gbps %.1f\n", read_gbps(wbytes),
+               read_gbps(wbytes / 2));
         for (int l = 0; l < 4; l++) free(h[l]);
     }
     maas_model_free(m);

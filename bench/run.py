@@ -126,6 +126,14 @@ def main():
           f"{f(m['sgemv_fashion_us']):>12.2f} "
           f"{f(m['sgemv_fashion_us']) / f(m['rowvec_fashion_us']):>7.2f}x  (the second column: "
           f"OpenBLAS's sgemv on the same weights, same run; 0.94 MB of weights per row)")
+    wmb = 4.0 * (784 * 256 + 256 * 128 + 128 * 10) / 1e6
+    if f(m["read_weights_gbps"]) > 0:
+        print(f"{'  its floor: reading the weights (us)':38} "
+              f"{wmb * 1e3 / f(m['read_weights_gbps']):>12.2f} {'':>12} {'':>8}  (what bounds a row: "
+              f"re-reading {wmb:.2f} MB runs at {f(m['read_weights_gbps']):.0f} GB/s here; maas_rowvec "
+              f"reaches {wmb * 1e3 / f(m['rowvec_fashion_us']):.0f} GB/s; the bf16 model's "
+              f"{wmb / 2:.2f} MB: floor {wmb / 2 * 1e3 / f(m['read_weights_bf16_gbps']):.2f} us, "
+              f"measured {f(m['predict1_bf16_us']):.2f} us)")
     row(f"batch-1024 predict, {m['float_gemm']} (samples/s)", f(m["predict1024_sps"]),
         f(t["predict1024_sps"]), f(m["predict1024_sps"]) / f(t["predict1024_sps"]), ">= 1.5x")
     row("  the same on openblas (samples/s)", f(mb["predict1024_sps"]), f(t["predict1024_sps"]),
