@@ -188,6 +188,13 @@ def main():
         f(r["ort_predict1024_int8_sps"]),
         f(m["predict1024_int8_sps"]) / f(r["ort_predict1024_int8_sps"]),
         ">= 1.2x (ORT: quantize_dynamic)")
+    batch_us = 1024 / f(m["predict1024_int8_sps"]) * 1e6
+    ort_us = 1024 / f(r["ort_predict1024_int8_sps"]) * 1e6
+    print(f"{'  what bounds it (us per 1024 rows)':38} {batch_us:>12.0f} {ort_us:>12.0f} {'':>8}  "
+          f"(maas's GEMMs alone {f(m['int8_gemms1024_us']):.0f} us = "
+          f"{f(m['int8_gemms1024_us']) / batch_us * 100:.0f}% of its batch; 1.2x ORT needs the "
+          f"whole batch in {ort_us / 1.2:.0f} us; the rest is per-row quantization, the f32 "
+          f"epilogue, the input check and activations)")
     row("single row vs ORT (us)", f(m["predict1_us"]), f(r["ort_predict1_us"]),
         f(r["ort_predict1_us"]) / f(m["predict1_us"]),
         f">= 2x (ORT's includes a {f(r['ort_call_us']):.1f} us Python call)", "{:.2f}")
