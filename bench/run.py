@@ -207,6 +207,11 @@ def main():
         f(r["ort_predict1_us"]) / f(m["predict1_bf16_us"]), "", "{:.2f}")
     row("fashion epoch vs Keras 3 / JAX (samples/s)", f(m["fashion_epoch_sps"]),
         f(r["keras_epoch_sps"]), f(m["fashion_epoch_sps"]) / f(r["keras_epoch_sps"]), ">= 1.5x")
+    best = max(f(m["sgemm_peak_gflops"]), f(m["onednn_peak_gflops"]))
+    ceiling = f(m["fashion_epoch_sps"]) * best / f(m["train_gemm_gflops"])
+    print(f"{'  what bounds it (samples/s)':38} {ceiling:>12.0f} {'':>12} "
+          f"{ceiling / f(r['keras_epoch_sps']):>7.2f}x  (the epoch with nothing but its GEMMs, "
+          f"all at the best GEMM measured here, {best:.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":
