@@ -128,25 +128,26 @@ const char *maas_bf16_kernel_name(void) {
         DP(c##r##3, xv, w3);                                                                       \
     } while (0)
 
-/* y block = acc + bias, the last block of a layer masked to its outputs. */
-BF16_TARGET static inline void put(float *y, __m512 acc, const float *bias, __mmask16 m) {
+/* y block = acc + bias, then relu when asked; the last block of a layer masked to its outputs. */
+BF16_TARGET static inline void put(float *y, __m512 acc, const float *bias, int relu, __mmask16 m) {
     if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias));
+    if (relu) acc = _mm512_max_ps(acc, _mm512_setzero_ps()); /* v > 0 ? v : +0, as act.c */
     _mm512_mask_storeu_ps(y, m, acc);
 }
 
 /* Row r's 4 blocks (accumulators c<a>0..3) to yr, the 4th masked by m. */
 #define STORE4M(yr, a, m)                                                                          \
     do {                                                                                           \
-        put(yr, c##a##0, bias, 0xffff);                                                            \
-        put(yr + 16, c##a##1, bias ? bias + 16 : NULL, 0xffff);                                    \
-        put(yr + 32, c##a##2, bias ? bias + 32 : NULL, 0xffff);                                    \
-        put(yr + 48, c##a##3, bias ? bias + 48 : NULL, m);                                         \
+        put(yr, c##a##0, bias, relu, 0xffff);                                                      \
+        put(yr + 16, c##a##1, bias ? bias + 16 : NULL, relu, 0xffff);                              \
+        put(yr + 32, c##a##2, bias ? bias + 32 : NULL, relu, 0xffff);                              \
+        put(yr + 48, c##a##3, bias ? bias + 48 : NULL, relu, m);                                   \
     } while (0)
 #define STORE4(r) STORE4M(y + (size_t)(r)*ldy, r, last)
 
 /* 4 rows x a full panel (4 blocks); last: the mask of the panel's 4th block. */
 BF16_TARGET static void tile_4x4(const uint32_t *x, int ldx, const uint16_t *w, int kp,
-                                 const float *bias, float *y, int ldy, __mmask16 last) {
+                                 const float *bias, int relu, float *y, int ldy, __mmask16 last) {
     DECL4(0);
     DECL4(1);
     DECL4(2);
@@ -170,7 +171,7 @@ BF16_TARGET static void tile_4x4(const uint32_t *x, int ldx, const uint16_t *w, 
  * order): a row's result does not depend on the rows batched with it.
  */
 BF16_TARGET static void tile_1x4(const uint32_t *x, int ldx, const uint16_t *w, int kp,
-                                 const float *bias, float *y, int ldy, __mmask16 last) {
+                                 const float *bias, int relu, float *y, int ldy, __mmask16 last) {
     DECL4(0);
     for (int p = 0; p < kp; p++) {
         const uint16_t *wp = w + (size_t)p * PANEL * 32;
@@ -185,7 +186,7 @@ BF16_TARGET static void tile_1x4(const uint32_t *x, int ldx, const uint16_t *w, 
  * cover vdpbf16ps's latency, each output still summed in the same order.
  */
 BF16_TARGET static void tile_1x8(const uint32_t *x, const uint16_t *wa, const uint16_t *wb, int kp,
-                                 const float *bias, float *y, __mmask16 last) {
+                                 const float *bias, int relu, float *y, __mmask16 last) {
     int ldx = 0;
     DECL4(0);
     DECL4(1);
@@ -211,7 +212,8 @@ BF16_TARGET static void tile_1x8(const uint32_t *x, const uint16_t *wa, const ui
 
 /* rows (1..4) x one block of a panel `width` blocks wide (a layer's last, narrower panel). */
 BF16_TARGET static void tile_rx1(const uint32_t *x, int ldx, int rows, const uint16_t *w, int width,
-                                 int kp, const float *bias, float *y, int ldy, __mmask16 m) {
+                                 int kp, const float *bias, int relu, float *y, int ldy,
+                                 __mmask16 m) {
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
     size_t stride = (size_t)width * 32;
     for (int p = 0; p < kp; p++) {
@@ -221,10 +223,10 @@ BF16_TARGET static void tile_rx1(const uint32_t *x, int ldx, int rows, const uin
         if (rows > 2) DP(c2, BCAST(2), wv);
         if (rows > 3) DP(c3, BCAST(3), wv);
     }
-    put(y, c0, bias, m);
-    if (rows > 1) put(y + ldy, c1, bias, m);
-    if (rows > 2) put(y + 2 * (size_t)ldy, c2, bias, m);
-    if (rows > 3) put(y + 3 * (size_t)ldy, c3, bias, m);
+    put(y, c0, bias, relu, m);
+    if (rows > 1) put(y + ldy, c1, bias, relu, m);
+    if (rows > 2) put(y + 2 * (size_t)ldy, c2, bias, relu, m);
+    if (rows > 3) put(y + 3 * (size_t)ldy, c3, bias, relu, m);
 }
 
 /* The inputs as bf16 pairs, nearest even: 32 floats per vcvtne2ps2bf16, the tail masked. */
@@ -249,7 +251,7 @@ BF16_TARGET static void to_pairs(const float *x, int ldx, int rows, int n_in, in
 }
 
 BF16_TARGET static void bgemm_avx512(const maas_blayer *l, const float *x, int ldx, int rows,
-                                     const float *bias, float *y, int ldy, uint32_t *xb) {
+                                     const float *bias, int relu, float *y, int ldy, uint32_t *xb) {
     int kp = l->kp;
     to_pairs(x, ldx, rows, l->n_in, kp, xb);
     int tail = l->n_out % 16;
@@ -264,34 +266,36 @@ BF16_TARGET static void bgemm_avx512(const maas_blayer *l, const float *x, int l
             /* a single row takes two panels at once where there are two */
             if (rows == 1 && jb + 2 * PANEL <= l->nb) {
                 __mmask16 last2 = jb + 2 * PANEL == l->nb ? end : 0xffff;
-                tile_1x8(xb, w, l->packed + packed_at(l, 0, jb + PANEL), kp, bj, y + 16 * jb,
+                tile_1x8(xb, w, l->packed + packed_at(l, 0, jb + PANEL), kp, bj, relu, y + 16 * jb,
                          last2);
                 jb += PANEL; /* the loop adds the other */
                 continue;
             }
             for (; r + 4 <= rows; r += 4)
-                tile_4x4(xb + (size_t)r * kp, kp, w, kp, bj, y + (size_t)r * ldy + 16 * jb, ldy,
-                         last);
+                tile_4x4(xb + (size_t)r * kp, kp, w, kp, bj, relu, y + (size_t)r * ldy + 16 * jb,
+                         ldy, last);
             for (; r < rows; r++)
-                tile_1x4(xb + (size_t)r * kp, kp, w, kp, bj, y + (size_t)r * ldy + 16 * jb, ldy,
-                         last);
+                tile_1x4(xb + (size_t)r * kp, kp, w, kp, bj, relu, y + (size_t)r * ldy + 16 * jb,
+                         ldy, last);
             continue;
         }
         for (int b = 0; b < width; b++) {
             __mmask16 m = jb + b + 1 == l->nb ? end : 0xffff;
             for (int r = 0; r < rows; r += 4)
                 tile_rx1(xb + (size_t)r * kp, kp, rows - r < 4 ? rows - r : 4, w + 32 * b, width,
-                         kp, bj ? bj + 16 * b : NULL, y + (size_t)r * ldy + 16 * (jb + b), ldy, m);
+                         kp, bj ? bj + 16 * b : NULL, relu, y + (size_t)r * ldy + 16 * (jb + b),
+                         ldy, m);
         }
     }
 }
 #endif
 
 void maas_bgemm(const maas_blayer *l, const float *x, int ldx, int rows, const float *bias,
-                float *y, int ldy, uint32_t *scratch) {
+                int relu, float *y, int ldy, uint32_t *scratch) {
 #if MAAS_HAVE_BF16_KERNEL
-    bgemm_avx512(l, x, ldx, rows, bias, y, ldy, scratch);
+    bgemm_avx512(l, x, ldx, rows, bias, relu, y, ldy, scratch);
 #else
-    (void)l, (void)x, (void)ldx, (void)rows, (void)bias, (void)y, (void)ldy, (void)scratch;
+    (void)l, (void)x, (void)ldx, (void)rows, (void)bias, (void)relu, (void)y, (void)ldy,
+        (void)scratch;
 #endif
 }

@@ -453,17 +453,24 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         float *out = inf->buf[which];
         const float *w = m->params + l->w_off;
         if (m->quant && m->quant->layers[i].wq) {
+            int relu = l->spec.act == MAAS_ACT_RELU; /* fused into the epilogue */
             maas__qdense_forward(&m->quant->layers[i], in, rows,
-                                 l->spec.use_bias ? m->params + l->b_off : NULL, out, &inf->q);
-            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+                                 l->spec.use_bias ? m->params + l->b_off : NULL, relu, out,
+                                 &inf->q);
+            if (!relu)
+                maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows,
+                                 l->n_out);
             in = out;
             which ^= 1;
             continue;
         }
         const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
-        if (inf->xb && m->bf16->layers[i].packed) { /* bf16 where the CPU has it */
-            maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, out, l->n_out, inf->xb);
-            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+        if (inf->xb && m->bf16->layers[i].packed) {  /* bf16 where the CPU has it */
+            int relu = l->spec.act == MAAS_ACT_RELU; /* fused into the kernel's stores */
+            maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, relu, out, l->n_out, inf->xb);
+            if (!relu)
+                maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows,
+                                 l->n_out);
             in = out;
             which ^= 1;
             continue;

@@ -306,7 +306,7 @@ VNNI_TARGET static float quantize_row_avx512(const float *x, int n, int padded, 
 }
 
 VNNI_TARGET static void epilogue_avx512(const maas_qlayer *l, const int32_t *a, int32_t corr,
-                                        float rs, const float *bias, float *y) {
+                                        float rs, const float *bias, int relu, float *y) {
     int n = l->n_out;
     __m512i vcorr = _mm512_set1_epi32(corr);
     __m512 vrs = _mm512_set1_ps(rs);
@@ -318,6 +318,7 @@ VNNI_TARGET static void epilogue_avx512(const maas_qlayer *l, const int32_t *a, 
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(t),
                                  _mm512_mul_ps(vrs, _mm512_maskz_loadu_ps(mk, l->scale + j)));
         if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, bias + j));
+        if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps()); /* v > 0 ? v : +0, as act.c */
         _mm512_mask_storeu_ps(y + j, mk, v);
     }
 }
@@ -406,7 +407,7 @@ static float quantize_row(const float *x, int n, int padded, uint8_t *q, uint8_t
 }
 
 void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const float *bias,
-                          float *out, const maas_qscratch *s) {
+                          int relu, float *out, const maas_qscratch *s) {
     int padded = 4 * l->kg;
 #if MAAS_HAVE_VNNI_KERNEL
     if (resolve(s->kernel) == MAAS_QKERNEL_VNNI) {
@@ -416,7 +417,7 @@ void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const
         maas_qgemm(s->kernel, l, s->xq, s->ldx, rows, s->acc, s->ldc);
         for (int r = 0; r < rows; r++)
             epilogue_avx512(l, s->acc + (size_t)r * s->ldc, s->sh[r] ? 128 : 0, s->rs[r], bias,
-                            out + (size_t)r * l->n_out);
+                            relu, out + (size_t)r * l->n_out);
         return;
     }
 #endif
@@ -432,7 +433,8 @@ void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const
         float rs = s->rs[r];
         for (int j = 0; j < n; j++) {
             float v = (float)(a[j] - corr * l->colsum[j]) * (rs * l->scale[j]);
-            y[j] = bias ? v + bias[j] : v;
+            v = bias ? v + bias[j] : v;
+            y[j] = relu && !(v > 0.0f) ? 0.0f : v;
         }
     }
 }

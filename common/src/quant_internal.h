@@ -36,11 +36,11 @@ void maas__qlayer_release(maas_qlayer *l);
 void maas__qlayer_pack(maas_qlayer *l);
 
 /*
- * out (rows x n_out) = act-free Dense output of layer l for float inputs in
- * (rows x n_in): per-row input quantization, int8 GEMM, rescale, + bias
- * (bias may be NULL). The caller applies the activation.
+ * out (rows x n_out) = Dense output of layer l for float inputs in (rows x n_in): per-row
+ * input quantization, int8 GEMM, rescale, + bias (bias may be NULL), then relu when relu is
+ * set (fused: the same values as act.c's); the caller applies any other activation.
  */
 void maas__qdense_forward(const maas_qlayer *l, const float *in, int rows, const float *bias,
-                          float *out, const maas_qscratch *s);
+                          int relu, float *out, const maas_qscratch *s);
 
 #endif

@@ -69,9 +69,16 @@ static void check_kernel(int n_in, int n_out, int rows, uint64_t seed) {
     for (int k = 0; k < rows * n_in; k += 7) x[k] = 0.0f; /* some exact zeros (relu outputs) */
     assert_true(maas_bf16_set_layer(b, 0, n_in, n_out, w));
     float *y = malloc((size_t)rows * n_out * sizeof(float));
+    float *yr = malloc((size_t)rows * n_out * sizeof(float));
     uint32_t *scratch = malloc((size_t)rows * ((n_in + 1) / 2) * sizeof(uint32_t));
     for (int with_bias = 0; with_bias < 2; with_bias++) {
-        maas_bgemm(&b->layers[0], x, n_in, rows, with_bias ? bias : NULL, y, n_out, scratch);
+        maas_bgemm(&b->layers[0], x, n_in, rows, with_bias ? bias : NULL, 0, y, n_out, scratch);
+        /* relu fused into the stores: exactly relu of the same sums */
+        maas_bgemm(&b->layers[0], x, n_in, rows, with_bias ? bias : NULL, 1, yr, n_out, scratch);
+        for (size_t k = 0; k < (size_t)rows * n_out; k++)
+            if (bits(yr[k]) != bits(y[k] > 0.0f ? y[k] : 0.0f))
+                fail_msg("%dx%d, %d rows: fused relu gave %g for %g", n_in, n_out, rows,
+                         (double)yr[k], (double)y[k]);
         double g = maas_test_gamma(n_in + 1), worst = 0.0;
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < n_out; j++) {
@@ -91,6 +98,7 @@ static void check_kernel(int n_in, int n_out, int rows, uint64_t seed) {
         (void)worst;
     }
     free(scratch);
+    free(yr);
     free(y);
     free(x);
     free(bias);

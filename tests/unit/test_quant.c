@@ -348,6 +348,36 @@ static void test_prune_exact_and_mask_holds(void **state) {
     maas_model_free(m);
 }
 
+/* relu is fused into the int8 epilogue: exactly relu of what the linear layer outputs */
+static void test_fused_relu(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec l[] = {maas_dense(37, MAAS_ACT_RELU)};
+    maas_model *m = maas_test_random_model(29, l, 1, 41);
+    assert_ok(maas_quantize(m, err, sizeof(err)), err);
+    maas_model *lin = maas_model_clone(m, err, sizeof(err));
+    assert_non_null(lin);
+    lin->layers[0].spec.act = MAAS_ACT_LINEAR;
+    int rows = 45; /* VNNI tiles, their remainders and (>= 32 rows) oneDNN */
+    float *x = maas_test_random_inputs((size_t)rows * 29, 42, -1.0f, 1.0f);
+    float *y = malloc((size_t)rows * 37 * sizeof(float)),
+          *z = malloc((size_t)rows * 37 * sizeof(float));
+    assert_ok(maas_model_predict(m, x, (size_t)rows, y, err, sizeof(err)), err);
+    assert_ok(maas_model_predict(lin, x, (size_t)rows, z, err, sizeof(err)), err);
+    int negatives = 0;
+    for (int k = 0; k < rows * 37; k++) {
+        negatives += z[k] < 0.0f;
+        float want = z[k] > 0.0f ? z[k] : 0.0f;
+        assert_memory_equal(&y[k], &want, sizeof(float));
+    }
+    assert_true(negatives > 0);
+    free(x);
+    free(y);
+    free(z);
+    maas_model_free(lin);
+    maas_model_free(m);
+}
+
 int main(void) {
     maas_blas_set_threads(1);
     const struct CMUnitTest tests[] = {
@@ -357,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_quantized_file),
         cmocka_unit_test(test_set_layer_rejects),
         cmocka_unit_test(test_prune_exact_and_mask_holds),
+        cmocka_unit_test(test_fused_relu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

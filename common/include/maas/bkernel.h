@@ -59,10 +59,11 @@ const char *maas_bf16_kernel_name(void);
 
 /*
  * y[r][j] = bias[j] (0 when bias is NULL) + sum_i x[r][i] * w[i][j] for rows rows, the bf16
- * path described above; x has row stride ldx (n_in used), y row stride ldy (n_out written).
- * scratch holds rows x kp uint32 (the inputs as bf16 pairs). Only where maas_bf16_available().
+ * path described above, then relu(y) = (y > 0 ? y : 0) when relu is set; x has row stride ldx
+ * (n_in used), y row stride ldy (n_out written). scratch holds rows x kp uint32 (the inputs as
+ * bf16 pairs). Only where maas_bf16_available().
  */
 void maas_bgemm(const maas_blayer *l, const float *x, int ldx, int rows, const float *bias,
-                float *y, int ldy, uint32_t *scratch);
+                int relu, float *y, int ldy, uint32_t *scratch);
 
 #endif
