@@ -184,6 +184,12 @@ def main():
     row("batch-1024 predict vs ORT (samples/s)", f(m["predict1024_sps"]),
         f(r["ort_predict1024_sps"]), f(m["predict1024_sps"]) / f(r["ort_predict1024_sps"]),
         ">= 1.0x")
+    best = max(f(m["sgemm_peak_gflops"]), f(m["onednn_peak_gflops"]))
+    print(f"{'  what bounds it (GFLOP/s)':38} {f(m['predict1024_sps']) * fwd / 1e9:>12.1f} "
+          f"{f(r['ort_predict1024_sps']) * fwd / 1e9:>12.1f} {'':>8}  (both at the GEMM: maas "
+          f"{f(m['predict1024_sps']) * fwd / 1e9 / best:.2f}x, ORT "
+          f"{f(r['ort_predict1024_sps']) * fwd / 1e9 / best:.2f}x of the best GEMM measured here, "
+          f"{best:.0f} GFLOP/s on 1024^3)")
     row("int8 batch-1024 vs ORT int8 (samples/s)", f(m["predict1024_int8_sps"]),
         f(r["ort_predict1024_int8_sps"]),
         f(m["predict1024_int8_sps"]) / f(r["ort_predict1024_int8_sps"]),
