@@ -2,6 +2,7 @@
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/dataset.h"
+#include "maas/explain.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
 #include "maas/model_io.h"
@@ -134,17 +135,82 @@ int maas_cli_evaluate(int argc, char **argv) {
 static const char predict_help[] =
     "usage: maas predict -m model.h5 --data FILE [--drop COLUMN]... [--format csv|json]\n"
     "                    [--classes] [--threads N]\n"
+    "                    [--explain gradient_x_input|integrated_gradients [--steps N]\n"
+    "                     [--baseline zeros|mean]]\n"
     "\n"
     "Writes the model's outputs for every input row to stdout: one CSV line of outputs per\n"
     "row (no header), or with --format json one JSON array of rows. --classes prints the\n"
     "predicted class instead (0/1 at threshold 0.5 for one output, else the argmax).\n"
     "FILE is a CSV with a header row (its feature columns, in the model's order) or\n"
-    "FILE.h5:/dataset. Nothing is printed unless every row was predicted.\n";
+    "FILE.h5:/dataset. Nothing is printed unless every row was predicted.\n"
+    "--explain adds, per row and output, one attribution per input feature (maas/explain.h):\n"
+    "gradient_x_input (x_i * df/dx_i) or integrated_gradients (--steps, 64; from --baseline:\n"
+    "zeros, or mean = the data's column means; they sum to f(x) - f(baseline)). CSV: a header\n"
+    "row,output,prediction,x0..x(n-1), then one line per row and output; JSON: per row\n"
+    "{\"prediction\": [...], \"attributions\": [[per feature] per output]}. int8 and bf16\n"
+    "models are explained on their dequantized weights.\n";
+
+/* predict --explain: attributions of every row, then everything printed (see predict_help). */
+static int print_explained(const char *cmd, const char *data, const maas_model *m,
+                           const cli_data *d, const float *out, maas_explain_method method,
+                           int steps, int mean_baseline, int json) {
+    char err[MAAS_ERRSTR_SIZE];
+    size_t n = (size_t)m->n_inputs, k = (size_t)m->n_outputs;
+    if (d->rows > SIZE_MAX / (k * n * sizeof(float)))
+        return maas_cli_fail(cmd, "%s: too many rows to explain at once", data);
+    float *attr = malloc(d->rows * k * n * sizeof(float)), *base = calloc(n, sizeof(float));
+    int rc = 0;
+    if (!attr || !base) {
+        rc = maas_cli_fail(cmd, "out of memory for %zu rows of attributions", d->rows);
+        goto done;
+    }
+    if (mean_baseline) {
+        for (size_t r = 0; r < d->rows; r++)
+            for (size_t i = 0; i < n; i++) base[i] += d->x[r * n + i] / (float)d->rows;
+    }
+    if (maas_explain(m, method, steps, base, d->x, d->rows, attr, err, sizeof(err))) {
+        rc = maas_cli_fail(cmd, "%s: %s", data, err);
+        goto done;
+    }
+    if (!json) {
+        printf("row,output,prediction");
+        for (size_t i = 0; i < n; i++) printf(",x%zu", i);
+        printf("\n");
+    } else {
+        fputs("[", stdout);
+    }
+    for (size_t r = 0; r < d->rows; r++) {
+        if (json) {
+            printf("%s{\"prediction\": [", r ? ",\n " : "");
+            for (size_t j = 0; j < k; j++) printf(j ? ", %.9g" : "%.9g", (double)out[r * k + j]);
+            printf("], \"attributions\": [");
+        }
+        for (size_t j = 0; j < k; j++) {
+            const float *a = attr + (r * k + j) * n;
+            if (json) {
+                printf(j ? ", [" : "[");
+                for (size_t i = 0; i < n; i++) printf(i ? ", %.9g" : "%.9g", (double)a[i]);
+                printf("]");
+            } else {
+                printf("%zu,%zu,%.9g", r, j, (double)out[r * k + j]);
+                for (size_t i = 0; i < n; i++) printf(",%.9g", (double)a[i]);
+                printf("\n");
+            }
+        }
+        if (json) printf("]}");
+    }
+    if (json) printf("]\n");
+    if (fflush(stdout) != 0 || ferror(stdout)) rc = maas_cli_fail(cmd, "cannot write stdout");
+done:
+    free(attr);
+    free(base);
+    return rc;
+}
 
 int maas_cli_predict(int argc, char **argv) {
     const char *cmd = "predict";
     if (cli_wants_help(argc, argv)) return fputs(predict_help, stdout), 0;
-    enum { O_FORMAT = 256, O_CLASSES, O_THREADS };
+    enum { O_FORMAT = 256, O_CLASSES, O_THREADS, O_EXPLAIN, O_STEPS, O_BASELINE };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
         {"data", required_argument, 0, O_LOCAL_DATA},
@@ -152,11 +218,16 @@ int maas_cli_predict(int argc, char **argv) {
         {"format", required_argument, 0, O_FORMAT},
         {"classes", no_argument, 0, O_CLASSES},
         {"threads", required_argument, 0, O_THREADS},
+        {"explain", required_argument, 0, O_EXPLAIN},
+        {"steps", required_argument, 0, O_STEPS},
+        {"baseline", required_argument, 0, O_BASELINE},
         {0, 0, 0, 0},
     };
-    const char *model = NULL;
+    const char *model = NULL, *explain = NULL, *baseline = NULL;
     int json = 0, classes = 0, c, rc;
-    long threads = 1;
+    long threads = 1, steps = 0;
+    maas_explain_method method = MAAS_EXPLAIN_GRADIENT_X_INPUT;
+    char err[MAAS_ERRSTR_SIZE];
     cli_local_data dd = {0};
     optind = 1;
     opterr = 0;
@@ -179,6 +250,19 @@ int maas_cli_predict(int argc, char **argv) {
         case O_THREADS:
             rc = cli_parse_int(cmd, "--threads", optarg, 1, 256, &threads);
             break;
+        case O_EXPLAIN:
+            explain = optarg;
+            if (maas_explain_parse(optarg, &method, err, sizeof(err)))
+                rc = maas_cli_usage_error(cmd, "--explain: %s", err);
+            break;
+        case O_STEPS:
+            rc = cli_parse_int(cmd, "--steps", optarg, 1, MAAS_EXPLAIN_MAX_STEPS, &steps);
+            break;
+        case O_BASELINE:
+            baseline = optarg;
+            if (strcmp(optarg, "zeros") && strcmp(optarg, "mean"))
+                rc = maas_cli_usage_error(cmd, "--baseline takes zeros or mean, got '%s'", optarg);
+            break;
         default:
             return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -186,7 +270,13 @@ int maas_cli_predict(int argc, char **argv) {
     }
     if (optind < argc) return maas_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!model || !dd.data) return maas_cli_usage_error(cmd, "-m MODEL and --data are required");
-    char err[MAAS_ERRSTR_SIZE];
+    if (!explain && (steps || baseline))
+        return maas_cli_usage_error(cmd, "--steps and --baseline go with --explain");
+    if (explain && classes)
+        return maas_cli_usage_error(cmd, "--explain and --classes: one of them");
+    if ((steps || baseline) && method != MAAS_EXPLAIN_INTEGRATED_GRADIENTS)
+        return maas_cli_usage_error(cmd,
+                                    "--steps and --baseline are integrated_gradients' options");
     maas_model *m;
     if (maas_model_load(model, &m, NULL, err, sizeof(err))) return maas_cli_fail(cmd, "%s", err);
     maas_blas_set_threads((int)threads);
@@ -205,6 +295,11 @@ int maas_cli_predict(int argc, char **argv) {
     }
     if (maas_model_predict(m, d.x, d.rows, out, err, sizeof(err))) {
         rc = maas_cli_fail(cmd, "%s: %s", dd.data, err);
+        goto done;
+    }
+    if (explain) {
+        rc = print_explained(cmd, dd.data, m, &d, out, method, steps ? (int)steps : 64,
+                             baseline && !strcmp(baseline, "mean"), json);
         goto done;
     }
     /* Everything is computed before the first byte is printed. */

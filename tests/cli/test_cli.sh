@@ -67,6 +67,45 @@ for name in ("dense", "dense_1"):
     assert not np.any(kf[()].view(np.uint32) & 0xFFFF)
 PY
 
+# --- explanations: integrated gradients sum to f(x) - f(baseline); formats; usage errors
+{ head -n 1 "$pima"; sed -n 2,21p "$pima"; } > twenty.csv
+expect 0 "" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes --explain integrated_gradients \
+  --steps 256 --baseline mean
+cp out.txt ig.csv
+expect 0 "" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes
+cp out.txt pred.csv
+/usr/bin/python3 - ig.csv pred.csv twenty.csv <<'PY' > base.csv && ok || bad "explain output: $(head -3 ig.csv)"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+assert rows[0] == ["row", "output", "prediction"] + [f"x{i}" for i in range(8)], rows[0]
+assert len(rows) == 21 and [int(r[0]) for r in rows[1:]] == list(range(20))
+preds = [float(l) for l in open(sys.argv[2])]
+assert all(abs(float(r[2]) - p) <= 1e-7 for r, p in zip(rows[1:], preds))
+data = list(csv.reader(open(sys.argv[3])))
+mean = [sum(float(d[i]) for d in data[1:]) / 20 for i in range(8)]
+print(",".join(data[0][:8]))
+print(",".join("%.9g" % v for v in mean))
+PY
+expect 0 "" -- "$maas" predict -m model.h5 --data base.csv
+fb="$(cat out.txt)"
+/usr/bin/python3 - ig.csv "$fb" <<'PY' && ok || bad "integrated gradients are not complete"
+import csv, sys
+fb = float(sys.argv[2])
+for r in list(csv.reader(open(sys.argv[1])))[1:]:
+    change = float(r[2]) - fb
+    # the midpoint rule's error where a relu unit switches along the path: 1% of the change,
+    # and 0.001 of the probability scale for tiny changes
+    assert abs(sum(map(float, r[3:])) - change) <= 0.01 * abs(change) + 1e-3, (r, fb)
+PY
+expect 0 "" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes --explain gradient_x_input --format json
+/usr/bin/python3 -c "import json,sys; d=json.load(open('out.txt')); assert len(d)==20 and len(d[0]['attributions'])==1 and len(d[0]['attributions'][0])==8" \
+  && ok || bad "explain json: $(head -c 300 out.txt)"
+expect 2 "unknown explanation 'shap'" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes --explain shap
+expect 2 "--steps and --baseline are integrated_gradients' options" -- "$maas" predict -m model.h5 \
+  --data twenty.csv --drop diabetes --explain gradient_x_input --steps 8
+expect 2 "--steps and --baseline go with --explain" -- "$maas" predict -m model.h5 --data twenty.csv \
+  --drop diabetes --steps 8
+
 # --- HDF5 datasets, categorical labels as class indices
 /usr/bin/python3 - <<'PY'
 import h5py, numpy as np
