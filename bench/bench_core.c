@@ -17,6 +17,8 @@
  *   read_weights_gbps, read_weights_bf16_gbps  GB/s of re-reading the Fashion model's 0.94 MB
  *                       of float weights (0.47 MB as bf16) with plain loads: the floor of a
  *                       single row, which reads every weight once
+ *   explain_gxi_us, explain_ig64_us  explaining one Fashion row, all 10 outputs (maas_explain):
+ *                       gradient x input, integrated gradients at 64 steps; best of 3, us
  *   sgemm_peak_gflops   OpenBLAS sgemm 1024^3 on this machine: the best of measurements
  *                       taken before, between and after the others (a shared machine's
  *                       neighbours slow some; the best is the fair "peak" to divide by)
@@ -31,6 +33,7 @@
 #include "maas/base.h"
 #include "maas/cpu.h"
 #include "maas/dataset.h"
+#include "maas/explain.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
 #include "maas/quant.h"
@@ -338,6 +341,27 @@ int main(int argc, char **argv) {
         printf("read_weights_gbps %.1f\nread_weights_bf16_gbps %.1f\n", read_gbps(wbytes),
                read_gbps(wbytes / 2));
         for (int l = 0; l < 4; l++) free(h[l]);
+    }
+    /* Explaining one row (all 10 outputs): gradient x input, and integrated gradients at 64 steps
+     */
+    {
+        static float attr[10 * 784];
+        double t[2] = {0, 0};
+        for (int method = 0; method < 2; method++) {
+            int reps = method ? 2 : 20;
+            double best = 1e9;
+            for (int r = 0; r < 3; r++) {
+                double t0 = now();
+                for (int i = 0; i < reps; i++)
+                    if (maas_explain(m, (maas_explain_method)method, 64, NULL,
+                                     xi.data + (size_t)i * 784, 1, attr, err, sizeof(err)))
+                        die("explain", err);
+                double v = (now() - t0) / reps * 1e6;
+                best = v < best ? v : best;
+            }
+            t[method] = best;
+        }
+        printf("explain_gxi_us %.1f\nexplain_ig64_us %.1f\n", t[0], t[1]);
     }
     maas_model_free(m);
     maas_idx_release(&xi);

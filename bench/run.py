@@ -144,6 +144,9 @@ def main():
     row("batch-1024 predict, int8 (samples/s)", f(m["predict1024_int8_sps"]),
         f(t["predict1024_sps"]), f(m["predict1024_int8_sps"]) / f(t["predict1024_sps"]),
         ">= 1.5x (maas int8 vs torch float32)")
+    print(f"{'explaining a row, 10 outputs (us)':38} {f(m['explain_gxi_us']):>12.0f} {'':>12} "
+          f"{'':>8}  (gradient x input; integrated gradients at 64 steps: "
+          f"{f(m['explain_ig64_us']):.0f} us; double-precision backward passes, issue 22)")
     row("single-row predict, bf16 model (us)", f(m["predict1_bf16_us"]), f(t["predict1_us"]),
         f(t["predict1_us"]) / f(m["predict1_bf16_us"]),
         f"(maas bf16 on {m['bf16_kernel']} vs torch float32)", "{:.2f}")
