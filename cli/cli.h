@@ -41,6 +41,20 @@ typedef struct cli_data {
 
 void cli_data_release(cli_data *d);
 
+/*
+ * Predictions with their attributions (maas predict --explain, maas submit infer --explain):
+ * CSV with a header row,output,prediction,x0..x(n-1) and a line per row and output, or JSON
+ * [{"prediction": [...], "attributions": [[per feature] per output]}, ...]. out: rows x k;
+ * attr: rows x k x n.
+ */
+/* --baseline zeros|mean: 0 with *mean set, else the usage error's exit code (printed). */
+int cli_parse_baseline(const char *cmd, const char *arg, int *mean);
+/* The column means of d's rows: n_features floats, malloc'd (NULL when out of memory). */
+float *cli_column_means(const cli_data *d);
+
+void cli_print_explained(const float *out, const float *attr, size_t rows, size_t k, size_t n,
+                         int json);
+
 /* The local commands' data options: --data, --label, --labels, --drop (repeatable). */
 #define CLI_LOCAL_MAX_DROPS 64
 typedef struct cli_local_data {

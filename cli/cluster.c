@@ -178,7 +178,12 @@ void cli_print_result(cli_conn *c, const maas_job_record *r, int json, int want_
         printf("%s\n", maas_job_state_name(r->state));
         return;
     }
-    if (res.type == MAAS_JOBTYPE_INFER) {
+    if (res.type == MAAS_JOBTYPE_INFER && res.attributions.rows > 0 && res.outputs.cols > 0 &&
+        res.attributions.rows == res.outputs.rows &&
+        res.attributions.cols % res.outputs.cols == 0) {
+        cli_print_explained(res.outputs.data, res.attributions.data, res.outputs.rows,
+                            res.outputs.cols, res.attributions.cols / res.outputs.cols, json);
+    } else if (res.type == MAAS_JOBTYPE_INFER) {
         uint32_t k = res.outputs.cols;
         if (json) fputs("[", stdout);
         for (uint32_t i = 0; i < res.outputs.rows; i++) {

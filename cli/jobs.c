@@ -6,6 +6,7 @@
 #include "maas/broker.h"
 #include "maas/client.h"
 #include "maas/clock.h"
+#include "maas/explain.h"
 #include "maas/job.h"
 #include "maas/kv.h"
 #include "maas/model_io.h"
@@ -28,6 +29,8 @@ static const char submit_help[] =
     "                         [--standardize] [--seed N] [--from MODEL:V|MODEL@ALIAS] [--wait]\n"
     "       maas submit infer --model MODEL[:V|@ALIAS] --data FILE [--drop C]... [--classes]\n"
     "                         [--format csv|json] [--wait]\n"
+    "                         [--explain gradient_x_input|integrated_gradients [--steps N]\n"
+    "                          [--baseline zeros|mean]]   (attributions; as maas predict)\n"
     "       maas submit evaluate --model REF (--data FILE --label COLUMN | --dataset NAME) "
     "[--wait]\n"
     "       maas submit optimize --model REF [--quantize int8|bf16] [--prune SPARSITY]\n"
@@ -72,7 +75,10 @@ int maas_cli_submit(int argc, char **argv) {
         O_FORMAT,
         O_QUANT,
         O_PRUNE,
-        O_FINETUNE
+        O_FINETUNE,
+        O_EXPLAIN,
+        O_STEPS,
+        O_BASELINE
     };
     static const struct option opts[] = {CLI_CONN_LONGOPTS,
                                          CLI_DATA_LONGOPTS,
@@ -97,6 +103,9 @@ int maas_cli_submit(int argc, char **argv) {
                                          {"quantize", required_argument, 0, O_QUANT},
                                          {"prune", required_argument, 0, O_PRUNE},
                                          {"finetune-epochs", required_argument, 0, O_FINETUNE},
+                                         {"explain", required_argument, 0, O_EXPLAIN},
+                                         {"steps", required_argument, 0, O_STEPS},
+                                         {"baseline", required_argument, 0, O_BASELINE},
                                          {0, 0, 0, 0}};
     CLI_CONN(c);
     cli_conn_defaults(&c);
@@ -104,7 +113,8 @@ int maas_cli_submit(int argc, char **argv) {
     maas_job_init(&j, type);
     const char *model = NULL, *layers = NULL, *loss = NULL, *opt = NULL, *from = NULL, *id = NULL;
     cli_data_args da = {0};
-    int wait = 0, json = 0, o, rc = 0;
+    const char *baseline = NULL;
+    int wait = 0, json = 0, o, rc = 0, steps_given = 0, mean_baseline = 0;
     long lv;
     double dv;
     char e[MAAS_ERRSTR_SIZE];
@@ -171,6 +181,22 @@ int maas_cli_submit(int argc, char **argv) {
         case O_CLASSES:
             j.want_classes = 1;
             break;
+        case O_EXPLAIN: {
+            maas_explain_method meth;
+            if (maas_explain_parse(optarg, &meth, e, sizeof(e)))
+                rc = maas_cli_usage_error(cmd, "--explain: %s", e);
+            j.explain = 1 + (int)meth;
+            break;
+        }
+        case O_STEPS:
+            if (!(rc = cli_parse_int(cmd, "--steps", optarg, 1, MAAS_EXPLAIN_MAX_STEPS, &lv)))
+                j.explain_steps = (int)lv;
+            steps_given = 1;
+            break;
+        case O_BASELINE:
+            baseline = optarg;
+            rc = cli_parse_baseline(cmd, optarg, &mean_baseline);
+            break;
         case O_FORMAT:
             rc = cli_parse_format(cmd, optarg, &json);
             break;
@@ -220,7 +246,24 @@ int maas_cli_submit(int argc, char **argv) {
             rc = maas_cli_usage_error(cmd, "--data is required");
             goto done;
         }
+        if ((steps_given || baseline) && j.explain != 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS) {
+            rc = maas_cli_usage_error(cmd, "--steps and --baseline go with --explain "
+                                           "integrated_gradients");
+            goto done;
+        }
+        if (j.explain && j.want_classes) {
+            rc = maas_cli_usage_error(cmd, "--explain and --classes: one of them");
+            goto done;
+        }
         if ((rc = cli_data_load(cmd, &da, NULL, &d))) goto done;
+        if (mean_baseline) { /* the data's column means */
+            float *b = cli_column_means(&d);
+            if (!b) {
+                rc = maas_cli_fail(cmd, "out of memory");
+                goto done;
+            }
+            j.baseline = cli_as_matrix(b, 1, d.n_features);
+        }
         j.inputs = cli_as_matrix(d.x, d.rows, d.n_features);
         d.x = NULL;
     } else if (type == MAAS_JOBTYPE_OPTIMIZE && !da.data && !da.dataset) {

@@ -150,28 +150,22 @@ static const char predict_help[] =
     "{\"prediction\": [...], \"attributions\": [[per feature] per output]}. int8 and bf16\n"
     "models are explained on their dequantized weights.\n";
 
-/* predict --explain: attributions of every row, then everything printed (see predict_help). */
-static int print_explained(const char *cmd, const char *data, const maas_model *m,
-                           const cli_data *d, const float *out, maas_explain_method method,
-                           int steps, int mean_baseline, int json) {
-    char err[MAAS_ERRSTR_SIZE];
-    size_t n = (size_t)m->n_inputs, k = (size_t)m->n_outputs;
-    if (d->rows > SIZE_MAX / (k * n * sizeof(float)))
-        return maas_cli_fail(cmd, "%s: too many rows to explain at once", data);
-    float *attr = malloc(d->rows * k * n * sizeof(float)), *base = calloc(n, sizeof(float));
-    int rc = 0;
-    if (!attr || !base) {
-        rc = maas_cli_fail(cmd, "out of memory for %zu rows of attributions", d->rows);
-        goto done;
-    }
-    if (mean_baseline) {
-        for (size_t r = 0; r < d->rows; r++)
-            for (size_t i = 0; i < n; i++) base[i] += d->x[r * n + i] / (float)d->rows;
-    }
-    if (maas_explain(m, method, steps, base, d->x, d->rows, attr, err, sizeof(err))) {
-        rc = maas_cli_fail(cmd, "%s: %s", data, err);
-        goto done;
-    }
+int cli_parse_baseline(const char *cmd, const char *arg, int *mean) {
+    *mean = !strcmp(arg, "mean");
+    if (*mean || !strcmp(arg, "zeros")) return 0;
+    return maas_cli_usage_error(cmd, "--baseline takes zeros or mean, got '%s'", arg);
+}
+
+float *cli_column_means(const cli_data *d) {
+    size_t n = (size_t)d->n_features;
+    float *b = calloc(n ? n : 1, sizeof(float));
+    for (size_t r = 0; b && r < d->rows; r++)
+        for (size_t i = 0; i < n; i++) b[i] += d->x[r * n + i] / (float)d->rows;
+    return b;
+}
+
+void cli_print_explained(const float *out, const float *attr, size_t rows, size_t k, size_t n,
+                         int json) {
     if (!json) {
         printf("row,output,prediction");
         for (size_t i = 0; i < n; i++) printf(",x%zu", i);
@@ -179,7 +173,7 @@ static int print_explained(const char *cmd, const char *data, const maas_model *
     } else {
         fputs("[", stdout);
     }
-    for (size_t r = 0; r < d->rows; r++) {
+    for (size_t r = 0; r < rows; r++) {
         if (json) {
             printf("%s{\"prediction\": [", r ? ",\n " : "");
             for (size_t j = 0; j < k; j++) printf(j ? ", %.9g" : "%.9g", (double)out[r * k + j]);
@@ -200,6 +194,28 @@ static int print_explained(const char *cmd, const char *data, const maas_model *
         if (json) printf("]}");
     }
     if (json) printf("]\n");
+}
+
+/* predict --explain: attributions of every row, then everything printed (see predict_help). */
+static int print_explained(const char *cmd, const char *data, const maas_model *m,
+                           const cli_data *d, const float *out, maas_explain_method method,
+                           int steps, int mean_baseline, int json) {
+    char err[MAAS_ERRSTR_SIZE];
+    size_t n = (size_t)m->n_inputs, k = (size_t)m->n_outputs;
+    if (d->rows > SIZE_MAX / (k * n * sizeof(float)))
+        return maas_cli_fail(cmd, "%s: too many rows to explain at once", data);
+    float *attr = malloc(d->rows * k * n * sizeof(float));
+    float *base = mean_baseline ? cli_column_means(d) : calloc(n, sizeof(float));
+    int rc = 0;
+    if (!attr || !base) {
+        rc = maas_cli_fail(cmd, "out of memory for %zu rows of attributions", d->rows);
+        goto done;
+    }
+    if (maas_explain(m, method, steps, base, d->x, d->rows, attr, err, sizeof(err))) {
+        rc = maas_cli_fail(cmd, "%s: %s", data, err);
+        goto done;
+    }
+    cli_print_explained(out, attr, d->rows, k, n, json);
     if (fflush(stdout) != 0 || ferror(stdout)) rc = maas_cli_fail(cmd, "cannot write stdout");
 done:
     free(attr);
@@ -224,7 +240,7 @@ int maas_cli_predict(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     const char *model = NULL, *explain = NULL, *baseline = NULL;
-    int json = 0, classes = 0, c, rc;
+    int json = 0, classes = 0, mean_baseline = 0, c, rc;
     long threads = 1, steps = 0;
     maas_explain_method method = MAAS_EXPLAIN_GRADIENT_X_INPUT;
     char err[MAAS_ERRSTR_SIZE];
@@ -260,8 +276,7 @@ int maas_cli_predict(int argc, char **argv) {
             break;
         case O_BASELINE:
             baseline = optarg;
-            if (strcmp(optarg, "zeros") && strcmp(optarg, "mean"))
-                rc = maas_cli_usage_error(cmd, "--baseline takes zeros or mean, got '%s'", optarg);
+            rc = cli_parse_baseline(cmd, optarg, &mean_baseline);
             break;
         default:
             return maas_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -299,7 +314,7 @@ int maas_cli_predict(int argc, char **argv) {
     }
     if (explain) {
         rc = print_explained(cmd, dd.data, m, &d, out, method, steps ? (int)steps : 64,
-                             baseline && !strcmp(baseline, "mean"), json);
+                             mean_baseline, json);
         goto done;
     }
     /* Everything is computed before the first byte is printed. */

@@ -111,6 +111,27 @@ void coord_put_result(maas_strbuf *t, const maas_job_record *r) {
                 maas_strbuf_printf(t, i ? ", %d" : "%d", res.classes[i]);
             maas_strbuf_printf(t, "]");
         }
+        uint32_t k = res.outputs.cols;
+        if (res.attributions.rows == res.outputs.rows && res.attributions.rows > 0 && k > 0 &&
+            res.attributions.cols % k == 0) {
+            /* per row, per output, one attribution per input feature */
+            uint32_t n = res.attributions.cols / k;
+            maas_strbuf_printf(t, ", \"attributions\": [");
+            for (uint32_t i = 0; i < res.attributions.rows; i++) {
+                maas_strbuf_printf(t, i ? ", [" : "[");
+                for (uint32_t j = 0; j < k; j++) {
+                    maas_strbuf_printf(t, j ? ", [" : "[");
+                    const float *a = res.attributions.data + ((size_t)i * k + j) * n;
+                    for (uint32_t f = 0; f < n; f++) {
+                        if (f) maas_strbuf_printf(t, ", ");
+                        coord_put_num(t, a[f]);
+                    }
+                    maas_strbuf_printf(t, "]");
+                }
+                maas_strbuf_printf(t, "]");
+            }
+            maas_strbuf_printf(t, "]");
+        }
     } else {
         maas_strbuf_printf(t, ", \"rows\": %zu, \"loss\": ", res.rows);
         coord_put_num(t, res.loss);

@@ -5,6 +5,7 @@
  * flight's records are final in Redis.
  */
 #include "maas/base.h"
+#include "maas/explain.h"
 #include "maas/strbuf.h"
 #include "maas/train.h"
 #include "worker.h"
@@ -20,9 +21,10 @@ typedef struct infer_item {
     int state;          /* 0 pending, 1 done (record final or dead-lettered) */
 } infer_item;
 
-/* The msgpack result of one inference job (outputs, and classes if asked). */
+/* The msgpack result of one inference job (outputs, classes and attributions if asked). */
 static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce, const float *out,
-                                    unsigned char **buf, size_t *len, char *e, size_t es) {
+                                    const float *attr, unsigned char **buf, size_t *len, char *e,
+                                    size_t es) {
     maas_result r;
     maas_result_init(&r, MAAS_JOBTYPE_INFER);
     snprintf(r.model, sizeof(r.model), "%s", ce->name);
@@ -45,6 +47,11 @@ static maas_err encode_infer_result(const infer_item *it, const cache_entry *ce,
             classes[i] = best;
         }
         r.classes = classes;
+    }
+    if (attr) { /* borrowed for the encode */
+        r.attributions.rows = r.outputs.rows;
+        r.attributions.cols = r.outputs.cols * (uint32_t)ce->model->n_inputs;
+        r.attributions.data = (float *)attr;
     }
     maas_err err = maas_result_encode(&r, buf, len, e, es);
     free(classes);
@@ -81,10 +88,49 @@ static void outbox_free(outbox *o) {
 }
 
 /* Bytes an inference job's buffers take in a batch: its inputs and outputs in the forward
- * pass and its encoded result (with the classes, if asked). */
+ * pass and its encoded result (with the classes and attributions, if asked). */
 static double infer_job_bytes(const maas_job *j, int outs) {
     double rows = j->inputs.rows;
-    return rows * ((double)j->inputs.cols + 2.0 * outs + (j->want_classes ? 1 : 0)) * 4.0;
+    double attr = j->explain ? (double)outs * j->inputs.cols : 0.0; /* attributions, twice */
+    return rows * ((double)j->inputs.cols + 2.0 * outs + (j->want_classes ? 1 : 0) + 2.0 * attr) *
+           4.0;
+}
+
+/*
+ * The attributions an infer job asks for ("explain"; maas/explain.h) into *attr (malloc'd;
+ * NULL when not asked). The work is checked against MAAS_EXPLAIN_MAX_WORK multiply-adds
+ * before anything is allocated: past it the job fails alone (LIMIT_EXCEEDED, saying how to
+ * ask for less).
+ */
+#define MAAS_EXPLAIN_MAX_WORK 4e9
+static maas_err explain_job(const infer_item *it, const cache_entry *ce, float **attr, char *e,
+                            size_t es) {
+    const maas_job *j = &it->job;
+    const maas_model *m = ce->model;
+    *attr = NULL;
+    e[0] = '\0';
+    if (!j->explain) return MAAS_OK;
+    maas_explain_method meth = (maas_explain_method)(j->explain - 1);
+    double points = meth == MAAS_EXPLAIN_INTEGRATED_GRADIENTS ? j->explain_steps : 1;
+    double work = (double)j->inputs.rows * points * (m->n_outputs + 1.0) * (double)m->n_params;
+    if (work > MAAS_EXPLAIN_MAX_WORK)
+        return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
+                         "explaining %u rows (%s, %.0f points each) of a model with %zu "
+                         "parameters and %d outputs takes ~%.2g multiply-adds, over this "
+                         "worker's %.2g: send fewer rows or steps per job",
+                         j->inputs.rows, maas_explain_name(meth), points, m->n_params, m->n_outputs,
+                         work, MAAS_EXPLAIN_MAX_WORK);
+    size_t cells = (size_t)j->inputs.rows * (size_t)m->n_outputs * (size_t)m->n_inputs;
+    if (!(*attr = malloc((cells ? cells : 1) * sizeof(float))))
+        return maas_errf(e, es, MAAS_ERR_OUT_OF_MEMORY, "out of memory for the attributions");
+    maas_err err =
+        maas_explain(m, meth, j->explain_steps, j->baseline.rows ? j->baseline.data : NULL,
+                     j->inputs.data, j->inputs.rows, *attr, e, es);
+    if (err) {
+        free(*attr);
+        *attr = NULL;
+    }
+    return err;
 }
 
 /* Adds the results of a group's jobs to the batch's outbox (items must outlive it). A job
@@ -101,9 +147,12 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
         int i = o->n;
         const float *out = y + at * outs;
         at += it->job.inputs.rows;
-        maas_err err = encode_infer_result(it, ce, out, &o->bufs[i], &len, e, sizeof(e));
+        float *attr = NULL;
+        maas_err err = explain_job(it, ce, &attr, e, sizeof(e));
+        if (!err) err = encode_infer_result(it, ce, out, attr, &o->bufs[i], &len, e, sizeof(e));
+        free(attr);
         if (err) {
-            if (err == MAAS_ERR_OUT_OF_MEMORY)
+            if (err == MAAS_ERR_OUT_OF_MEMORY && !e[0])
                 snprintf(e, sizeof(e), "out of memory for the result");
             maas_err fe = job_fail(w, &it->job, &(job_source){JOB_SOURCE_OF(it->msg)}, err, e);
             if (fe) return fe;

@@ -5,6 +5,7 @@
  * are checked here against their limits before anything is allocated.
  */
 #include "maas/base.h"
+#include "maas/explain.h"
 #include "maas/job.h"
 #include "keras_json.h"
 
@@ -659,6 +660,7 @@ void maas_job_init(maas_job *j, maas_job_type type) {
     j->v = MAAS_PROTOCOL_VERSION;
     j->type = type;
     j->priority = 5;
+    j->explain_steps = 64;
     j->train.epochs = 10;
     j->train.batch_size = 32;
     j->train.shuffle = 1;
@@ -672,6 +674,7 @@ void maas_job_init(maas_job *j, maas_job_type type) {
 void maas_job_release(maas_job *j) {
     if (!j) return;
     matrix_release(&j->inputs);
+    matrix_release(&j->baseline);
     matrix_release(&j->data.x);
     matrix_release(&j->data.y);
     free(j->train.keras_config);
@@ -755,7 +758,7 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
 
     static const char *const common[] = {"v",           "id",    "type",     "model", "created_ms",
                                          "deadline_ms", "ttl_s", "priority", "notify"};
-    static const char *const infer_keys[] = {"inputs", "output"};
+    static const char *const infer_keys[] = {"inputs", "output", "explain", "steps", "baseline"};
     static const char *const train_keys[] = {"layers",      "keras_config", "loss",
                                              "optimizer",   "metrics",      "epochs",
                                              "batch_size",  "shuffle",      "validation_split",
@@ -817,6 +820,29 @@ static maas_err decode_job(const msgpack_object *m, maas_job *j, char *errstr, s
                 return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                  "field output: expected \"probabilities\" or \"classes\"");
         }
+        if ((v = get(m, "explain"))) {
+            char name[32];
+            maas_explain_method meth;
+            if (as_str(&d, v, "explain", name, sizeof(name))) return d.err;
+            if (maas_explain_parse(name, &meth, e, sizeof(e)))
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "field explain: %s", e);
+            j->explain = 1 + (int)meth;
+        }
+        if ((v = get(m, "steps")) &&
+            as_i32(&d, v, "steps", 1, MAAS_EXPLAIN_MAX_STEPS, &j->explain_steps))
+            return d.err;
+        if ((v = get(m, "baseline"))) {
+            if (as_matrix(&d, v, "baseline", &j->baseline)) return d.err;
+            if (j->baseline.rows != 1 || j->baseline.cols != j->inputs.cols)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                                 "field baseline: expected one row of %u features, got %ux%u",
+                                 j->inputs.cols, j->baseline.rows, j->baseline.cols);
+        }
+        if ((get(m, "steps") || get(m, "baseline")) &&
+            j->explain != 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "field %s: only with \"explain\": \"integrated_gradients\"",
+                             get(m, "steps") ? "steps" : "baseline");
         break;
     case MAAS_JOBTYPE_TRAIN:
         if (as_train(&d, m, j)) return d.err;
@@ -989,7 +1015,8 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
     const maas_train_spec *t = &j->train;
     switch (j->type) {
     case MAAS_JOBTYPE_INFER:
-        n += 1 + j->want_classes;
+        n += 1 + j->want_classes + (j->explain != 0) +
+             (j->explain == 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS) * (1 + (j->baseline.rows > 0));
         break;
     case MAAS_JOBTYPE_TRAIN:
         n += 10 + t->has_seed + t->early_stopping + t->has_from;
@@ -1033,6 +1060,18 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
         if (j->want_classes) {
             pk_str(&pk, "output");
             pk_str(&pk, "classes");
+        }
+        if (j->explain) {
+            pk_str(&pk, "explain");
+            pk_str(&pk, maas_explain_name((maas_explain_method)(j->explain - 1)));
+        }
+        if (j->explain == 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS) {
+            pk_str(&pk, "steps");
+            msgpack_pack_int(&pk, j->explain_steps);
+            if (j->baseline.rows > 0) {
+                pk_str(&pk, "baseline");
+                pk_matrix(&pk, &j->baseline);
+            }
         }
         break;
     case MAAS_JOBTYPE_TRAIN: {
@@ -1159,6 +1198,7 @@ void maas_result_init(maas_result *r, maas_job_type type) {
 void maas_result_release(maas_result *r) {
     if (!r) return;
     matrix_release(&r->outputs);
+    matrix_release(&r->attributions);
     free(r->classes);
     free(r->history);
     r->classes = NULL;
@@ -1186,7 +1226,7 @@ maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *l
     int infer = r->type == MAAS_JOBTYPE_INFER;
     int n = 4;
     if (infer)
-        n += 1 + (r->classes != NULL);
+        n += 1 + (r->classes != NULL) + (r->attributions.rows > 0);
     else
         n += 1 + !isnan(r->loss) + !isnan(r->accuracy) +
              (r->type == MAAS_JOBTYPE_TRAIN || r->type == MAAS_JOBTYPE_OPTIMIZE ? 2 : 0);
@@ -1206,6 +1246,10 @@ maas_err maas_result_encode(const maas_result *r, unsigned char **buf, size_t *l
             pk_str(&pk, "classes");
             msgpack_pack_array(&pk, r->outputs.rows);
             for (uint32_t i = 0; i < r->outputs.rows; i++) msgpack_pack_int32(&pk, r->classes[i]);
+        }
+        if (r->attributions.rows > 0) {
+            pk_str(&pk, "attributions");
+            pk_matrix(&pk, &r->attributions);
         }
     } else {
         int w = 0;
@@ -1244,8 +1288,9 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
     if (err) return err;
     const msgpack_object *m = &u.data, *v;
     dec d = {errstr, errstr_size, MAAS_OK};
-    static const char *const keys[] = {"v",    "type", "model",    "version", "outputs", "classes",
-                                       "rows", "loss", "accuracy", "created", "history", NULL};
+    static const char *const keys[] = {"v",       "type",         "model", "version",  "outputs",
+                                       "classes", "rows",         "loss",  "accuracy", "created",
+                                       "history", "attributions", NULL};
     char type[16];
     int64_t ver = 0;
     if (check_keys(&d, m, "", keys)) goto done;
@@ -1266,6 +1311,8 @@ maas_err maas_result_decode(const void *buf, size_t len, maas_result *out, char 
     if ((v = get(m, "model")) && as_name(&d, v, "model", out->model, sizeof(out->model))) goto done;
     if ((v = get(m, "version")) && as_i32(&d, v, "version", 0, INT32_MAX, &out->version)) goto done;
     if ((v = get(m, "outputs")) && as_matrix(&d, v, "outputs", &out->outputs)) goto done;
+    if ((v = get(m, "attributions")) && as_matrix(&d, v, "attributions", &out->attributions))
+        goto done;
     if ((v = get(m, "classes"))) {
         if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != out->outputs.rows) {
             fail(&d, MAAS_ERR_SHAPE_MISMATCH, "classes", "expected one class per output row");

@@ -60,6 +60,20 @@ paste -d, q.txt qfloat.txt | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 0.02) exi
   && ok "dequantized float predicts within 0.02 of int8" || bad "dequantized: $(paste -d, q.txt qfloat.txt | head -3)"
 "$maas" submit optimize --model "p$run:2" --quantize int8 --wait > /dev/null 2> again.err
 [[ $? -eq 1 ]] && grep -q "already int8" again.err && ok "re-quantizing is refused, named" || bad "requantize: $(cat again.err)"
+# explained inference: the cluster's attributions are the local command's (the same double-precision
+# code on the same weights and baseline)
+"$maas" export "p$run:1" -o p1.h5 2>/dev/null
+if "$maas" submit infer --model "p$run:1" --data ten.csv --drop diabetes --explain integrated_gradients \
+     --steps 64 --baseline mean --wait > ex.txt 2> ex.err; then ok "explain --wait"; else bad "explain: $(cat ex.err)"; fi
+"$maas" predict -m p1.h5 --data ten.csv --drop diabetes --explain integrated_gradients --steps 64 \
+  --baseline mean > exlocal.txt
+[[ $(wc -l < ex.txt) -eq 11 ]] && diff -q ex.txt exlocal.txt > /dev/null && ok "the cluster's attributions are the local ones" \
+  || bad "explain cluster != local: $(diff ex.txt exlocal.txt | head -4)"
+"$maas" submit infer --model "p$run:1" --data ten.csv --drop diabetes --explain gradient_x_input --steps 8 \
+  > /dev/null 2> exbad.err
+[[ $? -eq 2 ]] && grep -q "go with --explain integrated_gradients" exbad.err && ok "--steps without integrated gradients is a usage error" \
+  || bad "explain usage: $(cat exbad.err)"
+
 # a bf16 optimize job: version 3 from version 1, served, its stored file predicts what the cluster did
 if "$maas" submit optimize --model "p$run:1" --quantize bf16 --data train.csv --label diabetes --wait \
      > bf.out 2> bf.err; then ok "bf16 optimize --wait"; else bad "bf16 optimize: $(cat bf.err)"; fi

@@ -116,6 +116,27 @@ try:
     lv = [float(x) for x in local.stdout.split()]
     check(len(lv) == 10 and all(abs(a[0] - b) <= 1e-6 * max(1, abs(b)) for a, b in zip(p["outputs"], lv)),
           "the downloaded file predicts what the API did")
+    # explained: the attributions are the local command's (the same code and weights)
+    st, x = call("POST", f"/v1/models/{model}:predict",
+                 {"inputs": ten[:3], "alias": "production", "explain": "gradient_x_input"})
+    check(st == 200 and len(x.get("attributions", [])) == 3 and len(x["attributions"][0]) == 1
+          and len(x["attributions"][0][0]) == 8, f"predict with explain: attributions per row, output, feature ({st})")
+    local = subprocess.run([os.path.join(BIN, "maas"), "predict", "-m", os.path.join(WORK, "model.h5"),
+                            "--data", os.path.join(WORK, "ten.csv"), "--explain", "gradient_x_input",
+                            "--format", "json"], capture_output=True, text=True)
+    la = [row["attributions"] for row in json.loads(local.stdout)[:3]]
+    check(st == 200 and all(abs(a - b) <= 1e-6 * max(1e-3, abs(b)) for r1, r2 in zip(x["attributions"], la)
+                            for o1, o2 in zip(r1, r2) for a, b in zip(o1, o2)),
+          "the API's attributions are the local command's")
+    # over the worker's work limit (5 000 rows x 4 096 steps x 2 x 101 parameters > 4e9): refused alone
+    st, e = call("POST", f"/v1/models/{model}:predict",
+                 {"inputs": (ten * 500), "explain": "integrated_gradients", "steps": 4096,
+                  "timeout_ms": 30000})
+    check(st == 400 and e["error"]["code"] == "LIMIT_EXCEEDED" and "fewer rows or steps" in e["error"]["message"],
+          f"an explanation over the work limit fails alone ({st} {e})")
+    st, e = call("POST", f"/v1/models/{model}:predict", {"inputs": ten[:1], "explain": "shap"})
+    check(st == 400 and "field explain: unknown explanation 'shap'" in e["error"]["message"],
+          f"an unknown explanation is 400 ({e})")
     st, v = call("GET", f"/v1/models/{model}/versions")
     check(st == 200 and v["versions"][0]["version"] == 1 and v["versions"][0]["metrics"]["rows"] == 614,
           "GET versions with metrics")

@@ -126,6 +126,13 @@ def main(schema_dir, out):
          "eval-0001"),
         ("data_both", "train", setf(["data"], {"dataset": "d", "x": [[1]], "y": [[1]]}),
          "field data: give either dataset or x and y", "train-pima-0001"),
+        ("explain_unknown", "infer-explain", setf(["explain"], "shap"), "field explain: unknown explanation 'shap'",
+         "infer-0003"),
+        ("steps_zero", "infer-explain", setf(["steps"], 0), "field steps: expected 1..4096", "infer-0003"),
+        ("baseline_width", "infer-explain", setf(["baseline"], [[1, 2, 3]]),
+         "field baseline: expected one row of 8 features, got 1x3", "infer-0003"),
+        ("steps_without_ig", "infer-explain", setf(["explain"], "gradient_x_input"),
+         "only with \"explain\": \"integrated_gradients\"", "infer-0003"),
         ("quantize_fp8", "optimize", setf(["quantize"], "fp8"),
          "field quantize: expected \"int8\" or \"bf16\"", "opt-0001"),
         ("optimize_nothing", "optimize", lambda m: (m.pop("quantize"), m.pop("prune")),
@@ -137,7 +144,7 @@ def main(schema_dir, out):
     # What JSON Schema cannot express (equal row lengths, bin size = shape, x and y row
     # counts, the content of a keras_config string): the schemas accept these, the codec
     # must not. protocol.md lists them.
-    semantic = {"bad_keras", "ragged_rows", "bin_size", "xy_rows"}
+    semantic = {"bad_keras", "ragged_rows", "bin_size", "xy_rows", "baseline_width"}
     rows = []
     for name, base, mutate, text, rid in cases:
         m = copy.deepcopy(examples[base])

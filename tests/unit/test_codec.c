@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 
+#include "maas/explain.h"
 #include "maas/job.h"
 
 #ifndef MAAS_BINARY_DIR
@@ -74,6 +75,17 @@ static void test_roundtrip_infer(void **state) {
     assert_true(b.notify);
     assert_true(b.want_classes);
     assert_matrix_equal(&j.inputs, &b.inputs);
+    assert_int_equal(b.explain, 0);
+    maas_job_release(&b);
+    /* explained: the method, its steps and baseline travel; an unexplained job has none */
+    j.want_classes = 0;
+    j.explain = 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS;
+    j.explain_steps = 100;
+    j.baseline = mat(1, 8, 0.5f);
+    roundtrip(&j, &b);
+    assert_int_equal(b.explain, 1 + MAAS_EXPLAIN_INTEGRATED_GRADIENTS);
+    assert_int_equal(b.explain_steps, 100);
+    assert_matrix_equal(&j.baseline, &b.baseline);
     maas_job_release(&b);
     maas_job_release(&j);
 }
@@ -196,6 +208,13 @@ static void test_roundtrip_results(void **state) {
     assert_int_equal(b.version, 3);
     assert_matrix_equal(&r.outputs, &b.outputs);
     assert_int_equal(b.classes[3], 1);
+    assert_int_equal(b.attributions.rows, 0);
+    free(buf);
+    maas_result_release(&b);
+    r.attributions = mat(4, 2 * 8, 0.25f);
+    assert_ok(maas_result_encode(&r, &buf, &len, err, sizeof(err)), err);
+    assert_ok(maas_result_decode(buf, len, &b, err, sizeof(err)), err);
+    assert_matrix_equal(&r.attributions, &b.attributions);
     free(buf);
     maas_result_release(&b);
     maas_result_release(&r);

@@ -98,6 +98,9 @@ typedef struct maas_job {
     /* infer */
     maas_matrix inputs;
     int want_classes;
+    int explain;          /* 0: none; else 1 + a maas_explain_method (maas/explain.h) */
+    int explain_steps;    /* integrated_gradients' steps (default 64) */
+    maas_matrix baseline; /* its baseline: 1 x inputs.cols raw features, or rows 0 (zeros) */
     /* train / evaluate / optimize */
     maas_data data;
     maas_train_spec train;
@@ -161,6 +164,9 @@ typedef struct maas_result {
     /* infer */
     maas_matrix outputs;
     int32_t *classes; /* outputs.rows entries or NULL; owned */
+    /* explained inference: rows x (outputs x features), row r's attributions of output j to
+     * feature i at column j * features + i; rows 0 when not asked */
+    maas_matrix attributions;
     /* train / evaluate / optimize */
     size_t rows;
     double loss, accuracy; /* NaN when not tracked */
