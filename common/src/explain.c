@@ -98,20 +98,23 @@ static void act_backward(maas_act act, double alpha, const double *z, const doub
     }
 }
 
-/* Per-call working memory: every Dense layer's z and y, the input, two gradient rows. */
+/* Per-call working memory: every Dense layer's z and y and its kernel transposed (in double),
+ * the input, two gradient rows. */
 typedef struct {
-    double *h0;                 /* n_inputs: the standardized input */
-    double *z[MAAS_MAX_LAYERS]; /* Dense layers: n_out pre-activations; else NULL */
-    double *y[MAAS_MAX_LAYERS]; /* Dense layers: n_out outputs; Dropout: its input */
-    double *g[2];               /* widest layer */
+    double *h0;                  /* n_inputs: the standardized input */
+    double *z[MAAS_MAX_LAYERS];  /* Dense layers: n_out pre-activations; else NULL */
+    double *y[MAAS_MAX_LAYERS];  /* Dense layers: n_out outputs; Dropout: its input */
+    double *wt[MAAS_MAX_LAYERS]; /* Dense layers: n_out x n_in, the kernel transposed */
+    double *g[2];                /* widest layer */
     double *block;
 } work;
 
 static int work_init(work *w, const maas_model *m) {
     size_t cells = (size_t)m->n_inputs, widest = (size_t)m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) {
-        size_t n = (size_t)m->layers[i].n_out;
-        cells += 2 * n;
+        const maas_layer *l = &m->layers[i];
+        size_t n = (size_t)l->n_out;
+        cells += 2 * n + (l->spec.kind == MAAS_LAYER_DENSE ? (size_t)l->n_in * n : 0);
         widest = n > widest ? n : widest;
     }
     memset(w, 0, sizeof(*w));
@@ -119,8 +122,15 @@ static int work_init(work *w, const maas_model *m) {
     double *p = w->block;
     w->h0 = p, p += m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) {
-        w->z[i] = p, p += m->layers[i].n_out;
-        w->y[i] = p, p += m->layers[i].n_out;
+        const maas_layer *l = &m->layers[i];
+        w->z[i] = p, p += l->n_out;
+        w->y[i] = p, p += l->n_out;
+        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        w->wt[i] = p, p += (size_t)l->n_in * l->n_out;
+        const float *W = m->params + l->w_off;
+        for (int a = 0; a < l->n_in; a++)
+            for (int k = 0; k < l->n_out; k++)
+                w->wt[i][(size_t)k * l->n_in + a] = W[(size_t)a * l->n_out + k];
     }
     w->g[0] = p, p += widest;
     w->g[1] = p;
@@ -163,12 +173,14 @@ static void backward(const maas_model *m, int out, work *w, double *grad) {
         const maas_layer *l = &m->layers[li];
         if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* identity: g passes */
         act_backward(l->spec.act, maas_act_alpha(&l->spec), w->z[li], w->y[li], g, l->n_out);
-        const float *W = m->params + l->w_off;
-        for (int i = 0; i < l->n_in; i++) {
-            const float *row = W + (size_t)i * l->n_out;
-            double s = 0.0;
-            for (int k = 0; k < l->n_out; k++) s += row[k] * g[k];
-            gp[i] = s;
+        /* gp = W g as a sum of W's columns (rows of wt), in order: contiguous, and a unit
+         * that relu switched off (g[k] = 0) costs nothing */
+        for (int i = 0; i < l->n_in; i++) gp[i] = 0.0;
+        for (int k = 0; k < l->n_out; k++) {
+            double c = g[k];
+            if (c == 0.0) continue;
+            const double *col = w->wt[li] + (size_t)k * l->n_in;
+            for (int i = 0; i < l->n_in; i++) gp[i] += c * col[i];
         }
         double *t = g;
         g = gp, gp = t;
