@@ -88,12 +88,17 @@ static void outbox_free(outbox *o) {
 }
 
 /* Bytes an inference job's buffers take in a batch: its inputs and outputs in the forward
- * pass and its encoded result (with the classes and attributions, if asked). */
-static double infer_job_bytes(const maas_job *j, int outs) {
-    double rows = j->inputs.rows;
-    double attr = j->explain ? (double)outs * j->inputs.cols : 0.0; /* attributions, twice */
+ * pass and its encoded result (with the classes and attributions, if asked), and what
+ * explaining it holds while it runs. */
+static double infer_job_bytes(const maas_job *j, const maas_model *m) {
+    double rows = j->inputs.rows, outs = m->n_outputs;
+    double attr = j->explain ? outs * j->inputs.cols : 0.0; /* attributions, twice */
+    /* explaining also holds the kernels transposed in double, and a few rows of doubles */
+    double explain =
+        j->explain ? 8.0 * ((double)m->n_params + 4.0 * m->n_inputs * (outs + 4)) : 0.0;
     return rows * ((double)j->inputs.cols + 2.0 * outs + (j->want_classes ? 1 : 0) + 2.0 * attr) *
-           4.0;
+               4.0 +
+           explain;
 }
 
 /*
@@ -245,7 +250,7 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
             strcmp(it->job.model.ref, ref->ref))
             continue;
         maas_err fe = MAAS_OK;
-        double need = err ? 0 : infer_job_bytes(&it->job, ce->model->n_outputs);
+        double need = err ? 0 : infer_job_bytes(&it->job, ce->model);
         if (err) {
             fe = fail_item(w, it, err, e);
         } else if ((int)it->job.inputs.cols != ce->model->n_inputs) {
