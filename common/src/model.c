@@ -434,6 +434,26 @@ void maas_infer_set_qkernel(maas_infer *inf, maas_qkernel k) {
     inf->q.kernel = k;
 }
 
+/* A float Dense layer without its activation: oneDNN for batches of 32 rows and more
+ * (maas/cpu.h), maas_rowvec for one row, BLAS for the rest. */
+static void float_dense(maas_infer *inf, int i, const maas_layer *l, const float *in, int rows,
+                        const float *w, const float *bias, float *out) {
+    int done = 0; /* rows oneDNN computed (batches of 32 and more; maas/cpu.h) */
+    if (rows >= 32 && inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
+        done = maas__fdnnl_run(inf->fd[i], l->n_in, l->n_out, in, l->n_in, rows, w, bias, out,
+                               l->n_out);
+    float *o = out + (size_t)done * l->n_out;
+    const float *xr = in + (size_t)done * l->n_in;
+    int left = rows - done;
+    for (int r = 0; bias && r < left; r++)
+        memcpy(o + (size_t)r * l->n_out, bias, (size_t)l->n_out * sizeof(float));
+    float beta = bias ? 1.0f : 0.0f;
+    if (left == 1)
+        maas_rowvec(l->n_in, l->n_out, xr, w, l->n_out, beta, o);
+    else if (left > 1)
+        maas_gemm(0, 0, left, l->n_out, l->n_in, 1.0f, xr, l->n_in, w, l->n_out, beta, o, l->n_out);
+}
+
 /* Forward pass of `rows` rows; returns the buffer holding the output. */
 static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
     const maas_model *m = inf->m;
@@ -452,45 +472,20 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* Dropout is identity here */
         float *out = inf->buf[which];
         const float *w = m->params + l->w_off;
-        if (m->quant && m->quant->layers[i].wq) {
-            int relu = l->spec.act == MAAS_ACT_RELU; /* fused into the epilogue */
-            maas__qdense_forward(&m->quant->layers[i], in, rows,
-                                 l->spec.use_bias ? m->params + l->b_off : NULL, relu, out,
-                                 &inf->q);
-            if (!relu)
-                maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows,
-                                 l->n_out);
-            in = out;
-            which ^= 1;
-            continue;
-        }
         const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
-        if (inf->xb && m->bf16->layers[i].packed) {  /* bf16 where the CPU has it */
-            int relu = l->spec.act == MAAS_ACT_RELU; /* fused into the kernel's stores */
+        int relu = l->spec.act == MAAS_ACT_RELU; /* the int8 and bf16 kernels fuse it */
+        int fused = 0;
+        if (m->quant && m->quant->layers[i].wq) {
+            maas__qdense_forward(&m->quant->layers[i], in, rows, bias, relu, out, &inf->q);
+            fused = relu;
+        } else if (inf->xb && m->bf16->layers[i].packed) { /* bf16 where the CPU has it */
             maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, relu, out, l->n_out, inf->xb);
-            if (!relu)
-                maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows,
-                                 l->n_out);
-            in = out;
-            which ^= 1;
-            continue;
+            fused = relu;
+        } else {
+            float_dense(inf, i, l, in, rows, w, bias, out);
         }
-        int done = 0; /* rows oneDNN computed (batches of 32 and more; maas/cpu.h) */
-        if (rows >= 32 && inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
-            done = maas__fdnnl_run(inf->fd[i], l->n_in, l->n_out, in, l->n_in, rows, w, bias, out,
-                                   l->n_out);
-        float *o = out + (size_t)done * l->n_out;
-        const float *xr = in + (size_t)done * l->n_in;
-        int left = rows - done;
-        for (int r = 0; bias && r < left; r++)
-            memcpy(o + (size_t)r * l->n_out, bias, (size_t)l->n_out * sizeof(float));
-        float beta = bias ? 1.0f : 0.0f;
-        if (left == 1)
-            maas_rowvec(l->n_in, l->n_out, xr, w, l->n_out, beta, o);
-        else if (left > 1)
-            maas_gemm(0, 0, left, l->n_out, l->n_in, 1.0f, xr, l->n_in, w, l->n_out, beta, o,
-                      l->n_out);
-        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+        if (!fused)
+            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
         in = out;
         which ^= 1;
     }
