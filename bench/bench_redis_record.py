@@ -14,7 +14,7 @@ commandstats), medians over --rounds rounds (the variants alternate within a rou
   hset       the same 13 fields with a plain HSET and an EXPIRE: no state check, no binding
              to the message, no event - the floor for this record with a TTL
   hset+pub   the same and a PUBLISH on the job's events channel
-  evalsha0   EVALSHA of a script that only returns 1, with the script's 21 arguments: what
+  evalsha0   EVALSHA of a script that only returns 1, with the script's 22 arguments: what
              calling a script costs before it does anything
 
 usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R]
@@ -32,6 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 27479
 RESULT = (b"\x81\xa7outputs\x83\xa5shape\x92\x01\x01\xa5dtype\xa7float32\xa4data\xc4\x04"
           b"\x00\x00\x80?" + b"\x00" * 30)  # ~80 bytes, as a one-row result
+# a one-row inference job's cost field, as a worker writes it (README, "What each job cost")
+COST = ('{"cpu_s": 3.0786e-05, "queue_s": 5.068, "compute_s": 3.3359e-05, "flops": 180, '
+        '"peak_bytes": 40, "energy_j": 0.000184716, "watts_per_core": 6, "energy_method": "model"}')
 
 
 def main():
@@ -67,11 +70,11 @@ def main():
             return {"id": jid, "type": "infer", "model": "pima", "created_ms": now - 5,
                     "deadline_ms": 0, "ttl_s": 604800, "state": "succeeded", "attempts": 1,
                     "worker": "w1", "started_ms": now - 1, "finished_ms": now,
-                    "result": RESULT, "digest": "d" * 64}
+                    "result": RESULT, "digest": "d" * 64, "cost": COST}
 
         def script_args(jid, now):  # lua/job_transition.lua's ARGV, a worker's result
             return [6, "succeeded", now, "w1", RESULT, "", "", 604800, "1", "1", jid, "infer",
-                    "pima", now - 5, 0, "0", "d" * 64, now - 1]
+                    "pima", now - 5, 0, "0", "d" * 64, now - 1, COST]
 
         def run(kind, tag):
             r.flushall()

@@ -395,6 +395,16 @@ int maas_cli_job(int argc, char **argv) {
         if (r.progress) printf("progress:  %s\n", r.progress);
         if (r.error_code[0]) printf("error:     %s: %s\n", r.error_code, r.error_message);
         if (r.cancel_requested) printf("cancel:    requested\n");
+        if (r.has_cost) {
+            const maas_job_cost *k = &r.cost;
+            printf("cost:      cpu %.4g s, compute %.4g s, queued %.4g s; %.4g FLOPs", k->cpu_s,
+                   k->compute_s, k->queue_s, k->flops);
+            if (k->flops > 0 && k->compute_s > 0)
+                printf(" (%.3g GFLOP/s)", k->flops / k->compute_s * 1e-9);
+            printf("; peak %.4g MiB; energy %.4g J", k->peak_bytes / 1048576.0, k->energy_j);
+            if (k->method[0]) printf(" (%s: %.4g W per busy core)", k->method, k->watts);
+            printf("\n");
+        }
         if (r.state == MAAS_JOB_SUCCEEDED) {
             printf("result:    ");
             fflush(stdout);

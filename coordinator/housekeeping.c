@@ -72,11 +72,16 @@ static void check_stale(coord *c, maas_kv *kv, const maas_job_record *r, const m
     } else {
         snprintf(why, sizeof(why), "its worker %.64s vanished %llds ago on attempt %d of %d",
                  r->worker, (long long)((now - beat) / 1000), r->attempts, c->max_attempts);
-        maas_job_update u = {.to = MAAS_JOB_FAILED,
-                             .from_mask = 1u << MAAS_JOB_RUNNING,
-                             .error_code = "WORKER_LOST",
-                             .error_message = why,
-                             .notify = 1}; /* what it asked for is unknown here */
+        maas_job_update u = {
+            .to = MAAS_JOB_FAILED,
+            .from_mask = 1u << MAAS_JOB_RUNNING,
+            .error_code = "WORKER_LOST",
+            .error_message = why,
+            .notify = 1, /* what it asked for is unknown here */
+            /* what its lost worker computed is unknown: the queue time */
+            .cost = &(maas_job_cost){.queue_s = r->started_ms > r->created_ms
+                                                    ? (double)(r->started_ms - r->created_ms) / 1e3
+                                                    : 0}};
         if (maas_kv_job_transition(kv, r->id, &u, e, sizeof(e)) == MAAS_OK) {
             fprintf(stderr, "maas-coordinator: job %s failed: %s\n", r->id, why);
             pthread_mutex_lock(&c->lock);

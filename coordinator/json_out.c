@@ -2,6 +2,7 @@
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/config.h"
+#include "maas/cost.h"
 #include "maas/strbuf.h"
 #include "maas/broker.h"
 #include "maas/client.h"
@@ -180,6 +181,11 @@ void coord_put_record(maas_strbuf *t, const maas_job_record *r) {
         maas_strbuf_printf(t, ", \"message\": ");
         coord_put_str(t, r->error_message);
         maas_strbuf_printf(t, "}");
+    }
+    if (r->has_cost) {
+        char cost[320];
+        if (maas_job_cost_json(&r->cost, cost, sizeof(cost)) > 0)
+            maas_strbuf_printf(t, ", \"cost\": %s", cost);
     }
     maas_strbuf_printf(t, ", \"result\": ");
     coord_put_result(t, r);

@@ -65,6 +65,7 @@ typedef struct outbox {
     const char **ids;
     maas_job_update *ups;
     maas_job_record *recs;
+    maas_job_cost *costs;
     unsigned char **bufs;
 } outbox;
 
@@ -74,8 +75,9 @@ static int outbox_init(outbox *o, int cap) {
     o->ids = calloc((size_t)cap, sizeof(*o->ids));
     o->ups = calloc((size_t)cap, sizeof(*o->ups));
     o->recs = calloc((size_t)cap, sizeof(*o->recs));
+    o->costs = calloc((size_t)cap, sizeof(*o->costs));
     o->bufs = calloc((size_t)cap, sizeof(*o->bufs));
-    return o->item && o->ids && o->ups && o->recs && o->bufs ? 0 : -1;
+    return o->item && o->ids && o->ups && o->recs && o->costs && o->bufs ? 0 : -1;
 }
 
 static void outbox_free(outbox *o) {
@@ -84,6 +86,7 @@ static void outbox_free(outbox *o) {
     free(o->ids);
     free(o->ups);
     free(o->recs);
+    free(o->costs);
     free(o->bufs);
 }
 
@@ -138,14 +141,22 @@ static maas_err explain_job(const infer_item *it, const cache_entry *ce, float *
     return err;
 }
 
+/* The group's forward pass, which its jobs share by their rows. */
+typedef struct group_pass {
+    size_t rows;
+    double cpu_s, wall_s;
+} group_pass;
+
 /* Adds the results of a group's jobs to the batch's outbox (items must outlive it). A job
  * whose result cannot be encoded fails alone. Returns an error only when such a failure
  * could not be made durable (the caller then retries the batch). */
 static maas_err finish_group(worker *w, infer_item *items, const int *members, int nm,
-                             const cache_entry *ce, const float *y, outbox *o) {
+                             const cache_entry *ce, const float *y, const group_pass *pass,
+                             outbox *o) {
     char e[MAAS_ERRSTR_SIZE];
     size_t at = 0;
     int outs = ce->model->n_outputs;
+    double fwd = maas_flops_forward(ce->model);
     for (int k = 0; k < nm; k++) {
         infer_item *it = &items[members[k]];
         size_t len;
@@ -153,6 +164,7 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
         const float *out = y + at * outs;
         at += it->job.inputs.rows;
         float *attr = NULL;
+        double cpu0 = maas_thread_cpu_s(), wall0 = maas_mono_s();
         maas_err err = explain_job(it, ce, &attr, e, sizeof(e));
         if (!err) err = encode_infer_result(it, ce, out, attr, &o->bufs[i], &len, e, sizeof(e));
         free(attr);
@@ -164,6 +176,22 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
             it->state = 1;
             continue;
         }
+        /* its cost: its rows' share of the forward pass, and its own explaining and encoding */
+        double share = pass->rows ? (double)it->job.inputs.rows / (double)pass->rows : 0;
+        maas_job_cost *c = &o->costs[i];
+        memset(c, 0, sizeof(*c));
+        c->cpu_s = pass->cpu_s * share + (maas_thread_cpu_s() - cpu0);
+        c->compute_s = pass->wall_s + (maas_mono_s() - wall0);
+        if (it->job.created_ms > 0 && it->started_ms > it->job.created_ms)
+            c->queue_s = (double)(it->started_ms - it->job.created_ms) / 1e3;
+        c->flops = (double)it->job.inputs.rows * fwd;
+        if (it->job.explain)
+            c->flops += (double)it->job.inputs.rows *
+                        maas_explain_flops(ce->model, (maas_explain_method)(it->job.explain - 1),
+                                           it->job.explain_steps);
+        c->peak_bytes = infer_job_bytes(&it->job, ce->model);
+        maas_energy_charge(&w->energy, c);
+        metrics_cost(&w->metrics, w->batch_tenant, it->job.model.name, MAAS_JOBTYPE_INFER, c);
         maas_job_record_of_message(&it->job, it->msg->value, it->msg->value_len, &o->recs[i]);
         o->item[i] = members[k];
         o->ids[i] = it->job.id;
@@ -175,7 +203,8 @@ static maas_err finish_group(worker *w, infer_item *items, const int *members, i
                                       .ttl_s = job_ttl(w, &it->job),
                                       .notify = it->job.notify,
                                       .started_ms = it->started_ms,
-                                      .create = &o->recs[i]};
+                                      .create = &o->recs[i],
+                                      .cost = c};
         o->n++;
         it->state = 1;
     }
@@ -213,16 +242,18 @@ static maas_err run_members(worker *w, infer_item *items, const int *members, in
     if ((double)rows * (double)ce->model->n_params > 5e9) /* seconds of work: say so first */
         wlog(w, "info", nm == 1 ? items[members[0]].job.id : NULL,
              "computing %zu rows of %s:%d (%d jobs)", rows, ce->name, ce->version, nm);
-    double t0 = maas_mono_s();
+    double t0 = maas_mono_s(), cpu0 = maas_thread_cpu_s();
     maas_err err = maas_infer_run(ce->infer, x, rows, y, e, es);
-    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, maas_mono_s() - t0);
+    group_pass pass = {rows, maas_thread_cpu_s() - cpu0, maas_mono_s() - t0};
+    metrics_compute_time(&w->metrics, MAAS_JOBTYPE_INFER, pass.wall_s);
     free(x);
     if (!err) {
         metrics_batch(&w->metrics, nm);
         w->batches++;
         w->batched_jobs += (unsigned long)nm;
         /* a failure of finish_group is retriable (a job's failure not durable): no e */
-        if ((err = finish_group(w, items, members, nm, ce, y, o)) && !maas_err_retriable(err))
+        if ((err = finish_group(w, items, members, nm, ce, y, &pass, o)) &&
+            !maas_err_retriable(err))
             err = MAAS_ERR_UNAVAILABLE;
     }
     free(y);

@@ -67,6 +67,9 @@ static const char usage[] =
     "  --grace-s N             on SIGTERM, let a running job finish this long (default 30)\n"
     "  --ttl-s N               job records expire N s after they end (default 604800; 0 never)\n"
     "  --threads N             BLAS threads (default 1)\n"
+    "  --core-watts W          energy model: watts per busy core where RAPL counters are\n"
+    "                          unreadable (env MAAS_CORE_WATTS; default 6)\n"
+    "  --powercap-dir DIR      where RAPL counters are read (default /sys/class/powercap)\n"
     "  --http ADDR:PORT        serve /metrics, /healthz, /readyz (env MAAS_WORKER_HTTP; off)\n";
 
 static int configure(worker_config *c, int argc, char **argv) {
@@ -86,6 +89,7 @@ static int configure(worker_config *c, int argc, char **argv) {
     c->grace_s = 30;
     c->default_ttl_s = MAAS_JOB_TTL_DEFAULT_S;
     c->threads = 1;
+    snprintf(c->core_watts, sizeof(c->core_watts), "6");
     const maas_option opts[] = {
         MAAS_OPTION_CLUSTER(c->brokers, c->redis_url, c->topic_prefix),
         {"id", "MAAS_WORKER_ID", MAAS_OPTION_STRING, c->id, sizeof(c->id), 0, 0},
@@ -102,6 +106,10 @@ static int configure(worker_config *c, int argc, char **argv) {
         {"grace-s", NULL, MAAS_OPTION_INT, &c->grace_s, 0, 0, 3600},
         {"ttl-s", NULL, MAAS_OPTION_INT, &c->default_ttl_s, 0, 0, 365 * 86400},
         {"threads", NULL, MAAS_OPTION_INT, &c->threads, 0, 1, 256},
+        {"core-watts", "MAAS_CORE_WATTS", MAAS_OPTION_STRING, c->core_watts, sizeof(c->core_watts),
+         0, 0},
+        {"powercap-dir", "MAAS_POWERCAP_DIR", MAAS_OPTION_STRING, c->powercap, sizeof(c->powercap),
+         0, 0},
     };
     _Static_assert(MAAS_ARRAY_LEN(opts) <= MAAS_ARRAY_LEN(c->opts), "worker_config.opts");
     memcpy(c->opts, opts, sizeof(opts));
@@ -117,6 +125,13 @@ static int configure(worker_config *c, int argc, char **argv) {
     if (help) {
         fputs(usage, stdout);
         return -1;
+    }
+    char *end;
+    double watts = strtod(c->core_watts, &end);
+    if (end == c->core_watts || *end || !(watts > 0 && watts <= 1000)) {
+        fprintf(stderr, "maas-worker: --core-watts '%s': expected watts in (0, 1000]\n",
+                c->core_watts);
+        return 2;
     }
     if (c->cache_mb > c->memory_mb / 2) {
         fprintf(stderr, "maas-worker: --cache-mb %ld is over half of --memory-mb %ld\n",
@@ -152,6 +167,13 @@ static void log_config(const worker *w) {
          maas_cpu_level_name(maas_cpu_current()), maas_cpu_level_name(maas_cpu_detected()),
          maas_cpu_level_name(maas_cpu_cap()), maas_blas_describe(),
          maas_float_gemm_name(maas_cpu_float_gemm()));
+    if (w->energy.n_zones)
+        wlog(w, "info", NULL, "energy: RAPL counters of %d CPU package(s), measured every 10 s",
+             w->energy.n_zones);
+    else
+        wlog(w, "info", NULL,
+             "energy: no readable RAPL counter; the model's %.4g W per busy core (--core-watts)",
+             w->energy.watts);
 }
 
 static void announce(worker *w) {
@@ -195,6 +217,12 @@ int main(int argc, char **argv) {
     }
     srand((unsigned)(getpid() ^ (unsigned)maas_wall_ms()));
     maas_blas_set_threads(w.cfg.threads);
+    if (maas_energy_init(&w.energy, strtod(w.cfg.core_watts, NULL),
+                         w.cfg.powercap[0] ? w.cfg.powercap : NULL, NULL, e, sizeof(e))) {
+        fprintf(stderr, "maas-worker: %s\n", e);
+        return 2;
+    }
+    maas_energy_sample(&w.energy, maas_mono_s(), 1.0);
     if (!w.cfg.conf.check) log_config(&w);
     if (maas_topic_name(w.cfg.topic_prefix, MAAS_TOPIC_INFER, w.topic_infer, sizeof(w.topic_infer),
                         e, sizeof(e)) ||
@@ -354,6 +382,7 @@ int main(int argc, char **argv) {
             infer_settle(&w);
         }
         if (maas_mono_s() - last_refresh > 1.0) {
+            maas_energy_sample(&w.energy, maas_mono_s(), 10.0);
             metrics_refresh(&w);
             last_refresh = maas_mono_s();
         }

@@ -7,6 +7,8 @@
 #include "maas/strbuf.h"
 #include "worker.h"
 
+#include <stddef.h>
+
 /* /readyz: seconds without an assignment or revocation before a worker says it is ready */
 #define READY_SETTLE_S 3.0
 
@@ -122,6 +124,68 @@ void metrics_refresh(worker *w) {
     pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_cost(metrics *m, const char *tenant, const char *model, maas_job_type type,
+                  const maas_job_cost *c) {
+    int ty = type <= MAAS_JOBTYPE_OPTIMIZE ? (int)type : 0;
+    pthread_mutex_lock(&m->lock);
+    cost_total *t = NULL;
+    for (int i = 0; i < m->n_costs && !t; i++)
+        if (m->costs[i].type == ty && !strcmp(m->costs[i].tenant, tenant) &&
+            !strcmp(m->costs[i].model, model))
+            t = &m->costs[i];
+    if (!t && m->n_costs < N_COST_KEYS - 1) { /* a new key, while there is room */
+        t = &m->costs[m->n_costs++];
+        snprintf(t->tenant, sizeof(t->tenant), "%s", tenant);
+        snprintf(t->model, sizeof(t->model), "%s", model);
+        t->type = ty;
+    }
+    if (!t) { /* the rest, together: bounded label sets */
+        t = &m->costs[N_COST_KEYS - 1];
+        t->model[0] = t->tenant[0] = '\0';
+        t->type = 0;
+    }
+    t->jobs++;
+    t->cpu_s += c->cpu_s;
+    t->queue_s += c->queue_s;
+    t->compute_s += c->compute_s;
+    t->flops += c->flops;
+    t->energy_j += c->energy_j;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The per (tenant, model, type) cost totals. */
+static void put_costs(maas_strbuf *t, const metrics *m) {
+    static const struct {
+        const char *name, *help;
+        size_t at;
+    } series[] = {
+        {"maas_worker_job_cost_jobs_total", "Final jobs whose cost is summed below.", 0},
+        {"maas_worker_job_cpu_seconds_total", "CPU seconds of the jobs' computation.",
+         offsetof(cost_total, cpu_s)},
+        {"maas_worker_job_queue_seconds_total",
+         "Seconds the jobs waited before a worker took them.", offsetof(cost_total, queue_s)},
+        {"maas_worker_job_compute_seconds_total", "Wall seconds of the jobs' computation.",
+         offsetof(cost_total, compute_s)},
+        {"maas_worker_job_flops_total",
+         "Operations the jobs' layers performed (2 per multiply-add).",
+         offsetof(cost_total, flops)},
+        {"maas_worker_job_energy_joules_total", "Energy of the jobs' CPU time (RAPL or the model).",
+         offsetof(cost_total, energy_j)},
+    };
+    for (size_t s = 0; s < MAAS_ARRAY_LEN(series); s++) {
+        maas_strbuf_printf(t, "# HELP %s %s\n# TYPE %s counter\n", series[s].name, series[s].help,
+                           series[s].name);
+        for (int i = 0; i < N_COST_KEYS; i++) {
+            const cost_total *c = &m->costs[i];
+            if (!c->jobs) continue;
+            double v = s == 0 ? (double)c->jobs : *(const double *)((const char *)c + series[s].at);
+            maas_strbuf_printf(t, "%s{tenant=\"%s\",model=\"%s\",type=\"%s\"} %.9g\n",
+                               series[s].name, c->tenant, c->model[0] ? c->model : "_other",
+                               type_label[c->type], v);
+        }
+    }
+}
+
 static void put_hist(maas_strbuf *t, const char *name, const char *labels, const histogram *h,
                      const double *bounds, int nb) {
     for (int i = 0; i < nb; i++)
@@ -197,6 +261,7 @@ void metrics_http(void *ud, const maas_http_request *req, maas_http_response *re
                            "# HELP maas_worker_infer_batch_jobs Inference jobs per forward pass.\n"
                            "# TYPE maas_worker_infer_batch_jobs histogram\n");
         put_hist(&t, "maas_worker_infer_batch_jobs", "", &copy.batch, size_buckets, N_SIZE_BUCKETS);
+        put_costs(&t, &copy);
         maas_strbuf_printf(
             &t,
             "# TYPE maas_worker_model_cache_hits_total counter\nmaas_worker_model_cache_hits_total "

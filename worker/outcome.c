@@ -100,9 +100,31 @@ maas_err job_reject(worker *w, const char *id, const job_source *src, maas_err c
  * Returns an error when that outcome is not durable (Redis or Kafka could not
  * take it): the caller then rewinds to the job.
  */
+void job_queue_cost(const maas_job *j, maas_job_cost *c) {
+    memset(c, 0, sizeof(*c));
+    int64_t now = maas_wall_ms();
+    if (j && j->created_ms > 0 && now > j->created_ms)
+        c->queue_s = (double)(now - j->created_ms) / 1e3;
+}
+
 maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err code,
                   const char *message) {
+    return job_fail_cost(w, j, src, code, message, NULL);
+}
+
+maas_err job_fail_cost(worker *w, const maas_job *j, const job_source *src, maas_err code,
+                       const char *message, const maas_job_cost *cost) {
     char e[MAAS_ERRSTR_SIZE];
+    maas_job_cost queued;
+    if (!cost) {
+        job_queue_cost(j, &queued);
+        cost = &queued;
+    }
+    if (j && j->id[0]) {
+        char tenant[MAAS_TENANT_MAX + 1];
+        worker_tenant_of(w, src->topic, tenant);
+        metrics_cost(&w->metrics, tenant, j->model.name, j->type, cost);
+    }
     maas_err err = MAAS_OK;
     const char *id = j && j->id[0] ? j->id : "";
     wlog(w, "warn", id[0] ? id : NULL, "job failed: %s: %s", maas_err_code(code), message);
@@ -118,7 +140,8 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
                              .error_message = message,
                              .ttl_s = job_ttl(w, j),
                              .notify = j->notify,
-                             .create = &rec};
+                             .create = &rec,
+                             .cost = cost};
         err = maas_kv_job_transition(source_kv(w, src), id, &u, e, sizeof(e));
         if (err == MAAS_ERR_CONFLICT) err = MAAS_OK; /* already final: a redelivery */
         if (err == MAAS_ERR_MISMATCH) {              /* another job's record: left alone */
@@ -142,6 +165,8 @@ maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err 
  */
 maas_err job_expire(worker *w, const maas_job *j, const job_source *src) {
     char e[MAAS_ERRSTR_SIZE];
+    maas_job_cost queued;
+    job_queue_cost(j, &queued);
     maas_job_record rec;
     maas_job_record_of_message(j, src->raw, src->raw_len, &rec);
     maas_job_update u = {.to = MAAS_JOB_EXPIRED,
@@ -150,7 +175,8 @@ maas_err job_expire(worker *w, const maas_job *j, const job_source *src) {
                          .error_message = "the deadline passed before a worker took it",
                          .ttl_s = job_ttl(w, j),
                          .notify = j->notify,
-                         .create = &rec};
+                         .create = &rec,
+                         .cost = &queued};
     maas_err err = maas_kv_job_transition(source_kv(w, src), j->id, &u, e, sizeof(e));
     if (err == MAAS_ERR_CONFLICT) err = MAAS_OK;
     if (err == MAAS_ERR_MISMATCH) return job_reject(w, j->id, src, MAAS_ERR_MISMATCH, e);
@@ -158,6 +184,9 @@ maas_err job_expire(worker *w, const maas_job *j, const job_source *src) {
         wlog(w, "error", j->id, "cannot record the expiry: %s", e);
         return err;
     }
+    char tenant[MAAS_TENANT_MAX + 1];
+    worker_tenant_of(w, src->topic, tenant);
+    metrics_cost(&w->metrics, tenant, j->model.name, j->type, &queued);
     wlog(w, "info", j->id, "expired before it was computed");
     metrics_job(&w->metrics, j->type, OUT_EXPIRED);
     return MAAS_OK;

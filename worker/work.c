@@ -35,6 +35,7 @@ static int task_on_batch(void *ud, int epoch, size_t batch, size_t n_batches) {
 
 static void *task_main(void *p) {
     work_task *t = p;
+    double cpu0 = maas_thread_cpu_s(), wall0 = maas_mono_s();
     maas_job *j = &t->job;
     maas_matrix *x = &j->data.x, *y = &j->data.y;
     t->rows = x->rows;
@@ -86,6 +87,8 @@ static void *task_main(void *p) {
         t->err = maas_evaluate(t->model, &t->compile, x->data, y->data, x->rows, &t->loss,
                                &t->accuracy, t->errstr, sizeof(t->errstr));
     }
+    t->cpu_s = maas_thread_cpu_s() - cpu0; /* read by the main thread after the join */
+    t->compute_s = maas_mono_s() - wall0;
     atomic_store(&t->done, 1);
     return NULL;
 }
@@ -158,7 +161,7 @@ static maas_err shape_labels(maas_job *j, const maas_model *m, char *e, size_t e
  * before its network or any buffer of it is allocated: LIMIT_EXCEEDED naming the need.
  */
 static maas_err check_budget(const worker *w, const maas_job *j, const maas_net_size *ns, int n_in,
-                             maas_loss loss, int epochs, char *e, size_t es) {
+                             maas_loss loss, int epochs, double *need_out, char *e, size_t es) {
     if (ns->n_params > (size_t)w->cfg.max_params)
         return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
                          "field layers: the network has %zu parameters, over the limit of %ld "
@@ -167,6 +170,7 @@ static maas_err check_budget(const worker *w, const maas_job *j, const maas_net_
     int label_cols = loss == MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? 1 : ns->n_outputs;
     int batch = j->train.batch_size > 0 ? j->train.batch_size : 32;
     double need = maas_fit_bytes(ns, n_in, label_cols, j->data.x.rows, batch, epochs);
+    *need_out = need; /* the job's cost record counts its memory so */
     if (need > (double)w->cfg.work_bytes)
         return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
                          "the job needs %.0f MiB (%zu parameters, %u rows, batch %d), over the "
@@ -222,7 +226,7 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         maas_net_size ns;
         model_size(ce->model, &ns);
         if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss,
-                                j->optimize.finetune_epochs, e, es)))
+                                j->optimize.finetune_epochs, &t->peak_bytes, e, es)))
             return err;
         t->compile = ce->info.compile;
         t->has_compile = ce->info.has_compile;
@@ -245,7 +249,8 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
                              j->data.x.cols);
         maas_net_size ns;
         model_size(ce->model, &ns);
-        if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss, 0, e, es)))
+        if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss, 0,
+                                &t->peak_bytes, e, es)))
             return err;
         t->compile = ce->info.compile;
         t->parent_version = ce->version;
@@ -262,7 +267,8 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
     int n_in = (int)j->data.x.cols;
     maas_net_size ns;
     if ((err = maas_layers_size(n_in, j->train.layers, j->train.n_layers, &ns, e, es)) ||
-        (err = check_budget(w, j, &ns, n_in, j->train.compile.loss, j->train.epochs, e, es)))
+        (err = check_budget(w, j, &ns, n_in, j->train.compile.loss, j->train.epochs, &t->peak_bytes,
+                            e, es)))
         return err;
     if (j->train.has_from) {
         cache_entry *ce;
@@ -399,6 +405,7 @@ void start_work_job(worker *w, maas_message *msg) {
      * never sees this member as stuck) while a compute thread runs the job. */
     maas_consumer_pause(w->work_c, 1, e, sizeof(e));
     t->started = t->last_heartbeat = maas_mono_s();
+    t->started_ms = maas_wall_ms();
     wlog(w, "info", j->id, "%s %s: %u rows, %s", maas_job_type_name(j->type), j->model.name,
          j->data.x.rows,
          j->type == MAAS_JOBTYPE_TRAIN      ? "training"
@@ -438,7 +445,8 @@ static void train_config_json(const work_task *t, maas_strbuf *b) {
 }
 
 /* An optimize job's effects (the version's metrics) and what was done (its config). */
-static void optimize_json(const work_task *t, maas_strbuf *effects, maas_strbuf *config) {
+static void optimize_json(const work_task *t, const maas_job_cost *cost, maas_strbuf *effects,
+                          maas_strbuf *config) {
     const maas_optimize_report *r = &t->opt;
     maas_strbuf *b = effects;
     maas_strbuf_printf(b, "{\"bytes_before\": %zu, \"bytes_after\": %zu, \"size_ratio\": %.4g",
@@ -446,6 +454,12 @@ static void optimize_json(const work_task *t, maas_strbuf *effects, maas_strbuf 
                        (double)r->bytes_before / (double)r->bytes_after);
     maas_strbuf_printf(b, ", \"predict_us_before\": %.4g, \"predict_us_after\": %.4g", r->us_before,
                        r->us_after);
+    /* a single-row prediction's time x the watts of the core running it */
+    maas_strbuf_printf(b,
+                       ", \"energy_per_1000_j_before\": %.4g, \"energy_per_1000_j_after\": %.4g, "
+                       "\"energy_method\": \"%s\"",
+                       r->us_before * 1e-3 * cost->watts, r->us_after * 1e-3 * cost->watts,
+                       cost->method);
     if (r->eval_rows > 0) {
         maas_strbuf_printf(b, ", \"rows\": %zu, \"loss_before\": %.9g, \"loss\": %.9g",
                            r->eval_rows, r->loss_before, r->loss_after);
@@ -477,6 +491,45 @@ static void optimize_json(const work_task *t, maas_strbuf *effects, maas_strbuf 
                        r->kernel ? r->kernel : "");
 }
 
+/* The operations a finished (or stopped) task performed, counted from its shapes and what it
+ * ran: the epochs it completed, the rows it evaluated and the predictions it timed. */
+static double task_flops(const work_task *t) {
+    const maas_job *j = &t->job;
+    const maas_model *m = t->model;
+    if (!m) return 0;
+    size_t n_train, n_val;
+    if (j->type == MAAS_JOBTYPE_TRAIN) {
+        int epochs = t->history.n_epochs;
+        if (!epochs) { /* stopped: the epochs it finished */
+            pthread_mutex_lock((pthread_mutex_t *)&t->lock);
+            epochs = t->progress.epoch;
+            pthread_mutex_unlock((pthread_mutex_t *)&t->lock);
+        }
+        maas_fit_split(j->data.x.rows, j->train.validation_split, &n_train, &n_val);
+        return maas_flops_fit(m, epochs, n_train, n_val);
+    }
+    if (j->type == MAAS_JOBTYPE_EVALUATE)
+        return t->err ? 0 : (double)j->data.x.rows * maas_flops_forward(m);
+    /* optimize: the timed predictions, the held-out rows before and after, fine-tuning */
+    const maas_optimize_report *r = &t->opt;
+    double f = ((double)r->latency_rows + 2.0 * (double)r->eval_rows) * maas_flops_forward(m);
+    if (j->optimize.finetune_epochs > 0)
+        f += maas_flops_fit(m, r->history.n_epochs, j->data.x.rows - r->eval_rows, 0);
+    return f;
+}
+
+/* What the task cost (maas/cost.h). */
+static void task_cost(const worker *w, const work_task *t, maas_job_cost *c) {
+    memset(c, 0, sizeof(*c));
+    if (t->job.created_ms > 0 && t->started_ms > t->job.created_ms)
+        c->queue_s = (double)(t->started_ms - t->job.created_ms) / 1e3;
+    c->cpu_s = t->cpu_s;
+    c->compute_s = t->compute_s;
+    c->flops = task_flops(t);
+    c->peak_bytes = t->peak_bytes;
+    maas_energy_charge(&w->energy, c);
+}
+
 /* Writes what the finished task produced; a retriable error keeps the task for later. */
 static maas_err finalize(worker *w, work_task *t) {
     char e[MAAS_ERRSTR_SIZE];
@@ -495,11 +548,13 @@ static maas_err finalize(worker *w, work_task *t) {
              maas_mono_s() - t->started);
         return MAAS_OK;
     }
+    maas_job_cost cost;
+    task_cost(w, t, &cost);
     if (t->err == MAAS_ERR_CANCELLED && t->timed_out) {
         char why[96];
         snprintf(why, sizeof(why), "ran longer than the worker's limit of %d s (--max-job-seconds)",
                  w->cfg.max_job_s);
-        if ((err = job_fail(w, j, TASK_SOURCE(t), MAAS_ERR_TIMEOUT, why))) return err;
+        if ((err = job_fail_cost(w, j, TASK_SOURCE(t), MAAS_ERR_TIMEOUT, why, &cost))) return err;
         TASK_ACK(w, t, MAAS_OK);
         return MAAS_OK;
     }
@@ -509,16 +564,18 @@ static maas_err finalize(worker *w, work_task *t) {
                              .error_code = "CANCELLED",
                              .error_message = "cancelled on request",
                              .ttl_s = job_ttl(w, j),
-                             .notify = j->notify};
+                             .notify = j->notify,
+                             .cost = &cost};
         err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &u, e, sizeof(e));
         if (err && err != MAAS_ERR_CONFLICT) return err;
+        metrics_cost(&w->metrics, t->tenant, j->model.name, j->type, &cost);
         wlog(w, "info", j->id, "cancelled after %.1fs", maas_mono_s() - t->started);
         metrics_job(&w->metrics, j->type, OUT_CANCELLED);
         TASK_ACK(w, t, MAAS_OK);
         return MAAS_OK;
     }
     if (t->err) {
-        err = job_fail(w, j, TASK_SOURCE(t), t->err, t->errstr);
+        err = job_fail_cost(w, j, TASK_SOURCE(t), t->err, t->errstr, &cost);
         if (err) return err;
         TASK_ACK(w, t, MAAS_OK);
         return MAAS_OK;
@@ -539,13 +596,13 @@ static maas_err finalize(worker *w, work_task *t) {
             j->type == MAAS_JOBTYPE_TRAIN || t->has_compile ? &t->compile : NULL;
         if ((err = maas_model_save_image(t->model, c, &h5, &len, e, sizeof(e)))) {
             /* the failure recorded (or dead-lettered) first; else kept and tried again */
-            if ((err = job_fail(w, j, TASK_SOURCE(t), err, e))) return err;
+            if ((err = job_fail_cost(w, j, TASK_SOURCE(t), err, e, &cost))) return err;
             TASK_ACK(w, t, MAAS_OK);
             return MAAS_OK;
         }
         maas_strbuf metrics_text = {0}, config = {0};
         if (j->type == MAAS_JOBTYPE_OPTIMIZE) {
-            optimize_json(t, &metrics_text, &config);
+            optimize_json(t, &cost, &metrics_text, &config);
         } else {
             metrics_json(t, &metrics_text);
             train_config_json(t, &config);
@@ -590,12 +647,14 @@ static maas_err finalize(worker *w, work_task *t) {
                          .result = buf,
                          .result_len = len,
                          .ttl_s = job_ttl(w, j),
-                         .notify = j->notify};
+                         .notify = j->notify,
+                         .cost = &cost};
     err = maas_kv_job_transition(worker_kv(w, t->tenant), j->id, &u, e, sizeof(e));
     free(buf);
     if (err && err != MAAS_ERR_CONFLICT) return err;
     w->jobs_done++;
     metrics_job(&w->metrics, j->type, OUT_SUCCEEDED);
+    metrics_cost(&w->metrics, t->tenant, j->model.name, j->type, &cost);
     metrics_compute_time(&w->metrics, j->type, maas_mono_s() - t->started);
     wlog(w, "info", j->id, "%s done in %.1fs: version %d, loss %.4f", maas_job_type_name(j->type),
          maas_mono_s() - t->started, r.version, t->loss);

@@ -8,6 +8,7 @@
 #include "maas/broker.h"
 #include "maas/clock.h"
 #include "maas/config.h"
+#include "maas/cost.h"
 #include "maas/http.h"
 #include "maas/job.h"
 #include "maas/kv.h"
@@ -36,6 +37,8 @@ typedef struct worker_config {
     int default_ttl_s;    /* job records live this long after they end (0 = forever) */
     int threads;          /* BLAS threads */
     char http[64];        /* "ADDR:PORT" of /metrics, /healthz, /readyz; "" = off */
+    char core_watts[32];  /* the energy model's watts per busy core (maas/cost.h) */
+    char powercap[256];   /* where RAPL counters are looked for ("" = /sys/class/powercap) */
     maas_option opts[20]; /* the option table (maas/config.h), pointing into this struct */
     maas_config conf;     /* conf.settings: kafka.* and redis.* pass-through */
 } worker_config;
@@ -88,7 +91,10 @@ typedef struct work_task {
     pthread_mutex_t lock; /* guards progress */
     maas_epoch_log progress;
     double started, last_heartbeat;
+    int64_t started_ms;       /* wall time it was taken (its queue time ends) */
     maas_optimize_report opt; /* optimize jobs: the measured effects */
+    double peak_bytes;        /* the job's buffers at most (the budget's count) */
+    double cpu_s, compute_s;  /* the compute thread's CPU and wall time */
 } work_task;
 
 #define N_TIME_BUCKETS 16
@@ -101,6 +107,16 @@ typedef struct histogram {
     double sum;
 } histogram;
 
+/* What jobs of one (tenant, model, type) cost here, summed (/metrics). */
+#define N_COST_KEYS 64
+typedef struct cost_total {
+    char tenant[MAAS_TENANT_MAX + 1];
+    char model[MAAS_NAME_MAX + 1]; /* "" : the models past the table's first N_COST_KEYS - 1 */
+    int type;
+    unsigned long jobs;
+    double cpu_s, queue_s, compute_s, flops, energy_j;
+} cost_total;
+
 /* What /metrics, /healthz and /readyz report; written by the main thread under lock. */
 typedef struct metrics {
     pthread_mutex_t lock;
@@ -108,6 +124,8 @@ typedef struct metrics {
     histogram queue[2]; /* work, infer */
     histogram compute[MAAS_JOBTYPE_OPTIMIZE + 1];
     histogram batch;
+    cost_total costs[N_COST_KEYS];
+    int n_costs;
     unsigned long cache_hits, cache_misses, cache_evictions;
     size_t cache_bytes;
     int cache_models;
@@ -167,6 +185,7 @@ typedef struct worker {
     int stopping;
     metrics metrics;
     maas_http *http;
+    maas_energy energy; /* joules per CPU second (sampled by the main loop) */
     /* Kafka health probe: a metadata round trip every 5 s on its own thread (on the main
      * loop it stalled inference for 3-50 ms under load) */
     pthread_t probe;
@@ -201,6 +220,12 @@ int job_ttl(const worker *w, const maas_job *j);
  */
 maas_err job_fail(worker *w, const maas_job *j, const job_source *src, maas_err code,
                   const char *message);
+/* The same for a job that computed (part of) its work first: its record carries cost (NULL:
+ * the time it queued, nothing computed). */
+maas_err job_fail_cost(worker *w, const maas_job *j, const job_source *src, maas_err code,
+                       const char *message, const maas_job_cost *cost);
+/* A job's cost when nothing was computed: the time it queued until now. */
+void job_queue_cost(const maas_job *j, maas_job_cost *c);
 /* The deadline passed first: the record says expired; logged and counted. */
 maas_err job_expire(worker *w, const maas_job *j, const job_source *src);
 /*
@@ -240,6 +265,9 @@ void metrics_job(metrics *m, maas_job_type type, job_outcome outcome);
 void metrics_queue_time(metrics *m, int infer, double seconds);
 void metrics_compute_time(metrics *m, maas_job_type type, double seconds);
 void metrics_batch(metrics *m, int jobs);
+/* Adds a final job's cost to its (tenant, model, type) totals. */
+void metrics_cost(metrics *m, const char *tenant, const char *model, maas_job_type type,
+                  const maas_job_cost *c);
 void metrics_refresh(worker *w);
 /* Probes Kafka once now, then every 5 s on a thread, into metrics.kafka_ok; stop joins it. */
 void metrics_probe_start(worker *w);

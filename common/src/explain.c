@@ -199,6 +199,15 @@ maas_err maas_explain_gradient(const maas_model *m, const double *x, double *gra
     return MAAS_OK;
 }
 
+double maas_explain_flops(const maas_model *m, maas_explain_method method, int steps) {
+    double weights = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].spec.kind == MAAS_LAYER_DENSE)
+            weights += (double)m->layers[i].n_in * m->layers[i].n_out;
+    double points = method == MAAS_EXPLAIN_INTEGRATED_GRADIENTS ? steps : 1;
+    return points * 2.0 * weights * (1.0 + m->n_outputs);
+}
+
 maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps,
                       const float *baseline, const float *x, size_t rows, float *attr, char *errstr,
                       size_t errstr_size) {

@@ -198,6 +198,13 @@ double maas_fit_bytes(const maas_net_size *size, int n_inputs, int label_cols, s
     return params + act + data + (epochs > 0 ? (double)epochs : 0.0) * sizeof(maas_epoch_log);
 }
 
+void maas_fit_split(size_t rows, float validation_split, size_t *n_train, size_t *n_val) {
+    *n_train = rows;
+    if (validation_split > 0.0f)
+        *n_train = (size_t)ceil((double)rows * (1.0 - (double)validation_split));
+    *n_val = rows - *n_train;
+}
+
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size) {
     int is_max = 0;
@@ -217,8 +224,7 @@ maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const fl
     size_t n_val = o->val_x ? o->val_rows : 0;
     int ycols = maas_label_cols(m, c->loss);
     if (!o->val_x && o->validation_split > 0.0f) {
-        n_train = (size_t)ceil((double)rows * (1.0 - (double)o->validation_split));
-        n_val = rows - n_train;
+        maas_fit_split(rows, o->validation_split, &n_train, &n_val);
         if (n_train == 0 || n_val == 0)
             return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY,
                              "%zu rows cannot be split into training and validation sets with "

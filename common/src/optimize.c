@@ -21,8 +21,8 @@ static int cmp_double(const void *a, const void *b) {
  * Median single-row predict time over 9 runs of 50 calls, on row (or zeros);
  * fewer runs when a big model makes that take over a second.
  */
-static maas_err latency_us(const maas_model *m, const float *row, double *us, char *errstr,
-                           size_t errstr_size) {
+static maas_err latency_us(const maas_model *m, const float *row, double *us, size_t *calls,
+                           char *errstr, size_t errstr_size) {
     maas_infer *inf = maas_infer_new(m, 1, errstr, errstr_size);
     float *zeros = row ? NULL : calloc((size_t)m->n_inputs, sizeof(float));
     float *out = malloc((size_t)m->n_outputs * sizeof(float));
@@ -37,6 +37,7 @@ static maas_err latency_us(const maas_model *m, const float *row, double *us, ch
             err = maas_infer_run(inf, x, 1, out, errstr, errstr_size);
         t[runs++] = (maas_mono_s() - t0) / 50 * 1e6;
     }
+    *calls += 1 + 50 * (size_t)runs;
     if (!err) {
         qsort(t, (size_t)runs, sizeof(double), cmp_double);
         *us = t[runs / 2];
@@ -51,7 +52,7 @@ static maas_err latency_us(const maas_model *m, const float *row, double *us, ch
 
 static maas_err measure(const maas_model *m, const maas_optimize_opts *o, const float *ex,
                         const float *ey, size_t erows, size_t *bytes, double *loss, double *acc,
-                        double *us, char *errstr, size_t errstr_size) {
+                        double *us, size_t *calls, char *errstr, size_t errstr_size) {
     unsigned char *buf;
     size_t len;
     maas_err err = maas_model_save_image(m, o->compile, &buf, &len, errstr, errstr_size);
@@ -62,7 +63,7 @@ static maas_err measure(const maas_model *m, const maas_optimize_opts *o, const 
     if (erows > 0 &&
         (err = maas_evaluate(m, o->compile, ex, ey, erows, loss, acc, errstr, errstr_size)))
         return err;
-    return latency_us(m, erows > 0 ? ex : NULL, us, errstr, errstr_size);
+    return latency_us(m, erows > 0 ? ex : NULL, us, calls, errstr, errstr_size);
 }
 
 maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize_report *r,
@@ -113,7 +114,7 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
     const float *ey = o->y ? o->y + n_train * (size_t)ycols : NULL;
     r->eval_rows = n_eval;
     maas_err err = measure(m, o, ex, ey, n_eval, &r->bytes_before, &r->loss_before, &r->acc_before,
-                           &r->us_before, errstr, errstr_size);
+                           &r->us_before, &r->latency_rows, errstr, errstr_size);
     if (err) return err;
 
     if (o->prune > 0.0) {
@@ -147,5 +148,5 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
         r->quantized = 1;
     }
     return measure(m, o, ex, ey, n_eval, &r->bytes_after, &r->loss_after, &r->acc_after,
-                   &r->us_after, errstr, errstr_size);
+                   &r->us_after, &r->latency_rows, errstr, errstr_size);
 }

@@ -136,7 +136,9 @@ grep -q "already exists; not submitted again" dup.err && ok "an idempotency key 
 "$maas" dlq replay "dl-$run" > replay.out 2>&1 && grep -q "replayed dl-$run" replay.out \
   && ok "dlq replay puts the job back" || bad "replay: $(cat replay.out)"
 "$maas" job "dl-$run" --wait > replayed.txt 2> replayed.err && [[ $(wc -l < replayed.txt) -eq 10 ]] \
-  && "$maas" job "dl-$run" > replayed.rec && grep -q "attempts:  1" replayed.rec && ok "the replayed job succeeds (attempts reset)" \
+  && "$maas" job "dl-$run" > replayed.rec && grep -q "attempts:  1" replayed.rec \
+  && grep -Eq "^cost:      cpu [0-9.e-]+ s, compute [0-9.e-]+ s, queued [0-9.e-]+ s; 720 FLOPs" replayed.rec \
+  && ok "the replayed job succeeds (attempts reset) and says what it cost" \
   || bad "replayed: $(cat replayed.err; "$maas" job "dl-$run")"
 "$maas" dlq replay "nope-$run" > /dev/null 2> noreplay.err; [[ $? -eq 1 ]] && grep -q "not on the dead-letter topic" noreplay.err \
   && ok "replaying an id that is not dead-lettered is an error" || bad "noreplay: $(cat noreplay.err)"

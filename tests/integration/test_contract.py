@@ -15,6 +15,7 @@ on, checked against the real services with a plain Python client.
     a training job produced as soon as both workers say ready runs once (attempts 1).
 usage: test_contract.py BIN_DIR PIMA_CSV WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
 """
+import base64
 import csv
 import json
 import os
@@ -89,6 +90,24 @@ def produce(topic, job):
 
 def record(jid):
     return {k.decode(): v for k, v in R.hgetall(f"maas:job:{{{jid}}}").items()}
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
+from protocol_corpus import validators  # noqa: E402  (the schemas' validators, refs resolved)
+
+RECORD_V = validators(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "schemas"))[2]
+
+
+def schema_problems(r):
+    """What job-record.schema.json (and its $defs/cost for the cost JSON) says of a record as
+    Redis holds it (result shown as base64, as the schema's JSON view does)."""
+    view = {k: base64.b64encode(v).decode() if k == "result" else v.decode() for k, v in r.items()}
+    errs = [e.message for e in RECORD_V.iter_errors(view)]
+    if "cost" in view:
+        cost_v = RECORD_V.evolve(schema={"$ref": "#/$defs/cost", **{k: v for k, v in RECORD_V.schema.items()
+                                                                    if k in ("$id", "$defs")}})
+        errs += [e.message for e in cost_v.iter_errors(json.loads(view["cost"]))]
+    return errs
 
 
 def wait_state(jid, states, seconds=90):
@@ -195,9 +214,17 @@ try:
           f"({created} within {win_ia})")
     check(created <= started <= finished and started >= int(t_start * 1000) - 1000,
           f"started_ms: when a worker took it (queue {started - created} ms, compute {finished - started} ms)")
+    cost = json.loads(r.get("cost", b"{}"))
+    check(not schema_problems(r) and abs(cost.get("queue_s", -1) - (started - created) / 1e3) <= 0.0015
+          and cost.get("flops", 0) > 0,
+          f"the record and its cost follow job-record.schema.json; queue_s = started - created "
+          f"({schema_problems(r)}, {cost})")
     r = wait_state(idl, {"succeeded", "failed", "expired"})
     check(r.get("state") == b"expired" and "result" not in r and r.get("error_code") == b"EXPIRED",
           f"a job taken after its deadline_ms ends expired, not computed: {r.get('state')} {r.get('error_code')}")
+    cost = json.loads(r.get("cost", b"{}"))
+    check(not schema_problems(r) and cost.get("flops") == 0 and cost.get("energy_method") == ""
+          and cost.get("queue_s", -1) >= 0, f"its cost is the time it queued ({schema_problems(r)}, {cost})")
 
     # 3. events: progress with its JSON, then a bare final word
     # tb was produced before the group formed: the first worker may take it and lose its
@@ -226,6 +253,10 @@ try:
             final = m
     check(st == 200 and final == b"cancelled", f"the final state as a bare word: {final}")
     check(R.hget(f"maas:job:{{{tb}}}", "state") == b"cancelled", "the record says so too")
+    r = record(tb)
+    cost = json.loads(r.get("cost", b"{}"))
+    check(not schema_problems(r) and cost.get("cpu_s", 0) > 0 and cost.get("flops", 0) >= 0,
+          f"a cancelled job's record says what it cost until then ({schema_problems(r)}, {cost})")
 
     # 4. (second half) a job produced as soon as both workers said ready ran once
     r = wait_state(tc, {"succeeded", "failed"})

@@ -91,6 +91,11 @@ try:
     st, j = call("GET", f"/v1/jobs/{jid}")
     check(j["state"] == "succeeded" and j["result"]["version"] == 1 and len(j["result"]["history"]) == 10,
           f"the training job made version 1 ({j['state']}, {j.get('result', {}).get('version')})")
+    # its cost: 10 epochs of the rows (8 -> 10 -> 1: 380 operations per training row)
+    c = j.get("cost", {})
+    check(c.get("flops") == 10 * len(train) * 380 and c.get("cpu_s", 0) > 0
+          and c.get("energy_method") in ("model", "rapl") and c.get("peak_bytes", 0) > 0,
+          f"the job's record says what it cost ({c})")
 
     st, a = call("PUT", f"/v1/models/{model}/aliases/production", {"version": 1})
     check(st == 200 and a["version"] == 1, "PUT alias")
@@ -185,6 +190,11 @@ try:
     v2 = [x for x in v["versions"] if x["version"] == 2]
     check(v2 and v2[0]["parent"] == 1 and v2[0]["metrics"]["size_ratio"] > 0,
           f"version 2's lineage and measured effects ({v2})")
+    m2 = v2[0]["metrics"] if v2 else {}
+    w = j.get("cost", {}).get("watts_per_core", 0)
+    check(w > 0 and all(abs(m2.get(f"energy_per_1000_j_{k}", -1) - m2[f"predict_us_{k}"] * 1e-3 * w)
+                        <= 1e-3 * m2[f"predict_us_{k}"] * 1e-3 * w for k in ("before", "after")),
+          f"its report gives the energy per 1000 predictions before and after ({m2})")
     st, h5 = call("GET", f"/v1/models/{model}/versions/2/h5", raw=True)
     with open(os.path.join(WORK, "v2.h5"), "wb") as f:
         f.write(h5)

@@ -166,6 +166,22 @@ try:
     check(inf_workers == {"wa", "wb"}, f"both workers served inference ({sorted(inf_workers)})")
     print(f"     training ran on {sorted(served)}", flush=True)
 
+    # 1b. every final record carries its cost: operations counted from the shapes (8 -> 16 -> 1:
+    #     forward 2 (8*16 + 16) = 288 per row; a training row adds the kernels' gradients (288)
+    #     and the second layer's input gradient (32): 608), energy = CPU seconds x watts
+    def cost(jid):
+        return json.loads(rec(jid)["cost"])
+    ct, ci = cost(trains[0]), cost(infers[0])
+    check(ct["flops"] == 3 * 400 * 608 and ci["flops"] == 288,
+          f"operations counted from the shapes (train {ct['flops']}, infer {ci['flops']})")
+    costs = [cost(j) for j in infers + trains]
+    check(all(c["energy_method"] in ("model", "rapl") and c["watts_per_core"] > 0
+              and abs(c["energy_j"] - c["cpu_s"] * c["watts_per_core"]) <= 1e-5 * c["energy_j"] + 1e-12
+              and c["cpu_s"] >= 0 and c["compute_s"] >= 0 and c["queue_s"] >= 0
+              and c["peak_bytes"] > 0 for c in costs),
+          "every cost has CPU, wall and queue seconds, memory and energy = CPU x watts")
+    check(ct["cpu_s"] > 0 and ct["compute_s"] > 0, f"a training job took CPU time ({ct})")
+
     # 5a. alias moves take effect on the next job
     R.hset(f"maas:model:{{{model}}}:aliases", "production", 2)
     a1 = f"alias1-{RUN}"
@@ -228,6 +244,9 @@ try:
     check(not left, f"every poison job with an id has a final record ({sorted(left)})")
     codes = {jid: rec(jid).get("error_code", b"").decode() for jid in poison}
     check(all(rec(j).get("state") == b"failed" for j in poison), f"all failed: {codes}")
+    pc = json.loads(rec(f"p-shape-{RUN}")["cost"])
+    check(pc["flops"] == 0 and pc["energy_method"] == "" and pc["queue_s"] >= 0,
+          f"a job failed before computing costs its queue time alone ({pc})")
     check(codes[f"p-shape-{RUN}"] == "SHAPE_MISMATCH" and codes[f"p-nomodel-{RUN}"] == "UNKNOWN_NAME"
           and codes[f"p-nan-{RUN}"] == "NON_FINITE" and codes[f"p-types-{RUN}"] == "BAD_FORMAT"
           and codes[f"p-train-{RUN}"] == "LABEL_OUT_OF_RANGE" and codes[f"p-opt-{RUN}"] == "UNKNOWN_NAME",
@@ -273,6 +292,12 @@ try:
     failed = sum(float(l.split()[-1]) for l in metrics.splitlines()
                  if l.startswith("maas_worker_jobs_total{") and 'outcome="failed"' in l)
     check(served >= 300, f"/metrics counts the inference jobs ({served:.0f})")
+    flops = sum(float(l.split()[-1]) for l in metrics.splitlines()
+                if l.startswith(f'maas_worker_job_flops_total{{tenant="",model="{model}",type="infer"}}'))
+    check(flops >= 300 * 288 and flops % 288 == 0,
+          f"/metrics sums the inference jobs' operations per model and type ({flops:.0f})")
+    check('maas_worker_job_energy_joules_total{' in metrics and 'maas_worker_job_cpu_seconds_total{' in metrics,
+          "/metrics has the jobs' energy and CPU totals")
     check(failed >= len(poison) + len(garbage), f"/metrics counts the failures ({failed:.0f})")
     check("maas_worker_infer_batch_jobs_count" in metrics and "maas_worker_consumer_lag" in metrics
           and "maas_worker_model_cache_hits_total" in metrics and "maas_worker_rebalances_total" in metrics,

@@ -46,6 +46,10 @@ maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps
                       const float *baseline, const float *x, size_t rows, float *attr, char *errstr,
                       size_t errstr_size);
 
+/* Operations per row (2 per multiply-add, as maas/cost.h counts): a forward pass and one
+ * backward pass per output at each point (1 for gradient_x_input, steps for integrated
+ * gradients). */
+double maas_explain_flops(const maas_model *m, maas_explain_method method, int steps);
 /* Gradient of every output by every raw input feature at one row: grad (n_outputs x n_inputs). */
 maas_err maas_explain_gradient(const maas_model *m, const double *x, double *grad, char *errstr,
                                size_t errstr_size);

@@ -42,6 +42,18 @@ typedef enum maas_job_state {
 const char *maas_job_state_name(maas_job_state s);
 maas_job_state maas_job_state_from_name(const char *name);
 
+/* One job's cost, as a final record carries it (field "cost", JSON; maas/cost.h). */
+typedef struct maas_job_cost {
+    double cpu_s;      /* CPU time of the thread that computed it (its share of a batch's) */
+    double queue_s;    /* wall: created -> taken by a worker */
+    double compute_s;  /* wall: the computation it was part of (a batch's forward pass) */
+    double flops;      /* operations its layers performed (counted as maas/cost.h says) */
+    double peak_bytes; /* the job's buffers at their largest, counted from the shapes */
+    double energy_j;   /* cpu_s x watts */
+    double watts;      /* per busy core, measured or configured */
+    char method[8];    /* "rapl" or "model"; "" when nothing was computed (energy 0) */
+} maas_job_cost;
+
 /* A job record as stored (a Redis hash). Strings are "" when unset. */
 typedef struct maas_job_record {
     char id[MAAS_NAME_MAX + 1];
@@ -58,6 +70,8 @@ typedef struct maas_job_record {
     size_t result_len;
     int cancel_requested;
     char digest[65]; /* SHA-256 (hex) of the job's message: a message must match to act on it */
+    int has_cost;    /* a final record written by a worker (or a cancel) carries one */
+    maas_job_cost cost;
 } maas_job_record;
 
 /* Frees what a record owns (progress, result); the struct itself is the caller's. */

@@ -99,6 +99,8 @@ typedef struct maas_job_update {
     /* A job that ends without passing through running (inference): when the worker took
      * it, recorded as started_ms; 0 = not recorded. */
     int64_t started_ms;
+    /* A final state's cost (maas/cost.h), stored as the record's "cost" field; NULL: none. */
+    const maas_job_cost *cost;
     /* Out, when not NULL (maas_kv_job_transition only): on a move to running, the attempts
      * the record counts now (this one included); else left as it was. */
     int *attempts;

@@ -42,6 +42,7 @@ typedef struct maas_optimize_report {
     double loss_before, loss_after;
     double acc_before, acc_after; /* NaN when accuracy is not tracked */
     double us_before, us_after;   /* single-row predict latency, median microseconds */
+    size_t latency_rows;          /* single-row predictions run to measure both */
     int pruned, quantized, finetune_epochs;
     maas_prune_report prune; /* achieved sparsity, when pruned */
     const char *kernel;   /* the kernel this CPU runs the result on: int8 "avx512-vnni" / "portable"

@@ -220,6 +220,9 @@ double maas_fit_bytes(const maas_net_size *size, int n_inputs, int label_cols, s
 maas_err maas_fit(maas_model *m, const maas_compile *c, const float *x, const float *y, size_t rows,
                   const maas_fit_opts *o, maas_history *hist, char *errstr, size_t errstr_size);
 
+/* How maas_fit splits rows with validation_split (Keras: the last rows validate). */
+void maas_fit_split(size_t rows, float validation_split, size_t *n_train, size_t *n_val);
+
 /* Keras's model.evaluate(): mean loss and accuracy (NaN if not tracked) on raw inputs. */
 maas_err maas_evaluate(const maas_model *m, const maas_compile *c, const float *x, const float *y,
                        size_t rows, double *loss, double *accuracy, char *errstr,

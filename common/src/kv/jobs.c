@@ -4,6 +4,7 @@
  */
 #include "maas/base.h"
 #include "maas/clock.h"
+#include "maas/cost.h"
 #include "maas/kv.h"
 #include "internal.h"
 
@@ -107,6 +108,8 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
             r->cancel_requested = kv_field_i64(v) != 0;
         else if (!strcmp(f, "digest"))
             kv_copy_field(r->digest, sizeof(r->digest), v);
+        else if (!strcmp(f, "cost"))
+            r->has_cost = maas_job_cost_parse(v->str, v->len, &r->cost, NULL, 0) == MAAS_OK;
         else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
             memcpy(r->progress, v->str, v->len);
             r->progress[v->len] = '\0';
@@ -121,8 +124,8 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
 }
 
 /* One call of the transition script (lua/job_transition.lua) for n jobs: EVALSHA sha 3n, then
- * 3 keys per job, then 18 arguments per job; or, undeclared (a batch on a cluster node: its
- * jobs' slots differ), EVALSHA sha 0, then per job its 3 keys and 18 arguments. Buffers are
+ * 3 keys per job, then 19 arguments per job; or, undeclared (a batch on a cluster node: its
+ * jobs' slots differ), EVALSHA sha 0, then per job its 3 keys and 19 arguments. Buffers are
  * its own. */
 typedef struct transition_call {
     int n, cap, argc, jobs, declared;
@@ -130,6 +133,7 @@ typedef struct transition_call {
     size_t *len;
     char (*key)[3][256];
     char (*num)[6][24];
+    char (*cost)[256]; /* each job's cost JSON */
     char nkeys[24];
 } transition_call;
 
@@ -137,16 +141,18 @@ typedef struct transition_call {
 static maas_err transition_init(maas_kv *kv, transition_call *t, int cap, char *errstr,
                                 size_t errstr_size) {
     memset(t, 0, sizeof(*t));
-    size_t argc = 3 + 21 * (size_t)cap;
+    size_t argc = 3 + 22 * (size_t)cap;
     t->v = malloc(argc * sizeof(*t->v));
     t->len = malloc(argc * sizeof(*t->len));
     t->key = malloc((size_t)cap * sizeof(*t->key));
     t->num = malloc((size_t)cap * sizeof(*t->num));
-    if (!t->v || !t->len || !t->key || !t->num) {
+    t->cost = malloc((size_t)cap * sizeof(*t->cost));
+    if (!t->v || !t->len || !t->key || !t->num || !t->cost) {
         free(t->v);
         free(t->len);
         free(t->key);
         free(t->num);
+        free(t->cost);
         memset(t, 0, sizeof(*t));
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
@@ -164,6 +170,7 @@ static void transition_free(transition_call *t) {
     free(t->len);
     free(t->key);
     free(t->num);
+    free(t->cost);
     memset(t, 0, sizeof(*t));
 }
 
@@ -173,7 +180,7 @@ static void transition_begin(transition_call *t, int n, int declared) {
     t->n = 0;
     t->jobs = n;
     t->declared = declared;
-    t->argc = 3 + 21 * n;
+    t->argc = 3 + 22 * n;
     t->len[2] = kv_fmt_i64(t->nkeys, declared ? 3LL * n : 0);
     t->v[2] = t->nkeys;
 }
@@ -187,12 +194,12 @@ static void transition_add(maas_kv *kv, transition_call *t, const char *id,
     KEY(key[0], kv, "job:{%s}", id);
     KEY(key[1], kv, "job:{%s}:done", id);
     KEY(key[2], kv, "job:{%s}:events", id);
-    int at = t->declared ? 3 + 3 * j : 3 + 21 * j;
+    int at = t->declared ? 3 + 3 * j : 3 + 22 * j;
     for (int i = 0; i < 3; i++) {
         t->v[at + i] = key[i];
         t->len[at + i] = strlen(key[i]);
     }
-    at = t->declared ? 3 + 3 * t->jobs + 18 * j : at + 3;
+    at = t->declared ? 3 + 3 * t->jobs + 19 * j : at + 3;
     const char **v = t->v + at;
     size_t *len = t->len + at;
     char(*num)[24] = t->num[j];
@@ -219,6 +226,10 @@ static void transition_add(maas_kv *kv, transition_call *t, const char *id,
     S(15, u->notify ? "1" : "0");
     S(16, c ? c->digest : "");
     I(17, 5, u->started_ms);
+    t->cost[j][0] = '\0';
+    if (u->cost && maas_job_cost_json(u->cost, t->cost[j], sizeof(t->cost[j])) < 0)
+        t->cost[j][0] = '\0'; /* cannot happen: the figures are bounded */
+    S(18, t->cost[j]);
 #undef S
 #undef I
 }

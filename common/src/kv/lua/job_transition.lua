@@ -3,32 +3,32 @@
 -- is). A worker's inference batch is one call per Redis node: calling a script costs Redis
 -- more than what this one does for a job (measured: 21.5 us of CPU per one-row inference job
 -- called one by one, 16.7 in calls of 64).
--- KEYS, per job: the record, its done-list, its events channel; ARGV, per job: 18 (named in
+-- KEYS, per job: the record, its done-list, its events channel; ARGV, per job: 19 (named in
 -- transition() below). On a Redis Cluster a batch's jobs are in different slots of one node:
 -- Redis refuses declared keys of several slots (CROSSSLOT) whatever the flags, so a batch
--- there declares none and each job's 3 keys lead its arguments (21 per job); a key this node
+-- there declares none and each job's 3 keys lead its arguments (22 per job); a key this node
 -- does not serve fails that job alone ("non local key"), and the caller routes it again.
 -- Returns one reply per job, in order (see the end of transition(), and of this file).
 local function transition(key, done, events, from_mask, to, now, worker, result, error_code,
                           error_message, ttl_s, has_result, create, id, type, model,
-                          created_ms, deadline_ms, notify, digest, started_ms)
+                          created_ms, deadline_ms, notify, digest, started_ms, cost)
   -- from_mask: bit i set when the record may move from state i (1 queued, 2 running,
   --   3 succeeded, 4 failed, 5 expired, 6 cancelled) to `to`; now: the time (ms);
   -- has_result '1': write result; create '1': make the record (id .. digest) when there is
   --   none (a job produced straight to Kafka), else check the message is the record's job;
   -- ttl_s: the record's time to live once final (0: the one stored in it); notify '1': push
   --   the final state on the done-list; started_ms: when the job was taken ('0': now, on
-  --   running).
+  --   running); cost: a final state's cost (JSON, '' for none).
   local st = redis.call('HGET', key, 'state')
   -- The hot path spelled out: a worker's result for a job with no record yet. The fields, in
   -- the order the general path below writes them, without building the field table or
   -- testing the mask bit by bit (a fifth of the script's cost, measured).
   if not st and create == '1' and to == 'succeeded' and has_result == '1' and worker ~= '' and
-     error_code == '' and from_mask % 4 >= 2 and started_ms ~= '0' then
+     error_code == '' and from_mask % 4 >= 2 and started_ms ~= '0' and cost ~= '' then
     redis.call('HSET', key, 'id', id, 'type', type, 'model', model, 'created_ms', created_ms,
                'deadline_ms', deadline_ms, 'ttl_s', ttl_s, 'state', 'succeeded', 'attempts', 1,
                'worker', worker, 'started_ms', started_ms, 'finished_ms', now, 'result', result,
-               'digest', digest)
+               'digest', digest, 'cost', cost)
     local ttl = tonumber(ttl_s)
     if ttl > 0 then redis.call('EXPIRE', key, ttl) end
     if notify == '1' then
@@ -88,11 +88,12 @@ local function transition(key, done, events, from_mask, to, now, worker, result,
       f[n + 1] = 'error_code'; f[n + 2] = error_code; f[n + 3] = 'error_message'
       f[n + 4] = error_message; n = n + 4
     end
+    if cost ~= '' then f[n + 1] = 'cost'; f[n + 2] = cost; n = n + 2 end
   end
   redis.call('HSET', key, unpack(f))
   if to == 'queued' and not new then
     redis.call('HDEL', key, 'worker', 'error_code', 'error_message', 'finished_ms',
-               'result', 'progress', 'cancel_requested')
+               'result', 'progress', 'cancel_requested', 'cost')
     redis.call('PERSIST', key)
     redis.call('DEL', done)
   end
@@ -116,16 +117,16 @@ end
 -- A job whose keys Redis refuses (WRONGTYPE...) gets that error as its reply; the others go on.
 local out = {}
 local declared = #KEYS > 0
-local n = declared and #KEYS / 3 or #ARGV / 21
+local n = declared and #KEYS / 3 or #ARGV / 22
 for j = 0, n - 1 do
   local key, done, events, a
   if declared then
-    key, done, events, a = KEYS[3 * j + 1], KEYS[3 * j + 2], KEYS[3 * j + 3], 18 * j
+    key, done, events, a = KEYS[3 * j + 1], KEYS[3 * j + 2], KEYS[3 * j + 3], 19 * j
   else
-    a = 21 * j
+    a = 22 * j
     key, done, events, a = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], a + 3
   end
-  local ok, r = pcall(transition, key, done, events, unpack(ARGV, a + 1, a + 18))
+  local ok, r = pcall(transition, key, done, events, unpack(ARGV, a + 1, a + 19))
   if not ok and type(r) ~= 'table' then r = {err = 'ERR ' .. tostring(r)} end
   out[j + 1] = r
 end
