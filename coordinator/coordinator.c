@@ -432,6 +432,7 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
     int n = segments(req->path, buf, sizeof(buf), s, 8);
     const char *m = req->method;
     int metrics = !strcmp(req->path, "/metrics") && !strcmp(m, "GET");
+    if (!strcmp(m, "GET") && coord_route_ui(req->path, res)) return; /* no data: no key */
     maas_kv *kv = pool_get(c, e, sizeof(e));
     if (!kv) {
         if (!strcmp(req->path, "/healthz"))
@@ -456,8 +457,16 @@ static void handle(void *ud, const maas_http_request *req, maas_http_response *r
         coord_reply_error(res, 404, "NOT_FOUND", "the API lives under /v1");
     } else if (n == 2 && !strcmp(s[1], "jobs") && !strcmp(m, "POST")) {
         route_submit(c, kv, req, res);
+    } else if (n == 2 && !strcmp(s[1], "jobs") && !strcmp(m, "GET")) {
+        coord_route_jobs_list(kv, req, res);
     } else if (n == 3 && !strcmp(s[1], "jobs") && !strcmp(m, "GET")) {
         route_get_job(kv, s[2], res);
+    } else if (n == 4 && !strcmp(s[1], "jobs") && !strcmp(s[3], "epochs") && !strcmp(m, "GET")) {
+        coord_route_job_epochs(kv, s[2], req, res);
+    } else if (n == 2 && !strcmp(s[1], "workers") && !strcmp(m, "GET")) {
+        coord_route_workers(kv, res);
+    } else if (n == 2 && !strcmp(s[1], "sweeps") && !strcmp(m, "GET")) {
+        coord_route_sweeps_active(kv, res);
     } else if (n == 4 && !strcmp(s[1], "jobs") && !strcmp(s[3], "cancel") && !strcmp(m, "POST")) {
         maas_err err = maas_kv_job_cancel(kv, s[2], e, sizeof(e));
         if (err)

@@ -52,6 +52,8 @@ int coord_status_of(maas_err e);
 /* A job's result (or null) and a whole record, as JSON. */
 void coord_put_result(maas_strbuf *t, const maas_job_record *r);
 void coord_put_record(maas_strbuf *t, const maas_job_record *r);
+/* The same without the result (lists of jobs). */
+void coord_put_record_brief(maas_strbuf *t, const maas_job_record *r);
 /* A sweep and its ranked points, as JSON. */
 void coord_put_sweep(maas_strbuf *t, const maas_sweep *s, const maas_sweep_row *rows, int finished);
 
@@ -78,6 +80,15 @@ void coord_route_dataset_delete(maas_kv *kv, const char *name, maas_http_respons
 void coord_route_sweep_submit(coord *c, maas_kv *kv, const maas_http_request *req,
                               maas_http_response *res);
 void coord_route_sweep_get(maas_kv *kv, const char *id, maas_http_response *res);
+
+/* console.c: the web console's files (1 when path is under /ui: replied) and the lists it
+ * reads: GET /v1/jobs, /v1/jobs/{id}/epochs, /v1/workers, /v1/sweeps */
+int coord_route_ui(const char *path, maas_http_response *res);
+void coord_route_jobs_list(maas_kv *kv, const maas_http_request *req, maas_http_response *res);
+void coord_route_job_epochs(maas_kv *kv, const char *id, const maas_http_request *req,
+                            maas_http_response *res);
+void coord_route_workers(maas_kv *kv, maas_http_response *res);
+void coord_route_sweeps_active(maas_kv *kv, maas_http_response *res);
 
 /* housekeeping.c: the thread's body (ud: the coord) */
 void *coord_housekeeping(void *ud);

@@ -160,7 +160,7 @@ void coord_put_result(maas_strbuf *t, const maas_job_record *r) {
     maas_result_release(&res);
 }
 
-void coord_put_record(maas_strbuf *t, const maas_job_record *r) {
+static void put_record(maas_strbuf *t, const maas_job_record *r, int with_result) {
     maas_strbuf_printf(t, "{\"id\": ");
     coord_put_str(t, r->id);
     maas_strbuf_printf(t, ", \"type\": ");
@@ -187,9 +187,19 @@ void coord_put_record(maas_strbuf *t, const maas_job_record *r) {
         if (maas_job_cost_json(&r->cost, cost, sizeof(cost)) > 0)
             maas_strbuf_printf(t, ", \"cost\": %s", cost);
     }
-    maas_strbuf_printf(t, ", \"result\": ");
-    coord_put_result(t, r);
+    if (with_result) {
+        maas_strbuf_printf(t, ", \"result\": ");
+        coord_put_result(t, r);
+    }
     maas_strbuf_printf(t, "}");
+}
+
+void coord_put_record(maas_strbuf *t, const maas_job_record *r) {
+    put_record(t, r, 1);
+}
+
+void coord_put_record_brief(maas_strbuf *t, const maas_job_record *r) {
+    put_record(t, r, 0);
 }
 
 void coord_put_sweep(maas_strbuf *t, const maas_sweep *s, const maas_sweep_row *rows,

@@ -32,6 +32,8 @@ PKGS_TEST=(
   podman runc mmdebstrap     # the container image (deploy/container), built and run in a test
   podman-compose golang-github-containernetworking-plugin-dnsname # deploy/compose, run in a
                              # test (dnsname: containers find each other by service name)
+  chromium chromium-driver python3-selenium fonts-dejavu-core # the web console, tested in a
+                             # real (headless) browser
 )
 # The local stack (and the integration tests): Redis, and Java + Maven for the Kafka broker.
 PKGS_STACK=(redis-server redis-tools default-jre-headless maven)

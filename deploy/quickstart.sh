@@ -73,5 +73,6 @@ echo "Logs: ${MAAS_STATE_DIR:-.local/state}/{redis/redis.log (a cluster: redis/n
 echo "Credentials: ${MAAS_STATE_DIR:-.local/state}/credentials/ (maas.conf for the CLI: export MAAS_CONFIG=...;"
 echo "admin.key and demo.key for the HTTP API; demo.conf for a tenant's own Kafka and Redis clients)."
 echo "The HTTP API: http://127.0.0.1:${MAAS_COORDINATOR_PORT:-18080}/v1/models"
+echo "The web console: http://127.0.0.1:${MAAS_COORDINATOR_PORT:-18080}/ui/ (paste admin.key's key)"
 echo "Try: build/bin/maas models; build/bin/maas submit infer --model $model@production --data $work/five.csv --drop diabetes --wait"
 echo "Stop everything with: deploy/local/stack.sh down"

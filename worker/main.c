@@ -188,6 +188,11 @@ static void announce(worker *w) {
     for (int i = 0; i < w->cache.n && n < (int)sizeof(loaded) - 140; i++)
         n += snprintf(loaded + n, sizeof(loaded) - (size_t)n, "%s%s:%d", i ? "," : "",
                       w->cache.e[i].name, w->cache.e[i].version);
+    char lag_i[24], lag_w[24];
+    pthread_mutex_lock(&w->metrics.lock);
+    snprintf(lag_i, sizeof(lag_i), "%lld", w->metrics.lag[1]);
+    snprintf(lag_w, sizeof(lag_w), "%lld", w->metrics.lag[0]);
+    pthread_mutex_unlock(&w->metrics.lock);
     maas_setting f[] = {{"id", w->cfg.id},
                         {"host", host},
                         {"pid", pid},
@@ -195,7 +200,9 @@ static void announce(worker *w) {
                         {"jobs_failed", failed},
                         {"last_seen_ms", since},
                         {"loaded", loaded},
-                        {"busy", w->task ? w->task->job.id : ""}};
+                        {"busy", w->task ? w->task->job.id : ""},
+                        {"lag_infer", lag_i}, /* messages behind on its partitions */
+                        {"lag_work", lag_w}};
     if (maas_kv_worker_announce(w->kv, w->cfg.id, f, (int)MAAS_ARRAY_LEN(f), 15, e, sizeof(e)))
         wlog(w, "warn", NULL, "announce: %s", e);
 }

@@ -21,6 +21,15 @@ static int task_on_epoch(void *ud, const maas_epoch_log *log) {
     work_task *t = ud;
     pthread_mutex_lock(&t->lock);
     t->progress = *log;
+    if (t->n_epochs == t->cap_epochs) { /* a curve point lost to memory is not worth a failure */
+        int cap = t->cap_epochs ? 2 * t->cap_epochs : 64;
+        maas_epoch_log *e = realloc(t->epochs, (size_t)cap * sizeof(*e));
+        if (e) {
+            t->epochs = e;
+            t->cap_epochs = cap;
+        }
+    }
+    if (t->n_epochs < t->cap_epochs) t->epochs[t->n_epochs++] = *log;
     pthread_mutex_unlock(&t->lock);
     return atomic_load(&t->stop);
 }
@@ -95,6 +104,7 @@ static void *task_main(void *p) {
 
 static void task_free(work_task *t) {
     if (!t) return;
+    free(t->epochs);
     maas_job_release(&t->job);
     maas_model_free(t->model);
     maas_history_release(&t->history);
@@ -491,6 +501,45 @@ static void optimize_json(const work_task *t, const maas_job_cost *cost, maas_st
                        r->kernel ? r->kernel : "");
 }
 
+/* One epoch as the live curves' JSON (maas_kv_job_epochs_append). */
+static void epoch_json(const maas_epoch_log *l, maas_strbuf *b) {
+    maas_strbuf_printf(b, "{\"epoch\": %d, \"epochs\": %d, \"loss\": %.9g, \"seconds\": %.6g",
+                       l->epoch, l->epochs, l->loss, l->seconds);
+    if (l->has_accuracy && isfinite(l->accuracy))
+        maas_strbuf_printf(b, ", \"accuracy\": %.9g", l->accuracy);
+    if (l->has_val && isfinite(l->val_loss))
+        maas_strbuf_printf(b, ", \"val_loss\": %.9g", l->val_loss);
+    if (l->has_val && l->has_accuracy && isfinite(l->val_accuracy))
+        maas_strbuf_printf(b, ", \"val_accuracy\": %.9g", l->val_accuracy);
+    maas_strbuf_printf(b, "}");
+}
+
+/* Stores the epochs the task finished since the last call (the live curves); a failure is
+ * logged and tried again at the next heartbeat. Main thread. */
+static void push_epochs(worker *w, work_task *t) {
+    char e[MAAS_ERRSTR_SIZE];
+    pthread_mutex_lock(&t->lock);
+    int from = t->epochs_pushed, n = t->n_epochs - from;
+    maas_strbuf *lines = n > 0 ? calloc((size_t)n, sizeof(*lines)) : NULL;
+    for (int i = 0; lines && i < n; i++) epoch_json(&t->epochs[from + i], &lines[i]);
+    pthread_mutex_unlock(&t->lock);
+    if (!lines) return;
+    const char **v = malloc((size_t)n * sizeof(*v));
+    int ok = v != NULL;
+    for (int i = 0; ok && i < n; i++) ok = lines[i].p && !lines[i].oom && (v[i] = lines[i].p);
+    /* they live as long as the record may: its TTL after the longest a job may still run */
+    int ttl = job_ttl(w, &t->job);
+    if (ok && ttl > 0) ttl += w->cfg.max_job_s;
+    if (ok && maas_kv_job_epochs_append(worker_kv(w, t->tenant), t->job.id, from == 0, v, n, ttl, e,
+                                        sizeof(e)) == MAAS_OK)
+        t->epochs_pushed = from + n;
+    else if (ok)
+        wlog(w, "warn", t->job.id, "cannot store the epochs' curves: %s; will retry", e);
+    for (int i = 0; i < n; i++) free(lines[i].p);
+    free(lines);
+    free(v);
+}
+
 /* The operations a finished (or stopped) task performed, counted from its shapes and what it
  * ran: the epochs it completed, the rows it evaluated and the predictions it timed. */
 static double task_flops(const work_task *t) {
@@ -548,6 +597,7 @@ static maas_err finalize(worker *w, work_task *t) {
              maas_mono_s() - t->started);
         return MAAS_OK;
     }
+    push_epochs(w, t); /* the curves complete before the record is final */
     maas_job_cost cost;
     task_cost(w, t, &cost);
     if (t->err == MAAS_ERR_CANCELLED && t->timed_out) {
@@ -692,6 +742,7 @@ void poll_work_task(worker *w) {
                 maas_strbuf_printf(&pb, ", \"val_accuracy\": %.6g", p.val_accuracy);
         }
         maas_strbuf_printf(&pb, "}");
+        push_epochs(w, t);
         const char *progress = pb.p && !pb.oom ? pb.p : "{}";
         maas_err err = maas_kv_job_heartbeat(worker_kv(w, t->tenant), t->job.id, w->cfg.id,
                                              progress, e, sizeof(e));

@@ -88,8 +88,11 @@ typedef struct work_task {
     maas_history history;
     double loss, accuracy;
     size_t rows;
-    pthread_mutex_t lock; /* guards progress */
+    pthread_mutex_t lock; /* guards progress and epochs */
     maas_epoch_log progress;
+    maas_epoch_log *epochs; /* every epoch so far (the live curves), appended by the thread */
+    int n_epochs, cap_epochs;
+    int epochs_pushed; /* how many of them are in Redis (main thread) */
     double started, last_heartbeat;
     int64_t started_ms;       /* wall time it was taken (its queue time ends) */
     maas_optimize_report opt; /* optimize jobs: the measured effects */

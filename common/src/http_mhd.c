@@ -46,6 +46,10 @@ static const char *get_header(const maas_http_request *req, const char *name) {
     return MHD_lookup_connection_value(req->conn_, MHD_HEADER_KIND, name);
 }
 
+static const char *get_arg(const maas_http_request *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn_, MHD_GET_ARGUMENT_KIND, name);
+}
+
 static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls) {
@@ -103,10 +107,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
         snprintf(path, sizeof(path), "%.*s", q ? (int)(q - url) : (int)strlen(url), url);
         maas_http_request req = {.method = method,
                                  .path = path,
-                                 .query = q ? q + 1 : "",
                                  .body = st->body ? st->body : "",
                                  .body_len = st->len,
                                  .header = get_header,
+                                 .arg = get_arg,
                                  .conn_ = conn};
         h->handler(h->ud, &req, &res);
     }

@@ -25,11 +25,12 @@ maas_http_limits maas_http_limits_default(void);
 typedef struct maas_http_request {
     const char *method; /* "GET", "POST", ... */
     const char *path;   /* "/metrics" (no query string) */
-    const char *query;  /* the raw query string or "" */
     const char *body;   /* the request body, NUL-terminated ("" when there is none) */
     size_t body_len;
     /* a request header by name (case-insensitive), or NULL; valid during the handler */
     const char *(*header)(const struct maas_http_request *req, const char *name);
+    /* a query-string argument by name ("?from=10": "10"), decoded, or NULL; likewise */
+    const char *(*arg)(const struct maas_http_request *req, const char *name);
     void *conn_;
 } maas_http_request;
 

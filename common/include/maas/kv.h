@@ -136,6 +136,19 @@ maas_err maas_kv_job_transition_recv(maas_kv *kv, maas_err *results, char *errst
                                      size_t errstr_size);
 int maas_kv_job_transition_in_flight(const maas_kv *kv);
 
+/*
+ * A training (or fine-tuning) job's epochs, one JSON object each, in the list
+ * maas:job:{ID}:epochs: the live curves a client draws while the job runs. append adds
+ * lines[0..n) at the end, replacing the list first when fresh (the run's first lines: an
+ * earlier attempt's go), and keeps it ttl_s seconds from now (0: no expiry). epochs reads
+ * from index `from` on, at most max lines, into *lines (malloc'd strings and array: free
+ * each, then the array); an absent list is none.
+ */
+maas_err maas_kv_job_epochs_append(maas_kv *kv, const char *id, int fresh, const char *const *lines,
+                                   int n, int ttl_s, char *errstr, size_t errstr_size);
+maas_err maas_kv_job_epochs(maas_kv *kv, const char *id, long from, int max, char ***lines, int *n,
+                            char *errstr, size_t errstr_size);
+
 /* Heartbeat and live progress (JSON) of a running job held by worker; CONFLICT if not. */
 maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
                                const char *progress_json, char *errstr, size_t errstr_size);

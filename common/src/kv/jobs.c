@@ -515,6 +515,74 @@ maas_err maas_kv_job_heartbeat(maas_kv *kv, const char *id, const char *worker,
     return MAAS_OK;
 }
 
+maas_err maas_kv_job_epochs_append(maas_kv *kv, const char *id, int fresh, const char *const *lines,
+                                   int n, int ttl_s, char *errstr, size_t errstr_size) {
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err || n <= 0) return err;
+    char key[256];
+    KEY(key, kv, "job:{%s}:epochs", id);
+    redisReply *rep;
+    if (fresh) {
+        const char *del[] = {"DEL", key};
+        if (!(rep = kv_cmd(kv, 2, del, NULL, errstr, errstr_size))) return kv->last_err;
+        freeReplyObject(rep);
+    }
+    const char **v = malloc(((size_t)n + 2) * sizeof(*v));
+    if (!v) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    v[0] = "RPUSH";
+    v[1] = key;
+    for (int i = 0; i < n; i++) v[2 + i] = lines[i];
+    rep = kv_cmd(kv, n + 2, v, NULL, errstr, errstr_size);
+    free(v);
+    if (!rep) return kv->last_err;
+    freeReplyObject(rep);
+    argv_buf a = {0};
+    arg_s(&a, ttl_s > 0 ? "EXPIRE" : "PERSIST");
+    arg_s(&a, key);
+    if (ttl_s > 0) arg_i(&a, ttl_s);
+    if (!(rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size))) return kv->last_err;
+    freeReplyObject(rep);
+    return MAAS_OK;
+}
+
+maas_err maas_kv_job_epochs(maas_kv *kv, const char *id, long from, int max, char ***lines, int *n,
+                            char *errstr, size_t errstr_size) {
+    *lines = NULL;
+    *n = 0;
+    maas_err err = maas_name_check("job id", id, errstr, errstr_size);
+    if (err) return err;
+    if (from < 0 || max <= 0)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "epochs: from %ld and max %d must be >= 0 and > 0", from, max);
+    char key[256];
+    KEY(key, kv, "job:{%s}:epochs", id);
+    argv_buf a = {0};
+    arg_s(&a, "LRANGE");
+    arg_s(&a, key);
+    arg_i(&a, from);
+    arg_i(&a, from + max - 1);
+    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    char **out = calloc(rep->elements ? rep->elements : 1, sizeof(*out));
+    for (size_t i = 0; out && i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        if (e->type != REDIS_REPLY_STRING) continue;
+        if (!(out[*n] = malloc(e->len + 1))) break;
+        memcpy(out[*n], e->str, e->len);
+        out[(*n)++][e->len] = '\0';
+    }
+    size_t want = rep->elements;
+    freeReplyObject(rep);
+    if (!out || (size_t)*n < want) {
+        for (int i = 0; out && i < *n; i++) free(out[i]);
+        free(out);
+        *n = 0;
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    *lines = out;
+    return MAAS_OK;
+}
+
 maas_err maas_kv_job_cancel(maas_kv *kv, const char *id, char *errstr, size_t errstr_size) {
     maas_err err = maas_name_check("job id", id, errstr, errstr_size);
     if (err) return err;
