@@ -171,9 +171,9 @@ try:
     check(wait_for(lambda: B.find_elements(By.LINK_TEXT, long_id), 30) is not None,
           "with the admin key the jobs table lists the jobs")
     def table_matches_redis():
-        cells = [(r.find_element(By.CSS_SELECTOR, "td:nth-child(1)").text,
-                  r.find_element(By.CSS_SELECTOR, "td:nth-child(4)").text)
-                 for r in B.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")]
+        # read in one call: the table is redrawn every 2 s
+        cells = B.execute_script("return [...document.querySelectorAll('#jobs tbody tr')].map("
+                                 "r => [r.cells[0].textContent, r.cells[3].textContent])")
         ours = [(j, s) for j, s in cells if j in (t1["id"], o["id"])]
         return len(ours) == 2 and all(R.hget(f"maas:job:{{{j}}}", "state").decode() == s for j, s in ours) and ours
     check(wait_for(table_matches_redis, 20) is not None, "the jobs table's states are Redis's")
