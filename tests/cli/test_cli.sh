@@ -100,6 +100,50 @@ PY
 expect 0 "" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes --explain gradient_x_input --format json
 /usr/bin/python3 -c "import json,sys; d=json.load(open('out.txt')); assert len(d)==20 and len(d[0]['attributions'])==1 and len(d[0]['attributions'][0])==8" \
   && ok || bad "explain json: $(head -c 300 out.txt)"
+cp out.txt gxi.json
+# an independent reference: the trained model read with h5py, its gradient by hand in numpy
+# (float64), gradient x input and integrated gradients (the same midpoint rule, 256 steps, the
+# mean baseline); both sides compute in double from the same float32 weights, so they agree to
+# the float32 rounding of the printed attributions (2^-24 relative) plus a margin of 64x
+/usr/bin/python3 - model.h5 twenty.csv base.csv gxi.json ig.csv <<'PY' && ok || bad "explanations differ from numpy's"
+import csv, json, sys
+import h5py, numpy as np
+f = h5py.File(sys.argv[1])
+layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+def rows(p, drop_label):
+    d = list(csv.reader(open(p)))
+    return np.array([[float(v) for v in (r[:8] if drop_label else r)] for r in d[1:]])
+X, base = rows(sys.argv[2], True), rows(sys.argv[3], False)[0]
+def grad(x):  # d f / d x for the one output, by the chain rule written out
+    h, back = x.astype(np.float64), []
+    for l in layers:
+        c = l["config"]
+        if l["class_name"] == "Normalization":
+            s = np.maximum(np.sqrt(np.array(c["variance"], np.float64)), 1e-7)
+            h = (h - np.array(c["mean"], np.float64)) / s
+            back.append(("scale", 1 / s))
+        elif l["class_name"] == "Dense":
+            g = f[f"model_weights/{c['name']}/{c['name']}"]
+            W, b = g["kernel:0"][()].astype(np.float64), g["bias:0"][()].astype(np.float64)
+            z = h @ W + b
+            h = np.maximum(z, 0) if c["activation"] == "relu" else 1 / (1 + np.exp(-z))
+            d = (z > 0).astype(np.float64) if c["activation"] == "relu" else h * (1 - h)
+            back.append(("dense", W, d))
+    gr = np.ones(1)
+    for k in reversed(back):
+        gr = gr * k[1] if k[0] == "scale" else (gr * k[2]) @ k[1].T
+    return gr
+gxi = np.array([x * grad(x) for x in X])
+ours = np.array([r["attributions"][0] for r in json.load(open(sys.argv[4]))])
+scale = np.abs(gxi).max()
+assert np.abs(ours - gxi).max() <= 64 * 2.0**-24 * scale, (np.abs(ours - gxi).max(), scale)
+steps = 256
+ig = np.array([(x - base) * np.mean([grad(base + (k - 0.5) / steps * (x - base))
+                                     for k in range(1, steps + 1)], axis=0) for x in X])
+ours_ig = np.array([[float(v) for v in r[3:]] for r in list(csv.reader(open(sys.argv[5])))[1:]])
+scale = np.abs(ig).max()
+assert np.abs(ours_ig - ig).max() <= 64 * 2.0**-24 * scale, (np.abs(ours_ig - ig).max(), scale)
+PY
 expect 2 "unknown explanation 'shap'" -- "$maas" predict -m model.h5 --data twenty.csv --drop diabetes --explain shap
 expect 2 "--steps and --baseline are integrated_gradients' options" -- "$maas" predict -m model.h5 \
   --data twenty.csv --drop diabetes --explain gradient_x_input --steps 8
