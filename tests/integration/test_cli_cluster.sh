@@ -101,7 +101,9 @@ stop_worker
 id=$("$maas" submit infer --model "p$run" --data ten.csv --drop diabetes)
 "$maas" job "$id" | grep -q "state:     queued" && ok "a pending job says queued" || bad "pending: $("$maas" job "$id")"
 cid=$("$maas" submit infer --model "p$run" --data ten.csv --drop diabetes)
-"$maas" cancel "$cid" > /dev/null && "$maas" job "$cid" | grep -q "state:     cancelled" && ok "cancel of a queued job" || bad "cancel"
+"$maas" cancel "$cid" > /dev/null && "$maas" job "$cid" > cancelled.rec && grep -q "state:     cancelled" cancelled.rec \
+  && grep -Eq "^cost:      cpu 0 s, compute 0 s, queued [0-9.e-]+ s; 0 FLOPs; peak 0 MiB; energy 0 J$" cancelled.rec \
+  && ok "cancel of a queued job (its cost: the time it queued)" || bad "cancel: $(cat cancelled.rec)"
 start_worker b
 "$maas" job "$id" --wait > pend.txt 2>/dev/null && [[ $(wc -l < pend.txt) -eq 10 ]] && ok "the pending job completes once a worker is back" || bad "pending never completed"
 "$maas" submit infer --model "p$run" --data "$pima" --wait > /dev/null 2> shape.err
