@@ -1,0 +1,136 @@
+/*
+ * BatchNormalization's kernels (maas/norm.h) against a double-precision implementation written
+ * here from Keras 3's definition: inference by the moving statistics, training by the batch's
+ * (biased variance) with the moving statistics' update, and the training-mode gradients
+ * (dx, dgamma, dbeta) against central finite differences of that double forward pass.
+ */
+#include "testutil.h"
+
+#include "maas/norm.h"
+
+enum { ROWS = 5, S = 3, C = 4 };
+#define N ((size_t)ROWS * S * C)
+
+/* L = sum_j w_j y_j of the training-mode normalization of x, in double. */
+static double loss(const double *x, const double *gamma, const double *beta, const double *w,
+                   double eps) {
+    double l = 0;
+    for (int k = 0; k < C; k++) {
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < (size_t)ROWS * S; i++) mean += x[i * C + k];
+        mean /= ROWS * S;
+        for (size_t i = 0; i < (size_t)ROWS * S; i++)
+            var += (x[i * C + k] - mean) * (x[i * C + k] - mean);
+        var /= ROWS * S;
+        for (size_t i = 0; i < (size_t)ROWS * S; i++)
+            l += w[i * C + k] * (gamma[k] * (x[i * C + k] - mean) / sqrt(var + eps) + beta[k]);
+    }
+    return l;
+}
+
+static void test_inference(void **state) {
+    (void)state;
+    float *x = maas_test_random_inputs(N, 1, -3, 3),
+          *gamma = maas_test_random_inputs(C, 2, 0.5f, 2);
+    float *beta = maas_test_random_inputs(C, 3, -1, 1),
+          *mean = maas_test_random_inputs(C, 4, -1, 1);
+    float *var = maas_test_random_inputs(C, 5, 0.1f, 3), y[N];
+    maas_bn_params p = {.c = C, .epsilon = 0.001f, .momentum = 0.99f, .gamma = gamma, .beta = beta};
+    maas_bn_infer(&p, x, ROWS, S, mean, var, y);
+    for (size_t j = 0; j < N; j++) {
+        int k = (int)(j % C);
+        double exact =
+            gamma[k] * ((double)x[j] - mean[k]) / sqrt((double)var[k] + (double)0.001f) + beta[k];
+        assert_true(fabs(y[j] - exact) <= 1e-5 * (1 + fabs(exact)));
+    }
+    /* no scale, no center: gamma 1 and beta 0 */
+    p.gamma = p.beta = NULL;
+    maas_bn_infer(&p, x, ROWS, S, mean, var, y);
+    for (size_t j = 0; j < N; j++) {
+        int k = (int)(j % C);
+        double exact = ((double)x[j] - mean[k]) / sqrt((double)var[k] + (double)0.001f);
+        assert_true(fabs(y[j] - exact) <= 1e-5 * (1 + fabs(exact)));
+    }
+    free(x);
+    free(gamma);
+    free(beta);
+    free(mean);
+    free(var);
+}
+
+static void test_training_and_gradients(void **state) {
+    (void)state;
+    float *x = maas_test_random_inputs(N, 11, -2, 4),
+          *gamma = maas_test_random_inputs(C, 12, 0.5f, 2);
+    float *beta = maas_test_random_inputs(C, 13, -1, 1), *w = maas_test_random_inputs(N, 14, -1, 1);
+    float y[N], xhat[N], inv_std[C], mm[C], mv[C], dx[N], dg[C], db[C];
+    for (int k = 0; k < C; k++) mm[k] = 0.25f * k, mv[k] = 1.0f + k;
+    const float eps = 0.001f, mom = 0.99f;
+    maas_bn_params p = {.c = C, .epsilon = eps, .momentum = mom, .gamma = gamma, .beta = beta};
+    maas_bn_train(&p, x, ROWS, S, y, xhat, inv_std, mm, mv);
+    double xd[N], g[C], b[C], wd[N];
+    for (size_t j = 0; j < N; j++) xd[j] = x[j], wd[j] = w[j];
+    for (int k = 0; k < C; k++) g[k] = gamma[k], b[k] = beta[k];
+    for (int k = 0; k < C; k++) {
+        double mean = 0, var = 0;
+        for (size_t i = 0; i < (size_t)ROWS * S; i++) mean += xd[i * C + k];
+        mean /= ROWS * S;
+        for (size_t i = 0; i < (size_t)ROWS * S; i++)
+            var += (xd[i * C + k] - mean) * (xd[i * C + k] - mean);
+        var /= ROWS * S;
+        /* Keras 3: the moving statistics move by the batch's mean and biased variance */
+        assert_true(fabs(mm[k] - (0.25 * k * mom + mean * (1 - mom))) <= 1e-6 * (1 + fabs(mean)));
+        assert_true(fabs(mv[k] - ((1.0 + k) * mom + var * (1 - mom))) <= 1e-6 * (1 + var));
+        for (size_t i = 0; i < (size_t)ROWS * S; i++) {
+            double exact = g[k] * (xd[i * C + k] - mean) / sqrt(var + eps) + b[k];
+            assert_true(fabs(y[i * C + k] - exact) <= 1e-5 * (1 + fabs(exact)));
+        }
+    }
+    /* dL/dy = w; the gradients against central differences of the double forward pass */
+    maas_bn_backward(&p, w, ROWS, S, xhat, inv_std, dg, db, dx);
+    const double h = 1e-6;
+    for (size_t j = 0; j < N; j++) {
+        double keep = xd[j];
+        xd[j] = keep + h;
+        double up = loss(xd, g, b, wd, eps);
+        xd[j] = keep - h;
+        double down = loss(xd, g, b, wd, eps);
+        xd[j] = keep;
+        double fd = (up - down) / (2 * h);
+        assert_true(fabs(dx[j] - fd) <= 1e-4 * (1 + fabs(fd)));
+    }
+    for (int k = 0; k < C; k++) {
+        double keep = g[k];
+        g[k] = keep + h;
+        double up = loss(xd, g, b, wd, eps);
+        g[k] = keep - h;
+        double down = loss(xd, g, b, wd, eps);
+        g[k] = keep;
+        assert_true(fabs(dg[k] - (up - down) / (2 * h)) <= 1e-4 * (1 + fabs(dg[k])));
+        keep = b[k];
+        b[k] = keep + h;
+        up = loss(xd, g, b, wd, eps);
+        b[k] = keep - h;
+        down = loss(xd, g, b, wd, eps);
+        b[k] = keep;
+        assert_true(fabs(db[k] - (up - down) / (2 * h)) <= 1e-4 * (1 + fabs(db[k])));
+    }
+    /* without moving statistics or scale: the same normalization, nothing else touched */
+    float y2[N];
+    p.gamma = p.beta = NULL;
+    maas_bn_train(&p, x, ROWS, S, y2, xhat, inv_std, NULL, NULL);
+    for (size_t j = 0; j < N; j++) assert_true(y2[j] == xhat[j]);
+    maas_bn_backward(&p, w, ROWS, S, xhat, inv_std, NULL, NULL, dx);
+    free(x);
+    free(gamma);
+    free(beta);
+    free(w);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_inference),
+        cmocka_unit_test(test_training_and_gradients),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
