@@ -11,17 +11,23 @@
 enum { ROWS = 5, S = 3, C = 4 };
 #define N ((size_t)ROWS * S * C)
 
+/* Channel k's mean and biased variance over the batch, in double. */
+static void stats(const double *x, int k, double *mean, double *var) {
+    double m = 0, v = 0;
+    for (size_t i = 0; i < (size_t)ROWS * S; i++) m += x[i * C + k];
+    m /= ROWS * S;
+    for (size_t i = 0; i < (size_t)ROWS * S; i++) v += (x[i * C + k] - m) * (x[i * C + k] - m);
+    *mean = m;
+    *var = v / (ROWS * S);
+}
+
 /* L = sum_j w_j y_j of the training-mode normalization of x, in double. */
 static double loss(const double *x, const double *gamma, const double *beta, const double *w,
                    double eps) {
     double l = 0;
     for (int k = 0; k < C; k++) {
-        double mean = 0, var = 0;
-        for (size_t i = 0; i < (size_t)ROWS * S; i++) mean += x[i * C + k];
-        mean /= ROWS * S;
-        for (size_t i = 0; i < (size_t)ROWS * S; i++)
-            var += (x[i * C + k] - mean) * (x[i * C + k] - mean);
-        var /= ROWS * S;
+        double mean, var;
+        stats(x, k, &mean, &var);
         for (size_t i = 0; i < (size_t)ROWS * S; i++)
             l += w[i * C + k] * (gamma[k] * (x[i * C + k] - mean) / sqrt(var + eps) + beta[k]);
     }
@@ -72,12 +78,8 @@ static void test_training_and_gradients(void **state) {
     for (size_t j = 0; j < N; j++) xd[j] = x[j], wd[j] = w[j];
     for (int k = 0; k < C; k++) g[k] = gamma[k], b[k] = beta[k];
     for (int k = 0; k < C; k++) {
-        double mean = 0, var = 0;
-        for (size_t i = 0; i < (size_t)ROWS * S; i++) mean += xd[i * C + k];
-        mean /= ROWS * S;
-        for (size_t i = 0; i < (size_t)ROWS * S; i++)
-            var += (xd[i * C + k] - mean) * (xd[i * C + k] - mean);
-        var /= ROWS * S;
+        double mean, var;
+        stats(xd, k, &mean, &var);
         /* Keras 3: the moving statistics move by the batch's mean and biased variance */
         assert_true(fabs(mm[k] - (0.25 * k * mom + mean * (1 - mom))) <= 1e-6 * (1 + fabs(mean)));
         assert_true(fabs(mv[k] - ((1.0 + k) * mom + var * (1 - mom))) <= 1e-6 * (1 + var));
