@@ -64,7 +64,8 @@ void maas_maxpool_forward(const maas_conv_geom *g, const float *x, size_t rows, 
 /* dx (rows x h*w*c) = the gradient of max pooling: dy routed to each window's maximum. */
 void maas_maxpool_backward(const maas_conv_geom *g, const float *dy, size_t rows,
                            const int32_t *argmax, float *dx);
-/* Average pooling (padding not counted) and its gradient. */
+/* Average pooling (padding not counted) and its gradient. GlobalAveragePooling is average
+ * pooling whose window is the whole input (kh = h, kw = w, "valid"). */
 void maas_avgpool_forward(const maas_conv_geom *g, const float *x, size_t rows, float *y);
 void maas_avgpool_backward(const maas_conv_geom *g, const float *dy, size_t rows, float *dx);
 
