@@ -135,10 +135,11 @@ try:
     st, o = call("POST", "/v1/jobs", {"type": "optimize", "model": f"{model}:1", "quantize": "int8"})
     check(st == 202 and wait_job(o["id"], {"succeeded", "failed"})["state"] == "succeeded",
           "an optimize job made version 2 from version 1")
-    # long enough to be watched on any machine: cancelled once the check is made
+    # long enough to be watched on any machine (here ~3 min of 10 000 epochs): cancelled once
+    # the check is made
     st, lj = call("POST", "/v1/jobs", {
         "type": "train", "model": f"{model}-long",
-        "layers": [{"units": 256, "activation": "relu"}, {"units": 256, "activation": "relu"},
+        "layers": [{"units": 512, "activation": "relu"}, {"units": 512, "activation": "relu"},
                    {"units": 1, "activation": "sigmoid"}],
         "loss": "binary_crossentropy", "epochs": 10000, "standardize": True, "seed": 2,
         "validation_split": 0.2, "data": {"x": X, "y": Y}})
