@@ -10,12 +10,12 @@ void maas_bn_infer(const maas_bn_params *p, const float *x, size_t rows, size_t 
                    const float *mean, const float *var, float *y) {
     size_t n = rows * s;
     int c = p->c;
-    for (size_t i = 0; i < n; i++) {
-        const float *xi = x + i * (size_t)c;
-        float *yi = y + i * (size_t)c;
-        for (int k = 0; k < c; k++) {
-            float a = (p->gamma ? p->gamma[k] : 1.0f) / sqrtf(var[k] + p->epsilon);
-            yi[k] = (xi[k] - mean[k]) * a + (p->beta ? p->beta[k] : 0.0f);
+    for (int k = 0; k < c; k++) { /* the channel's scale and shift once, then its values */
+        float a = (p->gamma ? p->gamma[k] : 1.0f) / sqrtf(var[k] + p->epsilon);
+        float b = p->beta ? p->beta[k] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            size_t j = i * (size_t)c + k;
+            y[j] = (x[j] - mean[k]) * a + b;
         }
     }
 }
