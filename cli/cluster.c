@@ -241,49 +241,61 @@ void cli_print_history(const maas_job_record *r, int shown) {
     maas_result_release(&res);
 }
 
-/* Follows a job to its end: epoch lines from its live progress, then the result. */
-/* What cli_follow() shows while a job runs: one line per new epoch. */
+/* What cli_follow() shows while a job runs: one line per epoch, each epoch once, read from
+ * the job's stored epochs (maas:job:{ID}:epochs), which the worker completes before the record
+ * is final: a poll that falls between two epochs loses neither. */
 typedef struct follow_state {
-    int last_epoch, tty;
+    maas_kv *kv;
+    const char *id;
+    int shown, tty;
 } follow_state;
+
+/* {"epoch": 3, "epochs": 10, "loss": ..., ...} -> Epoch 3/10 - loss: ... [- ETA 12s] */
+static void print_epoch_line(const char *json, const char *progress) {
+    maas_strbuf line = {0};
+    const char *p = strstr(json, "\"epoch\": ");
+    int epoch = p ? (int)strtol(p + 9, NULL, 10) : 0;
+    p = strstr(json, "\"epochs\": ");
+    int epochs = p ? (int)strtol(p + 10, NULL, 10) : 0;
+    maas_strbuf_printf(&line, "Epoch %d/%d", epoch, epochs);
+    static const char *const keys[] = {"loss", "accuracy", "val_loss", "val_accuracy"};
+    for (size_t k = 0; k < MAAS_ARRAY_LEN(keys); k++) {
+        char pat[32];
+        snprintf(pat, sizeof(pat), "\"%s\": ", keys[k]);
+        const char *q = strstr(json, pat);
+        if (q) maas_strbuf_printf(&line, " - %s: %.4f", keys[k], strtod(q + strlen(pat), NULL));
+    }
+    p = progress ? strstr(progress, "\"eta_s\": ") : NULL;
+    if (p) maas_strbuf_printf(&line, " - ETA %.0fs", strtod(p + 9, NULL));
+    fprintf(stderr, "%s\n", line.p ? line.p : "");
+    free(line.p);
+}
 
 static int follow_progress(void *ud, const maas_job_record *r) {
     follow_state *f = ud;
-    if (r->progress) {
-        int epoch = 0, epochs = 0;
-        const char *p = strstr(r->progress, "\"epoch\": ");
-        if (p) epoch = (int)strtol(p + 9, NULL, 10);
-        p = strstr(r->progress, "\"epochs\": ");
-        if (p) epochs = (int)strtol(p + 10, NULL, 10);
-        if (epoch > f->last_epoch) {
-            /* {"epoch": 3, "epochs": 10, "loss": ..., ...} -> Epoch 3/10 - loss: ... */
-            maas_strbuf line = {0};
-            maas_strbuf_printf(&line, "Epoch %d/%d", epoch, epochs);
-            static const char *const keys[] = {"loss", "accuracy", "val_loss", "val_accuracy"};
-            for (size_t k = 0; k < MAAS_ARRAY_LEN(keys); k++) {
-                char pat[32];
-                snprintf(pat, sizeof(pat), "\"%s\": ", keys[k]);
-                const char *q = strstr(r->progress, pat);
-                if (q)
-                    maas_strbuf_printf(&line, " - %s: %.4f", keys[k],
-                                       strtod(q + strlen(pat), NULL));
-            }
-            p = strstr(r->progress, "\"eta_s\": ");
-            if (p && f->tty) maas_strbuf_printf(&line, " - ETA %.0fs", strtod(p + 9, NULL));
-            fprintf(stderr, "%s\n", line.p ? line.p : "");
-            free(line.p);
-            f->last_epoch = epoch;
-        }
+    char **lines = NULL, e[MAAS_ERRSTR_SIZE];
+    int n = 0;
+    /* an unreadable list is read again at the next poll; the result's history fills the rest */
+    if (maas_kv_job_epochs(f->kv, f->id, f->shown, 1000, &lines, &n, e, sizeof(e)) != MAAS_OK)
+        return cli_detach;
+    for (int i = 0; i < n; i++) {
+        /* the ETA on the newest line only, and only for a person watching */
+        int newest = i == n - 1 && !MAAS_JOB_FINAL(r->state) && f->tty;
+        print_epoch_line(lines[i], newest ? r->progress : NULL);
+        free(lines[i]);
     }
+    free(lines);
+    f->shown += n;
     return cli_detach; /* Ctrl-C: stop following, the job goes on */
 }
 
+/* Follows a job to its end: its epoch lines while it runs, then the result. */
 int cli_follow(const char *cmd, cli_conn *c, const char *id, int json, int want_classes) {
     char e[MAAS_ERRSTR_SIZE];
     struct sigaction sa = {0}, old;
     sa.sa_handler = cli_on_sigint;
     sigaction(SIGINT, &sa, &old);
-    follow_state f = {.tty = isatty(2)};
+    follow_state f = {.kv = c->kv, .id = id, .tty = isatty(2)};
     maas_job_state st;
     int rc = 0;
     if (maas_client_follow(c->client, id, 500, follow_progress, &f, &st, e, sizeof(e))) {
@@ -301,7 +313,7 @@ int cli_follow(const char *cmd, cli_conn *c, const char *id, int json, int want_
         if (maas_kv_job_get(c->kv, id, &r, e, sizeof(e))) {
             rc = maas_cli_fail(cmd, "%s", e);
         } else if (r.state == MAAS_JOB_SUCCEEDED) {
-            cli_print_history(&r, f.last_epoch);
+            cli_print_history(&r, f.shown);
             cli_print_result(c, &r, json, want_classes);
         } else {
             rc = maas_cli_fail(cmd, "job %s %s: %s: %s", id, maas_job_state_name(r.state),
