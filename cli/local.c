@@ -366,21 +366,21 @@ int maas_cli_inspect(int argc, char **argv) {
            info.keras_version[0] ? info.keras_version : "?", info.backend[0] ? info.backend : "?");
     printf("inputs:       %d features%s\n", m->n_inputs,
            m->feat_mean ? ", standardized (Normalization layer)" : "");
-    printf("\n%-20s %-10s %-14s %-12s %10s\n", "layer", "type", "output shape", "activation",
+    printf("\n%-24s %-22s %-20s %-12s %10s\n", "layer", "type", "output shape", "activation",
            "params");
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        char shape[32];
-        snprintf(shape, sizeof(shape), "(None, %d)", l->n_out);
-        if (l->spec.kind == MAAS_LAYER_DENSE) {
-            size_t p = (size_t)l->n_in * l->n_out + (l->spec.use_bias ? (size_t)l->n_out : 0);
-            printf("%-20s %-10s %-14s %-12s %10zu%s\n", l->spec.name, "Dense", shape,
-                   maas_act_name(l->spec.act), p, l->spec.use_bias ? "" : "  (no bias)");
-        } else {
-            char rate[32];
-            snprintf(rate, sizeof(rate), "rate %g", (double)l->spec.rate);
-            printf("%-20s %-10s %-14s %-12s %10d\n", l->spec.name, "Dropout", shape, rate, 0);
-        }
+        char shape[64], note[32] = "";
+        maas_shape_format(&l->out, shape, sizeof(shape));
+        size_t p = 0;
+        for (int k = 0; k < l->n_weights; k++) p += l->weights[k].n;
+        if (l->spec.kind == MAAS_LAYER_DENSE || l->spec.kind == MAAS_LAYER_CONV)
+            snprintf(note, sizeof(note), "%s", maas_act_name(l->spec.act));
+        else if (l->spec.kind == MAAS_LAYER_DROPOUT)
+            snprintf(note, sizeof(note), "rate %g", (double)l->spec.rate);
+        int bias = l->spec.kind == MAAS_LAYER_DENSE || l->spec.kind == MAAS_LAYER_CONV;
+        printf("%-24s %-22s %-20s %-12s %10zu%s\n", l->spec.name, maas_layer_class(&l->spec), shape,
+               note, p, bias && !l->spec.use_bias ? "  (no bias)" : "");
     }
     printf("\ntotal params: %zu (%.1f KiB float32)\n", m->n_params, m->n_params * 4.0 / 1024.0);
     maas_prune_report sp;

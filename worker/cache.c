@@ -65,7 +65,8 @@ maas_err cache_get(worker *w, const char *tenant, const char *name, const char *
     if (ctx_rows > want) ctx_rows = want;
     if (ctx_rows < 1) ctx_rows = 1;
     /* charged: the weights (and the loader's copies), the h5 bytes and the context */
-    size_t bytes = m->n_params * sizeof(float) * 2 + len + ctx_rows * row_bytes;
+    size_t bytes = m->n_params * sizeof(float) * 2 + len + ctx_rows * row_bytes +
+                   maas_infer_scratch_bytes(m, (int)ctx_rows);
     if (bytes > c->budget) {
         maas_model_free(m);
         return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,

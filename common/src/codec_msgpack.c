@@ -470,11 +470,24 @@ static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
         const msgpack_object *l = &o->via.array.ptr[i];
         char path[64], sub[96];
         snprintf(path, sizeof(path), "layers[%u]", i);
-        if (l->type != MSGPACK_OBJECT_MAP)
-            return fail(d, MAAS_ERR_BAD_FORMAT, path, "expected a map");
         maas_layer_spec s = maas_dropout(0.0f);
-        const msgpack_object *v;
-        if ((v = get(l, "dropout"))) {
+        const msgpack_object *v, *spec = l->type == MSGPACK_OBJECT_STR ? l : NULL;
+        if (l->type == MSGPACK_OBJECT_MAP && (spec = get(l, "spec"))) {
+            static const char *const keys[] = {"spec", "name", NULL};
+            if (check_keys(d, l, path, keys)) return -1;
+        }
+        if (!spec && l->type != MSGPACK_OBJECT_MAP)
+            return fail(d, MAAS_ERR_BAD_FORMAT, path,
+                        "expected a map or a layer item such as \"conv2d:32:3x3:relu\"");
+        if (spec) { /* one item of the --layers grammar (maas_layers_parse) */
+            char text[96], e[MAAS_ERRSTR_SIZE];
+            int n;
+            join(sub, sizeof(sub), path, l == spec ? "" : ".spec");
+            if (as_str(d, spec, sub, text, sizeof(text))) return -1;
+            if (strchr(text, ',')) return fail(d, MAAS_ERR_BAD_FORMAT, sub, "one layer per item");
+            maas_err err = maas_layers_parse(text, &s, 1, &n, e, sizeof(e));
+            if (err) return fail(d, err, sub, "%s", e);
+        } else if ((v = get(l, "dropout"))) {
             static const char *const keys[] = {"dropout", "name", NULL};
             if (check_keys(d, l, path, keys)) return -1;
             float rate;
@@ -510,7 +523,7 @@ static int as_layers(dec *d, const msgpack_object *o, maas_train_spec *t) {
                     return fail(d, MAAS_ERR_UNKNOWN_NAME, sub, "%s", e);
             }
         }
-        if ((v = get(l, "name"))) {
+        if (l->type == MSGPACK_OBJECT_MAP && (v = get(l, "name"))) {
             join(sub, sizeof(sub), path, ".name");
             if (as_name(d, v, sub, s.name, sizeof(s.name))) return -1;
         }
@@ -1083,6 +1096,20 @@ maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, ch
             msgpack_pack_array(&pk, (size_t)t->n_layers);
             for (int i = 0; i < t->n_layers; i++) {
                 const maas_layer_spec *s = &t->layers[i];
+                char item[96];
+                if (s->kind != MAAS_LAYER_DENSE && s->kind != MAAS_LAYER_DROPOUT &&
+                    maas_layer_format(s, item, sizeof(item)) > 0) {
+                    if (s->name[0]) {
+                        msgpack_pack_map(&pk, 2);
+                        pk_str(&pk, "spec");
+                        pk_str(&pk, item);
+                        pk_str(&pk, "name");
+                        pk_str(&pk, s->name);
+                    } else {
+                        pk_str(&pk, item);
+                    }
+                    continue;
+                }
                 if (s->kind == MAAS_LAYER_DROPOUT) {
                     msgpack_pack_map(&pk, 1 + (s->name[0] != 0));
                     pk_str(&pk, "dropout");

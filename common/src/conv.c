@@ -111,13 +111,14 @@ void maas_conv_forward(const maas_conv_geom *g, const float *x, size_t rows, con
 }
 
 void maas_conv_backward(const maas_conv_geom *g, const float *x, size_t rows, const float *kernel,
-                        const float *dy, float *col, float *dkernel, float *dbias, float *dx) {
+                        const float *dy, float *col, float *dkernel, float *dbias, float *dx,
+                        int accumulate) {
     int m = (int)(rows * (size_t)g->oh * (size_t)g->ow), k = g->kh * g->kw * g->c;
     im2col(g, x, rows, col);
     /* dK = col^T . dy ; db = column sums of dy ; dcol = dy . K^T, laid back into dx */
-    maas_gemm(1, 0, k, g->f, m, 1.0f, col, k, dy, g->f, 0.0f, dkernel, g->f);
+    maas_gemm(1, 0, k, g->f, m, 1.0f, col, k, dy, g->f, accumulate ? 1.0f : 0.0f, dkernel, g->f);
     if (dbias) {
-        memset(dbias, 0, (size_t)g->f * sizeof(float));
+        if (!accumulate) memset(dbias, 0, (size_t)g->f * sizeof(float));
         for (int i = 0; i < m; i++) {
             const float *d = dy + (size_t)i * g->f;
             for (int j = 0; j < g->f; j++) dbias[j] += d[j];

@@ -15,11 +15,24 @@
 
 /* ------------------------------------------------------------ operations */
 
+/* A layer's multiply-adds per row: Dense and convolution kernels, BatchNormalization's scale
+ * and shift; the rest (pooling, gathers, reshapes, dropout) none. */
+static double layer_macs(const maas_layer *l) {
+    switch (l->spec.kind) {
+    case MAAS_LAYER_DENSE:
+        return (double)l->n_in * l->n_out;
+    case MAAS_LAYER_CONV:
+        return (double)l->n_out * l->geom.kh * l->geom.kw * l->geom.c;
+    case MAAS_LAYER_BATCHNORM:
+        return (double)l->n_out;
+    default:
+        return 0;
+    }
+}
+
 double maas_flops_forward(const maas_model *m) {
     double f = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].spec.kind == MAAS_LAYER_DENSE)
-            f += 2.0 * m->layers[i].n_in * m->layers[i].n_out;
+    for (int i = 0; i < m->n_layers; i++) f += 2.0 * layer_macs(&m->layers[i]);
     return f;
 }
 
@@ -27,8 +40,8 @@ double maas_flops_train_row(const maas_model *m) {
     double f = 0;
     int first = 1;
     for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].spec.kind != MAAS_LAYER_DENSE) continue;
-        double mac = 2.0 * m->layers[i].n_in * m->layers[i].n_out;
+        double mac = 2.0 * layer_macs(&m->layers[i]);
+        if (mac == 0) continue;
         f += (first ? 2.0 : 3.0) * mac; /* forward, kernel gradient, input gradient */
         first = 0;
     }

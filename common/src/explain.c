@@ -190,6 +190,8 @@ static void backward(const maas_model *m, int out, work *w, double *grad) {
 
 maas_err maas_explain_gradient(const maas_model *m, const double *x, double *grad, char *errstr,
                                size_t errstr_size) {
+    maas_err err = maas_model_check_mlp(m, "explanations", errstr, errstr_size);
+    if (err) return err;
     work w;
     if (!work_init(&w, m))
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -212,6 +214,8 @@ maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps
                       const float *baseline, const float *x, size_t rows, float *attr, char *errstr,
                       size_t errstr_size) {
     int ig = method == MAAS_EXPLAIN_INTEGRATED_GRADIENTS;
+    maas_err merr = maas_model_check_mlp(m, "explanations", errstr, errstr_size);
+    if (merr) return merr;
     if (method != MAAS_EXPLAIN_GRADIENT_X_INPUT && !ig)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "unknown explanation method %d", (int)method);

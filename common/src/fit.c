@@ -1,6 +1,7 @@
 /* model.fit / model.evaluate: batching, shuffling, validation, early stopping. */
 #include "maas/base.h"
 #include "maas/clock.h"
+#include "maas/embed.h"
 #include "maas/quant.h"
 #include "maas/train.h"
 #include "train_internal.h"
@@ -30,6 +31,11 @@ static maas_err check_inputs(const maas_model *m, const float *x, size_t rows, c
     if (bad < rows * n)
         return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                          "%s row %zu, column %zu is not finite", what, bad / n, bad % n);
+    if (maas_model_takes_indices(m)) {
+        char sub[MAAS_ERRSTR_SIZE];
+        maas_err err = maas_embed_check(x, rows * n, m->layers[0].spec.vocab, sub, sizeof(sub));
+        if (err) return maas_errf(errstr, errstr_size, err, "%s: %s", what, sub);
+    }
     return MAAS_OK;
 }
 

@@ -68,6 +68,40 @@ static long input_width(const cJSON *shape) {
     return w;
 }
 
+/* [null, d1, ..., dk] (or [d1, ..., dk]) with k in 1..MAAS_MAX_RANK -> *out; 0 if absent, -1 if
+ * malformed. */
+static int input_shape(const cJSON *shape, maas_shape *out) {
+    if (!shape || cJSON_IsNull(shape)) return 0;
+    if (!cJSON_IsArray(shape)) return -1;
+    int n = cJSON_GetArraySize(shape), first = 0;
+    if (n >= 1 && cJSON_IsNull(cJSON_GetArrayItem(shape, 0))) first = 1;
+    if (n - first < 1 || n - first > MAAS_MAX_RANK) return -1;
+    memset(out, 0, sizeof(*out));
+    size_t total = 1;
+    for (int i = first; i < n; i++) {
+        long d;
+        if (!get_int(cJSON_GetArrayItem(shape, i), 1, MAAS_CONV_MAX_DIM, &d)) return -1;
+        out->d[out->rank++] = (int)d;
+        total *= (size_t)d;
+    }
+    return total <= MAAS_MAX_UNITS ? 1 : -1;
+}
+
+/* A list of dims integers in 1..max (or one integer, repeated) -> v. */
+static int get_ints(const cJSON *j, int dims, long max, int *v) {
+    long x;
+    if (get_int(j, 1, max, &x)) {
+        for (int i = 0; i < dims; i++) v[i] = (int)x;
+        return 1;
+    }
+    if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != dims) return 0;
+    for (int i = 0; i < dims; i++) {
+        if (!get_int(cJSON_GetArrayItem(j, i), 1, max, &x)) return 0;
+        v[i] = (int)x;
+    }
+    return 1;
+}
+
 /* Reads a float list (or a scalar) into a malloc'ed array. */
 static int get_floats(const cJSON *j, float **out, int *n) {
     if (cJSON_IsNumber(j)) {
@@ -114,6 +148,192 @@ static maas_err copy_name(char *dst, size_t size, const char *src, int idx, char
     return MAAS_OK;
 }
 
+/* A layer's "activation": a built-in's name (or null: linear). */
+static maas_err get_activation(const cJSON *cfg, const char *cls, const char *shown, maas_act *out,
+                               char *errstr, size_t errstr_size) {
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "activation");
+    *out = MAAS_ACT_LINEAR;
+    if (!act || cJSON_IsNull(act)) return MAAS_OK;
+    if (!cJSON_IsString(act))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                         "%s layer '%s': only built-in activations given by name are supported",
+                         cls, shown);
+    char sub[MAAS_ERRSTR_SIZE];
+    if (maas_act_from_name(act->valuestring, out, sub, sizeof(sub)))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "%s layer '%s': %s", cls,
+                         shown, sub);
+    return MAAS_OK;
+}
+
+/* A boolean key (absent: dflt); -1 if it is not a boolean. */
+static int get_bool(const cJSON *cfg, const char *key, int dflt) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!b || cJSON_IsNull(b)) return dflt;
+    return cJSON_IsBool(b) ? cJSON_IsTrue(b) : -1;
+}
+
+/* "channels_last" (or absent) and "valid"/"same" padding; 0 ok, else the error's code. */
+static maas_err get_layout(const cJSON *cfg, const char *cls, const char *shown, int *same,
+                           char *errstr, size_t errstr_size) {
+    const char *df = get_str(cfg, "data_format");
+    if (df && strcmp(df, "channels_last"))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                         "%s layer '%s': data_format '%s' is not supported (channels_last only)",
+                         cls, shown, df);
+    const char *pad = get_str(cfg, "padding");
+    if (same) *same = pad && !strcmp(pad, "same");
+    if (pad && strcmp(pad, "same") && strcmp(pad, "valid"))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                         "%s layer '%s': padding '%s' is not supported (valid, same)", cls, shown,
+                         pad);
+    return MAAS_OK;
+}
+
+/*
+ * The layers beyond Dense, Dropout and Normalization: *s filled and MAAS_OK; s->kind Dense
+ * (unchanged) when cls is none of them.
+ */
+static maas_err parse_shaped(const char *cls, const cJSON *cfg, const char *shown,
+                             maas_layer_spec *s, char *errstr, size_t errstr_size) {
+    maas_err err;
+    int dims = 0;
+    s->kind = MAAS_LAYER_DENSE;
+    size_t len = strlen(cls);
+    if (len > 2 && cls[len - 1] == 'D' && (cls[len - 2] == '1' || cls[len - 2] == '2'))
+        dims = cls[len - 2] - '0';
+    if (!strcmp(cls, "Conv1D") || !strcmp(cls, "Conv2D")) {
+        long filters, groups = 1;
+        int k[2], st[2] = {1, 1}, dil[2] = {1, 1};
+        if (!get_int(cJSON_GetObjectItemCaseSensitive(cfg, "filters"), 1, MAAS_CONV_MAX_DIM,
+                     &filters) ||
+            !get_ints(cJSON_GetObjectItemCaseSensitive(cfg, "kernel_size"), dims,
+                      MAAS_CONV_MAX_WINDOW, k))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "%s layer '%s': filters and kernel_size must be positive integers",
+                             cls, shown);
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, "strides");
+        if (j && !get_ints(j, dims, MAAS_CONV_MAX_WINDOW, st))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "%s layer '%s': strides are not %d positive integers", cls, shown,
+                             dims);
+        j = cJSON_GetObjectItemCaseSensitive(cfg, "dilation_rate");
+        if ((j && !get_ints(j, dims, MAAS_CONV_MAX_WINDOW, dil)) || dil[0] != 1 ||
+            dil[dims - 1] != 1)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "%s layer '%s': only dilation_rate 1 is supported", cls, shown);
+        j = cJSON_GetObjectItemCaseSensitive(cfg, "groups");
+        if (j && (!get_int(j, 1, MAAS_CONV_MAX_DIM, &groups) || groups != 1))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "%s layer '%s': only groups 1 is supported", cls, shown);
+        maas_act act;
+        int same;
+        if ((err = get_activation(cfg, cls, shown, &act, errstr, errstr_size)) ||
+            (err = get_layout(cfg, cls, shown, &same, errstr, errstr_size)))
+            return err;
+        *s = maas_conv(dims, (int)filters, k[0], k[dims - 1], act);
+        s->sh = dims == 2 ? st[0] : 1;
+        s->sw = st[dims - 1];
+        s->same = same;
+        int bias = get_bool(cfg, "use_bias", 1);
+        if (bias < 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "%s layer '%s': use_bias is not a boolean", cls, shown);
+        s->use_bias = bias;
+        return MAAS_OK;
+    }
+    int max = !strncmp(cls, "MaxPooling", 10), avg = !strncmp(cls, "AveragePooling", 14);
+    if ((max || avg) && dims) {
+        int k[2], st[2];
+        if (!get_ints(cJSON_GetObjectItemCaseSensitive(cfg, "pool_size"), dims,
+                      MAAS_CONV_MAX_WINDOW, k))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "%s layer '%s': pool_size must be %d positive integers", cls, shown,
+                             dims);
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, "strides");
+        if (!j || cJSON_IsNull(j)) {
+            st[0] = k[0];
+            st[1] = k[dims - 1];
+        } else if (!get_ints(j, dims, MAAS_CONV_MAX_WINDOW, st)) {
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "%s layer '%s': strides are not %d positive integers", cls, shown,
+                             dims);
+        }
+        int same;
+        if ((err = get_layout(cfg, cls, shown, &same, errstr, errstr_size))) return err;
+        *s = maas_pool(max ? MAAS_LAYER_MAXPOOL : MAAS_LAYER_AVGPOOL, dims, k[0], k[dims - 1]);
+        s->sh = dims == 2 ? st[0] : 1;
+        s->sw = st[dims - 1];
+        s->same = same;
+        return MAAS_OK;
+    }
+    if (!strncmp(cls, "GlobalAveragePooling", 20) && dims) {
+        if ((err = get_layout(cfg, cls, shown, NULL, errstr, errstr_size))) return err;
+        if (get_bool(cfg, "keepdims", 0) != 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "%s layer '%s': keepdims=true is not supported", cls, shown);
+        *s = maas_global_avgpool(dims);
+        return MAAS_OK;
+    }
+    if (!strcmp(cls, "Flatten")) {
+        if ((err = get_layout(cfg, cls, shown, NULL, errstr, errstr_size))) return err;
+        *s = maas_flatten();
+        return MAAS_OK;
+    }
+    if (!strcmp(cls, "Reshape")) {
+        maas_shape t;
+        if (input_shape(cJSON_GetObjectItemCaseSensitive(cfg, "target_shape"), &t) != 1)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "Reshape layer '%s': target_shape must be 1..%d positive integers "
+                             "(-1 is not supported)",
+                             shown, MAAS_MAX_RANK);
+        *s = maas_reshape(&t);
+        return MAAS_OK;
+    }
+    if (!strcmp(cls, "BatchNormalization")) {
+        const cJSON *axis = cJSON_GetObjectItemCaseSensitive(cfg, "axis");
+        long ax = -1;
+        if (cJSON_IsArray(axis) && cJSON_GetArraySize(axis) == 1) axis = axis->child;
+        /* -1, or the positive index of the last axis (tf.keras writes [3] for an image) */
+        if (axis && !cJSON_IsNull(axis) && (!get_int(axis, -1, MAAS_MAX_RANK, &ax) || ax == 0))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "BatchNormalization layer '%s': only the last axis is supported",
+                             shown);
+        *s = maas_batchnorm();
+        s->dims = (int)ax; /* checked against the input's rank by maas__keras_arch_parse */
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, "momentum");
+        if (j && (!cJSON_IsNumber(j) || !(j->valuedouble >= 0.0 && j->valuedouble < 1.0)))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "BatchNormalization layer '%s': momentum must be in [0, 1)", shown);
+        if (j) s->momentum = (float)j->valuedouble;
+        j = cJSON_GetObjectItemCaseSensitive(cfg, "epsilon");
+        if (j && (!cJSON_IsNumber(j) || !(j->valuedouble > 0.0 && j->valuedouble < 1.0)))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "BatchNormalization layer '%s': epsilon must be in (0, 1)", shown);
+        if (j) s->epsilon = (float)j->valuedouble;
+        s->center = get_bool(cfg, "center", 1);
+        s->scale = get_bool(cfg, "scale", 1);
+        if (s->center < 0 || s->scale < 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "BatchNormalization layer '%s': center and scale are booleans", shown);
+        return MAAS_OK;
+    }
+    if (!strcmp(cls, "Embedding")) {
+        long v, d;
+        if (!get_int(cJSON_GetObjectItemCaseSensitive(cfg, "input_dim"), 1, MAAS_MAX_PARAMS, &v) ||
+            !get_int(cJSON_GetObjectItemCaseSensitive(cfg, "output_dim"), 1, MAAS_MAX_UNITS, &d))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                             "Embedding layer '%s': input_dim and output_dim must be positive "
+                             "integers",
+                             shown);
+        if (get_bool(cfg, "mask_zero", 0) != 0)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                             "Embedding layer '%s': mask_zero=true is not supported", shown);
+        *s = maas_embedding((int)v, (int)d);
+        return MAAS_OK;
+    }
+    return MAAS_OK;
+}
+
 static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, char *errstr,
                             size_t errstr_size) {
     const char *cls = get_str(layer, "class_name");
@@ -123,26 +343,44 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
                          "model_config layer %d lacks class_name or config", idx);
     const char *name = get_str(cfg, "name");
     const char *shown = name ? name : "?";
-    /* The input width may be given on the first layer, Keras 2 style. */
-    long w = 0;
+    /* The input shape may be given on the first layer, Keras 2 style. */
+    maas_shape shape = {0};
+    int has_shape = 0;
     const char *shape_keys[] = {"batch_input_shape", "batch_shape", "input_shape"};
-    for (size_t k = 0; k < MAAS_ARRAY_LEN(shape_keys) && w == 0; k++) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, shape_keys[k]);
-        w = input_width(s);
-        if (w < 0)
+    for (size_t k = 0; k < MAAS_ARRAY_LEN(shape_keys) && !has_shape; k++) {
+        has_shape = input_shape(cJSON_GetObjectItemCaseSensitive(cfg, shape_keys[k]), &shape);
+        if (has_shape < 0)
             return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                             "layer %d ('%s'): %s is not [null, features] (only flat feature "
-                             "vectors are supported)",
-                             idx, shown, shape_keys[k]);
+                             "layer %d ('%s'): %s is not [null, d1, ...] with 1..%d dimensions "
+                             "(%d values at most)",
+                             idx, shown, shape_keys[k], MAAS_MAX_RANK, MAAS_MAX_UNITS);
     }
     long dim;
-    if (w == 0 &&
-        get_int(cJSON_GetObjectItemCaseSensitive(cfg, "input_dim"), 1, MAAS_MAX_UNITS, &dim))
-        w = dim;
-    if (w > 0 && a->n_inputs == 0) a->n_inputs = (int)w;
+    if (!has_shape && strcmp(cls, "Embedding") &&
+        get_int(cJSON_GetObjectItemCaseSensitive(cfg, "input_dim"), 1, MAAS_MAX_UNITS, &dim)) {
+        shape.rank = 1;
+        shape.d[0] = (int)dim;
+        has_shape = 1;
+    }
+    if (has_shape && a->n_inputs == 0) {
+        a->n_inputs = 1;
+        for (int i = 0; i < shape.rank; i++) a->n_inputs *= shape.d[i];
+        /* rows are flat in maas: an input of rank > 1 is a flat row and a Reshape */
+        if (shape.rank > 1) {
+            if (a->n_layers > 0 || a->norm)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                                 "layer %d ('%s'): an input of rank %d after a Normalization or "
+                                 "another layer is not supported",
+                                 idx, shown, shape.rank);
+            maas_layer_spec r = maas_reshape(&shape);
+            snprintf(r.name, sizeof(r.name), "input_reshape");
+            a->layers[a->n_layers++] = r;
+            a->input_reshape = 1;
+        }
+    }
 
     if (!strcmp(cls, "InputLayer")) {
-        if (a->n_layers > 0 || a->norm)
+        if (a->n_layers > a->input_reshape || a->norm)
             return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "InputLayer '%s' is not the first layer", shown);
         return MAAS_OK;
@@ -151,6 +389,17 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
         return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                          "model has more than %d layers", MAAS_MAX_LAYERS);
     maas_err err;
+    if (!strcmp(cls, "Normalization") && a->input_reshape)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+                         "Normalization layer '%s' on inputs of rank > 1 is not supported", shown);
+    maas_layer_spec shaped;
+    if ((err = parse_shaped(cls, cfg, shown, &shaped, errstr, errstr_size)) != MAAS_OK) return err;
+    if (shaped.kind != MAAS_LAYER_DENSE) {
+        if ((err = copy_name(shaped.name, sizeof(shaped.name), name, idx, errstr, errstr_size)))
+            return err;
+        a->layers[a->n_layers++] = shaped;
+        return MAAS_OK;
+    }
     if (!strcmp(cls, "Dense")) {
         long units;
         if (!get_int(cJSON_GetObjectItemCaseSensitive(cfg, "units"), 1, MAAS_MAX_UNITS, &units))
@@ -232,7 +481,9 @@ static maas_err parse_layer(maas_keras_arch *a, int idx, const cJSON *layer, cha
     }
     return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
                      "layer %d ('%s') is a %s, which maas does not support (supported: "
-                     "InputLayer, Dense, Dropout, Normalization)",
+                     "InputLayer, Dense, Dropout, Normalization, Conv1D, Conv2D, MaxPooling1D/2D, "
+                     "AveragePooling1D/2D, GlobalAveragePooling1D/2D, Flatten, Reshape, "
+                     "BatchNormalization, Embedding)",
                      idx, shown, cls);
 }
 
@@ -422,13 +673,19 @@ static const char *const init_class[MAAS_INIT__COUNT] = {
     [MAAS_INIT_GLOROT_UNIFORM] = "GlorotUniform",
     [MAAS_INIT_HE_NORMAL] = "HeNormal",
     [MAAS_INIT_ZEROS] = "Zeros",
+    [MAAS_INIT_RANDOM_UNIFORM] = "RandomUniform",
+    [MAAS_INIT_ONES] = "Ones",
 };
 
 static cJSON *initializer(maas_init init) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "class_name", init_class[init]);
     cJSON *cfg = cJSON_AddObjectToObject(o, "config");
-    if (init != MAAS_INIT_ZEROS) cJSON_AddNullToObject(cfg, "seed");
+    if (init == MAAS_INIT_RANDOM_UNIFORM) {
+        cJSON_AddNumberToObject(cfg, "minval", -0.05);
+        cJSON_AddNumberToObject(cfg, "maxval", 0.05);
+    }
+    if (init != MAAS_INIT_ZEROS && init != MAAS_INIT_ONES) cJSON_AddNullToObject(cfg, "seed");
     return o;
 }
 
@@ -436,6 +693,89 @@ static cJSON *float_list(const float *v, int n) {
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
     return a;
+}
+
+/* A kernel layer's regularizers and constraints: none. */
+static void add_no_regularizers(cJSON *lc) {
+    const char *nulls[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                           "kernel_constraint", "bias_constraint"};
+    for (size_t k = 0; k < MAAS_ARRAY_LEN(nulls); k++) cJSON_AddNullToObject(lc, nulls[k]);
+}
+
+static cJSON *int_list(const int *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+/* A window's two numbers as Keras lists them: [h, w] for 2-D, [w] for 1-D. */
+static cJSON *window_list(const maas_layer_spec *s, int h, int w) {
+    int v[2] = {h, w};
+    return s->dims == 2 ? int_list(v, 2) : int_list(v + 1, 1);
+}
+
+/* The config of a layer other than Dense and Dropout (tf.keras 2.x dialect). */
+static void write_shaped(cJSON *l, const maas_layer *ml) {
+    const maas_layer_spec *s = &ml->spec;
+    cJSON_AddStringToObject(l, "class_name", maas_layer_class(s));
+    cJSON *lc = cJSON_AddObjectToObject(l, "config");
+    cJSON_AddStringToObject(lc, "name", s->name);
+    cJSON_AddTrueToObject(lc, "trainable");
+    cJSON_AddStringToObject(lc, "dtype", "float32");
+    switch (s->kind) {
+    case MAAS_LAYER_CONV: {
+        int one[2] = {1, 1};
+        cJSON_AddNumberToObject(lc, "filters", s->units);
+        cJSON_AddItemToObject(lc, "kernel_size", window_list(s, s->kh, s->kw));
+        cJSON_AddItemToObject(lc, "strides", window_list(s, s->sh, s->sw));
+        cJSON_AddStringToObject(lc, "padding", s->same ? "same" : "valid");
+        cJSON_AddStringToObject(lc, "data_format", "channels_last");
+        cJSON_AddItemToObject(lc, "dilation_rate", int_list(one, s->dims));
+        cJSON_AddNumberToObject(lc, "groups", 1);
+        cJSON_AddStringToObject(lc, "activation", maas_act_name(s->act));
+        cJSON_AddBoolToObject(lc, "use_bias", s->use_bias);
+        cJSON_AddItemToObject(lc, "kernel_initializer", initializer(s->kernel_init));
+        cJSON_AddItemToObject(lc, "bias_initializer", initializer(s->bias_init));
+        add_no_regularizers(lc);
+        break;
+    }
+    case MAAS_LAYER_MAXPOOL:
+    case MAAS_LAYER_AVGPOOL:
+        cJSON_AddItemToObject(lc, "pool_size", window_list(s, s->kh, s->kw));
+        cJSON_AddStringToObject(lc, "padding", s->same ? "same" : "valid");
+        cJSON_AddItemToObject(lc, "strides", window_list(s, s->sh, s->sw));
+        cJSON_AddStringToObject(lc, "data_format", "channels_last");
+        break;
+    case MAAS_LAYER_GAP:
+        cJSON_AddStringToObject(lc, "data_format", "channels_last");
+        cJSON_AddFalseToObject(lc, "keepdims");
+        break;
+    case MAAS_LAYER_FLATTEN:
+        cJSON_AddStringToObject(lc, "data_format", "channels_last");
+        break;
+    case MAAS_LAYER_RESHAPE:
+        cJSON_AddItemToObject(lc, "target_shape", int_list(s->target.d, s->target.rank));
+        break;
+    case MAAS_LAYER_BATCHNORM:
+        cJSON_AddNumberToObject(lc, "axis", -1);
+        cJSON_AddNumberToObject(lc, "momentum", s->momentum);
+        cJSON_AddNumberToObject(lc, "epsilon", s->epsilon);
+        cJSON_AddBoolToObject(lc, "center", s->center);
+        cJSON_AddBoolToObject(lc, "scale", s->scale);
+        cJSON_AddItemToObject(lc, "beta_initializer", initializer(MAAS_INIT_ZEROS));
+        cJSON_AddItemToObject(lc, "gamma_initializer", initializer(MAAS_INIT_ONES));
+        cJSON_AddItemToObject(lc, "moving_mean_initializer", initializer(MAAS_INIT_ZEROS));
+        cJSON_AddItemToObject(lc, "moving_variance_initializer", initializer(MAAS_INIT_ONES));
+        break;
+    case MAAS_LAYER_EMBEDDING:
+        cJSON_AddNumberToObject(lc, "input_dim", s->vocab);
+        cJSON_AddNumberToObject(lc, "output_dim", s->units);
+        cJSON_AddItemToObject(lc, "embeddings_initializer", initializer(s->kernel_init));
+        cJSON_AddFalseToObject(lc, "mask_zero");
+        break;
+    default:
+        break;
+    }
 }
 
 maas_err maas__keras_arch_write(const maas_model *m, const char *norm_name, char **out,
@@ -511,10 +851,8 @@ maas_err maas__keras_arch_write(const maas_model *m, const char *norm_name, char
             cJSON_AddBoolToObject(lc, "use_bias", s->use_bias);
             cJSON_AddItemToObject(lc, "kernel_initializer", initializer(s->kernel_init));
             cJSON_AddItemToObject(lc, "bias_initializer", initializer(s->bias_init));
-            const char *nulls[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                                   "kernel_constraint", "bias_constraint"};
-            for (size_t k = 0; k < MAAS_ARRAY_LEN(nulls); k++) cJSON_AddNullToObject(lc, nulls[k]);
-        } else {
+            add_no_regularizers(lc);
+        } else if (s->kind == MAAS_LAYER_DROPOUT) {
             cJSON_AddStringToObject(l, "class_name", "Dropout");
             lc = cJSON_AddObjectToObject(l, "config");
             cJSON_AddStringToObject(lc, "name", s->name);
@@ -523,6 +861,8 @@ maas_err maas__keras_arch_write(const maas_model *m, const char *norm_name, char
             cJSON_AddNumberToObject(lc, "rate", s->rate);
             cJSON_AddNullToObject(lc, "noise_shape");
             cJSON_AddNullToObject(lc, "seed");
+        } else {
+            write_shaped(l, &m->layers[i]);
         }
         cJSON_AddItemToArray(layers, l);
     }

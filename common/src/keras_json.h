@@ -16,6 +16,7 @@ typedef struct maas_keras_arch {
     int n_inputs; /* 0 when the config does not say (then: the first kernel's rows) */
     int n_layers;
     maas_layer_spec layers[MAAS_MAX_LAYERS];
+    int input_reshape; /* layers[0] is the Reshape an input of rank > 1 became */
     /* A leading Normalization layer (feature standardization). */
     int norm;
     char norm_name[MAAS_LAYER_NAME_MAX];

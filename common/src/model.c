@@ -3,13 +3,18 @@
 #include "maas/bkernel.h"
 #include "maas/gemm.h"
 #include "maas/model.h"
+#include "maas/embed.h"
+#include "maas/norm.h"
 #include "gemm_internal.h"
+#include "layers_internal.h"
 #include "quant_internal.h"
 
 static const char *const init_names[MAAS_INIT__COUNT] = {
     [MAAS_INIT_GLOROT_UNIFORM] = "glorot_uniform",
     [MAAS_INIT_HE_NORMAL] = "he_normal",
     [MAAS_INIT_ZEROS] = "zeros",
+    [MAAS_INIT_RANDOM_UNIFORM] = "random_uniform",
+    [MAAS_INIT_ONES] = "ones",
 };
 
 const char *maas_init_name(maas_init init) {
@@ -24,29 +29,11 @@ maas_err maas_init_from_name(const char *name, maas_init *out, char *errstr, siz
             return MAAS_OK;
         }
     }
-    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
-                     "unknown initializer '%s' (known: glorot_uniform, he_normal, zeros)",
-                     name ? name : "(null)");
-}
-
-maas_layer_spec maas_dense(int units, maas_act act) {
-    maas_layer_spec s;
-    memset(&s, 0, sizeof(s));
-    s.kind = MAAS_LAYER_DENSE;
-    s.units = units;
-    s.use_bias = 1;
-    s.act = act;
-    s.kernel_init = MAAS_INIT_GLOROT_UNIFORM;
-    s.bias_init = MAAS_INIT_ZEROS;
-    return s;
-}
-
-maas_layer_spec maas_dropout(float rate) {
-    maas_layer_spec s;
-    memset(&s, 0, sizeof(s));
-    s.kind = MAAS_LAYER_DROPOUT;
-    s.rate = rate;
-    return s;
+    return maas_errf(
+        errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
+        "unknown initializer '%s' (known: glorot_uniform, he_normal, zeros, random_uniform, "
+        "ones)",
+        name ? name : "(null)");
 }
 
 static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_out, maas_rng *rng) {
@@ -63,6 +50,12 @@ static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_o
         for (size_t i = 0; i < n; i++) w[i] = (float)(maas_rng_truncated_normal(rng) * stddev);
         break;
     }
+    case MAAS_INIT_RANDOM_UNIFORM: /* Keras's RandomUniform(-0.05, 0.05) */
+        for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * maas_rng_uniform(rng) - 1.0) * 0.05);
+        break;
+    case MAAS_INIT_ONES:
+        for (size_t i = 0; i < n; i++) w[i] = 1.0f;
+        break;
     case MAAS_INIT_ZEROS:
     case MAAS_INIT__COUNT:
         memset(w, 0, n * sizeof(float));
@@ -70,79 +63,60 @@ static void init_block(float *w, size_t n, maas_init init, int fan_in, int fan_o
     }
 }
 
+static int needs_rng(maas_init init) {
+    return init != MAAS_INIT_ZEROS && init != MAAS_INIT_ONES;
+}
+
 maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, size_t errstr_size) {
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        int need_rng = l->spec.kernel_init != MAAS_INIT_ZEROS ||
-                       (l->spec.use_bias && l->spec.bias_init != MAAS_INIT_ZEROS);
-        if (need_rng && !rng)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                             "layer '%s' needs a random generator for its initializer",
-                             l->spec.name);
-        init_block(m->params + l->w_off, (size_t)l->n_in * l->n_out, l->spec.kernel_init, l->n_in,
-                   l->n_out, rng);
-        if (l->spec.use_bias)
-            init_block(m->params + l->b_off, (size_t)l->n_out, l->spec.bias_init, l->n_in, l->n_out,
-                       rng);
+        const maas_layer_spec *s = &l->spec;
+        for (int k = 0; k < l->n_weights; k++) {
+            const maas_weight *w = &l->weights[k];
+            float *p = m->params + w->off;
+            maas_init init;
+            if (!strcmp(w->name, "kernel") || !strcmp(w->name, "embeddings"))
+                init = s->kernel_init;
+            else if (!strcmp(w->name, "bias"))
+                init = s->bias_init;
+            else /* BatchNormalization: gamma and the moving variance 1, beta and the mean 0 */
+                init = !strcmp(w->name, "gamma") || !strcmp(w->name, "moving_variance")
+                           ? MAAS_INIT_ONES
+                           : MAAS_INIT_ZEROS;
+            if (needs_rng(init) && !rng)
+                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                                 "layer '%s' needs a random generator for its initializer",
+                                 s->name);
+            /* Keras's fans: a kernel's receptive field times its input and output channels */
+            int fan_in = l->n_in, fan_out = l->n_out;
+            if (s->kind == MAAS_LAYER_CONV) {
+                fan_in = l->geom.kh * l->geom.kw * l->geom.c;
+                fan_out = l->geom.kh * l->geom.kw * l->geom.f;
+            }
+            init_block(p, w->n, init, fan_in, fan_out, rng);
+        }
     }
     maas_model_set_standardization(m, NULL, NULL, NULL, 0);
     return MAAS_OK;
 }
 
-static maas_err check_spec(int idx, const maas_layer_spec *s, char *errstr, size_t errstr_size) {
-    if (s->kind == MAAS_LAYER_DENSE) {
-        if (s->units < 1 || s->units > MAAS_MAX_UNITS)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                             "layer %d: units must be in 1..%d, got %d", idx, MAAS_MAX_UNITS,
-                             s->units);
-        if ((int)s->act < 0 || s->act >= MAAS_ACT__COUNT)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
-                             "layer %d: unknown activation %d", idx, (int)s->act);
-        if ((int)s->kernel_init < 0 || s->kernel_init >= MAAS_INIT__COUNT ||
-            (int)s->bias_init < 0 || s->bias_init >= MAAS_INIT__COUNT)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
-                             "layer %d: unknown initializer", idx);
-        if (!isfinite(s->act_alpha))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                             "layer %d: activation alpha is not finite", idx);
-        if (s->act == MAAS_ACT_SOFTMAX && s->units < 1)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                             "layer %d: empty softmax", idx);
-    } else if (s->kind == MAAS_LAYER_DROPOUT) {
-        if (!(s->rate >= 0.0f && s->rate < 1.0f))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                             "layer %d: dropout rate must be in [0, 1), got %g", idx,
-                             (double)s->rate);
-    } else {
-        return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME,
-                         "layer %d: unknown layer kind %d", idx, (int)s->kind);
-    }
-    if (memchr(s->name, '\0', sizeof(s->name)) == NULL)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "layer %d: name not terminated", idx);
-    if (strchr(s->name, '/'))
-        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "layer %d: name '%s' must not contain '/'", idx, s->name);
-    return MAAS_OK;
-}
-
-/* Keras names unnamed layers dense, dense_1, ..., dropout, dropout_1, ... */
+/* Names unnamed layers as Keras does: dense, dense_1, ..., conv2d, conv2d_1, ... */
 static void default_name(maas_layer *layers, int i) {
     maas_layer_spec *s = &layers[i].spec;
     if (s->name[0]) return;
-    const char *base = s->kind == MAAS_LAYER_DENSE ? "dense" : "dropout";
+    const char *stem = maas__layer_stem(s);
     int seen = 0;
     for (int j = 0; j < i; j++)
-        if (layers[j].spec.kind == s->kind) seen++;
+        if (!strcmp(maas__layer_stem(&layers[j].spec), stem)) seen++;
     if (seen == 0)
-        snprintf(s->name, sizeof(s->name), "%s", base);
+        snprintf(s->name, sizeof(s->name), "%s", stem);
     else
-        snprintf(s->name, sizeof(s->name), "%s_%d", base, seen);
+        snprintf(s->name, sizeof(s->name), "%s_%d", stem, seen);
 }
 
-maas_err maas_layers_size(int n_inputs, const maas_layer_spec *specs, int n_layers,
-                          maas_net_size *size, char *errstr, size_t errstr_size) {
+maas_err maas__layers_plan(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                           maas_layer *layers, maas_net_size *size, char *errstr,
+                           size_t errstr_size) {
     memset(size, 0, sizeof(*size));
     if (n_inputs < 1 || n_inputs > MAAS_MAX_UNITS)
         return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
@@ -150,37 +124,44 @@ maas_err maas_layers_size(int n_inputs, const maas_layer_spec *specs, int n_laye
     if (n_layers < 1 || n_layers > MAAS_MAX_LAYERS)
         return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                          "a model needs 1..%d layers, got %d", MAAS_MAX_LAYERS, n_layers);
-    maas_err code;
-    size_t n_params = 0, cells = 0;
-    int width = n_inputs, widest = n_inputs, n_dense = 0;
+    maas_shape shape = {.rank = 1, .d = {n_inputs}};
+    size_t off = 0, cells = 0;
+    int widest = n_inputs, trainable = 0;
     for (int i = 0; i < n_layers; i++) {
-        if ((code = check_spec(i, &specs[i], errstr, errstr_size)) != MAAS_OK) return code;
-        if (specs[i].kind == MAAS_LAYER_DENSE) {
-            n_params += (size_t)width * (size_t)specs[i].units;
-            if (specs[i].use_bias) n_params += (size_t)specs[i].units;
-            if (n_params > MAAS_MAX_PARAMS)
-                return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                                 "the network exceeds %u parameters at layer %d", MAAS_MAX_PARAMS,
-                                 i);
-            width = specs[i].units;
-            n_dense++;
-        }
-        widest = width > widest ? width : widest;
-        cells += (size_t)width;
+        maas_layer one, *l = layers ? &layers[i] : &one;
+        maas_err err = maas__layer_plan(i, &specs[i], &shape, &off, l, errstr, errstr_size);
+        if (err) return err;
+        if (off > MAAS_MAX_PARAMS)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                             "the network exceeds %u parameters at layer %d", MAAS_MAX_PARAMS, i);
+        trainable |= l->spec.kind == MAAS_LAYER_DENSE || l->spec.kind == MAAS_LAYER_CONV;
+        shape = l->out;
+        widest = l->n_out > widest ? l->n_out : widest;
+        cells += (size_t)l->n_out + maas__layer_scratch_per_row(l);
     }
-    if (n_dense == 0)
+    if (shape.rank != 1)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
+                         "the last layer gives rows of rank %d; a model's outputs are a vector "
+                         "(end with flatten, a global pooling or Dense)",
+                         shape.rank);
+    if (!trainable)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "a model needs at least one Dense layer");
+                         "a model needs at least one Dense or convolution layer");
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (specs[i].name[0] && !strcmp(specs[i].name, specs[j].name))
                 return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                                  "duplicate layer name '%s'", specs[i].name);
-    size->n_params = n_params;
-    size->n_outputs = width;
+    size->n_params = off;
+    size->n_outputs = shape.d[0];
     size->widest = widest;
     size->cells_per_row = cells;
     return MAAS_OK;
+}
+
+maas_err maas_layers_size(int n_inputs, const maas_layer_spec *specs, int n_layers,
+                          maas_net_size *size, char *errstr, size_t errstr_size) {
+    return maas__layers_plan(n_inputs, specs, n_layers, NULL, size, errstr, errstr_size);
 }
 
 /* Validates the specs and allocates a model with zeroed weights. */
@@ -191,10 +172,9 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     if ((*code = maas_layers_size(n_inputs, specs, n_layers, &size, errstr, errstr_size)))
         return NULL;
     size_t n_params = size.n_params;
-    int width;
     maas_model *m = calloc(1, sizeof(*m));
     if (m) m->layers = calloc((size_t)n_layers, sizeof(*m->layers));
-    if (m && m->layers) m->params = calloc(n_params, sizeof(float));
+    if (m && m->layers) m->params = calloc(n_params ? n_params : 1, sizeof(float));
     if (!m || !m->layers || !m->params) {
         maas_model_free(m);
         *code = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
@@ -204,24 +184,8 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
     m->n_inputs = n_inputs;
     m->n_layers = n_layers;
     m->n_params = n_params;
-    size_t off = 0;
-    width = n_inputs;
-    for (int i = 0; i < n_layers; i++) {
-        maas_layer *l = &m->layers[i];
-        l->spec = specs[i];
-        l->n_in = width;
-        if (specs[i].kind == MAAS_LAYER_DENSE) {
-            l->n_out = specs[i].units;
-            l->w_off = off;
-            off += (size_t)l->n_in * l->n_out;
-            l->b_off = off;
-            if (specs[i].use_bias) off += (size_t)l->n_out;
-        } else {
-            l->n_out = width;
-        }
-        width = l->n_out;
-        default_name(m->layers, i);
-    }
+    maas__layers_plan(n_inputs, specs, n_layers, m->layers, &size, NULL, 0); /* checked above */
+    for (int i = 0; i < n_layers; i++) default_name(m->layers, i);
     for (int i = 0; i < n_layers; i++)
         for (int j = 0; j < i; j++)
             if (!strcmp(m->layers[i].spec.name, m->layers[j].spec.name)) {
@@ -230,7 +194,7 @@ static maas_model *model_build(int n_inputs, const maas_layer_spec *specs, int n
                 maas_model_free(m);
                 return NULL;
             }
-    m->n_outputs = width;
+    m->n_outputs = size.n_outputs;
     return m;
 }
 
@@ -293,6 +257,10 @@ maas_model *maas_model_clone(const maas_model *src, char *errstr, size_t errstr_
 
 maas_err maas_model_set_standardization(maas_model *m, const float *mean, const float *std,
                                         char *errstr, size_t errstr_size) {
+    if (mean && std && maas_model_takes_indices(m))
+        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
+                         "a model whose first layer is an Embedding takes indices: they are "
+                         "never standardized");
     if (!mean || !std) {
         free(m->feat_mean);
         free(m->feat_std);
@@ -330,15 +298,48 @@ float *maas_model_bias(maas_model *m, int i) {
 maas_err maas_model_check_finite(const maas_model *m, char *errstr, size_t errstr_size) {
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        size_t n = (size_t)l->n_in * l->n_out + (l->spec.use_bias ? (size_t)l->n_out : 0);
-        const float *p = m->params + l->w_off;
-        for (size_t k = 0; k < n; k++)
-            if (!isfinite(p[k]))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
-                                 "layer '%s' has a non-finite weight", l->spec.name);
+        for (int k = 0; k < l->n_weights; k++) {
+            const maas_weight *w = &l->weights[k];
+            const float *p = m->params + w->off;
+            int variance = !strcmp(w->name, "moving_variance");
+            for (size_t j = 0; j < w->n; j++)
+                if (!isfinite(p[j]) || (variance && p[j] < 0.0f))
+                    return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
+                                     "layer '%s' has a %s weight (%s)", l->spec.name,
+                                     variance && isfinite(p[j]) ? "negative" : "non-finite",
+                                     w->name);
+        }
     }
     return MAAS_OK;
+}
+
+/* Dense and the layers that are the identity on rows at inference */
+static int mlp_kind(maas_layer_kind k) {
+    return k == MAAS_LAYER_DENSE || k == MAAS_LAYER_DROPOUT || k == MAAS_LAYER_FLATTEN ||
+           k == MAAS_LAYER_RESHAPE;
+}
+
+int maas_model_is_mlp(const maas_model *m) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (!mlp_kind(m->layers[i].spec.kind)) return 0;
+    return 1;
+}
+
+maas_err maas_model_check_mlp(const maas_model *m, const char *what, char *errstr,
+                              size_t errstr_size) {
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer_spec *s = &m->layers[i].spec;
+        if (!mlp_kind(s->kind))
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNSUPPORTED,
+                             "%s supports Dense, Dropout, Flatten and Reshape layers only so "
+                             "far; layer '%s' is a %s",
+                             what, s->name, maas_layer_class(s));
+    }
+    return MAAS_OK;
+}
+
+int maas_model_takes_indices(const maas_model *m) {
+    return m->n_layers > 0 && m->layers[0].spec.kind == MAAS_LAYER_EMBEDDING;
 }
 
 /* ---- inference ---- */
@@ -365,7 +366,24 @@ struct maas_infer {
     uint32_t *xb;    /* bf16 layers: max_batch x (widest input + 1) / 2 input pairs, or NULL */
     maas_fdnnl **fd; /* per layer, oneDNN's float matmul for batches >= 32 rows (made on
                       * first use); NULL when max_batch < 32 */
+    float *col;      /* convolutions' im2col workspace (MAAS_CONV_COL_CAP floats at most) */
 };
+
+/* Floats of the im2col workspace a context of max_batch rows needs (0: no convolution). */
+static size_t col_floats(const maas_model *m, int max_batch) {
+    size_t most = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_CONV) continue;
+        size_t n = maas_conv_col_floats(&l->geom, (size_t)maas__conv_chunk_rows(l, max_batch));
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+size_t maas_infer_scratch_bytes(const maas_model *m, int max_batch) {
+    return col_floats(m, max_batch) * sizeof(float);
+}
 
 maas_err maas_infer_create(maas_infer **out, const maas_model *m, int max_batch, char *errstr,
                            size_t errstr_size) {
@@ -396,6 +414,8 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
     if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
     if (max_batch >= 32 && !(inf->fd = calloc((size_t)m->n_layers, sizeof(*inf->fd)))) goto oom;
+    size_t col = col_floats(m, max_batch);
+    if (col && !(inf->col = malloc(col * sizeof(float)))) goto oom;
     if (m->quant) {
         quant_widths(m, &inf->q.ldx, &inf->q.ldc);
         inf->q.xq = malloc((size_t)max_batch * (size_t)inf->q.ldx + 64);
@@ -425,6 +445,7 @@ void maas_infer_free(maas_infer *inf) {
     free(inf->q.sh);
     free(inf->q.acc);
     free(inf->xb);
+    free(inf->col);
     for (int i = 0; inf->fd && i < inf->m->n_layers; i++) maas__fdnnl_free(inf->fd[i]);
     free(inf->fd);
     free(inf);
@@ -454,6 +475,70 @@ static void float_dense(maas_infer *inf, int i, const maas_layer *l, const float
         maas_gemm(0, 0, left, l->n_out, l->n_in, 1.0f, xr, l->n_in, w, l->n_out, beta, o, l->n_out);
 }
 
+/* A Dense layer of the context's model with its activation: int8 or bf16 kernels when the
+ * model has them, float otherwise. */
+static void dense_layer(maas_infer *inf, int i, const float *in, int rows, float *out) {
+    const maas_model *m = inf->m;
+    const maas_layer *l = &m->layers[i];
+    const float *w = m->params + l->w_off;
+    const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
+    int relu = l->spec.act == MAAS_ACT_RELU; /* the int8 and bf16 kernels fuse it */
+    int fused = 0;
+    if (m->quant && m->quant->layers[i].wq) {
+        maas__qdense_forward(&m->quant->layers[i], in, rows, bias, relu, out, &inf->q);
+        fused = relu;
+    } else if (inf->xb && m->bf16->layers[i].packed) { /* bf16 where the CPU has it */
+        maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, relu, out, l->n_out, inf->xb);
+        fused = relu;
+    } else {
+        float_dense(inf, i, l, in, rows, w, bias, out);
+    }
+    if (!fused)
+        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
+}
+
+int maas__layer_forward(const maas_model *m, const maas_layer *l, const float *in, int rows,
+                        float *col, int col_rows, float *out) {
+    const float *p = m->params;
+    size_t n = (size_t)rows;
+    switch (l->spec.kind) {
+    case MAAS_LAYER_CONV: {
+        int chunk = maas__conv_chunk_rows(l, col_rows);
+        const float *bias = l->spec.use_bias ? p + l->b_off : NULL;
+        for (int r = 0; r < rows; r += chunk) {
+            int k = rows - r < chunk ? rows - r : chunk;
+            maas_conv_forward(&l->geom, in + (size_t)r * l->n_in, (size_t)k, p + l->w_off, bias,
+                              col, out + (size_t)r * l->n_out);
+        }
+        /* per position over the channels (softmax's axis is the last) */
+        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out,
+                         n * (size_t)(l->n_out / l->geom.f), l->geom.f);
+        return 1;
+    }
+    case MAAS_LAYER_MAXPOOL:
+        maas_maxpool_forward(&l->geom, in, n, out, NULL);
+        return 1;
+    case MAAS_LAYER_AVGPOOL:
+    case MAAS_LAYER_GAP:
+        maas_avgpool_forward(&l->geom, in, n, out);
+        return 1;
+    case MAAS_LAYER_BATCHNORM: {
+        maas_bn_params bp = maas__layer_bn_params(l, p);
+        size_t s;
+        int c;
+        maas__layer_bn_extent(l, &s, &c);
+        maas_bn_infer(&bp, in, n, s, p + maas__layer_weight(l, "moving_mean")->off,
+                      p + maas__layer_weight(l, "moving_variance")->off, out);
+        return 1;
+    }
+    case MAAS_LAYER_EMBEDDING:
+        maas_embed_forward(in, n * (size_t)l->n_in, p + l->w_off, l->spec.units, out);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Forward pass of `rows` rows; returns the buffer holding the output. */
 static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
     const maas_model *m = inf->m;
@@ -469,23 +554,12 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
     int which = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* Dropout is identity here */
         float *out = inf->buf[which];
-        const float *w = m->params + l->w_off;
-        const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
-        int relu = l->spec.act == MAAS_ACT_RELU; /* the int8 and bf16 kernels fuse it */
-        int fused = 0;
-        if (m->quant && m->quant->layers[i].wq) {
-            maas__qdense_forward(&m->quant->layers[i], in, rows, bias, relu, out, &inf->q);
-            fused = relu;
-        } else if (inf->xb && m->bf16->layers[i].packed) { /* bf16 where the CPU has it */
-            maas_bgemm(&m->bf16->layers[i], in, l->n_in, rows, bias, relu, out, l->n_out, inf->xb);
-            fused = relu;
-        } else {
-            float_dense(inf, i, l, in, rows, w, bias, out);
+        if (l->spec.kind == MAAS_LAYER_DENSE) {
+            dense_layer(inf, i, in, rows, out);
+        } else if (!maas__layer_forward(m, l, in, rows, inf->col, inf->max_batch, out)) {
+            continue; /* identity at inference: Dropout, Flatten, Reshape */
         }
-        if (!fused)
-            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
         in = out;
         which ^= 1;
     }
@@ -501,6 +575,10 @@ maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out
     if (bad < rows * n_in)
         return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                          "input row %zu, column %zu is not finite", bad / n_in, bad % n_in);
+    maas_err err;
+    if (maas_model_takes_indices(m) &&
+        (err = maas_embed_check(x, rows * n_in, m->layers[0].spec.vocab, errstr, errstr_size)))
+        return err;
     for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->max_batch) {
         int n = (int)(rows - r0 < (size_t)inf->max_batch ? rows - r0 : (size_t)inf->max_batch);
         const float *y = infer_chunk(inf, x + r0 * n_in, n);
@@ -518,71 +596,4 @@ maas_err maas_model_predict(const maas_model *m, const float *x, size_t rows, fl
     err = maas_infer_run(inf, x, rows, out, errstr, errstr_size);
     maas_infer_free(inf);
     return err;
-}
-
-maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int *n, char *errstr,
-                           size_t errstr_size) {
-    *n = 0;
-    if (!text || !*text)
-        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT, "the layer list is empty");
-    const char *p = text;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[96];
-        if (len == 0 || len >= sizeof(item))
-            return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                             "layer %d of '%s' is empty or too long", *n + 1, text);
-        if (*n >= max)
-            return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED, "more than %d layers",
-                             max);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        maas_layer_spec s;
-        char *colon = strchr(item, ':');
-        if (colon) *colon = '\0';
-        const char *arg = colon ? colon + 1 : NULL;
-        char *e;
-        if (!strcmp(item, "dropout")) {
-            double rate = arg ? strtod(arg, &e) : -1.0;
-            if (!arg || *e || !(rate >= 0.0 && rate < 1.0))
-                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                                 "layer %d: dropout needs a rate in [0, 1), e.g. dropout:0.2",
-                                 *n + 1);
-            s = maas_dropout((float)rate);
-        } else {
-            errno = 0;
-            long units = strtol(item, &e, 10);
-            if (*e || e == item || units < 1 || units > MAAS_MAX_UNITS || errno)
-                return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                                 "layer %d: '%s' is not UNITS[:ACTIVATION[:nobias]] or "
-                                 "dropout:RATE (units in 1..%d)",
-                                 *n + 1, item, MAAS_MAX_UNITS);
-            maas_act act = MAAS_ACT_LINEAR;
-            int bias = 1;
-            if (arg) {
-                char a[64];
-                snprintf(a, sizeof(a), "%s", arg);
-                char *opt = strchr(a, ':');
-                if (opt) {
-                    *opt++ = '\0';
-                    if (strcmp(opt, "nobias"))
-                        return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                                         "layer %d: unknown option '%s' (known: nobias)", *n + 1,
-                                         opt);
-                    bias = 0;
-                }
-                char sub[MAAS_ERRSTR_SIZE];
-                if (maas_act_from_name(a, &act, sub, sizeof(sub)))
-                    return maas_errf(errstr, errstr_size, MAAS_ERR_UNKNOWN_NAME, "layer %d: %s",
-                                     *n + 1, sub);
-            }
-            s = maas_dense((int)units, act);
-            s.use_bias = bias;
-        }
-        out[(*n)++] = s;
-        p += len;
-        if (*p == ',') p++;
-    }
-    return MAAS_OK;
 }

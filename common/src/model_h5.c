@@ -10,6 +10,7 @@
 #include "maas/model_io.h"
 #include "maas/quant.h"
 #include "keras_json.h"
+#include "layers_internal.h"
 #include "model_h5_internal.h"
 
 #include <hdf5.h>
@@ -290,6 +291,25 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
                  (m->bf16 ? write_kernel_bf16(inner, kd, m->params + l->w_off)
                           : write_kernel(inner, kd, m->params + l->w_off)) &&
                  (!l->spec.use_bias || write_dataset(inner, "bias:0", 1, bd, m->params + l->b_off));
+            CLOSE(H5Gclose, inner);
+        } else if (ok && l && l->n_weights > 0) {
+            /* tf.keras 2.x names: <layer>/<layer>/gamma:0, ..., in Keras's order */
+            char wn[MAAS_LAYER_MAX_WEIGHTS][2 * MAAS_LAYER_NAME_MAX + 32];
+            const char *w[MAAS_LAYER_MAX_WEIGHTS];
+            for (int k = 0; k < l->n_weights; k++) {
+                snprintf(wn[k], sizeof(wn[k]), "%s/%s:0", names[i], l->weights[k].name);
+                w[k] = wn[k];
+            }
+            hid_t inner = group_create(g, names[i]);
+            ok = inner >= 0 && attr_write_list(g, "weight_names", w, (hsize_t)l->n_weights);
+            for (int k = 0; ok && k < l->n_weights; k++) {
+                const maas_weight *mw_ = &l->weights[k];
+                hsize_t d[4];
+                for (int r = 0; r < mw_->rank; r++) d[r] = (hsize_t)mw_->dims[r];
+                char dn[MAAS_LAYER_NAME_MAX];
+                snprintf(dn, sizeof(dn), "%s:0", mw_->name);
+                ok = write_dataset(inner, dn, mw_->rank, d, m->params + mw_->off);
+            }
             CLOSE(H5Gclose, inner);
         } else if (ok) {
             ok = attr_write_list(g, "weight_names", NULL, 0);
@@ -586,10 +606,10 @@ static hid_t open_weights_as(hid_t g, const char *path, int rank, hsize_t *dims,
     }
     H5Sget_simple_extent_dims(s, dims, NULL);
     for (int i = 0; i < rank; i++)
-        if (dims[i] < 1 || dims[i] > MAAS_MAX_UNITS) {
+        if (dims[i] < 1 || dims[i] > MAAS_MAX_PARAMS) {
             *err = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                             "layer '%s': weight '%s' has dimension %llu, outside 1..%d", layer,
-                             path, (unsigned long long)dims[i], MAAS_MAX_UNITS);
+                             "layer '%s': weight '%s' has dimension %llu, outside 1..%u", layer,
+                             path, (unsigned long long)dims[i], MAAS_MAX_PARAMS);
             goto done;
         }
     ok = 1;
@@ -691,6 +711,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     }
     load_state st = {.f = H5I_INVALID_HID, .mw = H5I_INVALID_HID};
     maas_model *m = NULL;
+    maas_layer *planned = NULL; /* the config's layers, shapes checked before the model is made */
     char *cfg = NULL, *train = NULL, *kv = NULL, *be = NULL;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0 || H5Pset_fapl_core(fapl, 64 * 1024, 0) < 0 ||
@@ -737,15 +758,6 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     /* Pair the file's weighted layers with the config's, in order, as Keras does. */
     maas_keras_arch *a = &st.arch;
     int norm_weights = a->norm && !a->norm_mean;
-    int expect = norm_weights;
-    for (int i = 0; i < a->n_layers; i++) expect += a->layers[i].kind == MAAS_LAYER_DENSE;
-    if (st.n_wl != expect) {
-        err = maas_errf(
-            errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-            "the file has weights for %d layers but model_config has %d layers with weights",
-            st.n_wl, expect);
-        goto done;
-    }
     /* Shapes first: everything is checked before the model is allocated. */
     int w_idx = 0, width = a->n_inputs;
     hsize_t dims[2];
@@ -787,46 +799,106 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
             goto done;
         }
     }
-    for (int i = 0, k = w_idx; i < a->n_layers; i++) {
-        maas_layer_spec *s = &a->layers[i];
-        if (s->kind != MAAS_LAYER_DENSE) continue;
-        weighted *e = &st.wl[k++];
-        if (e->w.n != (s->use_bias ? 2 : 1) + quant) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                            "Dense layer '%s' has %d weights in the file, expected %d", s->name,
-                            e->w.n, (s->use_bias ? 2 : 1) + quant);
-            goto done;
-        }
+    /* The input width from the first kernel when the config does not say (a Dense first) */
+    if (width == 0 && st.n_wl > w_idx && a->n_layers > 0 && a->layers[0].kind == MAAS_LAYER_DENSE &&
+        st.wl[w_idx].w.n > 0) {
+        weighted *e = &st.wl[w_idx];
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
         hid_t d = g >= 0 ? open_weights_as(g, e->w.v[0], 2, dims, e->name, kernel_as, &err, errstr,
                                            errstr_size)
                          : H5I_INVALID_HID;
-        int ok = d >= 0;
+        int found = d >= 0;
+        if (found) width = a->n_inputs = (int)dims[0];
         CLOSE(H5Dclose, d);
-        if (ok && width == 0) width = a->n_inputs = (int)dims[0];
-        if (ok && (dims[0] != (hsize_t)width || dims[1] != (hsize_t)s->units)) {
-            err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
-                            "Dense layer '%s': kernel is %llux%llu, the model needs %dx%d", s->name,
-                            (unsigned long long)dims[0], (unsigned long long)dims[1], width,
-                            s->units);
-            ok = 0;
+        CLOSE(H5Gclose, g);
+        if (!found) {
+            if (!err)
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                                "layer '%s' has no readable kernel", e->name);
+            goto done;
         }
-        for (int w = 1; ok && w < e->w.n; w++) { /* kernel_scale and bias: one per unit */
-            hsize_t bd[2];
-            d = open_weights(g, e->w.v[w], 1, bd, e->name, &err, errstr, errstr_size);
+    }
+    if (width == 0) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                        "model_config does not give the input's shape");
+        goto done;
+    }
+    maas_net_size ns;
+    if (!(planned = malloc((size_t)a->n_layers * sizeof(*planned)))) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    if ((err =
+             maas__layers_plan(width, a->layers, a->n_layers, planned, &ns, errstr, errstr_size))) {
+        if (err != MAAS_ERR_OUT_OF_MEMORY) err = MAAS_ERR_BAD_FORMAT;
+        goto done;
+    }
+    int expect = norm_weights;
+    for (int i = 0; i < a->n_layers; i++) expect += planned[i].n_weights > 0;
+    if (st.n_wl != expect) {
+        err = maas_errf(
+            errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+            "the file has weights for %d layers but model_config has %d layers with weights",
+            st.n_wl, expect);
+        goto done;
+    }
+    int mlp = 1;
+    for (int i = 0; i < a->n_layers; i++)
+        mlp &= planned[i].n_weights == 0 || a->layers[i].kind == MAAS_LAYER_DENSE;
+    if ((quant || bf16) && !mlp) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                        "maas_quantization on a model with weights outside Dense layers");
+        goto done;
+    }
+    for (int i = 0, k = w_idx; i < a->n_layers; i++) {
+        const maas_layer *pl = &planned[i];
+        const maas_layer_spec *s = &pl->spec;
+        if (pl->n_weights == 0) continue;
+        weighted *e = &st.wl[k++];
+        int is_dense = s->kind == MAAS_LAYER_DENSE, want_n = pl->n_weights + (is_dense ? quant : 0);
+        const char *cls = maas_layer_class(s);
+        if (e->w.n != want_n) {
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                            "%s layer '%s' has %d weights in the file, expected %d", cls, s->name,
+                            e->w.n, want_n);
+            goto done;
+        }
+        hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+        int ok = g >= 0;
+        for (int w = 0; ok && w < e->w.n; w++) {
+            /* an int8 Dense: kernel_q (the kernel's shape), kernel_scale and bias (units) */
+            const maas_weight *pw = &pl->weights[is_dense && quant && w > 0 ? w - 1 : w];
+            if (is_dense && quant && w == 1) pw = &pl->weights[pl->n_weights - 1];
+            int rank = pw->rank, want_dims[4];
+            for (int r = 0; r < rank; r++) want_dims[r] = pw->dims[r];
+            if (is_dense && quant && w == 1) { /* kernel_scale: one per unit */
+                rank = 1;
+                want_dims[0] = s->units;
+            }
+            hsize_t d4[4];
+            hid_t d = open_weights_as(g, e->w.v[w], rank, d4, e->name,
+                                      w == 0 && is_dense ? kernel_as : W_FLOAT, &err, errstr,
+                                      errstr_size);
             ok = d >= 0;
             CLOSE(H5Dclose, d);
-            if (ok && bd[0] != (hsize_t)s->units) {
-                err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
-                                "Dense layer '%s': %s has %llu entries, the model needs %d",
-                                s->name, quant && w == 1 ? "kernel_scale" : "bias",
-                                (unsigned long long)bd[0], s->units);
-                ok = 0;
-            }
+            for (int r = 0; ok && r < rank; r++)
+                if (d4[r] != (hsize_t)want_dims[r]) {
+                    char got[96] = "", want[96] = "";
+                    for (int q = 0; q < rank; q++) {
+                        size_t gl = strlen(got), wl = strlen(want);
+                        snprintf(got + gl, sizeof(got) - gl, "%s%llu", q ? "x" : "",
+                                 (unsigned long long)d4[q]);
+                        snprintf(want + wl, sizeof(want) - wl, "%s%d", q ? "x" : "", want_dims[q]);
+                    }
+                    err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
+                                    "%s layer '%s': %s is %s, the model needs %s", cls, s->name,
+                                    is_dense && quant && w == 1 ? "kernel_scale" : pw->name, got,
+                                    want);
+                    ok = 0;
+                }
         }
         CLOSE(H5Gclose, g);
         if (!ok) goto done;
-        width = s->units;
     }
     /* Build with zero initializers (weights come from the file), then restore the specs. */
     maas_layer_spec specs[MAAS_MAX_LAYERS];
@@ -846,8 +918,30 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
     }
     for (int i = 0, k = w_idx; i < m->n_layers; i++) {
         maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
+        if (l->n_weights == 0) continue;
         weighted *e = &st.wl[k++];
+        if (l->spec.kind != MAAS_LAYER_DENSE) { /* float weights, in Keras's order */
+            hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
+            int ok = g >= 0;
+            for (int w = 0; ok && w < l->n_weights; w++) {
+                hsize_t d4[4];
+                hid_t d = open_weights(g, e->w.v[w], l->weights[w].rank, d4, e->name, &err, errstr,
+                                       errstr_size);
+                ok = d >= 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                                       m->params + l->weights[w].off) >= 0;
+                CLOSE(H5Dclose, d);
+            }
+            CLOSE(H5Gclose, g);
+            if (!ok) {
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                                "%s layer '%s': cannot read its weights",
+                                maas_layer_class(&l->spec), l->spec.name);
+                maas_model_free(m);
+                m = NULL;
+                goto done;
+            }
+            continue;
+        }
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
         int8_t *wq = NULL;
         float *scale = NULL;
@@ -944,6 +1038,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         }
     }
 done:
+    free(planned);
     free(cfg);
     free(train);
     free(kv);
@@ -1296,15 +1391,23 @@ maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *
     dcpl = H5Dget_create_plist(d);
     int rank = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
     H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    if (rank < 1 || rank > 2 || (cls != H5T_FLOAT && cls != H5T_INTEGER) || dcpl < 0 ||
+    if (rank < 1 || rank > 4 || (cls != H5T_FLOAT && cls != H5T_INTEGER) || dcpl < 0 ||
         H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) != 0) {
         err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                        "'%s:%s' must be a 1-D or 2-D numeric dataset stored in the file", path,
-                        dataset);
+                        "'%s:%s' must be a numeric dataset of 1 to 4 dimensions stored in the file",
+                        path, dataset);
         goto done;
     }
-    hsize_t dims[2] = {0, 1};
-    H5Sget_simple_extent_dims(s, dims, NULL);
+    /* rows x the rest: an image set (n, 28, 28) or (n, h, w, c) gives flat rows, row-major -
+     * channels last, as the layers take them (README, "Layers") */
+    hsize_t all[4] = {0, 1, 1, 1}, dims[2];
+    H5Sget_simple_extent_dims(s, all, NULL);
+    dims[0] = all[0];
+    dims[1] = 1;
+    for (int i = 1; i < rank; i++) {
+        if (all[i] == 0 || all[i] > MAAS_DATA_MAX_COLS) dims[1] = 0;
+        if (dims[1] <= MAAS_DATA_MAX_COLS) dims[1] *= all[i];
+    }
     if (dims[0] == 0 || dims[1] == 0 || dims[1] > MAAS_DATA_MAX_COLS ||
         dims[0] > MAAS_DATA_MAX_CELLS / dims[1]) {
         err = maas_errf(errstr, errstr_size, dims[0] ? MAAS_ERR_LIMIT_EXCEEDED : MAAS_ERR_EMPTY,

@@ -37,7 +37,8 @@ static maas_err quantizable(const maas_model *m, char *errstr, size_t errstr_siz
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "the model is already %s-quantized",
                          maas_quant_kind_name(maas_model_quant_kind(m)));
-    return maas_model_check_finite(m, errstr, errstr_size);
+    maas_err err = maas_model_check_mlp(m, "quantization", errstr, errstr_size);
+    return err ? err : maas_model_check_finite(m, errstr, errstr_size);
 }
 
 /* Packs every Dense kernel of m (already bf16 values) into a new bf16 side; 1 on success. */
@@ -346,6 +347,8 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "prune the float model, then quantize (this one is %s-quantized)",
                          maas_quant_kind_name(maas_model_quant_kind(m)));
+    maas_err merr = maas_model_check_mlp(m, "pruning", errstr, errstr_size);
+    if (merr) return merr;
     size_t total = 0, largest = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];

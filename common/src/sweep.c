@@ -9,12 +9,9 @@
 static int layers_text(const maas_train_spec *t, char *out, size_t size) {
     maas_strbuf b = {0};
     for (int i = 0; i < t->n_layers; i++) {
-        const maas_layer_spec *l = &t->layers[i];
-        if (l->kind == MAAS_LAYER_DROPOUT)
-            maas_strbuf_printf(&b, "%sdropout:%g", i ? "," : "", (double)l->rate);
-        else
-            maas_strbuf_printf(&b, "%s%d:%s%s", i ? "," : "", l->units, maas_act_name(l->act),
-                               l->use_bias ? "" : ":nobias");
+        char item[96];
+        if (maas_layer_format(&t->layers[i], item, sizeof(item)) < 0) b.oom = 1;
+        maas_strbuf_printf(&b, "%s%s", i ? "," : "", item);
     }
     int fits = !b.oom && b.len < size;
     snprintf(out, size, "%s", fits && b.p ? b.p : "");

@@ -7,9 +7,12 @@
 #include "maas/base.h"
 #include "maas/clock.h"
 #include "maas/cpu.h"
+#include "maas/embed.h"
 #include "maas/gemm.h"
+#include "maas/norm.h"
 #include "maas/train.h"
 #include "fpenv.h"
+#include "layers_internal.h"
 #include "train_internal.h"
 
 #include <time.h>
@@ -166,8 +169,13 @@ struct maas_trainer {
     int batch;
     maas_rng *rng;
     int fused; /* output layer's activation folded into the loss (logits path) */
-    /* Per layer: pre-activation z (Dense) and output a; masks for Dropout. */
-    float **z, **a, **mask;
+    /* Per layer: pre-activation z (Dense, Conv) and output a (NULL: the identity, whose
+     * output is its input); masks for Dropout; max pooling's argmax; BatchNormalization's
+     * normalized values and inverse deviations. */
+    float **z, **a, **mask, **xhat, **inv_std;
+    int32_t **argmax;
+    float *col;       /* convolutions' im2col workspace */
+    int col_rows;     /* the rows it was sized for (maas__conv_chunk_rows) */
     const float **in; /* input of each layer during the last forward */
     float *d[2];      /* ping-pong deltas, batch x max width */
     float *grad;      /* n_params */
@@ -183,9 +191,14 @@ static int update_isa(void);
 
 void maas_trainer_free(maas_trainer *tr) {
     if (!tr) return;
+    for (int i = 0; tr->argmax && i < tr->m->n_layers; i++) free(tr->argmax[i]);
+    free(tr->argmax);
     free(tr->z);
     free(tr->a);
     free(tr->mask);
+    free(tr->xhat);
+    free(tr->inv_std);
+    free(tr->col);
     free(tr->in);
     free(tr->grad);
     for (int i = 0; i < 3; i++) free(tr->slot[i]);
@@ -203,6 +216,26 @@ static int output_is_fused(const maas_model *m, maas_loss loss) {
     return 0;
 }
 
+/* Floats per row a layer holds in the trainer's block (the argmax is apart). */
+static size_t layer_cells(const maas_layer *l) {
+    size_t n = (size_t)l->n_out;
+    switch (l->spec.kind) {
+    case MAAS_LAYER_DENSE:
+    case MAAS_LAYER_CONV:
+    case MAAS_LAYER_DROPOUT:
+        return 2 * n;
+    case MAAS_LAYER_BATCHNORM: /* + the inverse deviations, one per channel: counted per row */
+        return 2 * n + (size_t)l->in.d[l->in.rank - 1];
+    case MAAS_LAYER_MAXPOOL:
+    case MAAS_LAYER_AVGPOOL:
+    case MAAS_LAYER_GAP:
+    case MAAS_LAYER_EMBEDDING:
+        return n;
+    default:
+        return 0;
+    }
+}
+
 static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch, maas_rng *rng,
                                  int for_training, maas_err *code, char *errstr,
                                  size_t errstr_size) {
@@ -213,18 +246,21 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
         return NULL;
     }
     int maxw = m->n_inputs;
-    size_t cells = 0;
+    size_t cells = 0, col = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
         maxw = l->n_out > maxw ? l->n_out : maxw;
-        /* Dense: z and a; Dropout: a and mask. */
-        cells += 2 * (size_t)batch * (size_t)l->n_out;
+        cells += (size_t)batch * layer_cells(l);
+        if (l->spec.kind == MAAS_LAYER_CONV) {
+            size_t n = maas_conv_col_floats(&l->geom, (size_t)maas__conv_chunk_rows(l, batch));
+            col = n > col ? n : col;
+        }
     }
     cells += 2 * (size_t)batch * (size_t)maxw;
-    if (cells > ((size_t)1 << 31)) {
+    if (cells + col > ((size_t)1 << 31)) {
         *code = maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
                           "batch of %d rows needs %zu activation cells, over the 2^31 limit", batch,
-                          cells);
+                          cells + col);
         return NULL;
     }
     maas_trainer *tr = calloc(1, sizeof(*tr));
@@ -240,19 +276,48 @@ static maas_trainer *trainer_new(maas_model *m, const maas_compile *c, int batch
     tr->z = calloc(nl, sizeof(float *));
     tr->a = calloc(nl, sizeof(float *));
     tr->mask = calloc(nl, sizeof(float *));
+    tr->xhat = calloc(nl, sizeof(float *));
+    tr->inv_std = calloc(nl, sizeof(float *));
+    tr->argmax = calloc(nl, sizeof(int32_t *));
     tr->in = calloc(nl, sizeof(float *));
     tr->block = malloc(cells * sizeof(float));
-    tr->grad = calloc(m->n_params, sizeof(float));
-    if (!tr->z || !tr->a || !tr->mask || !tr->in || !tr->block || !tr->grad) goto oom;
+    tr->grad = calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    tr->col_rows = batch;
+    if (col && !(tr->col = malloc(col * sizeof(float)))) goto oom;
+    if (!tr->z || !tr->a || !tr->mask || !tr->xhat || !tr->inv_std || !tr->argmax || !tr->in ||
+        !tr->block || !tr->grad)
+        goto oom;
     float *p = tr->block;
     for (int i = 0; i < m->n_layers; i++) {
-        size_t n = (size_t)batch * (size_t)m->layers[i].n_out;
-        if (m->layers[i].spec.kind == MAAS_LAYER_DENSE)
-            tr->z[i] = p;
-        else
-            tr->mask[i] = p;
-        tr->a[i] = p + n;
-        p += 2 * n;
+        const maas_layer *l = &m->layers[i];
+        size_t n = (size_t)batch * (size_t)l->n_out;
+        switch (l->spec.kind) {
+        case MAAS_LAYER_DENSE:
+        case MAAS_LAYER_CONV:
+            tr->z[i] = p, p += n;
+            tr->a[i] = p, p += n;
+            break;
+        case MAAS_LAYER_DROPOUT:
+            tr->mask[i] = p, p += n;
+            tr->a[i] = p, p += n;
+            break;
+        case MAAS_LAYER_BATCHNORM:
+            tr->xhat[i] = p, p += n;
+            tr->a[i] = p, p += n;
+            tr->inv_std[i] = p, p += (size_t)l->in.d[l->in.rank - 1];
+            break;
+        case MAAS_LAYER_MAXPOOL:
+            if (!(tr->argmax[i] = malloc(n * sizeof(int32_t)))) goto oom;
+            tr->a[i] = p, p += n;
+            break;
+        case MAAS_LAYER_AVGPOOL:
+        case MAAS_LAYER_GAP:
+        case MAAS_LAYER_EMBEDDING:
+            tr->a[i] = p, p += n;
+            break;
+        default: /* Flatten, Reshape: the identity */
+            break;
+        }
     }
     tr->d[0] = p;
     tr->d[1] = p + (size_t)batch * (size_t)maxw;
@@ -313,15 +378,21 @@ void maas_trainer_set_profile(maas_trainer *tr, maas_train_profile *p) {
     tr->prof = p;
 }
 
+/* What a forward pass is for: a training step (dropout on, BatchNormalization on the batch's
+ * statistics, moving them), a gradient (no dropout, the batch's statistics, nothing moved) or
+ * an evaluation (no dropout, the moving statistics). */
+enum { PASS_STEP = 0, PASS_GRAD, PASS_EVAL };
+
 /* Forward pass; returns the output buffer (rows x n_outputs). */
-static const float *forward(maas_trainer *tr, const float *x, int rows, int training) {
-    const maas_model *m = tr->m;
+static const float *forward(maas_trainer *tr, const float *x, int rows, int pass) {
+    maas_model *m = tr->m;
     const float *in = x;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
         tr->in[i] = in;
         size_t n = (size_t)rows * (size_t)l->n_out;
-        if (l->spec.kind == MAAS_LAYER_DENSE) {
+        switch (l->spec.kind) {
+        case MAAS_LAYER_DENSE: {
             float *z = tr->z[i];
             const float *w = m->params + l->w_off;
             float beta = 0.0f;
@@ -336,17 +407,70 @@ static const float *forward(maas_trainer *tr, const float *x, int rows, int trai
             maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), tr->a[i], (size_t)rows,
                              l->n_out);
             in = tr->a[i];
-        } else if (training && l->spec.rate > 0.0f) {
-            /* Inverted dropout: keep with probability 1 - rate, scale by 1 / (1 - rate). */
-            float keep = 1.0f - l->spec.rate, scale = 1.0f / keep;
-            for (size_t k = 0; k < n; k++) {
-                tr->mask[i][k] = maas_rng_uniform(tr->rng) < (double)keep ? scale : 0.0f;
-                tr->a[i][k] = in[k] * tr->mask[i][k];
+            break;
+        }
+        case MAAS_LAYER_CONV: {
+            int chunk = maas__conv_chunk_rows(l, tr->col_rows);
+            const float *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
+            double t0 = tr->prof ? maas_mono_s() : 0.0;
+            for (int r = 0; r < rows; r += chunk) {
+                int k = rows - r < chunk ? rows - r : chunk;
+                maas_conv_forward(&l->geom, in + (size_t)r * l->n_in, (size_t)k,
+                                  m->params + l->w_off, bias, tr->col,
+                                  tr->z[i] + (size_t)r * l->n_out);
+            }
+            if (tr->prof) {
+                tr->prof->gemm_s += maas_mono_s() - t0;
+                tr->prof->gemm_flops +=
+                    2.0 * rows * (double)l->n_out * l->geom.kh * l->geom.kw * l->geom.c;
+            }
+            memcpy(tr->a[i], tr->z[i], n * sizeof(float));
+            maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), tr->a[i],
+                             (size_t)rows * (size_t)(l->n_out / l->geom.f), l->geom.f);
+            in = tr->a[i];
+            break;
+        }
+        case MAAS_LAYER_DROPOUT:
+            if (pass == PASS_STEP && l->spec.rate > 0.0f) {
+                /* Inverted dropout: keep with probability 1 - rate, scale by 1 / (1 - rate). */
+                float keep = 1.0f - l->spec.rate, scale = 1.0f / keep;
+                for (size_t k = 0; k < n; k++) {
+                    tr->mask[i][k] = maas_rng_uniform(tr->rng) < (double)keep ? scale : 0.0f;
+                    tr->a[i][k] = in[k] * tr->mask[i][k];
+                }
+                in = tr->a[i];
+            } else {
+                for (size_t k = 0; k < n; k++) tr->mask[i][k] = 1.0f;
+                /* identity: pass the input through without a copy */
+            }
+            break;
+        case MAAS_LAYER_MAXPOOL:
+            maas_maxpool_forward(&l->geom, in, (size_t)rows, tr->a[i], tr->argmax[i]);
+            in = tr->a[i];
+            break;
+        case MAAS_LAYER_BATCHNORM:
+            if (pass != PASS_EVAL) {
+                maas_bn_params bp = maas__layer_bn_params(l, m->params);
+                size_t s;
+                int c;
+                maas__layer_bn_extent(l, &s, &c);
+                float *mm = m->params + maas__layer_weight(l, "moving_mean")->off;
+                float *mv = m->params + maas__layer_weight(l, "moving_variance")->off;
+                maas_bn_train(&bp, in, (size_t)rows, s, tr->a[i], tr->xhat[i], tr->inv_std[i],
+                              pass == PASS_STEP ? mm : NULL, pass == PASS_STEP ? mv : NULL);
+            } else {
+                maas__layer_forward(m, l, in, rows, NULL, 0, tr->a[i]);
             }
             in = tr->a[i];
-        } else {
-            for (size_t k = 0; k < n; k++) tr->mask[i][k] = 1.0f;
-            /* identity: pass the input through without a copy */
+            break;
+        case MAAS_LAYER_AVGPOOL:
+        case MAAS_LAYER_GAP:
+        case MAAS_LAYER_EMBEDDING:
+            maas__layer_forward(m, l, in, rows, NULL, 0, tr->a[i]);
+            in = tr->a[i];
+            break;
+        default: /* Flatten, Reshape: the identity */
+            break;
         }
     }
     return in;
@@ -494,31 +618,82 @@ static void backward(maas_trainer *tr, int rows) {
     int cur = 0;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const maas_layer *l = &m->layers[i];
-        float *g = tr->d[cur];
-        if (l->spec.kind == MAAS_LAYER_DROPOUT) {
-            size_t n = (size_t)rows * (size_t)l->n_out;
+        float *g = tr->d[cur], *dx = tr->d[cur ^ 1];
+        size_t n = (size_t)rows * (size_t)l->n_out;
+        int below = 0; /* a layer with weights below this one: the input's gradient is needed */
+        for (int j = 0; j < i; j++) below |= maas__layer_has_weights(&m->layers[j]);
+        switch (l->spec.kind) {
+        case MAAS_LAYER_DROPOUT:
             for (size_t k = 0; k < n; k++) g[k] *= tr->mask[i][k];
             continue;
-        }
-        if (!(tr->fused && i == m->n_layers - 1))
-            maas_act_backward(l->spec.act, maas_act_alpha(&l->spec), tr->z[i], tr->a[i], g,
-                              (size_t)rows, l->n_out);
-        /* dW = in^T . dz ; db = column sums of dz ; dx = dz . W^T */
-        tr_gemm(tr, 1, 0, l->n_in, l->n_out, rows, tr->in[i], l->n_in, g, l->n_out, 0.0f,
-                tr->grad + l->w_off, l->n_out);
-        if (l->spec.use_bias) {
-            float *db = tr->grad + l->b_off;
-            memcpy(db, g, (size_t)l->n_out * sizeof(float));
-            for (int r = 1; r < rows; r++) {
-                const float *gr = g + (size_t)r * l->n_out;
-                for (int j = 0; j < l->n_out; j++) db[j] += gr[j];
+        case MAAS_LAYER_DENSE:
+            if (!(tr->fused && i == m->n_layers - 1))
+                maas_act_backward(l->spec.act, maas_act_alpha(&l->spec), tr->z[i], tr->a[i], g,
+                                  (size_t)rows, l->n_out);
+            /* dW = in^T . dz ; db = column sums of dz ; dx = dz . W^T */
+            tr_gemm(tr, 1, 0, l->n_in, l->n_out, rows, tr->in[i], l->n_in, g, l->n_out, 0.0f,
+                    tr->grad + l->w_off, l->n_out);
+            if (l->spec.use_bias) {
+                float *db = tr->grad + l->b_off;
+                memcpy(db, g, (size_t)l->n_out * sizeof(float));
+                for (int r = 1; r < rows; r++) {
+                    const float *gr = g + (size_t)r * l->n_out;
+                    for (int j = 0; j < l->n_out; j++) db[j] += gr[j];
+                }
             }
+            if (!below) return; /* no gradient needed below the first layer with weights */
+            tr_gemm(tr, 0, 1, rows, l->n_in, l->n_out, g, l->n_out, m->params + l->w_off, l->n_out,
+                    0.0f, dx, l->n_in);
+            break;
+        case MAAS_LAYER_CONV: {
+            maas_act_backward(l->spec.act, maas_act_alpha(&l->spec), tr->z[i], tr->a[i], g,
+                              (size_t)rows * (size_t)(l->n_out / l->geom.f), l->geom.f);
+            int chunk = maas__conv_chunk_rows(l, tr->col_rows);
+            double t0 = tr->prof ? maas_mono_s() : 0.0;
+            for (int r = 0; r < rows; r += chunk) {
+                int k = rows - r < chunk ? rows - r : chunk;
+                maas_conv_backward(&l->geom, tr->in[i] + (size_t)r * l->n_in, (size_t)k,
+                                   m->params + l->w_off, g + (size_t)r * l->n_out, tr->col,
+                                   tr->grad + l->w_off,
+                                   l->spec.use_bias ? tr->grad + l->b_off : NULL,
+                                   below ? dx + (size_t)r * l->n_in : NULL, r > 0);
+            }
+            if (tr->prof) {
+                tr->prof->gemm_s += maas_mono_s() - t0;
+                tr->prof->gemm_flops += (below ? 4.0 : 2.0) * rows * (double)l->n_out * l->geom.kh *
+                                        l->geom.kw * l->geom.c;
+            }
+            if (!below) return;
+            break;
         }
-        int earlier_dense = 0;
-        for (int j = 0; j < i; j++) earlier_dense |= m->layers[j].spec.kind == MAAS_LAYER_DENSE;
-        if (!earlier_dense) break; /* no gradient needed below the first Dense */
-        tr_gemm(tr, 0, 1, rows, l->n_in, l->n_out, g, l->n_out, m->params + l->w_off, l->n_out,
-                0.0f, tr->d[cur ^ 1], l->n_in);
+        case MAAS_LAYER_MAXPOOL:
+            if (!below) return;
+            maas_maxpool_backward(&l->geom, g, (size_t)rows, tr->argmax[i], dx);
+            break;
+        case MAAS_LAYER_AVGPOOL:
+        case MAAS_LAYER_GAP:
+            if (!below) return;
+            maas_avgpool_backward(&l->geom, g, (size_t)rows, dx);
+            break;
+        case MAAS_LAYER_BATCHNORM: {
+            maas_bn_params bp = maas__layer_bn_params(l, m->params);
+            const maas_weight *wg = maas__layer_weight(l, "gamma"),
+                              *wb = maas__layer_weight(l, "beta");
+            size_t s;
+            int c;
+            maas__layer_bn_extent(l, &s, &c);
+            maas_bn_backward(&bp, g, (size_t)rows, s, tr->xhat[i], tr->inv_std[i],
+                             wg ? tr->grad + wg->off : NULL, wb ? tr->grad + wb->off : NULL, dx);
+            if (!below) return;
+            break;
+        }
+        case MAAS_LAYER_EMBEDDING:
+            maas_embed_backward(tr->in[i], (size_t)rows * (size_t)l->n_in, g, l->spec.vocab,
+                                l->spec.units, tr->grad + l->w_off);
+            return; /* the first layer */
+        default:    /* Flatten, Reshape: the gradient passes as it is */
+            continue;
+        }
         cur ^= 1;
     }
 }
@@ -699,7 +874,7 @@ static maas_err run_grad(maas_trainer *tr, const float *x, const float *y, int r
                          double *loss, double *acc_sum, char *errstr, size_t errstr_size) {
     maas_err err = check_rows(tr, rows, errstr, errstr_size);
     if (err) return err;
-    const float *out = forward(tr, x, rows, training);
+    const float *out = forward(tr, x, rows, training ? PASS_STEP : PASS_GRAD);
     int last = tr->m->n_layers - 1;
     const float *z = tr->m->layers[last].spec.kind == MAAS_LAYER_DENSE ? tr->z[last] : NULL;
     double l = loss_and_grad(tr, out, z, y, rows, tr->d[0]);
@@ -745,7 +920,7 @@ maas_err maas_trainer_loss(maas_trainer *tr, const float *x, const float *y, int
                            double *acc_sum, char *errstr, size_t errstr_size) {
     maas_err err = check_rows(tr, rows, errstr, errstr_size);
     if (err) return err;
-    const float *out = forward(tr, x, rows, 0);
+    const float *out = forward(tr, x, rows, PASS_EVAL);
     int last = tr->m->n_layers - 1;
     const float *z = tr->m->layers[last].spec.kind == MAAS_LAYER_DENSE ? tr->z[last] : NULL;
     if (loss) *loss = loss_and_grad(tr, out, z, y, rows, NULL);

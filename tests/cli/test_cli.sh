@@ -170,6 +170,32 @@ expect 0 "" -- "$maas" evaluate -m m3.h5 --data d.h5:/x --labels d.h5:/y --forma
 expect 0 "" -- "$maas" predict -m m3.h5 --data d.h5:/x
 [[ $(wc -l < out.txt) -eq 200 && $(head -1 out.txt | tr ',' '\n' | wc -l) -eq 3 ]] && ok || bad "3-class predict shape"
 
+# --- images: a rank-3 HDF5 dataset gives flat rows (channels last); a small CNN trains on it,
+# inspect shows the shapes, and the same images as a flat 2-D dataset predict the same
+/usr/bin/python3 - <<'PY'
+import h5py, numpy as np
+r = np.random.default_rng(2)
+x = r.uniform(size=(120, 6, 6)).astype("float32")
+y = (x[:, :3, :].mean((1, 2)) > x[:, 3:, :].mean((1, 2))).astype("int64")
+with h5py.File("img.h5", "w") as f:
+    f["x"], f["flat"], f["y"] = x, x.reshape(120, 36), y
+PY
+expect 0 "120 rows x 36 features" -- "$maas" fit --data img.h5:/x --labels img.h5:/y \
+  --layers reshape:6x6x1,conv2d:3:3x3:relu:same,batchnorm,maxpool:2x2,flatten,2:softmax \
+  --epochs 3 --seed 1 -o cnn.h5
+expect 0 "" -- "$maas" inspect cnn.h5
+grep -q "conv2d  *Conv2D  *(None, 6, 6, 3)  *relu  *30" out.txt && grep -q "(None, 3, 3, 3)" out.txt \
+  && grep -q "batch_normalization  *BatchNormalization" out.txt && ok || bad "inspect of a CNN: $(cat out.txt)"
+expect 0 "" -- "$maas" predict -m cnn.h5 --data img.h5:/x
+mv out.txt p3.txt
+expect 0 "" -- "$maas" predict -m cnn.h5 --data img.h5:/flat
+cmp -s out.txt p3.txt && [[ $(wc -l < p3.txt) -eq 120 ]] && ok || bad "rank-3 and flat rows predict differently"
+expect 1 "needs inputs of (height, width, channels)" -- "$maas" fit --data img.h5:/x \
+  --labels img.h5:/y --layers conv2d:3:3x3,flatten,2:softmax -o x.h5
+expect 2 "is not conv2d:FILTERS:KHxKW" -- "$maas" fit --data img.h5:/x --labels img.h5:/y \
+  --layers reshape:6x6x1,conv2d:3:3,flatten,2:softmax -o x.h5
+expect 1 "quantization supports Dense" -- "$maas" optimize -m cnn.h5 --quantize int8 -o q.h5
+
 # --- a large HDF5 matrix (16.8 MB: trained on as read, its pages asked for in one go), read
 # whole: the predictions are numpy's on the same weights, and a NaN in its last cell is found
 /usr/bin/python3 - <<'PY'

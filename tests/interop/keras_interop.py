@@ -10,6 +10,10 @@
    --dequantize load in Keras and predict what maas does.
 4. A bf16 model (`maas optimize --bf16`) loads in Keras as it is, with bf16-valued kernels,
    and predicts what maas does on the same weights in float32.
+5. Keras-trained models with Conv1D/2D, Max/AveragePooling1D/2D, GlobalAveragePooling1D/2D,
+   BatchNormalization (moving statistics trained away from 0 and 1), Embedding, Flatten and
+   Reshape serve through `maas predict` with Keras's answers; models with all of them trained
+   by `maas fit` load in Keras and predict what maas does.
 usage: python keras_interop.py MAAS_BINARY PIMA_CSV WORKDIR
 """
 import os
@@ -151,6 +155,69 @@ gap = float(np.max(np.abs(bf16_out - kb.predict(x, verbose=0))))
 print(f"bf16 inference (bf16 inputs) vs keras on the same weights: max |diff| {gap:.5f}")
 if not gap < 0.02:
     failures.append(f"bf16 inference is {gap:.4f} away from its float32 weights in keras")
+
+# 5. convolutional, pooling, normalization and embedding layers, both ways. maas's rows are
+# flat (channels last): an input of rank > 1 is read as a flat row and a Reshape.
+rng = np.random.default_rng(5)
+img = rng.normal(size=(96, 8, 8, 2)).astype(np.float32)
+img_y = rng.integers(0, 3, size=96)
+seq = rng.integers(0, 20, size=(96, 12)).astype(np.float32)
+seq_y = rng.integers(0, 2, size=(96, 1)).astype(np.float32)
+
+
+def rows_csv(name, a):
+    path = os.path.join(WORK, name)
+    flat = a.reshape(a.shape[0], -1)
+    np.savetxt(path, flat, delimiter=",", fmt="%.9g", comments="",
+               header=",".join(f"f{i}" for i in range(flat.shape[1])))
+    return path
+
+
+img_csv, seq_csv = rows_csv("img.csv", img), rows_csv("seq.csv", seq)
+L = keras.layers
+keras.utils.set_random_seed(3)
+ka = keras.Sequential([
+    keras.Input((8, 8, 2)), L.Conv2D(4, 3, padding="same", activation="relu"),
+    L.BatchNormalization(), L.MaxPooling2D(2), L.AveragePooling2D(2, strides=1, padding="same"),
+    L.Conv2D(3, 2, strides=2, activation="tanh"), L.GlobalAveragePooling2D(),
+    L.Dense(3, activation="softmax")])
+ka.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+ka.fit(img, img_y, epochs=2, batch_size=16, verbose=0)  # moving statistics away from 0 and 1
+ka_path = os.path.join(WORK, "keras_cnn2d.h5")
+ka.save(ka_path)
+ours = np.loadtxt(maas("predict", "-m", ka_path, "--data", img_csv).splitlines(), delimiter=",", ndmin=2)
+compare("keras Conv2D/BN/pooling/GAP model -> maas predict", ours, ka.predict(img, verbose=0))
+kb2 = keras.Sequential([
+    keras.Input((12,)), L.Embedding(20, 4), L.Conv1D(6, 3, padding="same", activation="relu"),
+    L.MaxPooling1D(2), L.BatchNormalization(), L.AveragePooling1D(2), L.Flatten(),
+    L.Dense(8, activation="relu"), L.Reshape((2, 4)), L.GlobalAveragePooling1D(),
+    L.Dense(1, activation="sigmoid")])
+kb2.compile(optimizer="adam", loss="binary_crossentropy")
+kb2.fit(seq, seq_y, epochs=2, batch_size=16, verbose=0)
+kb_path = os.path.join(WORK, "keras_seq.h5")
+kb2.save(kb_path)
+ours = np.loadtxt(maas("predict", "-m", kb_path, "--data", seq_csv).splitlines(), delimiter=",", ndmin=2)
+compare("keras Embedding/Conv1D/pooling/BN/Reshape model -> maas predict", ours,
+        kb2.predict(seq, verbose=0))
+np.savetxt(os.path.join(WORK, "img_train.csv"), np.hstack([img.reshape(96, -1), img_y[:, None]]),
+           delimiter=",", fmt="%.9g", comments="",
+           header=",".join([f"f{i}" for i in range(128)] + ["y"]))
+np.savetxt(os.path.join(WORK, "seq_train.csv"), np.hstack([seq, seq_y]), delimiter=",",
+           fmt="%.9g", comments="", header=",".join([f"f{i}" for i in range(12)] + ["y"]))
+for name, layers, data, x_in in [
+        ("cnn2d", "reshape:8x8x2,conv2d:4:3x3:relu:same,batchnorm,maxpool:2x2,"
+                  "avgpool:2x2:s1x1:same,conv2d:3:2x2:tanh:s2x2,gap2d,3:softmax",
+         "img_train.csv", img),
+        ("seq", "embedding:20:4,conv1d:6:3:relu:same,maxpool:2,batchnorm,avgpool:2,flatten,"
+                "8:relu,reshape:2x4,gap1d,1:sigmoid", "seq_train.csv", seq)]:
+    path = os.path.join(WORK, f"maas_{name}.h5")
+    maas("fit", "--data", os.path.join(WORK, data), "--label", "y", "--layers", layers,
+         "--epochs", "2", "--batch-size", "16", "--seed", "3", "-q", "-o", path)
+    km = keras.models.load_model(path)
+    ours = np.loadtxt(maas("predict", "-m", path, "--data",
+                           img_csv if name == "cnn2d" else seq_csv).splitlines(), delimiter=",", ndmin=2)
+    compare(f"maas fit {name} -> keras load_model predict", ours,
+            km.predict(x_in.reshape(x_in.shape[0], -1), verbose=0))
 
 if failures:
     print("FAILED:\n  " + "\n  ".join(failures))

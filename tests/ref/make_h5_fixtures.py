@@ -229,20 +229,58 @@ def bad(out):
         rows.append((name, code, text))
 
     case("functional", "UNKNOWN_NAME", "Sequential models only", model_class="Functional")
-    case("conv2d", "UNKNOWN_NAME", "Conv2D", layers=[inl, {"class_name": "Conv2D",
+    case("conv2d", "BAD_FORMAT", "filters and kernel_size", layers=[inl, {"class_name": "Conv2D",
          "config": {"name": "conv2d", "filters": 3}}, dense_cfg("dense_1", 1, "sigmoid")])
+    # the layers beyond Dense: what maas does not support is named, malformed configs refused
+    img = {"class_name": "InputLayer", "config": {"batch_shape": [None, 2, 2, 1]}}
+
+    def conv(**cfg):
+        return {"class_name": "Conv2D", "config": {"name": "c", "filters": 1, "kernel_size": [1, 1],
+                                                   **cfg}}
+    flat = {"class_name": "Flatten", "config": {"name": "f"}}
+    case("conv3d", "UNKNOWN_NAME", "Conv3D", layers=[img, {"class_name": "Conv3D",
+         "config": {"name": "c3", "filters": 1}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("dilation", "UNKNOWN_NAME", "dilation_rate",
+         layers=[img, conv(dilation_rate=[2, 2]), flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("channels_first", "UNKNOWN_NAME", "channels_first",
+         layers=[img, conv(data_format="channels_first"), flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("causal", "UNKNOWN_NAME", "padding 'causal'",
+         layers=[img, conv(padding="causal"), flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("kernel_zero", "BAD_FORMAT", "filters and kernel_size",
+         layers=[img, conv(kernel_size=[0, 1]), flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("conv_flat_input", "BAD_FORMAT", "reshape:", layers=[inl, {"class_name": "Conv1D",
+         "config": {"name": "c1", "filters": 1, "kernel_size": 1}}, flat,
+         dense_cfg("dense_1", 1, "sigmoid")])
+    case("dense_on_image", "BAD_FORMAT", "put a flatten",
+         layers=[img, dense_cfg("dense_1", 1, "sigmoid")])
+    case("reshape_minus1", "BAD_FORMAT", "target_shape", layers=[inl, {"class_name": "Reshape",
+         "config": {"name": "r", "target_shape": [-1, 2]}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("reshape_size", "BAD_FORMAT", "cannot reshape", layers=[inl, {"class_name": "Reshape",
+         "config": {"name": "r", "target_shape": [3, 2]}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("mask_zero", "UNKNOWN_NAME", "mask_zero", layers=[inl, {"class_name": "Embedding",
+         "config": {"name": "e", "input_dim": 5, "output_dim": 2, "mask_zero": True}}, flat,
+         dense_cfg("dense_1", 1, "sigmoid")])
+    case("bn_axis", "BAD_FORMAT", "only the last axis", layers=[img, {"class_name":
+         "BatchNormalization", "config": {"name": "b", "axis": 1}}, flat,
+         dense_cfg("dense_1", 1, "sigmoid")])
+    case("pool_huge", "BAD_FORMAT", "pool_size", layers=[img, {"class_name": "MaxPooling2D",
+         "config": {"name": "p", "pool_size": [10 ** 9, 1]}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("pool_too_big", "BAD_FORMAT", "does not fit", layers=[img, {"class_name": "MaxPooling2D",
+         "config": {"name": "p", "pool_size": [3, 3]}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
+    case("rank4_input", "BAD_FORMAT", "batch_shape", layers=[{"class_name": "InputLayer",
+         "config": {"batch_shape": [None, 2, 2, 2, 1]}}, flat, dense_cfg("dense_1", 1, "sigmoid")])
     case("custom", "UNKNOWN_NAME", "MyLayer", layers=[inl, {"class_name": "MyLayer",
          "config": {"name": "mine"}}, dense_cfg("dense_1", 1, "sigmoid")])
     case("swish", "UNKNOWN_NAME", "unknown activation 'swish'",
          layers=[inl, dense_cfg("dense", 3, "swish"), dense_cfg("dense_1", 1, "sigmoid")])
     case("units_absurd", "BAD_FORMAT", "units must be",
          layers=[inl, dense_cfg("dense", 10 ** 9, "relu"), dense_cfg("dense_1", 1, "sigmoid")])
-    case("rank3", "BAD_FORMAT", "flat feature vectors",
+    case("rank3", "BAD_FORMAT", "put a flatten",
          layers=[{"class_name": "InputLayer", "config": {"batch_input_shape": [None, 2, 2]}},
                  dense_cfg("dense", 3, "relu"), dense_cfg("dense_1", 1, "sigmoid")])
     case("kernel_shape", "SHAPE_MISMATCH", "kernel is 5x3",
          weights=[tf_weights("dense", np.ones((5, 3)), p[0][1]), base_w[1]])
-    case("bias_shape", "SHAPE_MISMATCH", "bias has 2 entries",
+    case("bias_shape", "SHAPE_MISMATCH", "bias is 2, the model needs 3",
          weights=[tf_weights("dense", p[0][0], np.ones(2)), base_w[1]])
     nan_w = p[0][0].copy()
     nan_w[1, 1] = np.nan

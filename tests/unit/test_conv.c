@@ -71,7 +71,14 @@ static void check_conv(int h, int w, int c, int kh, int kw, int sh, int sw, int 
                     double got = y[r * out + ((size_t)oy * ow + ox) * f + fo];
                     assert_true(fabs(got - s) <= bound(terms, mag));
                 }
-    maas_conv_backward(&g, x, rows, k, dy, col, dk, db, dx);
+    maas_conv_backward(&g, x, rows, k, dy, col, dk, db, dx, 0);
+    /* the same batch in two chunks, the second adding to the first (a trainer's large batch) */
+    float *dkc = malloc(kn * sizeof(float)), *dbc = malloc((size_t)f * sizeof(float));
+    assert_true(dkc && dbc);
+    size_t r1 = rows > 1 ? rows / 2 : rows;
+    maas_conv_backward(&g, x, r1, k, dy, col, dkc, dbc, NULL, 0);
+    if (rows > r1)
+        maas_conv_backward(&g, x + r1 * in, rows - r1, k, dy + r1 * out, col, dkc, dbc, NULL, 1);
     /* dK[ky,kx,ci,fo] = sum over samples and positions of x . dy */
     int positions = (int)rows * oh * ow;
     for (int ky = 0; ky < kh; ky++)
@@ -89,8 +96,9 @@ static void check_conv(int h, int w, int c, int kh, int kw, int sh, int sw, int 
                                 s += p;
                                 mag += fabs(p);
                             }
-                    double got = dk[(((size_t)ky * kw + kx) * c + ci) * f + fo];
-                    assert_true(fabs(got - s) <= bound(positions, mag));
+                    size_t at = (((size_t)ky * kw + kx) * c + ci) * f + fo;
+                    assert_true(fabs(dk[at] - s) <= bound(positions, mag));
+                    assert_true(fabs(dkc[at] - s) <= bound(positions, mag));
                 }
     for (int fo = 0; fo < f; fo++) {
         double s = 0, mag = 0;
@@ -99,7 +107,10 @@ static void check_conv(int h, int w, int c, int kh, int kw, int sh, int sw, int 
             mag += fabs(dy[p * f + fo]);
         }
         assert_true(fabs(db[fo] - s) <= bound(positions, mag));
+        assert_true(fabs(dbc[fo] - s) <= bound(positions, mag));
     }
+    free(dkc);
+    free(dbc);
     /* dx: every window cell that read x[i] sends back dy . k */
     double *ex = calloc(rows * in, sizeof(double)), *em = calloc(rows * in, sizeof(double));
     assert_true(ex && em);
@@ -125,7 +136,7 @@ static void check_conv(int h, int w, int c, int kh, int kw, int sh, int sw, int 
     /* without a bias or an input gradient: the same kernel gradient */
     float *dk2 = malloc(kn * sizeof(float));
     assert_non_null(dk2);
-    maas_conv_backward(&g, x, rows, k, dy, col, dk2, NULL, NULL);
+    maas_conv_backward(&g, x, rows, k, dy, col, dk2, NULL, NULL, 0);
     assert_memory_equal(dk, dk2, kn * sizeof(float));
     free(ex);
     free(em);

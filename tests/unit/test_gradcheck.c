@@ -21,17 +21,6 @@ static double loss_of(maas_trainer *tr, const float *x, const float *y) {
     return l;
 }
 
-static double central(maas_trainer *tr, maas_model *m, size_t i, float h, const float *x,
-                      const float *y) {
-    float w = m->params[i];
-    m->params[i] = w + h;
-    double lp = loss_of(tr, x, y);
-    m->params[i] = w - h;
-    double lm = loss_of(tr, x, y);
-    m->params[i] = w;
-    return (lp - lm) / (2.0 * (double)h);
-}
-
 static void check_case(maas_act hidden, maas_act out_act, int k, maas_loss loss, int hidden_bias,
                        int with_dropout, tally *t) {
     char err[MAAS_ERRSTR_SIZE];
@@ -82,8 +71,8 @@ static void check_case(maas_act hidden, maas_act out_act, int k, maas_loss loss,
     float *ana = malloc(m->n_params * sizeof(float));
     memcpy(ana, g, m->n_params * sizeof(float));
     for (size_t i = 0; i < m->n_params; i++) {
-        double n1 = central(tr, m, i, 2e-3f, x, y);
-        double n2 = central(tr, m, i, 1e-3f, x, y);
+        double n1 = maas_test_central(loss_of, tr, m, i, 2e-3f, x, y);
+        double n2 = maas_test_central(loss_of, tr, m, i, 1e-3f, x, y);
         /* Two step sizes disagree only where the loss has a kink (relu at 0, mae at
          * 0, a clipping boundary) within reach: a finite difference means nothing
          * there, so the parameter is skipped (and counted). */

@@ -85,4 +85,19 @@ __attribute__((constructor)) static void maas_test_cpu_gate(void) {
 #define MAAS_SOURCE_DIR "."
 #endif
 
+/* The loss of a trainer's model at its current weights (a test's choice of pass). */
+typedef double (*maas_test_loss_fn)(maas_trainer *tr, const float *x, const float *y);
+
+/* Central difference of loss with respect to parameter i, step h; the weight is restored. */
+static inline double maas_test_central(maas_test_loss_fn loss, maas_trainer *tr, maas_model *m,
+                                       size_t i, float h, const float *x, const float *y) {
+    float w = m->params[i];
+    m->params[i] = w + h;
+    double lp = loss(tr, x, y);
+    m->params[i] = w - h;
+    double lm = loss(tr, x, y);
+    m->params[i] = w;
+    return (lp - lm) / (2.0 * (double)h);
+}
+
 #endif

@@ -51,11 +51,13 @@ void maas_conv_forward(const maas_conv_geom *g, const float *x, size_t rows, con
                        const float *bias, float *col, float *y);
 /*
  * Gradients of a convolution from dy (rows x oh*ow*f) at input x: dkernel and dbias (NULL:
- * no bias) are overwritten; dx (NULL: not wanted) gets the input's gradient. col: a workspace
- * of maas_conv_col_floats floats (it holds im2col(x) on return).
+ * no bias) are overwritten, or added to when accumulate (a batch taken in chunks); dx (NULL:
+ * not wanted) gets the input's gradient. col: a workspace of maas_conv_col_floats floats (it
+ * holds im2col(x) on return).
  */
 void maas_conv_backward(const maas_conv_geom *g, const float *x, size_t rows, const float *kernel,
-                        const float *dy, float *col, float *dkernel, float *dbias, float *dx);
+                        const float *dy, float *col, float *dkernel, float *dbias, float *dx,
+                        int accumulate);
 
 /* Max pooling: y (rows x oh*ow*c); argmax (same count, may be NULL): each output's input
  * index within its sample, for the backward pass. */

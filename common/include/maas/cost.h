@@ -35,7 +35,9 @@ int maas_job_cost_json(const maas_job_cost *c, char *buf, size_t size);
 maas_err maas_job_cost_parse(const char *text, size_t len, maas_job_cost *c, char *errstr,
                              size_t errstr_size);
 
-/* Operations of one row through m, forward. */
+/* Operations of one row through m, forward: 2 per multiply-add of the Dense and convolution
+ * kernels and of BatchNormalization's scale and shift (pooling, gathers and reshapes count
+ * none). */
 double maas_flops_forward(const maas_model *m);
 /* Operations of one training row: forward, kernel gradients, input gradients (above). */
 double maas_flops_train_row(const maas_model *m);

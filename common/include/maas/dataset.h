@@ -42,8 +42,10 @@ maas_err maas_table_split(const maas_table *t, int label_col, float **x, float *
                           size_t errstr_size);
 
 /*
- * Reads a 1-D or 2-D numeric dataset from an HDF5 file (path, dataset path
- * such as "/x") as a table with columns named "0", "1", ... (HDF5 adapter).
+ * Reads a numeric dataset of 1 to 4 dimensions from an HDF5 file (path, dataset path
+ * such as "/x") as a table with columns named "0", "1", ... (HDF5 adapter): the first
+ * dimension is the rows, the rest flattened row-major (an (n, 28, 28) image set gives 784
+ * columns, channels last).
  */
 maas_err maas_h5_read_matrix(const char *path, const char *dataset, maas_table *out, char *errstr,
                              size_t errstr_size);

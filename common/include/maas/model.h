@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "maas/conv.h" /* maas_conv_geom */
 #include "maas/err.h"
 #include "maas/qkernel.h" /* the int8 floor below: maas_quant, maas_qkernel */
 #include "maas/rng.h"
@@ -42,10 +43,36 @@ typedef enum maas_init {
     MAAS_INIT_GLOROT_UNIFORM = 0, /* U(-l, l), l = sqrt(6 / (fan_in + fan_out)) */
     MAAS_INIT_HE_NORMAL,          /* truncated normal, stddev sqrt(2 / fan_in) / .8796 */
     MAAS_INIT_ZEROS,
+    MAAS_INIT_RANDOM_UNIFORM, /* U(-0.05, 0.05): Keras's "uniform", Embedding's default */
+    MAAS_INIT_ONES,
     MAAS_INIT__COUNT
 } maas_init;
 
-typedef enum maas_layer_kind { MAAS_LAYER_DENSE = 0, MAAS_LAYER_DROPOUT } maas_layer_kind;
+typedef enum maas_layer_kind {
+    MAAS_LAYER_DENSE = 0,
+    MAAS_LAYER_DROPOUT,
+    MAAS_LAYER_CONV,      /* Conv1D / Conv2D (dims), units = filters */
+    MAAS_LAYER_MAXPOOL,   /* MaxPooling1D / 2D */
+    MAAS_LAYER_AVGPOOL,   /* AveragePooling1D / 2D */
+    MAAS_LAYER_GAP,       /* GlobalAveragePooling1D / 2D */
+    MAAS_LAYER_FLATTEN,   /* identity on rows (channels_last order is Keras's Flatten order) */
+    MAAS_LAYER_RESHAPE,   /* identity on rows; gives them a shape (target) */
+    MAAS_LAYER_BATCHNORM, /* BatchNormalization over the last axis */
+    MAAS_LAYER_EMBEDDING, /* integer inputs -> vocab x units table rows */
+    MAAS_LAYER__COUNT
+} maas_layer_kind;
+
+/*
+ * A sample's shape, channels last: (n) for a feature vector, (steps, channels) for 1-D
+ * layers, (height, width, channels) for 2-D ones. Rows are always flat (the product of the
+ * dimensions, row-major): a model's input is a flat row, and a leading Reshape gives it the
+ * shape its first convolution needs (a Keras model whose input has rank > 1 is read that way).
+ */
+#define MAAS_MAX_RANK 3
+typedef struct maas_shape {
+    int rank; /* 1..MAAS_MAX_RANK */
+    int d[MAAS_MAX_RANK];
+} maas_shape;
 
 /* What a layer is, before any weights exist. Plain data; copy freely. */
 typedef struct maas_layer_spec {
@@ -60,27 +87,80 @@ typedef struct maas_layer_spec {
     maas_init bias_init;
     /* Dropout */
     float rate; /* fraction dropped at training time, in [0, 1) */
+    /* Conv (units = filters, act, use_bias, kernel_init, bias_init), pooling, GAP */
+    int dims;   /* 1 or 2: Conv1D / Conv2D, pooling 1D / 2D, GlobalAveragePooling1D / 2D */
+    int kh, kw; /* kernel or pool window; 1-D: kh = 1 */
+    int sh, sw; /* strides; 1-D: sh = 1 (pooling: Keras's default strides = the window) */
+    int same;   /* padding "same" (1) or "valid" (0) */
+    /* Reshape */
+    maas_shape target;
+    /* BatchNormalization */
+    float epsilon, momentum; /* Keras: 0.001, 0.99 */
+    int center, scale;       /* beta and gamma (Keras: both) */
+    /* Embedding (units = output_dim) */
+    int vocab; /* input_dim */
 } maas_layer_spec;
 
 /* Returns a Dense spec with Keras defaults (bias, glorot_uniform, zeros). */
 maas_layer_spec maas_dense(int units, maas_act act);
 /* Returns a Dropout spec. */
 maas_layer_spec maas_dropout(float rate);
+/* Conv2D (dims 2) or Conv1D (dims 1: kh = sh = 1) with Keras defaults (stride 1, "valid",
+ * bias, glorot_uniform). */
+maas_layer_spec maas_conv(int dims, int filters, int kh, int kw, maas_act act);
+/* Max or average pooling (kind), strides = the window, "valid"; GlobalAveragePooling. */
+maas_layer_spec maas_pool(maas_layer_kind kind, int dims, int kh, int kw);
+maas_layer_spec maas_global_avgpool(int dims);
+maas_layer_spec maas_flatten(void);
+maas_layer_spec maas_reshape(const maas_shape *target);
+/* BatchNormalization with Keras's defaults (momentum 0.99, epsilon 0.001, center, scale). */
+maas_layer_spec maas_batchnorm(void);
+/* Embedding of vocab indices into dim floats (Keras's default init: uniform +-0.05). */
+maas_layer_spec maas_embedding(int vocab, int dim);
+
+/* Keras's class name of a spec ("Conv2D", "MaxPooling1D", ...). */
+const char *maas_layer_class(const maas_layer_spec *s);
+/* The spec as one item of the maas_layers_parse grammar (no name); the length written, or
+ * -1 if it did not fit. */
+int maas_layer_format(const maas_layer_spec *s, char *buf, size_t size);
+/* "(None, 26, 26, 32)" */
+void maas_shape_format(const maas_shape *s, char *buf, size_t size);
 
 /*
- * Parses a compact layer list such as "10:relu,dropout:0.2,1:sigmoid": each
- * item is UNITS[:ACTIVATION[:nobias]] (a Dense layer, linear by default) or
- * dropout:RATE. Fills up to max specs and *n.
+ * Parses a compact layer list such as "10:relu,dropout:0.2,1:sigmoid" or
+ * "reshape:28x28x1,conv2d:32:3x3:relu,maxpool:2x2,flatten,128:relu,10:softmax". Items:
+ *   UNITS[:ACTIVATION[:nobias]]            Dense (linear by default)
+ *   dropout:RATE
+ *   conv2d:FILTERS:KHxKW[:ACT][:sSHxSW][:same][:nobias]   conv1d:FILTERS:K[:ACT][:sS][:same]...
+ *   maxpool:KHxKW[:sSHxSW][:same]  avgpool:...  (a window KH or "K" alone: 1-D)
+ *   gap2d, gap1d (GlobalAveragePooling), flatten, reshape:AxBxC, batchnorm, embedding:VOCAB:DIM
+ * Fills up to max specs and *n.
  */
 maas_err maas_layers_parse(const char *text, maas_layer_spec *out, int max, int *n, char *errstr,
                            size_t errstr_size);
 
-/* A built layer: its spec plus where its parameters sit in model->params. */
+/* One weight array of a layer, as Keras stores it: its name ("kernel", "bias", "gamma",
+ * "beta", "moving_mean", "moving_variance", "embeddings"), shape and place in params. */
+#define MAAS_LAYER_MAX_WEIGHTS 4
+typedef struct maas_weight {
+    const char *name; /* static string */
+    int rank;         /* 1..4 */
+    int dims[4];
+    size_t off, n; /* in model->params; n = the product of dims */
+    int trainable; /* 0: moving statistics (updated by training's forward pass) */
+} maas_weight;
+
+/* A built layer: its spec plus its shapes and where its parameters sit in model->params. */
 typedef struct maas_layer {
     maas_layer_spec spec;
-    int n_in, n_out;
-    size_t w_off; /* kernel offset (Dense only) */
-    size_t b_off; /* bias offset (Dense with bias only) */
+    int n_in, n_out;     /* flat widths of a sample in and out */
+    maas_shape in, out;  /* their shapes */
+    size_t w_off;        /* kernel (Dense, Conv), gamma/first weight (BatchNormalization),
+                          * table (Embedding) */
+    size_t b_off;        /* bias (Dense, Conv with bias) */
+    maas_conv_geom geom; /* Conv, pooling, GAP: the 2-D geometry (1-D: h = 1) */
+    int n_weights;       /* Keras's order */
+    maas_weight weights[MAAS_LAYER_MAX_WEIGHTS];
 } maas_layer;
 
 /* What a model's weights are stored and served as (maas/quant.h). */
@@ -112,7 +192,8 @@ typedef struct maas_net_size {
     size_t n_params;      /* weights and biases */
     int n_outputs;        /* the last layer's width */
     int widest;           /* the widest of the inputs and every layer */
-    size_t cells_per_row; /* sum of every layer's width: activations per row */
+    size_t cells_per_row; /* activations per row (every layer's width, with the scratch of
+                           * convolutions, max pooling and normalization) */
 } maas_net_size;
 
 /*
@@ -153,6 +234,15 @@ maas_err maas_model_init_weights(maas_model *m, maas_rng *rng, char *errstr, siz
 maas_err maas_model_set_standardization(maas_model *m, const float *mean, const float *std,
                                         char *errstr, size_t errstr_size);
 
+/* 1 when every layer is Dense, Dropout, Flatten or Reshape (the last three: the identity on
+ * rows at inference): what int8/bf16 quantization, pruning and explanations take today (they
+ * refuse other models, naming the first other layer). */
+int maas_model_is_mlp(const maas_model *m);
+maas_err maas_model_check_mlp(const maas_model *m, const char *what, char *errstr,
+                              size_t errstr_size);
+/* 1 when the first layer is an Embedding (its inputs are indices, never standardized). */
+int maas_model_takes_indices(const maas_model *m);
+
 /* Kernel / bias of Dense layer i (NULL if not Dense / no bias). Borrowed. */
 float *maas_model_kernel(maas_model *m, int i);
 float *maas_model_bias(maas_model *m, int i);
@@ -187,6 +277,10 @@ void maas_infer_free(maas_infer *inf);
  */
 maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out, char *errstr,
                         size_t errstr_size);
+
+/* Bytes of scratch a context of max_batch rows holds besides its activations (the
+ * convolutions' im2col workspace, at most 16 MiB). */
+size_t maas_infer_scratch_bytes(const maas_model *m, int max_batch);
 
 /* Selects the int8 kernel a context uses for a quantized model (tests compare them). */
 void maas_infer_set_qkernel(maas_infer *inf, maas_qkernel k);
