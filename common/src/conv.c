@@ -67,13 +67,25 @@ static void im2col(const maas_conv_geom *g, const float *x, size_t rows, float *
                         o += kc;
                         continue;
                     }
+                    /* a window row: kw cells of c channels, contiguous in x where inside (a
+                     * plain loop: with few channels, a call per cell would cost more than the
+                     * copy) */
+                    const float *xr = xs + (size_t)iy * g->w * g->c;
+                    int bx = ox * g->sw - g->pl;
+                    if (bx >= 0 && bx + g->kw <= g->w) { /* the whole row inside: one run */
+                        const float *src = xr + (size_t)bx * g->c;
+                        for (size_t q = 0; q < kc; q++) o[q] = src[q];
+                        o += kc;
+                        continue;
+                    }
                     for (int kx = 0; kx < g->kw; kx++, o += g->c) {
                         int ix = ox * g->sw + kx - g->pl;
-                        if (ix < 0 || ix >= g->w)
-                            memset(o, 0, (size_t)g->c * sizeof(float));
-                        else
-                            memcpy(o, xs + ((size_t)iy * g->w + ix) * g->c,
-                                   (size_t)g->c * sizeof(float));
+                        if (ix < 0 || ix >= g->w) {
+                            for (int ci = 0; ci < g->c; ci++) o[ci] = 0.0f;
+                        } else {
+                            const float *src = xr + (size_t)ix * g->c;
+                            for (int ci = 0; ci < g->c; ci++) o[ci] = src[ci];
+                        }
                     }
                 }
     }
@@ -154,17 +166,29 @@ void maas_maxpool_forward(const maas_conv_geom *g, const float *x, size_t rows, 
             for (int ox = 0; ox < g->ow; ox++) {
                 int y0, y1, x0, x1;
                 window(g, oy, ox, &y0, &y1, &x0, &x1);
-                for (int ci = 0; ci < g->c; ci++) {
-                    size_t at = cell(g, oy, ox, y0, x0, ci);
-                    for (int ky = y0; ky < y1; ky++)
-                        for (int kx = x0; kx < x1; kx++) {
-                            size_t i = cell(g, oy, ox, ky, kx, ci);
-                            if (xs[i] > xs[at]) at = i; /* the first maximum */
+                size_t o = r * out + ((size_t)oy * g->ow + ox) * g->c;
+                float *yo = y + o;
+                int32_t *ao = argmax ? argmax + o : NULL;
+                /* cells in row-major order, channels contiguous: a later cell wins only when
+                 * strictly greater, so each channel keeps its first maximum */
+                for (int ky = y0; ky < y1; ky++)
+                    for (int kx = x0; kx < x1; kx++) {
+                        size_t base = cell(g, oy, ox, ky, kx, 0);
+                        const float *xi = xs + base;
+                        if (ky == y0 && kx == x0) {
+                            for (int ci = 0; ci < g->c; ci++) yo[ci] = xi[ci];
+                            for (int ci = 0; ao && ci < g->c; ci++) ao[ci] = (int32_t)(base + ci);
+                        } else if (ao) {
+                            for (int ci = 0; ci < g->c; ci++)
+                                if (xi[ci] > yo[ci]) {
+                                    yo[ci] = xi[ci];
+                                    ao[ci] = (int32_t)(base + (size_t)ci);
+                                }
+                        } else {
+                            for (int ci = 0; ci < g->c; ci++)
+                                yo[ci] = xi[ci] > yo[ci] ? xi[ci] : yo[ci];
                         }
-                    size_t o = r * out + ((size_t)oy * g->ow + ox) * g->c + ci;
-                    y[o] = xs[at];
-                    if (argmax) argmax[o] = (int32_t)at;
-                }
+                    }
             }
     }
 }

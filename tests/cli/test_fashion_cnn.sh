@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 23's accuracy target through the CLI a user runs: `maas fit` trains a small CNN
-# (two Conv2D + MaxPooling blocks, Dropout, Dense 128) on Fashion-MNIST's 60 000 training images
-# (Debian's dataset-fashion-mnist, read as a rank-3 HDF5 dataset: rows are the flattened
-# 28x28 images) for 3 epochs; `maas evaluate` on the 10 000 test images must give >= 0.90.
-# The seed is fixed; a CPU whose kernels round differently takes another path to about the same
-# accuracy (0.904-0.906 with three seeds here), so the bound holds with margin from the CNN,
-# not from one machine's trajectory.
+# (two Conv2D + MaxPooling blocks, Dropout 0.4, Dense 256; inputs standardized per pixel) on
+# Fashion-MNIST's 60 000 training images (Debian's dataset-fashion-mnist, read as a rank-3 HDF5
+# dataset: rows are the flattened 28x28 images) for 3 epochs; `maas evaluate` on the 10 000
+# test images must give >= 0.90. The seed is fixed, but a CPU whose kernels round differently
+# takes another path, as another seed does: seeds 1 and 3 gave 0.914 and 0.913 here (the same
+# network with Dense 128 and Dropout 0.3 gave 0.901-0.907 over three seeds: too close to hold
+# every time), so the bound holds by the network's margin, not one machine's trajectory.
 # usage: test_fashion_cnn.sh MAAS_BINARY WORKDIR
 set -euo pipefail
 maas="$1" work="$2"
@@ -23,9 +24,9 @@ for part, out in (("train", "train.h5"), ("t10k", "test.h5")):
         h["x"], h["y"] = x, y
 PY
 layers=reshape:28x28x1,conv2d:32:3x3:relu:same,maxpool:2x2,conv2d:64:3x3:relu:same,maxpool:2x2
-layers+=,flatten,dropout:0.3,128:relu,10:softmax
+layers+=,flatten,dropout:0.4,256:relu,10:softmax
 "$maas" fit --data train.h5:/x --labels train.h5:/y --layers "$layers" --epochs 3 \
-  --batch-size 32 --seed 1 -o cnn.h5
+  --batch-size 32 --standardize --seed 1 -o cnn.h5
 "$maas" evaluate -m cnn.h5 --data test.h5:/x --labels test.h5:/y --format json | tee eval.json
 /usr/bin/python3 - <<'PY'
 import json, sys
