@@ -53,7 +53,7 @@ size_t maas_conv_col_floats(const maas_conv_geom *g, size_t rows) {
 }
 
 /* col (rows*oh*ow x kh*kw*c) = the windows of x, zeros where they cover padding. */
-static void im2col(const maas_conv_geom *g, const float *x, size_t rows, float *col) {
+void maas_conv_im2col(const maas_conv_geom *g, const float *x, size_t rows, float *col) {
     size_t sample = (size_t)g->h * g->w * g->c, kc = (size_t)g->kw * g->c;
     float *o = col;
     for (size_t r = 0; r < rows; r++) {
@@ -115,7 +115,7 @@ static void col2im(const maas_conv_geom *g, const float *col, size_t rows, float
 void maas_conv_forward(const maas_conv_geom *g, const float *x, size_t rows, const float *kernel,
                        const float *bias, float *col, float *y) {
     int m = (int)(rows * (size_t)g->oh * (size_t)g->ow), k = g->kh * g->kw * g->c;
-    im2col(g, x, rows, col);
+    maas_conv_im2col(g, x, rows, col);
     if (bias)
         for (int i = 0; i < m; i++)
             memcpy(y + (size_t)i * g->f, bias, (size_t)g->f * sizeof(float));
@@ -126,7 +126,7 @@ void maas_conv_backward(const maas_conv_geom *g, const float *x, size_t rows, co
                         const float *dy, float *col, float *dkernel, float *dbias, float *dx,
                         int accumulate) {
     int m = (int)(rows * (size_t)g->oh * (size_t)g->ow), k = g->kh * g->kw * g->c;
-    im2col(g, x, rows, col);
+    maas_conv_im2col(g, x, rows, col);
     /* dK = col^T . dy ; db = column sums of dy ; dcol = dy . K^T, laid back into dx */
     maas_gemm(1, 0, k, g->f, m, 1.0f, col, k, dy, g->f, accumulate ? 1.0f : 0.0f, dkernel, g->f);
     if (dbias) {

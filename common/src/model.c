@@ -413,8 +413,9 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->buf[1] = malloc(cells * sizeof(float));
     inf->xin = malloc((size_t)max_batch * (size_t)m->n_inputs * sizeof(float));
     if (!inf->buf[0] || !inf->buf[1] || !inf->xin) goto oom;
-    if (max_batch >= 32 && !(inf->fd = calloc((size_t)m->n_layers, sizeof(*inf->fd)))) goto oom;
-    size_t col = col_floats(m, max_batch);
+    size_t col = col_floats(m, max_batch); /* a convolution's GEMM has oh*ow rows per row */
+    if ((max_batch >= 32 || col) && !(inf->fd = calloc((size_t)m->n_layers, sizeof(*inf->fd))))
+        goto oom;
     if (col && !(inf->col = malloc(col * sizeof(float)))) goto oom;
     if (m->quant) {
         quant_widths(m, &inf->q.ldx, &inf->q.ldc);
@@ -497,6 +498,32 @@ static void dense_layer(maas_infer *inf, int i, const float *in, int rows, float
         maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
 }
 
+/* A convolution at inference: im2col in chunks, each chunk's GEMM through oneDNN where it
+ * takes it (the rest through BLAS, as maas_conv_forward), then the activation. */
+static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float *out) {
+    const maas_model *m = inf->m;
+    const maas_layer *l = &m->layers[i];
+    const maas_conv_geom *g = &l->geom;
+    const float *w = m->params + l->w_off, *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
+    int chunk = maas__conv_chunk_rows(l, inf->max_batch), k = g->kh * g->kw * g->c;
+    for (int r = 0; r < rows; r += chunk) {
+        int n = rows - r < chunk ? rows - r : chunk, pos = n * g->oh * g->ow;
+        float *y = out + (size_t)r * l->n_out;
+        maas_conv_im2col(g, in + (size_t)r * l->n_in, (size_t)n, inf->col);
+        int done = 0;
+        if (inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
+            done = maas__fdnnl_run(inf->fd[i], k, g->f, inf->col, k, pos, w, bias, y, g->f);
+        float *yr = y + (size_t)done * g->f;
+        for (int q = 0; bias && q < pos - done; q++)
+            memcpy(yr + (size_t)q * g->f, bias, (size_t)g->f * sizeof(float));
+        if (pos > done)
+            maas_gemm(0, 0, pos - done, g->f, k, 1.0f, inf->col + (size_t)done * k, k, w, g->f,
+                      bias ? 1.0f : 0.0f, yr, g->f);
+    }
+    maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out,
+                     (size_t)rows * (size_t)(l->n_out / g->f), g->f);
+}
+
 int maas__layer_forward(const maas_model *m, const maas_layer *l, const float *in, int rows,
                         float *col, int col_rows, float *out) {
     const float *p = m->params;
@@ -557,6 +584,8 @@ static const float *infer_chunk(maas_infer *inf, const float *x, int rows) {
         float *out = inf->buf[which];
         if (l->spec.kind == MAAS_LAYER_DENSE) {
             dense_layer(inf, i, in, rows, out);
+        } else if (l->spec.kind == MAAS_LAYER_CONV) {
+            conv_layer(inf, i, in, rows, out);
         } else if (!maas__layer_forward(m, l, in, rows, inf->col, inf->max_batch, out)) {
             continue; /* identity at inference: Dropout, Flatten, Reshape */
         }

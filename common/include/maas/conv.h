@@ -46,6 +46,10 @@ maas_err maas_conv_geom_init(maas_conv_geom *g, char *errstr, size_t errstr_size
 size_t maas_conv_out_floats(const maas_conv_geom *g);
 size_t maas_conv_col_floats(const maas_conv_geom *g, size_t rows);
 
+/* col (rows*oh*ow x kh*kw*c, maas_conv_col_floats floats) = the windows of x, zeros where they
+ * cover padding: the left operand of the convolution's GEMM. */
+void maas_conv_im2col(const maas_conv_geom *g, const float *x, size_t rows, float *col);
+
 /* y (rows x oh*ow*f) = conv(x) + bias (NULL: none); col: maas_conv_col_floats floats. */
 void maas_conv_forward(const maas_conv_geom *g, const float *x, size_t rows, const float *kernel,
                        const float *bias, float *col, float *y);
