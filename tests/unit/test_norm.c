@@ -129,10 +129,52 @@ static void test_training_and_gradients(void **state) {
     free(w);
 }
 
+/* Channels are independent: 300 channels at once (more than one block of the kernels) give,
+ * bit for bit, what each channel alone gives - the same sums in the same order. */
+static void test_channel_blocks(void **state) {
+    (void)state;
+    enum { R = 3, SP = 2, CC = 300 };
+    size_t n = (size_t)R * SP * CC, n1 = (size_t)R * SP;
+    float *x = maas_test_random_inputs(n, 7, -2, 2), *dy = maas_test_random_inputs(n, 8, -1, 1);
+    float *gamma = maas_test_random_inputs(CC, 9, 0.5f, 2),
+          *beta = maas_test_random_inputs(CC, 10, -1, 1);
+    float *y = malloc(n * sizeof(float)), *xh = malloc(n * sizeof(float)), inv[CC], mm[CC], mv[CC];
+    float dg[CC], db[CC], *dx = malloc(n * sizeof(float)), *yi = malloc(n * sizeof(float));
+    assert_true(y && xh && dx && yi);
+    for (int k = 0; k < CC; k++) mm[k] = 0.1f * (float)k, mv[k] = 1.0f + 0.01f * (float)k;
+    maas_bn_params p = {.c = CC, .epsilon = 0.001f, .momentum = 0.9f, .gamma = gamma, .beta = beta};
+    maas_bn_infer(&p, x, R, SP, mm, mv, yi);
+    maas_bn_train(&p, x, R, SP, y, xh, inv, mm, mv);
+    maas_bn_backward(&p, dy, R, SP, xh, inv, dg, db, dx);
+    for (int k = 0; k < CC; k++) {
+        float x1[R * SP], dy1[R * SP], y1[R * SP], xh1[R * SP], dx1[R * SP], yi1[R * SP];
+        float inv1, mm1 = 0.1f * (float)k, mv1 = 1.0f + 0.01f * (float)k, dg1, db1;
+        for (size_t i = 0; i < n1; i++) x1[i] = x[i * CC + k], dy1[i] = dy[i * CC + k];
+        maas_bn_params p1 = {
+            .c = 1, .epsilon = 0.001f, .momentum = 0.9f, .gamma = gamma + k, .beta = beta + k};
+        maas_bn_infer(&p1, x1, R, SP, &mm1, &mv1, yi1);
+        maas_bn_train(&p1, x1, R, SP, y1, xh1, &inv1, &mm1, &mv1);
+        maas_bn_backward(&p1, dy1, R, SP, xh1, &inv1, &dg1, &db1, dx1);
+        assert_true(inv1 == inv[k] && mm1 == mm[k] && mv1 == mv[k] && dg1 == dg[k] && db1 == db[k]);
+        for (size_t i = 0; i < n1; i++)
+            assert_true(y1[i] == y[i * CC + k] && xh1[i] == xh[i * CC + k] &&
+                        dx1[i] == dx[i * CC + k] && yi1[i] == yi[i * CC + k]);
+    }
+    free(x);
+    free(dy);
+    free(gamma);
+    free(beta);
+    free(y);
+    free(xh);
+    free(dx);
+    free(yi);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inference),
         cmocka_unit_test(test_training_and_gradients),
+        cmocka_unit_test(test_channel_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
