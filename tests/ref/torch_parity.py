@@ -29,6 +29,7 @@ rate, activation or gradient) moves weights by far more.
 
 Writes OUT as a sequence of records: 32-byte NUL-padded name, uint32 count,
 then count little-endian float32 values.
+The convolutional models come from torch_parity_cnn.py, into the same file.
 Run with Debian's interpreter: /usr/bin/python3 torch_parity.py OUT
 """
 import struct
@@ -128,6 +129,17 @@ def forward(params, layers, x, noise=None):
     return h, z
 
 
+def adam_step(pi, gi, mi, vi, alpha, noise):
+    """Keras's Adam update of one tensor in place, each quantity rounded as float32 could."""
+    mi += (gi - mi) * (1 - B1)
+    mi.copy_(noise(mi, 4 * U * mi.abs()))
+    vi += (gi * gi - vi) * (1 - B2)
+    vi.copy_(noise(vi, 4 * U * vi.abs()))
+    step = alpha * mi / (torch.sqrt(vi) + EPS)
+    pi -= noise(step, 4 * U * step.abs())
+    pi.copy_(noise(pi, U * pi.abs()))  # the subtraction rounds too
+
+
 def train_epoch(params, layers, loss, xt, yt, noise=None):
     """One epoch of Keras-style Adam in float64 (perturbed when noise is given)."""
     noise = noise or Noise(None)
@@ -145,13 +157,7 @@ def train_epoch(params, layers, loss, xt, yt, noise=None):
         alpha = LR * np.sqrt(1 - B2 ** t) / (1 - B1 ** t)
         with torch.no_grad():
             for pi, gi, mi, vi in zip(p, grads, m, v):
-                mi += (gi - mi) * (1 - B1)
-                mi.copy_(noise(mi, 4 * U * mi.abs()))
-                vi += (gi * gi - vi) * (1 - B2)
-                vi.copy_(noise(vi, 4 * U * vi.abs()))
-                step = alpha * mi / (torch.sqrt(vi) + EPS)
-                pi -= noise(step, 4 * U * step.abs())
-                pi.copy_(noise(pi, U * pi.abs()))  # the subtraction rounds too
+                adam_step(pi, gi, mi, vi, alpha, noise)
     with torch.no_grad():
         out1, logits1 = forward(p, layers, xt, noise)
         l1 = loss_fn(loss, layers, out1, logits1, yt)
@@ -224,6 +230,9 @@ def main(out_path):
             put(tag + "_tol", (SAFETY * di + 2 * (steps + 1) * U * pi.abs()).numpy())
         put(f"{name}.loss1", [loss1])
         put(f"{name}.loss1_tol", [SAFETY * ldev + 2 * U * abs(loss1)])
+
+    import torch_parity_cnn  # the convolutional models (issue 23), into the same file
+    torch_parity_cnn.records(rng, put)
 
     with open(out_path, "wb") as f:
         for name, arr in records:

@@ -274,12 +274,110 @@ static void test_regression_model(void **state) {
     run_model(&pm);
 }
 
+/*
+ * The convolutional models (tests/ref/torch_parity_cnn.py): the parameter block as the reference
+ * lays it out, the outputs at the initial weights (inference: BatchNormalization by its moving
+ * statistics; batches and single rows) and every parameter after one epoch of Adam at batch 16
+ * without shuffling (moving statistics included), each within its Monte Carlo tolerance plus
+ * half an ulp for the reference's rounding to float32. A mutant (a wrong momentum) must fail.
+ */
+static double cnn_epoch_ratio(const char *name, maas_model *m, maas_loss loss, float momentum,
+                              const ref_array *x, const ref_array *y, int rows) {
+    char err[MAAS_ERRSTR_SIZE];
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].spec.kind == MAAS_LAYER_BATCHNORM) m->layers[i].spec.momentum = momentum;
+    maas_compile c = {.loss = loss};
+    maas_optim_defaults(&c.optim, MAAS_OPT_ADAM);
+    maas_fit_opts o;
+    maas_fit_opts_init(&o);
+    maas_rng rng;
+    maas_rng_init(&rng, 1);
+    o.rng = &rng;
+    o.shuffle = 0;
+    o.batch_size = 16;
+    assert_ok(maas_fit(m, &c, x->v, y->v, (size_t)rows, &o, NULL, err, sizeof(err)), err);
+    const ref_array *p1 = ref(name, "params1"), *tol = ref(name, "params1_tol");
+    assert_int_equal(p1->n, (uint32_t)m->n_params);
+    double worst = 0, gap = 0;
+    for (size_t i = 0; i < m->n_params; i++) {
+        double d = fabs((double)m->params[i] - p1->v[i]);
+        gap = fmax(gap, d);
+        worst = fmax(worst, d / ((double)tol->v[i] + MAAS_TEST_U * fabs(p1->v[i]) + 1e-30));
+    }
+    if (momentum == 0.99f)
+        print_message("model %s: largest difference from PyTorch's parameters %.3g\n", name, gap);
+    return worst;
+}
+
+static void run_cnn(const char *name, const char *layers, int n_in, maas_loss loss, int rows) {
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec specs[MAAS_MAX_LAYERS];
+    int n;
+    assert_ok(maas_layers_parse(layers, specs, MAAS_MAX_LAYERS, &n, err, sizeof(err)), err);
+    maas_rng rng;
+    maas_rng_init(&rng, 1);
+    maas_model *m = maas_model_new(n_in, specs, n, &rng, err, sizeof(err));
+    assert_non_null(m);
+    const ref_array *p0 = ref(name, "params0"), *x = ref(name, "x"), *y = ref(name, "y");
+    const ref_array *out0 = ref(name, "out0"), *tol0 = ref(name, "out0_tol");
+    assert_int_equal(p0->n, (uint32_t)m->n_params);
+    assert_int_equal(x->n, (uint32_t)(rows * n_in));
+    memcpy(m->params, p0->v, p0->n * sizeof(float));
+    size_t no = (size_t)rows * m->n_outputs;
+    float *out = malloc(no * sizeof(float));
+    assert_non_null(out);
+    assert_ok(maas_model_predict(m, x->v, (size_t)rows, out, err, sizeof(err)), err);
+    double worst = 0;
+    for (size_t i = 0; i < no; i++) {
+        double b = tol0->v[i] + MAAS_TEST_U * fabs(out0->v[i]) + 1e-30;
+        worst = fmax(worst, fabs((double)out[i] - out0->v[i]) / b);
+    }
+    for (int r = 0; r < rows; r++) { /* each row alone */
+        assert_ok(maas_model_predict(m, x->v + (size_t)r * n_in, 1, out, err, sizeof(err)), err);
+        for (int j = 0; j < m->n_outputs; j++) {
+            size_t i = (size_t)r * m->n_outputs + j;
+            double b = tol0->v[i] + MAAS_TEST_U * fabs(out0->v[i]) + 1e-30;
+            worst = fmax(worst, fabs((double)out[j] - out0->v[i]) / b);
+        }
+    }
+    print_message("model %s: forward error at most %.3g of its float32 tolerance\n", name, worst);
+    assert_true(worst <= 1.0);
+    maas_model *start = maas_model_clone(m, err, sizeof(err));
+    assert_non_null(start);
+    double wr = cnn_epoch_ratio(name, m, loss, 0.99f, x, y, rows);
+    print_message("model %s: after one Adam epoch, parameters at most %.3g of their float32 "
+                  "tolerance\n",
+                  name, wr);
+    assert_true(wr <= 1.0);
+    double mr = cnn_epoch_ratio(name, start, loss, 0.9f, x, y, rows);
+    print_message("  BatchNormalization momentum mutant: %.3g times its tolerance\n", mr);
+    assert_true(mr > 1.0);
+    free(out);
+    maas_model_free(start);
+    maas_model_free(m);
+}
+
+static void test_cnn2d_model(void **state) {
+    (void)state;
+    run_cnn("D",
+            "reshape:6x6x2,conv2d:4:3x3:tanh:same,batchnorm,maxpool:2x2:same,"
+            "avgpool:2x2:s1x1:same,conv2d:3:2x2:relu,gap2d,3:softmax",
+            72, MAAS_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, 64);
+}
+
+static void test_sequence_model(void **state) {
+    (void)state;
+    run_cnn("E",
+            "embedding:9:3,conv1d:4:3:elu:same,maxpool:2,batchnorm,avgpool:2,flatten,1:sigmoid", 8,
+            MAAS_LOSS_BINARY_CROSSENTROPY, 64);
+}
+
 int main(void) {
     maas_blas_set_threads(1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seed_model),
-        cmocka_unit_test(test_softmax_model),
-        cmocka_unit_test(test_regression_model),
+        cmocka_unit_test(test_seed_model),       cmocka_unit_test(test_softmax_model),
+        cmocka_unit_test(test_regression_model), cmocka_unit_test(test_cnn2d_model),
+        cmocka_unit_test(test_sequence_model),
     };
     return cmocka_run_group_tests(tests, load_refs, free_refs);
 }
