@@ -618,7 +618,8 @@ int maas_cli_optimize(int argc, char **argv) {
                    r.prune.total_sparsity * 100.0);
             int first = 1;
             for (int i = 0; i < m->n_layers; i++)
-                if (m->layers[i].spec.kind == MAAS_LAYER_DENSE) {
+                if (m->layers[i].spec.kind == MAAS_LAYER_DENSE ||
+                    m->layers[i].spec.kind == MAAS_LAYER_CONV) {
                     printf("%s%s %.1f%%", first ? "" : ", ", m->layers[i].spec.name,
                            r.prune.sparsity[i] * 100.0);
                     first = 0;

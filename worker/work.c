@@ -482,7 +482,8 @@ static void optimize_json(const work_task *t, const maas_job_cost *cost, maas_st
                            r->prune.total_sparsity);
         int first = 1;
         for (int i = 0; i < t->model->n_layers; i++)
-            if (t->model->layers[i].spec.kind == MAAS_LAYER_DENSE) {
+            if (t->model->layers[i].spec.kind == MAAS_LAYER_DENSE ||
+                t->model->layers[i].spec.kind == MAAS_LAYER_CONV) {
                 maas_strbuf_printf(b, "%s%.6g", first ? "" : ", ", r->prune.sparsity[i]);
                 first = 0;
             }

@@ -693,6 +693,20 @@ int maas__layer_has_weights(const maas_layer *l) {
     return l->n_weights > 0;
 }
 
+int maas__layer_kernel_matrix(const maas_layer *l, int *rows, int *cols) {
+    int r = 0, c = 0;
+    if (l->spec.kind == MAAS_LAYER_DENSE) {
+        r = l->n_in;
+        c = l->n_out;
+    } else if (l->spec.kind == MAAS_LAYER_CONV) {
+        r = l->geom.kh * l->geom.kw * l->geom.c;
+        c = l->geom.f;
+    }
+    if (rows) *rows = r;
+    if (cols) *cols = c;
+    return r > 0;
+}
+
 void maas__layer_bn_extent(const maas_layer *l, size_t *s, int *c) {
     *c = l->in.d[l->in.rank - 1];
     *s = (size_t)l->n_in / (size_t)*c;

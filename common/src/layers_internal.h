@@ -37,6 +37,14 @@ size_t maas__layer_scratch_per_row(const maas_layer *l);
 /* 1 when the layer has weights (a gradient to pass to the layers below it). */
 int maas__layer_has_weights(const maas_layer *l);
 
+/*
+ * 1 when layer l has a kernel that is a matrix of rows inputs x cols outputs, row-major, at
+ * l->w_off: Dense (n_in x units) and convolutions (kh*kw*c x filters, Keras's layout read
+ * flat): what int8 quantization (per output column) and pruning work on. 0 otherwise (rows
+ * and cols 0). rows/cols may be NULL.
+ */
+int maas__layer_kernel_matrix(const maas_layer *l, int *rows, int *cols);
+
 /* The positions (s) and channels (c) BatchNormalization normalizes over. */
 void maas__layer_bn_extent(const maas_layer *l, size_t *s, int *c);
 

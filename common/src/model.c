@@ -356,13 +356,32 @@ static void quant_widths(const maas_model *m, int *ldx, int *ldc) {
     }
 }
 
+/* Positions of an int8 convolution quantized and multiplied at a time: its scratch rows (the
+ * im2col chunk holds more). */
+#define QCONV_ROWS 4096
+
+/* Rows the int8 scratch of a context of max_batch rows holds: a batch through Dense layers,
+ * up to QCONV_ROWS positions of a convolution. */
+static int quant_rows(const maas_model *m, int max_batch) {
+    int rows = max_batch;
+    for (int i = 0; m->quant && i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        if (l->spec.kind != MAAS_LAYER_CONV || !m->quant->layers[i].wq) continue;
+        size_t pos = (size_t)maas__conv_chunk_rows(l, max_batch) * l->geom.oh * l->geom.ow;
+        int want = pos < QCONV_ROWS ? (int)pos : QCONV_ROWS;
+        rows = want > rows ? want : rows;
+    }
+    return rows;
+}
+
 struct maas_infer {
     const maas_model *m;
     int max_batch;
     int max_width;
     float *buf[2];   /* ping-pong activations, max_batch x max_width each */
     float *xin;      /* standardized input, max_batch x n_inputs */
-    maas_qscratch q; /* int8 layers (quantized models only) */
+    maas_qscratch q; /* int8 layers (quantized models only), q_rows rows */
+    int q_rows;
     uint32_t *xb;    /* bf16 layers: max_batch x (widest input + 1) / 2 input pairs, or NULL */
     maas_fdnnl **fd; /* per layer, oneDNN's float matmul for batches >= 32 rows (made on
                       * first use); NULL when max_batch < 32 */
@@ -419,10 +438,11 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     if (col && !(inf->col = malloc(col * sizeof(float)))) goto oom;
     if (m->quant) {
         quant_widths(m, &inf->q.ldx, &inf->q.ldc);
-        inf->q.xq = malloc((size_t)max_batch * (size_t)inf->q.ldx + 64);
-        inf->q.rs = malloc((size_t)max_batch * sizeof(float));
-        inf->q.sh = malloc((size_t)max_batch);
-        inf->q.acc = malloc((size_t)max_batch * (size_t)inf->q.ldc * sizeof(int32_t) + 64);
+        size_t qr = (size_t)(inf->q_rows = quant_rows(m, max_batch));
+        inf->q.xq = malloc(qr * (size_t)inf->q.ldx + 64);
+        inf->q.rs = malloc(qr * sizeof(float));
+        inf->q.sh = malloc(qr);
+        inf->q.acc = malloc(qr * (size_t)inf->q.ldc * sizeof(int32_t) + 64);
         if (!inf->q.xq || !inf->q.rs || !inf->q.sh || !inf->q.acc) goto oom;
     }
     if (m->bf16 && maas_bf16_available() &&
@@ -499,17 +519,26 @@ static void dense_layer(maas_infer *inf, int i, const float *in, int rows, float
 }
 
 /* A convolution at inference: im2col in chunks, each chunk's GEMM through oneDNN where it
- * takes it (the rest through BLAS, as maas_conv_forward), then the activation. */
+ * takes it (the rest through BLAS, as maas_conv_forward), then the activation. An int8
+ * convolution multiplies each window (a row of im2col) as a quantized Dense layer does a
+ * row: its own input scale, the kernel's per-filter scales. */
 static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float *out) {
     const maas_model *m = inf->m;
     const maas_layer *l = &m->layers[i];
     const maas_conv_geom *g = &l->geom;
     const float *w = m->params + l->w_off, *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
     int chunk = maas__conv_chunk_rows(l, inf->max_batch), k = g->kh * g->kw * g->c;
+    const maas_qlayer *ql = m->quant && m->quant->layers[i].wq ? &m->quant->layers[i] : NULL;
+    int relu = ql && l->spec.act == MAAS_ACT_RELU; /* fused by the int8 epilogue */
     for (int r = 0; r < rows; r += chunk) {
         int n = rows - r < chunk ? rows - r : chunk, pos = n * g->oh * g->ow;
         float *y = out + (size_t)r * l->n_out;
         maas_conv_im2col(g, in + (size_t)r * l->n_in, (size_t)n, inf->col);
+        for (int p = 0; ql && p < pos; p += inf->q_rows)
+            maas__qdense_forward(ql, inf->col + (size_t)p * k,
+                                 pos - p < inf->q_rows ? pos - p : inf->q_rows, bias, relu,
+                                 y + (size_t)p * g->f, &inf->q);
+        if (ql) continue;
         int done = 0;
         if (inf->fd && (inf->fd[i] || (inf->fd[i] = maas__fdnnl_new())))
             done = maas__fdnnl_run(inf->fd[i], k, g->f, inf->col, k, pos, w, bias, y, g->f);
@@ -520,8 +549,9 @@ static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float 
             maas_gemm(0, 0, pos - done, g->f, k, 1.0f, inf->col + (size_t)done * k, k, w, g->f,
                       bias ? 1.0f : 0.0f, yr, g->f);
     }
-    maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out,
-                     (size_t)rows * (size_t)(l->n_out / g->f), g->f);
+    if (!relu)
+        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out,
+                         (size_t)rows * (size_t)(l->n_out / g->f), g->f);
 }
 
 int maas__layer_forward(const maas_model *m, const maas_layer *l, const float *in, int rows,

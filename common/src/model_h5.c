@@ -154,15 +154,21 @@ static int is_bf16_type(hid_t t) {
  * chunked as one piece, byte-shuffled and deflated: h5py and so Keras read it as usual, and the
  * zeros cost next to nothing. Every other kernel keeps the plain contiguous layout.
  */
-static int write_kernel_as(hid_t group, const hsize_t *dims, hid_t file_type, hid_t mem_type,
-                           const void *data, size_t zeros) {
-    size_t n = (size_t)dims[0] * (size_t)dims[1];
+static size_t dims_count(int rank, const hsize_t *dims) {
+    size_t n = 1;
+    for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
+    return n;
+}
+
+static int write_kernel_as(hid_t group, int rank, const hsize_t *dims, hid_t file_type,
+                           hid_t mem_type, const void *data, size_t zeros) {
+    size_t n = dims_count(rank, dims);
     int packed = n >= 16384 && zeros * 4 >= n && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 &&
                  H5Zfilter_avail(H5Z_FILTER_SHUFFLE) > 0;
-    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
+    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5I_INVALID_HID;
     int ok = dcpl >= 0 && s >= 0 &&
-             (!packed || (H5Pset_chunk(dcpl, 2, dims) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
+             (!packed || (H5Pset_chunk(dcpl, rank, dims) >= 0 && H5Pset_shuffle(dcpl) >= 0 &&
                           H5Pset_deflate(dcpl, 6) >= 0));
     if (ok) d = H5Dcreate2(group, "kernel:0", file_type, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     ok = ok && d >= 0 && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
@@ -172,10 +178,10 @@ static int write_kernel_as(hid_t group, const hsize_t *dims, hid_t file_type, hi
     return ok;
 }
 
-static int write_kernel(hid_t group, const hsize_t *dims, const float *w) {
-    size_t n = (size_t)dims[0] * (size_t)dims[1], zeros = 0;
+static int write_kernel(hid_t group, int rank, const hsize_t *dims, const float *w) {
+    size_t n = dims_count(rank, dims), zeros = 0;
     for (size_t k = 0; k < n; k++) zeros += w[k] == 0.0f;
-    return write_kernel_as(group, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w, zeros);
+    return write_kernel_as(group, rank, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w, zeros);
 }
 
 /* A bf16 model's kernel: its float32 values are bf16 values, stored as such. */
@@ -187,7 +193,7 @@ static int write_kernel_bf16(hid_t group, const hsize_t *dims, const float *w) {
         b[k] = maas_bf16_from_float(w[k]); /* exact: the value is a bf16 */
         zeros += w[k] == 0.0f;
     }
-    int ok = t >= 0 && write_kernel_as(group, dims, t, t, b, zeros);
+    int ok = t >= 0 && write_kernel_as(group, 2, dims, t, t, b, zeros);
     CLOSE(H5Tclose, t);
     free(b);
     return ok;
@@ -198,15 +204,15 @@ static int write_kernel_bf16(hid_t group, const hsize_t *dims, const float *w) {
  * weights are zero, so zlib takes a share off); a small one compact, inside
  * its object header.
  */
-static int write_dataset_i8(hid_t group, const char *name, const hsize_t *dims,
+static int write_dataset_i8(hid_t group, const char *name, int rank, const hsize_t *dims,
                             const int8_t *data) {
-    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(2, dims, NULL);
+    hid_t dcpl = no_times(H5P_DATASET_CREATE), s = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5I_INVALID_HID;
     int ok = dcpl >= 0 && s >= 0;
-    if (dims[0] * dims[1] <= 16384) { /* small: in the object header, no chunk index */
+    if (dims_count(rank, dims) <= 16384) { /* small: in the object header, no chunk index */
         ok = ok && H5Pset_layout(dcpl, H5D_COMPACT) >= 0;
     } else {
-        ok = ok && H5Pset_chunk(dcpl, 2, dims) >= 0;
+        ok = ok && H5Pset_chunk(dcpl, rank, dims) >= 0;
         if (ok && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) ok = H5Pset_deflate(dcpl, 6) >= 0;
     }
     if (ok) d = H5Dcreate2(group, name, H5T_STD_I8LE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
@@ -270,11 +276,13 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
             snprintf(sname, sizeof(sname), "%s/kernel_scale:0", names[i]);
             snprintf(bname, sizeof(bname), "%s/bias:0", names[i]);
             const char *w[3] = {qname, sname, bname};
-            hsize_t kd[2] = {(hsize_t)l->n_in, (hsize_t)l->n_out}, bd[1] = {(hsize_t)l->n_out};
-            int compact = l->n_out <= 4096; /* per-unit vectors in the object header */
+            const maas_weight *kw = &l->weights[0]; /* Dense (in, units), Conv (kh, kw, c, f) */
+            hsize_t kd[4], bd[1] = {(hsize_t)ql->n_out};
+            for (int r = 0; r < kw->rank; r++) kd[r] = (hsize_t)kw->dims[r];
+            int compact = ql->n_out <= 4096; /* per-unit vectors in the object header */
             hid_t inner = group_create(g, names[i]);
             ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 3 : 2) &&
-                 write_dataset_i8(inner, "kernel_q:0", kd, ql->wq) &&
+                 write_dataset_i8(inner, "kernel_q:0", kw->rank, kd, ql->wq) &&
                  write_dataset_as(inner, "kernel_scale:0", 1, bd, ql->scale, compact) &&
                  (!l->spec.use_bias ||
                   write_dataset_as(inner, "bias:0", 1, bd, m->params + l->b_off, compact));
@@ -289,7 +297,7 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
             hid_t inner = group_create(g, names[i]);
             ok = inner >= 0 && attr_write_list(g, "weight_names", w, l->spec.use_bias ? 2 : 1) &&
                  (m->bf16 ? write_kernel_bf16(inner, kd, m->params + l->w_off)
-                          : write_kernel(inner, kd, m->params + l->w_off)) &&
+                          : write_kernel(inner, 2, kd, m->params + l->w_off)) &&
                  (!l->spec.use_bias || write_dataset(inner, "bias:0", 1, bd, m->params + l->b_off));
             CLOSE(H5Gclose, inner);
         } else if (ok && l && l->n_weights > 0) {
@@ -308,7 +316,10 @@ static maas_err write_model(hid_t f, const maas_model *m, const maas_compile *c,
                 for (int r = 0; r < mw_->rank; r++) d[r] = (hsize_t)mw_->dims[r];
                 char dn[MAAS_LAYER_NAME_MAX];
                 snprintf(dn, sizeof(dn), "%s:0", mw_->name);
-                ok = write_dataset(inner, dn, mw_->rank, d, m->params + mw_->off);
+                /* a convolution's kernel as Dense's: a pruned one deflated */
+                ok = !strcmp(mw_->name, "kernel")
+                         ? write_kernel(inner, mw_->rank, d, m->params + mw_->off)
+                         : write_dataset(inner, dn, mw_->rank, d, m->params + mw_->off);
             }
             CLOSE(H5Gclose, inner);
         } else if (ok) {
@@ -842,12 +853,12 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
             st.n_wl, expect);
         goto done;
     }
-    int mlp = 1;
+    int mlp = 1; /* bf16 files: kernels of Dense layers only */
     for (int i = 0; i < a->n_layers; i++)
         mlp &= planned[i].n_weights == 0 || a->layers[i].kind == MAAS_LAYER_DENSE;
-    if ((quant || bf16) && !mlp) {
+    if (bf16 && !mlp) {
         err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                        "maas_quantization on a model with weights outside Dense layers");
+                        "maas_quantization bf16 on a model with weights outside Dense layers");
         goto done;
     }
     for (int i = 0, k = w_idx; i < a->n_layers; i++) {
@@ -855,7 +866,9 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         const maas_layer_spec *s = &pl->spec;
         if (pl->n_weights == 0) continue;
         weighted *e = &st.wl[k++];
-        int is_dense = s->kind == MAAS_LAYER_DENSE, want_n = pl->n_weights + (is_dense ? quant : 0);
+        /* int8 files: every Dense and convolution kernel is int8 (kernel_q + kernel_scale) */
+        int cols, takes_q = quant && maas__layer_kernel_matrix(pl, NULL, &cols);
+        int is_kernel = takes_q || s->kind == MAAS_LAYER_DENSE, want_n = pl->n_weights + takes_q;
         const char *cls = maas_layer_class(s);
         if (e->w.n != want_n) {
             err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
@@ -866,18 +879,18 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
         int ok = g >= 0;
         for (int w = 0; ok && w < e->w.n; w++) {
-            /* an int8 Dense: kernel_q (the kernel's shape), kernel_scale and bias (units) */
-            const maas_weight *pw = &pl->weights[is_dense && quant && w > 0 ? w - 1 : w];
-            if (is_dense && quant && w == 1) pw = &pl->weights[pl->n_weights - 1];
+            /* an int8 kernel: kernel_q (the kernel's shape), kernel_scale and bias (units) */
+            const maas_weight *pw = &pl->weights[takes_q && w > 0 ? w - 1 : w];
+            if (takes_q && w == 1) pw = &pl->weights[pl->n_weights - 1];
             int rank = pw->rank, want_dims[4];
             for (int r = 0; r < rank; r++) want_dims[r] = pw->dims[r];
-            if (is_dense && quant && w == 1) { /* kernel_scale: one per unit */
+            if (takes_q && w == 1) { /* kernel_scale: one per unit or filter */
                 rank = 1;
-                want_dims[0] = s->units;
+                want_dims[0] = cols;
             }
             hsize_t d4[4];
             hid_t d = open_weights_as(g, e->w.v[w], rank, d4, e->name,
-                                      w == 0 && is_dense ? kernel_as : W_FLOAT, &err, errstr,
+                                      w == 0 && is_kernel ? kernel_as : W_FLOAT, &err, errstr,
                                       errstr_size);
             ok = d >= 0;
             CLOSE(H5Dclose, d);
@@ -892,8 +905,7 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                     }
                     err = maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
                                     "%s layer '%s': %s is %s, the model needs %s", cls, s->name,
-                                    is_dense && quant && w == 1 ? "kernel_scale" : pw->name, got,
-                                    want);
+                                    takes_q && w == 1 ? "kernel_scale" : pw->name, got, want);
                     ok = 0;
                 }
         }
@@ -920,7 +932,9 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         maas_layer *l = &m->layers[i];
         if (l->n_weights == 0) continue;
         weighted *e = &st.wl[k++];
-        if (l->spec.kind != MAAS_LAYER_DENSE) { /* float weights, in Keras's order */
+        int rows, cols; /* the kernel as a matrix (int8 files: Dense and convolutions) */
+        int takes_q = quant && maas__layer_kernel_matrix(l, &rows, &cols);
+        if (l->spec.kind != MAAS_LAYER_DENSE && !takes_q) { /* float weights, Keras's order */
             hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
             int ok = g >= 0;
             for (int w = 0; ok && w < l->n_weights; w++) {
@@ -945,25 +959,26 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
         hid_t g = H5Gopen2(st.mw, e->name, H5P_DEFAULT);
         int8_t *wq = NULL;
         float *scale = NULL;
-        if (quant) {
-            wq = malloc((size_t)l->n_in * (size_t)l->n_out);
-            scale = malloc((size_t)l->n_out * sizeof(float));
+        if (takes_q) {
+            wq = malloc((size_t)rows * (size_t)cols);
+            scale = malloc((size_t)cols * sizeof(float));
         }
         for (int w = 0; w < e->w.n; w++) {
-            hid_t d = open_weights_as(g, e->w.v[w], w == 0 ? 2 : 1, dims, e->name,
+            hsize_t d4[4];
+            hid_t d = open_weights_as(g, e->w.v[w], w == 0 ? l->weights[0].rank : 1, d4, e->name,
                                       w == 0 ? kernel_as : W_FLOAT, &err, errstr, errstr_size);
-            int ok = d >= 0 && (!quant || (wq && scale));
+            int ok = d >= 0 && (!takes_q || (wq && scale));
             if (ok && bf16 && w == 0)
                 ok = read_kernel_bf16(d, m->params + l->w_off, (size_t)l->n_in * l->n_out);
-            else if (ok && quant && w == 0)
+            else if (ok && takes_q && w == 0)
                 ok = H5Dread(d, H5T_NATIVE_SCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, wq) >= 0;
-            else if (ok && quant && w == 1)
+            else if (ok && takes_q && w == 1)
                 ok = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, scale) >= 0;
             else if (ok)
                 ok = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                              m->params + (w == 0 ? l->w_off : l->b_off)) >= 0;
             CLOSE(H5Dclose, d);
-            if (ok && quant && w == e->w.n - 1) {
+            if (ok && takes_q && w == e->w.n - 1) {
                 maas_err qe = maas_quant_set_layer(m, i, wq, scale, errstr, errstr_size);
                 if (qe) {
                     free(wq);
@@ -979,9 +994,9 @@ static maas_err load_locked(const void *buf, size_t len, maas_model **out, maas_
                 free(wq);
                 free(scale);
                 CLOSE(H5Gclose, g);
-                err =
-                    maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
-                              "Dense layer '%s': cannot read weight '%s'", l->spec.name, e->w.v[w]);
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
+                                "%s layer '%s': cannot read weight '%s'",
+                                maas_layer_class(&l->spec), l->spec.name, e->w.v[w]);
                 maas_model_free(m);
                 m = NULL;
                 goto done;
@@ -1210,15 +1225,15 @@ static maas_err parent_receive(int fd, size_t len, maas_model **out, maas_model_
             goto done;
         }
     }
-    /* int8 versions: every Dense layer of a quantized file is quantized */
+    /* int8 versions: every Dense and convolution kernel of a quantized file is quantized */
     for (int i = 0; h->has_quant && i < m->n_layers; i++) {
-        const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        size_t nw = (size_t)l->n_in * (size_t)l->n_out;
+        int rows, cols;
+        if (!maas__layer_kernel_matrix(&m->layers[i], &rows, &cols)) continue;
+        size_t nw = (size_t)rows * (size_t)cols;
         int8_t *wq = malloc(nw ? nw : 1);
-        float *scale = malloc((size_t)l->n_out * sizeof(float));
+        float *scale = malloc((size_t)cols * sizeof(float));
         int ok = wq && scale && read_all(fd, wq, nw, deadline) &&
-                 read_all(fd, scale, (size_t)l->n_out * sizeof(float), deadline);
+                 read_all(fd, scale, (size_t)cols * sizeof(float), deadline);
         maas_err qe = ok ? maas_quant_set_layer(m, i, wq, scale, errstr, errstr_size)
                          : maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                                      "the model loader sent a bad reply");

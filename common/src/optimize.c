@@ -76,9 +76,8 @@ maas_err maas_optimize(maas_model *m, const maas_optimize_opts *o, maas_optimize
         o->quantize != MAAS_QUANT_BF16)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "quantize: unknown kind %d", (int)o->quantize);
-    if (o->quantize != MAAS_QUANT_NONE || o->prune > 0.0) {
-        maas_err err = maas_model_check_mlp(
-            m, o->quantize != MAAS_QUANT_NONE ? "quantization" : "pruning", errstr, errstr_size);
+    if (o->quantize == MAAS_QUANT_BF16) { /* refused before anything is measured */
+        maas_err err = maas_model_check_mlp(m, "bf16 quantization", errstr, errstr_size);
         if (err) return err;
     }
     if (!(o->prune >= 0.0 && o->prune <= 0.99))

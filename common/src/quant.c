@@ -7,6 +7,7 @@
 #include "maas/base.h"
 #include "maas/gemm.h"
 #include "maas/quant.h"
+#include "layers_internal.h"
 #include "quant_internal.h"
 
 int maas_model_is_quantized(const maas_model *m) {
@@ -31,13 +32,17 @@ void maas_model_dequantize(maas_model *m) {
     m->bf16 = NULL;
 }
 
-/* A model that can be quantized: float32 (not int8 or bf16 already), every weight finite. */
-static maas_err quantizable(const maas_model *m, char *errstr, size_t errstr_size) {
+/* A model that can be quantized: float32 (not int8 or bf16 already), every weight finite;
+ * bf16 takes Dense networks only so far (its kernels are Dense's). */
+static maas_err quantizable(const maas_model *m, maas_quant_kind kind, char *errstr,
+                            size_t errstr_size) {
     if (maas_model_is_quantized(m))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "the model is already %s-quantized",
                          maas_quant_kind_name(maas_model_quant_kind(m)));
-    maas_err err = maas_model_check_mlp(m, "quantization", errstr, errstr_size);
+    maas_err err = kind == MAAS_QUANT_BF16
+                       ? maas_model_check_mlp(m, "bf16 quantization", errstr, errstr_size)
+                       : MAAS_OK;
     return err ? err : maas_model_check_finite(m, errstr, errstr_size);
 }
 
@@ -59,7 +64,7 @@ static int bf16_pack(maas_model *m) {
 }
 
 maas_err maas_quantize_bf16(maas_model *m, char *errstr, size_t errstr_size) {
-    maas_err err = quantizable(m, errstr, errstr_size);
+    maas_err err = quantizable(m, MAAS_QUANT_BF16, errstr, errstr_size);
     if (err) return err;
     /* rounding may overflow a weight past bf16's largest finite value: refuse, unchanged */
     for (int i = 0; i < m->n_layers; i++) {
@@ -137,19 +142,20 @@ static void dequantize_into(const maas_qlayer *l, float *w) {
 
 maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const float *scale,
                               char *errstr, size_t errstr_size) {
-    if (i < 0 || i >= m->n_layers || m->layers[i].spec.kind != MAAS_LAYER_DENSE)
+    int rows, cols;
+    if (i < 0 || i >= m->n_layers || !maas__layer_kernel_matrix(&m->layers[i], &rows, &cols))
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
-                         "layer %d is not a Dense layer", i);
+                         "layer %d is not a Dense or convolution layer", i);
     if (m->bf16)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "the model is already bf16-quantized");
     const maas_layer *ml = &m->layers[i];
-    for (int j = 0; j < ml->n_out; j++)
+    for (int j = 0; j < cols; j++)
         if (!isfinite(scale[j]) || !(scale[j] > 0.0f))
             return maas_errf(errstr, errstr_size, MAAS_ERR_NON_FINITE,
                              "layer '%s': quantization scale of unit %d is not a positive number",
                              ml->spec.name, j);
-    for (size_t k = 0; k < (size_t)ml->n_in * ml->n_out; k++)
+    for (size_t k = 0; k < (size_t)rows * cols; k++)
         if (wq[k] == INT8_MIN)
             return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT,
                              "layer '%s': int8 weight -128 is outside the symmetric range",
@@ -158,47 +164,48 @@ maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const floa
     if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     maas_qlayer *l = &q->layers[i];
     maas__qlayer_release(l);
-    if (!maas__qlayer_alloc(l, ml->n_in, ml->n_out)) {
+    if (!maas__qlayer_alloc(l, rows, cols)) {
         maas__qlayer_release(l);
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
                          "out of memory for int8 weights");
     }
-    memcpy(l->wq, wq, (size_t)ml->n_in * (size_t)ml->n_out);
-    memcpy(l->scale, scale, (size_t)ml->n_out * sizeof(float));
+    memcpy(l->wq, wq, (size_t)rows * (size_t)cols);
+    memcpy(l->scale, scale, (size_t)cols * sizeof(float));
     maas__qlayer_pack(l);
     dequantize_into(l, m->params + ml->w_off);
     return MAAS_OK;
 }
 
 maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size) {
-    maas_err err = quantizable(m, errstr, errstr_size);
+    maas_err err = quantizable(m, MAAS_QUANT_INT8, errstr, errstr_size);
     if (err) return err;
     maas_quant *q = quant_for(m);
     if (!q) return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *ml = &m->layers[i];
-        if (ml->spec.kind != MAAS_LAYER_DENSE) continue;
+        int n_in, n_out; /* a convolution's kernel: kh*kw*c inputs per filter */
+        if (!maas__layer_kernel_matrix(ml, &n_in, &n_out)) continue;
         maas_qlayer *l = &q->layers[i];
-        if (!maas__qlayer_alloc(l, ml->n_in, ml->n_out)) {
+        if (!maas__qlayer_alloc(l, n_in, n_out)) {
             maas_model_dequantize(m);
             return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY,
                              "out of memory for int8 weights");
         }
         const float *w = m->params + ml->w_off;
-        for (int j = 0; j < ml->n_out; j++) {
+        for (int j = 0; j < n_out; j++) {
             float amax = 0.0f;
-            for (int k = 0; k < ml->n_in; k++) {
-                float a = fabsf(w[(size_t)k * ml->n_out + j]);
+            for (int k = 0; k < n_in; k++) {
+                float a = fabsf(w[(size_t)k * n_out + j]);
                 amax = a > amax ? a : amax;
             }
             /* An all-zero unit (pruned away) keeps a harmless scale. */
             l->scale[j] = amax > 0.0f ? amax / 127.0f : 1.0f;
         }
-        for (int k = 0; k < ml->n_in; k++)
-            for (int j = 0; j < ml->n_out; j++) {
-                float v = w[(size_t)k * ml->n_out + j] / l->scale[j];
+        for (int k = 0; k < n_in; k++)
+            for (int j = 0; j < n_out; j++) {
+                float v = w[(size_t)k * n_out + j] / l->scale[j];
                 long r = lrintf(v);
-                l->wq[(size_t)k * ml->n_out + j] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+                l->wq[(size_t)k * n_out + j] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
             }
         maas__qlayer_pack(l);
     }
@@ -211,11 +218,15 @@ size_t maas_quant_payload_bytes(const maas_model *m) {
     size_t n = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        size_t kw = (size_t)l->n_in * l->n_out, b = l->spec.use_bias ? (size_t)l->n_out : 0;
+        int rows, cols;
+        if (!maas__layer_kernel_matrix(l, &rows, &cols)) { /* BatchNormalization, Embedding */
+            for (int k = 0; k < l->n_weights; k++) n += l->weights[k].n * sizeof(float);
+            continue;
+        }
+        size_t kw = (size_t)rows * cols, b = l->spec.use_bias ? (size_t)cols : 0;
         if (m->quant && m->quant->layers[i].wq)
-            n += kw + ((size_t)l->n_out + b) * sizeof(float);
-        else if (m->bf16)
+            n += kw + ((size_t)cols + b) * sizeof(float);
+        else if (m->bf16 && l->spec.kind == MAAS_LAYER_DENSE)
             n += kw * sizeof(uint16_t) + b * sizeof(float);
         else
             n += (kw + b) * sizeof(float);
@@ -230,6 +241,8 @@ maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *
     if (!m->quant)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "calibration needs a quantized model");
+    maas_err merr = maas_model_check_mlp(m, "calibration", errstr, errstr_size);
+    if (merr) return merr;
     if (rows == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_EMPTY, "no calibration rows");
     int w = m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) w = m->layers[i].n_out > w ? m->layers[i].n_out : w;
@@ -281,13 +294,19 @@ maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *
 
 /* ---------------------------------------------------------------- pruning */
 
+/* The kernel weights pruning works on: Dense and convolution kernels (0: none). */
+static size_t kernel_weights(const maas_layer *l) {
+    int rows, cols;
+    return maas__layer_kernel_matrix(l, &rows, &cols) ? (size_t)rows * (size_t)cols : 0;
+}
+
 void maas_sparsity(const maas_model *m, maas_prune_report *rep) {
     memset(rep, 0, sizeof(*rep));
     rep->n_layers = m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        size_t n = (size_t)l->n_in * l->n_out, z = 0;
+        size_t n = kernel_weights(l), z = 0;
+        if (n == 0) continue;
         const float *w = m->params + l->w_off;
         for (size_t k = 0; k < n; k++) z += w[k] == 0.0f;
         rep->sparsity[i] = (double)z / (double)n;
@@ -305,14 +324,14 @@ static int cmp_float(const void *a, const void *b) {
 
 /*
  * Zeroes the `count` smallest |w| among the kernels of the layers selected by
- * `only` (-1: all Dense layers). `work` holds room for every kernel weight.
+ * `only` (-1: every Dense and convolution kernel). `work` holds room for every kernel weight.
  */
 static void prune_set(maas_model *m, int only, size_t count, float *work, float *mask) {
     size_t n = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE || (only >= 0 && i != only)) continue;
-        size_t kn = (size_t)l->n_in * l->n_out;
+        size_t kn = kernel_weights(l);
+        if (kn == 0 || (only >= 0 && i != only)) continue;
         for (size_t k = 0; k < kn; k++) work[n++] = fabsf(m->params[l->w_off + k]);
     }
     if (count == 0 || n == 0) return;
@@ -324,8 +343,8 @@ static void prune_set(maas_model *m, int only, size_t count, float *work, float 
     size_t at_t = count - below; /* how many weights equal to t are pruned, in order */
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE || (only >= 0 && i != only)) continue;
-        size_t kn = (size_t)l->n_in * l->n_out;
+        size_t kn = kernel_weights(l);
+        if (kn == 0 || (only >= 0 && i != only)) continue;
         for (size_t k = 0; k < kn; k++) {
             float *w = &m->params[l->w_off + k];
             float a = fabsf(*w);
@@ -347,13 +366,10 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
                          "prune the float model, then quantize (this one is %s-quantized)",
                          maas_quant_kind_name(maas_model_quant_kind(m)));
-    maas_err merr = maas_model_check_mlp(m, "pruning", errstr, errstr_size);
-    if (merr) return merr;
     size_t total = 0, largest = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-        size_t kn = (size_t)l->n_in * l->n_out;
+        size_t kn = kernel_weights(l);
         total += kn;
         largest = kn > largest ? kn : largest;
     }
@@ -365,8 +381,8 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
     if (per_layer) {
         for (int i = 0; i < m->n_layers; i++) {
             const maas_layer *l = &m->layers[i];
-            if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-            size_t kn = (size_t)l->n_in * l->n_out;
+            size_t kn = kernel_weights(l);
+            if (kn == 0) continue;
             prune_set(m, i, (size_t)llround(sparsity * (double)kn), work, mask);
         }
     } else {
@@ -376,8 +392,7 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
     if (mask) /* weights that were zero already stay zero */
         for (int i = 0; i < m->n_layers; i++) {
             const maas_layer *l = &m->layers[i];
-            if (l->spec.kind != MAAS_LAYER_DENSE) continue;
-            for (size_t k = 0; k < (size_t)l->n_in * l->n_out; k++)
+            for (size_t k = 0; k < kernel_weights(l); k++)
                 if (m->params[l->w_off + k] == 0.0f) mask[l->w_off + k] = 0.0f;
         }
     if (report) maas_sparsity(m, report);

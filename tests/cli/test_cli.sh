@@ -194,7 +194,26 @@ expect 1 "needs inputs of (height, width, channels)" -- "$maas" fit --data img.h
   --labels img.h5:/y --layers conv2d:3:3x3,flatten,2:softmax -o x.h5
 expect 2 "is not conv2d:FILTERS:KHxKW" -- "$maas" fit --data img.h5:/x --labels img.h5:/y \
   --layers reshape:6x6x1,conv2d:3:3,flatten,2:softmax -o x.h5
-expect 1 "quantization supports Dense" -- "$maas" optimize -m cnn.h5 --quantize int8 -o q.h5
+# int8 convolutions (per filter) and pruning of their kernels; bf16 refuses a CNN by name
+expect 0 "" -- "$maas" optimize -m cnn.h5 --quantize int8 --prune 0.5 -o cnnq.h5 --data img.h5:/x \
+  --labels img.h5:/y
+grep -qE '^pruned: +5[0-9.]+% of kernel weights are zero \(conv2d [0-9.]+%, dense [0-9.]+%\)' out.txt && grep -q '^accuracy ' out.txt \
+  && ok || bad "optimize of a CNN: $(cat out.txt)"
+expect 0 "" -- "$maas" inspect cnnq.h5
+grep -q '^weights:      int8' out.txt && grep -q '^sparsity:     5[0-9.]*% of kernel weights' out.txt \
+  && ok || bad "inspect of an int8 CNN: $(cat out.txt)"
+expect 0 "" -- "$maas" predict -m cnnq.h5 --data img.h5:/x
+[[ $(wc -l < out.txt) -eq 120 ]] && ok || bad "predict int8 CNN: $(head -3 out.txt)"
+/usr/bin/python3 - cnnq.h5 <<'PY' && ok || bad "int8 CNN file layout"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1])
+assert f.attrs["maas_quantization"] == "int8"
+g = f["model_weights/conv2d/conv2d"]
+q, s = g["kernel_q:0"][()], g["kernel_scale:0"][()]
+assert q.dtype == np.int8 and q.shape == (3, 3, 1, 3) and s.shape == (3,) and np.all(s > 0)
+assert np.abs(q).max() == 127 and "moving_mean:0" in f["model_weights/batch_normalization/batch_normalization"]
+PY
+expect 1 "bf16 quantization supports Dense" -- "$maas" optimize -m cnn.h5 --quantize bf16 -o b.h5
 
 # --- a large HDF5 matrix (16.8 MB: trained on as read, its pages asked for in one go), read
 # whole: the predictions are numpy's on the same weights, and a NaN in its last cell is found

@@ -6,9 +6,12 @@
  *
  *   model_config JSON \0 training_config JSON \0 layer program
  *
- * The layer program: per layer group, one byte for the number of weights
- * (0..3), then per weight a rank byte (0..3), dimension bytes (0..20) and a
- * dtype byte (float32, float64, int32). Layers are named from the config's
+ * A training_config of exactly "int8" or "bf16" writes no training config but
+ * the root attribute maas_quantization with that value (maas's int8 and bf16
+ * files). The layer program: per layer group, one byte for the number of
+ * weights (0..3), then per weight a rank byte (0..4), dimension bytes (0..20)
+ * and a dtype byte (float32, float64, int32, int8, float32 > 0 - int8 files'
+ * scales). Layers are named from the config's
  * order ("dense", "dense_1", ...) or "g<i>"; weights "<layer>/w<j>".
  *
  * This test is the one place outside model_h5.c that includes hdf5.h: it
@@ -58,7 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     H5Pset_fapl_core(fapl, 4096, 0);
     hid_t f = H5Fcreate("fuzz.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     put_str_attr(f, "model_config", cfg);
-    if (*train) put_str_attr(f, "training_config", train);
+    if (!strcmp(train, "int8") || !strcmp(train, "bf16"))
+        put_str_attr(f, "maas_quantization", train);
+    else if (*train)
+        put_str_attr(f, "training_config", train);
     hid_t mw = H5Gcreate2(f, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     static const char *const lnames[] = {"dense", "dense_1", "dense_2", "normalization",
                                          "g4",    "dropout", "g6",      "g7"};
@@ -76,18 +82,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int j = 0; j < nw; j++) {
             snprintf(wn[j], sizeof(wn[j]), "%s/w%d", lname, j);
             wp[j] = wn[j];
-            int rank = prog < end ? *prog++ % 4 : 1;
-            hsize_t dims[3] = {1, 1, 1}, cells = 1;
+            int rank = prog < end ? *prog++ % 5 : 1;
+            hsize_t dims[4] = {1, 1, 1, 1}, cells = 1;
             for (int r = 0; r < rank; r++) {
                 dims[r] = prog < end ? *prog++ % 21 : 1;
                 cells *= dims[r];
             }
-            int dt = prog < end ? *prog++ % 3 : 0;
-            hid_t type = dt == 0 ? H5T_NATIVE_FLOAT : dt == 1 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT;
+            int dt = prog < end ? *prog++ % 5 : 0;
+            hid_t type = dt == 1   ? H5T_NATIVE_DOUBLE
+                         : dt == 2 ? H5T_NATIVE_INT
+                         : dt == 3 ? H5T_NATIVE_SCHAR
+                                   : H5T_NATIVE_FLOAT;
             hid_t sp = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
             hid_t d = H5Dcreate2(g, wn[j], type, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
             double *vals = calloc(cells ? cells : 1, sizeof(double));
-            for (hsize_t k = 0; k < cells; k++) vals[k] = (double)(k % 7) * 0.25 - 0.5;
+            for (hsize_t k = 0; k < cells; k++) /* int8: whole values in [-126, 126] */
+                vals[k] = dt == 3   ? (double)(k % 7) * 42.0 - 126.0
+                          : dt == 4 ? (double)(k % 7) * 0.25 + 0.25
+                                    : (double)(k % 7) * 0.25 - 0.5;
             H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals);
             free(vals);
             H5Dclose(d);

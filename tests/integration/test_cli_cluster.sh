@@ -95,8 +95,8 @@ paste -d, kx.txt "$fx/good_tfkeras.expected.csv" | awk -F, '{d=$1-$2; if (d<0) d
   && [[ $(wc -l < kx.txt) -eq 12 ]] && ok "the imported Keras model serves numpy's predictions" || bad "imported predictions: $(head -3 kx.txt)"
 
 # a convolutional model (issue 23) trained by a train job (its layers travel as --layers items),
-# served through the cluster with what its exported file predicts locally; an optimize job
-# that would quantize it fails alone, naming the layer
+# served through the cluster with what its exported file predicts locally; an int8 + pruning
+# optimize job makes version 2, served as its stored file predicts; bf16 fails alone, named
 /usr/bin/python3 - <<'PY'
 import numpy as np
 r = np.random.default_rng(4)
@@ -116,9 +116,19 @@ if "$maas" submit train --name "cnn$run" --data img.csv --label y --epochs 3 --s
 "$maas" export "cnn$run" -o cnn.h5 2>/dev/null && "$maas" predict -m cnn.h5 --data img.csv --drop y > cnn_local.txt
 [[ $(wc -l < cnn_cluster.txt) -eq 160 ]] && diff -q cnn_cluster.txt cnn_local.txt > /dev/null \
   && ok "the cluster serves the CNN as its file predicts" || bad "cnn infer: $(head -2 cnn_cluster.txt)"
-"$maas" submit optimize --model "cnn$run:1" --quantize int8 --wait > /dev/null 2> cnnq.err
-[[ $? -eq 1 ]] && grep -q "UNSUPPORTED: quantization supports Dense, Dropout, Flatten and Reshape layers only so far; layer 'conv2d' is a Conv2D" cnnq.err \
-  && ok "quantizing a CNN fails alone, naming the layer" || bad "cnn quantize: $(cat cnnq.err)"
+if "$maas" submit optimize --model "cnn$run:1" --quantize int8 --prune 0.3 --data img.csv --label y \
+     --wait > cnnq.out 2> cnnq.err; then ok "an int8 + pruning optimize job on the CNN"; else bad "cnn optimize: $(cat cnnq.err)"; fi
+grep -q "^cnn$run version 2, from version 1: " cnnq.out \
+  && grep -qE '"sparsity": 0\.(29|3)[0-9]*, "sparsity_per_layer": \[[0-9.e-]+, [0-9.e-]+\]' cnnq.out \
+  && ok "its version 2 and sparsity" || bad "cnn optimize output: $(cat cnnq.out)"
+"$maas" submit infer --model "cnn$run:2" --data img.csv --drop y --wait > cnnq_cluster.txt 2>/dev/null
+"$maas" export "cnn$run:2" -o cnnq.h5 --stored 2>/dev/null && "$maas" inspect cnnq.h5 | grep -q "weights:      int8" \
+  && "$maas" predict -m cnnq.h5 --data img.csv --drop y > cnnq_local.txt
+[[ $(wc -l < cnnq_cluster.txt) -eq 160 ]] && diff -q cnnq_cluster.txt cnnq_local.txt > /dev/null \
+  && ok "the cluster serves the int8 CNN as its stored file predicts" || bad "int8 cnn infer: $(head -2 cnnq_cluster.txt)"
+"$maas" submit optimize --model "cnn$run:1" --quantize bf16 --wait > /dev/null 2> cnnb.err
+[[ $? -eq 1 ]] && grep -q "UNSUPPORTED: bf16 quantization supports Dense, Dropout, Flatten and Reshape layers only so far; layer 'conv2d' is a Conv2D" cnnb.err \
+  && ok "bf16 on a CNN fails alone, naming the layer" || bad "cnn bf16: $(cat cnnb.err)"
 
 # unknown vs pending vs final; cancel; bad requests
 "$maas" job "nope-$run" > /dev/null 2> unknown.err; [[ $? -eq 1 ]] && grep -q "no job 'nope-$run'" unknown.err \

@@ -7,7 +7,8 @@
    serves them with Keras's predictions, within 1e-5; `maas evaluate` uses the
    file's training config.
 3. A pruned maas model (deflated kernels) and an int8 one written back with
-   --dequantize load in Keras and predict what maas does.
+   --dequantize load in Keras and predict what maas does (6.: the same for a Keras-trained
+   CNN, its convolutions pruned and quantized per filter).
 4. A bf16 model (`maas optimize --bf16`) loads in Keras as it is, with bf16-valued kernels,
    and predicts what maas does on the same weights in float32.
 5. Keras-trained models with Conv1D/2D, Max/AveragePooling1D/2D, GlobalAveragePooling1D/2D,
@@ -218,6 +219,30 @@ for name, layers, data, x_in in [
                            img_csv if name == "cnn2d" else seq_csv).splitlines(), delimiter=",", ndmin=2)
     compare(f"maas fit {name} -> keras load_model predict", ours,
             km.predict(x_in.reshape(x_in.shape[0], -1), verbose=0))
+
+# 6. the Keras-trained CNN pruned (convolution kernels deflated) and quantized to int8 (per
+# filter) by maas, written back with --dequantize: Keras loads it and predicts what maas does
+# on those weights; maas's int8 inference stays near it
+cnn_q = os.path.join(WORK, "keras_cnn2d_int8.h5")
+cnn_deq = os.path.join(WORK, "keras_cnn2d_dequantized.h5")
+maas("optimize", "-m", ka_path, "--prune", "0.3", "--quantize", "int8", "-q", "-o", cnn_q)
+maas("optimize", "-m", cnn_q, "--dequantize", "-q", "-o", cnn_deq)
+kq = keras.models.load_model(cnn_deq)  # takes flat rows: maas writes the input's Reshape
+conv_kernel = next(la for la in kq.layers if isinstance(la, L.Conv2D)).get_weights()[0]
+img_flat = img.reshape(img.shape[0], -1)
+if conv_kernel.shape != (3, 3, 2, 4) or not 0.1 < float(np.mean(conv_kernel == 0)) < 0.9:
+    failures.append(f"pruned conv kernel in keras: shape {conv_kernel.shape}, "
+                    f"{np.mean(conv_kernel == 0):.2f} zeros")
+ours = np.loadtxt(maas("predict", "-m", cnn_deq, "--data", img_csv).splitlines(), delimiter=",",
+                  ndmin=2)
+compare("keras CNN -> maas int8 + pruning -> --dequantize -> keras predict", ours,
+        kq.predict(img_flat, verbose=0))
+int8_out = np.loadtxt(maas("predict", "-m", cnn_q, "--data", img_csv).splitlines(), delimiter=",",
+                      ndmin=2)
+gap = float(np.max(np.abs(int8_out - kq.predict(img_flat, verbose=0))))
+print(f"int8 CNN inference vs keras on the dequantized weights: max |diff| {gap:.4f}")
+if not gap < 0.03:
+    failures.append(f"int8 CNN inference is {gap:.4f} away from the dequantized float model")
 
 if failures:
     print("FAILED:\n  " + "\n  ".join(failures))

@@ -22,28 +22,6 @@ static double loss_of(maas_trainer *tr, const float *x, const float *y) {
     return l;
 }
 
-static maas_model *parse_model(const char *layers, int n_in, uint64_t seed) {
-    char err[MAAS_ERRSTR_SIZE];
-    maas_layer_spec specs[MAAS_MAX_LAYERS];
-    int n;
-    assert_ok(maas_layers_parse(layers, specs, MAAS_MAX_LAYERS, &n, err, sizeof(err)), err);
-    maas_rng rng;
-    maas_rng_init(&rng, seed);
-    maas_model *m = maas_model_new(n_in, specs, n, &rng, err, sizeof(err));
-    if (!m) fail_msg("%s: %s", layers, err);
-    /* every parameter away from its initial value: biases, gamma and beta included */
-    for (size_t i = 0; i < m->n_params; i++)
-        m->params[i] += (float)(0.3 * maas_rng_uniform(&rng) - 0.15);
-    for (int i = 0; i < m->n_layers; i++) { /* moving variances stay positive */
-        const maas_layer *l = &m->layers[i];
-        for (int k = 0; k < l->n_weights; k++)
-            if (!strcmp(l->weights[k].name, "moving_variance"))
-                for (size_t j = 0; j < l->weights[k].n; j++)
-                    m->params[l->weights[k].off + j] = 0.5f + (float)j * 0.25f;
-    }
-    return m;
-}
-
 typedef struct {
     int checked, skipped, trainable_zero;
 } tally;
@@ -52,7 +30,7 @@ typedef struct {
 static void gradcheck(const char *layers, int n_in, maas_loss loss, int indices, uint64_t seed,
                       tally *t) {
     char err[MAAS_ERRSTR_SIZE];
-    maas_model *m = parse_model(layers, n_in, seed);
+    maas_model *m = maas_test_layers_model(layers, n_in, seed);
     maas_rng rng;
     maas_rng_init(&rng, seed + 1);
     float *x = malloc((size_t)ROWS * n_in * sizeof(float));
@@ -218,9 +196,10 @@ static void test_grammar(void **state) {
 static void test_shapes(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
-    maas_model *m = parse_model("reshape:28x28x1,conv2d:32:3x3:relu,maxpool:2x2,conv2d:64:3x3:relu,"
-                                "maxpool:2x2,flatten,128:relu,10:softmax",
-                                784, 1);
+    maas_model *m =
+        maas_test_layers_model("reshape:28x28x1,conv2d:32:3x3:relu,maxpool:2x2,conv2d:64:3x3:relu,"
+                               "maxpool:2x2,flatten,128:relu,10:softmax",
+                               784, 1);
     int want[][3] = {{28, 28, 1}, {26, 26, 32}, {13, 13, 32}, {11, 11, 64}, {5, 5, 64}};
     for (int i = 0; i < 5; i++)
         for (int d = 0; d < 3; d++) assert_int_equal(m->layers[i].out.d[d], want[i][d]);
@@ -269,7 +248,7 @@ static void test_shapes(void **state) {
 static void test_batchnorm_statistics(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
-    maas_model *m = parse_model("batchnorm:momentum=0.5,1:linear", 2, 21);
+    maas_model *m = maas_test_layers_model("batchnorm:momentum=0.5,1:linear", 2, 21);
     const maas_layer *bn = &m->layers[0];
     float *mm = m->params + bn->weights[2].off, *mv = m->params + bn->weights[3].off;
     assert_string_equal(bn->weights[2].name, "moving_mean");
@@ -311,7 +290,7 @@ static void test_batchnorm_statistics(void **state) {
 static void test_embedding_inputs(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
-    maas_model *m = parse_model("embedding:5:2,flatten,1:sigmoid", 3, 31);
+    maas_model *m = maas_test_layers_model("embedding:5:2,flatten,1:sigmoid", 3, 31);
     float good[3] = {0, 4, 2}, frac[3] = {0, 1.5f, 2}, high[3] = {0, 1, 5}, neg[3] = {-1, 0, 0};
     float out[1], mean[3] = {0}, sd[3] = {1, 1, 1}, y[1] = {1};
     assert_ok(maas_model_predict(m, good, 1, out, err, sizeof(err)), err);
@@ -337,17 +316,14 @@ static void test_embedding_inputs(void **state) {
     maas_model_free(m);
 }
 
-/* What supports Dense models only says so, naming the layer. */
+/* What supports Dense models only says so, naming the layer (int8 quantization and pruning
+ * take convolutions: test_quant). */
 static void test_refusals(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
-    maas_model *m = parse_model("reshape:2x2x1,conv2d:2:2x2,flatten,1:sigmoid", 4, 41);
-    assert_err(MAAS_ERR_UNSUPPORTED, maas_quantize(m, err, sizeof(err)), err);
-    assert_mentions(err, "Conv2D");
+    maas_model *m = maas_test_layers_model("reshape:2x2x1,conv2d:2:2x2,flatten,1:sigmoid", 4, 41);
     assert_err(MAAS_ERR_UNSUPPORTED, maas_quantize_bf16(m, err, sizeof(err)), err);
-    float mask[64];
-    maas_prune_report rep;
-    assert_err(MAAS_ERR_UNSUPPORTED, maas_prune(m, 0.5, 0, mask, &rep, err, sizeof(err)), err);
+    assert_mentions(err, "Conv2D");
     float x[4] = {1, 2, 3, 4}, attr[4];
     assert_err(
         MAAS_ERR_UNSUPPORTED,

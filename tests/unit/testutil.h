@@ -48,6 +48,31 @@ static inline maas_model *maas_test_random_model(int n_in, const maas_layer_spec
     return m;
 }
 
+/* A model from the --layers grammar over n_in features with seeded weights, every parameter
+ * moved off its initial value (biases, gamma and beta included; moving variances positive).
+ * Fails the test when it cannot be made. */
+static inline maas_model *maas_test_layers_model(const char *layers, int n_in, uint64_t seed) {
+    char err[MAAS_ERRSTR_SIZE];
+    maas_layer_spec specs[MAAS_MAX_LAYERS];
+    int n;
+    if (maas_layers_parse(layers, specs, MAAS_MAX_LAYERS, &n, err, sizeof(err)))
+        fail_msg("%s: %s", layers, err);
+    maas_rng rng;
+    maas_rng_init(&rng, seed);
+    maas_model *m = maas_model_new(n_in, specs, n, &rng, err, sizeof(err));
+    if (!m) fail_msg("%s: %s", layers, err);
+    for (size_t i = 0; i < m->n_params; i++)
+        m->params[i] += (float)(0.3 * maas_rng_uniform(&rng) - 0.15);
+    for (int i = 0; i < m->n_layers; i++) {
+        const maas_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_weights; k++)
+            if (!strcmp(l->weights[k].name, "moving_variance"))
+                for (size_t j = 0; j < l->weights[k].n; j++)
+                    m->params[l->weights[k].off + j] = 0.5f + (float)j * 0.25f;
+    }
+    return m;
+}
+
 /* n uniform floats in [lo, hi) from seed; the caller frees them. */
 static inline float *maas_test_random_inputs(size_t n, uint64_t seed, float lo, float hi) {
     maas_rng rng;

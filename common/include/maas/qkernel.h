@@ -13,7 +13,8 @@
 
 typedef struct maas_qdnnl maas_qdnnl; /* oneDNN state of a layer, private */
 
-/* One quantized Dense layer. All arrays owned by the maas_quant. */
+/* One quantized kernel: a Dense layer's, or a convolution's as a (kh*kw*c) x filters matrix.
+ * All arrays owned by the maas_quant. */
 typedef struct maas_qlayer {
     int n_in, n_out;
     int kg;           /* groups of 4 inputs: ceil(n_in / 4) */

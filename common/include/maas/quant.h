@@ -3,14 +3,16 @@
  * quantization and magnitude pruning.
  *
  * Quantization (maas_quantize) is per output channel and symmetric: unit j of
- * a Dense kernel gets scale s_j = max_i |W[i][j]| / 127 and int8 weights
- * q[i][j] = round(W[i][j] / s_j) in [-127, 127]. The model's float kernel is
- * replaced by the dequantized q * s, so everything that reads floats (training,
- * evaluate, export to Keras) sees exactly what the int8 path computes with;
- * the int8 weights, scales and packed kernels hang off model->quant.
+ * a Dense kernel (filter j of a convolution, its kernel read as a kh*kw*c x f
+ * matrix) gets scale s_j = max_i |W[i][j]| / 127 and int8 weights
+ * q[i][j] = round(W[i][j] / s_j) in [-127, 127]. Other layers stay float. The model's float kernel
+ * is replaced by the dequantized q * s, so everything that reads floats (training, evaluate, export
+ * to Keras) sees exactly what the int8 path computes with; the int8 weights, scales and packed
+ * kernels hang off model->quant.
  *
  * Inference on a quantized model (maas_infer_run picks it up by itself)
- * quantizes each Dense layer's input per row, dynamically: a row whose values
+ * quantizes each Dense layer's input per row (a convolution's per window: each
+ * im2col row), dynamically: a row whose values
  * are all >= 0 (a relu output) becomes uint8 with scale max/255, any other row
  * int8 with scale max|x|/127 (shifted by 128 into uint8). The dot products are
  * uint8 x int8 -> int32 (AVX-512 VNNI when the CPU has it, else portable C;
@@ -26,9 +28,9 @@
  * (maas/bkernel.h: the bound), and runs the same weights on the float path
  * elsewhere. Biases stay float32.
  *
- * Pruning (maas_prune) zeroes the smallest-magnitude kernel weights, over all
- * layers together (global) or layer by layer, and returns the mask so a
- * fine-tuning fit can hold it (maas_fit_opts.param_mask).
+ * Pruning (maas_prune) zeroes the smallest-magnitude kernel weights of Dense and
+ * convolution layers, over all of them together (global) or layer by layer, and returns the mask so
+ * a fine-tuning fit can hold it (maas_fit_opts.param_mask).
  */
 #ifndef MAAS_QUANT_H
 #define MAAS_QUANT_H
@@ -46,20 +48,24 @@ maas_quant_kind maas_model_quant_kind(const maas_model *m);
 const char *maas_quant_kind_name(maas_quant_kind k);
 
 /*
- * Quantizes every Dense kernel of m in place (see the top of this file). A
- * model that is already quantized is refused (ARG). On error m is unchanged.
+ * Quantizes every Dense and convolution kernel of m in place (see the top of
+ * this file). A model that is already quantized is refused (ARG). On error m is
+ * unchanged.
  */
 maas_err maas_quantize(maas_model *m, char *errstr, size_t errstr_size);
 
 /*
- * Sets layer i's int8 kernel from stored form (loaders): wq (n_in x n_out) and
- * its n_out scales (finite, > 0) are copied; the float kernel becomes wq * scale.
+ * Sets layer i's int8 kernel from stored form (loaders): wq (the kernel as a
+ * matrix, inputs x output channels) and one scale per output channel (finite,
+ * > 0) are copied; the float kernel becomes wq * scale. Layer i is a Dense or
+ * convolution layer (ARG otherwise).
  */
 maas_err maas_quant_set_layer(maas_model *m, int i, const int8_t *wq, const float *scale,
                               char *errstr, size_t errstr_size);
 
 /*
- * Rounds every Dense kernel of m to bf16 in place (see the top of this file). A model
+ * Rounds every Dense kernel of m to bf16 in place (see the top of this file); a model
+ * with layers beyond Dense, Dropout, Flatten and Reshape is UNSUPPORTED. A model
  * already quantized (int8 or bf16) is refused (ARG); a weight that rounds past bf16's
  * range is NON_FINITE. On error m is unchanged.
  */
@@ -82,26 +88,28 @@ void maas_model_dequantize(maas_model *m);
  * largest |input| each Dense layer sees on rows x n_inputs raw sample inputs.
  * Kept for measurement (bench/): the dynamic per-row scales are the default
  * because they are as accurate and a row's result does not depend on a
- * calibration sample (README, Performance). Not stored in files.
+ * calibration sample (README, Performance). Not stored in files. Dense networks only
+ * (UNSUPPORTED otherwise).
  */
 maas_err maas_quant_calibrate(maas_model *m, const float *x, size_t rows, char *errstr,
                               size_t errstr_size);
 
-/* Bytes of the weights as stored (int8 + float scales, bf16, or float32) plus float biases. */
+/* Bytes of the weights as stored (int8 + float scales, bf16, or float32) plus float biases and
+ * every other layer's float weights (BatchNormalization, Embedding). */
 size_t maas_quant_payload_bytes(const maas_model *m);
 
 /* ---- pruning ---- */
 
 typedef struct maas_prune_report {
     int n_layers;                     /* model layers */
-    double sparsity[MAAS_MAX_LAYERS]; /* achieved fraction of zero kernel weights, Dense */
+    double sparsity[MAAS_MAX_LAYERS]; /* fraction of zero kernel weights: Dense, convolution */
     double total_sparsity;            /* over all kernels */
     size_t zero_weights, kernel_weights;
 } maas_prune_report;
 
 /*
  * Zeroes the fraction `sparsity` (in [0, 1)) of kernel weights with the
- * smallest |w|: over all Dense kernels together when per_layer is 0, else in
+ * smallest |w|: over all Dense and convolution kernels together when per_layer is 0, else in
  * each kernel separately. Biases are kept. mask (optional, n_params floats):
  * 1 where a parameter is kept, 0 where pruned (biases 1). Ties at the
  * threshold are broken by position, so the count is exact. report (optional).
