@@ -9,6 +9,10 @@ against its peers, in the same run, one thread each, pinned to one core (taskset
   inference  batches of 256 images: maas (maas-bench-cnn, the C API as the worker calls it),
              ONNX Runtime (the same network as an ONNX graph) and PyTorch (inference_mode);
              the median of 5 rounds of 40 batches.
+  int8       the trained model quantized by `maas optimize --quantize int8` (per filter and
+             unit, each window and row its own input scale) against ONNX Runtime's
+             quantize_dynamic of its graph (ConvInteger/MatMulInteger, int8 weights), the same
+             batches; and the 10 000 test images' accuracy of the float and int8 models.
 
 Targets (issue 23): training >= 1.2x Keras, inference >= 1.0x the best peer. OPENBLAS_CORETYPE
 and OPENBLAS_L2_SIZE are left as the environment has them.
@@ -16,6 +20,7 @@ and OPENBLAS_L2_SIZE are left as the environment has them.
   /usr/bin/python3 bench/bench_cnn.py [--build build] [--epochs 3]
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -124,8 +129,32 @@ elif which == "keras":
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s = ort.InferenceSession(model.SerializeToString(), o, providers=["CPUExecutionProvider"])
     print(f"ort_predict256_sps {rate(lambda b: s.run(None, {'x': b})):.0f}")
+    import tempfile
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    d = tempfile.mkdtemp()
+    onnx.save(model, os.path.join(d, "f32.onnx"))
+    quantize_dynamic(os.path.join(d, "f32.onnx"), os.path.join(d, "int8.onnx"),
+                     weight_type=QuantType.QInt8)
+    sq = ort.InferenceSession(os.path.join(d, "int8.onnx"), o, providers=["CPUExecutionProvider"])
+    print(f"ort_int8_predict256_sps {rate(lambda b: sq.run(None, {'x': b})):.0f}")
     print(f"ort_version {ort.__version__}")
 '''
+
+
+def fashion_test_h5(tmp):
+    """Fashion-MNIST's 10 000 test images as HDF5 (x, y) in tmp, from Debian's files."""
+    import gzip
+    import h5py
+    import numpy as np
+    src = "/usr/share/datasets/fashion-mnist/"
+    with gzip.open(src + "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
+    with gzip.open(src + "t10k-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.float32).reshape(-1, 1)
+    path = os.path.join(tmp, "fashion-test.h5")
+    with h5py.File(path, "w") as h:
+        h["x"], h["y"] = x, y
+    return path
 
 
 def kv(text):
@@ -151,6 +180,19 @@ def main():
     res.update({k: float(v) for k, v in kv(subprocess.run(
         pin + [os.path.join(bindir, "maas-bench-cnn"), os.path.join(tmp, "cnn.h5"), h5 + ":/x"],
         env=ONE, capture_output=True, text=True, check=True).stdout).items()})
+    subprocess.run([os.path.join(bindir, "maas"), "optimize", "-m", os.path.join(tmp, "cnn.h5"),
+                    "--quantize", "int8", "-q", "-o", os.path.join(tmp, "cnn-int8.h5")],
+                   env=ONE, check=True, capture_output=True)
+    res.update({k.replace("maas_", "maas_int8_"): float(v) for k, v in kv(subprocess.run(
+        pin + [os.path.join(bindir, "maas-bench-cnn"), os.path.join(tmp, "cnn-int8.h5"),
+               h5 + ":/x"], env=ONE, capture_output=True, text=True, check=True).stdout).items()})
+    test = fashion_test_h5(tmp)
+    for name in ("cnn", "cnn-int8"):
+        ev = subprocess.run([os.path.join(bindir, "maas"), "evaluate", "-m",
+                             os.path.join(tmp, name + ".h5"), "--data", test + ":/x", "--labels",
+                             test + ":/y", "--format", "json"], env=ONE, check=True,
+                            capture_output=True, text=True)
+        res[name + "_test_accuracy"] = json.loads(ev.stdout)["accuracy"]
     script = os.path.join(tmp, "peers.py")
     with open(script, "w") as f:
         f.write(PEERS)
@@ -173,6 +215,11 @@ def main():
     mp, tp, op = res["maas_predict256_sps"], res["torch_predict256_sps"], res["ort_predict256_sps"]
     print(f"{'inference, batch 256 (img/s)':34} {mp:9.0f} {'':>9} {tp:9.0f} {op:9.0f}  "
           f"{mp / max(tp, op):.2f}x the best peer (target 1.0)")
+    mq, oq = res["maas_int8_predict256_sps"], res["ort_int8_predict256_sps"]
+    print(f"{'int8 inference, batch 256 (img/s)':34} {mq:9.0f} {'':>9} {'':>9} {oq:9.0f}  "
+          f"{mq / oq:.2f}x ORT int8, {mq / mp:.2f}x maas float32")
+    print(f"test accuracy (10 000 images): float32 {res['cnn_test_accuracy']:.4f}, "
+          f"int8 {res['cnn-int8_test_accuracy']:.4f}")
     print(f"maas: {res['maas_forward_flops_per_row'] / 1e6:.2f} MFLOP per image forward, "
           f"{mp * res['maas_forward_flops_per_row'] / 1e9:.1f} GFLOP/s in inference")
 

@@ -157,8 +157,35 @@ static size_t cell(const maas_conv_geom *g, int oy, int ox, int ky, int kx, int 
            (size_t)ci;
 }
 
+/* y = cell yi's channels where they are greater than y's (restrict: one vectorized pass). */
+static void max_into(float *restrict y, const float *restrict xi, int c) {
+    for (int ci = 0; ci < c; ci++) y[ci] = xi[ci] > y[ci] ? xi[ci] : y[ci];
+}
+
+/* Max pooling without the argmax (inference): the same values, each output's channels taken
+ * as one run per cell. */
+static void maxpool_values(const maas_conv_geom *g, const float *x, size_t rows, float *y) {
+    size_t in = (size_t)g->h * g->w * g->c, out = maas_conv_out_floats(g);
+    for (size_t r = 0; r < rows; r++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                int y0, y1, x0, x1;
+                window(g, oy, ox, &y0, &y1, &x0, &x1);
+                float *yo = y + r * out + ((size_t)oy * g->ow + ox) * g->c;
+                const float *xs = x + r * in;
+                memcpy(yo, xs + cell(g, oy, ox, y0, x0, 0), (size_t)g->c * sizeof(float));
+                for (int ky = y0; ky < y1; ky++)
+                    for (int kx = ky == y0 ? x0 + 1 : x0; kx < x1; kx++)
+                        max_into(yo, xs + cell(g, oy, ox, ky, kx, 0), g->c);
+            }
+}
+
 void maas_maxpool_forward(const maas_conv_geom *g, const float *x, size_t rows, float *y,
                           int32_t *argmax) {
+    if (!argmax) {
+        maxpool_values(g, x, rows, y);
+        return;
+    }
     size_t in = (size_t)g->h * g->w * g->c, out = maas_conv_out_floats(g);
     for (size_t r = 0; r < rows; r++) {
         const float *xs = x + r * in;
@@ -168,7 +195,7 @@ void maas_maxpool_forward(const maas_conv_geom *g, const float *x, size_t rows, 
                 window(g, oy, ox, &y0, &y1, &x0, &x1);
                 size_t o = r * out + ((size_t)oy * g->ow + ox) * g->c;
                 float *yo = y + o;
-                int32_t *ao = argmax ? argmax + o : NULL;
+                int32_t *ao = argmax + o;
                 /* cells in row-major order, channels contiguous: a later cell wins only when
                  * strictly greater, so each channel keeps its first maximum */
                 for (int ky = y0; ky < y1; ky++)
@@ -177,16 +204,13 @@ void maas_maxpool_forward(const maas_conv_geom *g, const float *x, size_t rows, 
                         const float *xi = xs + base;
                         if (ky == y0 && kx == x0) {
                             for (int ci = 0; ci < g->c; ci++) yo[ci] = xi[ci];
-                            for (int ci = 0; ao && ci < g->c; ci++) ao[ci] = (int32_t)(base + ci);
-                        } else if (ao) {
+                            for (int ci = 0; ci < g->c; ci++) ao[ci] = (int32_t)(base + ci);
+                        } else {
                             for (int ci = 0; ci < g->c; ci++)
                                 if (xi[ci] > yo[ci]) {
                                     yo[ci] = xi[ci];
                                     ao[ci] = (int32_t)(base + (size_t)ci);
                                 }
-                        } else {
-                            for (int ci = 0; ci < g->c; ci++)
-                                yo[ci] = xi[ci] > yo[ci] ? xi[ci] : yo[ci];
                         }
                     }
             }

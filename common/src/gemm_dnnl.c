@@ -2,7 +2,9 @@
  * The oneDNN adapter (the only file that includes dnnl.h): matmuls for batches of
  * 32 rows and more — float32 (maas__fdnnl_*: a Dense layer's batch in inference,
  * where oneDNN's JIT for the CPU at hand beats OpenBLAS's kernel table, maas/cpu.h
- * MAAS_FLOAT_GEMM) and uint8 x int8 -> int32 (maas__qdnnl_*), where oneDNN's
+ * MAAS_FLOAT_GEMM), float32 direct convolutions (maas__cdnnl_*: a convolution layer's
+ * batch of 8 samples and more in inference, with relu fused, instead of im2col + GEMM)
+ * and uint8 x int8 -> int32 (maas__qdnnl_*), where oneDNN's
  * kernels (AMX on CPUs that have it) beat our VNNI tiles (README, "oneDNN"). oneDNN's fast
  * paths need a primitive per shape, so a layer keeps one per batch bucket
  * (32, 64, ..., 1024 rows), made on first use; a batch is cut into bucket-
@@ -48,6 +50,15 @@ extern void omp_set_num_threads(int n);
     X(dnnl_memory_create)                                                                          \
     X(dnnl_memory_destroy)                                                                         \
     X(dnnl_set_max_cpu_isa)                                                                        \
+    X(dnnl_convolution_forward_desc_init)                                                          \
+    X(dnnl_primitive_attr_create)                                                                  \
+    X(dnnl_primitive_attr_destroy)                                                                 \
+    X(dnnl_primitive_attr_set_post_ops)                                                            \
+    X(dnnl_post_ops_create)                                                                        \
+    X(dnnl_post_ops_destroy)                                                                       \
+    X(dnnl_post_ops_append_eltwise)                                                                \
+    X(dnnl_primitive_desc_query_md)                                                                \
+    X(dnnl_reorder_primitive_desc_create)                                                          \
     X(omp_set_num_threads)
 
 typedef struct {
@@ -120,6 +131,12 @@ static int api_load(dnnl_api *a) {
 static void api_unload(dnnl_api *a) {
     if (a->lib) dlclose(a->lib);
     a->lib = NULL;
+}
+
+/* Loads oneDNN into a and makes a CPU engine and its stream; 0 when anything fails. */
+static int open_engine(dnnl_api *a, dnnl_engine_t *engine, dnnl_stream_t *stream) {
+    return api_load(a) && a->dnnl_engine_create(engine, dnnl_cpu, 0) == dnnl_success &&
+           a->dnnl_stream_create(stream, *engine, dnnl_stream_default_flags) == dnnl_success;
 }
 
 #define N_BUCKETS 6 /* 32 << 0 .. 32 << 5 = 1024 rows */
@@ -201,10 +218,7 @@ int maas__qdnnl_run(maas_qdnnl *d, const maas_qlayer *l, const uint8_t *xq, int 
         d->ldc = ldc;
         dnnl_dims_t wd = {l->n_in, l->n_out};
         d->failed =
-            !api_load(&d->api) ||
-            d->api.dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success ||
-            d->api.dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags) !=
-                dnnl_success ||
+            !open_engine(&d->api, &d->engine, &d->stream) ||
             d->api.dnnl_memory_desc_init_by_tag(&d->w_md, 2, wd, dnnl_s8, dnnl_ab) != dnnl_success;
     }
     if (d->failed || d->ldx != ldx || d->ldc != ldc) goto out;
@@ -243,6 +257,20 @@ int maas__qdnnl_available(void) {
 }
 
 /* ---- float32 ---- */
+
+/* Memories over the caller's kernel and bias (NULL: none, *bm stays NULL); 1 on success, else
+ * nothing is left to destroy. */
+static int wrap_weights(const dnnl_api *a, dnnl_engine_t engine, const dnnl_memory_desc_t *w_md,
+                        const float *w, const dnnl_memory_desc_t *b_md, const float *bias,
+                        dnnl_memory_t *wm, dnnl_memory_t *bm) {
+    *bm = NULL;
+    if (a->dnnl_memory_create(wm, w_md, engine, (void *)w) != dnnl_success) return 0;
+    if (bias && a->dnnl_memory_create(bm, b_md, engine, (void *)bias) != dnnl_success) {
+        a->dnnl_memory_destroy(*wm);
+        return 0;
+    }
+    return 1;
+}
 
 struct maas_fdnnl {
     int failed; /* oneDNN refused something: the caller's GEMM does everything */
@@ -292,10 +320,7 @@ int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int ro
         d->k = k, d->n = n, d->ldx = ldx, d->ldy = ldy, d->bias = bias != NULL;
         dnnl_dims_t wd = {k, n}, bd = {1, n};
         d->failed =
-            !api_load(&d->api) ||
-            d->api.dnnl_engine_create(&d->engine, dnnl_cpu, 0) != dnnl_success ||
-            d->api.dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags) !=
-                dnnl_success ||
+            !open_engine(&d->api, &d->engine, &d->stream) ||
             d->api.dnnl_memory_desc_init_by_tag(&d->w_md, 2, wd, dnnl_f32, dnnl_ab) !=
                 dnnl_success ||
             d->api.dnnl_memory_desc_init_by_tag(&d->b_md, 2, bd, dnnl_f32, dnnl_ab) != dnnl_success;
@@ -306,11 +331,7 @@ int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int ro
         return 0;
     d->api.omp_set_num_threads(1); /* one thread, as the BLAS side (maas_blas_set_threads) */
     dnnl_memory_t wm = NULL, bm = NULL;
-    if (d->api.dnnl_memory_create(&wm, &d->w_md, d->engine, (void *)w) != dnnl_success) return 0;
-    if (bias && d->api.dnnl_memory_create(&bm, &d->b_md, d->engine, (void *)bias) != dnnl_success) {
-        d->api.dnnl_memory_destroy(wm);
-        return 0;
-    }
+    if (!wrap_weights(&d->api, d->engine, &d->w_md, w, &d->b_md, bias, &wm, &bm)) return 0;
     int done = 0;
     for (int b = N_BUCKETS - 1; b >= 0 && !d->failed; b--) {
         int m = 32 << b;
@@ -326,6 +347,142 @@ int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int ro
                 break;
             }
             done += m;
+        }
+    }
+    d->api.dnnl_memory_destroy(wm);
+    if (bm) d->api.dnnl_memory_destroy(bm);
+    return done;
+}
+
+/* ---- float32 convolutions ---- */
+
+#define C_BUCKETS 6 /* 8 << 0 .. 8 << 5 = 256 samples */
+
+struct maas_cdnnl {
+    int failed; /* oneDNN refused something: the caller's im2col + GEMM does everything */
+    maas_conv_geom g;
+    int bias, relu;
+    dnnl_api api;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_memory_desc_t w_md, b_md; /* the caller's kernel (hwio) and bias */
+    dnnl_primitive_t prim[C_BUCKETS];
+    dnnl_memory_desc_t src_md[C_BUCKETS], dst_md[C_BUCKETS];
+    dnnl_primitive_t reorder[C_BUCKETS]; /* the kernel into the layout prim[b] wants */
+    dnnl_memory_t wk[C_BUCKETS];         /* that kernel, oneDNN's buffer */
+    unsigned gen[C_BUCKETS];             /* the caller's generation wk[b] was reordered at */
+    int fresh[C_BUCKETS];                /* wk[b] was reordered (gen[b] means something) */
+};
+
+maas_cdnnl *maas__cdnnl_new(void) {
+    return calloc(1, sizeof(maas_cdnnl));
+}
+
+void maas__cdnnl_free(maas_cdnnl *d) {
+    if (!d) return;
+    for (int i = 0; i < C_BUCKETS; i++) {
+        if (d->prim[i]) d->api.dnnl_primitive_destroy(d->prim[i]);
+        if (d->reorder[i]) d->api.dnnl_primitive_destroy(d->reorder[i]);
+        if (d->wk[i]) d->api.dnnl_memory_destroy(d->wk[i]);
+    }
+    if (d->stream) d->api.dnnl_stream_destroy(d->stream);
+    if (d->engine) d->api.dnnl_engine_destroy(d->engine);
+    api_unload(&d->api);
+    free(d);
+}
+
+static int same_geom(const maas_conv_geom *a, const maas_conv_geom *b) {
+    return a->h == b->h && a->w == b->w && a->c == b->c && a->kh == b->kh && a->kw == b->kw &&
+           a->sh == b->sh && a->sw == b->sw && a->same == b->same && a->f == b->f;
+}
+
+/* The bucket's primitive (weights in the layout oneDNN picks, relu as a post-op), its kernel
+ * buffer and the reorder into it. */
+static int make_cprim(maas_cdnnl *d, int b) {
+    const dnnl_api *a = &d->api;
+    const maas_conv_geom *g = &d->g;
+    int n = 8 << b;
+    dnnl_dims_t sd = {n, g->c, g->h, g->w}, dd = {n, g->f, g->oh, g->ow};
+    dnnl_dims_t wd = {g->f, g->c, g->kh, g->kw}, st = {g->sh, g->sw}, pl = {g->pt, g->pl};
+    /* TensorFlow's "same" puts the odd padding after: what is left of the last window */
+    dnnl_dims_t pr = {(g->oh - 1) * g->sh + g->kh - g->h - g->pt,
+                      (g->ow - 1) * g->sw + g->kw - g->w - g->pl};
+    dnnl_memory_desc_t w_any;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    int ok = a->dnnl_memory_desc_init_by_tag(&d->src_md[b], 4, sd, dnnl_f32, dnnl_nhwc) ==
+                 dnnl_success &&
+             a->dnnl_memory_desc_init_by_tag(&d->dst_md[b], 4, dd, dnnl_f32, dnnl_nhwc) ==
+                 dnnl_success &&
+             a->dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any) ==
+                 dnnl_success &&
+             a->dnnl_convolution_forward_desc_init(
+                 &cd, dnnl_forward_inference, dnnl_convolution_direct, &d->src_md[b], &w_any,
+                 d->bias ? &d->b_md : NULL, &d->dst_md[b], st, pl, pr) == dnnl_success &&
+             a->dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && d->relu)
+        ok = a->dnnl_post_ops_create(&po) == dnnl_success &&
+             a->dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ==
+                 dnnl_success &&
+             a->dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    ok = ok && a->dnnl_primitive_desc_create(&pd, &cd, attr, d->engine, NULL) == dnnl_success &&
+         a->dnnl_primitive_create(&d->prim[b], pd) == dnnl_success;
+    const dnnl_memory_desc_t *wk =
+        ok ? a->dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) : NULL;
+    ok = ok && wk &&
+         a->dnnl_memory_create(&d->wk[b], wk, d->engine, DNNL_MEMORY_ALLOCATE) == dnnl_success &&
+         a->dnnl_reorder_primitive_desc_create(&rpd, &d->w_md, d->engine, wk, d->engine, NULL) ==
+             dnnl_success &&
+         a->dnnl_primitive_create(&d->reorder[b], rpd) == dnnl_success;
+    if (rpd) a->dnnl_primitive_desc_destroy(rpd);
+    if (pd) a->dnnl_primitive_desc_destroy(pd);
+    if (po) a->dnnl_post_ops_destroy(po);
+    if (attr) a->dnnl_primitive_attr_destroy(attr);
+    return ok;
+}
+
+int maas__cdnnl_run(maas_cdnnl *d, const maas_conv_geom *g, const float *x, int rows,
+                    const float *w, const float *bias, int relu, float *y, unsigned gen) {
+    if (!d || rows < 8 || maas_cpu_float_gemm() != MAAS_FLOAT_GEMM_ONEDNN) return 0;
+    if (!d->failed && !d->engine) {
+        d->g = *g, d->bias = bias != NULL, d->relu = relu;
+        dnnl_dims_t wd = {g->f, g->c, g->kh, g->kw}, bd = {g->f};
+        d->failed =
+            !open_engine(&d->api, &d->engine, &d->stream) ||
+            d->api.dnnl_memory_desc_init_by_tag(&d->w_md, 4, wd, dnnl_f32, dnnl_hwio) !=
+                dnnl_success ||
+            d->api.dnnl_memory_desc_init_by_tag(&d->b_md, 1, bd, dnnl_f32, dnnl_x) != dnnl_success;
+    }
+    /* made for one layer: anything else is left to the caller */
+    if (d->failed || !same_geom(&d->g, g) || d->bias != (bias != NULL) || d->relu != relu) return 0;
+    d->api.omp_set_num_threads(1); /* one thread, as the BLAS side (maas_blas_set_threads) */
+    dnnl_memory_t wm = NULL, bm = NULL;
+    if (!wrap_weights(&d->api, d->engine, &d->w_md, w, &d->b_md, bias, &wm, &bm)) return 0;
+    size_t in = (size_t)g->h * g->w * g->c, out = maas_conv_out_floats(g);
+    int done = 0;
+    for (int b = C_BUCKETS - 1; b >= 0 && !d->failed; b--) {
+        int n = 8 << b;
+        while (rows - done >= n) {
+            if (!d->prim[b] && !make_cprim(d, b)) {
+                d->failed = 1;
+                break;
+            }
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, wm}, {DNNL_ARG_TO, d->wk[b]}};
+            int stale = !d->fresh[b] || d->gen[b] != gen; /* the weights may have changed */
+            if ((stale &&
+                 (d->api.dnnl_primitive_execute(d->reorder[b], d->stream, 2, ra) != dnnl_success ||
+                  d->api.dnnl_stream_wait(d->stream) != dnnl_success)) ||
+                !exec_chunk(&d->api, d->engine, d->stream, d->prim[b], &d->src_md[b],
+                            x + (size_t)done * in, &d->dst_md[b], y + (size_t)done * out, d->wk[b],
+                            bm)) {
+                d->failed = 1;
+                break;
+            }
+            d->fresh[b] = 1;
+            d->gen[b] = gen;
+            done += n;
         }
     }
     d->api.dnnl_memory_destroy(wm);
@@ -359,6 +516,17 @@ int maas__fdnnl_run(maas_fdnnl *d, int k, int n, const float *x, int ldx, int ro
                     const float *bias, float *y, int ldy) {
     (void)d, (void)k, (void)n, (void)x, (void)ldx, (void)rows, (void)w, (void)bias, (void)y,
         (void)ldy;
+    return 0;
+}
+maas_cdnnl *maas__cdnnl_new(void) {
+    return NULL;
+}
+void maas__cdnnl_free(maas_cdnnl *d) {
+    (void)d;
+}
+int maas__cdnnl_run(maas_cdnnl *d, const maas_conv_geom *g, const float *x, int rows,
+                    const float *w, const float *bias, int relu, float *y, unsigned gen) {
+    (void)d, (void)g, (void)x, (void)rows, (void)w, (void)bias, (void)relu, (void)y, (void)gen;
     return 0;
 }
 #endif

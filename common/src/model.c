@@ -377,6 +377,8 @@ static int quant_rows(const maas_model *m, int max_batch) {
 struct maas_infer {
     const maas_model *m;
     int max_batch;
+    int step;     /* rows run through the network at a time: max_batch, or fewer for a CNN */
+    unsigned gen; /* counts maas_infer_run calls: the weights may change between them */
     int max_width;
     float *buf[2];   /* ping-pong activations, max_batch x max_width each */
     float *xin;      /* standardized input, max_batch x n_inputs */
@@ -385,6 +387,8 @@ struct maas_infer {
     uint32_t *xb;    /* bf16 layers: max_batch x (widest input + 1) / 2 input pairs, or NULL */
     maas_fdnnl **fd; /* per layer, oneDNN's float matmul for batches >= 32 rows (made on
                       * first use); NULL when max_batch < 32 */
+    maas_cdnnl **cd; /* per layer, oneDNN's float convolution for batches >= 8 samples (made
+                      * on first use); NULL without convolutions or when max_batch < 8 */
     float *col;      /* convolutions' im2col workspace (MAAS_CONV_COL_CAP floats at most) */
 };
 
@@ -402,6 +406,22 @@ static size_t col_floats(const maas_model *m, int max_batch) {
 
 size_t maas_infer_scratch_bytes(const maas_model *m, int max_batch) {
     return col_floats(m, max_batch) * sizeof(float);
+}
+
+/*
+ * Rows a context of max_batch rows runs through the network at a time. A model with
+ * convolutions has wide activations (the Fashion CNN's first: 86 KB a sample): taken whole,
+ * a batch of 256 passes 22 MB from layer to layer through memory; in steps whose widest
+ * activation stays within ~4 MB (a power of two of samples, 8 at least: oneDNN's convolution
+ * buckets) it stays in cache, ~15% faster per image here. Other models run whole batches.
+ */
+static int cnn_step(const maas_model *m, int widest, int max_batch) {
+    int spatial = 0;
+    for (int i = 0; i < m->n_layers; i++) spatial |= m->layers[i].spec.kind == MAAS_LAYER_CONV;
+    if (!spatial) return max_batch;
+    int step = 8;
+    while (step * 2 <= max_batch && (size_t)step * 2 * (size_t)widest <= (size_t)1 << 20) step *= 2;
+    return step < max_batch ? step : max_batch;
 }
 
 maas_err maas_infer_create(maas_infer **out, const maas_model *m, int max_batch, char *errstr,
@@ -427,6 +447,7 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     inf->m = m;
     inf->max_batch = max_batch;
     inf->max_width = w;
+    inf->step = cnn_step(m, w, max_batch);
     size_t cells = (size_t)max_batch * (size_t)w;
     inf->buf[0] = malloc(cells * sizeof(float));
     inf->buf[1] = malloc(cells * sizeof(float));
@@ -436,6 +457,8 @@ maas_infer *maas_infer_new(const maas_model *m, int max_batch, char *errstr, siz
     if ((max_batch >= 32 || col) && !(inf->fd = calloc((size_t)m->n_layers, sizeof(*inf->fd))))
         goto oom;
     if (col && !(inf->col = malloc(col * sizeof(float)))) goto oom;
+    if (col && max_batch >= 8 && !(inf->cd = calloc((size_t)m->n_layers, sizeof(*inf->cd))))
+        goto oom;
     if (m->quant) {
         quant_widths(m, &inf->q.ldx, &inf->q.ldc);
         size_t qr = (size_t)(inf->q_rows = quant_rows(m, max_batch));
@@ -469,6 +492,8 @@ void maas_infer_free(maas_infer *inf) {
     free(inf->col);
     for (int i = 0; inf->fd && i < inf->m->n_layers; i++) maas__fdnnl_free(inf->fd[i]);
     free(inf->fd);
+    for (int i = 0; inf->cd && i < inf->m->n_layers; i++) maas__cdnnl_free(inf->cd[i]);
+    free(inf->cd);
     free(inf);
 }
 
@@ -518,10 +543,11 @@ static void dense_layer(maas_infer *inf, int i, const float *in, int rows, float
         maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out, (size_t)rows, l->n_out);
 }
 
-/* A convolution at inference: im2col in chunks, each chunk's GEMM through oneDNN where it
- * takes it (the rest through BLAS, as maas_conv_forward), then the activation. An int8
- * convolution multiplies each window (a row of im2col) as a quantized Dense layer does a
- * row: its own input scale, the kernel's per-filter scales. */
+/* A convolution at inference: oneDNN's direct convolution (relu fused) for batches of 8
+ * samples and more where it takes them; the rest as im2col in chunks, each chunk's GEMM
+ * through oneDNN's matmul where it takes it (the rest through BLAS, as maas_conv_forward),
+ * then the activation. An int8 convolution multiplies each window (a row of im2col) as a
+ * quantized Dense layer does a row: its own input scale, the kernel's per-filter scales. */
 static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float *out) {
     const maas_model *m = inf->m;
     const maas_layer *l = &m->layers[i];
@@ -529,8 +555,12 @@ static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float 
     const float *w = m->params + l->w_off, *bias = l->spec.use_bias ? m->params + l->b_off : NULL;
     int chunk = maas__conv_chunk_rows(l, inf->max_batch), k = g->kh * g->kw * g->c;
     const maas_qlayer *ql = m->quant && m->quant->layers[i].wq ? &m->quant->layers[i] : NULL;
-    int relu = ql && l->spec.act == MAAS_ACT_RELU; /* fused by the int8 epilogue */
-    for (int r = 0; r < rows; r += chunk) {
+    int relu = l->spec.act == MAAS_ACT_RELU, direct = 0; /* samples oneDNN convolved */
+    if (!ql && inf->cd && (inf->cd[i] || (inf->cd[i] = maas__cdnnl_new())))
+        direct = maas__cdnnl_run(inf->cd[i], g, in, rows, w, bias, relu, out, inf->gen);
+    /* relu is fused by the int8 epilogue and by oneDNN: the activation for the other rows */
+    int act_from = ql && relu ? rows : relu ? direct : 0;
+    for (int r = direct; r < rows; r += chunk) {
         int n = rows - r < chunk ? rows - r : chunk, pos = n * g->oh * g->ow;
         float *y = out + (size_t)r * l->n_out;
         maas_conv_im2col(g, in + (size_t)r * l->n_in, (size_t)n, inf->col);
@@ -549,9 +579,8 @@ static void conv_layer(maas_infer *inf, int i, const float *in, int rows, float 
             maas_gemm(0, 0, pos - done, g->f, k, 1.0f, inf->col + (size_t)done * k, k, w, g->f,
                       bias ? 1.0f : 0.0f, yr, g->f);
     }
-    if (!relu)
-        maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out,
-                         (size_t)rows * (size_t)(l->n_out / g->f), g->f);
+    maas_act_forward(l->spec.act, maas_act_alpha(&l->spec), out + (size_t)act_from * l->n_out,
+                     (size_t)(rows - act_from) * (size_t)(l->n_out / g->f), g->f);
 }
 
 int maas__layer_forward(const maas_model *m, const maas_layer *l, const float *in, int rows,
@@ -638,8 +667,9 @@ maas_err maas_infer_run(maas_infer *inf, const float *x, size_t rows, float *out
     if (maas_model_takes_indices(m) &&
         (err = maas_embed_check(x, rows * n_in, m->layers[0].spec.vocab, errstr, errstr_size)))
         return err;
-    for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->max_batch) {
-        int n = (int)(rows - r0 < (size_t)inf->max_batch ? rows - r0 : (size_t)inf->max_batch);
+    inf->gen++;
+    for (size_t r0 = 0; r0 < rows; r0 += (size_t)inf->step) {
+        int n = (int)(rows - r0 < (size_t)inf->step ? rows - r0 : (size_t)inf->step);
         const float *y = infer_chunk(inf, x + r0 * n_in, n);
         memcpy(out + r0 * (size_t)m->n_outputs, y, (size_t)n * m->n_outputs * sizeof(float));
     }

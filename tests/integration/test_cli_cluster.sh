@@ -3,7 +3,8 @@
 # train -> wait -> version 1 -> alias -> infer by alias -> export -> the file predicts the
 # same locally; optimize (int8 + pruning) -> version 2 with lineage, served in int8, exported
 # dequantized; a bf16 optimize job -> version 3, served, its stored file predicts locally what
-# the cluster did; import of a Keras-layout file, then inference through the cluster; unknown,
+# the cluster did; import of a Keras-layout file and of a Keras-trained CNN, then inference
+# through the cluster with the expected answers; unknown,
 # pending and cancelled jobs told apart; bad requests named.
 # usage: test_cli_cluster.sh MAAS WORKER PIMA_CSV H5_FIXTURE_DIR WORKDIR
 set -uo pipefail
@@ -93,6 +94,17 @@ if "$maas" import "$fx/good_tfkeras.h5" --name "k$run" > import.out 2>&1; then o
 "$maas" submit infer --model "k$run" --data "$fx/good_tfkeras.x.csv" --wait > kx.txt 2>/dev/null
 paste -d, kx.txt "$fx/good_tfkeras.expected.csv" | awk -F, '{d=$1-$2; if (d<0) d=-d; if (d > 1e-5 + 1e-5*($2<0?-$2:$2)) exit 1}' \
   && [[ $(wc -l < kx.txt) -eq 12 ]] && ok "the imported Keras model serves numpy's predictions" || bad "imported predictions: $(head -3 kx.txt)"
+# a CNN trained and saved by real Keras 3 (tests/interop/make_keras_cnn_fixture.py: Conv2D,
+# BatchNormalization, pooling, GlobalAveragePooling2D), imported and served with Keras's answers
+kfx="$here/../interop/fixtures"
+if "$maas" import "$kfx/keras_cnn.h5" --name "kcnn$run" > kimport.out 2>&1; then ok "import of a Keras CNN"; else bad "import cnn: $(cat kimport.out)"; fi
+"$maas" submit infer --model "kcnn$run" --data "$kfx/keras_cnn.x.csv" --wait > kc.txt 2>/dev/null
+/usr/bin/python3 - kc.txt "$kfx/keras_cnn.expected.csv" <<'PY' && ok "the cluster serves the Keras CNN with Keras's answers" || bad "keras cnn: $(head -3 kc.txt)"
+import sys, numpy as np
+got, want = np.loadtxt(sys.argv[1], delimiter=",", ndmin=2), np.loadtxt(sys.argv[2], delimiter=",", ndmin=2)
+assert got.shape == want.shape == (12, 3), got.shape
+assert np.all(np.abs(got - want) <= 1e-5 + 1e-5 * np.abs(want)), np.abs(got - want).max()
+PY
 
 # a convolutional model (issue 23) trained by a train job (its layers travel as --layers items),
 # served through the cluster with what its exported file predicts locally; an int8 + pruning

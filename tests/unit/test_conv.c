@@ -3,8 +3,10 @@
  * from Keras's definitions: output sizes and padding ("valid", "same", strides, 1-D as 2-D
  * with H = 1), the convolution and its three gradients (kernel, bias, input) within float32
  * summation error, max pooling (the first maximum takes the gradient) and average pooling
- * (padding not counted), exactly; refused geometries.
+ * (padding not counted), exactly; refused geometries; a convolution layer at inference on
+ * each path a model runs it (oneDNN's direct convolution, im2col + GEMM).
  */
+#include "fpbound.h"
 #include "testutil.h"
 
 #include "maas/conv.h"
@@ -262,11 +264,83 @@ static void test_refusals(void **state) {
     assert_mentions(err, "filters");
 }
 
+/*
+ * A convolution layer inside a model at inference, on every path it takes: a batch of 37
+ * samples runs 32 through oneDNN's direct convolution (where MAAS_FLOAT_GEMM is onednn; relu
+ * fused) and 5 through im2col + GEMM; one sample alone through im2col + sgemm. Each output
+ * against the exact sum in double on the same float32 inputs and weights: within
+ * gamma_{k+1} (sum_k |x_k w_kj| + |b_j|) for any order and blocking (relu and linear add no
+ * error). Paddings TensorFlow puts unevenly (even windows, strides) included.
+ */
+static void test_inference_paths(void **state) {
+    (void)state;
+    char err[MAAS_ERRSTR_SIZE];
+    static const struct {
+        const char *layers;
+        int n_in;
+    } cases[] = {
+        {"reshape:9x7x3,conv2d:6:2x2:relu:same,flatten", 189},
+        {"reshape:9x7x3,conv2d:5:4x3:s2x2:same:nobias,flatten", 189},
+        {"reshape:10x10x2,conv2d:33:3x3:s3x2,flatten", 200},
+        {"reshape:16x3,conv1d:4:4:relu:same,flatten", 48},
+        {"reshape:28x28x1,conv2d:32:3x3:relu,flatten", 784},
+    };
+    const int rows = 37;
+    for (size_t c = 0; c < MAAS_ARRAY_LEN(cases); c++) {
+        maas_model *m = maas_test_layers_model(cases[c].layers, cases[c].n_in, 80 + c);
+        const maas_layer *l = &m->layers[1];
+        const maas_conv_geom *g = &l->geom;
+        int k = g->kh * g->kw * g->c, f = g->f, pos = g->oh * g->ow;
+        float *x = maas_test_random_inputs((size_t)rows * m->n_inputs, 90 + c, -1.0f, 1.0f);
+        float *y = malloc((size_t)rows * m->n_outputs * sizeof(float));
+        float *y1 = malloc((size_t)m->n_outputs * sizeof(float));
+        float *col = malloc(maas_conv_col_floats(g, (size_t)rows) * sizeof(float));
+        assert_ok(maas_model_predict(m, x, (size_t)rows, y, err, sizeof(err)), err);
+        maas_conv_im2col(g, x, (size_t)rows, col);
+        const float *w = m->params + l->w_off, *b = l->spec.use_bias ? m->params + l->b_off : NULL;
+        int relu = l->spec.act == MAAS_ACT_RELU;
+        double worst = 0.0;
+        for (int r = 0; r < rows; r++) {
+            if (r % 12 == 0) /* alone, through the other path */
+                assert_ok(
+                    maas_model_predict(m, x + (size_t)r * m->n_inputs, 1, y1, err, sizeof(err)),
+                    err);
+            for (int p = 0; p < pos; p++)
+                for (int j = 0; j < f; j++) {
+                    const float *win = col + ((size_t)r * pos + p) * k;
+                    double z = b ? b[j] : 0.0, mag = b ? fabs(b[j]) : 0.0;
+                    for (int q = 0; q < k; q++) {
+                        z += (double)win[q] * w[(size_t)q * f + j];
+                        mag += fabs((double)win[q] * w[(size_t)q * f + j]);
+                    }
+                    if (relu) z = z > 0.0 ? z : 0.0;
+                    double bound = maas_test_gamma(k + 1) * mag * 1.01 + 1e-30;
+                    size_t at = (size_t)p * f + j;
+                    double d = fabs(y[(size_t)r * m->n_outputs + at] - z);
+                    if (r % 12 == 0) d = fmax(d, fabs(y1[at] - z));
+                    if (d > bound)
+                        fail_msg("%s: sample %d, position %d, filter %d: %.9g vs exact %.9g "
+                                 "(bound %.3g)",
+                                 cases[c].layers, r, p, j, (double)y[(size_t)r * m->n_outputs + at],
+                                 z, bound);
+                    worst = fmax(worst, d / bound);
+                }
+        }
+        print_message("%s: within %.3f of the float32 bound\n", cases[c].layers, worst);
+        free(x);
+        free(y);
+        free(y1);
+        free(col);
+        maas_model_free(m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_convolution),
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_inference_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
