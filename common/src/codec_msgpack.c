@@ -136,12 +136,13 @@ static void salvage_id(const uint8_t *p, size_t len, char *id, size_t size) {
     }
 }
 
-static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_unpacked *out,
-                       char *errstr, size_t errstr_size) {
+/* buf as one msgpack value of at most max bytes (what names it in errors). */
+static maas_err unpack_max(const void *buf, size_t len, const char *what, size_t max,
+                           msgpack_unpacked *out, char *errstr, size_t errstr_size) {
     if (len == 0) return maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "%s is empty", what);
-    if (len > MAAS_MSG_MAX_BYTES)
+    if (len > max)
         return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                         "%s is %zu bytes, over the %zu limit", what, len, MAAS_MSG_MAX_BYTES);
+                         "%s is %zu bytes, over the %zu limit", what, len, max);
     scan s = {buf, len, 0, 0};
     if (scan_value(&s, 0))
         return maas_errf(errstr, errstr_size,
@@ -167,6 +168,11 @@ static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_un
     return MAAS_OK;
 }
 
+static maas_err unpack(const void *buf, size_t len, const char *what, msgpack_unpacked *out,
+                       char *errstr, size_t errstr_size) {
+    return unpack_max(buf, len, what, MAAS_MSG_MAX_BYTES, out, errstr, errstr_size);
+}
+
 /* ------------------------------------------------------------ reading */
 
 /* dst = a followed by b, cut to fit size: field names on the decode path, without a
@@ -188,6 +194,7 @@ typedef struct dec {
     char *errstr;
     size_t errstr_size;
     maas_err err;
+    size_t max_bytes; /* a matrix's data at most; 0: MAAS_MSG_MAX_BYTES */
 } dec;
 
 static int fail(dec *d, maas_err code, const char *path, const char *fmt, ...)
@@ -372,7 +379,7 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
         if (!data || data->type != MSGPACK_OBJECT_BIN)
             return fail(d, MAAS_ERR_BAD_FORMAT, sub, "expected bin (little-endian float32)");
         uint64_t want = (uint64_t)r * (uint64_t)c * 4;
-        if (want > MAAS_MSG_MAX_BYTES)
+        if (want > (d->max_bytes ? d->max_bytes : MAAS_MSG_MAX_BYTES))
             return fail(d, MAAS_ERR_LIMIT_EXCEEDED, sub, "matrix too large");
         if (data->via.bin.size != want)
             return fail(d, MAAS_ERR_SHAPE_MISMATCH, sub,
@@ -980,19 +987,28 @@ static void pk_data(msgpack_packer *pk, const maas_data *d) {
     pk_matrix(pk, &d->y);
 }
 
-static maas_err finish(msgpack_sbuffer *sb, unsigned char **buf, size_t *len, char *errstr,
-                       size_t errstr_size) {
+/* The encoded bytes of sb, at most max (a message: MAAS_MSG_MAX_BYTES, a dataset more). */
+static maas_err finish_max(msgpack_sbuffer *sb, size_t max, unsigned char **buf, size_t *len,
+                           char *errstr, size_t errstr_size) {
     if (!sb->data)
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory encoding");
-    if (sb->size > MAAS_MSG_MAX_BYTES) {
+    if (sb->size > max) {
         msgpack_sbuffer_destroy(sb);
-        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                         "the message would be %zu bytes, over the %zu limit (use a dataset)",
-                         sb->size, MAAS_MSG_MAX_BYTES);
+        return max == MAAS_MSG_MAX_BYTES
+                   ? maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                               "the message would be %zu bytes, over the %zu limit (use a dataset)",
+                               sb->size, max)
+                   : maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                               "the dataset would be %zu bytes, over the %zu limit", sb->size, max);
     }
     *buf = (unsigned char *)sb->data; /* malloc'ed by the sbuffer */
     *len = sb->size;
     return MAAS_OK;
+}
+
+static maas_err finish(msgpack_sbuffer *sb, unsigned char **buf, size_t *len, char *errstr,
+                       size_t errstr_size) {
+    return finish_max(sb, MAAS_MSG_MAX_BYTES, buf, len, errstr, errstr_size);
 }
 
 static int matrix_ok(const maas_matrix *m) {
@@ -1418,15 +1434,15 @@ maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigne
     pk_matrix(&pk, x);
     pk_str(&pk, "y");
     pk_matrix(&pk, y);
-    return finish(&sb, buf, len, errstr, errstr_size);
+    return finish_max(&sb, MAAS_DATASET_MAX_BYTES, buf, len, errstr, errstr_size);
 }
 
 maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char *errstr,
                              size_t errstr_size) {
     msgpack_unpacked u;
-    maas_err err = unpack(buf, len, "dataset", &u, errstr, errstr_size);
+    maas_err err = unpack_max(buf, len, "dataset", MAAS_DATASET_MAX_BYTES, &u, errstr, errstr_size);
     if (err) return err;
-    dec d = {errstr, errstr_size, MAAS_OK};
+    dec d = {errstr, errstr_size, MAAS_OK, MAAS_DATASET_MAX_BYTES};
     maas_data tmp;
     memset(&tmp, 0, sizeof(tmp));
     as_data(&d, &u.data, "dataset", &tmp);

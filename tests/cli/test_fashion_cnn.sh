@@ -10,20 +10,10 @@
 # every time), so the bound holds by the network's margin, not one machine's trajectory.
 # usage: test_fashion_cnn.sh MAAS_BINARY WORKDIR
 set -euo pipefail
-maas="$1" work="$2"
+maas="$1" work="$2" here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$work"
 cd "$work"
-/usr/bin/python3 - <<'PY'
-import gzip, h5py, numpy as np
-src = "/usr/share/datasets/fashion-mnist/"
-for part, out in (("train", "train.h5"), ("t10k", "test.h5")):
-    with gzip.open(f"{src}{part}-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28).astype(np.float32) / 255
-    with gzip.open(f"{src}{part}-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.float32).reshape(-1, 1)
-    with h5py.File(out, "w") as h:
-        h["x"], h["y"] = x, y
-PY
+/usr/bin/python3 "$here/fashion_h5.py"
 layers=reshape:28x28x1,conv2d:32:3x3:relu:same,maxpool:2x2,conv2d:64:3x3:relu:same,maxpool:2x2
 layers+=,flatten,dropout:0.4,256:relu,10:softmax
 "$maas" fit --data train.h5:/x --labels train.h5:/y --layers "$layers" --epochs 3 \

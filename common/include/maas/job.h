@@ -21,6 +21,8 @@
 
 #define MAAS_PROTOCOL_VERSION 1
 #define MAAS_MSG_MAX_BYTES ((size_t)64 << 20) /* one message; larger data goes in datasets */
+/* A stored dataset (maas_dataset_encode): under Redis's default proto-max-bulk-len (512 MB) */
+#define MAAS_DATASET_MAX_BYTES ((size_t)500 << 20)
 #define MAAS_MSG_MAX_DEPTH 16
 #define MAAS_MSG_MAX_OBJECTS ((size_t)4 << 20) /* msgpack objects in one message */
 #define MAAS_MSG_MAX_ROWS (1u << 24)
@@ -141,7 +143,8 @@ maas_err maas_job_decode_json_doc(const struct maas_json *doc, maas_job *out, ch
 maas_err maas_job_encode(const maas_job *j, unsigned char **buf, size_t *len, char *errstr,
                          size_t errstr_size);
 
-/* A dataset blob (stored in Redis by name): the msgpack map {"x": matrix, "y": matrix}. */
+/* A dataset blob (stored in Redis by name): the msgpack map {"x": matrix, "y": matrix}, up to
+ * MAAS_DATASET_MAX_BYTES (LIMIT_EXCEEDED past it). */
 maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigned char **buf,
                              size_t *len, char *errstr, size_t errstr_size);
 /* Fills data->x and data->y (owned by data; free with maas_job_release on the job, or each). */
