@@ -103,3 +103,8 @@ maas_err cache_get(worker *w, const char *tenant, const char *name, const char *
     *entry = e;
     return MAAS_OK;
 }
+
+const char *model_label(const cache_entry *ce, char *buf, size_t size) {
+    snprintf(buf, size, "%s:%d", ce->name, ce->version);
+    return buf;
+}

@@ -281,14 +281,14 @@ static maas_err run_group(worker *w, infer_item *items, int n, int first, outbox
             strcmp(it->job.model.ref, ref->ref))
             continue;
         maas_err fe = MAAS_OK;
+        char bad[MAAS_ERRSTR_SIZE], label[MAAS_NAME_MAX + 16];
         double need = err ? 0 : infer_job_bytes(&it->job, ce->model);
         if (err) {
             fe = fail_item(w, it, err, e);
-        } else if ((int)it->job.inputs.cols != ce->model->n_inputs) {
-            char msg[MAAS_ERRSTR_SIZE];
-            snprintf(msg, sizeof(msg), "field inputs.shape[1]: expected %d, got %u (model %s:%d)",
-                     ce->model->n_inputs, it->job.inputs.cols, ce->name, ce->version);
-            fe = fail_item(w, it, MAAS_ERR_SHAPE_MISMATCH, msg);
+        } else if (maas_matrix_check_rows(&it->job.inputs, ce->model, "inputs",
+                                          model_label(ce, label, sizeof(label)), bad,
+                                          sizeof(bad))) {
+            fe = fail_item(w, it, MAAS_ERR_SHAPE_MISMATCH, bad);
         } else if (it->job.inputs.rows > (uint64_t)w->cfg.max_rows) {
             char msg[128];
             snprintf(msg, sizeof(msg), "field inputs: %u rows, over the worker's limit of %ld",

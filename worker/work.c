@@ -229,10 +229,11 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
                              "field data: %s:%d has no training config (loss, optimizer) to "
                              "fine-tune or measure with",
                              ce->name, ce->version);
-        if (has_data && (int)j->data.x.cols != ce->model->n_inputs)
-            return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
-                             "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
-                             j->data.x.cols);
+        char label[MAAS_NAME_MAX + 16];
+        if (has_data &&
+            (err = maas_matrix_check_rows(&j->data.x, ce->model, "data.x",
+                                          model_label(ce, label, sizeof(label)), e, es)))
+            return err;
         maas_net_size ns;
         model_size(ce->model, &ns);
         if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss,
@@ -253,10 +254,10 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
             return maas_errf(e, es, MAAS_ERR_INVALID_ARGUMENT,
                              "model %s:%d has no training config, so no loss to evaluate", ce->name,
                              ce->version);
-        if ((int)j->data.x.cols != ce->model->n_inputs)
-            return maas_errf(e, es, MAAS_ERR_SHAPE_MISMATCH,
-                             "field data.x.shape[1]: expected %d, got %u", ce->model->n_inputs,
-                             j->data.x.cols);
+        char label[MAAS_NAME_MAX + 16];
+        if ((err = maas_matrix_check_rows(&j->data.x, ce->model, "data.x",
+                                          model_label(ce, label, sizeof(label)), e, es)))
+            return err;
         maas_net_size ns;
         model_size(ce->model, &ns);
         if ((err = check_budget(w, j, &ns, ce->model->n_inputs, ce->info.compile.loss, 0,
@@ -303,6 +304,9 @@ static maas_err prepare(worker *w, work_task *t, char *e, size_t es) {
         /* a network this worker cannot allocate fails alone (LIMIT), never retried forever */
         if (merr) return merr == MAAS_ERR_OUT_OF_MEMORY ? MAAS_ERR_LIMIT_EXCEEDED : merr;
     }
+    /* rows sent as images ([rows, h, w, c]) must be what the layers reshape them to */
+    if ((err = maas_matrix_check_rows(&j->data.x, t->model, "data.x", j->model.name, e, es)))
+        return err;
     return shape_labels(j, t->model, e, es);
 }
 

@@ -55,6 +55,9 @@ typedef struct cache_entry {
     unsigned long long last_used;
 } cache_entry;
 
+/* "name:version" of a cached model, into buf (for messages); returns buf. */
+const char *model_label(const cache_entry *ce, char *buf, size_t size);
+
 typedef struct model_cache {
     cache_entry e[64];
     int n;

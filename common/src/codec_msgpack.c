@@ -349,8 +349,9 @@ static void matrix_release(maas_matrix *m) {
 
 /*
  * A matrix: {"shape": [rows, cols], "dtype": "float32", "data": bin} (row-major
- * little-endian float32), or rows as nested arrays of numbers ([[1, 2], [3, 4]];
- * a flat array is one row).
+ * little-endian float32; a shape of up to MAAS_MATRIX_MAX_RANK dimensions, [rows, h, w, c],
+ * gives rows of h*w*c values and keeps the per-row dimensions), or rows as nested arrays of
+ * numbers ([[1, 2], [3, 4]]; a flat array is one row).
  */
 static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_matrix *m) {
     char sub[160];
@@ -361,13 +362,25 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
         const msgpack_object *shape = get(o, "shape"), *dtype = get(o, "dtype"),
                              *data = get(o, "data");
         join(sub, sizeof(sub), path, ".shape");
-        if (!shape || shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size != 2)
-            return fail(d, MAAS_ERR_BAD_FORMAT, sub, "expected [rows, columns]");
-        int64_t r = 0, c = 0;
+        if (!shape || shape->type != MSGPACK_OBJECT_ARRAY || shape->via.array.size < 2 ||
+            shape->via.array.size > MAAS_MATRIX_MAX_RANK)
+            return fail(d, MAAS_ERR_BAD_FORMAT, sub,
+                        "expected [rows, columns] or [rows, d1, ...] (at most %d dimensions)",
+                        MAAS_MATRIX_MAX_RANK);
+        int rank = (int)shape->via.array.size;
+        int64_t r = 0, c = 1, dim[MAAS_MATRIX_MAX_RANK];
         join(sub, sizeof(sub), path, ".shape[0]");
         if (as_int(d, &shape->via.array.ptr[0], sub, 1, MAAS_MSG_MAX_ROWS, &r)) return -1;
-        join(sub, sizeof(sub), path, ".shape[1]");
-        if (as_int(d, &shape->via.array.ptr[1], sub, 1, MAAS_MAX_UNITS, &c)) return -1;
+        for (int k = 1; k < rank; k++) { /* a row's values at most MAAS_MAX_UNITS in all */
+            char at[24];
+            snprintf(at, sizeof(at), ".shape[%d]", k);
+            join(sub, sizeof(sub), path, at);
+            if (as_int(d, &shape->via.array.ptr[k], sub, 1, MAAS_MAX_UNITS, &dim[k])) return -1;
+            c *= dim[k];
+            if (c > MAAS_MAX_UNITS)
+                return fail(d, MAAS_ERR_LIMIT_EXCEEDED, sub, "a row of more than %d values",
+                            MAAS_MAX_UNITS);
+        }
         if (dtype) {
             char dt[16];
             join(sub, sizeof(sub), path, ".dtype");
@@ -390,6 +403,10 @@ static int as_matrix(dec *d, const msgpack_object *o, const char *path, maas_mat
         memcpy(m->data, data->via.bin.ptr, want);
         m->rows = (uint32_t)r;
         m->cols = (uint32_t)c;
+        if (rank > 2) {
+            m->sample_rank = rank - 1;
+            for (int k = 1; k < rank; k++) m->sample[k - 1] = (uint32_t)dim[k];
+        }
     } else if (o->type == MSGPACK_OBJECT_ARRAY) {
         uint32_t rows = o->via.array.size;
         if (rows == 0) return fail(d, MAAS_ERR_EMPTY, path, "has no rows");
@@ -962,9 +979,13 @@ static void pk_str(msgpack_packer *pk, const char *s) {
 static void pk_matrix(msgpack_packer *pk, const maas_matrix *m) {
     msgpack_pack_map(pk, 3);
     pk_str(pk, "shape");
-    msgpack_pack_array(pk, 2);
+    int per_row = m->sample_rank >= 2 ? m->sample_rank : 1;
+    msgpack_pack_array(pk, (size_t)per_row + 1);
     msgpack_pack_uint32(pk, m->rows);
-    msgpack_pack_uint32(pk, m->cols);
+    if (per_row == 1)
+        msgpack_pack_uint32(pk, m->cols);
+    else
+        for (int k = 0; k < per_row; k++) msgpack_pack_uint32(pk, m->sample[k]);
     pk_str(pk, "dtype");
     pk_str(pk, "float32");
     pk_str(pk, "data");

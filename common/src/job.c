@@ -17,3 +17,37 @@ void maas_job_record_of_message(const maas_job *j, const void *msg, size_t len,
     maas_job_record_of(j, r);
     maas_sha256_hex(len ? msg : "", len, r->digest);
 }
+
+/* "(28, 28, 1)" */
+static void dims_format(const uint32_t *d, int n, char *buf, size_t size) {
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < n && at < size; k++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%u%s", k ? ", " : "(", d[k],
+                               k == n - 1 ? (n == 1 ? ",)" : ")") : "");
+}
+
+maas_err maas_matrix_check_rows(const maas_matrix *x, const maas_model *m, const char *field,
+                                const char *model, char *errstr, size_t errstr_size) {
+    if ((int)x->cols != m->n_inputs)
+        return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
+                         "field %s.shape[1]: expected %d, got %u (model %s)", field, m->n_inputs,
+                         x->cols, model);
+    if (x->sample_rank < 2) return MAAS_OK; /* flat rows of the right width */
+    maas_shape s;
+    maas_model_input_shape(m, &s);
+    uint32_t want[MAAS_MATRIX_MAX_RANK] = {0};
+    int same = s.rank == x->sample_rank;
+    for (int k = 0; k < s.rank && k < MAAS_MATRIX_MAX_RANK; k++) {
+        want[k] = (uint32_t)s.d[k];
+        same &= k < x->sample_rank && x->sample[k] == want[k];
+    }
+    if (same) return MAAS_OK;
+    char got[64], takes[64];
+    dims_format(x->sample, x->sample_rank, got, sizeof(got));
+    dims_format(want, s.rank < MAAS_MATRIX_MAX_RANK ? s.rank : MAAS_MATRIX_MAX_RANK, takes,
+                sizeof(takes));
+    return maas_errf(errstr, errstr_size, MAAS_ERR_SHAPE_MISMATCH,
+                     "field %s.shape: rows of %s; model %s takes rows of %s", field, got, model,
+                     takes);
+}

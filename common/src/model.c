@@ -338,6 +338,16 @@ maas_err maas_model_check_mlp(const maas_model *m, const char *what, char *errst
     return MAAS_OK;
 }
 
+void maas_model_input_shape(const maas_model *m, maas_shape *s) {
+    if (m->n_layers > 0 && m->layers[0].spec.kind == MAAS_LAYER_RESHAPE) {
+        *s = m->layers[0].out;
+    } else {
+        memset(s, 0, sizeof(*s));
+        s->rank = 1;
+        s->d[0] = m->n_inputs;
+    }
+}
+
 int maas_model_takes_indices(const maas_model *m) {
     return m->n_layers > 0 && m->layers[0].spec.kind == MAAS_LAYER_EMBEDDING;
 }

@@ -9,11 +9,13 @@ before it is read (peak RSS flat), connections per client are capped, the reques
 bounded pool of Redis connections.
 usage: test_http_api.py BIN_DIR PIMA_CSV WORKDIR   (env MAAS_KAFKA_BROKERS, MAAS_REDIS_URL)
 """
+import base64
 import csv
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -207,6 +209,31 @@ try:
     st, p2 = call("POST", f"/v1/models/{model}:predict", {"inputs": ten, "version": 2})
     check(st == 200 and all(abs(a[0] - b[0]) < 0.02 for a, b in zip(p2["outputs"], p["outputs"])),
           "the int8 version serves predictions within 0.02 of the float one")
+    # images keep their dimensions (issue 23): a CNN trained from x of shape [rows, 4, 4, 1],
+    # served on inputs of that shape; rows of other dimensions fail naming both shapes
+    def images(n, seed):
+        vals = [((i * 7919 + seed * 104729) % 1000) / 1000.0 for i in range(n * 16)]
+        return vals, {"shape": [n, 4, 4, 1], "dtype": "float32",
+                      "data": base64.b64encode(struct.pack(f"<{n * 16}f", *vals)).decode()}
+    xv, xm = images(48, 1)
+    cnn = f"httpcnn{RUN}"
+    st, sub = call("POST", "/v1/jobs", {
+        "type": "train", "model": cnn, "layers": ["reshape:4x4x1", "conv2d:3:2x2:relu", "flatten", "1:sigmoid"],
+        "loss": "binary_crossentropy", "epochs": 2, "seed": 3,
+        "data": {"x": xm, "y": [[1.0 if sum(xv[r * 16:r * 16 + 8]) > sum(xv[r * 16 + 8:r * 16 + 16]) else 0.0]
+                               for r in range(48)]}})
+    end = time.time() + 60
+    while st == 202 and time.time() < end and call("GET", f"/v1/jobs/{sub['id']}")[1]["state"] in ("queued", "running"):
+        time.sleep(0.1)
+    st, j = call("GET", f"/v1/jobs/{sub['id']}")
+    check(j["state"] == "succeeded", f"a CNN trains from x of shape [48, 4, 4, 1] ({j['state']} {j.get('error_message')})")
+    _, im = images(3, 2)
+    st, pc = call("POST", f"/v1/models/{cnn}:predict", {"inputs": im})
+    check(st == 200 and len(pc["outputs"]) == 3, f"inputs of shape [3, 4, 4, 1] serve ({st} {pc})")
+    im["shape"] = [3, 4, 1, 4]
+    st, e = call("POST", f"/v1/models/{cnn}:predict", {"inputs": im})
+    check(st == 400 and "field inputs.shape: rows of (4, 1, 4); model " in e["error"]["message"]
+          and "takes rows of (4, 4, 1)" in e["error"]["message"], f"rows of other dimensions are named ({st} {e})")
     # bounds: a declared body over --max-body-mb (4) is refused before it is read
     def hwm_kb(pid):
         with open(f"/proc/{pid}/status") as f:

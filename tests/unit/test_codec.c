@@ -527,6 +527,87 @@ static void test_large_dataset(void **state) {
     free(y.data);
 }
 
+/*
+ * Matrices with more than two dimensions (images for a convolution): [rows, h, w, c] keeps
+ * each row's dimensions through decode and encode (byte-identical round trip); more than 4
+ * dimensions or a row over 65 536 values are refused; maas_matrix_check_rows accepts rows of
+ * the model's input shape and names both shapes otherwise.
+ */
+static void test_image_shapes(void **state) {
+    (void)state;
+    maas_job j, b;
+    maas_job_init(&j, MAAS_JOBTYPE_INFER);
+    snprintf(j.id, sizeof(j.id), "img-1");
+    assert_ok(maas_model_ref_parse("cnn", &j.model, err, sizeof(err)), err);
+    j.inputs = mat(3, 32, 0.5f);
+    j.inputs.sample_rank = 3;
+    j.inputs.sample[0] = 4, j.inputs.sample[1] = 4, j.inputs.sample[2] = 2;
+    roundtrip(&j, &b);
+    assert_matrix_equal(&j.inputs, &b.inputs);
+    assert_int_equal(b.inputs.sample_rank, 3);
+    assert_int_equal(b.inputs.sample[0], 4);
+    assert_int_equal(b.inputs.sample[2], 2);
+    maas_model *m =
+        maas_test_layers_model("reshape:4x4x2,conv2d:3:2x2:relu,flatten,1:sigmoid", 32, 5);
+    assert_ok(maas_matrix_check_rows(&b.inputs, m, "inputs", "cnn:1", err, sizeof(err)), err);
+    b.inputs.sample[1] = 2, b.inputs.sample[2] = 4; /* (4, 2, 4): the same 32 values a row */
+    assert_err(MAAS_ERR_SHAPE_MISMATCH,
+               maas_matrix_check_rows(&b.inputs, m, "inputs", "cnn:1", err, sizeof(err)), err);
+    assert_mentions(err,
+                    "field inputs.shape: rows of (4, 2, 4); model cnn:1 takes rows of (4, 4, 2)");
+    b.inputs.sample_rank = 0; /* flat rows: the width is checked */
+    assert_ok(maas_matrix_check_rows(&b.inputs, m, "inputs", "cnn:1", err, sizeof(err)), err);
+    maas_layer_spec dense[] = {maas_dense(1, MAAS_ACT_SIGMOID)};
+    maas_model *mlp = maas_test_random_model(32, dense, 1, 6);
+    assert_err(MAAS_ERR_SHAPE_MISMATCH,
+               maas_matrix_check_rows(&j.inputs, mlp, "inputs", "mlp:1", err, sizeof(err)), err);
+    assert_mentions(err, "takes rows of (32,)");
+    maas_model_free(mlp);
+    maas_model_free(m);
+    maas_job_release(&b);
+    /* [1, 2, 2, 2, 2]: five dimensions; [1, 300, 300]: 90 000 values a row */
+    unsigned char msg[256], *p;
+    const struct {
+        int n;
+        uint32_t d[5];
+        maas_err code;
+        const char *text;
+    } bad[] = {{5, {1, 2, 2, 2, 2}, MAAS_ERR_BAD_FORMAT, "at most 4 dimensions"},
+               {3, {1, 300, 300}, MAAS_ERR_LIMIT_EXCEEDED, "a row of more than 65536 values"}};
+    for (size_t k = 0; k < MAAS_ARRAY_LEN(bad); k++) {
+        unsigned char *buf;
+        size_t len;
+        maas_job_release(&j);
+        maas_job_init(&j, MAAS_JOBTYPE_INFER);
+        snprintf(j.id, sizeof(j.id), "img-2");
+        assert_ok(maas_model_ref_parse("cnn", &j.model, err, sizeof(err)), err);
+        j.inputs = mat(1, 4, 0.0f);
+        assert_ok(maas_job_encode(&j, &buf, &len, err, sizeof(err)), err);
+        /* replace the shape array [1, 4] (0x92 0x01 0x04) with the bad one */
+        p = NULL;
+        for (size_t i = 0; i + 2 < len; i++)
+            if (buf[i] == 0x92 && buf[i + 1] == 0x01 && buf[i + 2] == 0x04) p = buf + i;
+        assert_non_null(p);
+        size_t head = (size_t)(p - buf), n = 0;
+        memcpy(msg, buf, head);
+        msg[head + n++] = (unsigned char)(0x90 | bad[k].n);
+        for (int q = 0; q < bad[k].n; q++) {
+            msg[head + n++] = 0xcd; /* uint16 */
+            msg[head + n++] = (unsigned char)(bad[k].d[q] >> 8);
+            msg[head + n++] = (unsigned char)bad[k].d[q];
+        }
+        assert_true(head + n + (len - head - 3) <= sizeof(msg));
+        memcpy(msg + head + n, p + 3, len - head - 3);
+        maas_job back;
+        assert_err(bad[k].code,
+                   maas_job_decode(msg, head + n + (len - head - 3), &back, err, sizeof(err)), err);
+        assert_mentions(err, bad[k].text);
+        maas_job_release(&back);
+        free(buf);
+    }
+    maas_job_release(&j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_infer),
@@ -541,6 +622,7 @@ int main(void) {
         cmocka_unit_test(test_ragged_rows),
         cmocka_unit_test(test_keras_config_extremes),
         cmocka_unit_test(test_large_dataset),
+        cmocka_unit_test(test_image_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,9 +39,16 @@ typedef enum maas_job_type {
 const char *maas_job_type_name(maas_job_type t);
 
 /* A dense float32 matrix, row-major. data is owned by whoever holds the matrix. */
+#define MAAS_MATRIX_MAX_RANK 4 /* a shape's dimensions: rows and up to 3 per row */
+
 typedef struct maas_matrix {
     uint32_t rows, cols;
     float *data;
+    /* A shape with more than two dimensions ([rows, h, w, c]: images for a convolution) gives
+     * each row's dimensions here (their product is cols, row-major, channels last); 0: rows
+     * of cols values. */
+    int sample_rank; /* 0, or 2..MAAS_MATRIX_MAX_RANK - 1 */
+    uint32_t sample[MAAS_MATRIX_MAX_RANK - 1];
 } maas_matrix;
 
 /* "name" (latest), "name:7" (version 7) or "name@production" (an alias). */
@@ -151,6 +158,15 @@ maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigne
 maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char *errstr,
                              size_t errstr_size);
 void maas_matrix_release(maas_matrix *m);
+
+/*
+ * Whether x's rows are what m takes: n_inputs values each and, when x was given with more
+ * than two dimensions, each row shaped as the model's input (maas_model_input_shape: a
+ * Keras model's input shape, or the leading Reshape of a --layers model). SHAPE_MISMATCH
+ * names field ("inputs", "data.x") and both shapes. model names the model in the message.
+ */
+maas_err maas_matrix_check_rows(const maas_matrix *x, const maas_model *m, const char *field,
+                                const char *model, char *errstr, size_t errstr_size);
 
 /* ---- results (the job record's `result` field) ---- */
 

@@ -240,6 +240,11 @@ maas_err maas_model_set_standardization(maas_model *m, const float *mean, const 
 int maas_model_is_mlp(const maas_model *m);
 maas_err maas_model_check_mlp(const maas_model *m, const char *what, char *errstr,
                               size_t errstr_size);
+
+/* The shape of one input row: the first layer's output when it is a Reshape (a Keras model's
+ * input shape, or --layers reshape:HxWxC), else (n_inputs). */
+void maas_model_input_shape(const maas_model *m, maas_shape *s);
+
 /* 1 when the first layer is an Embedding (its inputs are indices, never standardized). */
 int maas_model_takes_indices(const maas_model *m);
 
