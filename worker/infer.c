@@ -5,6 +5,7 @@
  * flight's records are final in Redis.
  */
 #include "maas/base.h"
+#include "maas/cost.h"
 #include "maas/explain.h"
 #include "maas/strbuf.h"
 #include "maas/train.h"
@@ -120,14 +121,16 @@ static maas_err explain_job(const infer_item *it, const cache_entry *ce, float *
     if (!j->explain) return MAAS_OK;
     maas_explain_method meth = (maas_explain_method)(j->explain - 1);
     double points = meth == MAAS_EXPLAIN_INTEGRATED_GRADIENTS ? j->explain_steps : 1;
-    double work = (double)j->inputs.rows * points * (m->n_outputs + 1.0) * (double)m->n_params;
+    /* a pass's multiply-adds: at least one per parameter; a convolution's many more */
+    double pass = fmax((double)m->n_params, maas_flops_forward(m) / 2.0);
+    double work = (double)j->inputs.rows * points * (m->n_outputs + 1.0) * pass;
     if (work > MAAS_EXPLAIN_MAX_WORK)
         return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,
                          "explaining %u rows (%s, %.0f points each) of a model with %zu "
-                         "parameters and %d outputs takes ~%.2g multiply-adds, over this "
-                         "worker's %.2g: send fewer rows or steps per job",
-                         j->inputs.rows, maas_explain_name(meth), points, m->n_params, m->n_outputs,
-                         work, MAAS_EXPLAIN_MAX_WORK);
+                         "parameters (%.3g multiply-adds a pass) and %d outputs takes ~%.2g "
+                         "multiply-adds, over this worker's %.2g: send fewer rows or steps per job",
+                         j->inputs.rows, maas_explain_name(meth), points, m->n_params, pass,
+                         m->n_outputs, work, MAAS_EXPLAIN_MAX_WORK);
     size_t cells = (size_t)j->inputs.rows * (size_t)m->n_outputs * (size_t)m->n_inputs;
     if (!(*attr = malloc((cells ? cells : 1) * sizeof(float))))
         return maas_errf(e, es, MAAS_ERR_OUT_OF_MEMORY, "out of memory for the attributions");

@@ -2,7 +2,9 @@
  * forward pass that keeps every layer's pre- and post-activation values, then one backward
  * pass per output. */
 #include "maas/base.h"
+#include "maas/cost.h"
 #include "maas/explain.h"
+#include "layers_internal.h"
 
 static const char *const method_names[] = {
     [MAAS_EXPLAIN_GRADIENT_X_INPUT] = "gradient_x_input",
@@ -98,33 +100,54 @@ static void act_backward(maas_act act, double alpha, const double *z, const doub
     }
 }
 
-/* Per-call working memory: every Dense layer's z and y and its kernel transposed (in double),
- * the input, two gradient rows. */
+/* Per-call working memory: every layer's z and y, Dense kernels transposed (in double), max
+ * pooling's argmax, the input, two gradient rows. */
 typedef struct {
-    double *h0;                  /* n_inputs: the standardized input */
-    double *z[MAAS_MAX_LAYERS];  /* Dense layers: n_out pre-activations; else NULL */
-    double *y[MAAS_MAX_LAYERS];  /* Dense layers: n_out outputs; Dropout: its input */
-    double *wt[MAAS_MAX_LAYERS]; /* Dense layers: n_out x n_in, the kernel transposed */
-    double *g[2];                /* widest layer */
+    double *h0;                    /* n_inputs: the standardized input */
+    double *z[MAAS_MAX_LAYERS];    /* n_out pre-activations (Dense, convolutions) */
+    double *y[MAAS_MAX_LAYERS];    /* n_out outputs; identity layers: their input */
+    double *wt[MAAS_MAX_LAYERS];   /* Dense layers: n_out x n_in, the kernel transposed */
+    int32_t *arg[MAAS_MAX_LAYERS]; /* max pooling: each output's input index */
+    double *g[2];                  /* widest layer */
     double *block;
+    int32_t *args;
 } work;
 
+/* What explanations take: every layer but Embedding (whose inputs are indices, not values a
+ * gradient moves). */
+static maas_err explainable(const maas_model *m, char *errstr, size_t errstr_size) {
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].spec.kind == MAAS_LAYER_EMBEDDING)
+            return maas_errf(errstr, errstr_size, MAAS_ERR_UNSUPPORTED,
+                             "explanations need inputs a gradient can move; layer '%s' is an "
+                             "Embedding (its inputs are indices)",
+                             m->layers[i].spec.name);
+    return MAAS_OK;
+}
+
 static int work_init(work *w, const maas_model *m) {
-    size_t cells = (size_t)m->n_inputs, widest = (size_t)m->n_inputs;
+    size_t cells = (size_t)m->n_inputs, widest = (size_t)m->n_inputs, args = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
         size_t n = (size_t)l->n_out;
         cells += 2 * n + (l->spec.kind == MAAS_LAYER_DENSE ? (size_t)l->n_in * n : 0);
         widest = n > widest ? n : widest;
+        args += l->spec.kind == MAAS_LAYER_MAXPOOL ? n : 0;
     }
     memset(w, 0, sizeof(*w));
     if (!(w->block = malloc((cells + 2 * widest) * sizeof(double)))) return 0;
+    if (!(w->args = malloc((args ? args : 1) * sizeof(int32_t)))) {
+        free(w->block);
+        return 0;
+    }
     double *p = w->block;
+    int32_t *ap = w->args;
     w->h0 = p, p += m->n_inputs;
     for (int i = 0; i < m->n_layers; i++) {
         const maas_layer *l = &m->layers[i];
         w->z[i] = p, p += l->n_out;
         w->y[i] = p, p += l->n_out;
+        if (l->spec.kind == MAAS_LAYER_MAXPOOL) w->arg[i] = ap, ap += l->n_out;
         if (l->spec.kind != MAAS_LAYER_DENSE) continue;
         w->wt[i] = p, p += (size_t)l->n_in * l->n_out;
         const float *W = m->params + l->w_off;
@@ -137,6 +160,110 @@ static int work_init(work *w, const maas_model *m) {
     return 1;
 }
 
+static void work_free(work *w) {
+    free(w->block);
+    free(w->args);
+    w->block = NULL;
+    w->args = NULL;
+}
+
+/* Input index of output position (oy, ox)'s window cell (ky, kx), channel 0, or -1 over the
+ * padding. */
+static long window_cell(const maas_conv_geom *g, int oy, int ox, int ky, int kx) {
+    int iy = oy * g->sh + ky - g->pt, ix = ox * g->sw + kx - g->pl;
+    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) return -1;
+    return ((long)iy * g->w + ix) * g->c;
+}
+
+/*
+ * A convolution in double: z = conv(h) + bias when gp is NULL; else its input gradient,
+ * gp (h's size) += the transpose applied to g (z's size).
+ */
+static void conv_pass(const maas_layer *l, const float *W, const float *b, const double *h,
+                      double *z, const double *g, double *gp) {
+    const maas_conv_geom *cg = &l->geom;
+    int f = cg->f, c = cg->c;
+    for (int oy = 0; oy < cg->oh; oy++)
+        for (int ox = 0; ox < cg->ow; ox++) {
+            size_t o = ((size_t)oy * cg->ow + ox) * f;
+            if (!gp)
+                for (int j = 0; j < f; j++) z[o + j] = b ? b[j] : 0.0;
+            for (int ky = 0; ky < cg->kh; ky++)
+                for (int kx = 0; kx < cg->kw; kx++) {
+                    long at = window_cell(cg, oy, ox, ky, kx);
+                    if (at < 0) continue;
+                    const float *wk = W + ((size_t)ky * cg->kw + kx) * c * f;
+                    for (int ci = 0; ci < c; ci++, wk += f) {
+                        if (!gp) {
+                            double hi = h[at + ci];
+                            for (int j = 0; j < f; j++) z[o + j] += hi * wk[j];
+                        } else {
+                            double acc = 0.0;
+                            for (int j = 0; j < f; j++) acc += g[o + j] * wk[j];
+                            gp[at + ci] += acc;
+                        }
+                    }
+                }
+        }
+}
+
+/* Pooling in double: max (each output's first maximum, its index kept in arg) or the mean
+ * of the cells inside (padding not counted; GlobalAveragePooling is the whole input). When gp
+ * is set, routes g (outputs) back into gp (inputs) instead. */
+static void pool_pass(const maas_layer *l, const double *h, double *y, int32_t *arg,
+                      const double *g, double *gp) {
+    const maas_conv_geom *cg = &l->geom;
+    int c = cg->c, is_max = l->spec.kind == MAAS_LAYER_MAXPOOL;
+    for (int oy = 0; oy < cg->oh; oy++)
+        for (int ox = 0; ox < cg->ow; ox++) {
+            size_t o = ((size_t)oy * cg->ow + ox) * c;
+            int count = 0;
+            for (int ky = 0; ky < cg->kh; ky++)
+                for (int kx = 0; kx < cg->kw; kx++) count += window_cell(cg, oy, ox, ky, kx) >= 0;
+            for (int ci = 0; ci < c; ci++) {
+                if (gp && is_max) {
+                    gp[arg[o + ci]] += g[o + ci];
+                    continue;
+                }
+                double acc = 0.0;
+                long best = -1;
+                for (int ky = 0; ky < cg->kh; ky++)
+                    for (int kx = 0; kx < cg->kw; kx++) {
+                        long at = window_cell(cg, oy, ox, ky, kx);
+                        if (at < 0) continue;
+                        if (gp)
+                            gp[at + ci] += g[o + ci] / count;
+                        else if (!is_max)
+                            acc += h[at + ci];
+                        else if (best < 0 || h[at + ci] > h[best])
+                            best = at + ci;
+                    }
+                if (gp) continue;
+                if (is_max) {
+                    y[o + ci] = h[best];
+                    arg[o + ci] = (int32_t)best;
+                } else {
+                    y[o + ci] = acc / count;
+                }
+            }
+        }
+}
+
+/* BatchNormalization at inference, per channel (channels last): y = (h - mean) * a + beta with
+ * a = gamma / sqrt(var + epsilon), kept in scale (c) for the backward pass (g * a). */
+static void bn_forward(const maas_model *m, const maas_layer *l, const double *h, double *scale,
+                       double *y) {
+    maas_bn_params bp = maas__layer_bn_params(l, m->params);
+    const float *mean = m->params + maas__layer_weight(l, "moving_mean")->off;
+    const float *var = m->params + maas__layer_weight(l, "moving_variance")->off;
+    for (int k = 0; k < bp.c; k++)
+        scale[k] = (bp.gamma ? bp.gamma[k] : 1.0) / sqrt((double)var[k] + (double)bp.epsilon);
+    for (int i = 0; i < l->n_out; i++) {
+        int k = i % bp.c;
+        y[i] = (h[i] - mean[k]) * scale[k] + (bp.beta ? bp.beta[k] : 0.0);
+    }
+}
+
 /* The double forward pass at raw input x, keeping every layer's values; returns the output. */
 static const double *forward(const maas_model *m, const double *x, work *w) {
     for (int i = 0; i < m->n_inputs; i++)
@@ -144,13 +271,33 @@ static const double *forward(const maas_model *m, const double *x, work *w) {
     const double *h = w->h0;
     for (int li = 0; li < m->n_layers; li++) {
         const maas_layer *l = &m->layers[li];
-        if (l->spec.kind != MAAS_LAYER_DENSE) { /* Dropout: identity in inference */
+        const float *b = l->spec.use_bias ? m->params + l->b_off : NULL;
+        switch (l->spec.kind) {
+        case MAAS_LAYER_CONV:
+            conv_pass(l, m->params + l->w_off, b, h, w->z[li], NULL, NULL);
+            for (int p = 0; p < l->n_out; p += l->geom.f) /* per position (softmax's axis) */
+                act_forward(l->spec.act, maas_act_alpha(&l->spec), w->z[li] + p, w->y[li] + p,
+                            l->geom.f);
+            h = w->y[li];
+            continue;
+        case MAAS_LAYER_MAXPOOL:
+        case MAAS_LAYER_AVGPOOL:
+        case MAAS_LAYER_GAP:
+            pool_pass(l, h, w->y[li], w->arg[li], NULL, NULL);
+            h = w->y[li];
+            continue;
+        case MAAS_LAYER_BATCHNORM: /* z (n_out >= c) keeps the per-channel scale */
+            bn_forward(m, l, h, w->z[li], w->y[li]);
+            h = w->y[li];
+            continue;
+        case MAAS_LAYER_DENSE:
+            break;
+        default: /* Dropout, Flatten, Reshape: identity in inference */
             memcpy(w->y[li], h, (size_t)l->n_out * sizeof(double));
             h = w->y[li];
             continue;
         }
         const float *W = m->params + l->w_off;
-        const float *b = l->spec.use_bias ? m->params + l->b_off : NULL;
         for (int j = 0; j < l->n_out; j++) w->z[li][j] = b ? b[j] : 0.0;
         for (int i = 0; i < l->n_in; i++) {
             double hi = h[i];
@@ -171,7 +318,33 @@ static void backward(const maas_model *m, int out, work *w, double *grad) {
     for (int k = 0; k < last->n_out; k++) g[k] = k == out ? 1.0 : 0.0;
     for (int li = m->n_layers - 1; li >= 0; li--) {
         const maas_layer *l = &m->layers[li];
-        if (l->spec.kind != MAAS_LAYER_DENSE) continue; /* identity: g passes */
+        double *t;
+        switch (l->spec.kind) {
+        case MAAS_LAYER_CONV:
+            for (int p = 0; p < l->n_out; p += l->geom.f)
+                act_backward(l->spec.act, maas_act_alpha(&l->spec), w->z[li] + p, w->y[li] + p,
+                             g + p, l->geom.f);
+            memset(gp, 0, (size_t)l->n_in * sizeof(double));
+            conv_pass(l, m->params + l->w_off, NULL, NULL, NULL, g, gp);
+            t = g, g = gp, gp = t;
+            continue;
+        case MAAS_LAYER_MAXPOOL:
+        case MAAS_LAYER_AVGPOOL:
+        case MAAS_LAYER_GAP:
+            memset(gp, 0, (size_t)l->n_in * sizeof(double));
+            pool_pass(l, NULL, NULL, w->arg[li], g, gp);
+            t = g, g = gp, gp = t;
+            continue;
+        case MAAS_LAYER_BATCHNORM: { /* z holds the scale since the forward pass */
+            int c = l->in.d[l->in.rank - 1];
+            for (int i = 0; i < l->n_out; i++) g[i] *= w->z[li][i % c];
+            continue;
+        }
+        case MAAS_LAYER_DENSE:
+            break;
+        default:
+            continue; /* identity: g passes */
+        }
         act_backward(l->spec.act, maas_act_alpha(&l->spec), w->z[li], w->y[li], g, l->n_out);
         /* gp = W g as a sum of W's columns (rows of wt), in order: contiguous, and a unit
          * that relu switched off (g[k] = 0) costs nothing */
@@ -182,39 +355,35 @@ static void backward(const maas_model *m, int out, work *w, double *grad) {
             const double *col = w->wt[li] + (size_t)k * l->n_in;
             for (int i = 0; i < l->n_in; i++) gp[i] += c * col[i];
         }
-        double *t = g;
-        g = gp, gp = t;
+        t = g, g = gp, gp = t;
     }
     for (int i = 0; i < m->n_inputs; i++) grad[i] = m->feat_mean ? g[i] / m->feat_std[i] : g[i];
 }
 
 maas_err maas_explain_gradient(const maas_model *m, const double *x, double *grad, char *errstr,
                                size_t errstr_size) {
-    maas_err err = maas_model_check_mlp(m, "explanations", errstr, errstr_size);
+    maas_err err = explainable(m, errstr, errstr_size);
     if (err) return err;
     work w;
     if (!work_init(&w, m))
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     forward(m, x, &w);
     for (int j = 0; j < m->n_outputs; j++) backward(m, j, &w, grad + (size_t)j * m->n_inputs);
-    free(w.block);
+    work_free(&w);
     return MAAS_OK;
 }
 
 double maas_explain_flops(const maas_model *m, maas_explain_method method, int steps) {
-    double weights = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].spec.kind == MAAS_LAYER_DENSE)
-            weights += (double)m->layers[i].n_in * m->layers[i].n_out;
     double points = method == MAAS_EXPLAIN_INTEGRATED_GRADIENTS ? steps : 1;
-    return points * 2.0 * weights * (1.0 + m->n_outputs);
+    /* a backward pass per output costs what the forward does: its kernels' multiply-adds */
+    return points * maas_flops_forward(m) * (1.0 + m->n_outputs);
 }
 
 maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps,
                       const float *baseline, const float *x, size_t rows, float *attr, char *errstr,
                       size_t errstr_size) {
     int ig = method == MAAS_EXPLAIN_INTEGRATED_GRADIENTS;
-    maas_err merr = maas_model_check_mlp(m, "explanations", errstr, errstr_size);
+    maas_err merr = explainable(m, errstr, errstr_size);
     if (merr) return merr;
     if (method != MAAS_EXPLAIN_GRADIENT_X_INPUT && !ig)
         return maas_errf(errstr, errstr_size, MAAS_ERR_INVALID_ARGUMENT,
@@ -238,6 +407,7 @@ maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps
     if (!xd || !pt || !grad || !sum || !work_init(&w, m)) {
         err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         w.block = NULL;
+        w.args = NULL;
         goto done;
     }
     for (size_t r = 0; r < rows; r++) {
@@ -270,7 +440,7 @@ maas_err maas_explain(const maas_model *m, maas_explain_method method, int steps
             }
     }
 done:
-    free(w.block);
+    work_free(&w);
     free(xd);
     free(pt);
     free(grad);

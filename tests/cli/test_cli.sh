@@ -190,6 +190,17 @@ expect 0 "" -- "$maas" predict -m cnn.h5 --data img.h5:/x
 mv out.txt p3.txt
 expect 0 "" -- "$maas" predict -m cnn.h5 --data img.h5:/flat
 cmp -s out.txt p3.txt && [[ $(wc -l < p3.txt) -eq 120 ]] && ok || bad "rank-3 and flat rows predict differently"
+# explanations of a CNN: 36 attributions per row and output, complete within 1% (64 steps)
+expect 0 "" -- "$maas" predict -m cnn.h5 --data img.h5:/x --explain integrated_gradients --steps 64
+/usr/bin/python3 - out.txt p3.txt <<'PY' && ok || bad "explain a CNN: $(head -c 300 out.txt)"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+assert rows[0][:3] == ["row", "output", "prediction"] and rows[0][-1] == "x35" and len(rows) == 241
+base = {}
+for r in rows[1:]:  # the zero baseline's predictions are what the attributions do not explain
+    base.setdefault(r[0], []).append(float(r[2]) - sum(map(float, r[3:])))
+assert all(abs(sum(v) - 1.0) < 0.02 for v in base.values())  # softmax: f(0) sums to 1 too
+PY
 expect 1 "needs inputs of (height, width, channels)" -- "$maas" fit --data img.h5:/x \
   --labels img.h5:/y --layers conv2d:3:3x3,flatten,2:softmax -o x.h5
 expect 2 "is not conv2d:FILTERS:KHxKW" -- "$maas" fit --data img.h5:/x --labels img.h5:/y \

@@ -128,6 +128,12 @@ if "$maas" submit train --name "cnn$run" --data img.csv --label y --epochs 3 --s
 "$maas" export "cnn$run" -o cnn.h5 2>/dev/null && "$maas" predict -m cnn.h5 --data img.csv --drop y > cnn_local.txt
 [[ $(wc -l < cnn_cluster.txt) -eq 160 ]] && diff -q cnn_cluster.txt cnn_local.txt > /dev/null \
   && ok "the cluster serves the CNN as its file predicts" || bad "cnn infer: $(head -2 cnn_cluster.txt)"
+head -n 6 img.csv > img5.csv
+"$maas" submit infer --model "cnn$run" --data img5.csv --drop y --explain integrated_gradients --steps 32 \
+  --wait > cnnx_cluster.txt 2>/dev/null
+"$maas" predict -m cnn.h5 --data img5.csv --drop y --explain integrated_gradients --steps 32 > cnnx_local.txt
+[[ $(wc -l < cnnx_cluster.txt) -eq 11 ]] && diff -q cnnx_cluster.txt cnnx_local.txt > /dev/null \
+  && ok "the cluster explains the CNN as the local command does" || bad "cnn explain: $(head -c 300 cnnx_cluster.txt)"
 if "$maas" submit optimize --model "cnn$run:1" --quantize int8 --prune 0.3 --data img.csv --label y \
      --wait > cnnq.out 2> cnnq.err; then ok "an int8 + pruning optimize job on the CNN"; else bad "cnn optimize: $(cat cnnq.err)"; fi
 grep -q "^cnn$run version 2, from version 1: " cnnq.out \

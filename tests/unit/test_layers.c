@@ -317,19 +317,22 @@ static void test_embedding_inputs(void **state) {
 }
 
 /* What supports Dense models only says so, naming the layer (int8 quantization and pruning
- * take convolutions: test_quant). */
+ * take convolutions: test_quant; explanations too: test_explain); an Embedding model's inputs
+ * are indices, which no gradient moves. */
 static void test_refusals(void **state) {
     (void)state;
     char err[MAAS_ERRSTR_SIZE];
     maas_model *m = maas_test_layers_model("reshape:2x2x1,conv2d:2:2x2,flatten,1:sigmoid", 4, 41);
     assert_err(MAAS_ERR_UNSUPPORTED, maas_quantize_bf16(m, err, sizeof(err)), err);
     assert_mentions(err, "Conv2D");
+    assert_false(maas_model_is_mlp(m));
+    maas_model_free(m);
+    m = maas_test_layers_model("embedding:5:2,flatten,1:sigmoid", 4, 42);
     float x[4] = {1, 2, 3, 4}, attr[4];
     assert_err(
         MAAS_ERR_UNSUPPORTED,
         maas_explain(m, MAAS_EXPLAIN_GRADIENT_X_INPUT, 0, NULL, x, 1, attr, err, sizeof(err)), err);
-    assert_mentions(err, "explanations");
-    assert_false(maas_model_is_mlp(m));
+    assert_mentions(err, "explanations need inputs a gradient can move; layer 'embedding'");
     maas_model_free(m);
 }
 

@@ -10,9 +10,12 @@
  *
  * Integrated gradients are complete up to the rule's error: sum_i a_ij = f_j(x) - f_j(b) (on
  * relu networks exactly wherever no unit changes sign between midpoints). Gradients are computed
- * in double precision through every layer (standardization, Dense, the activations, softmax,
- * Dropout as identity), on the model's float32 weights: an int8 or bf16 model is explained on
- * its dequantized weights (the float32 values in params), not on its integer arithmetic.
+ * in double precision through every layer (standardization, Dense, convolutions, pooling (max:
+ * to each window's first maximum), BatchNormalization on its moving statistics, the
+ * activations, softmax, Dropout, Flatten and Reshape as identity), on the model's float32
+ * weights: an int8 or bf16 model is explained on its dequantized weights (the float32 values in
+ * params), not on its integer arithmetic. A model with an Embedding (inputs that are indices)
+ * is UNSUPPORTED.
  */
 #ifndef MAAS_EXPLAIN_H
 #define MAAS_EXPLAIN_H
