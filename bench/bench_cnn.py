@@ -141,22 +141,6 @@ elif which == "keras":
 '''
 
 
-def fashion_test_h5(tmp):
-    """Fashion-MNIST's 10 000 test images as HDF5 (x, y) in tmp, from Debian's files."""
-    import gzip
-    import h5py
-    import numpy as np
-    src = "/usr/share/datasets/fashion-mnist/"
-    with gzip.open(src + "t10k-images-idx3-ubyte.gz") as f:
-        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
-    with gzip.open(src + "t10k-labels-idx1-ubyte.gz") as f:
-        y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.float32).reshape(-1, 1)
-    path = os.path.join(tmp, "fashion-test.h5")
-    with h5py.File(path, "w") as h:
-        h["x"], h["y"] = x, y
-    return path
-
-
 def kv(text):
     return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
@@ -186,7 +170,7 @@ def main():
     res.update({k.replace("maas_", "maas_int8_"): float(v) for k, v in kv(subprocess.run(
         pin + [os.path.join(bindir, "maas-bench-cnn"), os.path.join(tmp, "cnn-int8.h5"),
                h5 + ":/x"], env=ONE, capture_output=True, text=True, check=True).stdout).items()})
-    test = fashion_test_h5(tmp)
+    test = fashion_h5("t10k")
     for name in ("cnn", "cnn-int8"):
         ev = subprocess.run([os.path.join(bindir, "maas"), "evaluate", "-m",
                              os.path.join(tmp, name + ".h5"), "--data", test + ":/x", "--labels",

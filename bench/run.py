@@ -27,20 +27,21 @@ def run(cmd, env=None):
     return vals
 
 
-def fashion_h5():
-    """Fashion-MNIST's training set as HDF5 (x: 60000 x 784 float32 in [0, 1], y: class
-    indices), made once from Debian's dataset-fashion-mnist into the cache dir."""
+def fashion_h5(part="train"):
+    """Fashion-MNIST's training set (part "train": x 60000 x 784 float32 in [0, 1], y class
+    indices) or test set ("t10k": 10 000 rows) as HDF5, made once from Debian's
+    dataset-fashion-mnist into the cache dir."""
     cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "maas")
-    path = os.path.join(cache, "fashion-train.h5")
+    path = os.path.join(cache, f"fashion-{part}.h5")
     if os.path.exists(path):
         return path
     import gzip
     import h5py
     import numpy as np
     src = "/usr/share/datasets/fashion-mnist/"
-    with gzip.open(src + "train-images-idx3-ubyte.gz") as f:
+    with gzip.open(src + f"{part}-images-idx3-ubyte.gz") as f:
         x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784).astype(np.float32) / 255
-    with gzip.open(src + "train-labels-idx1-ubyte.gz") as f:
+    with gzip.open(src + f"{part}-labels-idx1-ubyte.gz") as f:
         y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.float32).reshape(-1, 1)
     os.makedirs(cache, exist_ok=True)
     with h5py.File(path + ".tmp", "w") as h:

@@ -1008,19 +1008,16 @@ static void pk_data(msgpack_packer *pk, const maas_data *d) {
     pk_matrix(pk, &d->y);
 }
 
-/* The encoded bytes of sb, at most max (a message: MAAS_MSG_MAX_BYTES, a dataset more). */
-static maas_err finish_max(msgpack_sbuffer *sb, size_t max, unsigned char **buf, size_t *len,
-                           char *errstr, size_t errstr_size) {
+/* The encoded bytes of sb, at most max: what names it in the error, hint (may be "") says
+ * what to do instead. */
+static maas_err finish_max(msgpack_sbuffer *sb, size_t max, const char *what, const char *hint,
+                           unsigned char **buf, size_t *len, char *errstr, size_t errstr_size) {
     if (!sb->data)
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory encoding");
     if (sb->size > max) {
         msgpack_sbuffer_destroy(sb);
-        return max == MAAS_MSG_MAX_BYTES
-                   ? maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                               "the message would be %zu bytes, over the %zu limit (use a dataset)",
-                               sb->size, max)
-                   : maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
-                               "the dataset would be %zu bytes, over the %zu limit", sb->size, max);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_LIMIT_EXCEEDED,
+                         "%s would be %zu bytes, over the %zu limit%s", what, sb->size, max, hint);
     }
     *buf = (unsigned char *)sb->data; /* malloc'ed by the sbuffer */
     *len = sb->size;
@@ -1029,7 +1026,8 @@ static maas_err finish_max(msgpack_sbuffer *sb, size_t max, unsigned char **buf,
 
 static maas_err finish(msgpack_sbuffer *sb, unsigned char **buf, size_t *len, char *errstr,
                        size_t errstr_size) {
-    return finish_max(sb, MAAS_MSG_MAX_BYTES, buf, len, errstr, errstr_size);
+    return finish_max(sb, MAAS_MSG_MAX_BYTES, "the message", " (use a dataset)", buf, len, errstr,
+                      errstr_size);
 }
 
 static int matrix_ok(const maas_matrix *m) {
@@ -1455,7 +1453,8 @@ maas_err maas_dataset_encode(const maas_matrix *x, const maas_matrix *y, unsigne
     pk_matrix(&pk, x);
     pk_str(&pk, "y");
     pk_matrix(&pk, y);
-    return finish_max(&sb, MAAS_DATASET_MAX_BYTES, buf, len, errstr, errstr_size);
+    return finish_max(&sb, MAAS_DATASET_MAX_BYTES, "the dataset", "", buf, len, errstr,
+                      errstr_size);
 }
 
 maas_err maas_dataset_decode(const void *buf, size_t len, maas_data *data, char *errstr,

@@ -426,9 +426,7 @@ size_t maas_infer_scratch_bytes(const maas_model *m, int max_batch) {
  * buckets) it stays in cache, ~15% faster per image here. Other models run whole batches.
  */
 static int cnn_step(const maas_model *m, int widest, int max_batch) {
-    int spatial = 0;
-    for (int i = 0; i < m->n_layers; i++) spatial |= m->layers[i].spec.kind == MAAS_LAYER_CONV;
-    if (!spatial) return max_batch;
+    if (col_floats(m, max_batch) == 0) return max_batch; /* no convolution */
     int step = 8;
     while (step * 2 <= max_batch && (size_t)step * 2 * (size_t)widest <= (size_t)1 << 20) step *= 2;
     return step < max_batch ? step : max_batch;
