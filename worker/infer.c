@@ -5,7 +5,6 @@
  * flight's records are final in Redis.
  */
 #include "maas/base.h"
-#include "maas/cost.h"
 #include "maas/explain.h"
 #include "maas/strbuf.h"
 #include "maas/train.h"
@@ -121,8 +120,10 @@ static maas_err explain_job(const infer_item *it, const cache_entry *ce, float *
     if (!j->explain) return MAAS_OK;
     maas_explain_method meth = (maas_explain_method)(j->explain - 1);
     double points = meth == MAAS_EXPLAIN_INTEGRATED_GRADIENTS ? j->explain_steps : 1;
-    /* a pass's multiply-adds: at least one per parameter; a convolution's many more */
-    double pass = fmax((double)m->n_params, maas_flops_forward(m) / 2.0);
+    /* the explanation's multiply-adds (maas_explain_flops / 2: a CNN's convolutions count),
+     * at least one per parameter and pass */
+    double pass = fmax((double)m->n_params, maas_explain_flops(m, meth, j->explain_steps) / 2.0 /
+                                                (points * (m->n_outputs + 1.0)));
     double work = (double)j->inputs.rows * points * (m->n_outputs + 1.0) * pass;
     if (work > MAAS_EXPLAIN_MAX_WORK)
         return maas_errf(e, es, MAAS_ERR_LIMIT_EXCEEDED,

@@ -392,7 +392,8 @@ maas_err maas_prune(maas_model *m, double sparsity, int per_layer, float *mask,
     if (mask) /* weights that were zero already stay zero */
         for (int i = 0; i < m->n_layers; i++) {
             const maas_layer *l = &m->layers[i];
-            for (size_t k = 0; k < kernel_weights(l); k++)
+            size_t kn = kernel_weights(l);
+            for (size_t k = 0; k < kn; k++)
                 if (m->params[l->w_off + k] == 0.0f) mask[l->w_off + k] = 0.0f;
         }
     if (report) maas_sparsity(m, report);
