@@ -28,6 +28,11 @@ else
 fi
 cmake --build "$build" -j "$(nproc)"
 
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+# intercept_tls_get_addr=0: up to LLVM 16 (Debian's clang 14 here) the runtime's __tls_get_addr
+# interceptor takes a malloc'd dynamic-TLS block that happens to start 16 bytes into a page for a
+# pre-2.25 glibc header and reads garbage from it; LeakSanitizer's tracer then dies at exit
+# ("Tracer caught signal 11", no leak reported) in a random test, about once per suite run.
+# Fixed upstream in LLVM 17 ("Fix tls_get_addr handling for glibc >=2.25").
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:intercept_tls_get_addr=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --test-dir "$build" --output-on-failure "$@"
