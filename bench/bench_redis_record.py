@@ -16,6 +16,9 @@ commandstats), medians over --rounds rounds (the variants alternate within a rou
   hset+pub   the same and a PUBLISH on the job's events channel
   evalsha0   EVALSHA of a script that only returns 1, with the script's 22 arguments: what
              calling a script costs before it does anything
+  set+pub    the same record as one msgpack value: SET NX EX (made only if absent, with its
+             TTL) and the PUBLISH, pipelined, no script - a record stored as one value
+  setbatch   the same as one script call for the 64 jobs (SET NX EX and PUBLISH per job)
 
 usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R]
 """
@@ -26,6 +29,7 @@ import statistics
 import subprocess
 import time
 
+import msgpack
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +64,11 @@ def main():
         with open(os.path.join(ROOT, "common/src/kv/lua/job_transition.lua")) as f:
             script = r.script_load(f.read())
         ret1 = r.script_load("return 1")
+        setbatch = r.script_load(
+            "local out = {} for j = 1, #KEYS do "
+            "if redis.call('SET', KEYS[j], ARGV[2 * j - 1], 'NX', 'EX', ARGV[2 * j]) then "
+            "redis.call('PUBLISH', KEYS[j] .. ':events', 'succeeded') out[j] = 1 "
+            "else out[j] = 0 end end return out")
         version = r.info("server")["redis_version"]
 
         def cpu():
@@ -92,12 +101,22 @@ def main():
                               *[x for jid in ids for x in script_args(jid, now)])
                     p.execute()
                     continue
+                if kind == "setbatch":
+                    ids = [f"{tag}-{j}" for j in range(b, min(b + 64, a.records))]
+                    p.evalsha(setbatch, len(ids), *[f"maas:job:{{{jid}}}" for jid in ids],
+                              *[x for jid in ids
+                                for x in (msgpack.packb(fields(jid, now)), 604800)])
+                    p.execute()
+                    continue
                 for j in range(b, min(b + 64, a.records)):
                     jid = f"{tag}-{j}"
                     k = f"maas:job:{{{jid}}}"
                     if kind in ("script", "evalsha0"):
                         p.evalsha(script if kind == "script" else ret1, 3, k, k + ":done",
                                   k + ":events", *script_args(jid, now))
+                    elif kind == "set+pub":
+                        p.set(k, msgpack.packb(fields(jid, now)), nx=True, ex=604800)
+                        p.publish(k + ":events", "succeeded")
                     else:
                         p.hset(k, mapping=fields(jid, now))
                         p.expire(k, 604800)
@@ -105,14 +124,17 @@ def main():
                             p.publish(k + ":events", "succeeded")
                 p.execute()
             us = (cpu() - c0) / a.records * 1e6
-            if kind != "evalsha0":
+            if kind in ("set+pub", "setbatch"):
+                last = msgpack.unpackb(r.get(f"maas:job:{{{tag}-{a.records - 1}}}"))
+                assert last["state"] == "succeeded" and r.ttl(f"maas:job:{{{tag}-0}}") > 0
+            elif kind != "evalsha0":
                 assert r.hget(f"maas:job:{{{tag}-{a.records - 1}}}", "state") == b"succeeded"
             cmds = {k[len("cmdstat_"):]: v["usec"] / a.records
                     for k, v in r.info("commandstats").items()
                     if k not in ("cmdstat_flushall", "cmdstat_config|resetstat")}
             return us, cmds
 
-        kinds = ["batch", "script", "hset", "hset+pub", "evalsha0"]
+        kinds = ["batch", "script", "hset", "hset+pub", "evalsha0", "set+pub", "setbatch"]
         got = {k: [] for k in kinds}
         for i in range(a.rounds):
             for k in kinds:
@@ -127,7 +149,7 @@ def main():
             print(f"  {k:9} {us:6.1f} us  ({', '.join(f'{x[0]:.1f}' for x in got[k])}; inside "
                   f"commands: {inside})")
         h = statistics.median(x[0] for x in got["hset"])
-        for k in ("batch", "script"):
+        for k in ("batch", "script", "set+pub", "setbatch"):
             s = statistics.median(x[0] for x in got[k])
             print(f"{k}: {s / h:.2f}x the floor (plain HSET + EXPIRE of the same record)")
     finally:
