@@ -16,6 +16,7 @@ a first, uncounted second at it.
 """
 import argparse
 import csv
+import json
 import os
 import re
 import shutil
@@ -180,7 +181,8 @@ def main():
             "data": {"x": mat(X[:614]), "y": mat(Y[:614])}}))
         p.flush()
         end = time.time() + 60
-        while S.r.hget(f"maas:job:{{{tid}}}", "state") != b"succeeded" and time.time() < end:
+        while (json.loads(S.r.get(f"maas:job:{{{tid}}}") or "{}").get("state") != "succeeded"
+               and time.time() < end):
             time.sleep(0.05)
         time.sleep(2)
         model_keys = {k: S.r.dump(k) for k in S.r.keys("maas:model:{pima}*")}
@@ -217,20 +219,22 @@ def main():
             end = time.time() + timeout
             pend = list(ids)
             while pend and time.time() < end:
-                if not S.r.hget(f"maas:job:{{{pend[-1]}}}", "finished_ms"):
+                if not S.r.exists(f"maas:job:{{{pend[-1]}}}"):  # made final at once
                     time.sleep(0.05)
                     continue
                 pipe = S.r.pipeline(transaction=False)
                 for j in pend:
-                    pipe.hget(f"maas:job:{{{j}}}", "finished_ms")
+                    pipe.exists(f"maas:job:{{{j}}}")
                 got = pipe.execute()
                 pend = [j for j, v in zip(pend, got) if not v]
                 if pend:
                     time.sleep(0.05)
             pipe = S.r.pipeline(transaction=False)
             for j in ids:
-                pipe.hmget(f"maas:job:{{{j}}}", "created_ms", "finished_ms")
-            times = [(int(c), int(f)) for c, f in pipe.execute() if c and f]
+                pipe.get(f"maas:job:{{{j}}}")
+            recs = [json.loads(v) for v in pipe.execute() if v]
+            times = [(int(r["created_ms"]), int(r["finished_ms"])) for r in recs
+                     if r.get("created_ms") and r.get("finished_ms")]
             # Then the records go: Redis rewrites its AOF whenever it has doubled, and the
             # rewrite (a child process that takes a core) lasts as long as the dataset is big.
             # Kept, the records of the earlier phases made each rewrite 3-6 s of a full core

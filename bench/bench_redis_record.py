@@ -8,17 +8,17 @@ each, Redis's own CPU per record (INFO cpu) and the time inside each command (IN
 commandstats), medians over --rounds rounds (the variants alternate within a round):
 
   batch      the transition script maas runs (common/src/kv/lua/job_transition.lua, its hot
-             path: a record made final at once), with the worker's arguments, one call for
-             the 64 jobs of a pipeline (as a worker sends a result batch to one Redis)
+             path: the worker's whole JSON record stored with SET NX EX, its event published),
+             with the worker's arguments, one call for the 64 jobs of a pipeline (as a worker
+             sends a result batch to one Redis)
   script     the same script called once per job (how workers sent batches until 2026-12-03)
-  hset       the same 13 fields with a plain HSET and an EXPIRE: no state check, no binding
-             to the message, no event - the floor for this record with a TTL
+  set+pub    the same record with a plain SET NX EX and a PUBLISH, pipelined, no script: the
+             floor for this record, made only if absent, with its TTL and its event
+  hset       the same 14 fields as a hash (how records were kept until 2026-12-04) with a
+             plain HSET and an EXPIRE: no state check, no binding, no event
   hset+pub   the same and a PUBLISH on the job's events channel
-  evalsha0   EVALSHA of a script that only returns 1, with the script's 22 arguments: what
+  evalsha0   EVALSHA of a script that only returns 1, with the hot path's arguments: what
              calling a script costs before it does anything
-  set+pub    the same record as one msgpack value: SET NX EX (made only if absent, with its
-             TTL) and the PUBLISH, pipelined, no script - a record stored as one value
-  setbatch   the same as one script call for the 64 jobs (SET NX EX and PUBLISH per job)
 
 usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R]
 """
@@ -29,7 +29,9 @@ import statistics
 import subprocess
 import time
 
-import msgpack
+import base64
+import json
+
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,11 +66,6 @@ def main():
         with open(os.path.join(ROOT, "common/src/kv/lua/job_transition.lua")) as f:
             script = r.script_load(f.read())
         ret1 = r.script_load("return 1")
-        setbatch = r.script_load(
-            "local out = {} for j = 1, #KEYS do "
-            "if redis.call('SET', KEYS[j], ARGV[2 * j - 1], 'NX', 'EX', ARGV[2 * j]) then "
-            "redis.call('PUBLISH', KEYS[j] .. ':events', 'succeeded') out[j] = 1 "
-            "else out[j] = 0 end end return out")
         version = r.info("server")["redis_version"]
 
         def cpu():
@@ -81,9 +78,13 @@ def main():
                     "worker": "w1", "started_ms": now - 1, "finished_ms": now,
                     "result": RESULT, "digest": "d" * 64, "cost": COST}
 
-        def script_args(jid, now):  # lua/job_transition.lua's ARGV, a worker's result
-            return [6, "succeeded", now, "w1", RESULT, "", "", 604800, "1", "1", jid, "infer",
-                    "pima", now - 5, 0, "0", "d" * 64, now - 1, COST]
+        def record(jid, now):  # the record as a worker writes it (common/src/kv/record.c)
+            f = fields(jid, now)
+            f["result"], f["cost"] = base64.b64encode(RESULT).decode(), json.loads(COST)
+            return json.dumps(f, separators=(",", ":"))
+
+        def script_args(jid, now):  # lua/job_transition.lua's hot form, a worker's result
+            return ["h", 6, 604800, "0", record(jid, now)]
 
         def run(kind, tag):
             r.flushall()
@@ -95,27 +96,18 @@ def main():
                 p = r.pipeline(transaction=False)
                 if kind == "batch":
                     ids = [f"{tag}-{j}" for j in range(b, min(b + 64, a.records))]
-                    keys = [x for jid in ids for k in [f"maas:job:{{{jid}}}"]
-                            for x in (k, k + ":done", k + ":events")]
+                    keys = [f"maas:job:{{{jid}}}" for jid in ids]
                     p.evalsha(script, len(keys), *keys,
                               *[x for jid in ids for x in script_args(jid, now)])
-                    p.execute()
-                    continue
-                if kind == "setbatch":
-                    ids = [f"{tag}-{j}" for j in range(b, min(b + 64, a.records))]
-                    p.evalsha(setbatch, len(ids), *[f"maas:job:{{{jid}}}" for jid in ids],
-                              *[x for jid in ids
-                                for x in (msgpack.packb(fields(jid, now)), 604800)])
                     p.execute()
                     continue
                 for j in range(b, min(b + 64, a.records)):
                     jid = f"{tag}-{j}"
                     k = f"maas:job:{{{jid}}}"
                     if kind in ("script", "evalsha0"):
-                        p.evalsha(script if kind == "script" else ret1, 3, k, k + ":done",
-                                  k + ":events", *script_args(jid, now))
+                        p.evalsha(script if kind == "script" else ret1, 1, k, *script_args(jid, now))
                     elif kind == "set+pub":
-                        p.set(k, msgpack.packb(fields(jid, now)), nx=True, ex=604800)
+                        p.set(k, record(jid, now), nx=True, ex=604800)
                         p.publish(k + ":events", "succeeded")
                     else:
                         p.hset(k, mapping=fields(jid, now))
@@ -124,8 +116,8 @@ def main():
                             p.publish(k + ":events", "succeeded")
                 p.execute()
             us = (cpu() - c0) / a.records * 1e6
-            if kind in ("set+pub", "setbatch"):
-                last = msgpack.unpackb(r.get(f"maas:job:{{{tag}-{a.records - 1}}}"))
+            if kind in ("batch", "script", "set+pub"):
+                last = json.loads(r.get(f"maas:job:{{{tag}-{a.records - 1}}}"))
                 assert last["state"] == "succeeded" and r.ttl(f"maas:job:{{{tag}-0}}") > 0
             elif kind != "evalsha0":
                 assert r.hget(f"maas:job:{{{tag}-{a.records - 1}}}", "state") == b"succeeded"
@@ -134,7 +126,7 @@ def main():
                     if k not in ("cmdstat_flushall", "cmdstat_config|resetstat")}
             return us, cmds
 
-        kinds = ["batch", "script", "hset", "hset+pub", "evalsha0", "set+pub", "setbatch"]
+        kinds = ["batch", "script", "set+pub", "hset", "hset+pub", "evalsha0"]
         got = {k: [] for k in kinds}
         for i in range(a.rounds):
             for k in kinds:
@@ -148,10 +140,10 @@ def main():
                                for c in names if statistics.median(x[1].get(c, 0) for x in got[k]) >= 0.05)
             print(f"  {k:9} {us:6.1f} us  ({', '.join(f'{x[0]:.1f}' for x in got[k])}; inside "
                   f"commands: {inside})")
-        h = statistics.median(x[0] for x in got["hset"])
-        for k in ("batch", "script", "set+pub", "setbatch"):
+        h = statistics.median(x[0] for x in got["set+pub"])
+        for k in ("batch", "script"):
             s = statistics.median(x[0] for x in got[k])
-            print(f"{k}: {s / h:.2f}x the floor (plain HSET + EXPIRE of the same record)")
+            print(f"{k}: {s / h:.2f}x the floor (plain SET NX EX + PUBLISH of the same record)")
     finally:
         srv.terminate()
         srv.wait(10)

@@ -7,6 +7,7 @@ final state to Redis, then store the offset. Used only as the benchmark's
 reference; it is not part of maas.
 usage: py_worker.py BROKERS REDIS_URL TOPIC GROUP
 """
+import base64
 import io
 import json
 import signal
@@ -74,8 +75,9 @@ while running:
     result = msgpack.packb({"v": 1, "type": "infer", "model": name, "version": version,
                             "outputs": {"shape": list(out.shape), "dtype": "float32", "data": out.tobytes()}})
     now = int(time.time() * 1000)
-    r.hset(f"maas:job:{{{job['id']}}}", mapping={"id": job["id"], "type": "infer", "state": "succeeded",
-                                                 "result": result, "created_ms": job.get("created_ms", 0),
-                                                 "finished_ms": now, "worker": "py"})
+    r.set(f"maas:job:{{{job['id']}}}", json.dumps({
+        "id": job["id"], "type": "infer", "state": "succeeded",
+        "result": base64.b64encode(result).decode(), "created_ms": job.get("created_ms", 0),
+        "finished_ms": now, "worker": "py"}))
     c.store_offsets(m)
 c.close()

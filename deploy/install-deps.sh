@@ -25,7 +25,8 @@ PKGS_TEST=(
   python3 python3-numpy python3-torch python3-h5py python3-venv
   python3-jsonschema python3-msgpack   # the protocol schema tests
   python3-confluent-kafka python3-redis # the worker tests and the Python client example
-  kcat                                  # the kcat + redis-cli recipe (examples/kcat)
+  kcat jq                               # the kcat + redis-cli recipe (examples/kcat; jq
+                                        # reads a job's record, one JSON object)
   dataset-fashion-mnist
   clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
   systemd                    # systemd-analyze: the units in deploy/systemd are verified

@@ -33,13 +33,15 @@ with open(sys.argv[1], "w") as f:
         x = [r.gauss(0, 1) for _ in range(64)]
         f.write(",".join(f"{v:.4f}" for v in x) + f",{int(x[0] + x[1] > 0) + int(x[2] > 0.5)}\n")
 PY
+# a field of the job's record (one JSON object; empty when absent)
+field() { rcli GET "maas:job:{$id}" | jq -cr ".$1 // empty"; }
 model="kill9-$(date +%s)"
 $maas dataset put "$model-data" --data "$work/data.csv" --label label
 id=$($maas submit train --name "$model" --dataset "$model-data" --layers 512:relu,512:relu,3:softmax \
        --epochs "${EPOCHS:-40}" --seed 1)
 echo "submitted training job $id"
 for ((i = 0; i < 300; i++)); do
-  worker=$(rcli HGET "maas:job:{$id}" worker)
+  worker=$(field worker)
   [[ -n "$worker" ]] && break
   sleep 0.1
 done
@@ -47,18 +49,18 @@ done
 # wait for its first progress report (not a fixed sleep: machines differ in speed), then make
 # sure it is still running: the demonstration needs a job to kill
 for ((i = 0; i < 600; i++)); do
-  [[ -n "$(rcli HGET "maas:job:{$id}" progress)" ]] && break
+  [[ -n "$(field progress)" ]] && break
   sleep 0.1
 done
 pid=$(cat "$MAAS_STATE_DIR/workers/$worker.pid")
 kill -STOP "$pid" # it cannot finish the job now; the record tells whether it already had
-state=$(rcli HGET "maas:job:{$id}" state)
+state=$(field state)
 [[ "$state" == running ]] || {
   kill -CONT "$pid"
   echo "the job is $state already: this machine trains it too fast for the demo; set EPOCHS higher" >&2
   exit 1
 }
-echo "job $id is running on $worker; progress: $(rcli HGET "maas:job:{$id}" progress)"
+echo "job $id is running on $worker; progress: $(field progress)"
 echo "kill -9 $worker (pid $pid)"
 kill -9 "$pid"
 killed_ms=$(($(date +%s%N) / 1000000))
@@ -67,12 +69,12 @@ echo "following the job (Kafka redelivers it once the dead member's session time
 # failover: from the kill to a worker starting the job again (its record's started_ms)
 started=0
 for ((i = 0; i < 1200; i++)); do
-  started=$(rcli HGET "maas:job:{$id}" started_ms)
+  started=$(field started_ms)
   ((started > killed_ms)) && break
-  case "$(rcli HGET "maas:job:{$id}" state)" in succeeded | failed | cancelled) break ;; esac
+  case "$(field state)" in succeeded | failed | cancelled) break ;; esac
   sleep 0.05
 done
-echo "failover: $(rcli HGET "maas:job:{$id}" worker) started it again $((started - killed_ms)) ms after the kill"
+echo "failover: $(field worker) started it again $((started - killed_ms)) ms after the kill"
 if [[ -n "${MAX_FAILOVER_MS:-}" ]] && ((started - killed_ms > MAX_FAILOVER_MS)); then
   echo "failover took longer than ${MAX_FAILOVER_MS} ms" >&2
   exit 1

@@ -584,6 +584,14 @@ static void task_cost(const worker *w, const work_task *t, maas_job_cost *c) {
     maas_energy_charge(&w->energy, c);
 }
 
+/* ", \"name\": v" - null when v is not finite (JSON has no nan). */
+static void progress_num(maas_strbuf *b, const char *name, double v) {
+    if (isfinite(v))
+        maas_strbuf_printf(b, ", \"%s\": %.6g", name, v);
+    else
+        maas_strbuf_printf(b, ", \"%s\": null", name);
+}
+
 /* Writes what the finished task produced; a retriable error keeps the task for later. */
 static maas_err finalize(worker *w, work_task *t) {
     char e[MAAS_ERRSTR_SIZE];
@@ -739,12 +747,13 @@ void poll_work_task(worker *w) {
         maas_strbuf pb = {0};
         maas_strbuf_printf(&pb, "{\"epoch\": %d, \"epochs\": %d", p.epoch, planned);
         if (p.epoch > 0) {
+            /* JSON (the record's progress is parsed): a diverged loss is null, not nan */
             double eta = (now - t->started) / p.epoch * (planned - p.epoch);
-            maas_strbuf_printf(&pb, ", \"loss\": %.6g, \"eta_s\": %.1f", p.loss, eta);
-            if (p.has_accuracy) maas_strbuf_printf(&pb, ", \"accuracy\": %.6g", p.accuracy);
-            if (p.has_val) maas_strbuf_printf(&pb, ", \"val_loss\": %.6g", p.val_loss);
-            if (p.has_val && p.has_accuracy)
-                maas_strbuf_printf(&pb, ", \"val_accuracy\": %.6g", p.val_accuracy);
+            progress_num(&pb, "loss", p.loss);
+            maas_strbuf_printf(&pb, ", \"eta_s\": %.1f", eta);
+            if (p.has_accuracy) progress_num(&pb, "accuracy", p.accuracy);
+            if (p.has_val) progress_num(&pb, "val_loss", p.val_loss);
+            if (p.has_val && p.has_accuracy) progress_num(&pb, "val_accuracy", p.val_accuracy);
         }
         maas_strbuf_printf(&pb, "}");
         push_epochs(w, t);

@@ -1111,6 +1111,11 @@ int maas_json_number(const maas_json *doc, const char *key, double *v) {
     return 1;
 }
 
+char *maas_json_member_text(const maas_json *doc, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(CDOC(doc), key);
+    return v ? cJSON_PrintUnformatted(v) : NULL;
+}
+
 void maas_json_drop(maas_json *doc, const char *const *keys, int n) {
     for (int i = 0; i < n; i++) cJSON_DeleteItemFromObjectCaseSensitive(DOC(doc), keys[i]);
 }

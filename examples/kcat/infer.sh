@@ -46,9 +46,11 @@ echo "produced job $id to $topic"
 rc=(redis-cli $(rc_target "$redis_url") --no-auth-warning "${rc_login[@]}")
 state="$("${rc[@]}" BLMOVE "${keys}job:{$id}:done" "${keys}job:{$id}:done" RIGHT LEFT 30)"
 echo "state: ${state:-still pending after 30 s}"
-"${rc[@]}" HMGET "${keys}job:{$id}" model worker attempts error_code error_message
-# The result is msgpack ({"v", "type", "model", "version", "outputs": {"shape", "dtype",
-# "data": <float32 bytes>}}); here as hex: the last 4 bytes are the probability.
-"${rc[@]}" --raw HGET "${keys}job:{$id}" result | od -An -tx1 | tr -s ' \n' ' '
+rec="$("${rc[@]}" GET "${keys}job:{$id}")"
+jq -c '{model, worker, attempts, error_code, error_message}' <<< "${rec:-null}"
+# The record is one JSON object; its result the base64 of msgpack ({"v", "type", "model",
+# "version", "outputs": {"shape", "dtype", "data": <float32 bytes>}}); here as hex: the last 4
+# bytes are the probability.
+jq -r '.result // empty' <<< "${rec:-null}" | base64 -d | od -An -tx1 | tr -s ' \n' ' '
 echo
 [[ "$state" == succeeded ]]

@@ -51,11 +51,13 @@ echo "produced job $id to $topic"
 
 # shellcheck disable=SC2046 # rc_target: words without spaces
 rc=(redis-cli $(rc_target "$redis_url") --no-auth-warning "${rc_login[@]}")
-# While it trains, the record's `progress` field holds the live epoch (JSON).
+# The record is one JSON object (jq reads it); while it trains, its `progress` holds the live
+# epoch.
 for _ in $(seq 1 20); do
-  p="$("${rc[@]}" HGET "${keys}job:{$id}" progress)"
+  rec="$("${rc[@]}" GET "${keys}job:{$id}")"
+  p="$(jq -c '.progress // empty' <<< "${rec:-null}")"
   [[ -n "$p" ]] && { echo "progress: $p"; break; }
-  st="$("${rc[@]}" HGET "${keys}job:{$id}" state)"
+  st="$(jq -r '.state // empty' <<< "${rec:-null}")"
   [[ "$st" == succeeded || "$st" == failed ]] && break
   sleep 0.1
 done
@@ -63,7 +65,7 @@ done
 # final state.
 state="$("${rc[@]}" BLMOVE "${keys}job:{$id}:done" "${keys}job:{$id}:done" RIGHT LEFT 60)"
 echo "state: ${state:-still pending after 60 s}"
-"${rc[@]}" HMGET "${keys}job:{$id}" worker attempts error_code error_message
+"${rc[@]}" GET "${keys}job:{$id}" | jq -c '{worker, attempts, error_code, error_message}'
 # The new version: the model's `latest` alias, and that version's metrics and size.
 v="$("${rc[@]}" HGET "${keys}model:{$model}:aliases" latest)"
 echo "model $model version $v: $("${rc[@]}" HGET "${keys}model:{$model}:versions" "$v.metrics")," \

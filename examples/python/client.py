@@ -14,7 +14,9 @@ MAAS_TOPIC_PREFIX (maas.), and MAAS_CLIENT_CONF: a tenant's client settings as
 .local/state/credentials/demo.conf) - its Kafka login (SASL SCRAM), its topics, its Redis
 user and key prefix. Without it: the single-tenant namespace, no credentials.
 """
+import base64
 import csv
+import json
 import os
 import struct
 import sys
@@ -65,15 +67,18 @@ def submit(topic, job, wait_s=60):
 
 
 def wait(job_id, timeout=70):
-    """4. Wait on the job's done-list (no polling), 5. read its record."""
+    """4. Wait on the job's done-list (no polling), 5. read its record: one JSON object, its
+    result the base64 of msgpack bytes."""
     done = f"{keys}job:{{{job_id}}}:done"
     state = r.blmove(done, done, timeout, "RIGHT", "LEFT")
-    record = r.hgetall(f"{keys}job:{{{job_id}}}")
-    if not record:  # missing: no worker took it (past its deadline it never will), or unknown
+    raw = r.get(f"{keys}job:{{{job_id}}}")
+    if not raw:  # missing: no worker took it (past its deadline it never will), or unknown
         raise SystemExit(f"job {job_id}: no record after {timeout} s: no worker took it")
+    record = json.loads(raw)
     if state != b"succeeded":
-        raise SystemExit(f"job {job_id}: {record[b'state']} {record.get(b'error_code')} "
-                         f"{record.get(b'error_message')}")
+        raise SystemExit(f"job {job_id}: {record['state']} {record.get('error_code')} "
+                         f"{record.get('error_message')}")
+    record["result"] = msgpack.unpackb(base64.b64decode(record["result"]))
     return record
 
 
@@ -91,7 +96,7 @@ job = submit("jobs.work", {
     "data": {"x": matrix([row[:8] for row in train]), "y": matrix([row[8:] for row in train])}})
 producer.flush()  # the delivery reports: every job is on the broker
 record = wait(job)
-result = msgpack.unpackb(record[b"result"])
+result = record["result"]
 print(f"trained {model} version {result['version']}: loss {result['loss']:.4f}, "
       f"accuracy {result['accuracy']:.4f}")
 
@@ -100,9 +105,9 @@ jobs = [submit("jobs.infer", {"type": "infer", "model": f"{model}:{result['versi
                               "inputs": [row[:8]], "output": "classes"}) for row in test]
 producer.flush()
 records = [wait(j) for j in jobs]
-answers = [msgpack.unpackb(rec[b"result"])["classes"][0] for rec in records]
+answers = [rec["result"]["classes"][0] for rec in records]
 hits = sum(a == int(row[8]) for a, row in zip(answers, test))
 print(f"{len(jobs)} inference jobs: accuracy {hits / len(jobs):.4f}; first five classes {answers[:5]}")
 # 6. Time it: queue = started_ms - created_ms, compute and write = finished_ms - started_ms
-queue = sorted(int(rec[b"started_ms"]) - int(rec[b"created_ms"]) for rec in records)
+queue = sorted(rec["started_ms"] - rec["created_ms"] for rec in records)
 print(f"queue time: median {queue[len(queue) // 2]} ms, max {queue[-1]} ms")

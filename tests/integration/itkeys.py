@@ -151,3 +151,47 @@ def clean_exit(p, allowed=(0,)):
               "(its tracer, stopping the threads); no leak reported", flush=True)
         return True
     return False
+
+
+def job_record(r, jid, keys="maas:"):
+    """Job jid's record as Redis holds it (one JSON object; schemas/redis-keys.md), as a dict
+    with its result base64-decoded to bytes; {} when there is none. r: a redis-py client
+    (or pipeline reply: pass the GET's bytes as r and jid=None)."""
+    import base64
+    import json
+    raw = r if jid is None else r.get(f"{keys}job:{{{jid}}}")
+    if raw is None:
+        return {}
+    rec = json.loads(raw)
+    if "result" in rec:
+        rec["result"] = base64.b64decode(rec["result"])
+    return rec
+
+
+def job_state(r, jid, keys="maas:"):
+    """Job jid's state as bytes, as redis-py answers (b'queued', ...; None: no record)."""
+    st = job_record(r, jid, keys).get("state")
+    return st.encode() if st is not None else None
+
+
+def job_fields(r, jid, keys="maas:"):
+    """Job jid's record with each field as bytes, as the tests compare them (b'succeeded',
+    b'1'; result: its msgpack bytes; progress and cost: their JSON); {} when none."""
+    import json
+    out = {}
+    for k, v in job_record(r, jid, keys).items():
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v)
+        out[k] = v if isinstance(v, bytes) else str(v).encode()
+    return out
+
+
+def job_patch(r, jid, keys="maas:", **fields):
+    """Sets fields of job jid's record (made when there is none), keeping its TTL - what a
+    test does to stage a record by hand."""
+    import json
+    key = f"{keys}job:{{{jid}}}"
+    raw = r.get(key)
+    rec = json.loads(raw) if raw else {}
+    rec.update(fields)
+    r.set(key, json.dumps(rec), keepttl=True)

@@ -20,6 +20,8 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
+from itkeys import job_state
+
 BIN, WORK = sys.argv[1], sys.argv[2]
 SEED = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time())
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,7 +85,7 @@ def train(jid, model, epochs=3):
 
 
 def final(r, jid):
-    return r.hget(f"maas:job:{{{jid}}}", "state") in (b"succeeded", b"failed", b"expired",
+    return job_state(r, jid) in (b"succeeded", b"failed", b"expired",
                                                        b"cancelled")
 
 
@@ -120,7 +122,7 @@ try:
     end = time.time() + 90
     while not final(R, f"base-{SEED}") and time.time() < end:
         time.sleep(0.1)
-    check(R.hget(f"maas:job:{{base-{SEED}}}", "state") == b"succeeded", "the base model trains")
+    check(job_state(R, f"base-{SEED}") == b"succeeded", "the base model trains")
 
     # the stream: ~55 s of jobs; 2% train (each its own model), 8% evaluate, the rest infer
     jobs = []
@@ -190,7 +192,7 @@ try:
         time.sleep(0.5)
     states, lost = {}, []
     for jid, kind, _, _ in jobs:
-        st = R.hget(f"maas:job:{{{jid}}}", "state")
+        st = job_state(R, jid)
         states[(kind, st)] = states.get((kind, st), 0) + 1
         if st not in (b"succeeded", b"failed", b"expired", b"cancelled"):
             lost.append(jid)

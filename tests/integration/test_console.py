@@ -28,7 +28,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from itkeys import api_call, clean_exit, operator_key, redis_client, wait_healthz
+from itkeys import api_call, clean_exit, job_state, operator_key, redis_client, wait_healthz
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -176,7 +176,7 @@ try:
         cells = B.execute_script("return [...document.querySelectorAll('#jobs tbody tr')].map("
                                  "r => [r.cells[0].textContent, r.cells[3].textContent])")
         ours = [(j, s) for j, s in cells if j in (t1["id"], o["id"])]
-        return len(ours) == 2 and all(R.hget(f"maas:job:{{{j}}}", "state").decode() == s for j, s in ours) and ours
+        return len(ours) == 2 and all(job_state(R, j).decode() == s for j, s in ours) and ours
     check(wait_for(table_matches_redis, 20) is not None, "the jobs table's states are Redis's")
     check(B.find_element(By.CSS_SELECTOR, 'nav a[data-nav="jobs"]').get_attribute("aria-current") == "page",
           "the current section is marked (aria-current)")

@@ -31,7 +31,7 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
-from itkeys import kafka_conf, kafka_only_conf
+from itkeys import job_fields, job_state, kafka_conf, kafka_only_conf
 
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -71,14 +71,14 @@ def send(topic, job=None, raw=None):
 
 
 def rec(jid):
-    return {k.decode(): v for k, v in R.hgetall(f"maas:job:{{{jid}}}").items()}
+    return job_fields(R, jid)
 
 
 def wait_final(ids, timeout):
     end, pending = time.time() + timeout, set(ids)
     while pending and time.time() < end:
         for jid in list(pending):
-            if R.hget(f"maas:job:{{{jid}}}", "state") in (b"succeeded", b"failed", b"expired",
+            if job_state(R, jid) in (b"succeeded", b"failed", b"expired",
                                                           b"cancelled"):
                 pending.discard(jid)
         time.sleep(0.05)
@@ -150,8 +150,8 @@ try:
                           "--label", "label", "--layers", "4:relu,1:sigmoid", "--epochs", "2",
                           *CONN], capture_output=True, text=True, timeout=60)
     real = sub.stdout.strip()
-    check(sub.returncode == 0 and R.hget(f"maas:job:{{{real}}}", "state") == b"queued"
-          and len(R.hget(f"maas:job:{{{real}}}", "digest") or b"") == 64,
+    check(sub.returncode == 0 and job_state(R, real) == b"queued"
+          and len(job_fields(R, real).get("digest", b"")) == 64,
           f"maas submit queued {real!r} with its message's digest ({sub.stderr.strip()[-200:]})")
     send("jobs.infer", infer(real, f"real-{RUN}", mat(1, 4)))
     send("jobs.work", train(real, f"real-{RUN}", DENSE, mat(64, 4), mat(64, 1), epochs=1))

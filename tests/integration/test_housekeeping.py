@@ -137,10 +137,10 @@ try:
     now_ms = int(time.time() * 1000)
     for i in range(600):
         fid = f"hkfill{i}-{RUN}"
-        pipe.hset(f"maas:job:{{{fid}}}", mapping={"id": fid, "type": "infer", "model": "x",
-                                                  "state": "succeeded", "attempts": 1,
-                                                  "created_ms": now_ms + i, "ttl_s": 600})
-        pipe.expire(f"maas:job:{{{fid}}}", 600)
+        pipe.set(f"maas:job:{{{fid}}}", json.dumps({"id": fid, "type": "infer", "model": "x",
+                                                    "state": "succeeded", "attempts": 1,
+                                                    "created_ms": now_ms + i, "ttl_s": 600}),
+                 ex=600)
         pipe.zadd("maas:jobs", {fid: now_ms + i})
     pipe.execute()
     # the worker's announcement expires after 15 s; then the heartbeat is older than 3 s

@@ -26,7 +26,7 @@ import msgpack
 from confluent_kafka import Producer
 import redis
 
-from itkeys import kafka_conf, redis_login
+from itkeys import job_record, kafka_conf, redis_login
 
 BIN, PIMA, WORK, REDIS_SH = sys.argv[1:5]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -183,8 +183,10 @@ try:
 
     # every job final, once
     def states():
-        return {jid: rcmd("HMGET", f"maas:job:{{{jid}}}", "state", "attempts", "error_message")
+        recs = {jid: job_record(rcmd("GET", f"maas:job:{{{jid}}}"), None)
                 for jid in infer_ids + train_ids}
+        return {jid: [str(r[f]).encode() if f in r else None
+                      for f in ("state", "attempts", "error_message")] for jid, r in recs.items()}
     end = time.time() + 180
     got = {}
     while time.time() < end:

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "maas/clock.h"
 #include "maas/config.h"
 #include "maas/kv.h"
 
@@ -85,7 +86,7 @@ static void test_job_lifecycle(void **state) {
     assert_ok(maas_kv_job_get(kv, "job-1", &got, err, sizeof(err)), err);
     assert_int_equal(got.attempts, 1);
     assert_string_equal(got.worker, "w1");
-    assert_string_equal(got.progress, "{\"epoch\": 3}");
+    assert_string_equal(got.progress, "{\"epoch\":3}"); /* the record's JSON, compact */
     maas_job_record_release(&got);
 
     const unsigned char result[] = {0x81, 0xa1, 'p', 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0};
@@ -408,7 +409,8 @@ static void test_server_errors_are_permanent(void **state) {
     redisContext *c = raw_connect();
     char key[128];
     snprintf(key, sizeof(key), "%sjob:{job-broken}", prefix);
-    freeReplyObject(rawcmd(&c, "SET %s not-a-hash", key));
+    /* a hash where a record (a string) should be - one written before records were JSON */
+    freeReplyObject(rawcmd(&c, "HSET %s state queued", key));
     maas_job_record r;
     assert_err(MAAS_ERR_SERVER_ERROR, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
     assert_mentions(err, "WRONGTYPE");
@@ -430,6 +432,14 @@ static void test_server_errors_are_permanent(void **state) {
     assert_ok(maas_kv_job_transition_recv(kv, res, err, sizeof(err)), err);
     assert_int_equal(res[0], MAAS_OK);
     assert_int_equal(res[1], MAAS_ERR_SERVER_ERROR);
+    /* a string that is not a record: BAD_FORMAT, saying so */
+    freeReplyObject(rawcmd(&c, "DEL %s", key));
+    freeReplyObject(rawcmd(&c, "SET %s not-json", key));
+    assert_err(MAAS_ERR_BAD_FORMAT, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
+    assert_mentions(err, "not a JSON object");
+    freeReplyObject(rawcmd(&c, "SET %s {\"state\":\"succeeded\",\"result\":\"!!\"}", key));
+    assert_err(MAAS_ERR_BAD_FORMAT, maas_kv_job_get(kv, "job-broken", &r, err, sizeof(err)), err);
+    assert_mentions(err, "not base64");
     redisFree(c);
     maas_kv_free(kv);
 }
@@ -785,9 +795,96 @@ static void test_record_bound_to_message(void **state) {
     maas_kv_free(kv);
 }
 
+/*
+ * The hot path (a worker's result for an inference job produced straight to Kafka: the record
+ * made whole, only if absent, in one SET NX EX): the record stored is the worker's, JSON with
+ * its result and cost; a redelivery of the same result finds it final (CONFLICT) and leaves
+ * it; a record that exists already (submitted: queued) is moved by the checked path with the
+ * whole record's fields (attempts counted, bound to the message: another digest is MISMATCH).
+ */
+static void test_hot_path(void **state) {
+    (void)state;
+    maas_kv *kv = connect_kv();
+    const unsigned char result[] = {0x81, 0xa1, 'p', 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0xff};
+    maas_job_cost cost = {.cpu_s = 1.5e-5, .queue_s = 0.002, .flops = 180, .peak_bytes = 40};
+    snprintf(cost.method, sizeof(cost.method), "model");
+    maas_job_record msg = job("hot-0");
+    snprintf(msg.type, sizeof(msg.type), "infer");
+    snprintf(msg.model, sizeof(msg.model), "m \"quoted\"\n");
+    msg.created_ms = 1000;
+    memset(msg.digest, 'd', 64);
+    int64_t started = maas_wall_ms() - 5;
+    maas_job_update u = {.to = MAAS_JOB_SUCCEEDED,
+                         .from_mask =
+                             MAAS_JOB_FROM(MAAS_JOB_QUEUED) | MAAS_JOB_FROM(MAAS_JOB_RUNNING),
+                         .worker = "w-hot",
+                         .result = result,
+                         .result_len = sizeof(result),
+                         .ttl_s = 60,
+                         .create = &msg,
+                         .started_ms = started,
+                         .cost = &cost};
+    const char *ids[] = {"hot-1", "hot-2"};
+    maas_job_update us[] = {u, u};
+    maas_err results[2];
+    assert_ok(maas_kv_job_transition_batch(kv, 2, ids, us, results, err, sizeof(err)), err);
+    assert_int_equal(results[0], MAAS_OK);
+    assert_int_equal(results[1], MAAS_OK);
+    maas_job_record got;
+    assert_ok(maas_kv_job_get(kv, "hot-2", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
+    assert_int_equal(got.attempts, 1);
+    assert_string_equal(got.worker, "w-hot");
+    assert_string_equal(got.model, msg.model); /* escaped and read back */
+    assert_int_equal(got.created_ms, 1000);
+    assert_int_equal(got.started_ms, started);
+    assert_true(got.finished_ms >= started);
+    assert_memory_equal(got.digest, msg.digest, 64);
+    assert_int_equal(got.result_len, sizeof(result));
+    assert_memory_equal(got.result, result, sizeof(result));
+    assert_true(got.has_cost);
+    assert_int_equal((long)got.cost.flops, 180);
+    assert_string_equal(got.cost.method, "model");
+    maas_job_record_release(&got);
+    redisContext *c = raw_connect();
+    char key[128];
+    snprintf(key, sizeof(key), "%sjob:{hot-2}", prefix);
+    redisReply *r = rawcmd(&c, "TTL %s", key);
+    assert_true(r->integer > 0 && r->integer <= 60);
+    freeReplyObject(r);
+    /* a redelivery: final already, left as it was */
+    us[1].worker = "w-other";
+    assert_ok(maas_kv_job_transition_batch(kv, 2, ids, us, results, err, sizeof(err)), err);
+    assert_int_equal(results[0], MAAS_ERR_CONFLICT);
+    assert_int_equal(results[1], MAAS_ERR_CONFLICT);
+    assert_ok(maas_kv_job_get(kv, "hot-2", &got, err, sizeof(err)), err);
+    assert_string_equal(got.worker, "w-hot");
+    maas_job_record_release(&got);
+    /* a submitted job (queued): bound to its message, then moved with the result */
+    maas_job_record sub = msg;
+    snprintf(sub.id, sizeof(sub.id), "hot-3");
+    assert_ok(maas_kv_job_create(kv, &sub, 60, err, sizeof(err)), err);
+    maas_job_record other = msg;
+    other.digest[0] = 'e';
+    maas_job_update bad = u;
+    bad.create = &other;
+    assert_err(MAAS_ERR_MISMATCH, maas_kv_job_transition(kv, "hot-3", &bad, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_transition(kv, "hot-3", &u, err, sizeof(err)), err);
+    assert_ok(maas_kv_job_get(kv, "hot-3", &got, err, sizeof(err)), err);
+    assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
+    assert_int_equal(got.attempts, 1);
+    assert_int_equal(got.started_ms, started);
+    assert_int_equal(got.result_len, sizeof(result));
+    assert_memory_equal(got.result, result, sizeof(result));
+    assert_true(got.has_cost);
+    maas_job_record_release(&got);
+    redisFree(c);
+    maas_kv_free(kv);
+}
+
 /* A connection as a tenant's Redis user to whichever node serves key (following MOVED, as a
- * cluster client does), with the reply of `HGET key state` there. */
-static redisReply *tenant_hget(const char *user, const char *pass, const char *key) {
+ * cluster client does), with the reply of `GET key` there. */
+static redisReply *tenant_get(const char *user, const char *pass, const char *key) {
     const char *url = getenv("MAAS_REDIS_URL");
     char host[128] = "127.0.0.1";
     int port = 26379;
@@ -806,7 +903,7 @@ static redisReply *tenant_hget(const char *user, const char *pass, const char *k
                 fail_msg("a tenant's CLUSTER SLOTS: %s", r && r->str ? r->str : "no reply");
             freeReplyObject(r);
         }
-        r = redisCommand(c, "HGET %s state", key);
+        r = redisCommand(c, "GET %s", key);
         int slot;
         if (r && r->type == REDIS_REPLY_ERROR &&
             sscanf(r->str, "MOVED %d %127[^:]:%d", &slot, host, &port) == 3) {
@@ -839,12 +936,12 @@ static void test_tenant_reader(void **state) {
     assert_ok(maas_kv_job_create(kv, &mine, 60, err, sizeof(err)), err);
     snprintf(key, sizeof(key), "%st:%s:job:{tenant-mine}", prefix, tenant);
     snprintf(other, sizeof(other), "%sjob:{tenant-theirs}", prefix);
-    redisReply *r = tenant_hget(user, pass, key);
+    redisReply *r = tenant_get(user, pass, key);
     assert_non_null(r);
-    if (r->type != REDIS_REPLY_STRING || strcmp(r->str, "queued"))
+    if (r->type != REDIS_REPLY_STRING || !strstr(r->str, "\"state\":\"queued\""))
         fail_msg("the tenant reads its record: %s", r->str ? r->str : "(not a string)");
     freeReplyObject(r);
-    r = tenant_hget(user, pass, other);
+    r = tenant_get(user, pass, other);
     assert_non_null(r);
     if (r->type != REDIS_REPLY_ERROR || !strstr(r->str, "NOPERM"))
         fail_msg("another namespace is refused: %s", r->str ? r->str : "(no error)");
@@ -882,6 +979,7 @@ int main(void) {
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),
         cmocka_unit_test(test_record_bound_to_message),
+        cmocka_unit_test(test_hot_path),
         cmocka_unit_test(test_tenant_reader),
         cmocka_unit_test(test_bad_settings),
     };

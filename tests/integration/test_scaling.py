@@ -20,7 +20,7 @@ import msgpack
 import redis
 from confluent_kafka import Producer
 
-from itkeys import kafka_conf, redis_login
+from itkeys import job_record, job_state, kafka_conf, redis_login
 
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -72,9 +72,9 @@ try:
         "loss": "binary_crossentropy", "epochs": 3, "data": {"x": mat(X), "y": mat(Y)}}))
     P.flush()
     end = time.time() + 60
-    while R.hget(f"maas:job:{{{tid}}}", "state") != b"succeeded" and time.time() < end:
+    while job_state(R, tid) != b"succeeded" and time.time() < end:
         time.sleep(0.05)
-    check(R.hget(f"maas:job:{{{tid}}}", "state") == b"succeeded", "a model to serve")
+    check(job_state(R, tid) == b"succeeded", "a model to serve")
 
     ids, phases, rate = [], [], 800
     for phase, joiner in enumerate([None, "s2", "s3"]):
@@ -112,16 +112,17 @@ try:
         pipe = R.pipeline()
         batch = list(pending)[:5000]
         for j in batch:
-            pipe.hget(f"maas:job:{{{j}}}", "state")
-        for j, s in zip(batch, pipe.execute()):
-            if s == b"succeeded":
+            pipe.get(f"maas:job:{{{j}}}")
+        for j, raw in zip(batch, pipe.execute()):
+            if job_state(raw, None) == b"succeeded":
                 pending.discard(j)
         time.sleep(0.1)
     check(not pending, f"all {len(ids)} jobs succeeded ({len(pending)} left)")
     pipe = R.pipeline()
     for j in ids:
-        pipe.hmget(f"maas:job:{{{j}}}", "attempts", "worker", "created_ms", "finished_ms")
-    recs = pipe.execute()
+        pipe.get(f"maas:job:{{{j}}}")
+    recs = [[str(job_record(raw, None).get(f, "")).encode()
+             for f in ("attempts", "worker", "created_ms", "finished_ms")] for raw in pipe.execute()]
     check(all(a == b"1" for a, _, _, _ in recs), "every job ran exactly once")
     n_parts = [sum(p.values()) for _, _, _, p in phases]
     check(all(n == 6 for n in n_parts), f"the 6 partitions are always fully assigned ({n_parts})")

@@ -28,7 +28,7 @@ import msgpack
 import redis
 from confluent_kafka import KafkaException, Producer
 
-from itkeys import clean_exit
+from itkeys import clean_exit, job_record, job_state
 
 BIN, PIMA, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -195,16 +195,16 @@ try:
     key = f"maas:t:{A}:job:{{{jid}}}"
     end, state = time.time() + 60, None
     while time.time() < end and state not in (b"succeeded", b"failed"):
-        state = ra.hget(key, "state")
+        state = job_state(ra, jid, f"maas:t:{A}:")
         time.sleep(0.2)
-    check(state == b"succeeded" and ra.hget(key, "worker") == f"sec-w{RUN}".encode(),
+    check(state == b"succeeded" and job_record(ra, jid, f"maas:t:{A}:")["worker"] == f"sec-w{RUN}",
           f"A's Kafka job is served and A's Redis user reads its record ({state})")
-    e = redis_error(lambda: ra.hgetall(f"maas:t:{B}:job:{{{jid}}}"))
+    e = redis_error(lambda: ra.get(f"maas:t:{B}:job:{{{jid}}}"))
     check(e is not None and "no permissions" in e, f"A's Redis user cannot read B's keys ({e})")
-    e = redis_error(lambda: ra.hgetall(f"maas:job:{{{jid}}}"))
+    e = redis_error(lambda: ra.get(f"maas:job:{{{jid}}}"))
     check(e is not None and "no permissions" in e, f"... nor the single-tenant namespace ({e})")
-    e = redis_error(lambda: ra.hset(key, "state", "queued"))
-    check(e is not None and "no permissions" in e and ra.hget(key, "state") == b"succeeded",
+    e = redis_error(lambda: ra.set(key, "{}"))
+    check(e is not None and "no permissions" in e and job_state(ra, jid, f"maas:t:{A}:") == b"succeeded",
           f"... and cannot write its own ({e})")
     e = redis_error(lambda: ra.scan(0))
     check(e is not None and "no permissions" in e, f"... nor list key names with SCAN ({e})")
@@ -214,7 +214,7 @@ try:
                                         password="wrong").ping())
     check(e is not None and "WRONGPASS" in e.upper(), f"a wrong Redis password ({e})")
     rb = redis.Redis(host="127.0.0.1", port=RPORT, username=cb["redis.user"], password=cb["redis.password"])
-    e = redis_error(lambda: rb.hgetall(key))
+    e = redis_error(lambda: rb.get(key))
     check(e is not None and "no permissions" in e, f"B's Redis user cannot read A's record ({e})")
 
     # the examples, as tenant A, with its client settings file (MAAS_CLIENT_CONF)

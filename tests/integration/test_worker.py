@@ -31,7 +31,7 @@ import msgpack
 import redis
 from confluent_kafka import Consumer, Producer
 
-from itkeys import clean_exit, kafka_conf, kafka_only_conf, redis_client
+from itkeys import clean_exit, job_fields, job_patch, job_state, kafka_conf, kafka_only_conf, redis_client
 
 WORKER, WORK = sys.argv[1], sys.argv[2]
 BROKERS = os.environ.get("MAAS_KAFKA_BROKERS", "127.0.0.1:29092")
@@ -86,7 +86,7 @@ def send(topic, job, raw=None):
 
 
 def rec(jid):
-    return {k.decode(): v for k, v in R.hgetall(f"maas:job:{{{jid}}}").items()}
+    return job_fields(R, jid)
 
 
 def wait_final(ids, timeout, r=None):
@@ -95,7 +95,7 @@ def wait_final(ids, timeout, r=None):
     pending = set(ids)
     while pending and time.time() < end:
         for jid in list(pending):
-            if r.hget(f"maas:job:{{{jid}}}", "state") in (b"succeeded", b"failed", b"expired",
+            if job_state(r, jid) in (b"succeeded", b"failed", b"expired",
                                                           b"cancelled"):
                 pending.discard(jid)
         time.sleep(0.05)
@@ -105,7 +105,7 @@ def wait_final(ids, timeout, r=None):
 def wait_state(jid, states, timeout):
     end = time.time() + timeout
     while time.time() < end:
-        s = R.hget(f"maas:job:{{{jid}}}", "state")
+        s = job_state(R, jid)
         if s and s.decode() in states:
             return s.decode()
         time.sleep(0.05)
@@ -205,9 +205,8 @@ try:
     #     without finishing: the move to running counts a fourth and the job is dead-lettered
     #     (the count the move itself answers), not trained again
     sj = f"started3-{RUN}"
-    R.hset(f"maas:job:{{{sj}}}", mapping={"id": sj, "type": "train", "model": f"s3-{RUN}",
-                                          "state": "running", "attempts": 3, "worker": "gone",
-                                          "created_ms": int(time.time() * 1000)})
+    job_patch(R, sj, id=sj, type="train", model=f"s3-{RUN}", state="running", attempts=3,
+              worker="gone", created_ms=int(time.time() * 1000))
     send("maas.jobs.work", train_job(sj, f"s3-{RUN}", X[:64], Y[:64], epochs=1))
     wait_final([sj], 60)
     r = rec(sj)
@@ -331,7 +330,7 @@ try:
         epoch = 0 if prog is None else json.loads(prog)["epoch"]
     per_epoch = (time.time() - t0) / max(epoch, 1)
     print(f"     an epoch of the big job takes {per_epoch:.2f} s here", flush=True)
-    R.hset(f"maas:job:{{{c1}}}", "cancel_requested", 1)
+    job_patch(R, c1, cancel_requested=1)
     check(wait_state(c1, ["cancelled"], 30) == "cancelled", "a cancel request stops it")
     check(prog is not None and b"epoch" in prog, f"a running job reports live progress ({prog})")
 
@@ -342,7 +341,7 @@ try:
     send("maas.jobs.work", train_job(c2, f"big-{RUN}", X[:1], Y[:1], epochs=200, **big))
     check(wait_state(c2, ["running"], 30) == "running", "the job to take over starts")
     first = rec(c2)["worker"].decode()
-    R.hset(f"maas:job:{{{c2}}}", "worker", "new-owner")
+    job_patch(R, c2, worker="new-owner")
     log = os.path.join(WORK, f"{first}.log")
     end = time.time() + 30
     while time.time() < end and "left to its new owner" not in open(log).read():
@@ -353,7 +352,7 @@ try:
     check(r.get("state") == b"running" and r.get("worker") == b"new-owner"
           and b"error_code" not in r, f"the new owner's record stands ({r.get('state')}, "
           f"{r.get('worker')}, {r.get('error_code')})")
-    R.hset(f"maas:job:{{{c2}}}", "state", "cancelled")  # so that a redelivery only acknowledges it
+    job_patch(R, c2, state="cancelled")  # so that a redelivery only acknowledges it
 
     # 3. a job longer than max.poll.interval.ms (7 s) completes once, with no rebalance
     L = f"long-{RUN}"
@@ -421,7 +420,7 @@ try:
         warm = f"outwarm-{RUN}"
         send("maas.jobs.infer", infer_job(warm, model, [X[0]]))
         end = time.time() + 60
-        while not R2.hget(f"maas:job:{{{warm}}}", "state") and time.time() < end:
+        while not job_state(R2, warm) and time.time() < end:
             time.sleep(0.05)
         ids = [f"out{i}-{RUN}" for i in range(300)]
         wrlog = os.path.join(WORK, "wr.log")
@@ -464,10 +463,10 @@ try:
         check(wr.poll() is None, "the worker lives on after rewinding its batches in flight")
         produce(range(200, 300))
         wait_final(ids, 60, R2)
-        states = [R2.hget(f"maas:job:{{{j}}}", "state") for j in ids]
+        states = [job_state(R2, j) for j in ids]
         check(sum(1 for st in states if st == b"succeeded") == 300,
               f"after the outage all 300 jobs succeeded ({sum(1 for st in states if st)} final)")
-        check(all(R2.hget(f"maas:job:{{{j}}}", "attempts") == b"1" for j in ids),
+        check(all(job_fields(R2, j).get("attempts") == b"1" for j in ids),
               "each one computed into its record once (attempts 1)")
         check(not R.exists(f"maas:job:{{{ids[0]}}}"), "(the records are on the outage's Redis)")
     finally:

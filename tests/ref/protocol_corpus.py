@@ -189,13 +189,18 @@ def main(schema_dir, out):
             f.write("\t".join(r) + "\n")
     # the job record schema on a record as the Redis adapter writes it
     record = {"id": "infer-0001", "type": "infer", "model": "pima@production", "state": "succeeded",
-              "attempts": "1", "worker": "w-1", "created_ms": "1795900000000", "started_ms": "1795900000003",
-              "finished_ms": "1795900000009", "heartbeat_ms": "1795900000003", "deadline_ms": "0",
-              "ttl_s": "86400", "result": base64.b64encode(msgpack.packb(to_wire(examples["result-infer"]))).decode()}
+              "attempts": 1, "worker": "w-1", "created_ms": 1795900000000, "started_ms": 1795900000003,
+              "finished_ms": 1795900000009, "deadline_ms": 0, "ttl_s": 86400,
+              "cost": {"cpu_s": 3.1e-05, "queue_s": 0.003, "compute_s": 3.3e-05, "flops": 180,
+                       "peak_bytes": 40, "energy_j": 0.000186, "watts_per_core": 6,
+                       "energy_method": "model"},
+              "result": base64.b64encode(msgpack.packb(to_wire(examples["result-infer"]))).decode()}
     if not record_v.is_valid(record):
         problems.append("the sample job record fails job-record.schema.json")
     if record_v.is_valid({**record, "state": "done"}):
         problems.append("job-record.schema.json accepts state 'done'")
+    if record_v.is_valid({**record, "attempts": "1"}):
+        problems.append("job-record.schema.json accepts a number as a string (records are JSON)")
     if problems:
         sys.exit("protocol corpus:\n  " + "\n  ".join(problems))
     print(f"protocol corpus: {n_valid} valid examples pass the schemas; {len(cases) - len(semantic)} "

@@ -54,7 +54,7 @@ typedef struct maas_job_cost {
     char method[8];    /* "rapl" or "model"; "" when nothing was computed (energy 0) */
 } maas_job_cost;
 
-/* A job record as stored (a Redis hash). Strings are "" when unset. */
+/* A job record as stored (one JSON object in Redis). Strings are "" when unset. */
 typedef struct maas_job_record {
     char id[MAAS_NAME_MAX + 1];
     char type[16]; /* train, infer, evaluate, optimize */

@@ -39,6 +39,9 @@ int maas_json_string(const maas_json *doc, const char *key, const char **s);
 /* A member that is a number: 1 and *v; 0 when absent or not a number. */
 int maas_json_number(const maas_json *doc, const char *key, double *v);
 
+/* A member (any type) as compact JSON text, malloc'ed (free() it); NULL when absent. */
+char *maas_json_member_text(const maas_json *doc, const char *key);
+
 /* Removes members (absent ones are fine). */
 void maas_json_drop(maas_json *doc, const char *const *keys, int n);
 /* Sets (adds or replaces) a member to a string or a number. */

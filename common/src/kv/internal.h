@@ -4,6 +4,7 @@
  *   conn.c      the connection: URL and settings, commands, reconnection, scripts
  *   jobs.c      job records, state transitions (one and pipelined), waits, listings,
  *               stored job messages and delivery counts
+ *   record.c    a job record's JSON: written whole (submission, a worker's first write), read
  *   registry.c  models, versions, aliases
  *   cache.c     client-side caching of version resolution (CLIENT TRACKING)
  *   datasets.c  datasets
@@ -19,6 +20,7 @@
 
 #include "maas/base.h"
 #include "maas/kv.h"
+#include "maas/strbuf.h"
 
 #include <hiredis/hiredis.h>
 
@@ -242,5 +244,20 @@ maas_err kv_smembers(maas_kv *kv, const char *name, char ***out, int *n, char *e
 
 /* strcmp for qsort over char *. */
 int kv_cmp_str(const void *a, const void *b);
+
+/* record.c - a job record is one JSON object in a string (schemas/redis-keys.md). */
+/* Opens b with a new record's fields (the caller adds more and the closing brace). */
+void kv_record_new(maas_strbuf *b, const maas_job_record *r, const char *state, int attempts,
+                   int64_t created_ms, int ttl_s);
+/* The whole record of lua/job_transition.lua's hot path for job id's update u (created,
+ * succeeded, its result and cost, ttl_s > 0) into b: 1; 0 when u is not that (or out of
+ * memory), b then unspecified. */
+int kv_record_hot(maas_strbuf *b, const char *id, const maas_job_update *u, int64_t now);
+/* Appends base64 of n bytes. */
+void kv_b64_put(maas_strbuf *b, const unsigned char *p, size_t n);
+/* A stored record's JSON -> r (r->id set by the caller; r->progress and r->result
+ * malloc'ed). BAD_FORMAT when it is not a record. */
+maas_err kv_record_parse(const char *text, size_t len, maas_job_record *r, char *errstr,
+                         size_t errstr_size);
 
 #endif

@@ -43,21 +43,20 @@ maas_err maas_kv_job_create(maas_kv *kv, const maas_job_record *r, int ttl_s, ch
     if ((err = index_job(kv, r->id, created_ms, errstr, errstr_size))) return err;
     char key[256];
     KEY(key, kv, "job:{%s}", r->id);
-    argv_buf a = {0};
-    arg_script(&a, &kv_lua_hset_new, 1);
-    arg_s(&a, key);
-    arg_s(&a, "id"), arg_s(&a, r->id);
-    arg_s(&a, "type"), arg_s(&a, r->type);
-    arg_s(&a, "model"), arg_s(&a, r->model);
-    arg_s(&a, "state"), arg_s(&a, "queued");
-    arg_s(&a, "attempts"), arg_i(&a, 0);
-    arg_s(&a, "created_ms"), arg_i(&a, created_ms);
-    arg_s(&a, "deadline_ms"), arg_i(&a, r->deadline_ms);
-    arg_s(&a, "ttl_s"), arg_i(&a, ttl_s);
-    if (r->digest[0]) arg_s(&a, "digest"), arg_s(&a, r->digest);
-    redisReply *rep = kv_cmd(kv, a.n, a.v, a.len, errstr, errstr_size);
+    maas_strbuf b = {0};
+    kv_record_new(&b, r, "queued", 0, created_ms, ttl_s);
+    maas_strbuf_printf(&b, "}");
+    if (b.oom) {
+        free(b.p);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    /* made whole, only if absent: no TTL while it is not final */
+    const char *argv[] = {"SET", key, b.p, "NX"};
+    size_t len[] = {3, strlen(key), b.len, 2};
+    redisReply *rep = kv_cmd(kv, 4, argv, len, errstr, errstr_size);
+    free(b.p);
     if (!rep) return kv->last_err;
-    long long created = rep->integer;
+    int created = rep->type == REDIS_REPLY_STATUS;
     freeReplyObject(rep);
     if (!created)
         return maas_errf(errstr, errstr_size, MAAS_ERR_CONFLICT, "job '%s' already exists", r->id);
@@ -71,69 +70,29 @@ maas_err maas_kv_job_get(maas_kv *kv, const char *id, maas_job_record *r, char *
     if (err) return err;
     char key[256];
     KEY(key, kv, "job:{%s}", id);
-    const char *argv[] = {"HGETALL", key};
+    const char *argv[] = {"GET", key};
     redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
     if (!rep) return kv->last_err;
     snprintf(r->id, sizeof(r->id), "%s", id);
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const char *f = rep->element[i]->str;
-        const redisReply *v = rep->element[i + 1];
-        if (!strcmp(f, "state")) {
-            char s[32];
-            kv_copy_field(s, sizeof(s), v);
-            r->state = maas_job_state_from_name(s);
-        } else if (!strcmp(f, "type"))
-            kv_copy_field(r->type, sizeof(r->type), v);
-        else if (!strcmp(f, "model"))
-            kv_copy_field(r->model, sizeof(r->model), v);
-        else if (!strcmp(f, "worker"))
-            kv_copy_field(r->worker, sizeof(r->worker), v);
-        else if (!strcmp(f, "error_code"))
-            kv_copy_field(r->error_code, sizeof(r->error_code), v);
-        else if (!strcmp(f, "error_message"))
-            kv_copy_field(r->error_message, sizeof(r->error_message), v);
-        else if (!strcmp(f, "attempts"))
-            r->attempts = (int)kv_field_i64(v);
-        else if (!strcmp(f, "created_ms"))
-            r->created_ms = kv_field_i64(v);
-        else if (!strcmp(f, "started_ms"))
-            r->started_ms = kv_field_i64(v);
-        else if (!strcmp(f, "finished_ms"))
-            r->finished_ms = kv_field_i64(v);
-        else if (!strcmp(f, "heartbeat_ms"))
-            r->heartbeat_ms = kv_field_i64(v);
-        else if (!strcmp(f, "deadline_ms"))
-            r->deadline_ms = kv_field_i64(v);
-        else if (!strcmp(f, "cancel_requested"))
-            r->cancel_requested = kv_field_i64(v) != 0;
-        else if (!strcmp(f, "digest"))
-            kv_copy_field(r->digest, sizeof(r->digest), v);
-        else if (!strcmp(f, "cost"))
-            r->has_cost = maas_job_cost_parse(v->str, v->len, &r->cost, NULL, 0) == MAAS_OK;
-        else if (!strcmp(f, "progress") && !r->progress && (r->progress = malloc(v->len + 1))) {
-            memcpy(r->progress, v->str, v->len);
-            r->progress[v->len] = '\0';
-        } else if (!strcmp(f, "result") && !r->result &&
-                   (r->result = malloc(v->len ? v->len : 1))) {
-            memcpy(r->result, v->str, v->len);
-            r->result_len = v->len;
-        }
-    }
+    if (rep->type == REDIS_REPLY_STRING)
+        err = kv_record_parse(rep->str, rep->len, r, errstr, errstr_size);
     freeReplyObject(rep);
-    return MAAS_OK;
+    return err;
 }
 
-/* One call of the transition script (lua/job_transition.lua) for n jobs: EVALSHA sha 3n, then
- * 3 keys per job, then 19 arguments per job; or, undeclared (a batch on a cluster node: its
- * jobs' slots differ), EVALSHA sha 0, then per job its 3 keys and 19 arguments. Buffers are
- * its own. */
+/* One call of the transition script (lua/job_transition.lua) for n jobs: EVALSHA sha n, then
+ * each job's record key, then per job its form ("h" or "g") and its arguments (4 or 19); or,
+ * undeclared (a batch on a cluster node: its jobs' slots differ), EVALSHA sha 0, then per job
+ * its form, its key and its arguments. Buffers are its own. */
 typedef struct transition_call {
     int n, cap, argc, jobs, declared;
     const char **v;
     size_t *len;
-    char (*key)[3][256];
+    char (*key)[256];
     char (*num)[6][24];
     char (*cost)[256]; /* each job's cost JSON */
+    maas_strbuf *text; /* each job's whole record (the hot path) or its result's base64 */
+    int n_text;        /* text[0..n_text) hold text, over the nodes of one call */
     char nkeys[24];
 } transition_call;
 
@@ -141,18 +100,20 @@ typedef struct transition_call {
 static maas_err transition_init(maas_kv *kv, transition_call *t, int cap, char *errstr,
                                 size_t errstr_size) {
     memset(t, 0, sizeof(*t));
-    size_t argc = 3 + 22 * (size_t)cap;
+    size_t argc = 3 + 21 * (size_t)cap; /* the longest form: 1 + its key + 19 */
     t->v = malloc(argc * sizeof(*t->v));
     t->len = malloc(argc * sizeof(*t->len));
     t->key = malloc((size_t)cap * sizeof(*t->key));
     t->num = malloc((size_t)cap * sizeof(*t->num));
     t->cost = malloc((size_t)cap * sizeof(*t->cost));
-    if (!t->v || !t->len || !t->key || !t->num || !t->cost) {
+    t->text = calloc((size_t)cap, sizeof(*t->text));
+    if (!t->v || !t->len || !t->key || !t->num || !t->cost || !t->text) {
         free(t->v);
         free(t->len);
         free(t->key);
         free(t->num);
         free(t->cost);
+        free(t->text);
         memset(t, 0, sizeof(*t));
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
@@ -171,6 +132,8 @@ static void transition_free(transition_call *t) {
     free(t->key);
     free(t->num);
     free(t->cost);
+    for (int i = 0; t->text && i < t->n_text; i++) free(t->text[i].p);
+    free(t->text);
     memset(t, 0, sizeof(*t));
 }
 
@@ -180,58 +143,77 @@ static void transition_begin(transition_call *t, int n, int declared) {
     t->n = 0;
     t->jobs = n;
     t->declared = declared;
-    t->argc = 3 + 22 * n;
-    t->len[2] = kv_fmt_i64(t->nkeys, declared ? 3LL * n : 0);
+    t->argc = 3 + (declared ? n : 0); /* the arguments follow, one form per job */
+    t->len[2] = kv_fmt_i64(t->nkeys, declared ? n : 0);
     t->v[2] = t->nkeys;
 }
 
-/* Adds job id's update u as the next of the call's jobs. */
-static void transition_add(maas_kv *kv, transition_call *t, const char *id,
-                           const maas_job_update *u, int64_t now) {
+/* Adds job id's update u as the next of the call's jobs; OUT_OF_MEMORY when its record or
+ * result could not be laid out (the call must not go then). */
+static maas_err transition_add(maas_kv *kv, transition_call *t, const char *id,
+                               const maas_job_update *u, int64_t now) {
     int j = t->n++;
     MAAS_CHECK(j < t->jobs);
-    char(*key)[256] = t->key[j];
-    KEY(key[0], kv, "job:{%s}", id);
-    KEY(key[1], kv, "job:{%s}:done", id);
-    KEY(key[2], kv, "job:{%s}:events", id);
-    int at = t->declared ? 3 + 3 * j : 3 + 22 * j;
-    for (int i = 0; i < 3; i++) {
-        t->v[at + i] = key[i];
-        t->len[at + i] = strlen(key[i]);
+    KEY(t->key[j], kv, "job:{%s}", id); /* its :done and :events: the script appends those */
+    const char *key = t->key[j];
+    /* the hot path's record whole (its result and cost in it), else the result's base64 */
+    MAAS_CHECK(t->n_text < t->cap);
+    maas_strbuf *text = &t->text[t->n_text++];
+    int hot = kv_record_hot(text, id, u, now);
+    if (!hot) {
+        text->len = 0;
+        if (text->p) text->p[0] = '\0';
+        if (u->result) kv_b64_put(text, u->result, u->result_len);
     }
-    at = t->declared ? 3 + 3 * t->jobs + 19 * j : at + 3;
-    const char **v = t->v + at;
-    size_t *len = t->len + at;
+    if (text->oom) return MAAS_ERR_OUT_OF_MEMORY;
+    const char *tx = text->p ? text->p : "";
+    const char **v = t->v;
+    size_t *len = t->len;
+    /* declared: the keys in their block after the key count, the arguments from argc on;
+     * else each job's keys follow its form */
+    int at = t->argc;
+#define S(s) (v[at] = (s) ? (s) : "", len[at] = strlen(v[at]), at++)
+#define I(k, x) (v[at] = num[k], len[at] = kv_fmt_i64(num[k], (long long)(x)), at++)
+    S(hot ? "h" : "g");
+    int k = t->declared ? 3 + j : at++;
+    v[k] = key;
+    len[k] = strlen(key);
     char(*num)[24] = t->num[j];
-    const maas_job_record *c = u->create;
-#define S(i, s) (v[i] = (s) ? (s) : "", len[i] = strlen(v[i]))
-#define I(i, k, x) (v[i] = num[k], len[i] = kv_fmt_i64(num[k], (long long)(x)))
     /* lua/job_transition.lua names them, in this order */
-    I(0, 0, u->from_mask);
-    S(1, maas_job_state_name(u->to));
-    I(2, 1, now);
-    S(3, u->worker);
-    v[4] = u->result ? (const char *)u->result : "";
-    len[4] = u->result ? u->result_len : 0;
-    S(5, u->error_code);
-    S(6, u->error_message);
-    I(7, 2, u->ttl_s);
-    S(8, u->result ? "1" : "0");
-    S(9, c ? "1" : "0");
-    S(10, id);
-    S(11, c ? c->type : "");
-    S(12, c ? c->model : "");
-    I(13, 3, c && c->created_ms ? c->created_ms : now);
-    I(14, 4, c ? c->deadline_ms : 0);
-    S(15, u->notify ? "1" : "0");
-    S(16, c ? c->digest : "");
-    I(17, 5, u->started_ms);
-    t->cost[j][0] = '\0';
-    if (u->cost && maas_job_cost_json(u->cost, t->cost[j], sizeof(t->cost[j])) < 0)
-        t->cost[j][0] = '\0'; /* cannot happen: the figures are bounded */
-    S(18, t->cost[j]);
+    if (hot) {
+        I(0, u->from_mask);
+        I(1, u->ttl_s);
+        S(u->notify ? "1" : "0");
+        v[at] = tx, len[at] = text->len, at++;
+    } else {
+        const maas_job_record *c = u->create;
+        I(0, u->from_mask);
+        S(maas_job_state_name(u->to));
+        I(1, now);
+        S(u->worker);
+        v[at] = tx, len[at] = text->len, at++;
+        S(u->error_code);
+        S(u->error_message);
+        I(2, u->ttl_s);
+        S(u->result ? "1" : "0");
+        S(c ? "1" : "0");
+        S(id);
+        S(c ? c->type : "");
+        S(c ? c->model : "");
+        I(3, c && c->created_ms ? c->created_ms : now);
+        I(4, c ? c->deadline_ms : 0);
+        S(u->notify ? "1" : "0");
+        S(c ? c->digest : "");
+        I(5, u->started_ms);
+        t->cost[j][0] = '\0';
+        if (u->cost && maas_job_cost_json(u->cost, t->cost[j], sizeof(t->cost[j])) < 0)
+            t->cost[j][0] = '\0'; /* cannot happen: the figures are bounded */
+        S(t->cost[j]);
+    }
 #undef S
 #undef I
+    t->argc = at;
+    return MAAS_OK;
 }
 
 /* One job's reply: 1 when moved (the attempts counted when moved to running); {0, state} when
@@ -281,7 +263,10 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     transition_call t;
     if ((err = transition_init(kv, &t, 1, errstr, errstr_size))) return err;
     transition_begin(&t, 1, 1);
-    transition_add(kv, &t, id, u, maas_wall_ms());
+    if (transition_add(kv, &t, id, u, maas_wall_ms())) {
+        transition_free(&t);
+        return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
     redisReply *rep = kv_cmd(kv, t.argc, t.v, t.len, errstr, errstr_size);
     transition_free(&t);
     if (!rep) return kv->last_err;
@@ -423,10 +408,11 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
     for (int k = 0; k < kv->n_nodes && !err; k++) {
         if (!touched[k]) continue;
         transition_begin(&t, count[k], !kv->cluster);
-        for (int i = 0; i < n; i++)
-            if (node_of[i] == k) transition_add(kv, &t, ids[i], &updates[i], now);
+        for (int i = 0; i < n && !err; i++)
+            if (node_of[i] == k && transition_add(kv, &t, ids[i], &updates[i], now))
+                err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         redisContext *c = kv->nodes[k].ctx;
-        if (redisAppendCommandArgv(c, t.argc, t.v, t.len) != REDIS_OK)
+        if (!err && redisAppendCommandArgv(c, t.argc, t.v, t.len) != REDIS_OK)
             err = maas_errf(errstr, errstr_size, MAAS_ERR_UNAVAILABLE, "redis: %s", c->errstr);
     }
     transition_free(&t);
