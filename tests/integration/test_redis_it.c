@@ -331,10 +331,14 @@ static void test_pipelined_halves_and_notify(void **state) {
     maas_kv_free(kv);
 }
 
-static long long hget_calls(redisContext *c) {
+/* How many times the node c is connected to ran command name (lower case), scripts' calls
+ * included (INFO commandstats). */
+static long long cmd_calls(redisContext *c, const char *name) {
+    char field[64];
+    int len = snprintf(field, sizeof(field), "cmdstat_%s:calls=", name);
     redisReply *r = rawcmd(&c, "INFO commandstats");
-    const char *p = r && r->str ? strstr(r->str, "cmdstat_hget:calls=") : NULL;
-    long long n = p ? strtoll(p + 19, NULL, 10) : -1;
+    const char *p = r && r->str ? strstr(r->str, field) : NULL;
+    long long n = p ? strtoll(p + len, NULL, 10) : 0;
     if (r) freeReplyObject(r);
     return n;
 }
@@ -373,13 +377,13 @@ static void test_version_cache(void **state) {
     assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
     assert_int_equal(v, 1);
     /* asked again while nothing moved: answered from the cache, no HGET reaches Redis */
-    long long before = hget_calls(c);
+    long long before = cmd_calls(c, "hget");
     assert_true(before > 0); /* the first resolve's HGET is counted: the stat is read */
     for (int i = 0; i < 5; i++) {
         assert_ok(maas_kv_version_resolve(kv, "cached", "production", &v, err, sizeof(err)), err);
         assert_int_equal(v, 1);
     }
-    assert_int_equal(hget_calls(c), before);
+    assert_int_equal(cmd_calls(c, "hget"), before);
     /* moved by another client: resolves see it (resolves_to) */
     freeReplyObject(rawcmd(&c, "HSET %s production 2", aliases));
     resolves_to(kv, "production", 2);
@@ -827,9 +831,16 @@ static void test_hot_path(void **state) {
     const char *ids[] = {"hot-1", "hot-2"};
     maas_job_update us[] = {u, u};
     maas_err results[2];
+    redisContext *c = raw_connect();
+    char key[128];
+    snprintf(key, sizeof(key), "%sjob:{hot-2}", prefix);
+    freeReplyObject(rawcmd(&c, "EXISTS %s", key)); /* c: on the node serving hot-2 */
+    long long gets = cmd_calls(c, "get");
     assert_ok(maas_kv_job_transition_batch(kv, 2, ids, us, results, err, sizeof(err)), err);
     assert_int_equal(results[0], MAAS_OK);
     assert_int_equal(results[1], MAAS_OK);
+    /* the hot form ran: its SET NX decided, nothing was read (the checked path GETs) */
+    assert_int_equal(cmd_calls(c, "get"), gets);
     maas_job_record got;
     assert_ok(maas_kv_job_get(kv, "hot-2", &got, err, sizeof(err)), err);
     assert_int_equal(got.state, MAAS_JOB_SUCCEEDED);
@@ -846,17 +857,16 @@ static void test_hot_path(void **state) {
     assert_int_equal((long)got.cost.flops, 180);
     assert_string_equal(got.cost.method, "model");
     maas_job_record_release(&got);
-    redisContext *c = raw_connect();
-    char key[128];
-    snprintf(key, sizeof(key), "%sjob:{hot-2}", prefix);
     redisReply *r = rawcmd(&c, "TTL %s", key);
     assert_true(r->integer > 0 && r->integer <= 60);
     freeReplyObject(r);
     /* a redelivery: final already, left as it was */
     us[1].worker = "w-other";
+    gets = cmd_calls(c, "get");
     assert_ok(maas_kv_job_transition_batch(kv, 2, ids, us, results, err, sizeof(err)), err);
     assert_int_equal(results[0], MAAS_ERR_CONFLICT);
     assert_int_equal(results[1], MAAS_ERR_CONFLICT);
+    assert_true(cmd_calls(c, "get") > gets); /* the existing record read by the checked path */
     assert_ok(maas_kv_job_get(kv, "hot-2", &got, err, sizeof(err)), err);
     assert_string_equal(got.worker, "w-hot");
     maas_job_record_release(&got);

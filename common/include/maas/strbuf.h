@@ -12,6 +12,9 @@ typedef struct maas_strbuf {
     int oom;
 } maas_strbuf;
 
+/* Appends n bytes of s (no formatting: the fast path for built-up text). */
+void maas_strbuf_put(maas_strbuf *b, const char *s, size_t n);
+
 /* Appends printf-style text. */
 void maas_strbuf_printf(maas_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -11,53 +11,37 @@
 
 static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static void put(maas_strbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* ,"key": - the comma unless first (b holds just the opening brace). Written with put(), no
+/* ,"key": - the comma unless first (b holds just the opening brace). Appended raw, no
  * printf: a worker builds a record per job, and formatting was most of its cost. */
 static void put_key(maas_strbuf *b, const char *key) {
-    if (b->len > 1) put(b, ",", 1);
-    put(b, "\"", 1);
-    put(b, key, strlen(key));
-    put(b, "\":", 2);
+    if (b->len > 1) maas_strbuf_put(b, ",", 1);
+    maas_strbuf_put(b, "\"", 1);
+    maas_strbuf_put(b, key, strlen(key));
+    maas_strbuf_put(b, "\":", 2);
 }
 
 /* "key": "value", with JSON's escapes (control characters as \u00XX). */
 static void put_str(maas_strbuf *b, const char *key, const char *s) {
     put_key(b, key);
-    put(b, "\"", 1);
+    maas_strbuf_put(b, "\"", 1);
     for (const char *run = s;; s++) {
         unsigned char c = (unsigned char)*s;
         if (c && c >= 0x20 && c != '"' && c != '\\') continue;
-        put(b, run, (size_t)(s - run));
+        maas_strbuf_put(b, run, (size_t)(s - run));
         if (!c) break;
         char esc[8];
         int n = c == '"' || c == '\\' ? snprintf(esc, sizeof(esc), "\\%c", c)
                                       : snprintf(esc, sizeof(esc), "\\u%04x", c);
-        put(b, esc, (size_t)n);
+        maas_strbuf_put(b, esc, (size_t)n);
         run = s + 1;
     }
-    put(b, "\"", 1);
+    maas_strbuf_put(b, "\"", 1);
 }
 
 static void put_i64(maas_strbuf *b, const char *key, long long v) {
     char num[24];
     put_key(b, key);
-    put(b, num, kv_fmt_i64(num, v));
+    maas_strbuf_put(b, num, kv_fmt_i64(num, v));
 }
 
 void kv_b64_put(maas_strbuf *b, const unsigned char *p, size_t n) {
@@ -68,7 +52,7 @@ void kv_b64_put(maas_strbuf *b, const unsigned char *p, size_t n) {
         q[0] = b64_chars[v >> 18 & 63], q[1] = b64_chars[v >> 12 & 63];
         q[2] = i + 1 < n ? b64_chars[v >> 6 & 63] : '=';
         q[3] = i + 2 < n ? b64_chars[v & 63] : '=';
-        put(b, q, 4);
+        maas_strbuf_put(b, q, 4);
     }
 }
 
@@ -107,7 +91,7 @@ void kv_record_new(maas_strbuf *b, const maas_job_record *r, const char *state, 
         char *p = realloc(b->p, 512);
         if (p) b->p = p, b->cap = 512;
     }
-    put(b, "{", 1);
+    maas_strbuf_put(b, "{", 1);
     put_str(b, "id", r->id);
     put_str(b, "type", r->type);
     put_str(b, "model", r->model);
@@ -135,12 +119,12 @@ int kv_record_hot(maas_strbuf *b, const char *id, const maas_job_update *u, int6
     int n = maas_job_cost_json(u->cost, cost, sizeof(cost));
     if (n > 0 && (size_t)n < sizeof(cost)) {
         put_key(b, "cost");
-        put(b, cost, (size_t)n);
+        maas_strbuf_put(b, cost, (size_t)n);
     }
     put_key(b, "result");
-    put(b, "\"", 1);
+    maas_strbuf_put(b, "\"", 1);
     kv_b64_put(b, u->result, u->result_len);
-    put(b, "\"}", 2);
+    maas_strbuf_put(b, "\"}", 2);
     return !b->oom;
 }
 
