@@ -593,32 +593,82 @@ static careful_range *careful(const worker *w, const maas_message *m) {
     return c && m->offset < c->to ? c : NULL;
 }
 
+/* The entry of a partition this worker was given (made when missing: not tracked when out
+ * of memory). */
+static careful_range *careful_entry(worker *w, const char *topic, int32_t partition) {
+    careful_range *c = careful_find(w, topic, partition);
+    if (c) return c;
+    if (w->n_careful == w->cap_careful) {
+        int cap = w->cap_careful ? 2 * w->cap_careful : 16;
+        careful_range *grown = realloc(w->careful, (size_t)cap * sizeof(*grown));
+        if (!grown) return NULL;
+        w->careful = grown;
+        w->cap_careful = cap;
+    }
+    c = &w->careful[w->n_careful++];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->topic, sizeof(c->topic), "%.255s", topic);
+    c->partition = partition;
+    return c;
+}
+
 void infer_take_assignments(worker *w, const maas_message *batch, int n) {
+    char e[MAAS_ERRSTR_SIZE], tenant[MAAS_TENANT_MAX + 1];
     for (int i = 0; i < n; i++) {
         maas_offset_range r;
         if (!maas_consumer_fresh_range(w->infer_c, &batch[i], &r)) continue;
-        careful_range *c = careful_find(w, r.topic, r.partition);
-        if (!c && w->n_careful == w->cap_careful) {
-            int cap = w->cap_careful ? 2 * w->cap_careful : 16;
-            careful_range *grown = realloc(w->careful, (size_t)cap * sizeof(*grown));
-            if (!grown) { /* not tracked: a job that kills workers is then not caught */
-                wlog(w, "warn", NULL, "out of memory tracking %.200s[%d]", r.topic,
-                     (int)r.partition);
-                continue;
-            }
-            w->careful = grown;
-            w->cap_careful = cap;
+        careful_range *c = careful_entry(w, r.topic, r.partition);
+        if (!c) { /* not tracked: a job that kills workers is then not caught */
+            wlog(w, "warn", NULL, "out of memory tracking %.200s[%d]", r.topic, (int)r.partition);
+            continue;
         }
-        if (!c) {
-            c = &w->careful[w->n_careful++];
-            snprintf(c->topic, sizeof(c->topic), "%.255s", r.topic);
-            c->partition = r.partition;
+        /* what a previous owner may have started: below its start mark. Nobody's mark: no
+         * worker ever started a message there (this fresh backlog is counted for nothing).
+         * The mark unknown (Redis away): every message up to the end, as if all were. */
+        int64_t mark = 0;
+        worker_tenant_of(w, r.topic, tenant);
+        if (maas_kv_start_mark_get(worker_kv(w, tenant), r.topic, r.partition, &mark, e,
+                                   sizeof(e))) {
+            wlog(w, "warn", NULL, "%.200s[%d]: no start mark (%s): counting up to its end", r.topic,
+                 (int)r.partition, e);
+            mark = INT64_MAX;
+            c->started_to = 0; /* raised (to at least the stored mark) before a start */
+        } else {
+            c->started_to = mark;
         }
-        c->to = r.to;
+        c->to = mark < r.to ? mark : r.to;
         c->counted_to = r.from;
-        wlog(w, "info", NULL, "%s[%d]: offsets %lld..%lld may be redeliveries: counting them",
-             r.topic, (int)r.partition, (long long)r.from, (long long)r.to - 1);
+        if (c->to > r.from)
+            wlog(w, "info", NULL, "%s[%d]: offsets %lld..%lld may be redeliveries: counting them",
+                 r.topic, (int)r.partition, (long long)r.from, (long long)c->to - 1);
     }
+}
+
+/* Raises the start mark of each partition of msgs past its last message there, where it is
+ * not past it yet, before any of them is started (one round trip per INFER_MARK_STEP
+ * messages of a partition). */
+static maas_err raise_start_marks(worker *w, const maas_message *msgs, int n) {
+    char e[MAAS_ERRSTR_SIZE];
+    for (int i = 0; i < n; i++) {
+        careful_range *c = careful_entry(w, msgs[i].topic, msgs[i].partition);
+        if (!c) return MAAS_ERR_OUT_OF_MEMORY; /* rewound, retried */
+        if (msgs[i].offset < c->started_to) continue;
+        int64_t last = msgs[i].offset;
+        for (int j = i + 1; j < n; j++)
+            if (msgs[j].partition == msgs[i].partition && msgs[j].offset > last &&
+                !strcmp(msgs[j].topic, msgs[i].topic))
+                last = msgs[j].offset;
+        int64_t to = last + 1 + INFER_MARK_STEP;
+        maas_err err = maas_kv_start_mark_raise(worker_kv(w, w->batch_tenant), c->topic,
+                                                c->partition, &to, 7 * 86400, e, sizeof(e));
+        if (err) {
+            wlog(w, "error", NULL, "cannot raise the start mark of %.200s[%d]: %s", c->topic,
+                 (int)c->partition, e);
+            return err;
+        }
+        c->started_to = to;
+    }
+    return MAAS_OK;
 }
 
 /* The start counts of the careful messages among msgs (one round trip per partition);
@@ -671,7 +721,8 @@ static maas_err finish_flights(worker *w) {
 int process_infer_batch(worker *w, maas_message *msgs, int n) {
     worker_tenant_of(w, msgs[0].topic, w->batch_tenant); /* one topic per batch (main.c) */
     int *counts = calloc((size_t)n, sizeof(*counts));
-    maas_err err = counts ? delivery_counts(w, msgs, n, 0, counts) : MAAS_ERR_OUT_OF_MEMORY;
+    maas_err err = counts ? raise_start_marks(w, msgs, n) : MAAS_ERR_OUT_OF_MEMORY;
+    if (!err) err = delivery_counts(w, msgs, n, 0, counts);
     int isolate = 0;
     for (int i = 0; !err && i < n; i++) isolate |= counts[i] >= 1;
     if (!err && !isolate) { /* first time under watch (or not watched): started as a batch */

@@ -154,13 +154,22 @@ typedef struct infer_flight {
     char (*ids)[MAAS_NAME_MAX + 1]; /* ... for job ids[k] */
 } infer_flight;
 
-/* An inference partition whose messages may be redeliveries after a worker died. */
+/* An inference partition this worker was given, and which of its messages may be
+ * redeliveries after a worker died: those a previous owner may have started (below its start
+ * mark, maas_kv_start_mark_get) and not confirmed. */
 typedef struct careful_range {
     char topic[256];
     int32_t partition;
     int64_t to;         /* offsets below it may be redeliveries: their starts are counted */
     int64_t counted_to; /* offsets below it were counted by this process already */
+    int64_t started_to; /* the partition's start mark as raised by this worker: a message at
+                         * or past it is not started before the mark is raised past it */
 } careful_range;
+
+/* How far past a batch's last message a start mark is raised: one Redis round trip per
+ * this many messages of a partition; after a worker dies, at most this many messages it
+ * never started are counted as possible redeliveries beside those it left unconfirmed. */
+#define INFER_MARK_STEP 4096
 
 /* Batches in flight at most, each on a Redis connection of its own (measured on 2 cores:
  * with one, Redis idled ~30% of a drain waiting for the worker's next batch). */
@@ -174,9 +183,10 @@ typedef struct worker {
     int flight_head, n_flights;
     maas_producer *producer;
     maas_consumer *infer_c, *work_c;
-    /* inference partitions assigned since a worker may have died: offsets below
-     * careful[i].to have their deliveries counted (a job that keeps killing workers is
-     * dead-lettered); offsets below careful[i].counted_to were counted by this process */
+    /* the inference partitions this worker was given: offsets below careful[i].to have
+     * their deliveries counted (a job that keeps killing workers is dead-lettered); offsets
+     * below careful[i].counted_to were counted by this process; careful[i].started_to is
+     * the start mark this worker raised */
     careful_range *careful;
     int n_careful, cap_careful;
     char topic_infer[256], topic_work[256], topic_dlq[256];

@@ -20,6 +20,7 @@ usage: test_hardening.py WORKER_BINARY WORKDIR   (env MAAS_KAFKA_BROKERS)
 """
 import hashlib
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -317,6 +318,10 @@ try:
     check(wait_final([f"t-slow-{RUN}"], 60) == set(), "a model that takes seconds on 120 000 rows")
     kj = f"i-killer-{RUN}"
     at = len(log_text())
+    # so far no worker stopped: the partitions it was given had no start mark (nobody had
+    # started a message there), so none of their messages was counted as a redelivery
+    check("may be redeliveries" not in log_text(),
+          "a first owner counts nothing (no start mark: no previous owner started a message)")
     P.produce(PREFIX + "jobs.infer", key=kj,
               value=msgpack.packb(infer(kj, slow, mat(120000, 8, [0.5] * 960000))))
     innocent = [f"i-inn{i}-{RUN}" for i in range(5)]
@@ -346,6 +351,13 @@ try:
     check(all(rec(j).get("state") == b"succeeded" for j in innocent),
           "the jobs produced with it succeeded")
     check("running them one by one" in log_text(), "the jobs of the killed batches ran one by one")
+    # what each new owner counted ends below the start mark its predecessors left: the
+    # messages they may have started, no further
+    ranges = re.findall(r"([\w.-]+)\[(\d+)\]: offsets (\d+)\.\.(\d+) may be redeliveries",
+                        log_text())
+    marks = {(t, p): int(R.get(f"maas:started:{{{t}/{p}}}") or -1) for t, p, _, _ in ranges}
+    check(ranges and all(int(b) < marks[(t, p)] for t, p, _, b in ranges),
+          f"counted ranges end below the partitions' start marks ({ranges}, {marks})")
 finally:
     procs["redis"].send_signal(signal.SIGCONT)
     if "hw" in procs and procs["hw"].poll() is None:

@@ -289,6 +289,20 @@ maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partiti
                                  int ttl_s, char *errstr, size_t errstr_size);
 
 /*
+ * How far the owners of an inference partition may have started its messages
+ * (maas:started:{TOPIC/PARTITION}, the offset after the last one an owner may
+ * have started, kept ttl_s): an owner raises it, durably, before it starts a
+ * message at or past it, so the next owner knows which of the messages it is
+ * given a worker can have died computing (those have their deliveries counted)
+ * and which nobody can have started. get: *to = 0 when none is stored. raise:
+ * never lowers it; *to gets the mark after the call.
+ */
+maas_err maas_kv_start_mark_get(maas_kv *kv, const char *topic, int32_t partition, int64_t *to,
+                                char *errstr, size_t errstr_size);
+maas_err maas_kv_start_mark_raise(maas_kv *kv, const char *topic, int32_t partition, int64_t *to,
+                                  int ttl_s, char *errstr, size_t errstr_size);
+
+/*
  * The message of a work job as it was published (maas:job:{ID}:message,
  * expiring after ttl_s), kept by submitters so housekeeping can publish it
  * again when the worker running it vanished. UNKNOWN when none is stored.

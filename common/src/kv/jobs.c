@@ -747,6 +747,55 @@ maas_err maas_kv_delivery_counts(maas_kv *kv, const char *topic, int32_t partiti
     return err;
 }
 
+static void start_mark_key(const maas_kv *kv, const char *topic, int32_t partition, char *key,
+                           size_t size) {
+    snprintf(key, size, "%sstarted:{%s/%d}", kv->prefix, topic, (int)partition);
+}
+
+maas_err maas_kv_start_mark_get(maas_kv *kv, const char *topic, int32_t partition, int64_t *to,
+                                char *errstr, size_t errstr_size) {
+    char key[512];
+    start_mark_key(kv, topic, partition, key, sizeof(key));
+    const char *argv[] = {"GET", key};
+    redisReply *rep = kv_cmd(kv, 2, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    maas_err err = MAAS_OK;
+    char *end = NULL;
+    *to = 0;
+    if (rep->type == REDIS_REPLY_STRING) {
+        long long v = strtoll(rep->str, &end, 10);
+        if (end == rep->str || *end || v < 0)
+            err = maas_errf(errstr, errstr_size, MAAS_ERR_BAD_FORMAT, "redis: %s is not an offset",
+                            key);
+        else
+            *to = v;
+    } else if (rep->type != REDIS_REPLY_NIL) {
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                        "redis: unexpected reply to GET %s", key);
+    }
+    freeReplyObject(rep);
+    return err;
+}
+
+maas_err maas_kv_start_mark_raise(maas_kv *kv, const char *topic, int32_t partition, int64_t *to,
+                                  int ttl_s, char *errstr, size_t errstr_size) {
+    char key[512], off[24], ttl[24];
+    start_mark_key(kv, topic, partition, key, sizeof(key));
+    snprintf(off, sizeof(off), "%lld", (long long)*to);
+    snprintf(ttl, sizeof(ttl), "%d", ttl_s > 0 ? ttl_s : 7 * 86400);
+    const char *argv[] = {"EVALSHA", kv_lua_start_mark.sha, "1", key, off, ttl};
+    redisReply *rep = kv_cmd(kv, 6, argv, NULL, errstr, errstr_size);
+    if (!rep) return kv->last_err;
+    maas_err err = MAAS_OK;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        *to = rep->integer;
+    else
+        err = maas_errf(errstr, errstr_size, MAAS_ERR_SERVER_ERROR,
+                        "redis: unexpected reply raising %s", key);
+    freeReplyObject(rep);
+    return err;
+}
+
 maas_err maas_kv_job_message_put(maas_kv *kv, const char *id, const void *bytes, size_t len,
                                  int ttl_s, char *errstr, size_t errstr_size) {
     maas_err err = maas_name_check("job id", id, errstr, errstr_size);
