@@ -35,7 +35,7 @@ ENV = dict(os.environ, MAAS_KAFKA_PORT="27092", MAAS_KAFKA_CONTROLLER_PORT="2709
            MAAS_REDIS_PORT="27379", MAAS_STATE_DIR=os.path.join(ROOT, ".local/bench"))
 BROKERS, REDIS_URL = "127.0.0.1:27092", "redis://127.0.0.1:27379"
 # --redis-cluster: 3 masters + 3 replicas on 27379..27384, their bus at +2000 (29379..29384:
-# the default +1000 would take the quickstart's 28xxx ports)
+# the default +1000 would take the quickstart's 28xxx ports); then 3 masters alone (27379..27381)
 CLUSTER_URL = "redis+cluster://127.0.0.1:27379,127.0.0.1:27380,127.0.0.1:27381"
 
 
@@ -43,13 +43,13 @@ class Store:
     """The Redis (or the Redis Cluster) under test: a client for the benchmark's own reads,
     and a plain connection to each master for its CPU, key count and command statistics."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, replicas=1):
         self.cluster = cluster
         self.url = CLUSTER_URL if cluster else REDIS_URL
         if cluster:
             from redis.cluster import RedisCluster
             self.r = RedisCluster(host="127.0.0.1", port=27379)
-            nodes = [redis.Redis(port=p) for p in range(27379, 27385)]
+            nodes = [redis.Redis(port=p) for p in range(27379, 27382 + 3 * replicas)]
             self.masters = [n for n in nodes if n.info("replication")["role"] == "master"]
             self.replicas = [n for n in nodes if n not in self.masters]
         else:
@@ -115,7 +115,8 @@ def main():
     ap.add_argument("--redis-cluster", action="store_true",
                     help="then the same maas drains (and live peak, and --latency-rate) on a local "
                          "Redis Cluster of 3 masters + 3 replicas: ratios against single Redis, "
-                         "Redis CPU per job on each master")
+                         "Redis CPU per job on each master; then the drains (and live peak) on 3 "
+                         "masters without replicas: what routing alone costs")
     ap.add_argument("--drain-only", action="store_true",
                     help="the drain rounds only (throughput and Redis CPU per job), no live peak or latency")
     ap.add_argument("--rounds", type=int, default=3, help="drain rounds (maas x1, x2, python)")
@@ -128,6 +129,9 @@ def main():
     ap.add_argument("--wait-sweep", default="",
                     help="comma-separated --batch-wait-ms values to measure latency at half of "
                          "peak with (e.g. 0,1,2,5); how the worker's default was picked")
+    ap.add_argument("--worker-arg", action="append", default=[],
+                    help="an argument for every maas worker (repeat: --worker-arg=--batch-max "
+                         "--worker-arg=256)")
     a = ap.parse_args()
     worker_bin = os.path.join(ROOT, a.build, "bin", "maas-worker")
     admin = os.path.join(ROOT, a.build, "bin", "maas-kafka-admin")
@@ -152,7 +156,8 @@ def main():
         def start_worker(prefix, name, *extra):
             log = open(os.path.join(logdir, f"{name}.log"), "w")
             w = subprocess.Popen([worker_bin, "--brokers", BROKERS, "--redis", S.url, "--id", name,
-                                  "--topic-prefix", prefix, *extra], stderr=log, stdout=log, env=ENV)
+                                  "--topic-prefix", prefix, *a.worker_arg, *extra], stderr=log,
+                                 stdout=log, env=ENV)
             procs.append(w)
             return w
 
@@ -396,26 +401,32 @@ def main():
                             for c in cmds))
             print(f"maas x1 / python within each round: {', '.join(f'{x:.1f}x' for x in ratios)}; "
                   f"median {statistics.median(ratios):.1f}x")
-        def cluster_phase():
-            """The maas drains again, on a Redis Cluster (the single Redis stopped first)."""
+        def cluster_phase(replicas=1):
+            """The maas drains again, on a Redis Cluster (the Redis before it stopped first).
+            Without replicas the workers wait for none (redis.wait_replicas=0): what is left
+            against single Redis is the routing - a batch split per master, a connection each."""
             nonlocal S
             sh(os.path.join(ROOT, "deploy/local/redis.sh"), "stop", stderr=subprocess.DEVNULL)
-            ENV.update(MAAS_REDIS_CLUSTER="1", MAAS_REDIS_BUS_OFFSET="2000")
+            ENV.update(MAAS_REDIS_CLUSTER="1", MAAS_REDIS_BUS_OFFSET="2000",
+                       MAAS_REDIS_REPLICAS=str(replicas))
             shutil.rmtree(os.path.join(ENV["MAAS_STATE_DIR"], "redis"), ignore_errors=True)
             sh(os.path.join(ROOT, "deploy/local/redis.sh"), "start", stderr=subprocess.DEVNULL)
-            S = Store(cluster=True)
+            S = Store(cluster=True, replicas=replicas)
+            wx = () if replicas else ("-X", "redis.wait_replicas=0")
+            layout = f"3 masters + {3 * replicas} replicas" if replicas else "3 masters, no replicas"
+            tag = "c" if replicas else "n"
             # a model for the workers: the single Redis's copy is gone with it
             for k, v in model_keys.items():
                 S.r.restore(k, 0, v, replace=True)
             cr = {"maas1": [], "maas2": []}
             for i in range(a.rounds):
-                cr["maas1"].append(drain(f"c1r{i}.", n, lambda i=i: [start_worker(f"c1r{i}.", "c1a")]))
-                cr["maas2"].append(drain(f"c2r{i}.", n, lambda i=i: [start_worker(f"c2r{i}.", "c2a"),
-                                                                   start_worker(f"c2r{i}.", "c2b")]))
-            clive = float("nan") if a.drain_only else live("cv1.", n, lambda: [start_worker("cv1.", "cv1a")])
-            clat = latency("clf.", a.latency_rate, 10, lambda: [start_worker("clf.", "clfa")]) \
-                if a.latency_rate > 0 and not a.drain_only else None
-            print(f"Redis Cluster, 3 masters + 3 replicas (redis-server {redis_version}, the same machine), "
+                cr["maas1"].append(drain(f"{tag}1r{i}.", n, lambda i=i: [start_worker(f"{tag}1r{i}.", f"{tag}1a", *wx)]))
+                cr["maas2"].append(drain(f"{tag}2r{i}.", n, lambda i=i: [start_worker(f"{tag}2r{i}.", f"{tag}2a", *wx),
+                                                                       start_worker(f"{tag}2r{i}.", f"{tag}2b", *wx)]))
+            clive = float("nan") if a.drain_only else live(f"{tag}v1.", n, lambda: [start_worker(f"{tag}v1.", f"{tag}v1a", *wx)])
+            clat = latency(f"{tag}lf.", a.latency_rate, 10, lambda: [start_worker(f"{tag}lf.", f"{tag}lfa", *wx)]) \
+                if a.latency_rate > 0 and not a.drain_only and replicas else None
+            print(f"Redis Cluster, {layout} (redis-server {redis_version}, the same machine), "
                   f"median of {a.rounds} rounds:")
             for k, label in (("maas1", "maas-worker x1"), ("maas2", "maas-worker x2")):
                 v = cr[k]
@@ -434,7 +445,7 @@ def main():
                                             key=lambda c: -statistics.median(x[3].get(c, 0) for x in v))))
             if not a.drain_only:
                 print(f"live peak on the cluster, maas x1: {clive:.0f} jobs/s ({clive / live1:.2f}x of single Redis)")
-                us, _, wus, kus = live_cmd["cv1."]
+                us, _, wus, kus = live_cmd[f"{tag}v1."]
                 print(f"  CPU per job while serving on the cluster: worker {wus:.1f} us, broker {kus:.1f} us, "
                       f"Redis {us:.1f} us over the masters")
             if clat:
@@ -445,6 +456,7 @@ def main():
             print_drains()
             if a.redis_cluster:
                 cluster_phase()
+                cluster_phase(replicas=0)
             return
         # "half of peak" = half of the live peak: the drain peak is measured with the machine
         # to the workers alone, and half of it can be most of what is left to them while a
@@ -486,6 +498,7 @@ def main():
               f"training job; start to ready (before the group join): {ready} ms")
         if a.redis_cluster:
             cluster_phase()
+            cluster_phase(replicas=0)
     finally:
         for w in procs:
             if w.poll() is None:

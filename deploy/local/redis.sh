@@ -3,7 +3,8 @@
 # Debian's redis-server on $MAAS_REDIS_HOST:$MAAS_REDIS_PORT (127.0.0.1 by default) with AOF (appendfsync everysec),
 # data and log under $MAAS_STATE_DIR/redis. Stopped by pid, never by name.
 # MAAS_REDIS_CLUSTER=1: a Redis Cluster instead, 3 masters + 3 replicas on ports
-# $MAAS_REDIS_PORT .. +5 (node N in $MAAS_STATE_DIR/redis/node-PORT, made with
+# $MAAS_REDIS_PORT .. +5 (MAAS_REDIS_REPLICAS=0: 3 masters alone, on .. +2; what the state folder
+# was made with, else 1) (node N in $MAAS_STATE_DIR/redis/node-PORT, made with
 # `redis-cli --cluster create`), cluster-node-timeout $MAAS_REDIS_NODE_TIMEOUT ms (2000), the
 # cluster bus on each port + $MAAS_REDIS_BUS_OFFSET (1000; Redis's default +10000 lands in the
 # kernel's ephemeral range, where a client socket can hold it: seen in CI), the
@@ -20,7 +21,12 @@ logfile="$dir/redis.log"
 
 cluster_ports=()
 if [[ "$MAAS_REDIS_CLUSTER" == 1 ]]; then
-  for ((k = 0; k < 6; k++)); do cluster_ports+=($((MAAS_REDIS_PORT + k))); done
+  [[ -n "${MAAS_REDIS_REPLICAS:-}" ]] || MAAS_REDIS_REPLICAS="$(cat "$dir/replicas" 2>/dev/null || echo 1)"
+  [[ "$MAAS_REDIS_REPLICAS" == 0 || "$MAAS_REDIS_REPLICAS" == 1 ]] ||
+    die "MAAS_REDIS_REPLICAS=$MAAS_REDIS_REPLICAS: 0 or 1 replica per master"
+  n_nodes=$((3 * (1 + MAAS_REDIS_REPLICAS)))
+  for ((k = 0; k < n_nodes; k++)); do cluster_ports+=($((MAAS_REDIS_PORT + k))); done
+  layout="3 masters + $((3 * MAAS_REDIS_REPLICAS)) replicas"
 fi
 
 # redis-cli as the admin user when ACLs are on (the password through REDISCLI_AUTH, not argv);
@@ -128,14 +134,14 @@ cluster_start() {
     rcli_at "$port" ping 2>/dev/null | grep -q PONG || { tail_log "$dir/node-$port/redis.log"; die "redis node $port did not start"; }
   done
   # made once: the nodes keep the cluster in their nodes.conf across restarts
-  if [[ "$(rcli_at "$MAAS_REDIS_PORT" cluster info | grep -c '^cluster_known_nodes:6')" != 1 ]]; then
+  if [[ "$(rcli_at "$MAAS_REDIS_PORT" cluster info | grep -c "^cluster_known_nodes:$n_nodes")" != 1 ]]; then
     local hosts=()
     for port in "${cluster_ports[@]}"; do hosts+=("$MAAS_REDIS_HOST:$port"); done
     if [[ "$MAAS_REDIS_AUTH" == acl ]]; then
       REDISCLI_AUTH="$(secret_file redis-admin.pass)" redis-cli --no-auth-warning --user admin \
-        --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1
+        --cluster create "${hosts[@]}" --cluster-replicas "$MAAS_REDIS_REPLICAS" --cluster-yes > "$dir/create.log" 2>&1
     else
-      redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes > "$dir/create.log" 2>&1
+      redis-cli --cluster create "${hosts[@]}" --cluster-replicas "$MAAS_REDIS_REPLICAS" --cluster-yes > "$dir/create.log" 2>&1
     fi || { tail_log "$dir/create.log"; die "redis-cli --cluster create failed"; }
   fi
   local deadline=$((SECONDS + 60)) all
@@ -153,6 +159,7 @@ cluster_start() {
   done
   ((all)) || die "the redis cluster did not reach cluster_state:ok with its replicas in sync in 60 s"
   echo 1 > "$dir/cluster"
+  echo "$MAAS_REDIS_REPLICAS" > "$dir/replicas"
 }
 
 case "${1:-}" in
@@ -163,7 +170,7 @@ case "${1:-}" in
       acl_setup
       cluster_start
       service_users
-      log "redis cluster ready: 3 masters + 3 replicas on $MAAS_REDIS_HOST:${cluster_ports[0]}..${cluster_ports[5]} ($(maas_redis_url))"
+      log "redis cluster ready: $layout on $MAAS_REDIS_HOST:${cluster_ports[0]}..${cluster_ports[-1]} ($(maas_redis_url))"
       exit 0
     fi
     command -v redis-server >/dev/null || die "redis-server is not installed (deploy/install-deps.sh)"
@@ -207,8 +214,8 @@ case "${1:-}" in
       for port in "${cluster_ports[@]}"; do
         live_pid "$dir/node-$port/redis.pid" redis-server > /dev/null && cluster_ok "$port" && up=$((up + 1))
       done
-      echo "redis cluster: $up of 6 nodes up and ok, $(maas_redis_url)"
-      ((up == 6)) || exit 1
+      echo "redis cluster: $up of $n_nodes nodes up and ok ($layout), $(maas_redis_url)"
+      ((up == n_nodes)) || exit 1
     elif pid="$(live_pid "$pidfile" redis-server)" && ping; then
       echo "redis: running, pid $pid, $MAAS_REDIS_HOST:$MAAS_REDIS_PORT"
     else
