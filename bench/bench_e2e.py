@@ -203,9 +203,14 @@ def main():
             for i in range(n):
                 jid = f"{tag}-{i}"
                 ids.append(jid)
-                p.produce(f"{prefix}jobs.infer", key=jid, value=msgpack.packb({
-                    "v": 1, "id": jid, "type": "infer", "model": "pima",
-                    "created_ms": int(time.time() * 1000), "inputs": [X[i % len(X)]]}))
+                job = msgpack.packb({"v": 1, "id": jid, "type": "infer", "model": "pima",
+                                     "created_ms": int(time.time() * 1000), "inputs": [X[i % len(X)]]})
+                while True:
+                    try:
+                        p.produce(f"{prefix}jobs.infer", key=jid, value=job)
+                        break
+                    except BufferError:  # over the producer's 100 000 queued messages
+                        p.poll(0.05)
                 if rate and i % 50 == 0:
                     p.poll(0)  # serve delivery reports as a paced client would
                     ahead = i / rate - (time.time() - t0)

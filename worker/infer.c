@@ -364,7 +364,7 @@ static void rewind_all(worker *w, const maas_message *msgs, int n) {
 /* Stores, per partition, the offset after the batch's last message there. */
 static void store_offsets(worker *w, const maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
-    const maas_message *one[64] = {0}, **all = n <= 64 ? one : malloc((size_t)n * sizeof(*all));
+    const maas_message *one[256] = {0}, **all = n <= 256 ? one : malloc((size_t)n * sizeof(*all));
     if (!all) { /* not stored now: a later batch's store or a redelivery covers them */
         wlog(w, "warn", NULL, "out of memory storing %d offsets", n);
         return;

@@ -77,7 +77,7 @@ static int configure(worker_config *c, int argc, char **argv) {
     snprintf(c->brokers, sizeof(c->brokers), "127.0.0.1:19092");
     snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:16379");
     snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
-    c->batch_max = 64;
+    c->batch_max = 256;
     c->batch_wait_ms = 2;
     c->memory_mb = 4096;
     c->cache_mb = 512;

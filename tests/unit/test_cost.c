@@ -2,7 +2,8 @@
  * What a job cost (maas/cost.h): operations counted from the shapes (against the parameter
  * count, and written out for the seed model), the cost record's JSON both ways, the energy
  * meter on powercap and /proc/stat files this test writes (package zones only, the counter's
- * wrap, the window, unreadable counters falling back to the model), and the thread CPU clock.
+ * wrap, the window, unreadable counters falling back to the model), the thread CPU clock, and
+ * the printf-free number formatting the cost record is written with (against printf).
  */
 #include "testutil.h"
 
@@ -12,6 +13,7 @@
 #include "maas/clock.h"
 #include "maas/cost.h"
 #include "maas/explain.h"
+#include "maas/strbuf.h"
 
 static maas_model *seed_model(void) {
     maas_layer_spec l[] = {maas_dense(10, MAAS_ACT_RELU), maas_dense(1, MAAS_ACT_SIGMOID)};
@@ -202,6 +204,66 @@ static void test_thread_cpu_clock(void **state) {
     assert_true(maas_thread_cpu_s() >= t1);
 }
 
+/* maas_fmt_g against printf's %.*g and maas_fmt_fixed against %.*f: the same text for
+ * ordinary figures; over random figures of every magnitude, the same number once parsed, or
+ * one unit of the last significant digit away (a tie rounded the other way, or the scaling's
+ * own rounding: 10^k and the product are each within half an ulp, far below a unit). */
+static void test_number_text(void **state) {
+    (void)state;
+    char a[MAAS_NUM_MAX], b[64];
+    static const double same[] = {0.25,   1.5,   0.375,  6,       3.1e-05, 0.003,
+                                  123456, 1e-05, 0.0001, 100000,  1e6,     2.5e-07,
+                                  0.1,    99.5,  1234.5, 7.25e12, 0.5,     31.0};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        for (int sig = 4; sig <= 6; sig++) {
+            int n = maas_fmt_g(a, same[i], sig);
+            snprintf(b, sizeof(b), "%.*g", sig, same[i]);
+            assert_int_equal(n, (int)strlen(a));
+            assert_string_equal(a, b);
+        }
+    }
+    maas_fmt_fixed(a, 123456789012.0, 0);
+    assert_string_equal(a, "123456789012");
+    maas_fmt_fixed(a, 1.5, 3);
+    assert_string_equal(a, "1.5");
+    maas_fmt_fixed(a, 0.0004, 3);
+    assert_string_equal(a, "0");
+    maas_fmt_fixed(a, -0.0004, 3);
+    assert_string_equal(a, "0");
+    maas_fmt_fixed(a, 2.0625, 3); /* a tie: either neighbour */
+    assert_true(!strcmp(a, "2.062") || !strcmp(a, "2.063"));
+    maas_fmt_g(a, NAN, 6);
+    assert_string_equal(a, "0");
+    maas_fmt_g(a, -INFINITY, 6);
+    assert_string_equal(a, "0");
+    maas_fmt_g(a, 0.0, 6);
+    assert_string_equal(a, "0");
+    maas_fmt_g(a, 1e-300, 6); /* far out: printf's own */
+    assert_string_equal(a, "1e-300");
+    uint64_t x = 88172645463325252ULL;
+    int exact = 0, total = 0;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double mant = 1.0 + (double)(x >> 11) / 9007199254740992.0; /* [1, 2) */
+        int e10 = (int)(x % 41) - 20, sig = 1 + (int)((x >> 8) % 15);
+        double v = mant * pow(10.0, e10) * ((x >> 20) & 1 ? -1 : 1);
+        int n = maas_fmt_g(a, v, sig);
+        assert_true(n > 0 && n < MAAS_NUM_MAX && n == (int)strlen(a));
+        snprintf(b, sizeof(b), "%.*g", sig, v);
+        double ours = strtod(a, NULL), ref = strtod(b, NULL);
+        double unit = pow(10.0, floor(log10(fabs(ref))) - sig + 1);
+        total++;
+        if (!strcmp(a, b)) {
+            exact++;
+            continue;
+        }
+        if (fabs(ours - ref) > unit * 1.05) /* and the parsing's own half ulps */
+            fail_msg("%.17g with %d digits: %s, printf %s", v, sig, a, b);
+    }
+    /* ties are rare: nearly every one is printf's text exactly */
+    assert_true(exact >= total - total / 100);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_model_counts),
@@ -209,6 +271,7 @@ int main(void) {
         cmocka_unit_test(test_json_both_ways),
         cmocka_unit_test(test_energy_meter),
         cmocka_unit_test(test_thread_cpu_clock),
+        cmocka_unit_test(test_number_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
