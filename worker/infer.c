@@ -636,6 +636,7 @@ void infer_take_assignments(worker *w, const maas_message *batch, int n) {
         } else {
             c->started_to = mark;
         }
+        c->raised_ms = 0; /* renewed by the first batch: the stored mark's TTL is unknown */
         c->to = mark < r.to ? mark : r.to;
         c->counted_to = r.from;
         if (c->to > r.from)
@@ -646,13 +647,16 @@ void infer_take_assignments(worker *w, const maas_message *batch, int n) {
 
 /* Raises the start mark of each partition of msgs past its last message there, where it is
  * not past it yet, before any of them is started (one round trip per INFER_MARK_STEP
- * messages of a partition). */
+ * messages of a partition); and where this worker has not raised it for a day (or since it
+ * was given the partition), so that the mark's TTL never runs out under a quiet partition. */
 static maas_err raise_start_marks(worker *w, const maas_message *msgs, int n) {
     char e[MAAS_ERRSTR_SIZE];
+    int64_t now = maas_wall_ms();
     for (int i = 0; i < n; i++) {
         careful_range *c = careful_entry(w, msgs[i].topic, msgs[i].partition);
         if (!c) return MAAS_ERR_OUT_OF_MEMORY; /* rewound, retried */
-        if (msgs[i].offset < c->started_to) continue;
+        if (msgs[i].offset < c->started_to && c->raised_ms && now - c->raised_ms < 86400000)
+            continue;
         int64_t last = msgs[i].offset;
         for (int j = i + 1; j < n; j++)
             if (msgs[j].partition == msgs[i].partition && msgs[j].offset > last &&
@@ -667,6 +671,7 @@ static maas_err raise_start_marks(worker *w, const maas_message *msgs, int n) {
             return err;
         }
         c->started_to = to;
+        c->raised_ms = now;
     }
     return MAAS_OK;
 }

@@ -164,6 +164,8 @@ typedef struct careful_range {
     int64_t counted_to; /* offsets below it were counted by this process already */
     int64_t started_to; /* the partition's start mark as raised by this worker: a message at
                          * or past it is not started before the mark is raised past it */
+    int64_t raised_ms;  /* when this worker last raised it (0: not since it was given the
+                         * partition): raised again after a day, which renews its TTL */
 } careful_range;
 
 /* How far past a batch's last message a start mark is raised: one Redis round trip per
