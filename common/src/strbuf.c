@@ -57,6 +57,14 @@ static int put_u64(char *p, uint64_t u) {
     return n;
 }
 
+int maas_fmt_i64(char *out, long long v) {
+    int n = 0;
+    if (v < 0) out[n++] = '-';
+    n += put_u64(out + n, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    out[n] = '\0';
+    return n;
+}
+
 int maas_fmt_g(char *out, double v, int sig) {
     char *p = out;
     if (!isfinite(v) || v == 0) {

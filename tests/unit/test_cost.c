@@ -222,6 +222,12 @@ static void test_number_text(void **state) {
             assert_string_equal(a, b);
         }
     }
+    static const long long ints[] = {0, 7, -5, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        snprintf(b, sizeof(b), "%lld", ints[i]);
+        assert_int_equal(maas_fmt_i64(a, ints[i]), (int)strlen(b));
+        assert_string_equal(a, b);
+    }
     maas_fmt_fixed(a, 123456789012.0, 0);
     assert_string_equal(a, "123456789012");
     maas_fmt_fixed(a, 1.5, 3);

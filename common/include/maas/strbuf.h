@@ -28,6 +28,8 @@ void maas_strbuf_printf(maas_strbuf *b, const char *fmt, ...) __attribute__((for
  *   %.3f's "1.500"); |v| of 1e15 and over (or non-finite) as maas_fmt_g with 15 digits. */
 #define MAAS_NUM_MAX 32
 int maas_fmt_g(char *out, double v, int sig);
+/* v in decimal (at most 20 characters and the NUL: 24 bytes do). */
+int maas_fmt_i64(char *out, long long v);
 int maas_fmt_fixed(char *out, double v, int decimals);
 
 #endif

@@ -112,20 +112,10 @@ static inline void arg(argv_buf *a, const void *p, size_t len) {
 static inline void arg_s(argv_buf *a, const char *s) {
     arg(a, s ? s : "", s ? strlen(s) : 0);
 }
-/* v in decimal into b (24 bytes), not NUL-terminated; returns its length. By hand: several
- * per job record, and snprintf showed in the worker's profile. */
+/* v in decimal into b (24 bytes, NUL-terminated); returns its length. By hand
+ * (maas_fmt_i64): several per job record, and snprintf showed in the worker's profile. */
 static inline size_t kv_fmt_i64(char *b, long long v) {
-    char tmp[24];
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t len = 0;
-    if (v < 0) b[len++] = '-';
-    while (n) b[len++] = tmp[--n];
-    return len;
+    return (size_t)maas_fmt_i64(b, v);
 }
 static inline void arg_i(argv_buf *a, long long v) {
     MAAS_CHECK(a->n_num < (int)MAAS_ARRAY_LEN(a->num));
