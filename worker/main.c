@@ -54,7 +54,8 @@ static const char usage[] =
     "  --check-config          check the settings, print them (secrets masked), exit: 0 if\n"
     "                          the worker would start with them (nothing is connected)\n"
     "  -X key=value            a setting: kafka.* goes to librdkafka, redis.* to Redis\n"
-    "  --batch-max N           inference: up to N jobs per forward pass (default 64)\n"
+    "  --batch-max N           inference: up to N jobs per batch (default 0: 256 per Redis\n"
+    "                          master, 256 on one Redis, 768 on 3 masters; at most 4096)\n"
     "  --batch-wait-ms T       ... gathered for at most T ms after the first (default 2)\n"
     "  --memory-mb N           memory budget: model cache + inference buffers (a quarter) +\n"
     "                          one work job (the rest); jobs over it fail (default 4096)\n"
@@ -77,7 +78,7 @@ static int configure(worker_config *c, int argc, char **argv) {
     snprintf(c->brokers, sizeof(c->brokers), "127.0.0.1:19092");
     snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:16379");
     snprintf(c->topic_prefix, sizeof(c->topic_prefix), "%s", MAAS_TOPIC_PREFIX_DEFAULT);
-    c->batch_max = 256;
+    c->batch_max = 0; /* 256 per Redis master, once connected */
     c->batch_wait_ms = 2;
     c->memory_mb = 4096;
     c->cache_mb = 512;
@@ -94,7 +95,7 @@ static int configure(worker_config *c, int argc, char **argv) {
         MAAS_OPTION_CLUSTER(c->brokers, c->redis_url, c->topic_prefix),
         {"id", "MAAS_WORKER_ID", MAAS_OPTION_STRING, c->id, sizeof(c->id), 0, 0},
         {"http", "MAAS_WORKER_HTTP", MAAS_OPTION_STRING, c->http, sizeof(c->http), 0, 0},
-        {"batch-max", NULL, MAAS_OPTION_INT, &c->batch_max, 0, 1, 4096},
+        {"batch-max", NULL, MAAS_OPTION_INT, &c->batch_max, 0, 0, 4096},
         {"batch-wait-ms", NULL, MAAS_OPTION_INT, &c->batch_wait_ms, 0, 0, 1000},
         {"memory-mb", "MAAS_WORKER_MEMORY_MB", MAAS_OPTION_LONG, &c->memory_mb, 0, 128, 1 << 24},
         {"cache-mb", NULL, MAAS_OPTION_LONG, &c->cache_mb, 0, 16, 1 << 23},
@@ -271,6 +272,19 @@ int main(int argc, char **argv) {
     if (!connected) {
         wlog(&w, "error", NULL, "%s", e);
         return 1;
+    }
+    if (!w.cfg.batch_max) {
+        /* A batch's results are one script call per Redis master, and a call's own cost
+         * (Redis: ~100 us) is shared by its jobs: 256 per master keeps a cluster's calls as
+         * big as one Redis's (README, "Redis per job, and its floor") */
+        int masters = 1;
+        if (maas_kv_masters(w.kv, &masters, e, sizeof(e)))
+            wlog(&w, "warn", NULL, "%s (inference batches sized for one master)", e);
+        w.cfg.batch_max = masters > 16 ? 4096 : 256 * masters;
+        wlog(&w, "info", NULL,
+             "inference batches of up to %d jobs (%d Redis master%s: 256 each, at most 4096; "
+             "--batch-max)",
+             w.cfg.batch_max, masters, masters == 1 ? "" : "s");
     }
     /* aliases resolved per job without a round trip each: Redis says when one moves */
     if (maas_kv_cache_versions(w.kv, e, sizeof(e))) wlog(&w, "warn", NULL, "%s", e);

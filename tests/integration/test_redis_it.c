@@ -6,7 +6,8 @@
  * :done list only for jobs that ask (checked on the raw keys, with hiredis, as a
  * client in another language would see them); resolves cached until Redis says
  * the alias moved (client-side caching), whoever moved it; a tenant's read-only user;
- * on a cluster, a batch whose job's slot moved away (that job alone retried).
+ * on a cluster, a batch whose job's slot moved away (that job alone retried), and the
+ * adapter's slot of a key as the cluster's CLUSTER KEYSLOT says.
  */
 #include "../unit/testutil.h"
 
@@ -20,6 +21,8 @@
 #include "maas/kv.h"
 
 #include <hiredis/hiredis.h>
+
+#include "kv/internal.h" /* kv_keyslot */
 
 static char err[MAAS_ERRSTR_SIZE];
 static char prefix[64];
@@ -581,6 +584,32 @@ static void test_batch_slot_moved(void **state) {
 /* SCRIPT FLUSH (or a restart the handle did not see): every script runs by EVALSHA, so a
  * command finds NOSCRIPT, loads them all again and runs; a pipelined batch sent into it
  * reads as retriable and the next batch goes through. */
+/* The adapter routes by its own slot of each key: Redis's own answer for random keys (printable
+ * bytes, braces frequent: tags empty, unclosed, nested), and for the keys maas makes. */
+static void test_keyslot_matches_cluster(void **state) {
+    (void)state;
+    const char *url = getenv("MAAS_REDIS_URL");
+    if (!url || strncmp(url, "redis+cluster://", 16)) skip();
+    redisContext *c = raw_connect();
+    srand(11);
+    for (int i = 0; i < 3000; i++) {
+        char k[40];
+        int n = i < 2 ? 0 : 1 + rand() % (int)sizeof(k);
+        for (int j = 0; j < n; j++) {
+            int r = rand() % 6;
+            k[j] = r == 0 ? '{' : r == 1 ? '}' : (char)(33 + rand() % 94);
+        }
+        if (i == 1) n = snprintf(k, sizeof(k), "%sjob:{j-%d}:done", "maas:t:acme:", i);
+        redisReply *r = redisCommand(c, "CLUSTER KEYSLOT %b", k, (size_t)n);
+        if (!r || r->type != REDIS_REPLY_INTEGER) fail_msg("CLUSTER KEYSLOT: no integer reply");
+        if ((long long)kv_keyslot(k, (size_t)n) != r->integer)
+            fail_msg("key '%.*s': slot %u, Redis says %lld", n, k, kv_keyslot(k, (size_t)n),
+                     r->integer);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+}
+
 static void test_scripts_flushed(void **state) {
     (void)state;
     const char *flush[] = {"SCRIPT", "FLUSH"};
@@ -985,6 +1014,7 @@ int main(void) {
         cmocka_unit_test(test_server_errors_are_permanent),
         cmocka_unit_test(test_scripts_flushed),
         cmocka_unit_test(test_batch_slot_moved),
+        cmocka_unit_test(test_keyslot_matches_cluster),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_atomic_under_concurrency),

@@ -61,6 +61,11 @@ const char *maas_kv_tenant(const maas_kv *kv);
 
 maas_err maas_kv_ping(maas_kv *kv, char *errstr, size_t errstr_size);
 
+/* How many masters the keys are spread over: 1 on one Redis; on a cluster, the masters of
+ * the slot map (read now). A batch of jobs is one script call per master: a worker sizes its
+ * batches by it. */
+maas_err maas_kv_masters(maas_kv *kv, int *n, char *errstr, size_t errstr_size);
+
 /* ---- job records (maas/job_state.h) ---- */
 
 /*

@@ -125,6 +125,21 @@ static inline void arg_i(argv_buf *a, long long v) {
 
 #define KEY(buf, kv, fmt, ...) snprintf(buf, sizeof(buf), "%s" fmt, (kv)->prefix, __VA_ARGS__)
 
+/* A job's record key, KEY(buf, kv, "job:{%s}", id) without printf (a worker writes one per
+ * job): its length; truncated as snprintf would (ids are checked names: they fit). */
+static inline size_t kv_job_key(char *buf, size_t size, const maas_kv *kv, const char *id) {
+    size_t at = 0;
+    const char *parts[] = {kv->prefix, "job:{", id, "}"};
+    for (int i = 0; i < 4; i++) {
+        size_t n = strlen(parts[i]);
+        if (n > size - 1 - at) n = size - 1 - at;
+        memcpy(buf + at, parts[i], n);
+        at += n;
+    }
+    buf[at] = '\0';
+    return at;
+}
+
 /* The first size-1 bytes of a string reply, NUL-terminated. */
 static inline void kv_copy_field(char *dst, size_t size, const redisReply *v) {
     size_t n = v->len < size - 1 ? v->len : size - 1;
@@ -171,6 +186,10 @@ maas_err kv_server_err(const char *msg);
  * settings. */
 maas_err kv_connect_ctx(const maas_kv *kv, const kv_node *n, redisContext **out, char *errstr,
                         size_t errstr_size);
+
+/* A key's Redis Cluster slot (0..KV_SLOTS-1): the CRC16 of its hash tag (the text between its
+ * first '{' and the next '}', when not empty), else of the whole key. */
+unsigned kv_keyslot(const char *key, size_t len);
 
 /* The node that serves key (cluster: the master of its slot, the map read if need be), or
  * -1 with errstr and kv->last_err. */

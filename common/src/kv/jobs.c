@@ -88,7 +88,8 @@ typedef struct transition_call {
     int n, cap, argc, jobs, declared;
     const char **v;
     size_t *len;
-    char (*key)[256];
+    char (*key)[256]; /* each job's record key, made by the caller (transition_key) */
+    size_t *key_len;
     char (*num)[6][24];
     char (*cost)[256]; /* each job's cost JSON */
     maas_strbuf *text; /* each job's whole record (the hot path) or its result's base64 */
@@ -104,13 +105,15 @@ static maas_err transition_init(maas_kv *kv, transition_call *t, int cap, char *
     t->v = malloc(argc * sizeof(*t->v));
     t->len = malloc(argc * sizeof(*t->len));
     t->key = malloc((size_t)cap * sizeof(*t->key));
+    t->key_len = malloc((size_t)cap * sizeof(*t->key_len));
     t->num = malloc((size_t)cap * sizeof(*t->num));
     t->cost = malloc((size_t)cap * sizeof(*t->cost));
     t->text = calloc((size_t)cap, sizeof(*t->text));
-    if (!t->v || !t->len || !t->key || !t->num || !t->cost || !t->text) {
+    if (!t->v || !t->len || !t->key || !t->key_len || !t->num || !t->cost || !t->text) {
         free(t->v);
         free(t->len);
         free(t->key);
+        free(t->key_len);
         free(t->num);
         free(t->cost);
         free(t->text);
@@ -130,6 +133,7 @@ static void transition_free(transition_call *t) {
     free(t->v);
     free(t->len);
     free(t->key);
+    free(t->key_len);
     free(t->num);
     free(t->cost);
     for (int i = 0; t->text && i < t->n_text; i++) free(t->text[i].p);
@@ -148,14 +152,21 @@ static void transition_begin(transition_call *t, int n, int declared) {
     t->v[2] = t->nkeys;
 }
 
-/* Adds job id's update u as the next of the call's jobs; OUT_OF_MEMORY when its record or
- * result could not be laid out (the call must not go then). */
-static maas_err transition_add(maas_kv *kv, transition_call *t, const char *id,
-                               const maas_job_update *u, int64_t now) {
+/* Makes job i's record key (t->key[i]), for routing it and then adding it. */
+static void transition_key(const maas_kv *kv, transition_call *t, int i, const char *id) {
+    MAAS_CHECK(i >= 0 && i < t->cap);
+    t->key_len[i] = kv_job_key(t->key[i], sizeof(t->key[i]), kv, id);
+}
+
+/* Adds job id's update u as the next of the call's jobs, with its record key t->key[ki]
+ * (transition_key); OUT_OF_MEMORY when its record or result could not be laid out (the call
+ * must not go then). */
+static maas_err transition_add(transition_call *t, const char *id, int ki, const maas_job_update *u,
+                               int64_t now) {
     int j = t->n++;
     MAAS_CHECK(j < t->jobs);
-    KEY(t->key[j], kv, "job:{%s}", id); /* its :done and :events: the script appends those */
-    const char *key = t->key[j];
+    /* its :done and :events: the script appends those */
+    const char *key = t->key[ki];
     /* the hot path's record whole (its result and cost in it), else the result's base64 */
     MAAS_CHECK(t->n_text < t->cap);
     maas_strbuf *text = &t->text[t->n_text++];
@@ -177,7 +188,7 @@ static maas_err transition_add(maas_kv *kv, transition_call *t, const char *id,
     S(hot ? "h" : "g");
     int k = t->declared ? 3 + j : at++;
     v[k] = key;
-    len[k] = strlen(key);
+    len[k] = t->key_len[ki];
     char(*num)[24] = t->num[j];
     /* lua/job_transition.lua names them, in this order */
     if (hot) {
@@ -263,7 +274,8 @@ maas_err maas_kv_job_transition(maas_kv *kv, const char *id, const maas_job_upda
     transition_call t;
     if ((err = transition_init(kv, &t, 1, errstr, errstr_size))) return err;
     transition_begin(&t, 1, 1);
-    if (transition_add(kv, &t, id, u, maas_wall_ms())) {
+    transition_key(kv, &t, 0, id);
+    if (transition_add(&t, id, 0, u, maas_wall_ms())) {
         transition_free(&t);
         return maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
     }
@@ -393,9 +405,8 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
      * script call per node with that node's jobs (one node, unless a cluster), each node's
      * output buffer written at once. */
     for (int i = 0; i < n && !err; i++) {
-        char key[256];
-        KEY(key, kv, "job:{%s}", ids[i]);
-        int k = kv_route(kv, key, strlen(key), errstr, errstr_size);
+        transition_key(kv, &t, i, ids[i]);
+        int k = kv_route(kv, t.key[i], t.key_len[i], errstr, errstr_size);
         if (k < 0) {
             err = kv->last_err;
             break;
@@ -409,7 +420,7 @@ maas_err maas_kv_job_transition_send(maas_kv *kv, int n, const char *const *ids,
         if (!touched[k]) continue;
         transition_begin(&t, count[k], !kv->cluster);
         for (int i = 0; i < n && !err; i++)
-            if (node_of[i] == k && transition_add(kv, &t, ids[i], &updates[i], now))
+            if (node_of[i] == k && transition_add(&t, ids[i], i, &updates[i], now))
                 err = maas_errf(errstr, errstr_size, MAAS_ERR_OUT_OF_MEMORY, "out of memory");
         redisContext *c = kv->nodes[k].ctx;
         if (!err && redisAppendCommandArgv(c, t.argc, t.v, t.len) != REDIS_OK)
