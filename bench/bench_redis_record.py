@@ -20,7 +20,15 @@ commandstats), medians over --rounds rounds (the variants alternate within a rou
   evalsha0   EVALSHA of a script that only returns 1, with the hot path's arguments: what
              calling a script costs before it does anything
 
-usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R]
+--batch N sets the pipeline (and the batch call) to N jobs instead of 64: a call's own cost is
+shared by its jobs (a worker's batch is one call per Redis master, so on 3 masters each call
+has a third of the batch). --cluster runs the private Redis as a one-node Redis Cluster holding
+every slot, and sends what the adapter sends to a cluster: the batch's keys undeclared (each
+after its form), events with SPUBLISH: what cluster mode itself costs Redis per job, apart from
+several processes sharing the cores.
+
+usage: /usr/bin/python3 bench/bench_redis_record.py [--records N] [--rounds R] [--batch N]
+       [--cluster]
 """
 import argparse
 import os
@@ -47,13 +55,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=40000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64, help="jobs per pipeline and per batch call")
+    ap.add_argument("--cluster", action="store_true",
+                    help="a one-node Redis Cluster (every slot), sent to as the adapter does")
     a = ap.parse_args()
+    B = a.batch
+    pub = "SPUBLISH" if a.cluster else "PUBLISH"
     state = os.path.join(ROOT, ".local/bench-record")
     shutil.rmtree(state, ignore_errors=True)
     os.makedirs(state)
     srv = subprocess.Popen(["redis-server", "--port", str(PORT), "--bind", "127.0.0.1",
                             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                            "--hash-max-listpack-value", "256", "--dir", state],
+                            "--hash-max-listpack-value", "256", "--dir", state,
+                            *(["--cluster-enabled", "yes", "--cluster-config-file",
+                               os.path.join(state, "nodes.conf")] if a.cluster else [])],
                            stdout=subprocess.DEVNULL)
     try:
         r = redis.Redis(port=PORT)
@@ -63,8 +78,15 @@ def main():
                 break
             except redis.exceptions.ConnectionError:
                 time.sleep(0.05)
+        if a.cluster:  # one node with every slot
+            r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            for _ in range(100):
+                if b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO"):
+                    break
+                time.sleep(0.05)
         with open(os.path.join(ROOT, "common/src/kv/lua/job_transition.lua")) as f:
-            script = r.script_load(f.read())
+            text = f.read()  # on a cluster the adapter loads it with SPUBLISH (cmake/embed_lua.cmake)
+            script = r.script_load(text.replace("'PUBLISH'", "'SPUBLISH'") if a.cluster else text)
         ret1 = r.script_load("return 1")
         version = r.info("server")["redis_version"]
 
@@ -92,28 +114,33 @@ def main():
             time.sleep(0.2)
             now = int(time.time() * 1000)
             c0 = cpu()
-            for b in range(0, a.records, 64):
+            for b in range(0, a.records, B):
                 p = r.pipeline(transaction=False)
                 if kind == "batch":
-                    ids = [f"{tag}-{j}" for j in range(b, min(b + 64, a.records))]
+                    ids = [f"{tag}-{j}" for j in range(b, min(b + B, a.records))]
                     keys = [f"maas:job:{{{jid}}}" for jid in ids]
-                    p.evalsha(script, len(keys), *keys,
-                              *[x for jid in ids for x in script_args(jid, now)])
+                    if a.cluster:  # undeclared: each job's key after its form
+                        p.evalsha(script, 0, *[x for jid, k in zip(ids, keys)
+                                               for x in [script_args(jid, now)[0], k,
+                                                         *script_args(jid, now)[1:]]])
+                    else:
+                        p.evalsha(script, len(keys), *keys,
+                                  *[x for jid in ids for x in script_args(jid, now)])
                     p.execute()
                     continue
-                for j in range(b, min(b + 64, a.records)):
+                for j in range(b, min(b + B, a.records)):
                     jid = f"{tag}-{j}"
                     k = f"maas:job:{{{jid}}}"
                     if kind in ("script", "evalsha0"):
                         p.evalsha(script if kind == "script" else ret1, 1, k, *script_args(jid, now))
                     elif kind == "set+pub":
                         p.set(k, record(jid, now), nx=True, ex=604800)
-                        p.publish(k + ":events", "succeeded")
+                        p.execute_command(pub, k + ":events", "succeeded")
                     else:
                         p.hset(k, mapping=fields(jid, now))
                         p.expire(k, 604800)
                         if kind == "hset+pub":
-                            p.publish(k + ":events", "succeeded")
+                            p.execute_command(pub, k + ":events", "succeeded")
                 p.execute()
             us = (cpu() - c0) / a.records * 1e6
             if kind in ("batch", "script", "set+pub"):
@@ -131,8 +158,9 @@ def main():
         for i in range(a.rounds):
             for k in kinds:
                 got[k].append(run(k, f"{k}{i}"))
-        print(f"Redis CPU per one-row inference record, pipelines of 64, {a.records} records, "
-              f"median of {a.rounds} rounds (redis-server {version}, AOF everysec)")
+        print(f"Redis CPU per one-row inference record, pipelines of {B}, {a.records} records, "
+              f"median of {a.rounds} rounds (redis-server {version}, AOF everysec"
+              f"{', a one-node cluster' if a.cluster else ''})")
         for k in kinds:
             us = statistics.median(x[0] for x in got[k])
             names = sorted({c for x in got[k] for c in x[1]})
