@@ -473,7 +473,10 @@ maas_err infer_settle(worker *w) {
 static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, maas_err *failed) {
     char e[MAAS_ERRSTR_SIZE];
     *failed = MAAS_OK;
-    infer_item *items = calloc((size_t)n, sizeof(*items));
+    /* not zeroed: each item is filled as its message is decoded (an item is ~11 KB of job,
+     * which the decoder zeroes itself; zeroing it here too cost ~0.2 us a job) */
+    infer_item *items = malloc((size_t)n * sizeof(*items));
+    int decoded = 0; /* items[0..decoded) hold a decoded job (released at the end) */
     outbox o;
     if (!items || outbox_init(&o, n)) { /* nothing stored: rewound, redelivered */
         free(items);
@@ -486,7 +489,9 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
     for (int i = 0; i < n && !err; i++) {
         infer_item *it = &items[i];
         it->msg = &msgs[i];
+        it->state = 0;
         maas_err de = maas_job_decode(msgs[i].value, msgs[i].value_len, &it->job, e, sizeof(e));
+        decoded = i + 1; /* decoded or not, the job is initialized (maas/job.h) */
         /* queue time for a job sent without created_ms: from its Kafka timestamp */
         if (!it->job.created_ms) it->job.created_ms = msgs[i].timestamp_ms;
         it->started_ms = now;
@@ -573,7 +578,7 @@ static int run_batch(worker *w, maas_message *msgs, int n, const int *counts, ma
     } else {
         store_offsets(w, msgs, n);
     }
-    for (int i = 0; i < n; i++) maas_job_release(&items[i].job);
+    for (int i = 0; i < decoded; i++) maas_job_release(&items[i].job);
     outbox_free(&o);
     free(items);
     return kept;
