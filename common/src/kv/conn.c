@@ -258,7 +258,6 @@ maas_err kv_node_ready(maas_kv *kv, int i, char *errstr, size_t errstr_size) {
 
 /* ---- the cluster's slot map ---- */
 
-/* CRC16-XMODEM (poly 0x1021, init 0), as Redis Cluster hashes keys. */
 /* CRC-16/XMODEM (polynomial 0x1021, initial 0), Redis Cluster's key hash, four bits at a step:
  * entry i is the CRC of the nibble i (i << 12 shifted through four steps of the polynomial),
  * so a 30-byte hash tag is 60 lookups, not 240 bit steps (a worker routes every job). */
@@ -573,7 +572,6 @@ maas_err kv_nodes(maas_kv *kv, int masters_only, int *out, int *n, char *errstr,
 
 maas_err maas_kv_masters(maas_kv *kv, int *n, char *errstr, size_t errstr_size) {
     int idx[KV_NODES_MAX];
-    *n = 1;
     maas_err err = kv_nodes(kv, 1, idx, n, errstr, errstr_size);
     if (err || *n < 1) *n = 1; /* at least one: what a caller sizes by */
     return err;
